@@ -1,0 +1,87 @@
+"""Entry point of ``ecaug``: builds the Typer app from the command modules.
+
+Command modules import heavy libraries (torch, feast) inside their functions, so ``ecaug --help``
+stays fast. Expected user mistakes (``EcaugError``) print one line and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import typer
+from rich.console import Console
+
+from ecaug_feast.errors import EcaugError
+
+# Modules exposing ``register(app: typer.Typer) -> None``. Order = order in --help.
+COMMAND_MODULES = [
+    "ecaug_feast.cli.data_cmds",  # ingest, apply, materialize, redis
+    "ecaug_feast.cli.synth_cmds",  # augment, runs
+    "recommender.cli",  # train, finetune, experiment, serve
+    "ecaug_feast.cli.demo_cmd",  # demo
+]
+
+app = typer.Typer(
+    name="ecaug",
+    help="ecaug-feast: expand sparse e-commerce training data (GAN + labeler + gates), "
+    "land it in Feast, train and serve a TorchRec two-tower.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+err_console = Console(stderr=True)
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    # Feast and friends are chatty at INFO; keep our own logs readable.
+    for noisy in ("feast", "urllib3", "matplotlib", "numexpr", "torchrec", "fsspec"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _register_all() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # a command group not built yet
+            if exc.name == name:
+                continue
+            raise
+        mod.register(app)
+
+
+_register_all()
+
+
+def main() -> None:
+    """Console-script entry: run the app, turning user errors into one-line messages."""
+    try:
+        app(standalone_mode=False)
+    except EcaugError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("aborted")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Two-tower recommender: TorchRec model, training, evaluation, serving."""
