@@ -19,7 +19,8 @@ from ecaug_feast.errors import EcaugError
 COMMAND_MODULES = [
     "ecaug_feast.cli.data_cmds",  # ingest, apply, materialize, redis
     "ecaug_feast.cli.synth_cmds",  # augment, runs
-    "recommender.cli",  # train, finetune, experiment, serve
+    "recommender.cli",  # train, finetune, experiment
+    "recommender.serving.cli",  # serve
     "ecaug_feast.cli.demo_cmd",  # demo
 ]
 
