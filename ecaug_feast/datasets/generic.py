@@ -1,0 +1,299 @@
+"""A shop's own data: an interactions table (CSV or parquet) + optional user and item tables.
+
+The column mapping comes from a YAML file or ``--map user=COL,item=COL,timestamp=COL,...``::
+
+    name: myshop                  # dataset name (default: "custom")
+    interactions: events.csv      # paths relative to the YAML file (CLI flags override them)
+    items: products.parquet       # optional; keyed by the same column name as `item`
+    users: customers.csv          # optional; keyed by the same column name as `user`
+    columns:
+      user: customer_id           # required
+      item: sku                   # required
+      timestamp: ts               # required: ISO-8601 text, or numbers (unit: timestamp_unit)
+      label: purchased            # optional: rows with label <= 0 are dropped (not interactions)
+      weight: quantity            # optional: positive numbers, default 1.0
+    item_attributes: [brand, category]   # optional; default = every other column of `items`
+    user_attributes: [age_band]          # optional; default = every other column of `users`
+    timestamp_unit: s             # for numeric timestamps: s | ms | us | ns (default s)
+    csv_sep: ","                  # optional
+    split: temporal               # temporal (default) | leave_last_out
+
+Raw ids of any type are re-indexed to 1..N. Every (attribute column, value) pair becomes one
+attribute id; a text cell with ``|`` separators holds several values (``"lipstick|matte"``).
+Without an item table every item gets the single attribute id 1 ("no attribute data").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from ecaug_feast.datasets.base import Dataset, SplitKind, reindex, sort_interactions, validate_dataset
+from ecaug_feast.errors import DataValidationError, EcaugError
+
+MAPPING_KEYS = {"user", "item", "timestamp", "label", "weight"}
+TOP_KEYS = {
+    "name", "interactions", "items", "users", "columns", "item_attributes", "user_attributes",
+    "timestamp_unit", "csv_sep", "split",
+}
+
+
+def parse_map_flag(spec: str) -> dict[str, str]:
+    """``user=a,item=b,timestamp=c`` -> dict; raises ``EcaugError`` on a malformed spec."""
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        key, sep, col = part.partition("=")
+        if not sep or not col.strip():
+            raise EcaugError(f"--map: expected KEY=COLUMN, got {part!r}")
+        key = key.strip()
+        if key not in MAPPING_KEYS:
+            raise EcaugError(f"--map: unknown key {key!r} (use {', '.join(sorted(MAPPING_KEYS))})")
+        out[key] = col.strip()
+    return out
+
+
+def read_mapping(path: str | Path) -> dict[str, Any]:
+    """Read and check a mapping YAML; relative table paths are resolved against its folder."""
+    path = Path(path)
+    if not path.exists():
+        raise DataValidationError(path, None, "mapping file not found")
+    try:
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise DataValidationError(path, None, f"not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(cfg, dict):
+        raise DataValidationError(path, None, "expected a mapping at the top level")
+    unknown = set(cfg) - TOP_KEYS
+    if unknown:
+        raise DataValidationError(path, sorted(unknown)[0], "unknown key in mapping file")
+    cols = cfg.get("columns") or {}
+    if not isinstance(cols, dict) or set(cols) - MAPPING_KEYS:
+        raise DataValidationError(path, "columns", f"expected keys among {sorted(MAPPING_KEYS)}")
+    for key in ("interactions", "items", "users"):
+        if cfg.get(key):
+            p = Path(cfg[key])
+            cfg[key] = str(p if p.is_absolute() else path.parent / p)
+    cfg["_mapping_file"] = str(path)
+    return cfg
+
+
+def _read_table(path: str | Path, sep: str | None) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise DataValidationError(path, None, "file not found")
+    suffix = "".join(path.suffixes).lower()
+    try:
+        if suffix.endswith(".parquet") or suffix.endswith(".pq"):
+            df = pd.read_parquet(path)
+        elif suffix.endswith((".csv", ".csv.gz", ".tsv", ".txt")):
+            df = pd.read_csv(path, sep=sep or ("\t" if ".tsv" in suffix else ","), low_memory=False)
+        else:
+            raise DataValidationError(path, None, "unsupported file type (use .csv, .tsv or .parquet)")
+    except DataValidationError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise DataValidationError(path, None, "no rows (empty data)") from None
+    except Exception as exc:  # parser errors of many kinds: report as bad input
+        raise DataValidationError(path, None, f"cannot read table: {str(exc).splitlines()[0]}") from None
+    if df.empty:
+        raise DataValidationError(path, None, "no rows (empty data)")
+    return df
+
+
+def _require(df: pd.DataFrame, col: str, path: str | Path) -> pd.Series:
+    if col not in df.columns:
+        raise DataValidationError(path, col, f"missing column (have: {', '.join(map(str, df.columns[:12]))})")
+    s = df[col]
+    if s.isna().any():
+        raise DataValidationError(path, col, f"{int(s.isna().sum())} NaN/missing values (first at row {int(np.flatnonzero(s.isna())[0])})")
+    return s
+
+
+def _key(s: pd.Series, path: str | Path, col: str) -> pd.Series:
+    """Normalise an id column: integral floats (from CSV NaN-handling) become ints, then strings."""
+    if np.issubdtype(s.dtype, np.floating):
+        if not np.all(np.mod(s.to_numpy(), 1) == 0):
+            raise DataValidationError(path, col, "ids must be integers or strings, got fractional numbers")
+        s = s.astype(np.int64)
+    if not (np.issubdtype(s.dtype, np.integer) or s.dtype == object or isinstance(s.dtype, pd.StringDtype)):
+        raise DataValidationError(path, col, f"ids must be integers or strings, got {s.dtype}")
+    return s.astype(str)
+
+
+def _timestamps(s: pd.Series, path: str | Path, col: str, unit: str) -> pd.Series:
+    if np.issubdtype(s.dtype, np.number):
+        if unit not in ("s", "ms", "us", "ns"):
+            raise DataValidationError(path, col, f"timestamp_unit must be s, ms, us or ns, got {unit!r}")
+        ts = pd.to_datetime(s, unit=unit, utc=True, errors="coerce")
+    elif isinstance(s.dtype, pd.DatetimeTZDtype) or np.issubdtype(s.dtype, np.datetime64):
+        ts = pd.to_datetime(s, utc=True)
+    else:
+        ts = pd.to_datetime(s.astype(str), utc=True, errors="coerce", format="mixed")
+    if ts.isna().any():
+        first = int(np.flatnonzero(ts.isna())[0])
+        raise DataValidationError(
+            path, col, f"{int(ts.isna().sum())} unparseable timestamps (first: {s.iloc[first]!r} at row {first})"
+        )
+    return ts.dt.as_unit("ns") if hasattr(ts.dt, "as_unit") else ts
+
+
+def _numeric(s: pd.Series, path: str | Path, col: str) -> np.ndarray:
+    vals = pd.to_numeric(s, errors="coerce")
+    if vals.isna().any():
+        first = int(np.flatnonzero(vals.isna())[0])
+        raise DataValidationError(path, col, f"expected numbers, got {s.iloc[first]!r} at row {first}")
+    return vals.to_numpy(dtype=np.float64)
+
+
+def _attribute_lists(table: pd.DataFrame, cols: list[str], path: str | Path) -> list[list[int]]:
+    """Every (column, value) pair -> an attribute id from 1; ``|`` splits multi-valued text cells."""
+    for c in cols:
+        if c not in table.columns:
+            raise DataValidationError(path, c, "missing attribute column")
+    vocab: dict[tuple[str, str], int] = {}
+    out: list[list[int]] = []
+    for row in table[cols].itertuples(index=False, name=None):
+        ids: list[int] = []
+        for c, v in zip(cols, row):
+            if v is None or (isinstance(v, float) and np.isnan(v)):
+                continue
+            for part in str(v).split("|") if isinstance(v, str) else [str(v)]:
+                part = part.strip()
+                if part:
+                    ids.append(vocab.setdefault((c, part), len(vocab) + 1))
+        out.append(sorted(set(ids)))
+    return out
+
+
+def load_generic(
+    interactions: str | Path | None = None,
+    mapping: dict[str, str] | None = None,
+    *,
+    items: str | Path | None = None,
+    users: str | Path | None = None,
+    mapping_file: str | Path | None = None,
+    name: str | None = None,
+    split: SplitKind | None = None,
+) -> Dataset:
+    """Load a shop's data through a column mapping (flags override the mapping file)."""
+    cfg: dict[str, Any] = read_mapping(mapping_file) if mapping_file else {}
+    cols = dict(cfg.get("columns") or {})
+    cols.update(mapping or {})
+    inter_path = interactions or cfg.get("interactions")
+    if not inter_path:
+        raise EcaugError("no interactions table given (--interactions PATH or `interactions:` in the mapping file)")
+    for key in ("user", "item", "timestamp"):
+        if key not in cols:
+            raise EcaugError(f"column mapping lacks '{key}' (e.g. --map user=COL,item=COL,timestamp=COL)")
+    items_path = items or cfg.get("items")
+    users_path = users or cfg.get("users")
+    sep = cfg.get("csv_sep")
+    split_kind: SplitKind = split or cfg.get("split") or "temporal"
+    if split_kind not in ("temporal", "leave_last_out"):
+        raise EcaugError(f"split must be 'temporal' or 'leave_last_out', got {split_kind!r}")
+
+    df = _read_table(inter_path, sep)
+    raw_user = _key(_require(df, cols["user"], inter_path), inter_path, cols["user"])
+    raw_item = _key(_require(df, cols["item"], inter_path), inter_path, cols["item"])
+    ts = _timestamps(_require(df, cols["timestamp"], inter_path), inter_path, cols["timestamp"], str(cfg.get("timestamp_unit", "s")))
+    weight = np.ones(len(df))
+    if "weight" in cols:
+        weight = _numeric(_require(df, cols["weight"], inter_path), inter_path, cols["weight"])
+        if (weight <= 0).any() or not np.isfinite(weight).all():
+            raise DataValidationError(inter_path, cols["weight"], "weights must be positive finite numbers")
+    keep = np.ones(len(df), dtype=bool)
+    if "label" in cols:
+        label = _numeric(_require(df, cols["label"], inter_path), inter_path, cols["label"])
+        keep = label > 0
+        if not keep.any():
+            raise DataValidationError(inter_path, cols["label"], "no rows with a positive label (empty data)")
+    frame = pd.DataFrame({"raw_user": raw_user, "raw_item": raw_item, "event_timestamp": ts, "weight": weight})[keep]
+    dup = frame.duplicated(["raw_user", "raw_item", "event_timestamp"])
+    if dup.any():
+        r = frame[dup].iloc[0]
+        raise DataValidationError(
+            inter_path,
+            f"{cols['user']}, {cols['item']}, {cols['timestamp']}",
+            f"{int(dup.sum())} duplicate keys (first: user {r.raw_user}, item {r.raw_item}, {r.event_timestamp})",
+        )
+
+    # Item table (attributes). Items appearing only in the item table are kept as catalogue items.
+    if items_path:
+        it = _read_table(items_path, sep)
+        it_key = _key(_require(it, cols["item"], items_path), items_path, cols["item"])
+        if it_key.duplicated().any():
+            raise DataValidationError(items_path, cols["item"], f"duplicate key: item {it_key[it_key.duplicated()].iloc[0]!r} listed twice")
+        attr_cols = cfg.get("item_attributes") or [c for c in it.columns if c != cols["item"]]
+        if not attr_cols:
+            raise DataValidationError(items_path, None, "item table has no attribute columns")
+        it_attrs = pd.Series(_attribute_lists(it, list(attr_cols), items_path), index=it_key.to_numpy())
+        unknown = ~frame["raw_item"].isin(it_attrs.index)
+        if unknown.any():
+            raise DataValidationError(
+                items_path, cols["item"],
+                f"{int(frame.loc[unknown, 'raw_item'].nunique())} interacted items have no row, so no attributes "
+                f"(first: {frame.loc[unknown, 'raw_item'].iloc[0]!r})",
+            )
+        no_attr = it_attrs[it_attrs.map(len) == 0]
+        if len(no_attr):
+            raise DataValidationError(items_path, ", ".join(attr_cols), f"{len(no_attr)} items have no attributes (first: {no_attr.index[0]!r})")
+        raw_items_all = pd.concat([frame["raw_item"], pd.Series(it_key.to_numpy())], ignore_index=True)
+    else:
+        attr_cols, it_attrs = [], None
+        raw_items_all = frame["raw_item"]
+
+    frame = frame.sort_values("event_timestamp", kind="stable")
+    user_ids, user_map = reindex(frame["raw_user"], "user_id")
+    _, item_map = reindex(raw_items_all.loc[lambda s: ~s.duplicated()], "item_id")
+    item_index = pd.Series(item_map["item_id"].to_numpy(), index=item_map["raw_item_id"].to_numpy())
+    inter = pd.DataFrame(
+        {
+            "user_id": user_ids,
+            "item_id": item_index.reindex(frame["raw_item"].to_numpy()).to_numpy(dtype=np.int64),
+            "event_timestamp": pd.DatetimeIndex(frame["event_timestamp"]).as_unit("ns"),
+            "weight": frame["weight"].to_numpy(dtype=np.float64),
+        }
+    )
+    attrs = it_attrs.reindex(item_map["raw_item_id"].to_numpy()).tolist() if it_attrs is not None else [[1]] * len(item_map)
+    items_df = pd.DataFrame({"item_id": item_map["item_id"].to_numpy(), "attributes": attrs})
+
+    users_df = None
+    if users_path:
+        us = _read_table(users_path, sep)
+        us_key = _key(_require(us, cols["user"], users_path), users_path, cols["user"])
+        if us_key.duplicated().any():
+            raise DataValidationError(users_path, cols["user"], f"duplicate key: user {us_key[us_key.duplicated()].iloc[0]!r} listed twice")
+        ucols = cfg.get("user_attributes") or [c for c in us.columns if c != cols["user"]]
+        for c in ucols:
+            if c not in us.columns:
+                raise DataValidationError(users_path, c, "missing user attribute column")
+        uidx = pd.Series(user_map["user_id"].to_numpy(), index=user_map["raw_user_id"].to_numpy())
+        known = us_key.isin(uidx.index).to_numpy()
+        users_df = us.loc[known, list(ucols)].reset_index(drop=True)
+        users_df.insert(0, "user_id", uidx.reindex(us_key[known].to_numpy()).to_numpy(dtype=np.int64))
+        users_df = users_df.sort_values("user_id").reset_index(drop=True)
+
+    ds = Dataset(
+        name=name or cfg.get("name") or "custom",
+        interactions=sort_interactions(inter),
+        items=items_df,
+        users=users_df,
+        split_kind=split_kind,
+        meta={
+            "source": str(inter_path),
+            "files": [str(p) for p in (inter_path, items_path, users_path) if p],
+            "format": "generic",
+            "columns": cols,
+            "item_attributes": list(attr_cols),
+            "timestamp_scheme": "from the mapped timestamp column (UTC)",
+            "negative_label_rows_dropped": int((~keep).sum()),
+            **({"mapping_file": cfg["_mapping_file"]} if "_mapping_file" in cfg else {}),
+        },
+        user_map=user_map,
+        item_map=item_map,
+    )
+    return validate_dataset(ds, inter_path)

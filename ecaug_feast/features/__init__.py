@@ -1,0 +1,1 @@
+"""Split, then point-in-time features for Feast (``split``, ``build``)."""
