@@ -1,0 +1,234 @@
+"""The HTTP API: ``/recommend``, ``/items/{id}``, ``/health``, ``/metrics``, ``/admin/reload``.
+
+Everything the handlers use comes in through :class:`Services` (dependency injection), so the
+same app runs on Feast+Redis in production and on anything with the same methods elsewhere.
+
+Answer policy of ``/recommend`` (``fallback`` says which path produced the items):
+
+=========================  =====================================  ==========  ==========
+situation                  items                                  fallback    degraded
+=========================  =====================================  ==========  ==========
+known user, features read  user tower → FAISS, seen items removed  null        false
+user has no history        most popular, seen removed             cold_user   false
+unknown user id            most popular                           unknown_user false
+Redis / Feast unreachable  most popular, seen removed (local)     feature_store_unavailable  true
+model failed to encode     most popular, seen removed             model_error true
+=========================  =====================================  ==========  ==========
+
+Bad input (``k`` outside 1..max_k, non-integer or non-positive ids) is a 422 with a reason;
+an unknown item in ``/items/{id}`` is a 404. The API answers 200 with a flagged degraded answer
+rather than 503 while Redis is down: a shop page would rather show best-sellers than nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Path, Query
+from fastapi.responses import JSONResponse, Response
+
+from recommender.serving.components import (
+    FeatureReader,
+    FeatureStoreUnavailable,
+    ItemCatalog,
+    Popularity,
+    SeenItems,
+    UserFeatures,
+)
+from recommender.serving.metrics import ServingMetrics
+from recommender.serving.model_bundle import ModelBundle, ModelHolder
+
+log = logging.getLogger(__name__)
+
+MAX_ID = (1 << 63) - 1
+
+
+@dataclass
+class Services:
+    """The components a request needs. ``max_k`` caps ``k`` (422 above it)."""
+
+    features: FeatureReader
+    models: ModelHolder
+    seen: SeenItems
+    popularity: Popularity
+    catalog: ItemCatalog
+    metrics: ServingMetrics
+    max_k: int = 1000
+
+
+def _route_of(path: str) -> str:
+    # fixed label set: raw paths would give one time series per item id
+    for r in ("/recommend", "/items", "/health", "/metrics", "/admin"):
+        if path.startswith(r):
+            return r
+    return "other"
+
+
+class _MetricsMiddleware:
+    """Counts every response by route and status (a plain ASGI wrapper: ~µs per request)."""
+
+    def __init__(self, app: Any, metrics: ServingMetrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        route = _route_of(scope.get("path", ""))
+        status = [500]
+        t0 = time.perf_counter()
+
+        async def send_wrapper(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            self.metrics.requests.labels(route, str(status[0])).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - t0)
+
+
+def create_app(services: Services) -> FastAPI:
+    """Build the FastAPI app around ``services``. The model is loaded before the first request
+    (if it is not already) and watched for new checkpoints while the app runs."""
+    s = services
+    m = s.metrics
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if s.models.current is None:
+            s.models.load()
+        s.models.start()
+        try:
+            yield
+        finally:
+            s.models.stop()
+
+    app = FastAPI(
+        title="ecaug-feast recommender",
+        description="Top-K items from Redis features (Feast) + the TorchRec user tower + FAISS.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.services = s
+    app.add_middleware(_MetricsMiddleware, metrics=m)
+
+    def _items(ids: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
+        return [
+            {"item_id": int(i), "score": round(float(sc), 6)}
+            for i, sc in zip(ids.tolist(), scores.tolist())
+            if i >= 0
+        ]
+
+    def _popular(user_id: int, k: int, seen: np.ndarray, reason: str, degraded: bool,
+                 bundle: ModelBundle | None, feats: UserFeatures | None, t0: float) -> JSONResponse:
+        m.fallbacks.labels(reason).inc()
+        ids, sc = s.popularity.top(k, exclude=seen)
+        return _answer(user_id, k, _items(ids, sc), reason, degraded, bundle, feats, len(seen), t0)
+
+    def _answer(user_id: int, k: int, items: list, fallback: str | None, degraded: bool,
+                bundle: ModelBundle | None, feats: UserFeatures | None, n_seen: int, t0: float) -> JSONResponse:
+        ts = feats.event_timestamp if feats is not None else None
+        return JSONResponse(
+            {
+                "user_id": user_id,
+                "k": k,
+                "items": items,
+                "fallback": fallback,
+                "degraded": degraded,
+                "model_version": bundle.version if bundle else None,
+                "feature_timestamp": ts.isoformat() if ts else None,
+                "excluded_seen": n_seen,
+                "took_ms": round((time.perf_counter() - t0) * 1e3, 3),
+            }
+        )
+
+    @app.get("/recommend", summary="Top-k items for a user")
+    def recommend(
+        user_id: int = Query(..., ge=1, le=MAX_ID, description="Real user id (>= 1)."),
+        k: int = Query(10, ge=1, description="Number of items (1..max_k)."),
+    ) -> JSONResponse:
+        t0 = time.perf_counter()
+        if k > s.max_k:
+            raise HTTPException(422, detail=f"k must be between 1 and {s.max_k}, got {k}")
+        bundle = s.models.current  # read once: a reload mid-request must not mix models
+        history = s.seen.get(user_id)
+
+        t = time.perf_counter()
+        try:
+            feats = s.features.read([user_id])[0]
+        except FeatureStoreUnavailable:
+            m.feature_store_up.set(0)
+            return _popular(user_id, k, history, "feature_store_unavailable", True, bundle, None, t0)
+        m.feature_store_up.set(1)
+        m.stage.labels("features").observe(time.perf_counter() - t)
+
+        if not feats.found:
+            reason = "unknown_user" if user_id not in s.seen else "no_online_features"
+            return _popular(user_id, k, history, reason, False, bundle, feats, t0)
+        seen = np.union1d(history, np.asarray(feats.recent_items, dtype=np.int64))
+        if feats.n_interactions == 0 and len(seen) == 0:
+            return _popular(user_id, k, seen, "cold_user", False, bundle, feats, t0)
+        if bundle is None:
+            return _popular(user_id, k, seen, "model_unavailable", True, None, feats, t0)
+
+        try:
+            t = time.perf_counter()
+            q = bundle.encode_users([feats])
+            m.stage.labels("encode").observe(time.perf_counter() - t)
+            t = time.perf_counter()
+            res = bundle.index.search(q, k, exclude=[seen])
+            m.stage.labels("search").observe(time.perf_counter() - t)
+        except Exception:  # a bad checkpoint or feature row must not take the endpoint down
+            log.exception("model failed for user %d", user_id)
+            return _popular(user_id, k, seen, "model_error", True, bundle, feats, t0)
+        return _answer(user_id, k, _items(res.item_ids[0], res.scores[0]), None, False, bundle, feats, len(seen), t0)
+
+    @app.get("/items/{item_id}", summary="One item's attributes and popularity")
+    def item(item_id: int = Path(..., ge=1, le=MAX_ID)) -> JSONResponse:
+        row = s.catalog.get(item_id)
+        if row is None:
+            raise HTTPException(404, detail=f"unknown item_id {item_id}")
+        bundle = s.models.current
+        in_index = bool(bundle is not None and np.isin(item_id, bundle.index.item_ids))
+        return JSONResponse({**row, "train_interactions": s.popularity.count(item_id), "in_index": in_index})
+
+    @app.get("/health", summary="200 when a model is loaded")
+    def health() -> JSONResponse:
+        bundle = s.models.current
+        fs_up = s.features.ping()
+        m.feature_store_up.set(1 if fs_up else 0)
+        body = {
+            "status": "ok" if bundle and fs_up else ("degraded" if bundle else "no_model"),
+            "model_version": bundle.version if bundle else None,
+            "index_items": len(bundle.index) if bundle else 0,
+            "feature_store": "up" if fs_up else "down",
+            "last_reload_error": s.models.last_error,
+        }
+        return JSONResponse(body, status_code=200 if bundle else 503)
+
+    @app.get("/metrics", summary="Prometheus text format")
+    def metrics() -> Response:
+        bundle = s.models.current
+        if bundle is not None:
+            m.index_items.set(len(bundle.index))
+            m.model_loaded_at.set(bundle.loaded_at)
+        return Response(m.render(), media_type=m.content_type)
+
+    @app.post("/admin/reload", summary="Reload the model from disk now")
+    def reload() -> JSONResponse:
+        try:
+            bundle = s.models.load()
+        except Exception as exc:
+            raise HTTPException(503, detail=f"no model could be loaded: {exc}") from exc
+        return JSONResponse({"model_version": bundle.version, "error": s.models.last_error})
+
+    return app

@@ -1,0 +1,145 @@
+"""Online ``user_features`` from Redis through Feast, failing fast when Redis is gone.
+
+Failure policy (documented in docs/readme/serving.md): when a read fails, the reader raises
+:class:`FeatureStoreUnavailable` and stays "open" for ``retry_s`` seconds, answering every read in
+that window with the same exception *without* touching Redis; so while Redis is down each request
+costs microseconds (the API serves a flagged popularity answer), and one request per ``retry_s``
+probes Redis again; the first success closes the breaker (recovery needs no restart).
+
+redis-py's default policy retries a failed command 3 times with up to seconds of backoff; that is
+right for a batch job and wrong for a request with a 5 ms budget, so the reader gives Feast's Redis
+client no retries and short socket timeouts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+from recommender.serving.components import FeatureStoreUnavailable, UserFeatures
+
+log = logging.getLogger(__name__)
+
+USER_FEATURES = (
+    "n_interactions",
+    "days_since_last",
+    "recent_items",
+    "top_attributes",
+    "attr_diversity",
+    "mean_item_popularity",
+)
+USER_VIEW = "user_features"
+_TS = "__ts"  # feast.online_response.TIMESTAMP_POSTFIX
+
+
+class FeastFeatureReader:
+    """:class:`~recommender.serving.components.FeatureReader` over a ``feast.FeatureStore``."""
+
+    def __init__(
+        self,
+        store: Any,
+        features: Sequence[str] = USER_FEATURES,
+        view: str = USER_VIEW,
+        retry_s: float = 0.5,
+        socket_timeout_s: float = 0.25,
+    ):
+        self.store = store
+        self.refs = [f"{view}:{f}" for f in features]
+        self.retry_s = retry_s
+        self._down_until = 0.0
+        self._lock = threading.Lock()
+        self.last_error: str | None = None
+        self._tune_redis_client(socket_timeout_s)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def up(self) -> bool:
+        """False while the breaker is open (the last read failed less than ``retry_s`` ago)."""
+        return time.monotonic() >= self._down_until and self.last_error is None
+
+    def _fail(self, exc: BaseException) -> FeatureStoreUnavailable:
+        with self._lock:
+            self._down_until = time.monotonic() + self.retry_s
+            self.last_error = f"{type(exc).__name__}: {exc}"
+        log.warning("online store unavailable (retry in %.1fs): %s", self.retry_s, self.last_error)
+        return FeatureStoreUnavailable(self.last_error)
+
+    # ------------------------------------------------------------------ reads
+    def read(self, user_ids: Sequence[int]) -> list[UserFeatures]:
+        if time.monotonic() < self._down_until:
+            raise FeatureStoreUnavailable(self.last_error or "online store unavailable")
+        try:
+            resp = self.store.get_online_features(
+                features=self.refs, entity_rows=[{"user_id": int(u)} for u in user_ids]
+            )
+            data = resp.to_dict(include_event_timestamps=True)
+        except Exception as exc:  # redis ConnectionError/TimeoutError, OSError, ...: all mean "down"
+            raise self._fail(exc) from exc
+        if self.last_error is not None:
+            log.info("online store is back")
+            self.last_error = None
+        return _rows(user_ids, data)
+
+    def ping(self) -> bool:
+        """Probe Redis directly (bypasses the breaker); closes the breaker on success."""
+        client = self._redis_client()
+        try:
+            if client is not None:
+                client.ping()
+            else:
+                self.store.get_online_features(features=self.refs[:1], entity_rows=[{"user_id": 0}])
+        except Exception as exc:
+            self._fail(exc)
+            return False
+        with self._lock:
+            self._down_until = 0.0
+            self.last_error = None
+        return True
+
+    # ------------------------------------------------------------------ internals
+    def _redis_client(self) -> Any | None:
+        """Feast's own redis-py client (private API; None if Feast's internals differ)."""
+        try:
+            online_store = self.store._get_provider().online_store
+            return online_store._get_client(self.store.config.online_store)
+        except Exception:
+            return None
+
+    def _tune_redis_client(self, timeout_s: float) -> None:
+        client = self._redis_client()
+        if client is None or not hasattr(client, "set_retry"):
+            log.info("could not tune Feast's Redis client; relying on the breaker alone")
+            return
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        client.set_retry(Retry(NoBackoff(), 0))
+        kw = client.connection_pool.connection_kwargs
+        kw.setdefault("socket_timeout", timeout_s)
+        kw.setdefault("socket_connect_timeout", timeout_s)
+        if kw.get("socket_timeout") is None:
+            kw["socket_timeout"] = timeout_s
+        if kw.get("socket_connect_timeout") is None:
+            kw["socket_connect_timeout"] = timeout_s
+
+
+def _rows(user_ids: Sequence[int], data: dict[str, list]) -> list[UserFeatures]:
+    out: list[UserFeatures] = []
+    names = [k for k in data if not k.endswith(_TS) and k != "user_id"]
+    for i, uid in enumerate(user_ids):
+        values = {n: data[n][i] for n in names}
+        found = any(v is not None for v in values.values())
+        ts_secs = [data[n + _TS][i] for n in names if n + _TS in data]
+        ts = max((s for s in ts_secs if s), default=0)
+        out.append(
+            UserFeatures(
+                user_id=int(uid),
+                found=found,
+                values=values,
+                event_timestamp=datetime.fromtimestamp(ts, tz=timezone.utc) if found and ts else None,
+            )
+        )
+    return out
