@@ -1,0 +1,289 @@
+"""Point-in-time user/item features and training interaction rows, written as Feast parquet sources.
+
+Only the *train* split feeds anything here; validation and test rows are never read.
+
+``user_features`` (one row per user per distinct training event time ``t``, values from that user's
+training events strictly before ``t``; plus one *serving* row at ``last training event + 1 ms`` with
+values from all training events, which validation/test/serving queries pick up):
+
+- ``n_interactions``: number of earlier events.
+- ``days_since_last``: days from the previous event to the row time; ``-1.0`` when there is none.
+- ``recent_items``: earlier items, most recent first, at most 20.
+- ``top_attributes``: up to 5 attribute ids by count over earlier items (ties: smaller id first).
+- ``attr_diversity``: Shannon entropy (nats) of the attribute counts over earlier items.
+- ``mean_item_popularity``: mean, over earlier events, of the consumed item's popularity at the
+  time it was consumed (training events of that item strictly before).
+
+``item_features`` (exact at every time): a row at ``first event - 1 day`` with popularity 0 for
+every item, then for each distinct time ``t`` an item was consumed in training, a row at
+``t + 1 ms`` with ``popularity`` = training events of the item at or before ``t`` (i.e. strictly
+before the row time). A query at any time sees only earlier events. ``attributes`` and
+``n_attributes`` are static.
+
+``train_interactions`` (the entity rows for training): every training event with ``label`` 1, and
+``neg_per_pos`` sampled negatives per event with ``label`` 0 at the same timestamp. Negatives are
+drawn uniformly from the item catalogue, re-drawn while they hit an item the user has in the
+*training* split (held-out items are not used to filter, which would leak them), seeded (default 0).
+
+Everything is written to ``<state>/feast/`` as ``<name>.parquet.tmp-*`` then renamed.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import math
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ecaug_feast import paths
+from ecaug_feast.datasets.store import ProcessedDataset
+
+RECENT_ITEMS = 20
+TOP_ATTRIBUTES = 5
+SERVING_OFFSET = pd.Timedelta(milliseconds=1)
+ITEM_BASE_OFFSET = pd.Timedelta(days=1)
+_DAY_NS = 86_400 * 10**9
+
+USER_FEATURES = "user_features"
+ITEM_FEATURES = "item_features"
+TRAIN_INTERACTIONS = "train_interactions"
+FEATURE_META = "feature_meta.json"
+
+USER_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.int64()),
+        ("event_timestamp", pa.timestamp("us", tz="UTC")),
+        ("n_interactions", pa.int64()),
+        ("days_since_last", pa.float32()),
+        ("recent_items", pa.list_(pa.int64())),
+        ("top_attributes", pa.list_(pa.int64())),
+        ("attr_diversity", pa.float32()),
+        ("mean_item_popularity", pa.float32()),
+    ]
+)
+ITEM_SCHEMA = pa.schema(
+    [
+        ("item_id", pa.int64()),
+        ("event_timestamp", pa.timestamp("us", tz="UTC")),
+        ("attributes", pa.list_(pa.int64())),
+        ("popularity", pa.float32()),
+        ("n_attributes", pa.int64()),
+    ]
+)
+TRAIN_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.int64()),
+        ("item_id", pa.int64()),
+        ("event_timestamp", pa.timestamp("us", tz="UTC")),
+        ("label", pa.int64()),
+    ]
+)
+
+
+@dataclass
+class FeatureTables:
+    user_features: pd.DataFrame
+    item_features: pd.DataFrame
+    train_interactions: pd.DataFrame
+
+
+def popularity_before(train: pd.DataFrame) -> np.ndarray:
+    """For each training row: training events of the same item strictly before its timestamp."""
+    ts = train["event_timestamp"].astype("int64")
+    # rank 'min' within item gives 1 + number of strictly earlier events of that item
+    r = ts.groupby(train["item_id"].to_numpy()).rank(method="min")
+    return (r.to_numpy() - 1).astype(np.float64)
+
+
+def build_user_features(train: pd.DataFrame, attributes: dict[int, list[int]], progress: Callable[[int], None] | None = None) -> pd.DataFrame:
+    """Rows described in the module docstring. ``train`` sorted by (user_id, event_timestamp)."""
+    train = train.sort_values(["user_id", "event_timestamp"], kind="stable").reset_index(drop=True)
+    users = train["user_id"].to_numpy(np.int64)
+    ts = train["event_timestamp"].to_numpy("datetime64[ns]").astype(np.int64)
+    items = train["item_id"].to_numpy(np.int64).tolist()
+    pop = popularity_before(train).tolist()
+    bounds = np.flatnonzero(np.diff(users)) + 1
+    starts = np.concatenate([[0], bounds]).tolist()
+    ends = np.concatenate([bounds, [len(users)]]).tolist()
+    ts_l = ts.tolist()
+    off = int(SERVING_OFFSET.value)
+
+    o_user: list[int] = []
+    o_ts: list[int] = []
+    o_n: list[int] = []
+    o_days: list[float] = []
+    o_recent: list[list[int]] = []
+    o_top: list[list[int]] = []
+    o_div: list[float] = []
+    o_pop: list[float] = []
+
+    for bi, (s, e) in enumerate(zip(starts, ends)):
+        u = int(users[s])
+        counts: dict[int, int] = {}
+        s_clogc = 0.0  # sum of c*log(c) over attribute counts, for incremental entropy
+        n_attr = 0
+        pop_sum = 0.0
+        last_t = None
+        k = s
+
+        def emit(t: int, n: int) -> None:
+            o_user.append(u)
+            o_ts.append(t)
+            o_n.append(n)
+            o_days.append((t - last_t) / _DAY_NS if last_t is not None else -1.0)
+            o_recent.append(items[max(s, s + n - RECENT_ITEMS) : s + n][::-1])
+            o_top.append([a for a, _ in heapq.nlargest(TOP_ATTRIBUTES, counts.items(), key=lambda kv: (kv[1], -kv[0]))])
+            o_div.append(math.log(n_attr) - s_clogc / n_attr if n_attr else 0.0)
+            o_pop.append(pop_sum / n if n else 0.0)
+
+        while k < e:
+            t = ts_l[k]
+            emit(t, k - s)
+            while k < e and ts_l[k] == t:  # absorb every event at this time
+                for a in attributes.get(items[k], ()):
+                    c = counts.get(a, 0)
+                    s_clogc += (c + 1) * math.log(c + 1) - (c * math.log(c) if c else 0.0)
+                    counts[a] = c + 1
+                    n_attr += 1
+                pop_sum += pop[k]
+                k += 1
+            last_t = t
+        emit(last_t + off, e - s)  # serving row
+        if progress is not None and bi % 2000 == 0:
+            progress(s)
+    if progress is not None:
+        progress(len(users))
+
+    return pd.DataFrame(
+        {
+            "user_id": np.asarray(o_user, dtype=np.int64),
+            "event_timestamp": pd.to_datetime(np.asarray(o_ts, dtype=np.int64), utc=True),
+            "n_interactions": np.asarray(o_n, dtype=np.int64),
+            "days_since_last": np.asarray(o_days, dtype=np.float32),
+            "recent_items": o_recent,
+            "top_attributes": o_top,
+            "attr_diversity": np.asarray(o_div, dtype=np.float32),
+            "mean_item_popularity": np.asarray(o_pop, dtype=np.float32),
+        }
+    )
+
+
+def build_item_features(train: pd.DataFrame, items: pd.DataFrame, base_time: pd.Timestamp) -> pd.DataFrame:
+    """Initial zero rows at ``base_time`` + a row after each distinct consumption time (exact popularity)."""
+    g = (
+        train.groupby(["item_id", "event_timestamp"], sort=True).size().rename("n").reset_index()
+    )
+    g["popularity"] = g.groupby("item_id")["n"].cumsum()
+    g["event_timestamp"] = g["event_timestamp"] + SERVING_OFFSET
+    base = pd.DataFrame(
+        {"item_id": items["item_id"].to_numpy(np.int64), "event_timestamp": base_time, "popularity": 0}
+    )
+    out = pd.concat([base, g[["item_id", "event_timestamp", "popularity"]]], ignore_index=True)
+    out = out.sort_values(["item_id", "event_timestamp"], kind="stable").reset_index(drop=True)
+    attrs = pd.Series(items["attributes"].to_numpy(), index=items["item_id"].to_numpy(np.int64))
+    a = attrs.reindex(out["item_id"].to_numpy())
+    out["attributes"] = [list(map(int, x)) for x in a.to_numpy()]
+    out["n_attributes"] = out["attributes"].map(len).astype(np.int64)
+    out["popularity"] = out["popularity"].astype(np.float32)
+    return out[["item_id", "event_timestamp", "attributes", "popularity", "n_attributes"]]
+
+
+def sample_negatives(train: pd.DataFrame, item_ids: np.ndarray, neg_per_pos: int, seed: int) -> pd.DataFrame:
+    """Uniform negatives per training event, re-drawn while they hit the user's training items."""
+    if neg_per_pos <= 0:
+        return train.iloc[:0][["user_id", "item_id", "event_timestamp"]]
+    rng = np.random.default_rng(seed)
+    users = np.repeat(train["user_id"].to_numpy(np.int64), neg_per_pos)
+    ts = np.repeat(train["event_timestamp"].to_numpy(), neg_per_pos)
+    big = np.int64(int(item_ids.max()) + 1)
+    known = np.unique(train["user_id"].to_numpy(np.int64) * big + train["item_id"].to_numpy(np.int64))
+    neg = item_ids[rng.integers(0, len(item_ids), size=len(users))]
+    for _ in range(100):  # each round re-draws only collisions; users with almost every item are rare
+        bad = np.isin(users * big + neg, known)
+        if not bad.any():
+            break
+        neg[bad] = item_ids[rng.integers(0, len(item_ids), size=int(bad.sum()))]
+    else:
+        keep = ~np.isin(users * big + neg, known)
+        users, ts, neg = users[keep], ts[keep], neg[keep]
+    return pd.DataFrame({"user_id": users, "item_id": neg, "event_timestamp": ts})
+
+
+def build_tables(data: ProcessedDataset, neg_per_pos: int = 1, seed: int = 0, progress: Callable[[int], None] | None = None) -> FeatureTables:
+    """Compute the three Feast sources from the train split of ``data``."""
+    train = data.train
+    attributes = dict(zip(data.items["item_id"].astype(int), data.items["attributes"]))
+    uf = build_user_features(train, attributes, progress)
+    base_time = data.interactions["event_timestamp"].min() - ITEM_BASE_OFFSET
+    itf = build_item_features(train, data.items, base_time)
+    pos = train[["user_id", "item_id", "event_timestamp"]].assign(label=1)
+    neg = sample_negatives(train, data.items["item_id"].to_numpy(np.int64), neg_per_pos, seed).assign(label=0)
+    ti = pd.concat([pos, neg], ignore_index=True)
+    ti["label"] = ti["label"].astype(np.int64)
+    ti = ti.sort_values(["user_id", "event_timestamp", "label"], ascending=[True, True, False], kind="stable").reset_index(drop=True)
+    return FeatureTables(uf, itf, ti)
+
+
+def _write_parquet(df: pd.DataFrame, schema: pa.Schema, path: Path) -> None:
+    """Write ``df`` with ``schema`` to ``path`` via a temp file + atomic rename."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_features(data: ProcessedDataset, neg_per_pos: int = 1, seed: int = 0, out_dir: Path | None = None, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Build and write ``user_features``/``item_features``/``train_interactions`` parquet; returns a summary."""
+    out = Path(out_dir) if out_dir else paths.feast_data_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    tables = build_tables(data, neg_per_pos, seed, progress)
+    files = {}
+    for name, df, schema in (
+        (USER_FEATURES, tables.user_features, USER_SCHEMA),
+        (ITEM_FEATURES, tables.item_features, ITEM_SCHEMA),
+        (TRAIN_INTERACTIONS, tables.train_interactions, TRAIN_SCHEMA),
+    ):
+        p = out / f"{name}.parquet"
+        _write_parquet(df, schema, p)
+        files[name] = str(p)
+    all_ts = pd.concat([tables.user_features["event_timestamp"], tables.item_features["event_timestamp"]])
+    summary = {
+        "dataset": data.name,
+        "files": files,
+        "rows": {
+            USER_FEATURES: int(len(tables.user_features)),
+            ITEM_FEATURES: int(len(tables.item_features)),
+            TRAIN_INTERACTIONS: int(len(tables.train_interactions)),
+        },
+        "users": int(tables.user_features["user_id"].nunique()),
+        "items": int(tables.item_features["item_id"].nunique()),
+        "negatives_per_positive": neg_per_pos,
+        "negative_seed": seed,
+        # materialize window: every feature row lies in [first, last]
+        "first_feature_time": all_ts.min().isoformat(),
+        "last_feature_time": all_ts.max().isoformat(),
+        "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    tmp = out / f".{FEATURE_META}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, out / FEATURE_META)
+    return summary
+
+
+def read_feature_meta(out_dir: Path | None = None) -> dict[str, Any] | None:
+    """The summary of the last ``write_features`` (None if features were never built)."""
+    p = (Path(out_dir) if out_dir else paths.feast_data_dir()) / FEATURE_META
+    return json.loads(p.read_text(encoding="utf-8")) if p.exists() else None

