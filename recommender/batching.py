@@ -1,0 +1,264 @@
+"""DataFrame rows -> ``KeyedJaggedTensor`` batches, without per-row Python work per step.
+
+A frame is encoded once (:func:`encode_users`, :func:`encode_items`) into CSR arrays (flat values
++ offsets) and a dense float matrix; a batch is then pure numpy indexing (:meth:`Encoded.take`).
+The user side and the item side share one ``EmbeddingBagCollection`` (the item-id table serves both
+the candidate item and the user's recent items, the attribute table serves item attributes, the
+user's top attributes and the attributes of the user's recent items), so one KJT carries all keys;
+a side that is absent gets zero lengths.
+
+Feature columns (names as in the Feast views ``user_features`` / ``item_features``):
+
+- user: ``user_id`` (optional; hashed to a bucket, 0 for unknown/synthetic), ``recent_items``,
+  ``top_attributes``, ``n_interactions``, ``days_since_last``, ``attr_diversity``,
+  ``mean_item_popularity``.
+- item: ``item_id``, ``attributes``, ``popularity`` (``n_attributes`` is derived from ``attributes``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ecaug_feast.errors import DataValidationError
+from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
+
+if TYPE_CHECKING:  # torch / torchrec only imported where tensors are built
+    from torchrec import KeyedJaggedTensor
+
+USER_SPARSE = ["user_id", "recent_items", "recent_attributes", "top_attributes"]
+ITEM_SPARSE = ["item_id", "attributes"]
+KJT_KEYS = USER_SPARSE + ITEM_SPARSE
+USER_DENSE = ["n_interactions", "days_since_last", "attr_diversity", "mean_item_popularity"]
+ITEM_DENSE = ["popularity", "n_attributes"]
+# Heavy-tailed counts go through log1p before standardisation.
+_LOG_DENSE = {"n_interactions", "days_since_last", "mean_item_popularity", "popularity"}
+USER_COLUMNS = ["recent_items", "top_attributes", *USER_DENSE]
+ITEM_COLUMNS = ["item_id", "attributes", "popularity"]
+MAX_RECENT = 20
+
+
+def csr_from_lists(col: pd.Series | Sequence[Any], *, max_len: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A column of int lists (None/NaN = empty) -> (values int64, offsets int64 of len n+1).
+
+    Goes through pyarrow once (C speed) instead of a Python loop per batch.
+    """
+    import pyarrow as pa
+
+    seq = col.tolist() if isinstance(col, pd.Series) else list(col)
+    seq = [None if (x is None or (isinstance(x, float) and np.isnan(x))) else x for x in seq]
+    arr = pa.array([None if x is None else np.asarray(x, dtype=np.int64) for x in seq], type=pa.list_(pa.int64()))
+    arr = arr.fill_null(pa.scalar([], type=pa.list_(pa.int64())))
+    offsets = np.asarray(arr.offsets, dtype=np.int64)
+    values = np.asarray(arr.values, dtype=np.int64) if len(arr.values) else np.zeros(0, dtype=np.int64)
+    values = values[offsets[0] : offsets[-1]]
+    offsets = offsets - offsets[0]
+    if max_len is not None:
+        values, offsets = truncate_csr(values, offsets, max_len)
+    return values, offsets
+
+
+def truncate_csr(values: np.ndarray, offsets: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the first ``max_len`` entries of each row (recent_items are most recent first)."""
+    lengths = np.diff(offsets)
+    if len(lengths) == 0 or lengths.max(initial=0) <= max_len:
+        return values, offsets
+    new_len = np.minimum(lengths, max_len)
+    idx = gather_index(offsets[:-1], new_len)
+    return values[idx], np.concatenate([[0], np.cumsum(new_len)]).astype(np.int64)
+
+
+def gather_index(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Flat positions ``starts[i] .. starts[i]+lengths[i]-1`` for all i, vectorised."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    row_start_in_out = np.cumsum(lengths) - lengths
+    return np.repeat(np.asarray(starts, dtype=np.int64) - row_start_in_out, lengths) + np.arange(total, dtype=np.int64)
+
+
+def csr_take(values: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``rows`` of a CSR matrix -> (values, lengths)."""
+    starts = offsets[rows]
+    lengths = offsets[rows + 1] - starts
+    return values[gather_index(starts, lengths)], lengths
+
+
+def user_bucket(user_id: np.ndarray, buckets: int) -> np.ndarray:
+    """Hash real user ids into ``1..buckets-1``; unknown (<1) and synthetic users share bucket 0."""
+    uid = np.asarray(user_id, dtype=np.int64)
+    # multiplicative hash so neighbouring ids spread; contiguous ids would also be fine
+    h = ((uid.astype(np.uint64) * np.uint64(2654435761)) % np.uint64(buckets - 1)).astype(np.int64) + 1
+    return np.where((uid < 1) | (uid >= SYNTHETIC_USER_ID_BASE), 0, h)
+
+
+@dataclass
+class ItemCatalog:
+    """Static item side: attributes per item id as CSR (row = item id, row 0 empty)."""
+
+    num_items: int
+    num_attributes: int
+    attr_values: np.ndarray
+    attr_offsets: np.ndarray
+
+    @classmethod
+    def from_frame(cls, items: pd.DataFrame, num_attributes: int | None = None) -> "ItemCatalog":
+        """``items``: ``item_id`` (1..I) and ``attributes`` (list of int)."""
+        for col in ("item_id", "attributes"):
+            if col not in items.columns:
+                raise DataValidationError("items", col, "missing column")
+        n = int(items["item_id"].max()) if len(items) else 0
+        full = pd.Series([[]] * (n + 1), dtype=object)
+        full.iloc[items["item_id"].to_numpy()] = items["attributes"].to_numpy()
+        v, o = csr_from_lists(full)
+        na = int(num_attributes if num_attributes is not None else (v.max(initial=0)))
+        return cls(num_items=n, num_attributes=na, attr_values=v, attr_offsets=o)
+
+    def attributes_of(self, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Concatenated attributes of ``item_ids`` (unknown ids -> none) and per-item lengths."""
+        ids = np.asarray(item_ids, dtype=np.int64)
+        ids = np.where((ids >= 1) & (ids <= self.num_items), ids, 0)
+        return csr_take(self.attr_values, self.attr_offsets, ids)
+
+
+@dataclass
+class Encoded:
+    """Encoded rows of one side: sparse CSR per KJT key (missing keys = empty) + dense matrix."""
+
+    n: int
+    sparse: dict[str, tuple[np.ndarray, np.ndarray]]
+    dense: np.ndarray | None  # float32 [n, k], already standardised
+    ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def take(self, rows: np.ndarray) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray | None]:
+        """Sparse (values, lengths) per key and dense rows for ``rows``."""
+        out = {k: csr_take(v, o, rows) for k, (v, o) in self.sparse.items()}
+        return out, (self.dense[rows] if self.dense is not None else None)
+
+
+def _dense_matrix(df: pd.DataFrame, cols: list[str], source: str) -> np.ndarray:
+    mats = []
+    for c in cols:
+        if c not in df.columns:
+            raise DataValidationError(source, c, "missing feature column")
+        x = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=np.float64)
+        if c in _LOG_DENSE:
+            x = np.log1p(np.clip(x, 0.0, None))
+        mats.append(x)
+    return np.stack(mats, axis=1) if mats else np.zeros((len(df), 0))
+
+
+def dense_stats(x: np.ndarray) -> tuple[list[float], list[float]]:
+    """Mean/std per column ignoring NaN (std floor 1e-6), for the checkpoint config."""
+    mean = np.nan_to_num(np.nanmean(x, axis=0)) if len(x) else np.zeros(x.shape[1])
+    std = np.nan_to_num(np.nanstd(x, axis=0)) if len(x) else np.ones(x.shape[1])
+    return [float(m) for m in mean], [float(max(s, 1e-6)) for s in std]
+
+
+def _standardise(x: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    z = (x - np.asarray(mean)) / np.asarray(std)
+    # missing numeric features (a user's first event has no history) sit at the mean
+    return np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+
+
+def raw_user_dense(df: pd.DataFrame, source: str = "user_features") -> np.ndarray:
+    return _dense_matrix(df, USER_DENSE, source)
+
+
+def raw_item_dense(df: pd.DataFrame, source: str = "item_features") -> np.ndarray:
+    d = df
+    if "n_attributes" not in df.columns and "attributes" in df.columns:
+        d = df.assign(n_attributes=df["attributes"].map(lambda a: 0 if a is None or (isinstance(a, float)) else len(a)))
+    return _dense_matrix(d, ITEM_DENSE, source)
+
+
+def encode_users(
+    df: pd.DataFrame,
+    catalog: ItemCatalog,
+    *,
+    user_buckets: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    source: str = "user_features",
+) -> Encoded:
+    """Encode user-feature rows (``user_id`` optional: missing -> unknown bucket 0)."""
+    for c in ("recent_items", "top_attributes"):
+        if c not in df.columns:
+            raise DataValidationError(source, c, "missing feature column")
+    n = len(df)
+    uid = df["user_id"].to_numpy(dtype=np.int64) if "user_id" in df.columns else np.zeros(n, dtype=np.int64)
+    rv, ro = csr_from_lists(df["recent_items"], max_len=MAX_RECENT)
+    ra_v, ra_len_per_item = catalog.attributes_of(rv)
+    # attributes of each row's recent items: sum per-item lengths within each row
+    row_of_item = np.repeat(np.arange(n), np.diff(ro))
+    ra_lengths = np.bincount(row_of_item, weights=ra_len_per_item, minlength=n).astype(np.int64)
+    ta_v, ta_o = csr_from_lists(df["top_attributes"])
+    sparse = {
+        "user_id": (user_bucket(uid, user_buckets), np.arange(n + 1, dtype=np.int64)),
+        "recent_items": (_clip_ids(rv, catalog.num_items), ro),
+        "recent_attributes": (_clip_ids(ra_v, catalog.num_attributes), np.concatenate([[0], np.cumsum(ra_lengths)]).astype(np.int64)),
+        "top_attributes": (_clip_ids(ta_v, catalog.num_attributes), ta_o),
+    }
+    dense = _standardise(raw_user_dense(df, source), mean, std)
+    return Encoded(n=n, sparse=sparse, dense=dense, ids=uid)
+
+
+def encode_items(
+    df: pd.DataFrame,
+    catalog: ItemCatalog,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    source: str = "item_features",
+) -> Encoded:
+    """Encode item rows: ``item_id`` + ``popularity``; attributes come from the catalog when absent."""
+    for c in ("item_id", "popularity"):
+        if c not in df.columns:
+            raise DataValidationError(source, c, "missing feature column")
+    ids = df["item_id"].to_numpy(dtype=np.int64)
+    n = len(df)
+    if "attributes" in df.columns:
+        av, ao = csr_from_lists(df["attributes"])
+    else:
+        av, alen = catalog.attributes_of(ids)
+        ao = np.concatenate([[0], np.cumsum(alen)]).astype(np.int64)
+    n_attr = np.diff(ao)
+    d = df.assign(n_attributes=n_attr)
+    sparse = {
+        "item_id": (_clip_ids(ids, catalog.num_items), np.arange(n + 1, dtype=np.int64)),
+        "attributes": (_clip_ids(av, catalog.num_attributes), ao),
+    }
+    dense = _standardise(_dense_matrix(d, ITEM_DENSE, source), mean, std)
+    return Encoded(n=n, sparse=sparse, dense=dense, ids=ids)
+
+
+def _clip_ids(v: np.ndarray, n: int) -> np.ndarray:
+    """Ids outside the vocabulary (new items/attributes at serving time) -> row 0 (unknown)."""
+    return np.where((v >= 1) & (v <= n), v, 0).astype(np.int64)
+
+
+def make_kjt(
+    user: dict[str, tuple[np.ndarray, np.ndarray]] | None,
+    item: dict[str, tuple[np.ndarray, np.ndarray]] | None,
+    batch_size: int,
+) -> "KeyedJaggedTensor":
+    """One KJT with every key in :data:`KJT_KEYS`; absent sides get zero lengths."""
+    import torch
+    from torchrec import KeyedJaggedTensor
+
+    values, lengths = [], []
+    empty = (np.zeros(0, dtype=np.int64), np.zeros(batch_size, dtype=np.int64))
+    for k in KJT_KEYS:
+        src = user if k in USER_SPARSE else item
+        v, ln = (src or {}).get(k, empty)
+        values.append(v)
+        lengths.append(ln)
+    return KeyedJaggedTensor(
+        keys=list(KJT_KEYS),
+        values=torch.from_numpy(np.concatenate(values)),
+        lengths=torch.from_numpy(np.concatenate(lengths)),
+    )

@@ -1,0 +1,171 @@
+"""Checkpoints: ``<dir>/model.pt`` (a plain, unsharded state dict) + ``<dir>/config.json``.
+
+``<dir>/catalog.pt`` holds the item catalog (attribute ids per item as CSR tensors) the user tower
+needs to encode ``recent_items`` (their attributes form the ``recent_attributes`` bag).
+
+``config.json``::
+
+    {"format": "ecaug-two-tower", "version": 1,
+     "model": {ModelConfig fields},     # enough to rebuild TwoTower and encode its inputs
+     "train": {...}, "metrics": {...}, "data": {...}}   # provenance, free-form
+
+Written to a temporary sibling directory and renamed, so a reader never sees half a checkpoint.
+Loaded with ``torch.load(weights_only=True)``: a checkpoint can hold tensors only, never code.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ecaug_feast.errors import EcaugError
+from ecaug_feast.paths import models_dir
+
+if TYPE_CHECKING:
+    import torch
+
+    from recommender.model import ModelConfig, TwoTower
+
+    from recommender.batching import ItemCatalog
+
+FORMAT = "ecaug-two-tower"
+VERSION = 1
+
+
+class CheckpointError(EcaugError):
+    """A checkpoint that is missing, corrupt or does not match the model it claims to be."""
+
+
+def resolve(path: str | Path) -> Path:
+    """A checkpoint directory, its ``model.pt``, or a bare name under ``<state>/models/``."""
+    p = Path(path).expanduser()
+    if p.name in ("model.pt", "config.json"):
+        p = p.parent
+    if not p.exists() and not p.is_absolute() and len(p.parts) == 1:
+        p = models_dir() / p
+    return p
+
+
+def save_checkpoint(
+    path: str | Path,
+    state_dict: dict[str, "torch.Tensor"],
+    cfg: "ModelConfig",
+    catalog: "ItemCatalog",
+    **extra: Any,
+) -> Path:
+    """Write ``state_dict`` + config atomically; returns the directory. ``extra`` goes into config.json."""
+    import torch
+
+    final = Path(path).expanduser().resolve()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        torch.save({k: t.detach().cpu().contiguous() for k, t in state_dict.items()}, tmp / "model.pt")
+        torch.save(
+            {
+                "attr_values": torch.from_numpy(catalog.attr_values.copy()),
+                "attr_offsets": torch.from_numpy(catalog.attr_offsets.copy()),
+                "num_items": torch.tensor(catalog.num_items),
+                "num_attributes": torch.tensor(catalog.num_attributes),
+            },
+            tmp / "catalog.pt",
+        )
+        meta = {"format": FORMAT, "version": VERSION, "model": cfg.to_dict(), **extra}
+        (tmp / "config.json").write_text(json.dumps(meta, indent=2, default=str))
+        if final.exists():
+            old = final.with_name(f".{final.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The parsed ``config.json`` of a checkpoint (raises :class:`CheckpointError`)."""
+    d = resolve(path)
+    cfg_file = d / "config.json"
+    if not cfg_file.exists():
+        raise CheckpointError(f"{cfg_file}: checkpoint not found (expected model.pt + config.json)")
+    try:
+        meta = json.loads(cfg_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{cfg_file}: corrupt checkpoint config ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{cfg_file}: not an ecaug two-tower checkpoint (format={meta.get('format') if isinstance(meta, dict) else None!r})")
+    if meta.get("version") != VERSION:
+        raise CheckpointError(f"{cfg_file}: checkpoint version {meta.get('version')} is not supported (expected {VERSION})")
+    return meta
+
+
+def load_checkpoint(path: str | Path) -> tuple["TwoTower", dict[str, Any]]:
+    """Rebuild the model on CPU in eval mode; returns ``(model, config_dict)``.
+
+    ``config_dict["model"]`` holds the :class:`~recommender.model.ModelConfig` fields; the parsed
+    dataclass is ``model.cfg`` and the item catalog ``model.catalog``.
+    """
+    import torch
+
+    from recommender.model import ModelConfig, TwoTower
+
+
+    d = resolve(path)
+    meta = read_config(d)
+    try:
+        cfg = ModelConfig.from_dict(meta["model"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{d / 'config.json'}: bad model config ({exc})") from None
+    weights = d / "model.pt"
+    if not weights.exists():
+        raise CheckpointError(f"{weights}: checkpoint weights missing")
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, pickle with code, random bytes...
+        raise CheckpointError(f"{weights}: corrupt or unsafe checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{weights}: expected a state dict, got {type(state).__name__}")
+    model = TwoTower(cfg)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f"{k}: {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:5]}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected[:5]}")
+        if shapes:
+            parts.append(f"shape mismatch {shapes[:3]}")
+        raise CheckpointError(f"{weights}: weights do not match config.json ({'; '.join(parts)})")
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    model.catalog = _load_catalog(d / "catalog.pt")
+    return model, meta
+
+
+def _load_catalog(path: Path) -> "ItemCatalog":
+    import torch
+
+    from recommender.batching import ItemCatalog
+
+    if not path.exists():
+        raise CheckpointError(f"{path}: checkpoint item catalog missing")
+    try:
+        c = torch.load(path, map_location="cpu", weights_only=True)
+        return ItemCatalog(
+            num_items=int(c["num_items"]),
+            num_attributes=int(c["num_attributes"]),
+            attr_values=c["attr_values"].numpy().astype("int64"),
+            attr_offsets=c["attr_offsets"].numpy().astype("int64"),
+        )
+    except Exception as exc:
+        raise CheckpointError(f"{path}: corrupt item catalog ({type(exc).__name__}: {exc})") from None
