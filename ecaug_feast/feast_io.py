@@ -1,0 +1,298 @@
+"""Feast helpers: render the repo for a state dir, apply, materialize, read offline and online.
+
+ecaug never runs Feast against the checked-in ``feature_repo/`` directly: it renders a copy into
+``<state>/feature_repo/`` (every ``*.py`` of ``feature_repo/`` plus a ``feature_store.yaml`` with
+absolute paths for this state dir and the Redis in use), so any ``$ECAUG_HOME`` and any Redis work.
+With the default state dir both repos share one registry (``<state>/feast/registry.db``), so
+``ecaug apply`` followed by the stock ``feast materialize`` in ``feature_repo/`` works too.
+
+The definitions read their parquet paths from ``$ECAUG_HOME`` (``ecaug_feast.paths``): run Feast
+in a repo rendered for the same state dir you have in the environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import shutil
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+import pandas as pd
+
+from ecaug_feast import paths
+from ecaug_feast.errors import EcaugError
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+log = logging.getLogger(__name__)
+
+PROJECT = "ecaug"
+USER_VIEW = "user_features"
+ITEM_VIEW = "item_features"
+SERVING_SERVICE = "serving"
+TRAINING_SERVICE = "training"
+
+_YAML = """\
+# Rendered by ecaug_feast.feast_io.render_repo for state dir {state}. Do not edit: re-rendered by
+# every ecaug command. Edit feature_repo/ in the source tree instead.
+project: {project}
+provider: local
+registry:
+  registry_type: file
+  path: {registry}
+  cache_ttl_seconds: 60
+offline_store:
+  type: duckdb   # keeps entity rows without a feature row (nulls); the file store drops them
+online_store:
+  type: redis
+  connection_string: "{redis}"
+entity_key_serialization_version: 3
+"""
+
+
+def registry_path(state_dir: Path | None = None) -> Path:
+    return (Path(state_dir) if state_dir else paths.state_dir()) / "feast" / "registry.db"
+
+
+def default_repo_dir(state_dir: Path | None = None) -> Path:
+    """Where ecaug renders its Feast repo: ``<state>/feature_repo``."""
+    return (Path(state_dir) if state_dir else paths.state_dir()) / "feature_repo"
+
+
+def render_repo(target: str | Path | None = None, state_dir: str | Path | None = None, redis_url: str | None = None) -> Path:
+    """Write a complete Feast repo into ``target``: copies of ``feature_repo/*.py`` + a fitted yaml.
+
+    ``redis_url`` defaults to the Redis ecaug would use now (``$ECAUG_REDIS_URL`` or the embedded
+    server, started if needed). Files are rewritten only when their content changes.
+    """
+    from ecaug_feast.redis_server import ensure_redis, feast_connection_string
+
+    state = Path(state_dir).resolve() if state_dir else paths.state_dir()
+    target = Path(target) if target else default_repo_dir(state)
+    target.mkdir(parents=True, exist_ok=True)
+    src = paths.feature_repo_dir()
+    if not (src / "feature_store.yaml").exists():
+        raise EcaugError(f"{src}: not a Feast repo (no feature_store.yaml); set ECAUG_FEATURE_REPO")
+    wanted = {p.name for p in src.glob("*.py")}
+    for p in src.glob("*.py"):
+        _write_if_changed(target / p.name, p.read_text(encoding="utf-8"))
+    for stale in target.glob("*.py"):  # a definition file removed from the source repo
+        if stale.name not in wanted:
+            stale.unlink()
+    registry_path(state).parent.mkdir(parents=True, exist_ok=True)
+    yaml_text = _YAML.format(
+        state=state,
+        project=PROJECT,
+        registry=registry_path(state),
+        redis=feast_connection_string(redis_url or ensure_redis()),
+    )
+    _write_if_changed(target / "feature_store.yaml", yaml_text)
+    return target
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def get_store(repo_dir: str | Path | None = None) -> "FeatureStore":
+    """A ``FeatureStore`` for ``repo_dir`` (default: the repo rendered for the current state dir)."""
+    from feast import FeatureStore
+
+    repo = Path(repo_dir) if repo_dir else render_repo()
+    if not (repo / "feature_store.yaml").exists():
+        raise EcaugError(f"{repo}: no feature_store.yaml (render one with ecaug_feast.feast_io.render_repo)")
+    return FeatureStore(repo_path=str(repo))
+
+
+@contextlib.contextmanager
+def _repo_import_context(repo: Path):
+    """cwd = repo and repo on sys.path (how Feast imports definitions), with stale modules purged.
+
+    Feast imports definition files by module name relative to the cwd; a second repo in the same
+    process would otherwise reuse the first repo's cached modules (and their parquet paths).
+    """
+    names = {p.stem for p in repo.glob("*.py")}
+    for n in names:
+        sys.modules.pop(n, None)
+    old_cwd, old_path = os.getcwd(), list(sys.path)
+    os.chdir(repo)
+    sys.path.insert(0, str(repo))
+    try:
+        yield
+    finally:
+        os.chdir(old_cwd)
+        sys.path[:] = old_path
+
+
+def apply(repo_dir: str | Path | None = None) -> dict[str, Any]:
+    """``feast apply`` for the repo (registers entities, views, services; removes deleted ones)."""
+    from feast.repo_operations import _get_repo_contents, apply_total_with_repo_instance
+
+    repo = Path(repo_dir).resolve() if repo_dir else render_repo()
+    store = get_store(repo)
+    buf = io.StringIO()
+    with _repo_import_context(repo), contextlib.redirect_stdout(buf):
+        # _get_repo_contents is what `feast apply` runs; it adds the yaml's project when no
+        # Project object is defined.
+        contents = _get_repo_contents(repo, store.config.project, store.config)
+        apply_total_with_repo_instance(store, store.config.project, store.registry, contents, skip_source_validation=False)
+    for line in buf.getvalue().splitlines():
+        if line.strip():
+            log.debug("feast apply: %s", line)
+    store.refresh_registry()
+    return registry_summary(store) | {"repo": str(repo), "registry": str(store.config.registry.path)}
+
+
+def registry_summary(store: "FeatureStore") -> dict[str, Any]:
+    """Names of the registered entities, feature views and services."""
+    project = store.config.project
+    return {
+        "project": project,
+        "entities": sorted(e.name for e in store.list_entities()),
+        "feature_views": sorted(v.name for v in store.list_feature_views()),
+        "feature_services": sorted(s.name for s in store.list_feature_services()),
+    }
+
+
+def _source_path(view: Any) -> Path | None:
+    path = getattr(view.batch_source, "path", None)
+    return Path(path) if path else None
+
+
+def materialize(
+    repo_dir: str | Path | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    views: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Load the latest row per entity in ``[start, end]`` of each view into Redis.
+
+    Defaults: every online view whose parquet source exists, ``start`` = 1970-01-01 UTC (feature
+    views have no TTL, so the whole history counts), ``end`` = now (or later if data lies ahead).
+    Returns per-view entity counts and timings.
+    """
+    import time
+
+    import pyarrow.parquet as pq
+
+    store = get_store(repo_dir)
+    registered = {v.name: v for v in store.list_feature_views()}
+    if not registered:
+        raise EcaugError("no feature views registered: run `ecaug apply` first")
+    if views:
+        unknown = [v for v in views if v not in registered]
+        if unknown:
+            raise EcaugError(f"unknown feature view(s): {', '.join(unknown)} (registered: {', '.join(sorted(registered))})")
+        chosen = list(views)
+    else:
+        chosen = [n for n, v in sorted(registered.items()) if v.online]
+    skipped, todo = [], []
+    for name in chosen:
+        src = _source_path(registered[name])
+        if src is not None and not src.exists():
+            if views:
+                raise EcaugError(f"{src}: source of feature view '{name}' does not exist (run `ecaug ingest`)")
+            skipped.append(name)
+        else:
+            todo.append(name)
+    if not todo:
+        raise EcaugError("no feature view has its source data: run `ecaug ingest` first")
+    start = start or datetime(1970, 1, 1, tzinfo=timezone.utc)
+    end = end or datetime.now(timezone.utc)
+    out: dict[str, Any] = {"views": {}, "skipped": skipped, "start": start.isoformat(), "end": end.isoformat()}
+    for name in todo:
+        view = registered[name]
+        src = _source_path(view)
+        keys = [c.name for c in view.entity_columns]
+        n_rows = n_entities = None
+        if src is not None:
+            tbl = pq.read_table(src, columns=keys + [view.batch_source.timestamp_field])
+            ts = tbl.column(view.batch_source.timestamp_field).to_pandas()
+            in_window = (ts >= pd.Timestamp(start)) & (ts <= pd.Timestamp(end))
+            n_rows = int(in_window.sum())
+            n_entities = int(tbl.select(keys).to_pandas()[in_window.to_numpy()].drop_duplicates().shape[0])
+        t0 = time.perf_counter()
+        store.materialize(start_date=start, end_date=end, feature_views=[name])
+        dt = time.perf_counter() - t0
+        out["views"][name] = {
+            "source_rows_in_window": n_rows,
+            "entities_written": n_entities,
+            "seconds": round(dt, 3),
+            "entities_per_s": round(n_entities / dt, 1) if n_entities and dt > 0 else None,
+        }
+    return out
+
+
+def historical_features(
+    entity_df: pd.DataFrame,
+    features: str | Sequence[str] = TRAINING_SERVICE,
+    repo_dir: str | Path | None = None,
+    full_feature_names: bool = False,
+    store: "FeatureStore | None" = None,
+) -> pd.DataFrame:
+    """Point-in-time join of ``entity_df`` (join keys + ``event_timestamp``) with feature values.
+
+    ``features``: a feature service name (default ``training``) or ``["view:feature", ...]``.
+    Rows come back in the input order; entity rows without a feature row get nulls (duckdb store).
+    """
+    store = store or get_store(repo_dir)
+    if "event_timestamp" not in entity_df.columns:
+        raise EcaugError("entity_df needs an 'event_timestamp' column")
+    df = entity_df.copy()
+    df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True)
+    df["__row"] = range(len(df))
+    feats: Any = store.get_feature_service(features) if isinstance(features, str) else list(features)
+    out = store.get_historical_features(entity_df=df, features=feats, full_feature_names=full_feature_names).to_df()
+    return out.sort_values("__row").drop(columns="__row").reset_index(drop=True)
+
+
+def online_features(
+    entity_rows: list[dict[str, Any]],
+    features: str | Sequence[str] = SERVING_SERVICE,
+    repo_dir: str | Path | None = None,
+    store: "FeatureStore | None" = None,
+) -> pd.DataFrame:
+    """``get_online_features`` as a DataFrame, one row per entity row (missing keys give nulls)."""
+    store = store or get_store(repo_dir)
+    feats: Any = store.get_feature_service(features) if isinstance(features, str) else list(features)
+    return store.get_online_features(features=feats, entity_rows=entity_rows).to_df()
+
+
+def online_user_features(
+    user_ids: Iterable[int],
+    features: str | Sequence[str] = SERVING_SERVICE,
+    repo_dir: str | Path | None = None,
+    store: "FeatureStore | None" = None,
+) -> pd.DataFrame:
+    """Online ``user_features`` (the ``serving`` service by default) for ``user_ids``, in order."""
+    rows = [{"user_id": int(u)} for u in user_ids]
+    return online_features(rows, features, repo_dir, store)
+
+
+def copy_repo_files(target: str | Path) -> list[Path]:
+    """Copy the definition files of ``feature_repo/`` into ``target`` (helper for custom repos)."""
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    return [Path(shutil.copy2(p, target / p.name)) for p in paths.feature_repo_dir().glob("*.py")]
+
+
+def materialize_window_from_meta() -> tuple[datetime, datetime] | None:
+    """``(first, last + 1 s)`` feature times of the last ``ecaug ingest`` (None before any ingest)."""
+    from ecaug_feast.features.build import read_feature_meta
+
+    meta = read_feature_meta()
+    if not meta:
+        return None
+    first = datetime.fromisoformat(meta["first_feature_time"])
+    last = datetime.fromisoformat(meta["last_feature_time"]) + timedelta(seconds=1)
+    return first, last

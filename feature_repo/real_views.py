@@ -1,0 +1,67 @@
+"""Feature views over the real data: parquet sources written by ``ecaug ingest`` under ``$ECAUG_HOME/feast``.
+
+Point-in-time semantics (see ecaug_feast/features/build.py): a ``user_features`` row at time t
+holds values computed from that user's *training* events strictly before t, plus one serving row
+after the last training event; ``item_features`` rows are exact at every time.
+"""
+
+from datetime import timedelta
+
+from entities import item, user
+from feast import FeatureView, Field, FileSource
+from feast.types import Array, Float32, Int64
+
+from ecaug_feast.paths import feast_data_dir
+
+_DATA = feast_data_dir()
+
+user_features_source = FileSource(
+    name="user_features_source",
+    path=str(_DATA / "user_features.parquet"),
+    timestamp_field="event_timestamp",
+    description="Point-in-time user behaviour features from the training split.",
+)
+item_features_source = FileSource(
+    name="item_features_source",
+    path=str(_DATA / "item_features.parquet"),
+    timestamp_field="event_timestamp",
+    description="Item attributes and popularity as of time.",
+)
+train_interactions_source = FileSource(
+    name="train_interactions",
+    path=str(_DATA / "train_interactions.parquet"),
+    timestamp_field="event_timestamp",
+    description="Entity rows for training: observed events (label 1) and sampled negatives (label 0).",
+)
+
+# ttl=0: a value stays valid until the next row (features change only when the user acts).
+user_features = FeatureView(
+    name="user_features",
+    entities=[user],
+    ttl=timedelta(0),
+    schema=[
+        Field(name="n_interactions", dtype=Int64),
+        Field(name="days_since_last", dtype=Float32),
+        Field(name="recent_items", dtype=Array(Int64)),
+        Field(name="top_attributes", dtype=Array(Int64)),
+        Field(name="attr_diversity", dtype=Float32),
+        Field(name="mean_item_popularity", dtype=Float32),
+    ],
+    source=user_features_source,
+    online=True,
+    tags={"owner": "data", "kind": "real"},
+)
+
+item_features = FeatureView(
+    name="item_features",
+    entities=[item],
+    ttl=timedelta(0),
+    schema=[
+        Field(name="attributes", dtype=Array(Int64)),
+        Field(name="popularity", dtype=Float32),
+        Field(name="n_attributes", dtype=Int64),
+    ],
+    source=item_features_source,
+    online=True,
+    tags={"owner": "data", "kind": "real"},
+)
