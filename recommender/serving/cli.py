@@ -1,0 +1,44 @@
+"""``ecaug serve``: the recommendation API (uvicorn). Heavy imports stay inside the command."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` to the ``ecaug`` app."""
+
+    @app.command("serve")
+    def serve(
+        host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (0.0.0.0 in a container)."),
+        port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
+        model: str = typer.Option(
+            "latest", "--model", "-m",
+            help="Checkpoint dir or name under <state>/models/; 'latest' follows the newest one.",
+        ),
+        dataset: str = typer.Option(
+            None, "--dataset", "-d", help="Processed dataset (default: the one the checkpoint was trained on)."
+        ),
+        poll: float = typer.Option(2.0, "--poll", min=0.1, help="Seconds between checks for a new checkpoint."),
+        max_k: int = typer.Option(1000, "--max-k", min=1, help="Largest k accepted (422 above)."),
+        log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
+    ) -> None:
+        """Serve GET /recommend?user_id=&k=, /items/{id}, /health, /metrics.
+
+        Features come from Feast's online store (Redis: $ECAUG_REDIS_URL, else the embedded
+        server, started if needed); the model is hot-reloaded when a new checkpoint lands.
+        """
+        import uvicorn
+
+        from recommender.serving.app import create_app
+        from recommender.serving.wiring import build_services, configure_threads
+
+        configure_threads(1)
+        services = build_services(model, dataset, poll_s=poll, max_k=max_k)
+        bundle = services.models.load()  # fail here, as one line, rather than in the first request
+        typer.echo(
+            f"serving {bundle.version} ({len(bundle.index)} items, {bundle.index.metric}) "
+            f"on http://{host}:{port}  (try: curl 'http://{host}:{port}/recommend?user_id=1&k=10')",
+            err=True,
+        )
+        uvicorn.run(create_app(services), host=host, port=port, log_level=log_level, access_log=False)
