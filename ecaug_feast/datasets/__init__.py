@@ -5,7 +5,7 @@ All return a validated :class:`Dataset` (see ``datasets.base`` for the invariant
 
 from __future__ import annotations
 
-from ecaug_feast.datasets.base import INTERACTION_COLUMNS, Dataset, validate_dataset
+from ecaug_feast.datasets.base import INTERACTION_COLUMNS, Dataset, subset_users, validate_dataset
 from ecaug_feast.datasets.generic import load_generic
 from ecaug_feast.errors import EcaugError
 
@@ -26,4 +26,4 @@ def load_dataset(name: str) -> Dataset:
     raise EcaugError(f"unknown dataset '{name}' (choose from {', '.join(DATASETS)}, or use --interactions with --map)")
 
 
-__all__ = ["DATASETS", "INTERACTION_COLUMNS", "Dataset", "load_dataset", "load_generic", "validate_dataset"]
+__all__ = ["DATASETS", "INTERACTION_COLUMNS", "Dataset", "load_dataset", "load_generic", "subset_users", "validate_dataset"]

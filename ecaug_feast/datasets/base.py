@@ -125,3 +125,12 @@ def validate_dataset(ds: Dataset, source: str | Path | None = None) -> Dataset:
         dup = ds.users.loc[ds.users["user_id"].duplicated(), "user_id"].iloc[0]
         raise DataValidationError(src, "user_id", f"duplicate user id {dup} in the user table")
     return ds
+
+
+def subset_users(ds: Dataset, n_users: int) -> Dataset:
+    """The first ``n_users`` user ids (and only the items they touched): small, fast copies for tests/demos."""
+    inter = ds.interactions[ds.interactions["user_id"] <= n_users].reset_index(drop=True)
+    items = ds.items[ds.items["item_id"].isin(inter["item_id"].unique())].reset_index(drop=True)
+    users = ds.users[ds.users["user_id"] <= n_users].reset_index(drop=True) if ds.users is not None else None
+    meta = {**ds.meta, "subset_users": int(n_users)}
+    return Dataset(ds.name, inter, items, users, ds.split_kind, meta, ds.user_map, ds.item_map)
