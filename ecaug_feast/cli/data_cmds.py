@@ -1,0 +1,201 @@
+"""``ecaug ingest | apply | materialize | redis``: the data layer on the command line.
+
+Logs and progress go to stderr; with ``--json`` the last stdout line is one JSON object.
+Heavy imports (pandas, feast) happen inside the commands so ``ecaug --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import typer
+from rich.console import Console
+
+from ecaug_feast.errors import EcaugError
+
+log = logging.getLogger("ecaug.data")
+err = Console(stderr=True)
+
+
+def emit(obj: dict[str, Any], as_json: bool, human: str | None = None) -> None:
+    """Print the machine summary (``--json``) or a human line, never both on stdout."""
+    if as_json:
+        typer.echo(json.dumps(obj, default=str, separators=(",", ":")))
+    elif human:
+        typer.echo(human)
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None) -> Iterator[Any]:
+    """A rich progress bar on stderr; yields ``update(done)``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err, transient=True,
+    ) as prog:
+        task = prog.add_task(description, total=total)
+        yield lambda done: prog.update(task, completed=done)
+
+
+def _parse_time(value: str | None, flag: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise EcaugError(f"{flag}: not an ISO-8601 time: {value!r}") from None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def _feast_errors(exc: Exception) -> EcaugError:
+    """Turn Feast/Redis failures users can act on into one-line errors."""
+    import redis
+
+    if isinstance(exc, redis.exceptions.ConnectionError):
+        return EcaugError(f"Redis unreachable: {exc} (run `ecaug redis start` or check ECAUG_REDIS_URL)")
+    return EcaugError(f"feast: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+
+
+def ingest(
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Bundled adapter: beauty | sports | toys | diginetica."),
+    interactions: Optional[Path] = typer.Option(None, "--interactions", help="Your interactions table (CSV/TSV/parquet)."),
+    users: Optional[Path] = typer.Option(None, "--users", help="Optional user attribute table."),
+    items: Optional[Path] = typer.Option(None, "--items", help="Optional item attribute table."),
+    map_: Optional[str] = typer.Option(None, "--map", help="Column mapping: user=COL,item=COL,timestamp=COL[,label=COL][,weight=COL]."),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", help="Column mapping YAML (see README: bringing your own data)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Dataset name for your own data (default: mapping's name or 'custom')."),
+    split: Optional[str] = typer.Option(None, "--split", help="Own data: temporal (default) | leave_last_out."),
+    negatives: int = typer.Option(1, "--negatives", min=0, help="Sampled negatives per training interaction."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the negative sampler."),
+    max_users: Optional[int] = typer.Option(None, "--max-users", min=1, help="Keep only user ids <= N (quick runs)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
+) -> None:
+    """Validate a dataset, split it, write the processed store and the Feast parquet sources."""
+    from ecaug_feast.datasets import load_dataset, load_generic, subset_users
+    from ecaug_feast.datasets.generic import parse_map_flag
+    from ecaug_feast.features.ingest import ingest_dataset
+
+    own = interactions is not None or mapping is not None
+    if dataset and own:
+        raise EcaugError("use either --dataset or --interactions/--mapping, not both")
+    if not dataset and not own:
+        raise EcaugError("nothing to ingest: give --dataset NAME or --interactions PATH with --map/--mapping")
+    if dataset:
+        ds = load_dataset(dataset)
+    else:
+        ds = load_generic(
+            interactions, parse_map_flag(map_) if map_ else None, items=items, users=users,
+            mapping_file=mapping, name=name, split=split,  # type: ignore[arg-type]
+        )
+    if max_users:
+        ds = subset_users(ds, max_users)
+    log.info("loaded %s: %s", ds.name, ds.summary())
+    n_train_users = int(ds.interactions["user_id"].nunique())
+    with progress_bar(f"features for {ds.name}", total=None) as update:
+        summary = ingest_dataset(ds, neg_per_pos=negatives, seed=seed, progress=update)
+    log.info("processed dataset -> %s", summary["processed_dir"])
+    for view, path in summary["features"]["files"].items():
+        log.info("%s -> %s (%d rows)", view, path, summary["features"]["rows"][view])
+    sp = summary["split"]
+    emit(
+        {"command": "ingest", "ok": True, **summary},
+        as_json,
+        f"ingested {ds.name}: {n_train_users} users, {ds.n_items} items, {len(ds.interactions)} interactions "
+        f"(train {sp['train']}, valid {sp['valid']}, test {sp['test']}) -> {summary['processed_dir']}",
+    )
+
+
+def apply_cmd(as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line.")) -> None:
+    """Register entities, feature views and services (``feast apply`` on the rendered repo)."""
+    from ecaug_feast import feast_io
+
+    try:
+        out = feast_io.apply()
+    except EcaugError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise _feast_errors(exc) from None
+    log.info("feast registry %s (repo %s)", out["registry"], out["repo"])
+    emit(
+        {"command": "apply", "ok": True, **out},
+        as_json,
+        f"applied project {out['project']}: views {', '.join(out['feature_views'])}; "
+        f"services {', '.join(out['feature_services'])}",
+    )
+
+
+def materialize_cmd(
+    start: Optional[str] = typer.Option(None, "--start", help="ISO time (default 1970-01-01: views have no TTL)."),
+    end: Optional[str] = typer.Option(None, "--end", help="ISO time (default now)."),
+    view: Optional[list[str]] = typer.Option(None, "--view", help="Feature view(s) to load (default: all with data)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
+) -> None:
+    """Load the latest feature values into the online store (Redis)."""
+    from ecaug_feast import feast_io
+
+    s, e = _parse_time(start, "--start"), _parse_time(end, "--end")
+    try:
+        out = feast_io.materialize(start=s, end=e, views=view or None)
+    except EcaugError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise _feast_errors(exc) from None
+    lines = [f"{v}: {d['entities_written']} entities in {d['seconds']} s" for v, d in out["views"].items()]
+    if out["skipped"]:
+        lines.append(f"skipped (no source data): {', '.join(out['skipped'])}")
+    emit({"command": "materialize", "ok": True, **out}, as_json, "materialized " + "; ".join(lines))
+
+
+redis_app = typer.Typer(help="The embedded Redis online store: start | stop | status.", no_args_is_help=True)
+
+
+@redis_app.command("start")
+def redis_start(
+    port: Optional[int] = typer.Option(None, "--port", help="Port (default 6390 or a free one)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Start the embedded redis-server (data under <state>/redis)."""
+    from ecaug_feast.redis_server import EmbeddedRedis, external_url
+
+    if external_url():
+        raise EcaugError(f"ECAUG_REDIS_URL is set ({external_url()}): ecaug uses that server and starts none")
+    server = EmbeddedRedis.for_state(port=port)
+    url = server.start()
+    emit({"command": "redis start", "ok": True, **server.status()}, as_json, f"redis running at {url} (data {server.data_dir})")
+
+
+@redis_app.command("stop")
+def redis_stop(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Stop the embedded redis-server (its data is snapshotted to dump.rdb)."""
+    from ecaug_feast.redis_server import EmbeddedRedis, external_url
+
+    if external_url():
+        raise EcaugError(f"ECAUG_REDIS_URL is set ({external_url()}): ecaug does not stop external servers")
+    stopped = EmbeddedRedis.for_state().stop()
+    emit({"command": "redis stop", "ok": True, "stopped": stopped}, as_json, "redis stopped" if stopped else "redis was not running")
+
+
+@redis_app.command("status")
+def redis_status_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Say whether the Redis ecaug uses is up (exit 1 when it is not)."""
+    from ecaug_feast.redis_server import redis_status
+
+    st = redis_status()
+    emit({"command": "redis status", "ok": True, **st}, as_json,
+         f"redis ({st['mode']}) {'running at ' + st['url'] if st['running'] else 'not running'}")
+    if not st["running"]:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the data commands to the ``ecaug`` app."""
+    app.command("ingest")(ingest)
+    app.command("apply")(apply_cmd)
+    app.command("materialize")(materialize_cmd)
+    app.add_typer(redis_app, name="redis")
