@@ -34,11 +34,15 @@ train_interactions_source = FileSource(
     description="Entity rows for training: observed events (label 1) and sampled negatives (label 0).",
 )
 
-# ttl=0: a value stays valid until the next row (features change only when the user acts).
+# A value stays valid until the entity's next row (features change only when the user acts), so
+# the TTL is "never" in practice. Not ttl=0: the stock `feast materialize-incremental` then starts
+# one year back on a fresh registry and would miss the 2014/2016 data; 100 years reaches it.
+NO_EXPIRY = timedelta(days=36500)
+
 user_features = FeatureView(
     name="user_features",
     entities=[user],
-    ttl=timedelta(0),
+    ttl=NO_EXPIRY,
     schema=[
         Field(name="n_interactions", dtype=Int64),
         Field(name="days_since_last", dtype=Float32),
@@ -55,7 +59,7 @@ user_features = FeatureView(
 item_features = FeatureView(
     name="item_features",
     entities=[item],
-    ttl=timedelta(0),
+    ttl=NO_EXPIRY,
     schema=[
         Field(name="attributes", dtype=Array(Int64)),
         Field(name="popularity", dtype=Float32),
