@@ -22,6 +22,10 @@ def register(app: typer.Typer) -> None:
         poll: float = typer.Option(2.0, "--poll", min=0.1, help="Seconds between checks for a new checkpoint."),
         max_k: int = typer.Option(1000, "--max-k", min=1, help="Largest k accepted (422 above)."),
         log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
+        threadpool: bool = typer.Option(
+            False, "--threadpool/--inline",
+            help="Run /recommend in FastAPI's thread pool instead of on the event loop.",
+        ),
     ) -> None:
         """Serve GET /recommend?user_id=&k=, /items/{id}, /health, /metrics.
 
@@ -41,4 +45,4 @@ def register(app: typer.Typer) -> None:
             f"on http://{host}:{port}  (try: curl 'http://{host}:{port}/recommend?user_id=1&k=10')",
             err=True,
         )
-        uvicorn.run(create_app(services), host=host, port=port, log_level=log_level, access_log=False)
+        uvicorn.run(create_app(services, inline=not threadpool), host=host, port=port, log_level=log_level, access_log=False)

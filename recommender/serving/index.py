@@ -59,6 +59,9 @@ class ItemIndex:
         self.item_ids = np.asarray(item_ids, dtype=np.int64)
         self.metric: Metric = metric
         self.kind: Kind = kind
+        # OpenMP threads per search, set in the *calling* thread (omp_set_num_threads is
+        # per-thread, so a pool worker would otherwise search with every core). None = leave as is.
+        self.search_threads: int | None = None
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -142,6 +145,10 @@ class ItemIndex:
         if self.metric == "cosine":
             q = _normalize(q)
         nq = q.shape[0]
+        if self.search_threads is not None:
+            import faiss
+
+            faiss.omp_set_num_threads(self.search_threads)
         excl = [np.asarray(e if e is not None else [], dtype=np.int64) for e in (exclude or [None] * nq)]
         if len(excl) != nq:
             raise EcaugError(f"{len(excl)} exclusion lists for {nq} queries")

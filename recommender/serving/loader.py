@@ -78,6 +78,7 @@ def load_bundle(
         vecs, vec_ids = item_embeddings(model, pd.DataFrame({"item_id": ids, "popularity": pop}))
     normalize = bool(getattr(model.cfg, "normalize", True))
     index = ItemIndex.build(vecs, vec_ids, metric="cosine" if normalize else "ip", kind=index_kind)
+    index.search_threads = 1  # one request = one query: splitting it costs more than it saves
 
     encode = FastUserEncoder(model)
 

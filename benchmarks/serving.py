@@ -1,0 +1,329 @@
+"""Serving benchmark: /recommend latency and throughput next to the bare Feast online read, and
+the FAISS IVF scale check on 1M synthetic item embeddings.
+
+    python benchmarks/serving.py [--json] [--state DIR] [--requests 2000] [--seconds 10]
+                                 [--clients 1,4,8] [--ivf-items 1000000] [--skip-ivf]
+
+Part 1 (API). State: ``--state DIR`` (e.g. the demo's ``.ecaug``) if it holds the processed
+Beauty data and a checkpoint; otherwise a fresh temp state is built: full Beauty ingested, Feast
+applied and materialized into an embedded Redis, and a checkpoint of the default architecture
+(untrained weights: same shapes, same compute per request). ``ecaug serve`` runs as its own
+process on a loopback port; clients are threads of this process with keep-alive connections.
+- floor: ``store.get_online_features`` for one user, in process, for the same users
+- ``/recommend`` single client: p50/p99 client-side and server-side (``took_ms``)
+- N concurrent clients for a bounded time: requests/s, p50/p99, errors; the bare online read
+  under the same N threads for comparison
+
+Part 2 (scale). 1M synthetic item embeddings (64-d Gaussian mixture, cosine), exact
+``IndexFlatIP`` ground truth vs ``IndexIVFFlat`` (inner product): recall@100 and single-query
+latency per ``nprobe``.
+
+Runs nice'd on a shared 2-core machine: figures are for that machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+USER_REFS = [f"user_features:{c}" for c in ("n_interactions", "days_since_last", "recent_items",
+                                             "top_attributes", "attr_diversity", "mean_item_popularity")]
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def pct(xs: list[float] | np.ndarray) -> dict[str, float]:
+    a = np.asarray(xs, dtype=np.float64) * 1e3
+    return {"p50_ms": round(float(np.percentile(a, 50)), 3), "p99_ms": round(float(np.percentile(a, 99)), 3),
+            "mean_ms": round(float(a.mean()), 3), "n": int(len(a))}
+
+
+# --------------------------------------------------------------------------------------- state
+def prepare_state(state: Path | None) -> tuple[Path, str, bool]:
+    """Returns (state dir, checkpoint spec, trained?)."""
+    if state is not None:
+        os.environ["ECAUG_HOME"] = str(state.resolve())
+        models = state / "models"
+        ckpts = [p for p in models.iterdir() if (p / "config.json").exists() and not p.name.startswith(".")] if models.exists() else []
+        if (state / "datasets" / "beauty" / "meta.json").exists() and ckpts:
+            log(f"using state {state} (checkpoints: {', '.join(sorted(p.name for p in ckpts))})")
+            return state, "latest", True
+        log(f"{state}: no processed beauty + checkpoint there; building a temp state instead")
+    home = Path(tempfile.mkdtemp(prefix="ecaug-bench-serving-"))
+    os.environ["ECAUG_HOME"] = str(home)
+    from ecaug_feast import feast_io
+    from ecaug_feast.datasets import load_dataset
+    from ecaug_feast.datasets.store import load_processed
+    from ecaug_feast.features.ingest import ingest_dataset
+    from ecaug_feast.redis_server import EmbeddedRedis, free_port
+
+    url = EmbeddedRedis.for_state(home, port=free_port()).start()
+    os.environ["ECAUG_REDIS_URL"] = url
+    t = time.perf_counter()
+    ingest_dataset(load_dataset("beauty"))
+    repo = feast_io.render_repo(redis_url=url)
+    feast_io.apply(repo)
+    feast_io.materialize(repo)
+    log(f"temp state {home}: Beauty ingested, applied, materialized in {time.perf_counter() - t:.0f}s")
+
+    import torch
+
+    from recommender.batching import ItemCatalog
+    from recommender.checkpoint import save_checkpoint
+    from recommender.model import ModelConfig, TwoTower
+
+    data = load_processed("beauty")
+    cat = ItemCatalog.from_frame(data.items)
+    cfg = ModelConfig(num_items=cat.num_items, num_attributes=cat.num_attributes)
+    torch.manual_seed(0)
+    save_checkpoint(home / "models" / "bench-untrained", TwoTower(cfg).state_dict(), cfg, cat,
+                    data={"dataset": "beauty"}, train={"note": "untrained: latency benchmark only"})
+    return home, "bench-untrained", False
+
+
+def cleanup_temp_state(state: Path) -> None:
+    """Stop the embedded Redis of a temp state and delete it (never a user's --state)."""
+    import shutil
+
+    from ecaug_feast.redis_server import EmbeddedRedis
+
+    EmbeddedRedis.for_state(state).stop()
+    shutil.rmtree(state, ignore_errors=True)
+
+
+def start_server(model: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
+    from ecaug_feast.redis_server import free_port
+
+    import httpx
+
+    port = free_port()
+    exe = Path(sys.executable).parent / "ecaug"
+    proc = subprocess.Popen([str(exe), "serve", "--host", "127.0.0.1", "--port", str(port), "--model", model, *extra],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"ecaug serve exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(base + "/health", timeout=1).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.terminate()
+    raise SystemExit("ecaug serve did not become healthy in 180 s")
+
+
+# --------------------------------------------------------------------------------------- part 1
+def bench_api(args) -> dict:
+    import httpx
+
+    from ecaug_feast import feast_io
+    from ecaug_feast.datasets.store import load_processed
+
+    state, model, trained = prepare_state(Path(args.state) if args.state else None)
+    data = load_processed("beauty")
+    rng = np.random.default_rng(0)
+    users = rng.choice(data.train["user_id"].unique(), size=min(args.users, data.train["user_id"].nunique()), replace=False)
+    users = [int(u) for u in users]
+    store = feast_io.get_store()
+
+    def online_once(u: int) -> None:
+        store.get_online_features(features=USER_REFS, entity_rows=[{"user_id": u}]).to_dict()
+
+    proc, base = start_server(model, ["--threadpool"] if args.threadpool else [])
+    out: dict = {"state": str(state), "model": model, "trained_weights": trained,
+                 "handler": "threadpool" if args.threadpool else "inline (event loop)",
+                 "items": int(len(data.items)), "users_sampled": len(users)}
+    try:
+        with httpx.Client(base_url=base, timeout=10) as c:
+            health = c.get("/health").json()
+            out["model_version"] = health["model_version"]
+            for u in users[:200]:  # warm-up: connections, caches, allocator
+                c.get("/recommend", params={"user_id": u, "k": 10})
+                online_once(u)
+            # floor and single client, interleaved per block so background load hits both alike
+            t_online, t_rec, t_server, fallbacks = [], [], [], 0
+            for i in range(args.requests):
+                u = users[i % len(users)]
+                t0 = time.perf_counter()
+                online_once(u)
+                t_online.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                r = c.get("/recommend", params={"user_id": u, "k": 10})
+                t_rec.append(time.perf_counter() - t0)
+                body = r.json()
+                t_server.append(body["took_ms"] / 1e3)
+                fallbacks += body["fallback"] is not None
+            out["single_client"] = {
+                "online_read_in_process": pct(t_online),
+                "recommend_client_side": pct(t_rec),
+                "recommend_server_side": pct(t_server),
+                "fallback_answers": fallbacks,
+            }
+            log(f"single client: online read p50 {out['single_client']['online_read_in_process']['p50_ms']} ms, "
+                f"/recommend p50 {out['single_client']['recommend_client_side']['p50_ms']} / "
+                f"p99 {out['single_client']['recommend_client_side']['p99_ms']} ms")
+
+        out["concurrent"] = []
+        for n in args.clients:
+            rec = run_concurrent(n, args.seconds, users, lambda cl, u: cl.get("/recommend", params={"user_id": u, "k": 10}), base)
+            onl = run_concurrent(n, args.seconds, users, lambda cl, u: online_once(u), None)
+            out["concurrent"].append({"clients": n, "recommend": rec, "online_read_in_process": onl})
+            log(f"{n} clients: /recommend {rec['req_per_s']} req/s p99 {rec['p99_ms']} ms errors {rec['errors']}; "
+                f"online read {onl['req_per_s']} req/s")
+        with httpx.Client(base_url=base, timeout=10) as c:
+            out["server_metrics_excerpt"] = [ln for ln in c.get("/metrics").text.splitlines()
+                                             if ln.startswith(("ecaug_recommend_fallbacks_total", "ecaug_recommend_stage_seconds_sum",
+                                                                "ecaug_recommend_stage_seconds_count"))]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        if not args.state and not args.keep_state:
+            cleanup_temp_state(state)
+    return out
+
+
+def run_concurrent(n: int, seconds: float, users: list[int], call, base: str | None) -> dict:
+    """``n`` threads calling ``call(client, user)`` in a loop for ``seconds``."""
+    import httpx
+
+    lat: list[list[float]] = [[] for _ in range(n)]
+    errors = [0] * n
+    stop = time.monotonic() + seconds
+
+    def worker(w: int) -> None:
+        client = httpx.Client(base_url=base, timeout=10) if base else None
+        i = w
+        try:
+            while time.monotonic() < stop:
+                u = users[i % len(users)]
+                i += n
+                t0 = time.perf_counter()
+                try:
+                    r = call(client, u)
+                    if r is not None and r.status_code != 200:
+                        errors[w] += 1
+                except Exception:
+                    errors[w] += 1
+                lat[w].append(time.perf_counter() - t0)
+        finally:
+            if client:
+                client.close()
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(n)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    dt = time.perf_counter() - t0
+    all_lat = [x for xs in lat for x in xs]
+    return {"req_per_s": round(len(all_lat) / dt, 1), "requests": len(all_lat), "errors": int(sum(errors)),
+            "seconds": round(dt, 2), **{k: v for k, v in pct(all_lat).items() if k != "n"}}
+
+
+# --------------------------------------------------------------------------------------- part 2
+def bench_ivf(args) -> dict:
+    import faiss
+
+    from recommender.serving.index import ItemIndex, recall_at_k
+
+    n, d, nq, k = args.ivf_items, 64, args.ivf_queries, 100
+    rng = np.random.default_rng(0)
+    n_clusters = 2000
+    centers = rng.normal(size=(n_clusters, d)).astype(np.float32)
+    # items: mixture of 2000 clusters with noise of the same order as the spread between centres
+    emb = np.empty((n, d), dtype=np.float32)
+    for s in range(0, n, 200_000):
+        m = min(200_000, n - s)
+        emb[s : s + m] = centers[rng.integers(0, n_clusters, m)] + 0.6 * rng.normal(size=(m, d)).astype(np.float32)
+    queries = centers[rng.integers(0, n_clusters, nq)] + 0.6 * rng.normal(size=(nq, d)).astype(np.float32)
+    ids = np.arange(1, n + 1)
+    faiss.omp_set_num_threads(os.cpu_count() or 1)  # building: use the cores
+    t = time.perf_counter()
+    flat = ItemIndex.build(emb, ids, metric="cosine")
+    exact = flat.search(queries, k).item_ids
+    t_exact_batch = time.perf_counter() - t
+    t = time.perf_counter()
+    ivf = ItemIndex.build(emb, ids, metric="cosine", kind="ivf", nlist=args.nlist)
+    t_build = time.perf_counter() - t
+    log(f"IVF{args.nlist} over {n} items built in {t_build:.1f}s")
+    faiss.omp_set_num_threads(1)  # serving: one query, one thread
+
+    def lat(index, reps):
+        ts = []
+        for i in range(reps):
+            t0 = time.perf_counter()
+            index.search(queries[i % nq : i % nq + 1], k)
+            ts.append(time.perf_counter() - t0)
+        return pct(ts)
+
+    out = {"items": n, "dim": d, "queries": nq, "k": k, "nlist": args.nlist, "similarity": "cosine",
+           "data": f"Gaussian mixture, {n_clusters} centres, noise sd 0.6",
+           "build_seconds": round(t_build, 1), "flat_exact_build_and_batch_search_seconds": round(t_exact_batch, 1),
+           "flat_exact_single_query": lat(flat, 30), "ivf": []}
+    for nprobe in args.nprobe:
+        ivf.nprobe = nprobe
+        rec = recall_at_k(ivf.search(queries, k).item_ids, exact)
+        row = {"nprobe": nprobe, "recall@100": round(rec, 4), **lat(ivf, 200)}
+        out["ivf"].append(row)
+        log(f"nprobe {nprobe}: recall@100 {rec:.4f}, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
+    ap.add_argument("--state", help="an ECAUG_HOME with processed beauty + a checkpoint (e.g. .ecaug)")
+    ap.add_argument("--requests", type=int, default=2000, help="single-client requests")
+    ap.add_argument("--users", type=int, default=1000, help="distinct users sampled")
+    ap.add_argument("--seconds", type=float, default=10.0, help="duration of each concurrent run")
+    ap.add_argument("--clients", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 8])
+    ap.add_argument("--ivf-items", type=int, default=1_000_000)
+    ap.add_argument("--ivf-queries", type=int, default=200)
+    ap.add_argument("--nlist", type=int, default=1024)
+    ap.add_argument("--nprobe", type=lambda s: [int(x) for x in s.split(",")], default=[8, 16, 32, 64])
+    ap.add_argument("--skip-ivf", action="store_true")
+    ap.add_argument("--skip-api", action="store_true")
+    ap.add_argument("--threadpool", action="store_true", help="serve /recommend from the thread pool")
+    ap.add_argument("--keep-state", action="store_true", help="keep the temp state (and its Redis)")
+    args = ap.parse_args()
+
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    from recommender.serving.wiring import configure_threads
+
+    configure_threads(1)
+    result: dict = {"benchmark": "serving", "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "machine": {"cpus": os.cpu_count(), "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}}
+    if not args.skip_api:
+        result["api"] = bench_api(args)
+    if not args.skip_ivf:
+        result["ivf_scale"] = bench_ivf(args)
+    result["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    text = json.dumps(result)
+    if args.json:
+        print(text)
+    else:
+        print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
