@@ -222,7 +222,9 @@ def materialize(
             n_rows = int(in_window.sum())
             n_entities = int(tbl.select(keys).to_pandas()[in_window.to_numpy()].drop_duplicates().shape[0])
         t0 = time.perf_counter()
-        store.materialize(start_date=start, end_date=end, feature_views=[name])
+        # Feast prints its progress to stdout; keep stdout for results (`--json`).
+        with contextlib.redirect_stdout(sys.stderr):
+            store.materialize(start_date=start, end_date=end, feature_views=[name])
         dt = time.perf_counter() - t0
         out["views"][name] = {
             "source_rows_in_window": n_rows,
