@@ -33,7 +33,8 @@ app = typer.Typer(
     add_completion=False,
 )
 
-err_console = Console(stderr=True)
+# soft_wrap: an error stays one line even with long paths on a non-terminal stderr.
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 @app.callback()
@@ -66,7 +67,9 @@ _register_all()
 def main() -> None:
     """Console-script entry: run the app, turning user errors into one-line messages."""
     try:
-        app(standalone_mode=False)
+        # standalone_mode=False makes click *return* a command's typer.Exit code instead of exiting.
+        rc = app(standalone_mode=False)
+        sys.exit(rc if isinstance(rc, int) else 0)
     except EcaugError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(exc.exit_code)
