@@ -30,7 +30,6 @@ Everything is written to ``<state>/feast/`` as ``<name>.parquet.tmp-*`` then ren
 
 from __future__ import annotations
 
-import heapq
 import json
 import math
 import os
@@ -129,6 +128,7 @@ def build_user_features(train: pd.DataFrame, attributes: dict[int, list[int]], p
     for bi, (s, e) in enumerate(zip(starts, ends)):
         u = int(users[s])
         counts: dict[int, int] = {}
+        top: list[int] = []  # up to TOP_ATTRIBUTES ids by (count desc, id asc), kept incrementally
         s_clogc = 0.0  # sum of c*log(c) over attribute counts, for incremental entropy
         n_attr = 0
         pop_sum = 0.0
@@ -141,8 +141,8 @@ def build_user_features(train: pd.DataFrame, attributes: dict[int, list[int]], p
             o_n.append(n)
             o_days.append((t - last_t) / _DAY_NS if last_t is not None else -1.0)
             o_recent.append(items[max(s, s + n - RECENT_ITEMS) : s + n][::-1])
-            o_top.append([a for a, _ in heapq.nlargest(TOP_ATTRIBUTES, counts.items(), key=lambda kv: (kv[1], -kv[0]))])
-            o_div.append(math.log(n_attr) - s_clogc / n_attr if n_attr else 0.0)
+            o_top.append(list(top))
+            o_div.append(max(0.0, math.log(n_attr) - s_clogc / n_attr) if n_attr else 0.0)  # clamp float noise
             o_pop.append(pop_sum / n if n else 0.0)
 
         while k < e:
@@ -154,6 +154,12 @@ def build_user_features(train: pd.DataFrame, attributes: dict[int, list[int]], p
                     s_clogc += (c + 1) * math.log(c + 1) - (c * math.log(c) if c else 0.0)
                     counts[a] = c + 1
                     n_attr += 1
+                    # Counts only grow, so only the incremented attribute can enter the top list.
+                    if a in top or len(top) < TOP_ATTRIBUTES or (c + 1, -a) > (counts[top[-1]], -top[-1]):
+                        if a not in top:
+                            top.append(a)
+                        top.sort(key=lambda x: (-counts[x], x))
+                        del top[TOP_ATTRIBUTES:]
                 pop_sum += pop[k]
                 k += 1
             last_t = t
