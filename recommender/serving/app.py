@@ -96,6 +96,18 @@ class _MetricsMiddleware:
             self.metrics.latency.labels(route).observe(time.perf_counter() - t0)
 
 
+def _warm_up(s: Services) -> None:
+    """One throw-away pass through every stage, so the first real request does not pay for
+    Feast's registry load, Redis connection set-up and torch's first-call allocations."""
+    try:
+        bundle = s.models.current
+        feats = s.features.read([1])
+        if bundle is not None:
+            bundle.index.search(bundle.encode_users(feats), 1)
+    except Exception as exc:  # Redis may be down at start: that is served as degraded later
+        log.info("warm-up skipped: %s", exc)
+
+
 def create_app(services: Services, inline: bool = True) -> FastAPI:
     """Build the FastAPI app around ``services``. The model is loaded before the first request
     (if it is not already) and watched for new checkpoints while the app runs.
@@ -109,6 +121,7 @@ def create_app(services: Services, inline: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI):
         if s.models.current is None:
             s.models.load()
+        _warm_up(s)
         s.models.start()
         try:
             yield
