@@ -86,7 +86,8 @@ class Adapter(nn.Module):
 
 
 def _mlp(inp: int, hidden: int, out: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(inp, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, out))
+    # dropout on the input too: the pooled id embeddings are what overfits on sparse data
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(inp, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, out))
 
 
 class TwoTower(nn.Module):

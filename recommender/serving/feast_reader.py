@@ -55,11 +55,6 @@ class FeastFeatureReader:
         self._tune_redis_client(socket_timeout_s)
 
     # ------------------------------------------------------------------ state
-    @property
-    def up(self) -> bool:
-        """False while the breaker is open (the last read failed less than ``retry_s`` ago)."""
-        return time.monotonic() >= self._down_until and self.last_error is None
-
     def _fail(self, exc: BaseException) -> FeatureStoreUnavailable:
         with self._lock:
             self._down_until = time.monotonic() + self.retry_s

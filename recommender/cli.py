@@ -1,0 +1,231 @@
+"""``ecaug train | finetune | experiment``. Heavy imports (torch, torchrec, feast) inside commands.
+
+Progress and logs go to stderr; with ``--json`` the last stdout line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+
+from ecaug_feast.errors import EcaugError
+
+err = Console(stderr=True)
+log = logging.getLogger("ecaug.recommender")
+
+
+def _quiet() -> None:
+    # torchrec/fbgemm log every kernel they build at INFO and warn about planner internals
+    for name in ("torchrec", "root", "fbgemm_gpu", "torch.distributed"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+
+
+def _emit(obj: dict[str, Any], as_json: bool, human: str) -> None:
+    if as_json:
+        typer.echo(json.dumps(obj, default=str, separators=(",", ":")))
+    else:
+        typer.echo(human)
+
+
+def _metrics_line(m: dict[str, float]) -> str:
+    return " ".join(f"{k}={m[k]:.4f}" for k in ("recall@10", "ndcg@10", "recall@20", "ndcg@20") if k in m)
+
+
+def _epoch_printer(as_json: bool):
+    def cb(epoch: int, rec: dict[str, Any]) -> None:
+        v = rec.get("valid_ndcg@10")
+        err.print(f"epoch {epoch}: loss {rec['loss']:.3f}" + (f"  valid NDCG@10 {v:.4f}" if v is not None else "") + f"  ({rec['train_s']}s)")
+
+    return cb
+
+
+def _train_overrides(epochs: Optional[int], batch_size: Optional[int], seed: int, **kw: Any) -> dict[str, Any]:
+    d: dict[str, Any] = {"seed": seed}
+    if epochs is not None:
+        d["epochs"] = epochs
+    if batch_size is not None:
+        d["batch_size"] = batch_size
+    d.update({k: v for k, v in kw.items() if v is not None})
+    return d
+
+
+def _load_real(dataset: str, source: str):
+    """TrainData of an ingested dataset (Feast offline store by default) + its eval sets."""
+    from ecaug_feast.datasets.store import load_processed
+    from recommender.data import build_in_memory, load_real_from_feast
+    from recommender.evaluate import make_eval_set
+
+    data_p = load_processed(dataset)
+    if source == "feast":
+        try:
+            data = load_real_from_feast(dataset)
+        except EcaugError:
+            raise
+        except Exception as exc:  # Feast registry missing, parquet unreadable...
+            raise EcaugError(f"feast: could not read training examples ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+                             "run `ecaug ingest` and `ecaug apply` first") from None
+    elif source == "memory":
+        data = build_in_memory(data_p.train, data_p.items, data_p.valid)
+    else:
+        raise EcaugError(f"--source must be feast or memory, got {source!r}")
+    valid = make_eval_set(data_p.valid, [data_p.train])
+    test = make_eval_set(data_p.test, [data_p.train, data_p.valid])
+    return data, valid, test
+
+
+def train_cmd(
+    dataset: str = typer.Option("beauty", "--dataset", "-d", help="An ingested dataset (`ecaug ingest`)."),
+    name: str = typer.Option("real", "--name", help="Checkpoint name under <state>/models/."),
+    source: str = typer.Option("feast", "--source", help="feast: examples via get_historical_features; memory: same features built in-process."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=8),
+    embedding_dim: int = typer.Option(64, "--dim", min=4, help="Embedding and tower output size."),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
+) -> None:
+    """Train the real-only two-tower (early stopping on validation NDCG@10) and save a checkpoint."""
+    _quiet()
+    from ecaug_feast.paths import models_dir
+    from recommender.checkpoint import save_checkpoint
+    from recommender.experiment import PRESETS
+    from recommender.train import TrainConfig, config_dict, evaluate_model, model_config_for, train
+
+    data, valid, test = _load_real(dataset, source)
+    preset = PRESETS["full"]
+    mcfg = model_config_for(data, **{**preset["model"], "embedding_dim": embedding_dim, "out_dim": embedding_dim})
+    tcfg = TrainConfig(**{**preset["train"], **_train_overrides(epochs, batch_size, seed)})
+    err.print(f"training on {len(data.examples):,} examples ({data.info.get('source')}), {data.num_items:,} items")
+    res = train(data, valid, mcfg, tcfg, progress=_epoch_printer(as_json))
+    test_m = evaluate_model(res.model, data, test, "test", seed=seed)
+    path = save_checkpoint(models_dir() / name, res.state, mcfg, res.model.catalog,
+                           train=config_dict(tcfg), metrics={"valid": res.best_valid, "test": test_m},
+                           data={"dataset": dataset, "source": data.info.get("source"), "examples": len(data.examples)})
+    out = {"checkpoint": str(path), "dataset": dataset, "epochs": res.best_epoch, "seconds": round(res.seconds, 1),
+           "examples_per_s": round(res.examples_per_s), "valid": res.best_valid, "test": test_m}
+    _emit(out, as_json, f"saved {path}  test: {_metrics_line(test_m)}")
+
+
+def _synthetic_examples(data, run_id: Optional[str]):
+    """Accepted synthetic positives of a run (active run by default) with item features."""
+    import pandas as pd
+
+    from ecaug_feast import paths
+    from recommender.data import complete_synthetic
+
+    try:
+        from ecaug_feast import synth_store
+
+        run = synth_store.load_run(run_id) if run_id else synth_store.active_run()
+        rid = getattr(run, "run_id", None) or (run.get("run_id") if isinstance(run, dict) else None) or run_id
+    except ImportError:
+        rid = run_id
+    if not rid:
+        raise EcaugError("no synthetic run: run `ecaug augment` first or pass --run RUN_ID")
+    rdir = paths.runs_dir() / str(rid)
+    ui, uf = rdir / "interactions_synth.parquet", rdir / "user_features_synth.parquet"
+    for p in (ui, uf):
+        if not p.exists():
+            raise EcaugError(f"{p}: synthetic run file missing")
+    inter = pd.read_parquet(ui)
+    feats = pd.read_parquet(uf)
+    from recommender.data import USER_FEATURE_COLUMNS, asof_join
+
+    inter = inter[inter["label"] == 1] if "label" in inter.columns else inter
+    # each synthetic user's features as of its interaction (point-in-time, as Feast would join)
+    joined = asof_join(inter, feats, "user_id", USER_FEATURE_COLUMNS)
+    rows = pd.concat([inter[["user_id", "item_id", "event_timestamp"]].reset_index(drop=True), joined], axis=1)
+    return complete_synthetic(rows, data), str(rid)
+
+
+def finetune_cmd(
+    from_: str = typer.Option(..., "--from", help="Checkpoint to continue from (dir or name under <state>/models/)."),
+    mix_ratio: float = typer.Option(0.5, "--mix-ratio", min=0.0, help="Synthetic rows per real row (0 = real only)."),
+    mode: str = typer.Option("full", "--mode", help="full | towers (freeze embeddings) | adapters (train adapters only)."),
+    run_id: Optional[str] = typer.Option(None, "--run", help="Synthetic run id (default: the active run)."),
+    dataset: str = typer.Option("beauty", "--dataset", "-d"),
+    name: Optional[str] = typer.Option(None, "--name", help="Output checkpoint name (default: <from>-ft-<mode>)."),
+    source: str = typer.Option("feast", "--source", help="feast | memory (real examples)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
+) -> None:
+    """Continue training a checkpoint on real + synthetic examples (early stopping on validation)."""
+    _quiet()
+    from dataclasses import replace
+
+    from ecaug_feast.paths import models_dir
+    from recommender.checkpoint import load_checkpoint, resolve, save_checkpoint
+    from recommender.data import mix_examples
+    from recommender.experiment import PRESETS
+    from recommender.train import TrainConfig, config_dict, evaluate_model, finetune_config, train
+
+    if mode not in ("full", "towers", "adapters"):
+        raise EcaugError(f"--mode must be full, towers or adapters, got {mode!r}")
+    base, meta = load_checkpoint(from_)
+    data, valid, test = _load_real(dataset, source)
+    if base.cfg.num_items != data.num_items:
+        raise EcaugError(f"{resolve(from_)}: checkpoint has {base.cfg.num_items} items, dataset '{dataset}' has {data.num_items}")
+    syn_id = None
+    if mix_ratio > 0:
+        syn, syn_id = _synthetic_examples(data, run_id)
+        data = replace(data, examples=mix_examples(data.examples, syn, mix_ratio, seed))
+    cfg = finetune_config(base.cfg, mode)
+    tcfg = TrainConfig(**{**PRESETS["full"]["finetune"], **_train_overrides(epochs, None, seed), "finetune_mode": mode})
+    err.print(f"fine-tuning ({mode}) on {len(data.examples):,} examples ({int(data.examples['is_synthetic'].sum()):,} synthetic)")
+    before = evaluate_model(base, data, valid, "valid", seed=seed)
+    res = train(data, valid, cfg, tcfg, init_state=base.state_dict())
+    test_m = evaluate_model(res.model, data, test, "test", seed=seed)
+    out_name = name or f"{resolve(from_).name}-ft-{mode}"
+    path = save_checkpoint(models_dir() / out_name, res.state, cfg, res.model.catalog, train=config_dict(tcfg),
+                           metrics={"valid_before": before, "valid": res.best_valid, "test": test_m},
+                           data={"dataset": dataset, "from": str(resolve(from_)), "mix_ratio": mix_ratio, "run_id": syn_id,
+                                 "examples": len(data.examples)})
+    out = {"checkpoint": str(path), "from": str(resolve(from_)), "mode": mode, "mix_ratio": mix_ratio, "run_id": syn_id,
+           "valid_before": before, "valid": res.best_valid, "test": test_m, "epochs": res.best_epoch}
+    _emit(out, as_json, f"saved {path}  valid NDCG@10 {before['ndcg@10']:.4f} -> {res.best_valid.get('ndcg@10', float('nan')):.4f}  test: {_metrics_line(test_m)}")
+
+
+def experiment_cmd(
+    dataset: str = typer.Option("beauty", "--dataset", "-d", help="Any dataset the adapters load."),
+    quick: bool = typer.Option(False, "--quick", help="Small preset for tests and the demo (a user subsample, tiny model)."),
+    fractions: Optional[str] = typer.Option(None, "--fractions", help="Comma-separated history fractions, e.g. 0.25,1.0."),
+    seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Seeds per configuration (default 3)."),
+    methods: Optional[str] = typer.Option(None, "--methods", help="Subset of popularity,real_only,gan_augmented,oversample,smote."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Parallel processes (one thread each)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default <state>/experiments/<dataset>-<time>)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
+) -> None:
+    """Real-only vs GAN-augmented vs naive augmentation over history fractions and seeds."""
+    _quiet()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from recommender.experiment import make_config, run_experiment, table_markdown
+
+    fr = None
+    if fractions:
+        try:
+            fr = [float(x) for x in fractions.split(",") if x.strip()]
+        except ValueError:
+            raise EcaugError(f"--fractions: expected numbers like 0.25,1.0, got {fractions!r}") from None
+    ms = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    cfg = make_config("quick" if quick else "full", dataset=dataset, fractions=fr, seeds=seeds, methods=ms, workers=workers)
+    with Progress(TextColumn("[bold]experiment"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), console=err, transient=True) as prog:
+        task = prog.add_task("", total=len(cfg.fractions) * cfg.seeds)
+        summary = run_experiment(cfg, out, progress=lambda d, t, what: prog.update(task, completed=d, description=what))
+    js = {k: summary[k] for k in ("dataset", "results", "verdict", "seconds", "out_dir")}
+    js["fractions"], js["seeds"] = cfg.fractions, cfg.seeds
+    _emit(js, as_json, table_markdown(summary["results"]) + f"\nreport: {summary['out_dir']}/report.md")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_cmd)
+    app.command("finetune")(finetune_cmd)
+    app.command("experiment")(experiment_cmd)

@@ -1,0 +1,232 @@
+"""Training examples for the two-tower: real (Feast offline store), synthetic, or mixed.
+
+One *example* = one positive training interaction with the user's features as of just before it and
+the item's features at that time (a point-in-time join). Columns:
+``user_id, item_id, event_timestamp, is_synthetic`` + the ``user_features`` columns + ``attributes``,
+``popularity``, ``n_attributes``.
+
+Two sources with the same semantics:
+- :func:`examples_from_feast`: ``get_historical_features`` over the ``training`` feature service
+  with the ``train_interactions`` rows (label 1) as entity dataframe (what ``ecaug train`` uses);
+- :func:`build_in_memory`: the data layer's feature builders + the same as-of join in pandas, for
+  the experiment, which needs features recomputed for every history fraction (a test checks that
+  both give the same rows).
+
+Validation and test rows never enter: everything here starts from the *train* split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ecaug_feast.errors import DataValidationError, EcaugError
+
+USER_FEATURE_COLUMNS = ["n_interactions", "days_since_last", "recent_items", "top_attributes", "attr_diversity", "mean_item_popularity"]
+ITEM_FEATURE_COLUMNS = ["attributes", "popularity", "n_attributes"]
+EXAMPLE_COLUMNS = ["user_id", "item_id", "event_timestamp", "is_synthetic", *USER_FEATURE_COLUMNS, *ITEM_FEATURE_COLUMNS]
+
+
+@dataclass
+class TrainData:
+    """What training and evaluation need, all derived from one training frame."""
+
+    examples: pd.DataFrame  # EXAMPLE_COLUMNS, real rows first
+    user_serving: pd.DataFrame  # one row per user: features from all of its training events
+    # Features for scoring the *test* split: training events + the validation event (input only,
+    # never a training target), as in the usual leave-last-out protocol. None -> user_serving.
+    user_test: pd.DataFrame | None
+    item_serving: pd.DataFrame  # one row per item 1..I: item_id, attributes, popularity, n_attributes
+    items: pd.DataFrame  # catalogue: item_id, attributes
+    train: pd.DataFrame  # the real training interactions behind ``examples``
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_items(self) -> int:
+        return int(self.items["item_id"].max())
+
+
+def truncate_history(train: pd.DataFrame, fraction: float) -> pd.DataFrame:
+    """Keep each user's most recent ``ceil(fraction * n)`` training interactions (at least one)."""
+    if not 0 < fraction <= 1:
+        raise EcaugError(f"history fraction must be in (0, 1], got {fraction}")
+    if fraction >= 1:
+        return train
+    from_end = train.groupby("user_id", sort=False).cumcount(ascending=False).to_numpy()
+    n = train.groupby("user_id", sort=False)["user_id"].transform("size").to_numpy()
+    keep = from_end < np.maximum(1, np.ceil(fraction * n - 1e-9))
+    return train[keep].reset_index(drop=True)
+
+
+def asof_join(left: pd.DataFrame, right: pd.DataFrame, key: str, cols: list[str]) -> pd.DataFrame:
+    """For each ``left`` row the latest ``right`` row with the same key and time <= the row's time
+    (Feast's point-in-time rule); left order kept, no match -> NaN/None."""
+    l2 = left[[key, "event_timestamp"]].copy()
+    l2["__row"] = np.arange(len(left))
+    l2["event_timestamp"] = l2["event_timestamp"].astype("datetime64[ns, UTC]")
+    r2 = right[[key, "event_timestamp", *cols]].copy()
+    r2["event_timestamp"] = r2["event_timestamp"].astype("datetime64[ns, UTC]")
+    m = pd.merge_asof(
+        l2.sort_values("event_timestamp", kind="stable"),
+        r2.sort_values("event_timestamp", kind="stable"),
+        on="event_timestamp",
+        by=key,
+        direction="backward",
+        allow_exact_matches=True,
+    )
+    m = m.sort_values("__row").reset_index(drop=True)
+    return m[cols]
+
+
+def serving_rows(history: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
+    """One ``user_features`` row per user, computed from all of ``history`` (the serving row)."""
+    from ecaug_feast.features.build import build_user_features
+
+    attributes = dict(zip(items["item_id"].astype(int), items["attributes"]))
+    h = history.sort_values(["user_id", "event_timestamp"], kind="stable").reset_index(drop=True)
+    uf = build_user_features(h, attributes)
+    return uf.groupby("user_id", sort=True).tail(1).reset_index(drop=True)
+
+
+def build_in_memory(train: pd.DataFrame, items: pd.DataFrame, valid: pd.DataFrame | None = None) -> TrainData:
+    """Features exactly as ``ecaug_feast.features.build`` writes them for Feast, joined as of each
+    training event, plus serving rows (after each user's last training event). With ``valid``,
+    also the test-time rows (training + validation events as history)."""
+    from ecaug_feast.features.build import ITEM_BASE_OFFSET, build_item_features, build_user_features
+
+    if len(train) == 0:
+        raise EcaugError("no training interactions")
+    train = train.sort_values(["user_id", "event_timestamp"], kind="stable").reset_index(drop=True)
+    attributes = dict(zip(items["item_id"].astype(int), items["attributes"]))
+    uf = build_user_features(train, attributes)
+    itf = build_item_features(train, items, train["event_timestamp"].min() - ITEM_BASE_OFFSET)
+    ent = train[["user_id", "item_id", "event_timestamp"]]
+    ex = pd.concat(
+        [
+            ent.reset_index(drop=True),
+            asof_join(ent, uf, "user_id", USER_FEATURE_COLUMNS),
+            asof_join(ent, itf, "item_id", ITEM_FEATURE_COLUMNS),
+        ],
+        axis=1,
+    )
+    ex["is_synthetic"] = False
+    user_serving = uf.sort_values(["user_id", "event_timestamp"], kind="stable").groupby("user_id", sort=True).tail(1).reset_index(drop=True)
+    item_serving = latest_item_rows(itf, items)
+    cols = ["user_id", "item_id", "event_timestamp"]
+    user_test = serving_rows(pd.concat([train[cols], valid[cols]], ignore_index=True), items) if valid is not None else None
+    return TrainData(
+        ex[EXAMPLE_COLUMNS], user_serving, user_test, item_serving, items[["item_id", "attributes"]], train,
+        {"source": "memory", "item_features": itf},
+    )
+
+
+def labelled_examples(examples: pd.DataFrame, num_items: int, seed: int) -> pd.DataFrame:
+    """Positives (label 1) plus one uniformly sampled negative item per row (label 0, same user
+    features), the labelled table the synthesis labeler learns from."""
+    real = examples[~examples["is_synthetic"].astype(bool)]
+    rng = np.random.default_rng(seed)
+    neg = real.copy()
+    neg["item_id"] = rng.integers(1, num_items + 1, size=len(real))
+    return pd.concat([real.assign(label=1), neg.assign(label=0)], ignore_index=True)
+
+
+def complete_synthetic(rows: pd.DataFrame, data: TrainData) -> pd.DataFrame:
+    """Synthetic positives (user features + ``item_id`` [+ ``event_timestamp``]) -> example columns:
+    item features joined as of the row time (latest when there is no time), ``is_synthetic`` True."""
+    out = rows.reset_index(drop=True).copy()
+    if "label" in out.columns:
+        out = out[out["label"].astype(int) == 1].reset_index(drop=True)
+    if "event_timestamp" not in out.columns:
+        out["event_timestamp"] = data.train["event_timestamp"].max()
+    out["event_timestamp"] = pd.to_datetime(out["event_timestamp"], utc=True)
+    itf = data.info.get("item_features")
+    if itf is not None:
+        feats = asof_join(out, itf, "item_id", ITEM_FEATURE_COLUMNS)
+    else:
+        feats = data.item_serving.set_index("item_id").reindex(out["item_id"].to_numpy())[ITEM_FEATURE_COLUMNS].reset_index(drop=True)
+    for c in ITEM_FEATURE_COLUMNS:
+        out[c] = feats[c].to_numpy()
+    out["attributes"] = [a if isinstance(a, list) else [] for a in out["attributes"]]
+    out["popularity"] = pd.to_numeric(out["popularity"]).fillna(0.0)
+    out["n_attributes"] = out["attributes"].map(len)
+    out["is_synthetic"] = True
+    for c in ("recent_items", "top_attributes"):
+        out[c] = [[int(v) for v in x] if x is not None and not (isinstance(x, float)) else [] for x in out[c]]
+    return out[EXAMPLE_COLUMNS]
+
+
+def latest_item_rows(item_features: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
+    """One row per catalogue item: its latest ``item_features`` row (popularity 0 if never seen)."""
+    last = item_features.sort_values(["item_id", "event_timestamp"], kind="stable").groupby("item_id").tail(1)
+    out = items[["item_id", "attributes"]].merge(last[["item_id", "popularity"]], on="item_id", how="left")
+    out["popularity"] = out["popularity"].fillna(0.0).astype(np.float32)
+    out["n_attributes"] = out["attributes"].map(len).astype(np.int64)
+    return out.sort_values("item_id").reset_index(drop=True)
+
+
+def examples_from_feast(entity_df: pd.DataFrame, store: Any = None) -> pd.DataFrame:
+    """Point-in-time examples from the Feast offline store (feature service ``training``)."""
+    from ecaug_feast import feast_io
+
+    ent = entity_df[["user_id", "item_id", "event_timestamp"]].reset_index(drop=True)
+    out = feast_io.historical_features(ent, features=feast_io.TRAINING_SERVICE, store=store)
+    for c in USER_FEATURE_COLUMNS + ITEM_FEATURE_COLUMNS:
+        if c not in out.columns:
+            raise DataValidationError("feast:training", c, "feature missing from the historical join")
+    out["is_synthetic"] = False
+    return _normalise_lists(out)[EXAMPLE_COLUMNS]
+
+
+def _normalise_lists(df: pd.DataFrame) -> pd.DataFrame:
+    """Feast hands list features back as numpy arrays or None; use Python lists of int."""
+    for c in ("recent_items", "top_attributes", "attributes"):
+        if c in df.columns:
+            df[c] = [[] if x is None or (isinstance(x, float) and np.isnan(x)) else [int(v) for v in x] for x in df[c]]
+    return df
+
+
+def load_real_from_feast(dataset: str, store: Any = None) -> TrainData:
+    """Real training data of an ingested dataset, features read through Feast (offline store)."""
+    from ecaug_feast import paths
+    from ecaug_feast.datasets.store import load_processed
+
+    data = load_processed(dataset)
+    ti_path = paths.feast_data_dir() / "train_interactions.parquet"
+    if not ti_path.exists():
+        raise EcaugError(f"{ti_path}: Feast sources not built; run `ecaug ingest` and `ecaug apply` first")
+    ti = pd.read_parquet(ti_path)
+    pos = ti[ti["label"] == 1]
+    ex = examples_from_feast(pos, store=store)
+    items = data.items[["item_id", "attributes"]]
+    # serving rows: the latest feature rows, as validation/test/serving queries see them
+    last_t = data.train.groupby("user_id")["event_timestamp"].max().reset_index()
+    last_t["event_timestamp"] = last_t["event_timestamp"] + pd.Timedelta(milliseconds=1)
+    from ecaug_feast import feast_io
+
+    us = feast_io.historical_features(last_t, features=[f"user_features:{c}" for c in USER_FEATURE_COLUMNS], store=store)
+    us = _normalise_lists(us)
+    item_rows = pd.read_parquet(paths.feast_data_dir() / "item_features.parquet")
+    cols = ["user_id", "item_id", "event_timestamp"]
+    ut = serving_rows(pd.concat([data.train[cols], data.valid[cols]], ignore_index=True), items)
+    return TrainData(ex, us, ut, latest_item_rows(item_rows, items), items, data.train, {"source": "feast", "dataset": dataset})
+
+
+def mix_examples(real: pd.DataFrame, synthetic: pd.DataFrame, ratio: float, seed: int) -> pd.DataFrame:
+    """Real examples + ``round(ratio * len(real))`` synthetic rows (sampled, with replacement only
+    when there are too few); ``ratio`` 0 returns the real rows."""
+    if ratio < 0:
+        raise EcaugError(f"mix ratio must be >= 0, got {ratio}")
+    n = int(round(ratio * len(real)))
+    if n == 0 or len(synthetic) == 0:
+        return real
+    missing = [c for c in EXAMPLE_COLUMNS if c not in synthetic.columns and c != "is_synthetic"]
+    if missing:
+        raise DataValidationError("synthetic examples", missing[0], "missing column")
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(synthetic), size=n, replace=n > len(synthetic))
+    syn = synthetic.iloc[idx].copy()
+    syn["is_synthetic"] = True
+    return pd.concat([real, syn[EXAMPLE_COLUMNS]], ignore_index=True)

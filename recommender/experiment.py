@@ -1,0 +1,431 @@
+"""The before/after study: does training on augmented data beat real-only on real held-out data?
+
+For every history fraction f (each user's most recent share of training events) and seed s:
+
+1. features are rebuilt from the truncated history only (``recommender.data.build_in_memory``);
+2. ``popularity`` and ``real_only`` (two-tower trained from scratch, early stopping on validation)
+   are fitted;
+3. each augmentation method builds a pool of extra positives from the *truncated* training
+   examples: ``gan_augmented`` (GAN + labeler + gates, ``ecaug_feast.synth.pipeline.augment_frame``),
+   ``oversample`` (copies of sparse users' rows), ``smote`` (SMOTE-style interpolation of flattened
+   example rows, ``ecaug_feast.synth.smote``); for every candidate mix ratio r the real-only
+   checkpoint is fine-tuned on real + r x |real| pool rows; the ratio (0 = keep the real-only model)
+   is chosen on validation NDCG@10 only;
+4. the chosen model of each method is scored on the test split once.
+
+Cells (f, s) are independent and run in ``workers`` processes. Output: ``results.json``,
+``table.md``, ``report.md``, ``ndcg_vs_fraction.png`` under the output directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from ecaug_feast.errors import EcaugError
+
+log = logging.getLogger(__name__)
+
+METHODS = ["popularity", "real_only", "gan_augmented", "oversample", "smote"]
+AUG_METHODS = ["gan_augmented", "oversample", "smote"]
+METRICS = ["recall@10", "ndcg@10", "recall@20", "ndcg@20", "coverage@10"]
+
+
+@dataclass
+class ExperimentConfig:
+    dataset: str = "beauty"
+    fractions: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0])
+    seeds: int = 3
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    ratios: list[float] = field(default_factory=lambda: [0.25, 0.5])  # 0 is always a candidate
+    pool_cap: int = 40_000  # at most this many pool rows are generated; larger mixes resample
+    max_users: int | None = None  # subsample users (quick preset)
+    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig for real-only
+    finetune: dict[str, Any] = field(default_factory=dict)  # TrainConfig for fine-tunes
+    finetune_mode: str = "full"
+    gan: dict[str, Any] = field(default_factory=dict)  # GANConfig overrides
+    workers: int = 2
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# Budgets sized for 2 shared CPU cores: the full preset on Beauty was designed to finish in < 30 min.
+PRESETS: dict[str, dict[str, Any]] = {
+    "full": dict(
+        fractions=[0.1, 0.25, 0.5, 1.0],
+        seeds=3,
+        model=dict(embedding_dim=64, hidden_dim=256, out_dim=64, temperature=0.1, dropout=0.3),
+        train=dict(epochs=12, patience=2, batch_size=1024, lr_sparse=0.02, lr_dense=1e-3),
+        finetune=dict(epochs=3, patience=1, batch_size=1024, lr_sparse=0.01, lr_dense=5e-4),
+        gan=dict(max_steps=600, eval_every=100, patience=3),
+    ),
+    "quick": dict(
+        fractions=[0.25, 1.0],
+        seeds=3,
+        max_users=1500,
+        ratios=[0.5],
+        pool_cap=3000,
+        model=dict(embedding_dim=16, hidden_dim=32, out_dim=16, temperature=0.1, dropout=0.1, user_buckets=4096),
+        train=dict(epochs=3, patience=1, batch_size=256, lr_sparse=0.05, lr_dense=2e-3),
+        finetune=dict(epochs=1, patience=1, batch_size=256, lr_sparse=0.02, lr_dense=1e-3),
+        gan=dict(max_steps=60, eval_every=30, patience=2, batch_size=200, eval_rows=500, calib_rows=2000),
+    ),
+}
+
+
+def make_config(preset: str = "full", **overrides: Any) -> ExperimentConfig:
+    if preset not in PRESETS:
+        raise EcaugError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
+    base = dict(PRESETS[preset])
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = [m for m in base.get("methods", METHODS) if m not in METHODS]
+    if unknown:
+        raise EcaugError(f"unknown method(s) {unknown} (choose from {', '.join(METHODS)})")
+    for f in base.get("fractions", []):
+        if not 0 < float(f) <= 1:
+            raise EcaugError(f"fractions must lie in (0, 1], got {f}")
+    if int(base.get("seeds", 3)) < 1:
+        raise EcaugError("seeds must be >= 1")
+    return ExperimentConfig(**base)
+
+
+# ----------------------------------------------------------------------------------------------
+# one cell: (fraction, seed)
+
+
+def _load_split(cfg: ExperimentConfig):
+    from ecaug_feast.datasets import load_dataset
+    from ecaug_feast.features.split import split_interactions
+
+    ds = load_dataset(cfg.dataset)
+    sp = split_interactions(ds)
+    if cfg.max_users:
+        users = np.sort(sp.train["user_id"].unique())
+        keep = np.random.default_rng(12345).choice(users, size=min(cfg.max_users, len(users)), replace=False)
+        sp.train, sp.valid, sp.test = (df[df["user_id"].isin(keep)].reset_index(drop=True) for df in (sp.train, sp.valid, sp.test))
+    return ds, sp
+
+
+def _pool(method: str, data, size: int, seed: int, cfg: ExperimentConfig) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Extra positives for ``method`` (example columns) and facts about how they were made."""
+    from recommender.baselines import oversample_pool
+    from recommender.data import complete_synthetic, labelled_examples
+
+    t0 = time.time()
+    if method == "oversample":
+        return oversample_pool(data.examples, size, seed), {"seconds": round(time.time() - t0, 2)}
+    if method == "gan_augmented":
+        from ecaug_feast.synth.gan import GANConfig
+        from ecaug_feast.synth.pipeline import AugmentConfig, augment_frame
+
+        lab = labelled_examples(data.examples, data.num_items, seed)
+        # the labeler labels half of the generated rows negative; ask for enough to keep `size` positives
+        acfg = AugmentConfig(gan=GANConfig(**cfg.gan), max_fit_rows=min(30_000, len(lab)), holdout_rows=min(2000, len(lab) // 5))
+        res = augment_frame(lab, n_rows=2 * size, seed=seed, config=acfg, source=f"{cfg.dataset} examples")
+        pos = complete_synthetic(res.accepted, data)
+        m = res.metrics
+        info = {k: m.get(k) for k in ("rows_generated", "rows_accepted", "gate", "c2st_auc", "privacy_dropped_share", "fit_seconds", "total_seconds")}
+        info.update(gate_passed=bool(res.gate_passed), positives=int(len(pos)), seconds=round(time.time() - t0, 2))
+        return pos, info
+    if method == "smote":
+        from ecaug_feast.synth.examples import flatten, unflatten
+        from ecaug_feast.synth.smote import SmoteSynthesizer
+
+        real = data.examples[~data.examples["is_synthetic"].astype(bool)]
+        flat, schema = flatten(real.assign(label=1))
+        sm = SmoteSynthesizer(seed=seed, max_rows=30_000).fit(flat[schema.gan_columns], schema.discrete_columns)
+        gen = sm.sample(size, seed=seed)
+        feats = unflatten(gen, schema)
+        rng = np.random.default_rng(seed)
+        feats["event_timestamp"] = rng.choice(real["event_timestamp"].to_numpy(), len(feats))
+        pos = complete_synthetic(feats, data)
+        return pos, {"positives": int(len(pos)), "seconds": round(time.time() - t0, 2)}
+    raise EcaugError(f"unknown augmentation method {method!r}")
+
+
+def run_cell(cfg: ExperimentConfig, fraction: float, seed: int) -> list[dict[str, Any]]:
+    """All methods for one (fraction, seed); returns one row per method with valid/test metrics."""
+    import torch
+
+    from recommender.baselines import popularity_scorer
+    from recommender.data import build_in_memory, mix_examples, truncate_history
+    from recommender.evaluate import evaluate, make_eval_set
+    from recommender.train import TrainConfig, evaluate_model, model_config_for, train
+
+    torch.set_num_threads(1)
+    t_cell = time.time()
+    ds, sp = _load_split(cfg)
+    tr = truncate_history(sp.train, fraction)
+    data = build_in_memory(tr, ds.items, sp.valid)
+    # exclusions use the full training split so every fraction ranks the same candidate set
+    valid = make_eval_set(sp.valid, [sp.train])
+    test = make_eval_set(sp.test, [sp.train, sp.valid])
+    n_items = data.num_items
+    rows: list[dict[str, Any]] = []
+    base = {"fraction": fraction, "seed": seed, "train_examples": int(len(data.examples))}
+
+    if "popularity" in cfg.methods:
+        sc = popularity_scorer(data.train, n_items)
+        rows.append({**base, "method": "popularity", "ratio": 0.0,
+                     "valid": evaluate(sc, valid, n_items, seed=seed), "test": evaluate(sc, test, n_items, seed=seed)})
+
+    need_real = any(m in cfg.methods for m in ["real_only", *AUG_METHODS])
+    if not need_real:
+        return rows
+    mcfg = model_config_for(data, **cfg.model)
+    t0 = time.time()
+    real = train(data, valid, mcfg, TrainConfig(seed=seed, **cfg.train))
+    real_valid = evaluate_model(real.model, data, valid, "valid", seed=seed)
+    real_s = time.time() - t0
+    real_test = None
+    if "real_only" in cfg.methods:
+        real_test = evaluate_model(real.model, data, test, "test", seed=seed)
+        rows.append({**base, "method": "real_only", "ratio": 0.0, "valid": real_valid, "test": real_test,
+                     "epochs": real.best_epoch, "seconds": round(real_s, 1), "examples_per_s": round(real.examples_per_s)})
+
+    ft_cfg = TrainConfig(seed=seed, finetune_mode=cfg.finetune_mode, **cfg.finetune)
+    n_real = len(data.examples)
+    for method in [m for m in AUG_METHODS if m in cfg.methods]:
+        t0 = time.time()
+        size = int(min(cfg.pool_cap, math.ceil(max(cfg.ratios) * n_real)))
+        try:
+            pool, pinfo = _pool(method, data, size, seed, cfg)
+        except EcaugError as exc:  # e.g. a gate or a generator failing on tiny data: report, keep going
+            pool, pinfo = data.examples.iloc[:0], {"error": str(exc)}
+        best = {"ratio": 0.0, "valid": real_valid, "model": real.model, "epochs": 0}
+        tried = [{"ratio": 0.0, "ndcg@10": real_valid["ndcg@10"]}]
+        for r in cfg.ratios:
+            if len(pool) == 0:
+                break
+            mixed = replace(data, examples=mix_examples(data.examples, pool, r, seed))
+            ft = train(mixed, valid, mcfg, ft_cfg, init_state=real.state)
+            v = evaluate_model(ft.model, data, valid, "valid", seed=seed)
+            tried.append({"ratio": r, "ndcg@10": v["ndcg@10"], "epochs": ft.best_epoch})
+            if v["ndcg@10"] > best["valid"]["ndcg@10"]:
+                best = {"ratio": r, "valid": v, "model": ft.model, "epochs": ft.best_epoch}
+        # the test split is scored once, for the configuration chosen on validation
+        tst = real_test if best["ratio"] == 0.0 and real_test is not None else evaluate_model(best["model"], data, test, "test", seed=seed)
+        rows.append({**base, "method": method, "ratio": best["ratio"], "valid": best["valid"], "test": tst,
+                     "tried": tried, "pool": {**pinfo, "rows": int(len(pool))}, "seconds": round(time.time() - t0, 1)})
+    log.info("cell fraction=%s seed=%s done in %.0fs", fraction, seed, time.time() - t_cell)
+    for r in rows:
+        r["cell_seconds"] = round(time.time() - t_cell, 1)
+    return rows
+
+
+def _cell_entry(args: tuple[dict[str, Any], float, int]) -> list[dict[str, Any]]:
+    cfg_d, fraction, seed = args
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    logging.getLogger("torchrec").setLevel(logging.ERROR)
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    return run_cell(ExperimentConfig(**cfg_d), fraction, seed)
+
+
+# ----------------------------------------------------------------------------------------------
+# the whole study
+
+
+def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and std (over seeds) of the test metrics per (method, fraction)."""
+    out = []
+    df = pd.DataFrame([{"method": r["method"], "fraction": r["fraction"], "seed": r["seed"], "ratio": r.get("ratio", 0.0),
+                        **{m: r["test"][m] for m in METRICS}} for r in rows])
+    for (method, fraction), g in df.groupby(["method", "fraction"], sort=False):
+        rec: dict[str, Any] = {"method": method, "fraction": float(fraction), "seeds": int(len(g))}
+        for m in METRICS:
+            rec[m] = float(g[m].mean())
+            rec[f"{m}_std"] = float(g[m].std(ddof=1)) if len(g) > 1 else 0.0
+        rec["ratios"] = [float(x) for x in g["ratio"]]
+        out.append(rec)
+    order = {m: i for i, m in enumerate(METHODS)}
+    return sorted(out, key=lambda r: (r["fraction"], order.get(r["method"], 99)))
+
+
+def verdict(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's goal, checked literally (relative NDCG@10 changes vs real_only)."""
+    by = {(r["method"], r["fraction"]): r for r in results}
+    fr = sorted({r["fraction"] for r in results})
+    out: dict[str, Any] = {"lift_vs_real_only": {}}
+    for f in fr:
+        base = by.get(("real_only", f))
+        if not base or base["ndcg@10"] <= 0:
+            continue
+        out["lift_vs_real_only"][str(f)] = {
+            m: round(by[(m, f)]["ndcg@10"] / base["ndcg@10"] - 1, 4) for m in AUG_METHODS if (m, f) in by
+        }
+    low = min(fr, key=lambda x: abs(x - 0.25)) if fr else None
+    lifts = out["lift_vs_real_only"]
+    if low is not None and str(low) in lifts and "gan_augmented" in lifts[str(low)]:
+        g = lifts[str(low)]
+        naive = max([g.get(m, -1e9) for m in ("oversample", "smote")])
+        out["gan_lift_at_low_fraction"] = {"fraction": low, "lift": g["gan_augmented"], "goal": 0.10,
+                                           "met": g["gan_augmented"] >= 0.10, "beats_naive": g["gan_augmented"] > naive}
+    if 1.0 in fr and "1.0" in lifts and "gan_augmented" in lifts["1.0"]:
+        out["gan_cost_at_full"] = {"lift": lifts["1.0"]["gan_augmented"], "goal": -0.01, "met": lifts["1.0"]["gan_augmented"] >= -0.01}
+    return out
+
+
+def run_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None,
+                   progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
+    """Run every cell, aggregate, write the report files; returns the JSON summary."""
+    from ecaug_feast.paths import state_dir
+
+    t0 = time.time()
+    cells = [(float(f), int(s)) for f in cfg.fractions for s in range(cfg.seeds)]
+    # biggest cells first so the two workers finish together
+    cells.sort(key=lambda c: -c[0])
+    rows: list[dict[str, Any]] = []
+    cfg_d = cfg.to_json()
+    done = 0
+    if cfg.workers > 1 and len(cells) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=mp.get_context("spawn")) as ex:
+            futs = {ex.submit(_cell_entry, (cfg_d, f, s)): (f, s) for f, s in cells}
+            for fut in as_completed(futs):
+                rows.extend(fut.result())
+                done += 1
+                if progress:
+                    progress(done, len(cells), f"fraction={futs[fut][0]} seed={futs[fut][1]}")
+    else:
+        for f, s in cells:
+            rows.extend(_cell_entry((cfg_d, f, s)))
+            done += 1
+            if progress:
+                progress(done, len(cells), f"fraction={f} seed={s}")
+    results = aggregate(rows)
+    summary = {
+        "dataset": cfg.dataset,
+        "config": cfg_d,
+        "protocol": {
+            "split": "per-user leave-last-out (data layer split)",
+            "ranking": "full ranking over all items; training items excluded (test: also the validation item)",
+            "tie_break": "random",
+            "test_touched": "once per (method, fraction, seed), for the configuration chosen on validation",
+            "history_fraction": "each user's most recent share of training events, features rebuilt from it",
+        },
+        "results": results,
+        "verdict": verdict(results),
+        "runs": rows,
+        "seconds": round(time.time() - t0, 1),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if out_dir is None:
+        out_dir = state_dir() / "experiments" / f"{cfg.dataset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    summary["out_dir"] = str(write_outputs(summary, Path(out_dir)))
+    return summary
+
+
+# ----------------------------------------------------------------------------------------------
+# outputs
+
+
+def table_markdown(results: list[dict[str, Any]]) -> str:
+    lines = ["| fraction | method | seeds | Recall@10 | NDCG@10 | Recall@20 | NDCG@20 | coverage@10 | mix ratios |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        cell = lambda m: f"{r[m]:.4f} ± {r[m + '_std']:.4f}"  # noqa: E731
+        lines.append(f"| {r['fraction']:g} | {r['method']} | {r['seeds']} | {cell('recall@10')} | {cell('ndcg@10')} | "
+                     f"{cell('recall@20')} | {cell('ndcg@20')} | {r['coverage@10']:.3f} | {', '.join(f'{x:g}' for x in r['ratios'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for m in METHODS:
+        rs = sorted([r for r in results if r["method"] == m], key=lambda r: r["fraction"])
+        if not rs:
+            continue
+        x = [r["fraction"] for r in rs]
+        y = np.array([r["ndcg@10"] for r in rs])
+        e = np.array([r["ndcg@10_std"] for r in rs])
+        ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=m)
+    ax.set_xscale("log")
+    ax.set_xticks(sorted({r["fraction"] for r in results}))
+    ax.get_xaxis().set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlabel("fraction of each user's training history (most recent kept)")
+    ax.set_ylabel("test NDCG@10 (full ranking, mean ± std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def report_markdown(summary: dict[str, Any]) -> str:
+    cfg = summary["config"]
+    v = summary["verdict"]
+    out = [f"# ecaug experiment: {summary['dataset']}", "",
+           f"Fractions {cfg['fractions']}, {cfg['seeds']} seeds, mix ratios {[0.0] + list(cfg['ratios'])} chosen on validation "
+           f"NDCG@10; fine-tune mode `{cfg['finetune_mode']}`. Wall time {summary['seconds']:.0f} s.", "",
+           "Protocol: " + "; ".join(f"{k}: {x}" for k, x in summary["protocol"].items()) + ".", "",
+           "## Test metrics (mean ± std over seeds)", "", table_markdown(summary["results"]),
+           "![NDCG@10 vs fraction](ndcg_vs_fraction.png)", "", "## Against the goal", ""]
+    for f, lifts in v.get("lift_vs_real_only", {}).items():
+        out.append(f"- fraction {f}: NDCG@10 change vs real-only: " + ", ".join(f"{m} {x:+.1%}" for m, x in lifts.items()))
+    if "gan_lift_at_low_fraction" in v:
+        g = v["gan_lift_at_low_fraction"]
+        out.append(f"- GAN lift at fraction {g['fraction']}: {g['lift']:+.1%} (goal +10%: {'met' if g['met'] else 'not met'}; "
+                   f"beats naive augmentation: {'yes' if g['beats_naive'] else 'no'})")
+    if "gan_cost_at_full" in v:
+        g = v["gan_cost_at_full"]
+        out.append(f"- GAN at 100%: {g['lift']:+.1%} (goal: no worse than -1%: {'met' if g['met'] else 'not met'})")
+    pools = [r for r in summary["runs"] if r["method"] == "gan_augmented"]
+    if pools:
+        out += ["", "## GAN pools", "", "| fraction | seed | rows accepted | gate | C2ST AUC | positives | chosen ratio |", "|---|---|---|---|---|---|---|"]
+        for r in sorted(pools, key=lambda r: (r["fraction"], r["seed"])):
+            p = r.get("pool", {})
+            out.append(f"| {r['fraction']:g} | {r['seed']} | {p.get('rows_accepted', '-')} | {p.get('gate', p.get('error', '-'))} | "
+                       f"{p.get('c2st_auc', '-')} | {p.get('positives', '-')} | {r['ratio']:g} |")
+    return "\n".join(out) + "\n"
+
+
+def write_outputs(summary: dict[str, Any], out_dir: Path) -> Path:
+    """results.json, table.md, report.md and the plot, written to a temp dir then renamed."""
+    out_dir = out_dir.expanduser().resolve()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        (tmp / "results.json").write_text(json.dumps(summary, indent=2, default=_jsonable))
+        (tmp / "table.md").write_text(table_markdown(summary["results"]))
+        (tmp / "report.md").write_text(report_markdown(summary))
+        plot(summary["results"], tmp / "ndcg_vs_fraction.png")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating,)):
+        return float(x)
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    return str(x)
