@@ -18,8 +18,7 @@ from test_generic import make_shop  # noqa: E402  (the generated shop with other
 def ecaug(args, home, extra_env=None, timeout=300):
     env = {k: v for k, v in os.environ.items() if k != "ECAUG_REDIS_URL"}
     env["ECAUG_HOME"] = str(home)
-    # rich wraps stderr at 80 columns when it is not a terminal (docs/requests/data.md #1)
-    env["COLUMNS"] = "500"
+    env["COLUMNS"] = "60"  # narrow on purpose: the error must stay on one line anyway
     env.update(extra_env or {})
     return subprocess.run([sys.executable, "-m", "ecaug_feast.cli.main", *args], capture_output=True, text=True, env=env, timeout=timeout)
 
@@ -82,6 +81,8 @@ def test_usage_errors(tmp_path):
     assert r.returncode == 2 and "unknown dataset 'nope'" in r.stderr
     r = ecaug(["ingest", "--interactions", str(tmp_path / "missing.csv"), "--map", "user=a,item=b,timestamp=c"], tmp_path)
     assert r.returncode == 2 and "missing.csv: file not found" in r.stderr
+    r = ecaug(["redis", "status"], tmp_path)
+    assert r.returncode == 1 and "not running" in r.stdout
     r = ecaug(["materialize", "--start", "yesterday"], tmp_path)
     assert r.returncode == 2 and "--start: not an ISO-8601 time" in r.stderr
 
