@@ -32,7 +32,7 @@ def emit(obj: dict[str, Any], as_json: bool, human: str | None = None) -> None:
 
 @contextmanager
 def progress_bar(description: str, total: int | None) -> Iterator[Any]:
-    """A rich progress bar on stderr; yields ``update(done)``."""
+    """A rich progress bar on stderr; yields ``update(done, total)``."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(
@@ -40,7 +40,7 @@ def progress_bar(description: str, total: int | None) -> Iterator[Any]:
         console=err, transient=True,
     ) as prog:
         task = prog.add_task(description, total=total)
-        yield lambda done: prog.update(task, completed=done)
+        yield lambda done, total=None: prog.update(task, completed=done, total=total)
 
 
 def _parse_time(value: str | None, flag: str) -> datetime | None:
@@ -97,7 +97,7 @@ def ingest(
         ds = subset_users(ds, max_users)
     log.info("loaded %s: %s", ds.name, ds.summary())
     n_train_users = int(ds.interactions["user_id"].nunique())
-    with progress_bar(f"features for {ds.name}", total=None) as update:
+    with progress_bar(f"user features for {ds.name} (training rows)", total=None) as update:
         summary = ingest_dataset(ds, neg_per_pos=negatives, seed=seed, progress=update)
     log.info("processed dataset -> %s", summary["processed_dir"])
     for view, path in summary["features"]["files"].items():

@@ -103,7 +103,7 @@ def popularity_before(train: pd.DataFrame) -> np.ndarray:
     return (r.to_numpy() - 1).astype(np.float64)
 
 
-def build_user_features(train: pd.DataFrame, attributes: dict[int, list[int]], progress: Callable[[int], None] | None = None) -> pd.DataFrame:
+def build_user_features(train: pd.DataFrame, attributes: dict[int, list[int]], progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """Rows described in the module docstring. ``train`` sorted by (user_id, event_timestamp)."""
     train = train.sort_values(["user_id", "event_timestamp"], kind="stable").reset_index(drop=True)
     users = train["user_id"].to_numpy(np.int64)
@@ -165,9 +165,9 @@ def build_user_features(train: pd.DataFrame, attributes: dict[int, list[int]], p
             last_t = t
         emit(last_t + off, e - s)  # serving row
         if progress is not None and bi % 2000 == 0:
-            progress(s)
+            progress(s, len(users))  # (training rows done, total)
     if progress is not None:
-        progress(len(users))
+        progress(len(users), len(users))
 
     return pd.DataFrame(
         {
@@ -224,7 +224,7 @@ def sample_negatives(train: pd.DataFrame, item_ids: np.ndarray, neg_per_pos: int
     return pd.DataFrame({"user_id": users, "item_id": neg, "event_timestamp": ts})
 
 
-def build_tables(data: ProcessedDataset, neg_per_pos: int = 1, seed: int = 0, progress: Callable[[int], None] | None = None) -> FeatureTables:
+def build_tables(data: ProcessedDataset, neg_per_pos: int = 1, seed: int = 0, progress: Callable[[int, int], None] | None = None) -> FeatureTables:
     """Compute the three Feast sources from the train split of ``data``."""
     train = data.train
     attributes = dict(zip(data.items["item_id"].astype(int), data.items["attributes"]))
@@ -251,7 +251,7 @@ def _write_parquet(df: pd.DataFrame, schema: pa.Schema, path: Path) -> None:
             tmp.unlink()
 
 
-def write_features(data: ProcessedDataset, neg_per_pos: int = 1, seed: int = 0, out_dir: Path | None = None, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+def write_features(data: ProcessedDataset, neg_per_pos: int = 1, seed: int = 0, out_dir: Path | None = None, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Build and write ``user_features``/``item_features``/``train_interactions`` parquet; returns a summary."""
     out = Path(out_dir) if out_dir else paths.feast_data_dir()
     out.mkdir(parents=True, exist_ok=True)

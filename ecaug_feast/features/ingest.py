@@ -14,7 +14,7 @@ def ingest_dataset(
     ds: Dataset,
     neg_per_pos: int = 1,
     seed: int = 0,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Write ``ds`` to ``<state>/datasets/<name>/`` and its features to ``<state>/feast/``.
 
