@@ -52,6 +52,20 @@ class ProcessedDataset:
     def test(self) -> pd.DataFrame:
         return self._part("test")
 
+    def _map(self, kind: str) -> pd.DataFrame | None:
+        p = self.path / f"{kind}_map.parquet"
+        return pd.read_parquet(p) if p.exists() else None
+
+    @property
+    def user_map(self) -> pd.DataFrame | None:
+        """``raw_user_id`` -> ``user_id`` for re-indexed datasets (None when ids were kept)."""
+        return self._map("user")
+
+    @property
+    def item_map(self) -> pd.DataFrame | None:
+        """``raw_item_id`` -> ``item_id`` for re-indexed datasets (None when ids were kept)."""
+        return self._map("item")
+
 
 def dataset_dir(name: str) -> Path:
     return paths.datasets_dir() / name

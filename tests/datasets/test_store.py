@@ -25,6 +25,7 @@ def test_round_trip(monkeypatch, tmp_path):
         back.interactions["event_timestamp"], ds.interactions["event_timestamp"], check_names=False
     )
     assert list_processed() == ["beauty"]
+    assert back.user_map is None  # S3-Rec ids are kept as they are
     assert not [p for p in paths.datasets_dir().iterdir() if p.name.startswith(".")]  # no temp dirs left
 
 
