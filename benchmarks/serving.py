@@ -146,9 +146,9 @@ def bench_api(args) -> dict:
     def online_once(u: int) -> None:
         store.get_online_features(features=USER_REFS, entity_rows=[{"user_id": u}]).to_dict()
 
-    proc, base = start_server(model, ["--threadpool"] if args.threadpool else [])
+    proc, base = start_server(model, (["--threadpool"] if args.threadpool else []) + ["--workers", str(args.workers)])
     out: dict = {"state": str(state), "model": model, "trained_weights": trained,
-                 "handler": "threadpool" if args.threadpool else "inline (event loop)",
+                 "handler": "threadpool" if args.threadpool else "inline (event loop)", "workers": args.workers,
                  "items": int(len(data.items)), "users_sampled": len(users)}
     try:
         with httpx.Client(base_url=base, timeout=10) as c:
@@ -302,6 +302,7 @@ def main() -> None:
     ap.add_argument("--skip-ivf", action="store_true")
     ap.add_argument("--skip-api", action="store_true")
     ap.add_argument("--threadpool", action="store_true", help="serve /recommend from the thread pool")
+    ap.add_argument("--workers", type=int, default=1, help="ecaug serve --workers")
     ap.add_argument("--keep-state", action="store_true", help="keep the temp state (and its Redis)")
     args = ap.parse_args()
 

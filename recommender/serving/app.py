@@ -5,15 +5,17 @@ same app runs on Feast+Redis in production and on anything with the same methods
 
 Answer policy of ``/recommend`` (``fallback`` says which path produced the items):
 
-=========================  =====================================  ==========  ==========
-situation                  items                                  fallback    degraded
-=========================  =====================================  ==========  ==========
-known user, features read  user tower → FAISS, seen items removed  null        false
-user has no history        most popular, seen removed             cold_user   false
-unknown user id            most popular                           unknown_user false
-Redis / Feast unreachable  most popular, seen removed (local)     feature_store_unavailable  true
-model failed to encode     most popular, seen removed             model_error true
-=========================  =====================================  ==========  ==========
+==============================  ======================================  ===========================  ========
+situation                       items                                   fallback                     degraded
+==============================  ======================================  ===========================  ========
+known user, features read       user tower + FAISS, seen removed        null                         false
+id known to nobody              most popular                            unknown_user                 false
+in history, no online row       most popular, seen removed              no_online_features           false
+online row without history      most popular                            cold_user                    false
+Redis / Feast unreachable       most popular, seen removed (local)      feature_store_unavailable    true
+no model could be loaded        most popular, seen removed              model_unavailable            true
+model raised on this row        most popular, seen removed              model_error                  true
+==============================  ======================================  ===========================  ========
 
 Bad input (``k`` outside 1..max_k, non-integer or non-positive ids) is a 422 with a reason;
 an unknown item in ``/items/{id}`` is a 404. The API answers 200 with a flagged degraded answer

@@ -22,6 +22,10 @@ def register(app: typer.Typer) -> None:
         poll: float = typer.Option(2.0, "--poll", min=0.1, help="Seconds between checks for a new checkpoint."),
         max_k: int = typer.Option(1000, "--max-k", min=1, help="Largest k accepted (422 above)."),
         log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
+        workers: int = typer.Option(
+            1, "--workers", min=1,
+            help="Worker processes (each loads the model; /metrics is per worker).",
+        ),
         threadpool: bool = typer.Option(
             False, "--threadpool/--inline",
             help="Run /recommend in FastAPI's thread pool instead of on the event loop.",
@@ -32,10 +36,13 @@ def register(app: typer.Typer) -> None:
         Features come from Feast's online store (Redis: $ECAUG_REDIS_URL, else the embedded
         server, started if needed); the model is hot-reloaded when a new checkpoint lands.
         """
+        import json
+        import os
+
         import uvicorn
 
         from recommender.serving.app import create_app
-        from recommender.serving.wiring import build_services, configure_threads
+        from recommender.serving.wiring import SERVE_ENV, build_services, configure_threads
 
         configure_threads(1)
         services = build_services(model, dataset, poll_s=poll, max_k=max_k)
@@ -45,4 +52,12 @@ def register(app: typer.Typer) -> None:
             f"on http://{host}:{port}  (try: curl 'http://{host}:{port}/recommend?user_id=1&k=10')",
             err=True,
         )
+        if workers > 1:  # each worker process builds its own services (see wiring.app_from_env)
+            del services, bundle  # validated above; the workers load their own copies
+            os.environ[SERVE_ENV] = json.dumps(
+                {"model": model, "dataset": dataset, "poll_s": poll, "max_k": max_k, "inline": not threadpool}
+            )
+            uvicorn.run("recommender.serving.wiring:app_from_env", factory=True, workers=workers,
+                        host=host, port=port, log_level=log_level, access_log=False)
+            return
         uvicorn.run(create_app(services, inline=not threadpool), host=host, port=port, log_level=log_level, access_log=False)
