@@ -88,18 +88,28 @@ def test_usage_errors(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_json_end_to_end(tmp_path):
-    """ingest -> apply -> materialize -> online read on 100 Beauty users, own embedded Redis."""
+def test_demo_json_end_to_end(tmp_path, monkeypatch):
+    """ingest -> apply -> materialize -> online read on 100 Beauty users with the demo's own
+    embedded Redis (not the session one: same Feast project, other values). In-process through
+    the real Typer app, so Feast is imported once per test session."""
+    from typer.testing import CliRunner
+
+    from ecaug_feast.cli.main import app
+    from ecaug_feast.redis_server import EmbeddedRedis
+
     home = tmp_path / "home"
+    monkeypatch.setenv("ECAUG_HOME", str(home))
+    monkeypatch.delenv("ECAUG_REDIS_URL", raising=False)
     try:
-        r = ecaug(["demo", "--max-users", "100", "--json"], home)
-        assert r.returncode == 0, r.stderr[-2000:]
+        r = CliRunner().invoke(app, ["demo", "--max-users", "100", "--json"])
+        assert r.exit_code == 0, (r.output[-2000:], r.exception)
         out = last_json(r.stdout)
         assert out["ok"] and out["redis"]["mode"] == "embedded"
+        assert out["redis"]["url"] != os.environ.get("ECAUG_REDIS_URL")
         assert out["ingest"]["dataset"]["users"] == 100
         assert out["apply"]["feature_views"] == ["item_features", "user_features"]
         assert out["materialize"]["views"]["user_features"]["entities_written"] == 100
         assert out["online_read"]["matches_offline"] is True
         assert out["summary"]["state_dir"] == str(home.resolve())
     finally:
-        ecaug(["redis", "stop"], home)
+        EmbeddedRedis.for_state(home).stop()
