@@ -139,6 +139,10 @@ def complete_synthetic(rows: pd.DataFrame, data: TrainData) -> pd.DataFrame:
     out = rows.reset_index(drop=True).copy()
     if "label" in out.columns:
         out = out[out["label"].astype(int) == 1].reset_index(drop=True)
+    if "user_id" not in out.columns:  # generators that do not mint ids: one new synthetic user per row
+        from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
+
+        out["user_id"] = np.arange(SYNTHETIC_USER_ID_BASE, SYNTHETIC_USER_ID_BASE + len(out), dtype=np.int64)
     if "event_timestamp" not in out.columns:
         out["event_timestamp"] = data.train["event_timestamp"].max()
     out["event_timestamp"] = pd.to_datetime(out["event_timestamp"], utc=True)

@@ -58,16 +58,30 @@ def shutdown(info: DistInfo) -> None:
         dist.destroy_process_group()
 
 
-def wrap_dmp(module: torch.nn.Module, info: DistInfo, lr_sparse: float, eps: float = 1e-8) -> Any:
-    """Fused RowWiseAdagrad on the embedding tables (applied inside backward), then DMP."""
+def wrap_dmp(module: torch.nn.Module, info: DistInfo, lr_sparse: float, eps: float = 1e-8, sharding: str = "table_wise") -> Any:
+    """Fused RowWiseAdagrad on the embedding tables (applied inside backward), then DMP.
+
+    ``sharding``: ``table_wise`` | ``row_wise`` | ``column_wise`` (every table, fused kernel), or
+    ``auto`` (the planner's choice; for small tables on several ranks it picks data-parallel with
+    the dense kernel, whose optimizer is not the fused one, so runs would not match 1 process).
+    """
     from torchrec.distributed import DistributedModelParallel
-    from torchrec.distributed.planner import EmbeddingShardingPlanner, Topology
+    from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
     from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
     from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
 
     apply_optimizer_in_backward(RowWiseAdagrad, module.ebc.parameters(), {"lr": lr_sparse, "eps": eps})
     topo = Topology(world_size=info.world_size, compute_device=info.device.type)
-    plan = EmbeddingShardingPlanner(topology=topo).collective_plan(module, None, dist.GroupMember.WORLD)
+    constraints = None
+    if sharding != "auto":
+        if sharding not in ("table_wise", "row_wise", "column_wise"):
+            raise ValueError(f"unknown sharding {sharding!r}")
+        constraints = {
+            t.name: ParameterConstraints(sharding_types=[sharding], compute_kernels=["fused"])
+            for t in module.ebc.embedding_bag_configs()
+        }
+    planner = EmbeddingShardingPlanner(topology=topo, constraints=constraints)
+    plan = planner.collective_plan(module, None, dist.GroupMember.WORLD)
     return DistributedModelParallel(module=module, device=info.device, plan=plan)
 
 
