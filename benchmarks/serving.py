@@ -112,13 +112,16 @@ def start_server(model: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
 
     port = free_port()
     exe = Path(sys.executable).parent / "ecaug"
+    # the server's log goes to a file: an unread pipe fills up (torchrec warns a lot) and blocks it
+    log_file = open(Path(tempfile.gettempdir()) / f"ecaug-bench-serve-{port}.log", "w+b")
     proc = subprocess.Popen([str(exe), "serve", "--host", "127.0.0.1", "--port", str(port), "--model", model, *extra],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
+                            stdout=subprocess.DEVNULL, stderr=log_file, env=os.environ.copy())
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"ecaug serve exited: {proc.stderr.read().decode()[-2000:]}")
+            log_file.seek(0)
+            raise SystemExit(f"ecaug serve exited: {log_file.read().decode(errors='replace')[-2000:]}")
         try:
             if httpx.get(base + "/health", timeout=1).status_code == 200:
                 return proc, base
@@ -126,7 +129,7 @@ def start_server(model: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
             pass
         time.sleep(0.2)
     proc.terminate()
-    raise SystemExit("ecaug serve did not become healthy in 180 s")
+    raise SystemExit(f"ecaug serve did not become healthy in 180 s (log: {log_file.name})")
 
 
 # --------------------------------------------------------------------------------------- part 1
