@@ -80,16 +80,61 @@ def load_bundle(
     index = ItemIndex.build(vecs, vec_ids, metric="cosine" if normalize else "ip", kind=index_kind)
     index.search_threads = 1  # one request = one query: splitting it costs more than it saves
 
-    encode = FastUserEncoder(model)
-
-    log.info("loaded %s: %d items, dim %d, similarity %s", version, len(index), index.dim, index.metric)
+    encode, encoder_name = pick_user_encoder(model)
+    log.info("loaded %s: %d items, dim %d, similarity %s, %s user encoder",
+             version, len(index), index.dim, index.metric, encoder_name)
     return ModelBundle(
         version=version,
         index=index,
         encode_users=encode,
         source=str(d),
-        info={"similarity": index.metric, "dim": index.dim, "metrics": meta.get("metrics", {})},
+        info={"similarity": index.metric, "dim": index.dim, "encoder": encoder_name,
+              "metrics": meta.get("metrics", {})},
     )
+
+
+class ReferenceUserEncoder:
+    """:func:`recommender.inference.user_embeddings` on a DataFrame of the rows (slow, exact)."""
+
+    def __init__(self, model) -> None:
+        self.model = model.eval()
+
+    def __call__(self, feats: Sequence[UserFeatures]) -> np.ndarray:
+        from recommender.inference import user_embeddings
+
+        return user_embeddings(self.model, user_rows(feats))
+
+
+def _probe_rows(num_items: int) -> list[UserFeatures]:
+    """Rows that exercise every input path: long/empty/None lists, unknown ids, missing numbers."""
+    full = {"n_interactions": 4, "days_since_last": 1.5, "recent_items": [3, 2, 1, num_items + 9],
+            "top_attributes": [1, 2, 10_000], "attr_diversity": 0.7, "mean_item_popularity": 12.0}
+    return [
+        UserFeatures(7, True, full),
+        UserFeatures(8, True, {**full, "recent_items": list(range(1, 30)), "n_interactions": None,
+                               "attr_diversity": float("nan")}),
+        UserFeatures(9, True, {**full, "recent_items": None, "top_attributes": None}),
+        UserFeatures(1 << 41, True, {**full, "recent_items": [], "days_since_last": None}),
+    ]
+
+
+def pick_user_encoder(model, atol: float = 1e-5):
+    """The fast encoder if it reproduces the reference on probe rows, else the reference.
+
+    The fast path re-states the user-side encoding of :mod:`recommender.batching`; if that module
+    grows a feature the fast path does not know, serving must get slower, not wrong."""
+    ref = ReferenceUserEncoder(model)
+    try:
+        fast = FastUserEncoder(model)
+        rows = _probe_rows(int(model.catalog.num_items))
+        diff = float(np.abs(fast(rows) - ref(rows)).max())
+        if diff <= atol:
+            return fast, "fast"
+        reason = f"max |fast - reference| = {diff:.2e}"
+    except Exception as exc:  # e.g. an input key the fast path does not know
+        reason = f"{type(exc).__name__}: {exc}"
+    log.warning("fast user encoder disagrees with the reference (%s); serving with the reference encoder", reason)
+    return ref, "reference"
 
 
 class FastUserEncoder:
@@ -100,11 +145,16 @@ class FastUserEncoder:
     same vectors. Built once per model; the model stays in eval mode.
     """
 
+    KNOWN_KEYS = {"user_id", "last_item", "recent_items", "recent_attributes", "top_attributes"}
+
     def __init__(self, model) -> None:
         import torch
 
         from recommender import batching as B
 
+        unknown = set(B.USER_SPARSE) - self.KNOWN_KEYS
+        if unknown:
+            raise ValueError(f"user features unknown to the fast encoder: {sorted(unknown)}")
         self._torch = torch
         self._B = B
         self.model = model.eval()
@@ -134,6 +184,9 @@ class FastUserEncoder:
         uid = np.array([f.user_id for f in feats], dtype=np.int64)
         user = {
             "user_id": (B.user_bucket(uid, m.cfg.user_buckets), np.ones(n, dtype=np.int64)),
+            # the most recent item alone (first of recent_items, which are most recent first)
+            "last_item": (B._clip_ids(np.array([r[0] for r in recent if len(r)], dtype=np.int64), cat.num_items),
+                          np.minimum(rlen, 1)),
             "recent_items": (B._clip_ids(rv, cat.num_items), rlen),
             "recent_attributes": (B._clip_ids(ra_v, cat.num_attributes), ra_len),
             "top_attributes": (
@@ -141,6 +194,7 @@ class FastUserEncoder:
                 np.array([len(t) for t in top], dtype=np.int64),
             ),
         }
+        user = {k: v for k, v in user.items() if k in B.USER_SPARSE}
         kjt = B.make_kjt(user, None, n)
         with torch.inference_mode():
             u, _ = m(kjt, torch.from_numpy(self._dense(feats)), None)

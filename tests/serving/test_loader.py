@@ -89,3 +89,16 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     (d / "model.pt").write_bytes(b"\x00garbage")
     with pytest.raises(CheckpointError, match="model.pt"):
         load_bundle(d)
+
+
+def test_fast_encoder_is_used_and_checked(ckpt, monkeypatch):
+    from recommender.serving import loader
+
+    b = load_bundle(ckpt)
+    assert b.info["encoder"] == "fast"  # else every request pays the pandas path
+    # a fast path that drifted from the reference is detected at load and not used
+    real_call = loader.FastUserEncoder.__call__
+    monkeypatch.setattr(loader.FastUserEncoder, "__call__", lambda self, f: real_call(self, f) + 1e-3)
+    b2 = load_bundle(ckpt)
+    assert b2.info["encoder"] == "reference"
+    np.testing.assert_allclose(b2.encode_users(ROWS), user_embeddings(b2.encode_users.model, user_rows(ROWS)), atol=1e-6)
