@@ -2,7 +2,8 @@
 
 Tables (mean pooling):
 - ``t_user``: hashed user id (bucket 0 = unknown and synthetic users),
-- ``t_item``: item id, shared by the candidate ``item_id`` and the user's ``recent_items``,
+- ``t_item``: item id, shared by the candidate ``item_id``, the user's ``recent_items`` and its
+  ``last_item`` (the most recent one, a bag of its own so order is not lost in the mean),
 - ``t_attr``: attribute (brand/category) id, shared by ``attributes``, ``top_attributes`` and
   ``recent_attributes`` (attributes of the recent items).
 Sharing lets a sparse user borrow the item vectors trained by every other user.
@@ -60,7 +61,7 @@ def table_configs(cfg: ModelConfig) -> list[EmbeddingBagConfig]:
     d = cfg.embedding_dim
     return [
         EmbeddingBagConfig(name="t_user", embedding_dim=d, num_embeddings=cfg.user_buckets, feature_names=["user_id"], pooling=PoolingType.MEAN),
-        EmbeddingBagConfig(name="t_item", embedding_dim=d, num_embeddings=cfg.num_items + 1, feature_names=["recent_items", "item_id"], pooling=PoolingType.MEAN),
+        EmbeddingBagConfig(name="t_item", embedding_dim=d, num_embeddings=cfg.num_items + 1, feature_names=["last_item", "recent_items", "item_id"], pooling=PoolingType.MEAN),
         EmbeddingBagConfig(
             name="t_attr",
             embedding_dim=d,
@@ -98,7 +99,7 @@ class TwoTower(nn.Module):
         self.cfg = cfg
         self.ebc = EmbeddingBagCollection(tables=table_configs(cfg), device=torch.device(device or "cpu"))
         d = cfg.embedding_dim
-        n_user_bags = 4 if cfg.use_user_id else 3
+        n_user_bags = 5 if cfg.use_user_id else 4
         self.user_mlp = _mlp(n_user_bags * d + len(USER_DENSE), cfg.hidden_dim, cfg.out_dim, cfg.dropout)
         self.item_mlp = _mlp(2 * d + len(ITEM_DENSE), cfg.hidden_dim, cfg.out_dim, cfg.dropout)
         if cfg.adapter_dim > 0:
@@ -118,7 +119,7 @@ class TwoTower(nn.Module):
             pooled = {k: t.detach() for k, t in pooled.items()}
         u = v = None
         if user_dense is not None:
-            keys = (["user_id"] if self.cfg.use_user_id else []) + ["recent_items", "recent_attributes", "top_attributes"]
+            keys = (["user_id"] if self.cfg.use_user_id else []) + ["last_item", "recent_items", "recent_attributes", "top_attributes"]
             u = self.user_mlp(torch.cat([pooled[k] for k in keys] + [user_dense], dim=1))
             if self.cfg.adapter_dim > 0:
                 u = self.user_adapter(u)
