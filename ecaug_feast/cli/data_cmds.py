@@ -134,6 +134,7 @@ def materialize_cmd(
     start: Optional[str] = typer.Option(None, "--start", help="ISO time (default 1970-01-01: views have no TTL)."),
     end: Optional[str] = typer.Option(None, "--end", help="ISO time (default now)."),
     view: Optional[list[str]] = typer.Option(None, "--view", help="Feature view(s) to load (default: all with data)."),
+    incremental: bool = typer.Option(False, "--incremental", help="Start each view where its last materialization ended."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
 ) -> None:
     """Load the latest feature values into the online store (Redis)."""
@@ -141,7 +142,7 @@ def materialize_cmd(
 
     s, e = _parse_time(start, "--start"), _parse_time(end, "--end")
     try:
-        out = feast_io.materialize(start=s, end=e, views=view or None)
+        out = feast_io.materialize(start=s, end=e, views=view or None, incremental=incremental)
     except EcaugError:
         raise
     except Exception as exc:  # noqa: BLE001
