@@ -1,0 +1,51 @@
+"""``ecaug experiment --json``: the interface other tools rely on, on a tiny slice of Beauty."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+METHODS = {"popularity", "real_only", "gan_augmented", "oversample", "smote"}
+KEYS = ["recall@10", "ndcg@10", "recall@20", "ndcg@20"]
+
+
+@pytest.mark.slow
+def test_experiment_json_interface(tmp_path, ecaug_home):
+    out = tmp_path / "exp"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    cmd = [sys.executable, "-m", "ecaug_feast.cli.main", "experiment", "--quick", "--fractions", "0.5", "--seeds", "2",
+           "--max-users", "250", "--workers", "1", "--out", str(out), "--json"]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=Path(__file__).resolve().parents[2])
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.loads(p.stdout.strip().splitlines()[-1])
+    rows = res["results"]
+    assert {r["method"] for r in rows} == METHODS
+    for r in rows:
+        assert r["fraction"] == 0.5 and r["seeds"] == 2
+        for k in KEYS:
+            assert 0.0 <= r[k] <= 1.0 and r[f"{k}_std"] >= 0.0 and not math.isnan(r[k])
+    # methods that cannot pick a worse validation model than real-only's are at least evaluated
+    assert (out / "report.md").exists() and (out / "table.md").exists() and (out / "results.json").exists()
+    assert (out / "ndcg_vs_fraction.png").stat().st_size > 1000
+    full = json.loads((out / "results.json").read_text())
+    # the test split is scored once per (method, fraction, seed)
+    assert len(full["runs"]) == len(METHODS) * 2
+    for run in full["runs"]:
+        if run["method"] in ("gan_augmented", "oversample", "smote"):
+            chosen = run["ratio"]
+            best = max(t["ndcg@10"] for t in run["tried"])
+            assert next(t for t in run["tried"] if t["ratio"] == chosen)["ndcg@10"] == best
+
+
+def test_bad_fraction_is_one_line_error():
+    p = subprocess.run([sys.executable, "-m", "ecaug_feast.cli.main", "experiment", "--fractions", "1.5"],
+                       capture_output=True, text=True)
+    assert p.returncode != 0
+    assert "fractions must lie in (0, 1]" in p.stderr
+    assert "Traceback" not in p.stderr
