@@ -19,6 +19,7 @@ on a CPU:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import time
@@ -56,22 +57,23 @@ class GANConfig:
     """Hyper-parameters. Defaults are tuned for ~20-100k rows on 2 CPU cores."""
 
     noise_dim: int = 64
-    gen_hidden: tuple[int, ...] = (256, 256)
-    dis_hidden: tuple[int, ...] = (256, 256)
+    gen_hidden: tuple[int, ...] = (128, 128)
+    dis_hidden: tuple[int, ...] = (128, 128)
     batch_size: int = 500
     pac: int = 10
-    max_steps: int = 3000
-    lr: float = 2e-4
+    max_steps: int = 1500
+    lr: float = 5e-4
     gp_lambda: float = 10.0
     eval_every: int = 100
     eval_rows: int = 3000
-    patience: int = 8
+    patience: int = 6
     continuous: str = "quantile"
     max_onehot: int = 32
     tau: float = 0.2
     seed: int = 0
     cond_columns: list[str] | None = None  # None: every one-hot column
     calib_rows: int = 20000
+    threads: int = 1  # torch CPU threads; 1 is fastest on a small, shared CPU (measured 62 vs 313 ms/step)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -192,7 +194,7 @@ class ConditionalGAN:
         logp = [np.log1p(np.bincount(cd, minlength=len(c.categories)).astype(float)) for cd, c in zip(codes, self.cond)]
         logp = [lp / lp.sum() for lp in logp]
 
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(), _threads(cfg.threads):
             torch.manual_seed(cfg.seed)
             G = _Generator(cfg.noise_dim + self.cond_dim, cfg.gen_hidden, tr.output_dim)
             D = _Critic(tr.output_dim + self.cond_dim, cfg.dis_hidden, cfg.pac)
@@ -403,7 +405,7 @@ class ConditionalGAN:
                 raise DataValidationError(None, name, f"unknown category {value!r}; known: {cats[:20]}")
             fixed = (ids[0], hit[0])
         rng = np.random.default_rng(self.config.seed + 1 if seed is None else seed)
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(), _threads(self.config.threads):
             torch.manual_seed(int(rng.integers(2**31)))
             enc = self._generate_encoded(int(n), rng, fixed)
         return self.transformer.inverse_transform(enc)
@@ -451,6 +453,16 @@ class ConditionalGAN:
         G.eval()
         self.generator = G
         return self
+
+
+@contextlib.contextmanager
+def _threads(n: int):
+    old = torch.get_num_threads()
+    torch.set_num_threads(max(1, n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def _json_default(o: Any) -> Any:

@@ -1,0 +1,1 @@
+"""Quality of synthetic data: metrics, gates, report."""
