@@ -37,8 +37,10 @@ def register(app: typer.Typer) -> None:
         server, started if needed); the model is hot-reloaded when a new checkpoint lands.
         """
         import json
+        import logging
         import os
 
+        logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # AVX2 probing noise at INFO
         import uvicorn
 
         from recommender.serving.app import create_app
