@@ -62,14 +62,26 @@ class _Server:
 
 @pytest.fixture(scope="module")
 def served(feast_env):
+    import faiss
+    import torch
+
+    from ecaug_feast import feast_io
     from recommender.serving.app import create_app
     from recommender.serving.wiring import build_services, configure_threads
 
-    configure_threads(1)
     ckpt = _train_checkpoint(feast_env, MODEL, seed=0)
-    services = build_services(MODEL, store=feast_env.store, poll_s=0.2, retry_s=0.3)
-    with _Server(create_app(services)) as base, httpx.Client(base_url=base, timeout=10) as client:
-        yield client, services, feast_env, ckpt
+    threads = (torch.get_num_threads(), faiss.omp_get_max_threads())  # restored for later tests
+    configure_threads(1)
+    # a store of our own: the reader retunes its Redis client (no retries, short timeouts),
+    # which must not leak into the session-wide feast_env.store other tests use
+    store = feast_io.get_store(feast_env.repo_dir)
+    services = build_services(MODEL, store=store, poll_s=0.2, retry_s=0.3)
+    try:
+        with _Server(create_app(services)) as base, httpx.Client(base_url=base, timeout=10) as client:
+            yield client, services, feast_env, ckpt
+    finally:
+        torch.set_num_threads(threads[0])
+        faiss.omp_set_num_threads(threads[1])
 
 
 def _known_users(feast_env, n: int) -> list[int]:
