@@ -119,13 +119,11 @@ def _synthetic_examples(data, run_id: Optional[str]):
     from ecaug_feast import paths
     from recommender.data import complete_synthetic
 
-    try:
-        from ecaug_feast import synth_store
+    from ecaug_feast import synth_store
 
-        run = synth_store.load_run(run_id) if run_id else synth_store.active_run()
-        rid = getattr(run, "run_id", None) or (run.get("run_id") if isinstance(run, dict) else None) or run_id
-    except ImportError:
-        rid = run_id
+    rid = run_id or synth_store.active_run()
+    if rid:
+        synth_store.load_run(rid)  # raises a clear EcaugError for an unknown run id
     if not rid:
         raise EcaugError("no synthetic run: run `ecaug augment` first or pass --run RUN_ID")
     rdir = paths.runs_dir() / str(rid)

@@ -219,8 +219,9 @@ def load_real_from_feast(dataset: str, store: Any = None) -> TrainData:
 
 
 def mix_examples(real: pd.DataFrame, synthetic: pd.DataFrame, ratio: float, seed: int) -> pd.DataFrame:
-    """Real examples + ``round(ratio * len(real))`` synthetic rows (sampled, with replacement only
-    when there are too few); ``ratio`` 0 returns the real rows."""
+    """Real examples + ``min(round(ratio * len(real)), len(synthetic))`` synthetic rows sampled
+    without replacement (a small pool is used whole, never duplicated); ``ratio`` 0 returns the
+    real rows."""
     if ratio < 0:
         raise EcaugError(f"mix ratio must be >= 0, got {ratio}")
     n = int(round(ratio * len(real)))
@@ -230,7 +231,8 @@ def mix_examples(real: pd.DataFrame, synthetic: pd.DataFrame, ratio: float, seed
     if missing:
         raise DataValidationError("synthetic examples", missing[0], "missing column")
     rng = np.random.default_rng(seed)
-    idx = rng.choice(len(synthetic), size=n, replace=n > len(synthetic))
+    n = min(n, len(synthetic))
+    idx = rng.choice(len(synthetic), size=n, replace=False)
     syn = synthetic.iloc[idx].copy()
     syn["is_synthetic"] = True
     return pd.concat([real, syn[EXAMPLE_COLUMNS]], ignore_index=True)

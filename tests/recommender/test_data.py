@@ -49,7 +49,8 @@ def test_truncate_keeps_most_recent_share(beauty_small):
 def test_mix_ratio(small_data):
     syn = small_data.examples.iloc[:50].assign(is_synthetic=True)
     m = mix_examples(small_data.examples, syn, 0.5, seed=0)
-    assert int(m["is_synthetic"].sum()) == round(0.5 * len(small_data.examples))
+    assert int(m["is_synthetic"].sum()) == min(50, round(0.5 * len(small_data.examples)))  # pool used whole, never duplicated
+    assert not m[m["is_synthetic"]].duplicated(subset=["user_id", "item_id", "event_timestamp"]).any()
     assert mix_examples(small_data.examples, syn, 0.0, seed=0) is small_data.examples
 
 
