@@ -71,8 +71,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         seeds=3,
         ratios=[0.5],
         model=dict(embedding_dim=64, hidden_dim=256, out_dim=64, temperature=0.1, dropout=0.3),
-        train=dict(epochs=8, patience=2, batch_size=1024, lr_sparse=0.02, lr_dense=1e-3),
-        finetune=dict(epochs=2, patience=1, batch_size=1024, lr_sparse=0.01, lr_dense=5e-4),
+        train=dict(epochs=8, patience=2, batch_size=1024, lr_sparse=0.04, lr_dense=2e-3),
+        finetune=dict(epochs=2, patience=1, batch_size=1024, lr_sparse=0.02, lr_dense=1e-3),
         gan=dict(max_steps=500, eval_every=100, patience=3),
     ),
     "quick": dict(
