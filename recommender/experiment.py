@@ -211,8 +211,9 @@ def run_cell(cfg: ExperimentConfig, fraction: float, seed: int) -> list[dict[str
         size = int(min(cfg.pool_cap, math.ceil(max(cfg.ratios) * n_real)))
         try:
             pool, pinfo = _pool(method, data, size, seed, cfg)
-        except EcaugError as exc:  # e.g. a gate or a generator failing on tiny data: report, keep going
-            pool, pinfo = data.examples.iloc[:0], {"error": str(exc)}
+        except Exception as exc:  # a generator failing on some data must not sink the other cells
+            log.warning("pool %s failed at fraction=%s seed=%s: %s", method, fraction, seed, exc)
+            pool, pinfo = data.examples.iloc[:0], {"error": f"{type(exc).__name__}: {exc}"[:300]}
         best = {"ratio": 0.0, "valid": real_valid, "model": real.model, "epochs": 0}
         tried = [{"ratio": 0.0, "ndcg@10": real_valid["ndcg@10"]}]
         for r in cfg.ratios:
