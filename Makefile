@@ -35,6 +35,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PIP) install -q -r requirements-bench.txt
 	$(PY) benchmarks/feast_io.py
+	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/serving.py
+	$(PY) benchmarks/synth_vs_ctgan.py --quick
 
 clean:
 	rm -rf $(VENV) .ecaug
