@@ -119,21 +119,26 @@ def _probe_rows(num_items: int) -> list[UserFeatures]:
 
 
 def pick_user_encoder(model, atol: float = 1e-5):
-    """The fast encoder if it reproduces the reference on probe rows, else the reference.
+    """The fastest encoder that reproduces the reference on probe rows (direct, fast, reference).
 
     The fast path re-states the user-side encoding of :mod:`recommender.batching`; if that module
     grows a feature the fast path does not know, serving must get slower, not wrong."""
     ref = ReferenceUserEncoder(model)
-    try:
-        fast = FastUserEncoder(model)
-        rows = _probe_rows(int(model.catalog.num_items))
-        diff = float(np.abs(fast(rows) - ref(rows)).max())
-        if diff <= atol:
-            return fast, "fast"
-        reason = f"max |fast - reference| = {diff:.2e}"
-    except Exception as exc:  # e.g. an input key the fast path does not know
-        reason = f"{type(exc).__name__}: {exc}"
-    log.warning("fast user encoder disagrees with the reference (%s); serving with the reference encoder", reason)
+    rows = _probe_rows(int(model.catalog.num_items))
+    expect = ref(rows)
+    for name, cls in (("direct", DirectUserEncoder), ("fast", FastUserEncoder)):
+        try:
+            enc = cls(model)
+            # the batch path and the one-row path (what a request uses) must both agree
+            got = np.vstack([enc(rows), *(enc([r]) for r in rows)])
+            diff = float(np.abs(got - np.vstack([expect, expect])).max())
+            if diff <= atol:
+                return enc, name
+            reason = f"max |{name} - reference| = {diff:.2e}"
+        except Exception as exc:  # e.g. an input key or a layer the fast path does not know
+            reason = f"{type(exc).__name__}: {exc}"
+        log.warning("%s user encoder disagrees with the reference (%s)", name, reason)
+    log.warning("serving with the reference user encoder (slow)")
     return ref, "reference"
 
 
@@ -195,9 +200,55 @@ class FastUserEncoder:
             ),
         }
         user = {k: v for k, v in user.items() if k in B.USER_SPARSE}
-        kjt = B.make_kjt(user, None, n)
+        return self._tower(user, self._dense(feats), n)
+
+    def _tower(self, user: dict, dense: np.ndarray, n: int) -> np.ndarray:
+        torch = self._torch
+        kjt = self._B.make_kjt(user, None, n)
         with torch.inference_mode():
-            u, _ = m(kjt, torch.from_numpy(self._dense(feats)), None)
+            u, _ = self.model(kjt, torch.from_numpy(dense), None)
+        return u.numpy().astype(np.float32, copy=False)
+
+
+class DirectUserEncoder(FastUserEncoder):
+    """:class:`FastUserEncoder` without TorchRec's KJT machinery: each user bag goes straight
+    through its ``nn.EmbeddingBag`` (the module the ``EmbeddingBagCollection`` itself calls),
+    then the user MLP. About half the CPU of the KJT path for one row; it re-states the user
+    branch of ``TwoTower.forward``, so :func:`pick_user_encoder` only uses it when it reproduces
+    the reference on probe rows."""
+
+    def __init__(self, model) -> None:
+        super().__init__(model)
+        cfg = model.cfg
+        table_of = {}
+        for tcfg in model.ebc.embedding_bag_configs():
+            for feat in tcfg.feature_names:
+                table_of[feat] = model.ebc.embedding_bags[tcfg.name]
+        self._keys = [k for k in self._B.USER_SPARSE if k != "user_id" or cfg.use_user_id]
+        self._bags = [table_of[k] for k in self._keys]
+        self._adapter = getattr(model, "user_adapter", None) if cfg.adapter_dim > 0 else None
+
+    def _tower(self, user: dict, dense: np.ndarray, n: int) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            parts = []
+            for key, bag in zip(self._keys, self._bags):
+                v, ln = user.get(key, (np.zeros(0, np.int64), np.zeros(n, np.int64)))
+                if n == 1:  # one request: a gather + mean is ~10x cheaper than embedding_bag's set-up
+                    w = bag.weight
+                    parts.append(w[torch.from_numpy(v)].mean(0, keepdim=True) if len(v)
+                                 else w.new_zeros((1, w.shape[1])))
+                    continue
+                offsets = np.zeros(n + 1, dtype=np.int64)
+                np.cumsum(ln, out=offsets[1:])
+                if not bag.include_last_offset:  # TorchRec builds its bags with it set
+                    offsets = offsets[:-1]
+                parts.append(bag(torch.from_numpy(v), torch.from_numpy(offsets)))
+            parts.append(torch.from_numpy(dense))
+            u = self.model.user_mlp(torch.cat(parts, dim=1))
+            if self._adapter is not None:
+                u = self._adapter(u)
+            u = self.model._norm(u)
         return u.numpy().astype(np.float32, copy=False)
 
 

@@ -95,8 +95,11 @@ def test_fast_encoder_is_used_and_checked(ckpt, monkeypatch):
     from recommender.serving import loader
 
     b = load_bundle(ckpt)
-    assert b.info["encoder"] == "fast"  # else every request pays the pandas path
+    assert b.info["encoder"] == "direct"  # else every request pays a slower path
     # a fast path that drifted from the reference is detected at load and not used
+    real_direct = loader.DirectUserEncoder._tower
+    monkeypatch.setattr(loader.DirectUserEncoder, "_tower", lambda self, *a: real_direct(self, *a) + 1e-3)
+    assert load_bundle(ckpt).info["encoder"] == "fast"
     real_call = loader.FastUserEncoder.__call__
     monkeypatch.setattr(loader.FastUserEncoder, "__call__", lambda self, f: real_call(self, f) + 1e-3)
     b2 = load_bundle(ckpt)
