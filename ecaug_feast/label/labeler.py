@@ -6,7 +6,7 @@ the user scalars plus item-side statistics learned on the real rows — the item
 among positives and among all rows, whether the item is in the user's recent items, and the log
 count of the transition ``recent_item_1 -> item`` among real positives (the sequential signal).
 
-* **Clustering**: KMeans on the standardized features; k in ``k_range`` chosen by the best
+* **Clustering**: KMeans on the standardized user-side features (user segments); k in ``k_range`` chosen by the best
   silhouette score on a subsample (the stated criterion); each cluster keeps its label
   distribution (Laplace-smoothed).
 * **Classifier**: a histogram gradient-boosted tree on the same features.
@@ -62,6 +62,7 @@ class LabelFeatures:
         own_pos = np.zeros(len(flat)) if own_labels is None else (np.asarray(own_labels) == 1).astype(np.float64)
         own_all = np.zeros(len(flat)) if own_labels is None else np.ones(len(flat))
         cols = [flat[c].to_numpy(dtype=np.float64) for c in ("n_interactions", "days_since_last", "attr_diversity", "mean_item_popularity") if c in flat]
+        self.n_user = len(cols)  # leading user-side columns: what the clustering sees
         cols.append(np.log1p(item.map(self.pos_freq).fillna(0).to_numpy(dtype=np.float64) - own_pos))
         cols.append(np.log1p(item.map(self.all_freq).fillna(0).to_numpy(dtype=np.float64) - own_all))
         recent = [c for c in flat.columns if c.startswith("recent_item_")]
@@ -82,6 +83,12 @@ class ClusterLabeler:
     report: dict[str, Any] = field(default_factory=dict)
 
     def fit(self, flat: pd.DataFrame, labels: np.ndarray | pd.Series) -> "ClusterLabeler":
+        from ecaug_feast.quality.metrics import single_thread
+
+        with single_thread():
+            return self._fit(flat, labels)
+
+    def _fit(self, flat: pd.DataFrame, labels: np.ndarray | pd.Series) -> "ClusterLabeler":
         from sklearn.cluster import KMeans
         from sklearn.ensemble import HistGradientBoostingClassifier
         from sklearn.metrics import silhouette_score
@@ -106,8 +113,8 @@ class ClusterLabeler:
         y_fit = y[fit_idx]
         self.features = LabelFeatures().fit(flat_fit, y_fit)
         X = self.features.transform(flat_fit, own_labels=y_fit)
-        self.scaler = StandardScaler().fit(X)
-        Xs = self.scaler.transform(X)
+        self.scaler = StandardScaler().fit(X[:, : self.features.n_user])
+        Xs = self.scaler.transform(X[:, : self.features.n_user])
 
         # k by silhouette (higher = tighter, better separated clusters) on a subsample.
         sub = rng.choice(len(Xs), min(len(Xs), cfg.silhouette_rows), replace=False)
@@ -152,12 +159,15 @@ class ClusterLabeler:
     def _predict(self, flat: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         X = self.features.transform(flat)
         p_clf = self.clf.predict_proba(X)
-        p_cl = self.cluster_dist[self.kmeans.predict(self.scaler.transform(X))]
+        p_cl = self.cluster_dist[self.kmeans.predict(self.scaler.transform(X[:, : self.features.n_user]))]
         p = self.config.weight * p_clf + (1 - self.config.weight) * p_cl
         k = p.argmax(1)
         return self.classes_[k], p[np.arange(len(p)), k], {"clf": p_clf, "cluster": p_cl, "posterior": p}
 
     def predict(self, flat: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """``(labels, confidence)`` for flat example rows."""
-        lab, conf, _ = self._predict(flat)
+        from ecaug_feast.quality.metrics import single_thread
+
+        with single_thread():
+            lab, conf, _ = self._predict(flat)
         return lab, conf

@@ -27,6 +27,14 @@ import numpy as np
 import pandas as pd
 
 
+def single_thread():
+    """OpenMP/BLAS pools limited to one thread: on a small shared CPU, spinning OpenMP workers
+    made gradient boosting several times slower than one thread (same reason as the GAN)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1)
+
+
 def _is_cat(df: pd.DataFrame, col: str, discrete: Sequence[str]) -> bool:
     return col in discrete or not pd.api.types.is_numeric_dtype(df[col])
 
@@ -125,7 +133,8 @@ def c2st_auc(real: pd.DataFrame, synth: pd.DataFrame, discrete: Sequence[str] = 
     y = np.r_[np.zeros(n), np.ones(n)]
     clf = HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, random_state=seed)
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return float(np.mean(cross_val_score(clf, X, y, cv=cv, scoring="roc_auc")))
+    with single_thread():
+        return float(np.mean(cross_val_score(clf, X, y, cv=cv, scoring="roc_auc")))
 
 
 class GowerSpace:

@@ -171,6 +171,7 @@ class ConditionalGAN:
         self.fit_seconds = 0.0
         self.best_step = 0
         self.calib: dict[int, np.ndarray] = {}
+        self.bias: np.ndarray | None = None
 
     # ------------------------------------------------------------------ fit
     def fit(self, df: pd.DataFrame, discrete_columns: list[str] | tuple[str, ...] = (),
@@ -261,23 +262,42 @@ class ConditionalGAN:
             if best_state is not None:
                 G.load_state_dict(best_state)
             G.eval()
-            self._fit_calibration(rng)
+            self._fit_calibration(rng, data)
         self.best_step = best_step
         self.fit_seconds = time.perf_counter() - t0
         return self
 
-    def _fit_calibration(self, rng: np.random.Generator) -> None:
-        """Marginal calibration: quantiles of each scalar output unit under unconditional sampling.
-        Real encoded scalars are N(0, 1) by construction, so mapping a generated value through its
-        own CDF and the normal quantile function fixes the marginal exactly while keeping the
-        generator's ranks, i.e. the dependence structure it learned, untouched."""
-        tr = self.transformer
-        enc = self._generate_encoded(self.config.calib_rows, rng, None, calibrate=False)
+    def _fit_calibration(self, rng: np.random.Generator, data: np.ndarray) -> None:
+        """Marginal calibration after model selection.
+
+        Scalar units: quantiles of each unit under unconditional sampling. Real encoded scalars are
+        N(0, 1) by construction, so mapping a generated value through its own CDF and the normal
+        quantile function fixes the marginal exactly while keeping the generator's ranks, i.e. the
+        dependence structure it learned. Softmax blocks (categories, null flags, modes): a logit
+        bias per category, iterated until the expected category shares (softmax of the biased
+        logits; the Gumbel-max draw samples exactly that) match the real shares."""
+        tr, G = self.transformer, self.generator
+        spans = tr.output_spans()
+        n = min(self.config.calib_rows, 50_000)
+        cvec, _, _ = self._draw_cond(n, rng, None)
+        z = torch.from_numpy(rng.standard_normal((n, self.config.noise_dim), dtype=np.float32))
+        with torch.no_grad():
+            raw = G(torch.cat([z, torch.from_numpy(cvec)], 1)).numpy().astype(np.float64)
+        self.bias = np.zeros(tr.output_dim, dtype=np.float32)
         self.calib = {}
-        for a, b, act in tr.output_spans():
+        for a, b, act in spans:
             if act == "linear":
-                g = np.quantile(enc[:, a], _CAL_LEVELS)
+                g = np.quantile(raw[:, a], _CAL_LEVELS)
                 self.calib[a] = g + np.arange(g.size) * 1e-9  # strictly increasing for np.interp
+            elif act == "softmax":
+                target = np.clip(data[:, a:b].mean(0), 1e-6, None)
+                bias = np.zeros(b - a)
+                for _ in range(8):
+                    lg = raw[:, a:b] + bias
+                    p = np.exp(lg - lg.max(1, keepdims=True))
+                    p = (p / p.sum(1, keepdims=True)).mean(0)
+                    bias += np.log(target / np.clip(p, 1e-9, None))
+                self.bias[a:b] = bias
 
     def _setup_cond(self, df: pd.DataFrame, discrete_columns: list[str] | tuple[str, ...]) -> None:
         tr = self.transformer
@@ -374,7 +394,10 @@ class ConditionalGAN:
             m = min(step, n - s)
             cvec, _, _ = self._draw_cond(m, rng, None, fixed)
             z = torch.from_numpy(rng.standard_normal((m, self.config.noise_dim), dtype=np.float32))
-            x = self._activate(G(torch.cat([z, torch.from_numpy(cvec)], 1)), spans).numpy()
+            raw = G(torch.cat([z, torch.from_numpy(cvec)], 1))
+            if calibrate and self.bias is not None:
+                raw = raw + torch.from_numpy(self.bias)
+            x = self._activate(raw, spans).numpy()
             if fixed is not None and clamp:
                 # The condition is a one-hot column: force it (the CE loss makes this rarely bite).
                 c = self.cond[fixed[0]]
@@ -424,7 +447,7 @@ class ConditionalGAN:
                 "history": self.history, "best_step": self.best_step, "fit_seconds": self.fit_seconds}
         (p / "gan.json").write_text(json.dumps(info, indent=1, default=_json_default))
         np.savez(p / "transformer.npz", **arrays)
-        np.savez(p / "calibration.npz", **{str(a): g for a, g in self.calib.items()})
+        np.savez(p / "calibration.npz", bias=self.bias, **{str(a): g for a, g in self.calib.items()})
         return p
 
     @classmethod
@@ -437,7 +460,8 @@ class ConditionalGAN:
                 arrays = {k: z[k] for k in z.files}
             state = torch.load(p / "generator.pt", weights_only=True)
             with np.load(p / "calibration.npz", allow_pickle=False) as z:
-                calib = {int(k): z[k] for k in z.files}
+                calib = {int(k): z[k] for k in z.files if k != "bias"}
+                bias = z["bias"]
         except FileNotFoundError as exc:
             raise EcaugError(f"{p}: not a saved ecaug GAN ({exc.filename} missing)") from None
         cfg = dict(info["config"])
@@ -446,7 +470,7 @@ class ConditionalGAN:
         self.transformer = DataTransformer.from_state(info["transformer"], arrays)
         self.cond = [_CondInfo(**c) for c in info["cond"]]
         self.cond_dim = info["cond_dim"]
-        self.calib = calib
+        self.calib, self.bias = calib, bias
         self.history, self.best_step, self.fit_seconds = info["history"], info["best_step"], info["fit_seconds"]
         G = _Generator(self.config.noise_dim + self.cond_dim, self.config.gen_hidden, self.transformer.output_dim)
         G.load_state_dict(state)
