@@ -14,9 +14,10 @@ process on a loopback port; clients are threads of this process with keep-alive 
 - N concurrent clients for a bounded time: requests/s, p50/p99, errors; the bare online read
   under the same N threads for comparison
 
-Part 2 (scale). 1M synthetic item embeddings (64-d Gaussian mixture, cosine), exact
-``IndexFlatIP`` ground truth vs ``IndexIVFFlat`` (inner product): recall@100 and single-query
-latency per ``nprobe``.
+Part 2 (scale). 1M synthetic item embeddings (64-d, cosine) from three distributions (2000
+well-separated clusters, overlapping clusters, isotropic Gaussian = no structure, IVF's worst
+case), exact ``IndexFlatIP`` ground truth vs ``IndexIVFFlat`` (inner product): recall@100 and
+single-query latency per ``nprobe``.
 
 Runs nice'd on a shared 2-core machine: figures are for that machine.
 """
@@ -242,7 +243,9 @@ def run_concurrent(n: int, seconds: float, users: list[int], call, base: str | N
 
 
 # --------------------------------------------------------------------------------------- part 2
-def bench_ivf(args) -> dict:
+def bench_ivf(args, noise: float) -> dict:
+    """``noise``: sd of the Gaussian around each of 2000 unit-variance centres (clusters overlap
+    more as it grows); ``inf``: isotropic Gaussian, no structure at all (IVF's worst case)."""
     import faiss
 
     from recommender.serving.index import ItemIndex, recall_at_k
@@ -251,12 +254,15 @@ def bench_ivf(args) -> dict:
     rng = np.random.default_rng(0)
     n_clusters = 2000
     centers = rng.normal(size=(n_clusters, d)).astype(np.float32)
-    # items: mixture of 2000 clusters with noise of the same order as the spread between centres
+    if not np.isfinite(noise):
+        centers[:] = 0.0
+        noise = 1.0
     emb = np.empty((n, d), dtype=np.float32)
     for s in range(0, n, 200_000):
         m = min(200_000, n - s)
-        emb[s : s + m] = centers[rng.integers(0, n_clusters, m)] + 0.6 * rng.normal(size=(m, d)).astype(np.float32)
-    queries = centers[rng.integers(0, n_clusters, nq)] + 0.6 * rng.normal(size=(nq, d)).astype(np.float32)
+        emb[s : s + m] = centers[rng.integers(0, n_clusters, m)] + noise * rng.normal(size=(m, d)).astype(np.float32)
+    queries = centers[rng.integers(0, n_clusters, nq)] + noise * rng.normal(size=(nq, d)).astype(np.float32)
+    label = "isotropic Gaussian" if not centers.any() else f"Gaussian mixture, {n_clusters} centres, noise sd {noise}"
     ids = np.arange(1, n + 1)
     faiss.omp_set_num_threads(os.cpu_count() or 1)  # building: use the cores
     t = time.perf_counter()
@@ -278,7 +284,7 @@ def bench_ivf(args) -> dict:
         return pct(ts)
 
     out = {"items": n, "dim": d, "queries": nq, "k": k, "nlist": args.nlist, "similarity": "cosine",
-           "data": f"Gaussian mixture, {n_clusters} centres, noise sd 0.6",
+           "data": label,
            "build_seconds": round(t_build, 1), "flat_exact_build_and_batch_search_seconds": round(t_exact_batch, 1),
            "flat_exact_single_query": lat(flat, 30), "ivf": []}
     for nprobe in args.nprobe:
@@ -286,7 +292,7 @@ def bench_ivf(args) -> dict:
         rec = recall_at_k(ivf.search(queries, k).item_ids, exact)
         row = {"nprobe": nprobe, "recall@100": round(rec, 4), **lat(ivf, 200)}
         out["ivf"].append(row)
-        log(f"nprobe {nprobe}: recall@100 {rec:.4f}, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms")
+        log(f"{label}: nprobe {nprobe}: recall@100 {rec:.4f}, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms")
     return out
 
 
@@ -301,6 +307,8 @@ def main() -> None:
     ap.add_argument("--ivf-items", type=int, default=1_000_000)
     ap.add_argument("--ivf-queries", type=int, default=200)
     ap.add_argument("--nlist", type=int, default=1024)
+    ap.add_argument("--ivf-noise", type=lambda s: [float(x) for x in s.split(",")], default=[0.6, 1.5, float("inf")],
+                    help="item distributions: noise sd around 2000 centres; inf = isotropic Gaussian")
     ap.add_argument("--nprobe", type=lambda s: [int(x) for x in s.split(",")], default=[8, 16, 32, 64])
     ap.add_argument("--skip-ivf", action="store_true")
     ap.add_argument("--skip-api", action="store_true")
@@ -320,7 +328,7 @@ def main() -> None:
     if not args.skip_api:
         result["api"] = bench_api(args)
     if not args.skip_ivf:
-        result["ivf_scale"] = bench_ivf(args)
+        result["ivf_scale"] = [bench_ivf(args, noise) for noise in args.ivf_noise]
     result["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     text = json.dumps(result)
     if args.json:
