@@ -218,15 +218,12 @@ class DataTransformer:
             a = sp.start
             if sp.kind == "onehot":
                 idx = data[:, a:a + sp.dims].argmax(1)
-                vals = np.empty(len(idx), dtype=object)
-                vals[:] = [sp.categories[i] for i in idx]
-                cols[sp.name] = _restore_dtype(vals, sp.dtype)
+                cols[sp.name] = _restore_dtype(self._cat_array(sp)[idx], sp.dtype)
             elif sp.kind == "rank":
                 cdf = self.arrays[f"{sp.name}.cdf"]
                 u = ndtr(data[:, a])
                 idx = np.clip(np.searchsorted(cdf, u, "right") - 1, 0, len(sp.categories) - 1)
-                cats = np.array(sp.categories, dtype=object)
-                cols[sp.name] = _restore_dtype(cats[idx], sp.dtype)
+                cols[sp.name] = _restore_dtype(self._cat_array(sp)[idx], sp.dtype)
             else:
                 vdims = sp.dims - (2 if sp.nullable else 0)
                 if sp.kind == "quantile":
@@ -254,6 +251,19 @@ class DataTransformer:
                 elif sp.dtype.startswith("float"):
                     df[sp.name] = df[sp.name].astype(sp.dtype)
         return df[[sp.name for sp in self.specs]]
+
+    def _cat_array(self, sp: ColumnSpec) -> np.ndarray:
+        """Categories as a numpy array: typed (fast gather) when they are all numbers/bools."""
+        cache = self.__dict__.setdefault("_cat_cache", {})
+        if sp.name not in cache:
+            cats = sp.categories
+            if sp.dtype.startswith(("int", "uint", "float", "bool")) and all(c is not None for c in cats):
+                cache[sp.name] = np.asarray(cats).astype(sp.dtype)
+            else:
+                arr = np.empty(len(cats), dtype=object)
+                arr[:] = cats
+                cache[sp.name] = arr
+        return cache[sp.name]
 
     # ------------------------------------------------------------ metadata
     def spec(self, name: str) -> ColumnSpec:
@@ -306,7 +316,9 @@ def _levels(n: int) -> np.ndarray:
 
 
 def _restore_dtype(vals: np.ndarray, dtype: str) -> Any:
-    if dtype.startswith(("int", "uint")) and all(v is not None for v in vals):
+    if vals.dtype != object:
+        return vals
+    if dtype.startswith(("int", "uint")) and not pd.isna(vals).any():
         return vals.astype(np.int64).astype(dtype)
     if dtype == "bool":
         return vals.astype(bool)
