@@ -188,7 +188,11 @@ def bench_api(args) -> dict:
         for n in args.clients:
             rec = run_concurrent(n, args.seconds, users, lambda cl, u: cl.get("/recommend", params={"user_id": u, "k": 10}), base)
             onl = run_concurrent(n, args.seconds, users, lambda cl, u: online_once(u), None)
-            out["concurrent"].append({"clients": n, "recommend": rec, "online_read_in_process": onl})
+            row = {"clients": n, "recommend": rec, "online_read_in_process": onl}
+            if args.client_procs:
+                row["recommend_client_processes"] = procs = run_concurrent_procs(n, args.seconds, users, base)
+                log(f"{n} client processes: /recommend {procs['req_per_s']} req/s p99 {procs['p99_ms']} ms errors {procs['errors']}")
+            out["concurrent"].append(row)
             log(f"{n} clients: /recommend {rec['req_per_s']} req/s p99 {rec['p99_ms']} ms errors {rec['errors']}; "
                 f"online read {onl['req_per_s']} req/s")
         with httpx.Client(base_url=base, timeout=10) as c:
@@ -201,6 +205,43 @@ def bench_api(args) -> dict:
         if not args.state and not args.keep_state:
             cleanup_temp_state(state)
     return out
+
+
+def _http_client_proc(base: str, users: list[int], seconds: float, start_at: float) -> tuple[list[float], int]:
+    """One load-generating process: keep-alive GETs of /recommend until the deadline."""
+    import httpx
+
+    lat, errors, i = [], 0, 0
+    with httpx.Client(base_url=base, timeout=10) as c:
+        while time.time() < start_at:
+            time.sleep(0.001)
+        stop = time.monotonic() + seconds
+        while time.monotonic() < stop:
+            u = users[i % len(users)]
+            i += 1
+            t0 = time.perf_counter()
+            try:
+                if c.get("/recommend", params={"user_id": u, "k": 10}).status_code != 200:
+                    errors += 1
+            except httpx.HTTPError:
+                errors += 1
+            lat.append(time.perf_counter() - t0)
+    return lat, errors
+
+
+def run_concurrent_procs(n: int, seconds: float, users: list[int], base: str) -> dict:
+    """``n`` client *processes* (no shared GIL between the clients) for ``seconds``."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    start_at = time.time() + 3.0  # let every process import httpx first
+    with ProcessPoolExecutor(n, mp_context=mp.get_context("spawn")) as pool:
+        futs = [pool.submit(_http_client_proc, base, users[w::n], seconds, start_at) for w in range(n)]
+        res = [f.result() for f in futs]
+    all_lat = [x for lat, _ in res for x in lat]
+    errors = sum(e for _, e in res)
+    return {"req_per_s": round(len(all_lat) / seconds, 1), "requests": len(all_lat), "errors": int(errors),
+            "seconds": seconds, **{k: v for k, v in pct(all_lat).items() if k != "n"}}
 
 
 def run_concurrent(n: int, seconds: float, users: list[int], call, base: str | None) -> dict:
@@ -313,6 +354,7 @@ def main() -> None:
     ap.add_argument("--skip-ivf", action="store_true")
     ap.add_argument("--skip-api", action="store_true")
     ap.add_argument("--threadpool", action="store_true", help="serve /recommend from the thread pool")
+    ap.add_argument("--client-procs", action="store_true", help="also load /recommend from N client processes")
     ap.add_argument("--workers", type=int, default=1, help="ecaug serve --workers")
     ap.add_argument("--keep-state", action="store_true", help="keep the temp state (and its Redis)")
     args = ap.parse_args()
