@@ -302,6 +302,19 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None,
     rows: list[dict[str, Any]] = []
     cfg_d = cfg.to_json()
     done = 0
+    if out_dir is None:
+        out_dir = state_dir() / "experiments" / f"{cfg.dataset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    out_dir = Path(out_dir)
+    # finished cells are appended here as they come, so a long run that is stopped keeps its results
+    partial = out_dir.parent / f".{out_dir.name}.partial.jsonl"
+    partial.parent.mkdir(parents=True, exist_ok=True)
+
+    def _keep(cell_rows: list[dict[str, Any]]) -> None:
+        rows.extend(cell_rows)
+        with partial.open("a") as fh:
+            for r in cell_rows:
+                fh.write(json.dumps(r, default=_jsonable) + "\n")
+
     if cfg.workers > 1 and len(cells) > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -309,13 +322,13 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None,
         with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=mp.get_context("spawn")) as ex:
             futs = {ex.submit(_cell_entry, (cfg_d, f, s)): (f, s) for f, s in cells}
             for fut in as_completed(futs):
-                rows.extend(fut.result())
+                _keep(fut.result())
                 done += 1
                 if progress:
                     progress(done, len(cells), f"fraction={futs[fut][0]} seed={futs[fut][1]}")
     else:
         for f, s in cells:
-            rows.extend(_cell_entry((cfg_d, f, s)))
+            _keep(_cell_entry((cfg_d, f, s)))
             done += 1
             if progress:
                 progress(done, len(cells), f"fraction={f} seed={s}")
@@ -336,9 +349,8 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None,
         "seconds": round(time.time() - t0, 1),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    if out_dir is None:
-        out_dir = state_dir() / "experiments" / f"{cfg.dataset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    summary["out_dir"] = str(write_outputs(summary, Path(out_dir)))
+    summary["out_dir"] = str(write_outputs(summary, out_dir))
+    partial.unlink(missing_ok=True)
     return summary
 
 

@@ -20,7 +20,7 @@ def test_experiment_json_interface(tmp_path, ecaug_home):
     out = tmp_path / "exp"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     cmd = [sys.executable, "-m", "ecaug_feast.cli.main", "experiment", "--quick", "--fractions", "0.5", "--seeds", "2",
-           "--max-users", "250", "--workers", "1", "--out", str(out), "--json"]
+           "--max-users", "200", "--workers", "1", "--out", str(out), "--json"]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=Path(__file__).resolve().parents[2])
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads(p.stdout.strip().splitlines()[-1])

@@ -100,7 +100,7 @@ def test_bad_checkpoints_are_refused_clearly(trained, tmp_path):
 def test_two_process_dmp_matches_single_process(tmp_path, tiny_model):
     """torchrun --nproc_per_node=2 (gloo, table-wise sharding) = one process with the same global batch."""
     model = json.dumps({**tiny_model, "dropout": 0.0})
-    args = ["-m", "recommender.train", "--max-users", "200", "--epochs", "1", "--batch-size", "64", "--no-valid", "--model", model]
+    args = ["-m", "recommender.train", "--max-users", "150", "--epochs", "1", "--batch-size", "64", "--no-valid", "--model", model]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     repo = Path(__file__).resolve().parents[2]
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args,
