@@ -106,6 +106,12 @@ def cleanup_temp_state(state: Path) -> None:
     shutil.rmtree(state, ignore_errors=True)
 
 
+def proc_cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_server(model: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
     from ecaug_feast.redis_server import free_port
 
@@ -163,6 +169,7 @@ def bench_api(args) -> dict:
                 online_once(u)
             # floor and single client, interleaved per block so background load hits both alike
             t_online, t_rec, t_server, fallbacks = [], [], [], 0
+            cpu0 = proc_cpu_seconds(proc.pid)
             for i in range(args.requests):
                 u = users[i % len(users)]
                 t0 = time.perf_counter()
@@ -174,12 +181,17 @@ def bench_api(args) -> dict:
                 body = r.json()
                 t_server.append(body["took_ms"] / 1e3)
                 fallbacks += body["fallback"] is not None
+            server_cpu = proc_cpu_seconds(proc.pid) - cpu0
             out["single_client"] = {
+                # CPU the server process spent per request: far less sensitive to other jobs
+                # than wall time (10 ms tick resolution, summed over all requests)
+                "server_cpu_ms_per_request": round(server_cpu / args.requests * 1e3, 3),
                 "online_read_in_process": pct(t_online),
                 "recommend_client_side": pct(t_rec),
                 "recommend_server_side": pct(t_server),
                 "fallback_answers": fallbacks,
             }
+            log(f"server CPU per /recommend: {out['single_client']['server_cpu_ms_per_request']} ms")
             log(f"single client: online read p50 {out['single_client']['online_read_in_process']['p50_ms']} ms, "
                 f"/recommend p50 {out['single_client']['recommend_client_side']['p50_ms']} / "
                 f"p99 {out['single_client']['recommend_client_side']['p99_ms']} ms")
