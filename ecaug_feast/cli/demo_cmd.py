@@ -92,6 +92,66 @@ def step_online_read(ctx: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def step_augment(ctx: dict[str, Any]) -> dict[str, Any]:
+    """Fit the GAN on real training examples from Feast, label, gate; publish only if the gate passes."""
+    from ecaug_feast.synth.gan import GANConfig
+    from ecaug_feast.synth.pipeline import AugmentConfig
+    from ecaug_feast.synth.runner import augment_run
+
+    cfg = AugmentConfig(gan=GANConfig(max_steps=ctx["gan_steps"]))
+    out = augment_run(rows=ctx["augment_rows"], seed=0, dataset=ctx["dataset_name"], config=cfg, publish=True)
+    if out["gate"] != "pass":
+        log.warning("synthetic run %s failed its gate (%s): kept for inspection, not materialized",
+                    out["run_id"], "; ".join(out.get("gate_reasons", [])))
+    keys = ("run_id", "gate", "gate_reasons", "rows_generated", "rows_accepted", "c2st_auc", "column_shapes",
+            "pair_trends", "privacy_dropped", "label_agreement", "fit_seconds", "activated", "materialized")
+    return {k: out.get(k) for k in keys}
+
+
+def step_train(ctx: dict[str, Any]) -> dict[str, Any]:
+    """Train the real-only two-tower from the Feast offline store and save the checkpoint."""
+    from recommender.jobs import train_real
+
+    out = train_real(ctx["dataset_name"], name="real", source="feast", epochs=ctx["epochs"],
+                     progress=lambda e, rec: log.info("epoch %d: loss %.3f valid NDCG@10 %s", e, rec["loss"], rec.get("valid_ndcg@10")),
+                     log=log.info)
+    ctx["model_dir"] = out["checkpoint"]
+    return out
+
+
+def step_serve_check(ctx: dict[str, Any]) -> dict[str, Any]:
+    """One /recommend through the real serving app (Redis features -> user tower -> FAISS)."""
+    from fastapi.testclient import TestClient
+
+    from recommender.serving.app import create_app
+    from recommender.serving.wiring import build_services
+
+    uid = ctx["results"]["online_read"]["user_id"]
+    services = build_services(ctx["model_dir"], dataset=ctx["dataset_name"])
+    with TestClient(create_app(services)) as client:
+        r = client.get("/recommend", params={"user_id": uid, "k": 10})
+    if r.status_code != 200:
+        from ecaug_feast.errors import EcaugError
+
+        raise EcaugError(f"/recommend answered {r.status_code}: {r.text[:200]}")
+    body = r.json()
+    return {"request": f"GET /recommend?user_id={uid}&k=10", "items": [it["item_id"] for it in body["items"]],
+            "fallback": body.get("fallback"), "model_version": body.get("model_version"),
+            "hint": "ecaug serve  # then: curl 'http://127.0.0.1:8000/recommend?user_id=1&k=10'"}
+
+
+def step_experiment(ctx: dict[str, Any]) -> dict[str, Any]:
+    """The before/after study, quick preset (a user subsample, tiny model, 2 fractions)."""
+    from recommender.experiment import make_config, run_experiment
+
+    over = {"max_users": ctx["max_users"]} if ctx.get("max_users") else {}
+    if ctx.get("seeds"):
+        over["seeds"] = ctx["seeds"]
+    summary = run_experiment(make_config("quick", dataset=ctx["dataset"], workers=2, **over))
+    return {"out_dir": str(summary["out_dir"]), "verdict": summary["verdict"],
+            "results": [{k: r[k] for k in ("method", "fraction", "ndcg@10", "recall@10") if k in r} for r in summary["results"]]}
+
+
 def step_summary(ctx: dict[str, Any]) -> dict[str, Any]:
     p = ctx["paths"]
     return {
@@ -108,6 +168,10 @@ DEMO_STEPS: list[Step] = [
     Step("apply", step_apply, "register entities, feature views, feature services"),
     Step("materialize", step_materialize, "load the latest feature values into Redis"),
     Step("online_read", step_online_read, "read a user's features back online"),
+    Step("augment", step_augment, "GAN -> labeler -> quality gates -> synthetic run in Feast (if it passes)"),
+    Step("train", step_train, "TorchRec two-tower on real examples from the Feast offline store"),
+    Step("serve_check", step_serve_check, "one /recommend through the serving app"),
+    Step("experiment", step_experiment, "before/after study, quick preset"),
     Step("summary", step_summary, "where things are"),
 ]
 
@@ -150,11 +214,26 @@ def _print_summary(res: dict[str, Any]) -> None:
     on = res.get("online_read", {})
     if on:
         table.add_row("online read", f"user {on['user_id']}: n_interactions={on['n_interactions']} recent={on['recent_items']} ({on['read_ms']} ms, matches offline: {on['matches_offline']})")
+    aug = res.get("augment", {})
+    if aug:
+        status = "published (active, materialized)" if aug.get("activated") else "NOT materialized"
+        table.add_row("augment", f"run {aug['run_id']}: gate {aug['gate']} -> {status}; {aug['rows_accepted']}/{aug['rows_generated']} rows accepted; "
+                      f"C2ST AUC {aug['c2st_auc']:.3f}, shapes {aug['column_shapes']:.3f}, trends {aug['pair_trends']:.3f}, "
+                      f"privacy dropped {aug['privacy_dropped']}, fit {aug['fit_seconds']} s"
+                      + (f"; reasons: {'; '.join(aug['gate_reasons'])}" if aug.get("gate_reasons") else ""))
+    tr = res.get("train", {})
+    if tr:
+        t = tr["test"]
+        table.add_row("train (real only)", f"{tr['checkpoint']}: {tr['epochs']} epochs, {tr['seconds']} s; test Recall@10 {t['recall@10']:.4f}, NDCG@10 {t['ndcg@10']:.4f}")
+    sc = res.get("serve_check", {})
+    if sc:
+        table.add_row("serve check", f"{sc['request']} -> items {sc['items']} (fallback: {sc['fallback']}); {sc['hint']}")
+    ex = res.get("experiment", {})
+    if ex:
+        lines = [f"{r['method']} @ {r['fraction']}: NDCG@10 {r['ndcg@10']:.4f}, Recall@10 {r['recall@10']:.4f}" for r in ex["results"]]
+        table.add_row("experiment (quick)", "\n".join(lines) + f"\nreport: {ex['out_dir']}/report.md")
     for k, v in res.get("summary", {}).items():
         table.add_row(k, str(v))
-    for name, res_part in res.items():
-        if name not in {"redis", "ingest", "apply", "materialize", "online_read", "summary", "seconds"} and isinstance(res_part, dict):
-            table.add_row(name, json.dumps(res_part, default=str)[:300])
     table.add_row("seconds", ", ".join(f"{k} {v}" for k, v in res.get("seconds", {}).items()))
     Console().print(table)
 
@@ -162,13 +241,25 @@ def _print_summary(res: dict[str, Any]) -> None:
 def demo(
     dataset: str = typer.Option("beauty", "--dataset", "-d", help="Dataset to run on (bundled: beauty)."),
     max_users: Optional[int] = typer.Option(None, "--max-users", min=1, help="Keep only user ids <= N (quick runs)."),
+    rows: int = typer.Option(5000, "--rows", min=100, help="Synthetic examples to generate in the augment step."),
+    gan_steps: int = typer.Option(1500, "--gan-steps", min=50, help="GAN step budget (early stopping on fidelity)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Two-tower epochs (default: the full preset's, early stopping)."),
+    seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Seeds in the study step (default: the quick preset's)."),
+    until: Optional[str] = typer.Option(None, "--until", help="Stop after this step (e.g. online_read, train)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
 ) -> None:
-    """Run the pipeline end to end: ingest -> apply -> materialize -> online read -> summary."""
+    """Run the pipeline end to end: ingest -> apply -> materialize -> online read -> augment -> train
+    -> one /recommend -> quick study -> summary."""
     from ecaug_feast import paths
+    from ecaug_feast.errors import EcaugError
 
-    ctx: dict[str, Any] = {"dataset": dataset, "max_users": max_users, "paths": paths}
-    res = run_steps(DEMO_STEPS, ctx)
+    names = [s.name for s in DEMO_STEPS]
+    if until is not None and until not in names:
+        raise EcaugError(f"--until must be one of {', '.join(names)}, got {until!r}")
+    steps = DEMO_STEPS if until is None else DEMO_STEPS[: names.index(until) + 1] + [DEMO_STEPS[-1]]
+    ctx: dict[str, Any] = {"dataset": dataset, "max_users": max_users, "paths": paths, "augment_rows": rows,
+                           "gan_steps": gan_steps, "epochs": epochs, "seeds": seeds}
+    res = run_steps(steps, ctx)
     if as_json:
         typer.echo(json.dumps({"command": "demo", "ok": True, **res}, default=str, separators=(",", ":")))
     else:

@@ -89,7 +89,8 @@ def test_usage_errors(tmp_path):
 
 @pytest.mark.slow
 def test_demo_json_end_to_end(tmp_path, monkeypatch):
-    """ingest -> apply -> materialize -> online read on 100 Beauty users with the demo's own
+    """ingest -> apply -> materialize -> online read (``--until online_read``; the later steps are
+    tests/cli/test_demo.py) on 100 Beauty users with the demo's own
     embedded Redis (not the session one: same Feast project, other values). In-process through
     the real Typer app, so Feast is imported once per test session."""
     from typer.testing import CliRunner
@@ -101,7 +102,7 @@ def test_demo_json_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("ECAUG_HOME", str(home))
     monkeypatch.delenv("ECAUG_REDIS_URL", raising=False)
     try:
-        r = CliRunner().invoke(app, ["demo", "--max-users", "100", "--json"])
+        r = CliRunner().invoke(app, ["demo", "--max-users", "100", "--until", "online_read", "--json"])
         assert r.exit_code == 0, (r.output[-2000:], r.exception)
         out = last_json(r.stdout)
         assert out["ok"] and out["redis"]["mode"] == "embedded"
