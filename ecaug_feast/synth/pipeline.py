@@ -154,32 +154,7 @@ def augment_frame(train_examples: pd.DataFrame, n_rows: int, seed: int = 0, conf
                                    schema.discrete_columns, progress=progress or False, source=source)
     fit_seconds = time.perf_counter() - t_start
 
-    # Generate (with the segment's condition), keep rows in the segment, oversampling to cover drops.
-    t0 = time.perf_counter()
-    want = int(math.ceil(n_rows * cfg.oversample))
-    pool: list[pd.DataFrame] = []
-    got, hit_rate, tries = 0, 1.0, 0
-    while got < want and tries < 6:
-        m = int(min(max(1000, (want - got) / max(hit_rate, 0.02) * 1.1), 2_000_000))
-        g = gan.sample(m, conditions=seg.condition if seg else None, seed=seed * 1000 + tries + 1)
-        if seg:
-            ok = seg.predicate(g)
-            hit_rate = max(float(ok.mean()), 1e-3)
-            g = g[ok]
-        pool.append(g)
-        got += len(g)
-        tries += 1
-    gen = pd.concat(pool, ignore_index=True).iloc[:want] if pool else pd.DataFrame(columns=schema.gan_columns)
-    if len(gen) == 0:
-        raise DataValidationError(source, "segment", f"the generator produced no rows in segment {cfg.segment!r}")
-    # Round trip through the user_features schema so the gate sees exactly what gets materialized.
-    feats = unflatten(gen, schema)
-    gen_flat, _ = flatten(feats.assign(label=0), cfg.k_recent, cfg.k_attr)
-    gen_flat["item_tier"] = gen_flat["item_id"].map(schema.item_tier).fillna("tail")
-    labels, conf = labeler.predict(gen_flat)
-    sample_seconds = time.perf_counter() - t0
-
-    # Gate against real rows of the same segment (all real rows when unsegmented).
+    # The gate compares against real rows of the same segment (all real rows when unsegmented).
     cols = [c for c in schema.gan_columns if c not in ("user_tier", "item_tier")] + ["label"]
     real = flat.assign(label=y)
     ref_fit, ref_hold = real.iloc[fit_idx], real.iloc[hold_idx]
@@ -187,13 +162,46 @@ def augment_frame(train_examples: pd.DataFrame, n_rows: int, seed: int = 0, conf
         in_fit, in_hold = seg.predicate(ref_fit), seg.predicate(ref_hold)
         if in_fit.sum() >= 50:
             ref_fit, ref_hold = ref_fit[in_fit], ref_hold[in_hold]
-    synth_flat = gen_flat.assign(label=labels)
     discrete = [c for c in schema.discrete_columns if c in cols] + ["label"]
     gcfg_gate = cfg.gates or GateConfig(seed=seed)
-    confident = conf >= labeler.config.threshold
-    confident = _match_label_prior(labels, conf, confident, y, rng)
-    gate = evaluate(ref_fit[cols].reset_index(drop=True), ref_hold[cols].reset_index(drop=True),
-                    synth_flat[cols], discrete, gcfg_gate, accepted_extra=confident)
+    want = int(math.ceil(n_rows * cfg.oversample))
+    sample_seconds = 0.0
+    # Generate (with the segment's condition), keep rows in the segment, label, gate. Oversampling
+    # covers the row filters; one larger top-up round when they still leave fewer than n_rows.
+    for attempt in range(2):
+        t0 = time.perf_counter()
+        pool: list[pd.DataFrame] = []
+        got, hit_rate, tries = 0, 1.0, 0
+        while got < want and tries < 6:
+            m = int(min(max(1000, (want - got) / max(hit_rate, 0.02) * 1.1), 2_000_000))
+            g = gan.sample(m, conditions=seg.condition if seg else None, seed=seed * 1000 + attempt * 100 + tries + 1)
+            if seg:
+                ok = seg.predicate(g)
+                hit_rate = max(float(ok.mean()), 1e-3)
+                g = g[ok]
+            pool.append(g)
+            got += len(g)
+            tries += 1
+        gen = pd.concat(pool, ignore_index=True).iloc[:want] if pool else pd.DataFrame(columns=schema.gan_columns)
+        if len(gen) == 0:
+            raise DataValidationError(source, "segment", f"the generator produced no rows in segment {cfg.segment!r}")
+        # Round trip through the user_features schema so the gate sees exactly what gets materialized.
+        feats = unflatten(gen, schema)
+        gen_flat, _ = flatten(feats.assign(label=0), cfg.k_recent, cfg.k_attr)
+        gen_flat["item_tier"] = gen_flat["item_id"].map(schema.item_tier).fillna("tail")
+        labels, conf = labeler.predict(gen_flat)
+        sample_seconds += time.perf_counter() - t0
+
+        synth_flat = gen_flat.assign(label=labels)
+        confident = conf >= labeler.config.threshold
+        confident = _match_label_prior(labels, conf, confident, y, rng)
+        gate = evaluate(ref_fit[cols].reset_index(drop=True), ref_hold[cols].reset_index(drop=True),
+                        synth_flat[cols], discrete, gcfg_gate, accepted_extra=confident)
+        n_keep = int(gate.keep.sum())
+        if attempt == 1 or n_keep >= n_rows or n_keep == 0:
+            break
+        # Row filters took more than the oversampling covered: one more, larger round, re-gated whole.
+        want = int(math.ceil(want * min(4.0, 1.15 * n_rows / n_keep)))
 
     keep_idx = np.flatnonzero(gate.keep)[:n_rows]
     acc = feats.iloc[keep_idx].reset_index(drop=True)
