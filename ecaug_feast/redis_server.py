@@ -200,8 +200,8 @@ class EmbeddedRedis:
                 break
             time.sleep(0.05)
         else:
-            log = self.data_dir / "redis.log"
-            tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+            log_path = self.data_dir / "redis.log"
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] if log_path.exists() else []
             raise EcaugError(f"redis-server did not answer on {url} within {timeout:.0f}s {tail}")
         pid = int(self.pid_file.read_text().strip())
         tmp = self.info_file.with_suffix(".tmp")

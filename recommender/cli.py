@@ -46,40 +46,6 @@ def _epoch_printer(as_json: bool):
     return cb
 
 
-def _train_overrides(epochs: Optional[int], batch_size: Optional[int], seed: int, **kw: Any) -> dict[str, Any]:
-    d: dict[str, Any] = {"seed": seed}
-    if epochs is not None:
-        d["epochs"] = epochs
-    if batch_size is not None:
-        d["batch_size"] = batch_size
-    d.update({k: v for k, v in kw.items() if v is not None})
-    return d
-
-
-def _load_real(dataset: str, source: str):
-    """TrainData of an ingested dataset (Feast offline store by default) + its eval sets."""
-    from ecaug_feast.datasets.store import load_processed
-    from recommender.data import build_in_memory, load_real_from_feast
-    from recommender.evaluate import make_eval_set
-
-    data_p = load_processed(dataset)
-    if source == "feast":
-        try:
-            data = load_real_from_feast(dataset)
-        except EcaugError:
-            raise
-        except Exception as exc:  # Feast registry missing, parquet unreadable...
-            raise EcaugError(f"feast: could not read training examples ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
-                             "run `ecaug ingest` and `ecaug apply` first") from None
-    elif source == "memory":
-        data = build_in_memory(data_p.train, data_p.items, data_p.valid)
-    else:
-        raise EcaugError(f"--source must be feast or memory, got {source!r}")
-    valid = make_eval_set(data_p.valid, [data_p.train])
-    test = make_eval_set(data_p.test, [data_p.train, data_p.valid])
-    return data, valid, test
-
-
 def train_cmd(
     dataset: str = typer.Option("beauty", "--dataset", "-d", help="An ingested dataset (`ecaug ingest`)."),
     name: str = typer.Option("real", "--name", help="Checkpoint name under <state>/models/."),
@@ -92,24 +58,11 @@ def train_cmd(
 ) -> None:
     """Train the real-only two-tower (early stopping on validation NDCG@10) and save a checkpoint."""
     _quiet()
-    from ecaug_feast.paths import models_dir
-    from recommender.checkpoint import save_checkpoint
-    from recommender.experiment import PRESETS
-    from recommender.train import TrainConfig, config_dict, evaluate_model, model_config_for, train
+    from recommender.jobs import train_real
 
-    data, valid, test = _load_real(dataset, source)
-    preset = PRESETS["full"]
-    mcfg = model_config_for(data, **{**preset["model"], "embedding_dim": embedding_dim, "out_dim": embedding_dim})
-    tcfg = TrainConfig(**{**preset["train"], **_train_overrides(epochs, batch_size, seed)})
-    err.print(f"training on {len(data.examples):,} examples ({data.info.get('source')}), {data.num_items:,} items")
-    res = train(data, valid, mcfg, tcfg, progress=_epoch_printer(as_json))
-    test_m = evaluate_model(res.model, data, test, "test", seed=seed)
-    path = save_checkpoint(models_dir() / name, res.state, mcfg, res.model.catalog,
-                           train=config_dict(tcfg), metrics={"valid": res.best_valid, "test": test_m},
-                           data={"dataset": dataset, "source": data.info.get("source"), "examples": len(data.examples)})
-    out = {"checkpoint": str(path), "dataset": dataset, "epochs": res.best_epoch, "seconds": round(res.seconds, 1),
-           "examples_per_s": round(res.examples_per_s), "valid": res.best_valid, "test": test_m}
-    _emit(out, as_json, f"saved {path}  test: {_metrics_line(test_m)}")
+    out = train_real(dataset, name=name, source=source, epochs=epochs, batch_size=batch_size, embedding_dim=embedding_dim,
+                     seed=seed, progress=_epoch_printer(as_json), log=err.print)
+    _emit(out, as_json, f"saved {out['checkpoint']}  test: {_metrics_line(out['test'])}")
 
 
 def _synthetic_examples(data, run_id: Optional[str]):
@@ -162,12 +115,13 @@ def finetune_cmd(
     from recommender.checkpoint import load_checkpoint, resolve, save_checkpoint
     from recommender.data import mix_examples
     from recommender.experiment import PRESETS
+    from recommender.jobs import load_real, train_overrides
     from recommender.train import TrainConfig, config_dict, evaluate_model, finetune_config, train
 
     if mode not in ("full", "towers", "adapters"):
         raise EcaugError(f"--mode must be full, towers or adapters, got {mode!r}")
     base, meta = load_checkpoint(from_)
-    data, valid, test = _load_real(dataset, source)
+    data, valid, test = load_real(dataset, source)
     if base.cfg.num_items != data.num_items:
         raise EcaugError(f"{resolve(from_)}: checkpoint has {base.cfg.num_items} items, dataset '{dataset}' has {data.num_items}")
     syn_id = None
@@ -175,7 +129,7 @@ def finetune_cmd(
         syn, syn_id = _synthetic_examples(data, run_id)
         data = replace(data, examples=mix_examples(data.examples, syn, mix_ratio, seed))
     cfg = finetune_config(base.cfg, mode)
-    tcfg = TrainConfig(**{**PRESETS["full"]["finetune"], **_train_overrides(epochs, None, seed), "finetune_mode": mode})
+    tcfg = TrainConfig(**{**PRESETS["full"]["finetune"], **train_overrides(epochs, None, seed), "finetune_mode": mode})
     err.print(f"fine-tuning ({mode}) on {len(data.examples):,} examples ({int(data.examples['is_synthetic'].sum()):,} synthetic)")
     before = evaluate_model(base, data, valid, "valid", seed=seed)
     res = train(data, valid, cfg, tcfg, init_state=base.state_dict())

@@ -6,7 +6,6 @@ lives once, away from option parsing and printing.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, Callable, Optional
 
 from ecaug_feast.errors import EcaugError
@@ -50,7 +49,7 @@ def train_real(dataset: str = "beauty", name: str = "real", source: str = "feast
     data, valid, test = load_real(dataset, source)
     preset = PRESETS["full"]
     mcfg = model_config_for(data, **{**preset["model"], "embedding_dim": embedding_dim, "out_dim": embedding_dim})
-    tcfg = TrainConfig(**{**preset["train"], **_overrides(epochs, batch_size, seed)})
+    tcfg = TrainConfig(**{**preset["train"], **train_overrides(epochs, batch_size, seed)})
     log(f"training on {len(data.examples):,} examples ({data.info.get('source')}), {data.num_items:,} items")
     res = train(data, valid, mcfg, tcfg, progress=progress)
     test_m = evaluate_model(res.model, data, test, "test", seed=seed)
@@ -61,7 +60,8 @@ def train_real(dataset: str = "beauty", name: str = "real", source: str = "feast
             "examples_per_s": round(res.examples_per_s), "valid": res.best_valid, "test": test_m}
 
 
-def _overrides(epochs: Optional[int], batch_size: Optional[int], seed: int) -> dict[str, Any]:
+def train_overrides(epochs: Optional[int], batch_size: Optional[int], seed: int) -> dict[str, Any]:
+    """TrainConfig fields set on the command line (None = keep the preset's)."""
     d: dict[str, Any] = {"seed": seed}
     if epochs is not None:
         d["epochs"] = epochs

@@ -115,9 +115,8 @@ def step_train(ctx: dict[str, Any]) -> dict[str, Any]:
     """Train the real-only two-tower from the Feast offline store and save the checkpoint."""
     from recommender.jobs import train_real
 
-    out = train_real(ctx["dataset_name"], name="real", source="feast", epochs=ctx["epochs"],
-                     progress=lambda e, rec: log.info("epoch %d: loss %.3f valid NDCG@10 %s", e, rec["loss"], rec.get("valid_ndcg@10")),
-                     log=log.info)
+    # recommender.train logs every epoch (loss, validation metrics) itself
+    out = train_real(ctx["dataset_name"], name="real", source="feast", epochs=ctx["epochs"], log=log.info)
     ctx["model_dir"] = out["checkpoint"]
     return out
 
