@@ -5,11 +5,11 @@ holds values computed from that user's *training* events strictly before t, plus
 after the last training event; ``item_features`` rows are exact at every time.
 """
 
-from datetime import timedelta
-
 from entities import item, user
 from feast import FeatureView, Field, FileSource
 from feast.types import Array, Float32, Int64
+
+from schemas import NO_EXPIRY, USER_FEATURE_FIELDS
 
 from ecaug_feast.paths import feast_data_dir
 
@@ -34,22 +34,13 @@ train_interactions_source = FileSource(
     description="Entity rows for training: observed events (label 1) and sampled negatives (label 0).",
 )
 
-# A value stays valid until the entity's next row (features change only when the user acts), so
-# the TTL is "never" in practice. Not ttl=0: the stock `feast materialize-incremental` then starts
-# one year back on a fresh registry and would miss the 2014/2016 data; 100 years reaches it.
-NO_EXPIRY = timedelta(days=36500)
 
 user_features = FeatureView(
     name="user_features",
     entities=[user],
     ttl=NO_EXPIRY,
     schema=[
-        Field(name="n_interactions", dtype=Int64, description="training events before t"),
-        Field(name="days_since_last", dtype=Float32, description="days since the previous event; -1 if none"),
-        Field(name="recent_items", dtype=Array(Int64), description="earlier items, most recent first, <= 20"),
-        Field(name="top_attributes", dtype=Array(Int64), description="<= 5 attribute ids by count"),
-        Field(name="attr_diversity", dtype=Float32, description="entropy (nats) of attribute counts"),
-        Field(name="mean_item_popularity", dtype=Float32, description="mean popularity of consumed items when consumed"),
+        *USER_FEATURE_FIELDS,
     ],
     source=user_features_source,
     online=True,

@@ -12,17 +12,16 @@ be materialized from a batch source, while runs are immutable parquet snapshots 
 materialized, rolled back and joined point-in-time for training like any other view.
 """
 
-from datetime import timedelta
-
 from entities import user
 from feast import FeatureView, Field, FileSource
-from feast.types import Array, Bool, Float32, Int64, String
+from feast.types import Bool, Float32, Int64, String
+
+from schemas import NO_EXPIRY, USER_FEATURE_FIELDS
 
 from ecaug_feast.synth_store import INTER_FILE, USER_FILE, active_source, ensure_sources
 
 ensure_sources()  # an empty placeholder run until the first gated run, so `feast apply` validates
 
-NO_EXPIRY = timedelta(days=36500)
 _LINEAGE = [
     Field(name="is_synthetic", dtype=Bool),
     Field(name="run_id", dtype=String),
@@ -50,12 +49,7 @@ user_features_synth = FeatureView(
     entities=[user],
     ttl=NO_EXPIRY,
     schema=[
-        Field(name="n_interactions", dtype=Int64),
-        Field(name="days_since_last", dtype=Float32),
-        Field(name="recent_items", dtype=Array(Int64)),
-        Field(name="top_attributes", dtype=Array(Int64)),
-        Field(name="attr_diversity", dtype=Float32),
-        Field(name="mean_item_popularity", dtype=Float32),
+        *USER_FEATURE_FIELDS,
         *_LINEAGE,
     ],
     source=user_features_synth_source,
