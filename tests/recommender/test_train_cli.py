@@ -39,3 +39,36 @@ def test_finetune_missing_checkpoint_is_one_line_error(tmp_path):
     r = CliRunner().invoke(app, ["finetune", "--from", str(tmp_path / "nope")])
     assert r.exit_code != 0
     assert "checkpoint not found" in str(r.exception)
+
+
+@pytest.mark.slow
+def test_finetune_on_a_published_synthetic_run(feast_env):
+    """train -> a gated synthetic run published into Feast -> finetune on real + that run."""
+    from ecaug_feast.quality.gates import GateConfig
+    from ecaug_feast.synth.gan import GANConfig
+    from ecaug_feast.synth.pipeline import AugmentConfig
+    from ecaug_feast.synth.runner import augment_run
+    from ecaug_feast.cli.main import app
+    from recommender.checkpoint import load_checkpoint
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["train", "--dataset", feast_env.data.name, "--name", "ft-base", "--epochs", "1", "--dim", "8",
+                            "--batch-size", "256", "--json"])
+    assert r.exit_code == 0, r.output
+    _, base_meta = load_checkpoint("ft-base")
+    # smoke-sized GAN and a loose gate so the run is published (gate behaviour: tests/quality)
+    cfg = AugmentConfig(gan=GANConfig(max_steps=60, eval_every=30, calib_rows=2000), max_fit_rows=2500, holdout_rows=500,
+                        gates=GateConfig(max_c2st_auc=1.0, min_column_shapes=0.0, min_pair_trends=0.0, c2st_rows=1000))
+    run = augment_run(rows=400, seed=3, config=cfg, repo_dir=feast_env.repo_dir)
+    assert run["gate"] == "pass" and run["activated"], run
+
+    r2 = runner.invoke(app, ["finetune", "--from", "ft-base", "--mix-ratio", "0.5", "--mode", "adapters", "--epochs", "1",
+                             "--dataset", feast_env.data.name, "--name", "ft-mixed", "--json"])
+    assert r2.exit_code == 0, r2.output
+    ft = json.loads(r2.stdout.strip().splitlines()[-1])
+    assert ft["run_id"] == run["run_id"] and ft["mix_ratio"] == 0.5
+    _, meta = load_checkpoint("ft-mixed")
+    assert meta["data"]["run_id"] == run["run_id"]
+    # the mixed training set is the real one plus some of the run's positive synthetic rows
+    added = meta["data"]["examples"] - base_meta["data"]["examples"]
+    assert 0 < added <= run["rows_accepted"]
