@@ -124,6 +124,15 @@ def _key(s: pd.Series, path: str | Path, col: str) -> pd.Series:
     return s.astype(str)
 
 
+def _keyed_table(path: str | Path, sep: str | None, col: str, what: str) -> tuple[pd.DataFrame, pd.Series]:
+    """Read an item or user table and its normalised key column; a key listed twice is refused."""
+    df = _read_table(path, sep)
+    key = _key(_require(df, col, path), path, col)
+    if key.duplicated().any():
+        raise DataValidationError(path, col, f"duplicate key: {what} {key[key.duplicated()].iloc[0]!r} listed twice")
+    return df, key
+
+
 def _timestamps(s: pd.Series, path: str | Path, col: str, unit: str) -> pd.Series:
     if np.issubdtype(s.dtype, np.number):
         if unit not in ("s", "ms", "us", "ns"):
@@ -223,10 +232,7 @@ def load_generic(
 
     # Item table (attributes). Items appearing only in the item table are kept as catalogue items.
     if items_path:
-        it = _read_table(items_path, sep)
-        it_key = _key(_require(it, cols["item"], items_path), items_path, cols["item"])
-        if it_key.duplicated().any():
-            raise DataValidationError(items_path, cols["item"], f"duplicate key: item {it_key[it_key.duplicated()].iloc[0]!r} listed twice")
+        it, it_key = _keyed_table(items_path, sep, cols["item"], "item")
         attr_cols = cfg.get("item_attributes") or [c for c in it.columns if c != cols["item"]]
         if not attr_cols:
             raise DataValidationError(items_path, None, "item table has no attribute columns")
@@ -263,10 +269,7 @@ def load_generic(
 
     users_df = None
     if users_path:
-        us = _read_table(users_path, sep)
-        us_key = _key(_require(us, cols["user"], users_path), users_path, cols["user"])
-        if us_key.duplicated().any():
-            raise DataValidationError(users_path, cols["user"], f"duplicate key: user {us_key[us_key.duplicated()].iloc[0]!r} listed twice")
+        us, us_key = _keyed_table(users_path, sep, cols["user"], "user")
         ucols = cfg.get("user_attributes") or [c for c in us.columns if c != cols["user"]]
         for c in ucols:
             if c not in us.columns:
