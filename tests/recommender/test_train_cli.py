@@ -8,16 +8,23 @@ import pytest
 from typer.testing import CliRunner
 
 
+def _train(runner: CliRunner, dataset: str, name: str) -> dict:
+    """One-epoch ``ecaug train`` from the Feast offline store; returns its --json summary."""
+    from ecaug_feast.cli.main import app
+
+    r = runner.invoke(app, ["train", "--dataset", dataset, "--name", name, "--epochs", "1", "--dim", "8",
+                            "--batch-size", "256", "--json"])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.slow
 def test_train_from_feast_then_finetune(feast_env):
     from ecaug_feast.cli.main import app
     from recommender.checkpoint import load_checkpoint
 
     runner = CliRunner()
-    r = runner.invoke(app, ["train", "--dataset", feast_env.data.name, "--name", "cli-real", "--epochs", "1", "--dim", "8",
-                            "--batch-size", "256", "--json"])
-    assert r.exit_code == 0, r.output
-    out = json.loads(r.stdout.strip().splitlines()[-1])
+    out = _train(runner, feast_env.data.name, "cli-real")
     assert out["test"]["users"] > 0 and 0 <= out["test"]["ndcg@10"] <= 1
     model, meta = load_checkpoint("cli-real")
     assert meta["data"]["source"] == "feast"
@@ -52,9 +59,7 @@ def test_finetune_on_a_published_synthetic_run(feast_env):
     from recommender.checkpoint import load_checkpoint
 
     runner = CliRunner()
-    r = runner.invoke(app, ["train", "--dataset", feast_env.data.name, "--name", "ft-base", "--epochs", "1", "--dim", "8",
-                            "--batch-size", "256", "--json"])
-    assert r.exit_code == 0, r.output
+    _train(runner, feast_env.data.name, "ft-base")
     _, base_meta = load_checkpoint("ft-base")
     # smoke-sized GAN and a loose gate so the run is published (gate behaviour: tests/quality)
     cfg = AugmentConfig(gan=GANConfig(max_steps=60, eval_every=30, calib_rows=2000), max_fit_rows=2500, holdout_rows=500,
