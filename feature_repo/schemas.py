@@ -14,7 +14,7 @@ NO_EXPIRY = timedelta(days=36500)
 USER_FEATURE_FIELDS = [
     Field(name="n_interactions", dtype=Int64, description="training events before t"),
     Field(name="days_since_last", dtype=Float32, description="days since the previous event; -1 if none"),
-    Field(name="recent_items", dtype=Array(Int64), description="earlier items, most recent first, <= 20"),
+    Field(name="recent_items", dtype=Array(Int64), description="earlier items, most recent first, <= 50 (the ordered history the sequence model reads)"),
     Field(name="top_attributes", dtype=Array(Int64), description="<= 5 attribute ids by count"),
     Field(name="attr_diversity", dtype=Float32, description="entropy (nats) of attribute counts"),
     Field(name="mean_item_popularity", dtype=Float32, description="mean popularity of consumed items when consumed"),

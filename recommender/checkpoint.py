@@ -114,13 +114,11 @@ def load_checkpoint(path: str | Path) -> tuple["TwoTower", dict[str, Any]]:
     """
     import torch
 
-    from recommender.model import ModelConfig, TwoTower
-
-
     d = resolve(path)
     meta = read_config(d)
     try:
-        cfg = ModelConfig.from_dict(meta["model"])
+        ConfigCls, ModelCls = model_classes(meta["model"])
+        cfg = ConfigCls.from_dict(meta["model"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{d / 'config.json'}: bad model config ({exc})") from None
     weights = d / "model.pt"
@@ -132,7 +130,7 @@ def load_checkpoint(path: str | Path) -> tuple["TwoTower", dict[str, Any]]:
         raise CheckpointError(f"{weights}: corrupt or unsafe checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{weights}: expected a state dict, got {type(state).__name__}")
-    model = TwoTower(cfg)
+    model = ModelCls(cfg)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -150,6 +148,20 @@ def load_checkpoint(path: str | Path) -> tuple["TwoTower", dict[str, Any]]:
     model.eval()
     model.catalog = _load_catalog(d / "catalog.pt")
     return model, meta
+
+
+def model_classes(model_cfg: dict[str, Any]) -> tuple[type, type]:
+    """(config class, model class) for a checkpoint's ``model`` section: ``kind`` "sequence" is
+    the self-attention two-tower, anything else (older checkpoints have no kind) the bag model."""
+    if not isinstance(model_cfg, dict):
+        raise TypeError("model section is not an object")
+    if model_cfg.get("kind") == "sequence":
+        from recommender.seq_model import SeqConfig, SeqTwoTower
+
+        return SeqConfig, SeqTwoTower
+    from recommender.model import ModelConfig, TwoTower
+
+    return ModelConfig, TwoTower
 
 
 def _load_catalog(path: Path) -> "ItemCatalog":

@@ -34,8 +34,11 @@ def _emit(obj: dict[str, Any], as_json: bool, human: str) -> None:
         typer.echo(human)
 
 
-def _metrics_line(m: dict[str, float]) -> str:
-    return " ".join(f"{k}={m[k]:.4f}" for k in ("recall@10", "ndcg@10", "recall@20", "ndcg@20") if k in m)
+def _metrics_line(m: dict[str, Any]) -> str:
+    line = " ".join(f"{k}={m[k]:.4f}" for k in ("recall@10", "ndcg@10", "recall@20", "ndcg@20") if k in m)
+    if "buckets" in m:  # by kept training-history length
+        line += "\n  NDCG@10 by history length: " + ", ".join(f"{b}: {r['ndcg@10']:.4f} ({r['users']} users)" for b, r in m["buckets"].items())
+    return line
 
 
 def _epoch_printer(as_json: bool):
@@ -54,14 +57,16 @@ def train_cmd(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=8),
     embedding_dim: int = typer.Option(64, "--dim", min=4, help="Embedding and tower output size."),
     seed: int = typer.Option(0, "--seed"),
+    model: str = typer.Option("sequence", "--model", help="sequence: self-attention over the ordered history (SASRec-style); bag: mean-of-bags two-tower."),
+    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", min=1, help="Wall-clock budget for training; the best epoch so far is kept."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
 ) -> None:
-    """Train the real-only two-tower (early stopping on validation NDCG@10) and save a checkpoint."""
+    """Train a real-only model (early stopping on validation NDCG@10) and save a checkpoint."""
     _quiet()
     from recommender.jobs import train_real
 
     out = train_real(dataset, name=name, source=source, epochs=epochs, batch_size=batch_size, embedding_dim=embedding_dim,
-                     seed=seed, progress=_epoch_printer(as_json), log=err.print)
+                     seed=seed, progress=_epoch_printer(as_json), log=err.print, model=model, max_seconds=max_seconds)
     _emit(out, as_json, f"saved {out['checkpoint']}  test: {_metrics_line(out['test'])}")
 
 
@@ -121,6 +126,13 @@ def finetune_cmd(
     if mode not in ("full", "towers", "adapters"):
         raise EcaugError(f"--mode must be full, towers or adapters, got {mode!r}")
     base, meta = load_checkpoint(from_)
+    if getattr(base.cfg, "kind", "bag") == "sequence":
+        from recommender.jobs import finetune_sequence
+
+        out = finetune_sequence(base, from_, dataset=dataset, name=name, source=source, mix_ratio=mix_ratio, epochs=epochs,
+                                seed=seed, progress=_epoch_printer(as_json))
+        _emit(out, as_json, f"saved {out['checkpoint']}  test: {_metrics_line(out['test'])}")
+        return
     data, valid, test = load_real(dataset, source)
     if base.cfg.num_items != data.num_items:
         raise EcaugError(f"{resolve(from_)}: checkpoint has {base.cfg.num_items} items, dataset '{dataset}' has {data.num_items}")
@@ -149,7 +161,8 @@ def experiment_cmd(
     quick: bool = typer.Option(False, "--quick", help="Small preset for tests and the demo (a user subsample, tiny model)."),
     fractions: Optional[str] = typer.Option(None, "--fractions", help="Comma-separated history fractions, e.g. 0.25,1.0."),
     seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Seeds per configuration (default 3)."),
-    methods: Optional[str] = typer.Option(None, "--methods", help="Subset of popularity,real_only,gan_augmented,oversample,smote."),
+    model: str = typer.Option("sequence", "--model", help="sequence (default) or bag; the column methods (gan_augmented, oversample, smote) need bag."),
+    methods: Optional[str] = typer.Option(None, "--methods", help="Subset of popularity,real_only,gan_augmented,oversample,smote (default: all the model supports)."),
     workers: int = typer.Option(2, "--workers", min=1, help="Parallel processes (one thread each)."),
     max_users: Optional[int] = typer.Option(None, "--max-users", min=20, help="Subsample this many users (default: all; --quick: 1500)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default <state>/experiments/<dataset>-<time>)."),
@@ -169,12 +182,13 @@ def experiment_cmd(
             raise EcaugError(f"--fractions: expected numbers like 0.25,1.0, got {fractions!r}") from None
     ms = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     cfg = make_config("quick" if quick else "full", dataset=dataset, fractions=fr, seeds=seeds, methods=ms, workers=workers,
-                      max_users=max_users)
+                      max_users=max_users, model_type=model)
     with Progress(TextColumn("[bold]experiment"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn(), console=err, transient=True) as prog:
         task = prog.add_task("", total=len(cfg.fractions) * cfg.seeds)
         summary = run_experiment(cfg, out, progress=lambda d, t, what: prog.update(task, completed=d, description=what))
     js = {k: summary[k] for k in ("dataset", "results", "verdict", "seconds", "out_dir")}
+    js["model"] = cfg.model_type
     js["fractions"], js["seeds"] = cfg.fractions, cfg.seeds
     _emit(js, as_json, table_markdown(summary["results"]) + f"\nreport: {summary['out_dir']}/report.md")
 

@@ -26,6 +26,8 @@ import torch
 from recommender.batching import csr_take
 
 ScoreFn = Callable[[np.ndarray], torch.Tensor]
+# buckets of kept training-history length: where augmentation is expected to matter
+HISTORY_BUCKETS = [(1, 1), (2, 3), (4, 7), (8, None)]
 
 
 @dataclass
@@ -124,4 +126,18 @@ def evaluate(
     out["users"] = float(es.n)
     if per_user:
         out["_per_user"] = {f"ndcg@{k}": ndcg[k] for k in ks} | {f"recall@{k}": recall[k] for k in ks}  # type: ignore[assignment]
+    return out
+
+
+def bucket_metrics(per_user: dict[str, np.ndarray], users: np.ndarray, train: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Mean metrics per bucket of kept training-history length (1, 2-3, 4-7, 8+ events)."""
+    n_hist = train.groupby("user_id").size().reindex(users).fillna(0).to_numpy()
+    out: dict[str, dict[str, float]] = {}
+    for lo, hi in HISTORY_BUCKETS:
+        sel = (n_hist >= lo) & ((n_hist <= hi) if hi is not None else True)
+        name = f"{lo}" if lo == hi else (f"{lo}-{hi}" if hi is not None else f"{lo}+")
+        row: dict[str, float] = {"users": int(sel.sum())}
+        for k, v in per_user.items():
+            row[k] = float(v[sel].mean()) if sel.any() else 0.0
+        out[name] = row
     return out

@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 METHODS = ["popularity", "real_only", "gan_augmented", "oversample", "smote"]
 AUG_METHODS = ["gan_augmented", "oversample", "smote"]
+# What each model can be studied with: the column methods make feature rows, which only the bag
+# model reads; augmentations that make histories for the sequence model come with the sequence GAN.
+MODEL_METHODS = {"bag": METHODS, "sequence": ["popularity", "real_only"]}
 METRICS = ["recall@10", "ndcg@10", "recall@20", "ndcg@20", "coverage@10"]
 
 
@@ -59,6 +62,9 @@ class ExperimentConfig:
     finetune_mode: str = "full"
     gan: dict[str, Any] = field(default_factory=dict)  # GANConfig overrides
     workers: int = 2
+    model_type: str = "sequence"  # sequence (self-attention user tower) | bag (mean-of-bags two-tower)
+    seq_model: dict[str, Any] = field(default_factory=dict)  # SeqConfig overrides
+    seq_train: dict[str, Any] = field(default_factory=dict)  # SeqTrainConfig overrides
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +80,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         train=dict(epochs=8, patience=2, batch_size=1024, lr_sparse=0.04, lr_dense=2e-3),
         finetune=dict(epochs=2, patience=1, batch_size=1024, lr_sparse=0.02, lr_dense=1e-3),
         gan=dict(max_steps=500, eval_every=100, patience=3),
+        seq_model=dict(),  # SeqConfig defaults: d=64, 2 blocks, 1 head, dropout 0.5, max_len 50
+        seq_train=dict(epochs=60, patience=5, batch_size=128, lr=1e-3, threads=1),
     ),
     "quick": dict(
         fractions=[0.25, 1.0],
@@ -85,6 +93,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         train=dict(epochs=3, patience=1, batch_size=256, lr_sparse=0.05, lr_dense=2e-3),
         finetune=dict(epochs=1, patience=1, batch_size=256, lr_sparse=0.02, lr_dense=1e-3),
         gan=dict(max_steps=60, eval_every=30, patience=2, batch_size=200, eval_rows=500, calib_rows=2000),
+        seq_model=dict(embedding_dim=16, num_blocks=1, max_len=20, dropout=0.2),
+        seq_train=dict(epochs=3, patience=1, batch_size=64, lr=2e-3, threads=1),
     ),
 }
 
@@ -94,9 +104,18 @@ def make_config(preset: str = "full", **overrides: Any) -> ExperimentConfig:
         raise EcaugError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
     base = dict(PRESETS[preset])
     base.update({k: v for k, v in overrides.items() if v is not None})
-    unknown = [m for m in base.get("methods", METHODS) if m not in METHODS]
+    kind = base.get("model_type", "sequence")
+    if kind not in MODEL_METHODS:
+        raise EcaugError(f"--model must be one of {', '.join(MODEL_METHODS)}, got {kind!r}")
+    allowed = MODEL_METHODS[kind]
+    base.setdefault("methods", list(allowed))
+    unknown = [m for m in base["methods"] if m not in METHODS]
     if unknown:
         raise EcaugError(f"unknown method(s) {unknown} (choose from {', '.join(METHODS)})")
+    other = [m for m in base["methods"] if m not in allowed]
+    if other:
+        raise EcaugError(f"method(s) {', '.join(other)} need --model bag: they generate feature rows, which the "
+                         f"sequence model does not read (it can be studied with {', '.join(allowed)})")
     for f in base.get("fractions", []):
         if not 0 < float(f) <= 1:
             raise EcaugError(f"fractions must lie in (0, 1], got {f}")
@@ -193,6 +212,8 @@ def run_cell(cfg: ExperimentConfig, fraction: float, seed: int) -> list[dict[str
     need_real = any(m in cfg.methods for m in ["real_only", *AUG_METHODS])
     if not need_real:
         return rows
+    if cfg.model_type == "sequence":
+        return rows + _sequence_rows(cfg, data, valid, test, base, seed, t_cell)
     mcfg = model_config_for(data, **cfg.model)
     t0 = time.time()
     real = train(data, valid, mcfg, TrainConfig(seed=seed, **cfg.train))
@@ -236,6 +257,21 @@ def run_cell(cfg: ExperimentConfig, fraction: float, seed: int) -> list[dict[str
     return rows
 
 
+def _sequence_rows(cfg: ExperimentConfig, data, valid, test, base: dict[str, Any], seed: int, t_cell: float) -> list[dict[str, Any]]:
+    """``real_only`` with the sequence model: trained from scratch on the (truncated) histories."""
+    from recommender.seq_train import SeqTrainConfig, evaluate_seq, seq_config_for, train_seq
+
+    t0 = time.time()
+    res = train_seq(data, valid, seq_config_for(data, **cfg.seq_model), SeqTrainConfig(seed=seed, **cfg.seq_train))
+    rows = [{**base, "method": "real_only", "model": "sequence", "ratio": 0.0,
+             "valid": evaluate_seq(res.model, data, valid, "valid", seed=seed),
+             "test": evaluate_seq(res.model, data, test, "test", seed=seed, buckets=True),
+             "epochs": res.best_epoch, "seconds": round(time.time() - t0, 1), "examples_per_s": round(res.examples_per_s)}]
+    for r in rows:
+        r["cell_seconds"] = round(time.time() - t_cell, 1)
+    return rows
+
+
 def _cell_entry(args: tuple[dict[str, Any], float, int]) -> list[dict[str, Any]]:
     cfg_d, fraction, seed = args
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -261,6 +297,10 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             rec[m] = float(g[m].mean())
             rec[f"{m}_std"] = float(g[m].std(ddof=1)) if len(g) > 1 else 0.0
         rec["ratios"] = [float(x) for x in g["ratio"]]
+        bk = [r["test"]["buckets"] for r in rows if r["method"] == method and r["fraction"] == fraction and "buckets" in r["test"]]
+        if bk:  # test NDCG@10 per kept-history-length bucket, mean over seeds
+            rec["buckets"] = {b: {"users": bk[0][b]["users"], "ndcg@10": float(np.mean([x[b]["ndcg@10"] for x in bk])),
+                                  "recall@10": float(np.mean([x[b]["recall@10"] for x in bk]))} for b in bk[0]}
         out.append(rec)
     order = {m: i for i, m in enumerate(METHODS)}
     return sorted(out, key=lambda r: (r["fraction"], order.get(r["method"], 99)))
@@ -399,7 +439,7 @@ def report_markdown(summary: dict[str, Any]) -> str:
     cfg = summary["config"]
     v = summary["verdict"]
     out = [f"# ecaug experiment: {summary['dataset']}", "",
-           f"Fractions {cfg['fractions']}, {cfg['seeds']} seeds, mix ratios {[0.0] + list(cfg['ratios'])} chosen on validation "
+           f"Model: `{cfg.get('model_type', 'bag')}`. Fractions {cfg['fractions']}, {cfg['seeds']} seeds, mix ratios {[0.0] + list(cfg['ratios'])} chosen on validation "
            f"NDCG@10; fine-tune mode `{cfg['finetune_mode']}`. Wall time {summary['seconds']:.0f} s.", "",
            "Protocol: " + "; ".join(f"{k}: {x}" for k, x in summary["protocol"].items()) + ".", "",
            "## Test metrics (mean ± std over seeds)", "", table_markdown(summary["results"]),
@@ -413,6 +453,14 @@ def report_markdown(summary: dict[str, Any]) -> str:
     if "gan_cost_at_full" in v:
         g = v["gan_cost_at_full"]
         out.append(f"- GAN at 100%: {g['lift']:+.1%} (goal: no worse than -1%: {'met' if g['met'] else 'not met'})")
+    with_buckets = [r for r in summary["results"] if "buckets" in r]
+    if with_buckets:
+        names = list(with_buckets[0]["buckets"])
+        out += ["", "## Test NDCG@10 by kept training-history length (events per user; mean over seeds)", "",
+                "| fraction | method | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+        for r in with_buckets:
+            out.append(f"| {r['fraction']:g} | {r['method']} | " + " | ".join(
+                f"{r['buckets'][b]['ndcg@10']:.4f} (n={r['buckets'][b]['users']})" for b in names) + " |")
     pools = [r for r in summary["runs"] if r["method"] == "gan_augmented"]
     if pools:
         out += ["", "## GAN pools", "", "| fraction | seed | rows accepted | gate | C2ST AUC | positives | chosen ratio |", "|---|---|---|---|---|---|---|"]

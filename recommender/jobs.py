@@ -37,27 +37,79 @@ def load_real(dataset: str, source: str = "feast"):
     return data, valid, test
 
 
+MODELS = ("sequence", "bag")
+
+
 def train_real(dataset: str = "beauty", name: str = "real", source: str = "feast", epochs: Optional[int] = None,
                batch_size: Optional[int] = None, embedding_dim: int = 64, seed: int = 0,
-               progress: EpochCallback | None = None, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """Train the real-only two-tower (early stopping on validation NDCG@10), save it, score test once."""
+               progress: EpochCallback | None = None, log: Callable[[str], None] = lambda s: None,
+               model: str = "sequence", max_seconds: Optional[float] = None) -> dict[str, Any]:
+    """Train a real-only model (early stopping on validation NDCG@10), save it, score test once.
+
+    ``model``: ``sequence`` (self-attention user tower over the ordered history, the default) or
+    ``bag`` (the mean-of-bags two-tower). Test metrics include ``buckets`` by history length."""
     from ecaug_feast.paths import models_dir
     from recommender.checkpoint import save_checkpoint
-    from recommender.experiment import PRESETS
-    from recommender.train import TrainConfig, config_dict, evaluate_model, model_config_for, train
 
+    if model not in MODELS:
+        raise EcaugError(f"--model must be one of {', '.join(MODELS)}, got {model!r}")
     data, valid, test = load_real(dataset, source)
-    preset = PRESETS["full"]
-    mcfg = model_config_for(data, **{**preset["model"], "embedding_dim": embedding_dim, "out_dim": embedding_dim})
-    tcfg = TrainConfig(**{**preset["train"], **train_overrides(epochs, batch_size, seed)})
-    log(f"training on {len(data.examples):,} examples ({data.info.get('source')}), {data.num_items:,} items")
-    res = train(data, valid, mcfg, tcfg, progress=progress)
-    test_m = evaluate_model(res.model, data, test, "test", seed=seed)
+    overrides = train_overrides(epochs, batch_size, seed)
+    if max_seconds is not None:
+        overrides["max_seconds"] = max_seconds
+    if model == "sequence":
+        from recommender.seq_train import SeqTrainConfig, config_dict, evaluate_seq, seq_config_for, train_seq
+
+        mcfg = seq_config_for(data, embedding_dim=embedding_dim)
+        tcfg = SeqTrainConfig(**overrides)
+        n_hist = data.user_serving["recent_items"].map(len)
+        log(f"training the sequence model on the histories of {len(n_hist):,} users ({int(n_hist.sum()):,} items, "
+            f"{data.info.get('source')}), {data.num_items:,} items in the catalogue")
+        res = train_seq(data, valid, mcfg, tcfg, progress=progress)
+        test_m = evaluate_seq(res.model, data, test, "test", seed=seed, buckets=True)
+    else:
+        from recommender.experiment import PRESETS
+        from recommender.train import TrainConfig, config_dict, evaluate_model, model_config_for, train
+
+        preset = PRESETS["full"]
+        mcfg = model_config_for(data, **{**preset["model"], "embedding_dim": embedding_dim, "out_dim": embedding_dim})
+        tcfg = TrainConfig(**{**preset["train"], **overrides})
+        log(f"training the bag model on {len(data.examples):,} examples ({data.info.get('source')}), {data.num_items:,} items")
+        res = train(data, valid, mcfg, tcfg, progress=progress)
+        test_m = evaluate_model(res.model, data, test, "test", seed=seed, buckets=True)
     path = save_checkpoint(models_dir() / name, res.state, mcfg, res.model.catalog,
                            train=config_dict(tcfg), metrics={"valid": res.best_valid, "test": test_m},
                            data={"dataset": dataset, "source": data.info.get("source"), "examples": len(data.examples)})
-    return {"checkpoint": str(path), "dataset": dataset, "epochs": res.best_epoch, "seconds": round(res.seconds, 1),
+    return {"checkpoint": str(path), "dataset": dataset, "model": model, "epochs": res.best_epoch, "seconds": round(res.seconds, 1),
             "examples_per_s": round(res.examples_per_s), "valid": res.best_valid, "test": test_m}
+
+
+def finetune_sequence(base, from_: str, dataset: str, name: Optional[str], source: str, mix_ratio: float,
+                      epochs: Optional[int], seed: int, progress: EpochCallback | None = None) -> dict[str, Any]:
+    """Continue training a sequence checkpoint on the real histories (early stopping on validation).
+
+    Mixing in synthetic data needs synthetic *histories*; the column GAN's runs hold feature rows,
+    which this model does not read, so ``mix_ratio`` > 0 is refused rather than silently ignored."""
+    from ecaug_feast.paths import models_dir
+    from recommender.checkpoint import resolve, save_checkpoint
+    from recommender.seq_train import SeqTrainConfig, config_dict, evaluate_seq, train_seq
+
+    if mix_ratio > 0:
+        raise EcaugError("the sequence model fine-tunes on histories; synthetic runs of the column GAN hold feature rows. "
+                         "Use --mix-ratio 0 (continue on real data) or a --model bag checkpoint")
+    data, valid, test = load_real(dataset, source)
+    if base.cfg.num_items != data.num_items:
+        raise EcaugError(f"{resolve(from_)}: checkpoint has {base.cfg.num_items} items, dataset '{dataset}' has {data.num_items}")
+    tcfg = SeqTrainConfig(**{"epochs": 10, "patience": 2, **train_overrides(epochs, None, seed)})
+    before = evaluate_seq(base, data, valid, "valid", seed=seed)
+    res = train_seq(data, valid, base.cfg, tcfg, init_state=base.state_dict(), progress=progress)
+    test_m = evaluate_seq(res.model, data, test, "test", seed=seed, buckets=True)
+    out_name = name or f"{resolve(from_).name}-ft"
+    path = save_checkpoint(models_dir() / out_name, res.state, base.cfg, res.model.catalog, train=config_dict(tcfg),
+                           metrics={"valid_before": before, "valid": res.best_valid, "test": test_m},
+                           data={"dataset": dataset, "from": str(resolve(from_)), "mix_ratio": 0.0, "run_id": None})
+    return {"checkpoint": str(path), "from": str(resolve(from_)), "model": "sequence", "mode": "full", "mix_ratio": 0.0,
+            "run_id": None, "valid_before": before, "valid": res.best_valid, "test": test_m, "epochs": res.best_epoch}
 
 
 def train_overrides(epochs: Optional[int], batch_size: Optional[int], seed: int) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from recommender.batching import (
     raw_user_dense,
 )
 from recommender.data import USER_FEATURE_COLUMNS, TrainData
-from recommender.evaluate import EvalSet, evaluate
+from recommender.evaluate import EvalSet, bucket_metrics, evaluate
 from recommender.inference import embed_encoded
 from recommender.model import ModelConfig, TwoTower, in_batch_softmax_loss
 
@@ -112,10 +112,16 @@ def model_scorer(model: TwoTower, data: TrainData, es: EvalSet, split: str = "va
 
 
 def evaluate_model(
-    model: TwoTower, data: TrainData, es: EvalSet, split: str = "valid", seed: int = 0, tie_break: str = "random"
-) -> dict[str, float]:
-    """Full-ranking metrics of ``model`` on ``es`` (``split`` picks the user-feature rows)."""
-    return evaluate(model_scorer(model, data, es, split), es, catalog_for(data).num_items, seed=seed, tie_break=tie_break)
+    model: TwoTower, data: TrainData, es: EvalSet, split: str = "valid", seed: int = 0, tie_break: str = "random",
+    buckets: bool = False,
+) -> dict[str, Any]:
+    """Full-ranking metrics of ``model`` on ``es`` (``split`` picks the user-feature rows); with
+    ``buckets`` also per kept training-history length (``recommender.evaluate.bucket_metrics``)."""
+    m: dict[str, Any] = evaluate(model_scorer(model, data, es, split), es, catalog_for(data).num_items, seed=seed,
+                                 tie_break=tie_break, per_user=buckets)
+    if buckets:
+        m["buckets"] = bucket_metrics(m.pop("_per_user"), es.users, data.train)
+    return m
 
 
 def _encode_examples(data: TrainData, cfg: ModelConfig) -> tuple[Encoded, Encoded]:

@@ -8,7 +8,8 @@ values from all training events, which validation/test/serving queries pick up):
 
 - ``n_interactions``: number of earlier events.
 - ``days_since_last``: days from the previous event to the row time; ``-1.0`` when there is none.
-- ``recent_items``: earlier items, most recent first, at most 20.
+- ``recent_items``: earlier items, most recent first, at most 50 (the ordered history of the sequence
+  model; the bag model reads the newest 20).
 - ``top_attributes``: up to 5 attribute ids by count over earlier items (ties: smaller id first).
 - ``attr_diversity``: Shannon entropy (nats) of the attribute counts over earlier items.
 - ``mean_item_popularity``: mean, over earlier events, of the consumed item's popularity at the
@@ -46,7 +47,7 @@ import pyarrow.parquet as pq
 from ecaug_feast import paths
 from ecaug_feast.datasets.store import ProcessedDataset
 
-RECENT_ITEMS = 20
+RECENT_ITEMS = 50  # the sequence model reads up to 50 (SASRec max_len); the bag model keeps the newest 20
 TOP_ATTRIBUTES = 5
 SERVING_OFFSET = pd.Timedelta(milliseconds=1)
 ITEM_BASE_OFFSET = pd.Timedelta(days=1)

@@ -69,6 +69,8 @@ def load_bundle(
     version = model_version(d)  # before loading: hashes exactly the files we then read
     model, meta = load_checkpoint(d)
     model.eval()
+    if getattr(model.cfg, "kind", "bag") == "sequence":
+        return _sequence_bundle(model, meta, d, version, index_kind)
     n_items = int(model.catalog.num_items)
     ids = np.arange(1, n_items + 1, dtype=np.int64)  # real item ids are contiguous from 1
     pop = np.zeros(n_items, dtype=np.float32)
@@ -91,6 +93,26 @@ def load_bundle(
         info={"similarity": index.metric, "dim": index.dim, "encoder": encoder_name,
               "metrics": meta.get("metrics", {})},
     )
+
+
+def _sequence_bundle(model, meta: dict, d: Path, version: str, index_kind: str) -> ModelBundle:
+    """Sequence two-tower: the item matrix (rows 1..I) is the index (inner product, the training
+    score); the user encoder runs the self-attention tower on the online ``recent_items``."""
+    from recommender.seq_model import SeqUserEncoder
+
+    enc = SeqUserEncoder(model)
+    n_items = int(model.cfg.num_items)
+    vecs = enc.R[1 : n_items + 1].numpy().astype(np.float32)
+    index = ItemIndex.build(vecs, np.arange(1, n_items + 1, dtype=np.int64), metric="ip", kind=index_kind)
+    index.search_threads = 1
+
+    def encode(feats: Sequence[UserFeatures]) -> np.ndarray:
+        return enc([f.values.get("recent_items") for f in feats])
+
+    log.info("loaded %s: %d items, dim %d, inner product, sequence user encoder", version, len(index), index.dim)
+    return ModelBundle(version=version, index=index, encode_users=encode, source=str(d),
+                       info={"similarity": "ip", "dim": index.dim, "encoder": "sequence", "model": "sequence",
+                             "metrics": meta.get("metrics", {})})
 
 
 class ReferenceUserEncoder:

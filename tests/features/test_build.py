@@ -11,7 +11,7 @@ import pytest
 
 from ecaug_feast.datasets import Dataset, load_dataset, subset_users
 from ecaug_feast.datasets.store import load_processed, write_processed
-from ecaug_feast.features.build import SERVING_OFFSET, build_tables, read_feature_meta, write_features
+from ecaug_feast.features.build import RECENT_ITEMS, SERVING_OFFSET, build_tables, read_feature_meta, write_features
 
 D = [pd.Timestamp(f"2024-01-0{d}", tz="UTC") for d in range(1, 6)]
 
@@ -82,7 +82,7 @@ def _reference_user_row(events: pd.DataFrame, t: pd.Timestamp, attrs: dict, pop_
     n_attr = sum(c.values())
     return {
         "n_interactions": len(prior),
-        "recent_items": list(prior["item_id"][::-1][:20]),
+        "recent_items": list(prior["item_id"][::-1][:RECENT_ITEMS]),
         "top_attributes": [a for a, _ in sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[:5]],
         "attr_diversity": -sum(v / n_attr * math.log(v / n_attr) for v in c.values()) if n_attr else 0.0,
         "mean_item_popularity": float(pop_before.loc[prior.index].mean()) if len(prior) else 0.0,

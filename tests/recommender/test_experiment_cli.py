@@ -19,7 +19,7 @@ KEYS = ["recall@10", "ndcg@10", "recall@20", "ndcg@20"]
 def test_experiment_json_interface(tmp_path, ecaug_home):
     out = tmp_path / "exp"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    cmd = [sys.executable, "-m", "ecaug_feast.cli.main", "experiment", "--quick", "--fractions", "0.5", "--seeds", "2",
+    cmd = [sys.executable, "-m", "ecaug_feast.cli.main", "experiment", "--quick", "--model", "bag", "--fractions", "0.5", "--seeds", "2",
            "--max-users", "200", "--workers", "1", "--out", str(out), "--json"]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=Path(__file__).resolve().parents[2])
     assert p.returncode == 0, p.stderr[-3000:]
@@ -49,3 +49,31 @@ def test_bad_fraction_is_one_line_error():
     assert p.returncode != 0
     assert "fractions must lie in (0, 1]" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+@pytest.mark.slow
+def test_experiment_sequence_model_json(tmp_path, ecaug_home):
+    """The default model is the sequence model; its rows carry per-history-length buckets."""
+    out = tmp_path / "exp-seq"
+    cmd = [sys.executable, "-m", "ecaug_feast.cli.main", "experiment", "--quick", "--fractions", "1.0", "--seeds", "1",
+           "--max-users", "300", "--workers", "1", "--out", str(out), "--json"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[2])
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.loads(p.stdout.strip().splitlines()[-1])
+    assert res["model"] == "sequence"
+    assert {r["method"] for r in res["results"]} == {"popularity", "real_only"}
+    full = json.loads((out / "results.json").read_text())
+    run = next(r for r in full["runs"] if r["method"] == "real_only")
+    assert run["model"] == "sequence"
+    buckets = run["test"]["buckets"]
+    assert list(buckets) == ["1", "2-3", "4-7", "8+"]
+    # every evaluated user falls in exactly one bucket (at 100% every Beauty user keeps >= 3 events)
+    assert sum(b["users"] for b in buckets.values()) == run["test"]["users"]
+    assert buckets["1"]["users"] == 0
+
+
+def test_sequence_model_rejects_column_methods():
+    p = subprocess.run([sys.executable, "-m", "ecaug_feast.cli.main", "experiment", "--methods", "smote"],
+                       capture_output=True, text=True)
+    assert p.returncode == 2, p.stderr
+    assert "need --model bag" in p.stderr and "Traceback" not in p.stderr

@@ -12,7 +12,7 @@ def _train(runner: CliRunner, dataset: str, name: str) -> dict:
     """One-epoch ``ecaug train`` from the Feast offline store; returns its --json summary."""
     from ecaug_feast.cli.main import app
 
-    r = runner.invoke(app, ["train", "--dataset", dataset, "--name", name, "--epochs", "1", "--dim", "8",
+    r = runner.invoke(app, ["train", "--dataset", dataset, "--name", name, "--model", "bag", "--epochs", "1", "--dim", "8",
                             "--batch-size", "256", "--json"])
     assert r.exit_code == 0, r.output
     return json.loads(r.stdout.strip().splitlines()[-1])

@@ -1,0 +1,277 @@
+"""Sequence two-tower: a causal self-attention user tower over the ordered item history (SASRec
+style, Kang & McAuley 2018) and an item tower that is the item id embedding plus its attributes.
+
+Score = <h_u, r_i> (no normalisation, no temperature), trained with a softmax over the whole
+catalogue at every position of every training history (Klenitskiy & Vasilev 2023: cross-entropy
+over all items is what makes SASRec strong).
+
+Sparse parts are TorchRec modules:
+- ``ec``: an ``EmbeddingCollection`` (one vector per id, no pooling) holding ``t_item``; the key
+  ``catalog`` looks up every item 1..I once per step (the item tower),
+- ``ebc``: an ``EmbeddingBagCollection`` holding ``t_attr`` (mean of an item's attribute vectors).
+The item tower ``r_i = E_item[i] + mean(E_attr[attrs(i)])`` is computed for the whole catalogue,
+and the user tower reads its input vectors from the same matrix (tied input/output embeddings, as
+SASRec), so one catalogue lookup serves both towers. At serving time the item matrix is the FAISS
+index, and the user tower indexes into it: no table lookup on the request path.
+
+Why the dense kernel and Adam (not a fused row-wise optimizer): with a full softmax every item row
+receives a gradient at every step, so the table gradient is dense; fbgemm's CPU kernels offer
+only Adagrad/SGD fused, and SASRec is tuned for Adam. ``recommender.seq_train`` therefore shards
+the tables data-parallel with TorchRec's dense kernel under DMP.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, EmbeddingCollection, EmbeddingConfig, KeyedJaggedTensor
+from torchrec.modules.embedding_configs import PoolingType
+
+from recommender.batching import ItemCatalog, gather_index
+
+
+@dataclass
+class SeqConfig:
+    """Everything needed to rebuild the sequence model (saved as JSON in the checkpoint)."""
+
+    num_items: int
+    num_attributes: int
+    max_len: int = 50
+    embedding_dim: int = 64
+    num_blocks: int = 2
+    num_heads: int = 1
+    dropout: float = 0.5
+    use_attributes: bool = True
+    kind: str = "sequence"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SeqConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown sequence model config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+class _Block(nn.Module):
+    """SASRec block: Q = LN(x), causal attention over x, residual from Q; LN; point-wise FFN with
+    residual. Padding sits on the right, so with a causal mask no real position sees a pad."""
+
+    def __init__(self, d: int, heads: int, dropout: float):
+        super().__init__()
+        if d % heads:
+            raise ValueError(f"embedding_dim {d} not divisible by num_heads {heads}")
+        self.h, self.p = heads, dropout
+        self.ln_q = nn.LayerNorm(d, eps=1e-8)
+        self.q = nn.Linear(d, d)
+        self.kv = nn.Linear(d, 2 * d)
+        self.out = nn.Linear(d, d)
+        self.ln_f = nn.LayerNorm(d, eps=1e-8)
+        self.ff1 = nn.Linear(d, d)
+        self.ff2 = nn.Linear(d, d)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        B, L, d = x.shape
+        qn = self.ln_q(x)
+        q = self.q(qn).view(B, L, self.h, d // self.h).transpose(1, 2)
+        k, v = self.kv(x).view(B, L, 2, self.h, d // self.h).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.p if self.training else 0.0)
+        x = qn + self.out(a.transpose(1, 2).reshape(B, L, d))
+        x = self.ln_f(x)
+        x = x + self.drop(self.ff2(self.drop(F.relu(self.ff1(x)))))
+        return x * keep
+
+
+class SeqTwoTower(nn.Module):
+    """``item_matrix()`` -> [I+1, d] item tower; ``encode(R, hist, lengths)`` -> [B, L, d] user
+    states (row b, position k = the user after its first k+1 items)."""
+
+    def __init__(self, cfg: SeqConfig, device: torch.device | str | None = None, catalog: ItemCatalog | None = None):
+        super().__init__()
+        self.cfg = cfg
+        dev = torch.device(device or "cpu")
+        d = cfg.embedding_dim
+        self.ec = EmbeddingCollection(
+            tables=[EmbeddingConfig(name="t_item", embedding_dim=d, num_embeddings=cfg.num_items + 1, feature_names=["catalog"])],
+            device=dev,
+        )
+        self.ebc = EmbeddingBagCollection(
+            tables=[EmbeddingBagConfig(name="t_attr", embedding_dim=d, num_embeddings=cfg.num_attributes + 1,
+                                       feature_names=["attributes"], pooling=PoolingType.MEAN)],
+            device=dev,
+        )
+        self.pos = nn.Embedding(cfg.max_len, d)
+        self.emb_drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList([_Block(d, cfg.num_heads, cfg.dropout) for _ in range(cfg.num_blocks)])
+        self.ln_out = nn.LayerNorm(d, eps=1e-8)
+        self.catalog: ItemCatalog | None = catalog
+        self._catalog_kjts: tuple[KeyedJaggedTensor, KeyedJaggedTensor] | None = None
+
+    # -- item tower -------------------------------------------------------------------------
+    def catalog_kjts(self) -> tuple[KeyedJaggedTensor, KeyedJaggedTensor]:
+        """The two KJTs that look up every item 0..I (ids and attribute bags), built once."""
+        if self._catalog_kjts is None:
+            if self.catalog is None:
+                raise ValueError("the sequence model needs its item catalog (attributes per item)")
+            n = self.cfg.num_items + 1
+            with torch.inference_mode(False):  # cached: must stay usable outside inference mode
+                self._catalog_kjts = self._build_catalog_kjts(n)
+        return self._catalog_kjts
+
+    def _build_catalog_kjts(self, n: int) -> tuple[KeyedJaggedTensor, KeyedJaggedTensor]:
+        assert self.catalog is not None
+        ids = KeyedJaggedTensor(keys=["catalog"], values=torch.arange(n, dtype=torch.int64), lengths=torch.ones(n, dtype=torch.int64))
+        av, alen = self.catalog.attributes_of(np.arange(n))
+        if not self.cfg.use_attributes:
+            av, alen = av[:0], np.zeros_like(alen)
+        av = np.where((av >= 1) & (av <= self.cfg.num_attributes), av, 0)
+        attrs = KeyedJaggedTensor(keys=["attributes"], values=torch.from_numpy(av.astype(np.int64)), lengths=torch.from_numpy(alen.astype(np.int64)))
+        return ids, attrs
+
+    def item_matrix(self, ec: nn.Module | None = None, ebc: nn.Module | None = None) -> torch.Tensor:
+        """Item tower for the whole catalogue, row i = item id i (row 0 = padding, kept at zero
+        input so it never scores). ``ec``/``ebc``: the sharded modules when wrapped by DMP."""
+        ids, attrs = self.catalog_kjts()
+        dev = self.pos.weight.device
+        e = (ec or self.ec)(ids.to(dev))["catalog"].values()
+        if self.cfg.use_attributes:
+            e = e + (ebc or self.ebc)(attrs.to(dev))["attributes"]
+        return e
+
+    # -- user tower -------------------------------------------------------------------------
+    def encode(self, R: torch.Tensor, hist: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``hist`` [B, L] item ids, right-padded with 0; ``lengths`` [B] (>= 1 real items)."""
+        B, L = hist.shape
+        keep = (hist > 0).unsqueeze(-1).to(R.dtype)
+        # absolute positions as in SASRec's left-padded window: the newest item sits at max_len-1
+        k = torch.arange(L, device=hist.device)[None, :]
+        pos = (self.cfg.max_len - lengths[:, None] + k).clamp(0, self.cfg.max_len - 1)
+        x = R[hist] * math.sqrt(self.cfg.embedding_dim) + self.pos(pos)
+        x = self.emb_drop(x) * keep
+        for blk in self.blocks:
+            x = blk(x, keep)
+        return self.ln_out(x)
+
+    def last_state(self, R: torch.Tensor, hist: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """[B, d]: the user vector after the whole history (what serving and evaluation score)."""
+        H = self.encode(R, hist, lengths)
+        return H[torch.arange(len(lengths), device=H.device), (lengths - 1).clamp(min=0)]
+
+    def forward(self, hist: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        R = self.item_matrix()
+        return self.encode(R, hist, lengths), R
+
+
+def full_softmax_loss(H: torch.Tensor, R: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over items 1..I at every position whose target is an item (target 0 = pad)."""
+    m = targets > 0
+    logits = H[m] @ R.T
+    logits[:, 0] = float("-inf")
+    return F.cross_entropy(logits, targets[m])
+
+
+# ------------------------------------------------------------------------------------------------
+# histories as CSR (chronological), padded batches
+
+
+@dataclass
+class Histories:
+    """Per-user ordered item histories (oldest first) as CSR, truncated to the newest ``max_len``."""
+
+    user_ids: np.ndarray
+    values: np.ndarray
+    offsets: np.ndarray
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @classmethod
+    def from_recent_items(cls, user_ids: np.ndarray, recent_items: Any, max_len: int, num_items: int) -> "Histories":
+        """From the Feast list feature ``recent_items`` (most recent first): reversed, clipped to
+        the vocabulary (unknown ids -> dropped), newest ``max_len`` kept."""
+        from recommender.batching import csr_from_lists, truncate_csr
+
+        v, o = csr_from_lists(recent_items)
+        v, o = truncate_csr(v, o, max_len)  # most recent first: the first max_len are the newest
+        n = len(o) - 1
+        lens = np.diff(o)
+        # reverse each row: position j of row r -> o[r] + len[r] - 1 - (j - o[r])
+        row = np.repeat(np.arange(n), lens)
+        idx = np.arange(len(v)) - o[row]
+        rev = v[o[row] + lens[row] - 1 - idx]
+        ok = (rev >= 1) & (rev <= num_items)
+        if not ok.all():
+            rev, row = rev[ok], row[ok]
+            lens = np.bincount(row, minlength=n)
+        return cls(np.asarray(user_ids, dtype=np.int64), rev.astype(np.int64), np.concatenate([[0], np.cumsum(lens)]).astype(np.int64))
+
+
+def pad_batch(h: Histories, rows: np.ndarray, drop_last: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Right-padded [B, L] ids of ``rows`` (L = longest in the batch) and lengths; with
+    ``drop_last`` each history loses its newest item (the training input for next-item targets)."""
+    starts = h.offsets[rows]
+    lens = h.offsets[rows + 1] - starts - (1 if drop_last else 0)
+    lens = np.maximum(lens, 0)
+    L = max(int(lens.max(initial=0)), 1)
+    out = np.zeros((len(rows), L), dtype=np.int64)
+    r = np.repeat(np.arange(len(rows)), lens)
+    c = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+    out[r, c] = h.values[gather_index(starts, lens)]
+    return out, lens.astype(np.int64)
+
+
+def target_batch(h: Histories, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Training input, next-item targets (0 = no target) and input lengths for ``rows``."""
+    x, lens = pad_batch(h, rows, drop_last=True)
+    starts = h.offsets[rows] + 1
+    y = np.zeros_like(x)
+    r = np.repeat(np.arange(len(rows)), lens)
+    c = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+    y[r, c] = h.values[gather_index(starts, lens)]
+    return x, y, lens
+
+
+class SeqUserEncoder:
+    """Serving: online ``recent_items`` rows (most recent first) -> user vectors, with the item
+    matrix computed once at load. The request path is an index into that matrix plus the
+    transformer over at most ``max_len`` positions; no TorchRec lookup, no pandas."""
+
+    def __init__(self, model: SeqTwoTower, R: torch.Tensor | None = None) -> None:
+        self.model = model.eval()
+        with torch.no_grad():
+            self.R = (R if R is not None else model.item_matrix()).detach().float()
+
+    def histories(self, recent: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Padded chronological ids [n, L] and lengths from ``recent_items`` lists."""
+        n, L, I = len(recent), self.model.cfg.max_len, self.model.cfg.num_items
+        rows = []
+        for r in recent:
+            a = np.zeros(0, np.int64) if r is None or (isinstance(r, float) and np.isnan(r)) else np.asarray(r, np.int64).reshape(-1)
+            a = a[(a >= 1) & (a <= I)][:L][::-1]  # newest max_len known items, oldest first
+            rows.append(a)
+        lens = np.array([len(a) for a in rows], dtype=np.int64)
+        x = np.zeros((n, max(int(lens.max(initial=0)), 1)), dtype=np.int64)
+        for i, a in enumerate(rows):
+            x[i, : len(a)] = a
+        return x, lens
+
+    def __call__(self, recent: list[Any]) -> np.ndarray:
+        x, lens = self.histories(recent)
+        out = np.zeros((len(recent), self.R.shape[1]), dtype=np.float32)
+        ok = lens > 0  # no known item: a zero vector (callers treat such users as cold)
+        if ok.any():
+            with torch.inference_mode():
+                u = self.model.last_state(self.R, torch.from_numpy(x[ok]), torch.from_numpy(lens[ok]))
+            out[ok] = u.numpy()
+        return out

@@ -1,0 +1,277 @@
+"""Training loop of the sequence two-tower (``recommender.seq_model``).
+
+Every position of every training history predicts its next item (softmax over the whole
+catalogue); early stopping on validation NDCG@10 (full ranking, ``recommender.evaluate``).
+
+Where the histories come from: the ``recent_items`` list of each user's *serving* row of the Feast
+view ``user_features`` (``TrainData.user_serving``: read with ``get_historical_features`` at the
+last training event + 1 ms, or built in memory by the same builder). That one row per user holds
+all the examples of the user: with a causal mask, position k sees only items 0..k, which is
+exactly the ``recent_items`` of the user's Feast row at the time of item k+1 (a test checks this
+point-in-time equality against the offline store).
+
+Runs through TorchRec's ``DistributedModelParallel`` (one process: a private gloo group; under
+``torchrun`` every rank takes its slice of each global batch and DMP all-reduces the gradients).
+The tables use the data-parallel dense kernel, optimised with Adam with the rest (see the module
+docstring of ``recommender.seq_model`` for why).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from recommender.batching import ItemCatalog
+from recommender.data import TrainData
+from recommender.evaluate import EvalSet, bucket_metrics, evaluate
+from recommender.seq_model import Histories, SeqConfig, SeqTwoTower, full_softmax_loss, pad_batch, target_batch
+
+log = logging.getLogger(__name__)
+
+@dataclass
+class SeqTrainConfig:
+    epochs: int = 60
+    batch_size: int = 128  # users per global batch (every position of each is a training example)
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 5  # epochs without a better validation NDCG@10 before stopping
+    seed: int = 0
+    max_seconds: float | None = None
+    # 0 = torch's default (all cores). The bag model uses 1 because its steps are tiny; this model's
+    # steps are large matrix products that do use both cores.
+    threads: int = 0
+    eval_every: int = 1
+    bf16: bool = False  # bfloat16 autocast for the catalogue logits (CPUs with AMX / GPUs)
+
+
+@dataclass
+class SeqTrainResult:
+    model: SeqTwoTower | None
+    cfg: SeqConfig
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_valid: dict[str, float]
+    seconds: float
+    examples_per_s: float
+    state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+
+
+def seq_config_for(data: TrainData, **overrides: Any) -> SeqConfig:
+    cat = catalog_of(data)
+    return SeqConfig(num_items=cat.num_items, num_attributes=cat.num_attributes, **overrides)
+
+
+def catalog_of(data: TrainData) -> ItemCatalog:
+    if "_catalog" not in data.info:
+        data.info["_catalog"] = ItemCatalog.from_frame(data.items)
+    return data.info["_catalog"]
+
+
+def histories_for(data: TrainData, cfg: SeqConfig, split: str = "valid") -> Histories:
+    """Histories for training/validation (``valid``: serving rows) or test (``test``: rows that
+    also saw the validation event), from the ``recent_items`` feature."""
+    src = data.user_test if split == "test" and data.user_test is not None else data.user_serving
+    key = f"_hist_{split}_{cfg.max_len}"
+    if key not in data.info:
+        data.info[key] = Histories.from_recent_items(src["user_id"].to_numpy(), src["recent_items"], cfg.max_len, cfg.num_items)
+    return data.info[key]
+
+
+@torch.no_grad()
+def user_vectors(model: SeqTwoTower, R: torch.Tensor, hist: Histories, user_ids: np.ndarray, chunk: int = 2048) -> torch.Tensor:
+    """[n, d] user-tower outputs for ``user_ids`` (users without a history get a zero vector)."""
+    pos = pd.Series(np.arange(len(hist.user_ids)), index=hist.user_ids)
+    rows = pos.reindex(np.asarray(user_ids, dtype=np.int64)).to_numpy()
+    known = ~np.isnan(rows)
+    out = torch.zeros(len(user_ids), R.shape[1])
+    kr = rows[known].astype(np.int64)
+    kr_ok = hist.lengths[kr] > 0
+    idx = np.flatnonzero(known)[kr_ok]
+    kr = kr[kr_ok]
+    for s in range(0, len(kr), chunk):
+        x, ln = pad_batch(hist, kr[s : s + chunk])
+        out[torch.from_numpy(idx[s : s + chunk])] = model.last_state(R, torch.from_numpy(x), torch.from_numpy(ln)).float()
+    return out
+
+
+def seq_scorer(model: SeqTwoTower, data: TrainData, es: EvalSet, split: str = "valid") -> Callable[[np.ndarray], torch.Tensor]:
+    """``score_fn`` for :func:`recommender.evaluate.evaluate`: user states x the item matrix."""
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        R = model.item_matrix().float()
+        U = user_vectors(model, R, histories_for(data, model.cfg, split), es.users)
+    model.train(was)
+    return lambda pos: U[torch.from_numpy(pos)] @ R.T
+
+
+def evaluate_seq(model: SeqTwoTower, data: TrainData, es: EvalSet, split: str = "valid", seed: int = 0,
+                 tie_break: str = "random", buckets: bool = False) -> dict[str, Any]:
+    """Full-ranking metrics; with ``buckets`` also per kept training-history length."""
+    n = catalog_of(data).num_items
+    m = evaluate(seq_scorer(model, data, es, split), es, n, seed=seed, tie_break=tie_break, per_user=buckets)
+    if buckets:
+        m["buckets"] = bucket_metrics(m.pop("_per_user"), es.users, data.train)
+    return m
+
+
+def train_seq(
+    data: TrainData,
+    valid: EvalSet | None,
+    cfg: SeqConfig,
+    tcfg: SeqTrainConfig,
+    init_state: dict[str, torch.Tensor] | None = None,
+    progress: Callable[[int, dict[str, Any]], None] | None = None,
+    histories: Histories | None = None,
+) -> SeqTrainResult:
+    """Train (or continue from ``init_state``); returns the best model by validation NDCG@10.
+    ``histories``: training histories (default: the real users' serving rows of ``data``)."""
+    from recommender import distributed as D
+
+    info = D.init_distributed()
+    prev = torch.get_num_threads()
+    if tcfg.threads > 0:
+        torch.set_num_threads(tcfg.threads)
+    try:
+        return _train(data, valid, cfg, tcfg, init_state, progress, info, histories)
+    finally:
+        torch.set_num_threads(prev)
+        D.shutdown(info)
+
+
+def length_buckets(rows: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.random.Generator, window: int = 32) -> list[np.ndarray]:
+    """Shuffled batches of users of similar history length: shuffle, sort by length inside
+    windows of ``window`` batches, cut, shuffle the batch order. Padding shrinks to the longest
+    history of each batch instead of the longest of a random batch (mostly 50), which is where
+    the self-attention time went; every user still appears once per epoch."""
+    perm = rows[rng.permutation(len(rows))]
+    out: list[np.ndarray] = []
+    span = batch_size * window
+    for s in range(0, len(perm), span):
+        w = perm[s : s + span]
+        w = w[np.argsort(lengths[w], kind="stable")]
+        out.extend(w[i : i + batch_size] for i in range(0, len(w), batch_size))
+    return [out[i] for i in rng.permutation(len(out))]
+
+
+def wrap_dmp(module: SeqTwoTower, info: Any) -> Any:
+    """DMP with both tables data-parallel on TorchRec's dense kernel (gradients are dense here)."""
+    import torch.distributed as dist
+    from torchrec.distributed import DistributedModelParallel
+    from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
+
+    cons = {t: ParameterConstraints(sharding_types=["data_parallel"], compute_kernels=["dense"]) for t in ("t_item", "t_attr")}
+    planner = EmbeddingShardingPlanner(topology=Topology(world_size=info.world_size, compute_device=info.device.type), constraints=cons)
+    plan = planner.collective_plan(module, None, dist.GroupMember.WORLD)
+    return DistributedModelParallel(module=module, device=info.device, plan=plan)
+
+
+def _inner(dmp: Any) -> SeqTwoTower:
+    m = dmp.module
+    return m.module if hasattr(m, "module") and not isinstance(m, SeqTwoTower) else m
+
+
+def _train(data, valid, cfg, tcfg, init_state, progress, info, histories) -> SeqTrainResult:
+    import torch.distributed as dist
+
+    from recommender import distributed as D
+
+    t_start = time.time()
+    rank, world = info.rank, info.world_size
+    if tcfg.batch_size % world:
+        raise ValueError(f"batch size {tcfg.batch_size} not divisible by world size {world}")
+    local = tcfg.batch_size // world
+    cat = catalog_of(data)
+    torch.manual_seed(tcfg.seed)
+    init = SeqTwoTower(cfg, catalog=cat).state_dict()
+    if init_state:
+        for k, t in init_state.items():
+            if k not in init or init[k].shape != t.shape:
+                raise ValueError(f"initial state {k} does not match the model")
+            init[k] = t
+    module = SeqTwoTower(cfg, device="meta", catalog=cat)
+    dmp = wrap_dmp(module, info)
+    D.load_into_dmp(dmp, init)
+    model = _inner(dmp)
+    model.catalog = cat
+    opt = torch.optim.Adam([p for p in dmp.parameters() if p.requires_grad], lr=tcfg.lr, betas=(0.9, 0.98), weight_decay=tcfg.weight_decay)
+
+    hist = histories if histories is not None else histories_for(data, cfg, "valid")
+    trainable = np.flatnonzero(hist.lengths >= 2)  # a single item has no next item to predict
+    if len(trainable) < tcfg.batch_size:
+        raise ValueError(f"{len(trainable)} users with at least 2 training events is fewer than one batch of {tcfg.batch_size}")
+    eval_model = SeqTwoTower(cfg, catalog=cat)
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"ndcg@10": -1.0}
+    best_epoch, best_state, bad = -1, None, 0
+    seen, train_time = 0, 0.0
+    for epoch in range(tcfg.epochs):
+        dmp.train()
+        batches = length_buckets(trainable, hist.lengths, tcfg.batch_size, np.random.default_rng(tcfg.seed * 1000 + epoch))
+        t0, total, n_pos = time.time(), 0.0, 0
+        if world > 1:  # every rank needs a non-empty slice of each global batch
+            batches = [g for g in batches if len(g) == tcfg.batch_size]
+        steps = len(batches)
+        for g in batches:
+            rows = g[rank * local : (rank + 1) * local] if world > 1 else g
+            x, y, ln = target_batch(hist, rows)
+            xt, yt, lt = (torch.from_numpy(a).to(info.device) for a in (x, y, ln))
+            H, R = dmp(xt, lt)  # through DMP's forward, so DDP syncs gradients under torchrun
+            with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=tcfg.bf16):
+                loss = full_softmax_loss(H, R, yt)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach())
+            n_pos += int((y > 0).sum())
+        train_time += time.time() - t0
+        seen += n_pos
+        rec: dict[str, Any] = {"epoch": epoch + 1, "loss": total / steps, "train_s": round(time.time() - t0, 2)}
+        stop = False
+        state = D.export_state(dmp, info)
+        if rank == 0:
+            if valid is not None and (epoch + 1) % tcfg.eval_every == 0:
+                eval_model.load_state_dict(state)
+                m = evaluate_seq(eval_model, data, valid, "valid", seed=tcfg.seed)
+                rec.update({f"valid_{k}": v for k, v in m.items() if k != "users"})
+                if m["ndcg@10"] > best["ndcg@10"]:
+                    best, best_epoch, best_state, bad = m, epoch + 1, state, 0
+                else:
+                    bad += 1
+                stop = bad >= tcfg.patience
+            elif valid is None:
+                best_epoch, best_state = epoch + 1, state
+            if tcfg.max_seconds is not None and time.time() - t_start > tcfg.max_seconds:
+                stop, rec["budget_stop"] = True, True
+            history.append(rec)
+            log.info("epoch %s", rec)
+            if progress:
+                progress(epoch + 1, rec)
+        if world > 1:
+            flag = [stop]
+            dist.broadcast_object_list(flag, src=0)
+            stop = bool(flag[0])
+        if stop:
+            break
+    result = None
+    if rank == 0:
+        if best_state is None:  # budget hit before the first evaluation
+            best_state, best_epoch = D.export_state(dmp, info), len(history)
+        result = SeqTwoTower(cfg, catalog=cat)
+        result.load_state_dict(best_state)
+        result.eval()
+    return SeqTrainResult(
+        model=result, cfg=cfg, history=history, best_epoch=best_epoch,
+        best_valid={k: v for k, v in best.items() if k != "users"} if best_epoch > 0 and valid is not None else {},
+        seconds=time.time() - t_start, examples_per_s=seen / max(train_time, 1e-9), state=best_state,
+    )
+
+
+def config_dict(tcfg: SeqTrainConfig) -> dict[str, Any]:
+    return asdict(tcfg)
