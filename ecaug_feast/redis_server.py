@@ -9,6 +9,12 @@ across processes. Snapshots (``dump.rdb``) keep the online store across restarts
 
 ``$ECAUG_REDIS_URL`` (``redis://[:password@]host:port[/db]``) points ecaug at an external server
 instead; then nothing is started or stopped.
+
+A recorded pid is never trusted on its own: before any signal, :meth:`EmbeddedRedis.identify`
+checks that the Redis answering on the recorded port reports that pid (``INFO server``), or, for a
+server that does not answer, that ``/proc/<pid>/cmdline`` is a ``redis-server`` on that port. A
+stale or foreign pid is never signalled. A failed ``SHUTDOWN SAVE`` (full disk, unwritable dump)
+is an error: the server is left running with its data, never killed.
 """
 
 from __future__ import annotations
@@ -102,6 +108,30 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _cmdline(pid: int) -> str:
+    """``/proc/<pid>/cmdline`` as one string ("" when unreadable or gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def _server_pid(url: str, timeout: float = 1.0) -> int | None:
+    """``process_id`` from ``INFO server`` of the Redis at ``url`` (None when none answers)."""
+    import redis
+
+    try:
+        return int(redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout).info("server")["process_id"])
+    except (redis.exceptions.RedisError, OSError, KeyError, ValueError):
+        return None
+
+
+class RedisStopError(EcaugError):
+    """The embedded Redis could not be stopped safely (it is left running)."""
+
+    exit_code = 1
+
+
 def ping(url: str, timeout: float = 1.0) -> bool:
     """True when a Redis server answers PING at ``url``."""
     import redis
@@ -142,11 +172,40 @@ class EmbeddedRedis:
         except (OSError, json.JSONDecodeError):
             return None
 
+    def identify(self, info: dict[str, Any] | None = None) -> tuple[str, str]:
+        """What the recorded pid is: ``(state, why)``, state one of ``none`` (no record), ``ours``
+        (the Redis on the recorded port reports that pid), ``hung`` (no answer, but the pid's
+        command line is a redis-server on that port), ``stale`` (no such process) or ``foreign``
+        (a live process that is not this Redis). Only ``ours`` and ``hung`` may be signalled."""
+        info = self._info() if info is None else info
+        if not info:
+            return "none", "no server record"
+        try:
+            pid, port, url = int(info["pid"]), int(info["port"]), str(info["url"])
+        except (KeyError, TypeError, ValueError):
+            return "stale", f"{self.info_file}: unreadable server record"
+        if not _pid_alive(pid):
+            return "stale", f"recorded pid {pid} is not running"
+        answered = _server_pid(url)
+        if answered == pid:
+            return "ours", f"pid {pid} answers on port {port}"
+        cmd = _cmdline(pid)
+        if answered is None and "redis-server" in cmd and f":{port}" in cmd:
+            return "hung", f"pid {pid} ({cmd}) does not answer on port {port}"
+        what = f"pid {pid} ({cmd or 'unknown command'}) is not this Redis"
+        if answered is not None:
+            what += f"; the Redis on port {port} reports pid {answered}"
+        return "foreign", what
+
     def status(self) -> dict[str, Any]:
-        """``running``, ``pid``, ``port``, ``url``, ``dir`` (a stale record counts as stopped)."""
+        """``running``, ``pid``, ``port``, ``url``, ``dir``, ``record`` (the pid check) and ``detail``.
+
+        Running means the recorded pid is the Redis answering on the recorded port; a stale or
+        foreign record counts as stopped and says so."""
         info = self._info()
-        running = bool(info) and _pid_alive(int(info["pid"])) and ping(info["url"])
-        out: dict[str, Any] = {"running": running, "dir": str(self.data_dir), "mode": "embedded"}
+        state, why = self.identify(info)
+        out: dict[str, Any] = {"running": state == "ours", "dir": str(self.data_dir), "mode": "embedded",
+                               "record": state, "detail": why}
         if info:
             out.update({k: info[k] for k in ("pid", "port", "url") if k in info})
         return out
@@ -210,26 +269,56 @@ class EmbeddedRedis:
         return url
 
     def stop(self, timeout: float = 10.0) -> bool:
-        """Stop the server (snapshotting to dump.rdb first); returns False when it was not running."""
-        info = self._info()
-        if not info or not _pid_alive(int(info["pid"])):
-            self.info_file.unlink(missing_ok=True)
-            return False
-        pid = int(info["pid"])
-        try:  # SHUTDOWN SAVE writes dump.rdb so the online store survives a restart
-            import redis
+        """:meth:`shutdown`; True when a running server was stopped."""
+        return bool(self.shutdown(timeout)["stopped"])
 
-            redis.Redis.from_url(info["url"], socket_timeout=timeout).shutdown(save=True)
-        except Exception:  # noqa: BLE001 - fall back to a signal whatever went wrong
-            if _pid_alive(pid):
-                os.kill(pid, signal.SIGTERM)
+    def shutdown(self, timeout: float = 10.0) -> dict[str, Any]:
+        """Stop the server, snapshotting to dump.rdb first. Returns ``{"stopped": bool, "detail": str}``.
+
+        Only a process identified as this Redis is ever asked or signalled to stop. A stale or
+        foreign record is dropped (the process it names is left alone) and reported. A failed
+        ``SHUTDOWN SAVE`` raises :class:`RedisStopError` and leaves the server running (its data
+        is still in memory); it is never killed."""
+        import redis
+
+        info = self._info()
+        state, why = self.identify(info)
+        if state in ("none", "stale", "foreign"):
+            if info:
+                self.info_file.unlink(missing_ok=True)
+            detail = "not running" if state == "none" else f"not running: {why}; nothing signalled, stale record removed"
+            return {"stopped": False, "detail": detail}
+        assert info is not None
+        pid = int(info["pid"])
+        if state == "ours":
+            try:  # SHUTDOWN SAVE writes dump.rdb so the online store survives a restart
+                redis.Redis.from_url(info["url"], socket_timeout=timeout).shutdown(save=True)
+            except redis.exceptions.ResponseError as exc:  # the save failed: Redis refuses to exit
+                raise RedisStopError(
+                    f"redis (pid {pid}) refused SHUTDOWN SAVE: {exc}{self._log_hint()}; it is still running with "
+                    f"its data in memory: fix the cause (disk space, {self.data_dir} writable) and run `ecaug redis stop` again"
+                ) from None
+            except (redis.exceptions.RedisError, OSError) as exc:
+                raise RedisStopError(f"redis (pid {pid}): SHUTDOWN SAVE failed ({type(exc).__name__}: {exc}); not signalled") from None
+        else:  # hung: SIGTERM makes redis save and exit (it stays up if the save fails)
+            os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and _pid_alive(pid):
             time.sleep(0.05)
         if _pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
+            raise RedisStopError(f"redis (pid {pid}) is still running {timeout:.0f}s after "
+                                 f"{'SHUTDOWN SAVE' if state == 'ours' else 'SIGTERM'}{self._log_hint()}; not killed")
         self.info_file.unlink(missing_ok=True)
-        return True
+        return {"stopped": True, "detail": f"stopped pid {pid}, data saved to {self.data_dir / 'dump.rdb'}"}
+
+    def _log_hint(self) -> str:
+        """The last error line of redis.log (why a save failed), as `` (log: ...)``."""
+        try:
+            lines = (self.data_dir / "redis.log").read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        errs = [ln.split(" # ", 1)[-1].strip() for ln in lines[-50:] if "rror" in ln or "ailed" in ln]
+        return f" (log: {' / '.join(errs[-2:])[:300]})" if errs else ""
 
 
 def redis_status() -> dict[str, Any]:

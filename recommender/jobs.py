@@ -41,11 +41,11 @@ def train_real(dataset: str = "beauty", name: str = "real", source: str = "feast
                batch_size: Optional[int] = None, embedding_dim: int = 64, seed: int = 0,
                progress: EpochCallback | None = None, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Train the real-only two-tower (early stopping on validation NDCG@10), save it, score test once."""
-    from ecaug_feast.paths import models_dir
-    from recommender.checkpoint import save_checkpoint
+    from recommender.checkpoint import named_dir, save_checkpoint
     from recommender.experiment import PRESETS
     from recommender.train import TrainConfig, config_dict, evaluate_model, model_config_for, train
 
+    out_dir = named_dir(name)  # a bad --name fails here, before any training
     data, valid, test = load_real(dataset, source)
     preset = PRESETS["full"]
     mcfg = model_config_for(data, **{**preset["model"], "embedding_dim": embedding_dim, "out_dim": embedding_dim})
@@ -53,7 +53,7 @@ def train_real(dataset: str = "beauty", name: str = "real", source: str = "feast
     log(f"training on {len(data.examples):,} examples ({data.info.get('source')}), {data.num_items:,} items")
     res = train(data, valid, mcfg, tcfg, progress=progress)
     test_m = evaluate_model(res.model, data, test, "test", seed=seed)
-    path = save_checkpoint(models_dir() / name, res.state, mcfg, res.model.catalog,
+    path = save_checkpoint(out_dir, res.state, mcfg, res.model.catalog,
                            train=config_dict(tcfg), metrics={"valid": res.best_valid, "test": test_m},
                            data={"dataset": dataset, "source": data.info.get("source"), "examples": len(data.examples)})
     return {"checkpoint": str(path), "dataset": dataset, "epochs": res.best_epoch, "seconds": round(res.seconds, 1),

@@ -23,6 +23,7 @@ import pandas as pd
 from ecaug_feast import paths
 from ecaug_feast.datasets.base import INTERACTION_COLUMNS, Dataset
 from ecaug_feast.errors import EcaugError
+from ecaug_feast.names import owned_child
 
 
 @dataclass
@@ -68,7 +69,8 @@ class ProcessedDataset:
 
 
 def dataset_dir(name: str) -> Path:
-    return paths.datasets_dir() / name
+    """``<state>/datasets/<name>`` (``name`` checked: one safe path component, never ``..``)."""
+    return owned_child(paths.datasets_dir(), name, "dataset name")
 
 
 def write_processed(ds: Dataset, valid_frac: float = 0.1, test_frac: float = 0.1) -> Path:

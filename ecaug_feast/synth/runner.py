@@ -6,8 +6,9 @@
 2. ``augment_frame`` (GAN, labeler, gates);
 3. the run directory (parquet, manifest with lineage, report + plots, GAN weights) written to a
    temp dir and renamed;
-4. gate passed: ``runs/active`` points at the run, ``feast apply`` registers the synthetic views and
-   only those views are materialized. Gate failed: the run stays on disk for inspection, nothing is
+4. gate passed: under the runs lock, ``runs/active`` points at the run, ``feast apply`` registers
+   the synthetic views, the previous run's synthetic keys leave Redis and only the synthetic views
+   are materialized. Gate failed: the run stays on disk for inspection, nothing is
    activated or materialized.
 """
 
@@ -84,8 +85,9 @@ def augment_run(rows: int = 10_000, segment: str | None = None, seed: int = 0, d
         "rows_generated", "rows_accepted", "gate", "gate_reasons", "c2st_auc", "column_shapes", "pair_trends",
         "privacy_dropped", "label_agreement", "fit_seconds", "sample_seconds", "segment")}, "activated": False}
     if res.gate_passed and len(res.accepted) and publish:
-        synth_store.activate(run_id)
-        pub = synth_store.publish(run_id, repo_dir)
+        with synth_store.runs_lock():  # activation + online store as one exclusive step
+            synth_store.activate(run_id)
+            pub = synth_store.publish(run_id, repo_dir)
         out["activated"] = True
         out["materialized"] = {k: v.get("entities_written") for k, v in pub.get("materialize", {}).get("views", {}).items()}
     return out
