@@ -116,12 +116,13 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def _server_pid(url: str, timeout: float = 1.0) -> int | None:
-    """``process_id`` from ``INFO server`` of the Redis at ``url`` (None when none answers)."""
+def _server_identity(url: str, timeout: float = 1.0) -> tuple[int, str] | None:
+    """``(process_id, dir)`` of the Redis answering at ``url`` (None when none answers)."""
     import redis
 
     try:
-        return int(redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout).info("server")["process_id"])
+        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        return int(client.info("server")["process_id"]), str(client.config_get("dir").get("dir", ""))
     except (redis.exceptions.RedisError, OSError, KeyError, ValueError):
         return None
 
@@ -172,30 +173,33 @@ class EmbeddedRedis:
         except (OSError, json.JSONDecodeError):
             return None
 
-    def identify(self, info: dict[str, Any] | None = None) -> tuple[str, str]:
-        """What the recorded pid is: ``(state, why)``, state one of ``none`` (no record), ``ours``
-        (the Redis on the recorded port reports that pid), ``hung`` (no answer, but the pid's
-        command line is a redis-server on that port), ``stale`` (no such process) or ``foreign``
-        (a live process that is not this Redis). Only ``ours`` and ``hung`` may be signalled."""
+    def identify(self, info: dict[str, Any] | None = None) -> tuple[str, str, int | None]:
+        """Check the server record against the real process: ``(state, why, pid)``.
+
+        ``state``: ``none`` (no record); ``ours`` (the Redis answering on the recorded port
+        reports the recorded pid, or serves this data dir: then ``pid`` is the one it reports);
+        ``hung`` (no answer, but the pid's command line is a redis-server on that port);
+        ``stale`` (no such process) or ``foreign`` (a live process that is not this Redis).
+        Only ``ours`` and ``hung`` may be stopped; ``pid`` is None for the others."""
         info = self._info() if info is None else info
         if not info:
-            return "none", "no server record"
+            return "none", "no server record", None
         try:
             pid, port, url = int(info["pid"]), int(info["port"]), str(info["url"])
         except (KeyError, TypeError, ValueError):
-            return "stale", f"{self.info_file}: unreadable server record"
+            return "stale", f"{self.info_file}: unreadable server record", None
+        ident = _server_identity(url)
+        if ident is not None and (ident[0] == pid or Path(ident[1]).resolve() == self.data_dir.resolve()):
+            return "ours", f"pid {ident[0]} answers on port {port}", ident[0]
         if not _pid_alive(pid):
-            return "stale", f"recorded pid {pid} is not running"
-        answered = _server_pid(url)
-        if answered == pid:
-            return "ours", f"pid {pid} answers on port {port}"
+            return "stale", f"recorded pid {pid} is not running", None
         cmd = _cmdline(pid)
-        if answered is None and "redis-server" in cmd and f":{port}" in cmd:
-            return "hung", f"pid {pid} ({cmd}) does not answer on port {port}"
+        if ident is None and "redis-server" in cmd and f":{port}" in cmd:
+            return "hung", f"pid {pid} ({cmd}) does not answer on port {port}", pid
         what = f"pid {pid} ({cmd or 'unknown command'}) is not this Redis"
-        if answered is not None:
-            what += f"; the Redis on port {port} reports pid {answered}"
-        return "foreign", what
+        if ident is not None:
+            what += f"; the Redis on port {port} is pid {ident[0]} serving {ident[1]}"
+        return "foreign", what, None
 
     def status(self) -> dict[str, Any]:
         """``running``, ``pid``, ``port``, ``url``, ``dir``, ``record`` (the pid check) and ``detail``.
@@ -203,11 +207,13 @@ class EmbeddedRedis:
         Running means the recorded pid is the Redis answering on the recorded port; a stale or
         foreign record counts as stopped and says so."""
         info = self._info()
-        state, why = self.identify(info)
+        state, why, pid = self.identify(info)
         out: dict[str, Any] = {"running": state == "ours", "dir": str(self.data_dir), "mode": "embedded",
                                "record": state, "detail": why}
         if info:
             out.update({k: info[k] for k in ("pid", "port", "url") if k in info})
+        if pid is not None:
+            out["pid"] = pid
         return out
 
     @property
@@ -282,14 +288,13 @@ class EmbeddedRedis:
         import redis
 
         info = self._info()
-        state, why = self.identify(info)
-        if state in ("none", "stale", "foreign"):
+        state, why, pid = self.identify(info)
+        if state in ("none", "stale", "foreign") or pid is None:
             if info:
                 self.info_file.unlink(missing_ok=True)
             detail = "not running" if state == "none" else f"not running: {why}; nothing signalled, stale record removed"
             return {"stopped": False, "detail": detail}
         assert info is not None
-        pid = int(info["pid"])
         if state == "ours":
             try:  # SHUTDOWN SAVE writes dump.rdb so the online store survives a restart
                 redis.Redis.from_url(info["url"], socket_timeout=timeout).shutdown(save=True)
