@@ -18,6 +18,17 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def pid_alive(pid: int) -> bool:
+    """True while a process with this pid exists (signal 0 probes without signalling)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def swap_symlink(link: Path, target: str) -> None:
     """Make ``link`` point at ``target`` (kept as given: a relative target keeps the folder movable)."""
     link = Path(link)

@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ecaug_feast import paths
+from ecaug_feast.atomic import pid_alive as _pid_alive
 from ecaug_feast.errors import EcaugError
 
 log = logging.getLogger(__name__)
@@ -96,16 +97,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _cmdline(pid: int) -> str:

@@ -287,9 +287,10 @@ def _collect_garbage(out: Path, keep: set[str]) -> None:
             p.unlink(missing_ok=True)
 
 
-def publish_feature_set(out: Path, write: Callable[[Path], None]) -> Path:
+def publish_feature_set(out: Path, write: Callable[[Path], None], before_switch: Callable[[], Any] | None = None) -> Path:
     """Publish one versioned set of Feast sources in ``out``: ``write(folder)`` fills a new version
-    folder, then ``out/current`` is swapped to it in one rename. Returns the version folder.
+    folder, ``before_switch()`` (if given) runs once it is complete, then ``out/current`` is swapped
+    to it in one rename. Returns the version folder.
 
     On any failure the new folder is removed and ``current`` (the previous set) is untouched."""
     out.mkdir(parents=True, exist_ok=True)
@@ -308,6 +309,8 @@ def publish_feature_set(out: Path, write: Callable[[Path], None]) -> Path:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
+            if before_switch is not None:
+                before_switch()
             previous = os.readlink(out / CURRENT) if (out / CURRENT).is_symlink() else None
             swap_symlink(out / CURRENT, version.name)
         except BaseException:
@@ -320,7 +323,9 @@ def publish_feature_set(out: Path, write: Callable[[Path], None]) -> Path:
     return version
 
 
-def write_features(data: ProcessedDataset, neg_per_pos: int = 1, seed: int = 0, out_dir: Path | None = None, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def write_features(data: ProcessedDataset, neg_per_pos: int = 1, seed: int = 0, out_dir: Path | None = None,
+                   progress: Callable[[int, int], None] | None = None,
+                   before_switch: Callable[[], Any] | None = None) -> dict[str, Any]:
     """Build ``user_features``/``item_features``/``train_interactions`` and publish them with
     ``feature_meta.json`` as one set (:func:`publish_feature_set`); returns a summary."""
     out = Path(out_dir) if out_dir else paths.feast_data_dir()
@@ -356,7 +361,7 @@ def write_features(data: ProcessedDataset, neg_per_pos: int = 1, seed: int = 0, 
         summary["version"] = folder.name
         (folder / FEATURE_META).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
 
-    publish_feature_set(out, write)
+    publish_feature_set(out, write, before_switch)
     return summary
 
 
