@@ -161,3 +161,19 @@ def test_runs_cli_bad_ids(tmp_path, args):
     r = ecaug(args, home)
     one_line_error(r, "not a valid name")
     assert not (home / "runs" / "active").exists() or os.readlink(home / "runs" / "active") == "_empty"
+
+
+def test_mapping_file_name_is_checked(tmp_path):
+    """A mapping file's ``name: ..`` is refused like ``--name ..`` (the store checks every name)."""
+    import yaml
+
+    home = tmp_path / "home"
+    (home / "datasets" / "shop").mkdir(parents=True)
+    (home / "datasets" / "shop" / "meta.json").write_text('{"keep": true}')
+    before = tree(home)
+    (tmp_path / "o.csv").write_text("u,i,t\n1,2,2024-01-01\n1,3,2024-01-02\n2,3,2024-01-03\n")
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump({"name": "..", "interactions": "o.csv",
+                                                   "columns": {"user": "u", "item": "i", "timestamp": "t"}}))
+    r = ecaug(["ingest", "--mapping", str(tmp_path / "m.yaml")], home)
+    one_line_error(r, "dataset name")
+    assert tree(home) == before
