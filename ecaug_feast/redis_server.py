@@ -217,6 +217,8 @@ class EmbeddedRedis:
         st = self.status()
         if st["running"]:
             return st["url"]
+        if st["record"] == "hung":  # a second server on the same data dir would overwrite its dump
+            raise EcaugError(f"redis: {st['detail']}; stop it first (`ecaug redis stop`) or end that process")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         port = self.port
         if port is None:

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,42 @@ def test_failed_save_is_an_error_and_the_server_keeps_its_data(tmp_path):
     assert r.returncode == 0 and json.loads(r.stdout.strip().splitlines()[-1])["stopped"] is True
     assert (home / "redis" / "dump.rdb").is_file()
     url = server.start()  # the key survived the restart
+    try:
+        assert redis.Redis.from_url(url).get("k") == b"v"
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_unresponsive_redis_is_terminated_never_killed(tmp_path):
+    """A hung server (SIGSTOP) is still recognised by its command line and asked to exit with
+    SIGTERM, which lets it save; if it does not exit, stop reports it instead of SIGKILLing it."""
+    import signal
+
+    from ecaug_feast.errors import EcaugError
+    from ecaug_feast.redis_server import RedisStopError
+
+    home = tmp_path / "home"
+    server = EmbeddedRedis.for_state(home, port=free_port())
+    url = server.start()
+    redis.Redis.from_url(url).set("k", "v")
+    pid = server.status()["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        st = server.status()
+        assert st["record"] == "hung" and not st["running"]
+        with pytest.raises(EcaugError, match="does not answer"):
+            server.start()  # no second server on the same data dir
+        with pytest.raises(RedisStopError, match="not killed"):
+            server.shutdown(timeout=1.0)
+    finally:
+        os.kill(pid, signal.SIGCONT)  # the pending SIGTERM now lets it save and exit
+    deadline = time.monotonic() + 20
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    assert (home / "redis" / "dump.rdb").is_file()
+    url = server.start()
     try:
         assert redis.Redis.from_url(url).get("k") == b"v"
     finally:
