@@ -111,11 +111,15 @@ def _server_identity(url: str, timeout: float = 1.0) -> tuple[int, str] | None:
     """``(process_id, dir)`` of the Redis answering at ``url`` (None when none answers)."""
     import redis
 
+    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
     try:
-        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        return int(client.info("server")["process_id"]), str(client.config_get("dir").get("dir", ""))
+        pid = int(client.info("server")["process_id"])
     except (redis.exceptions.RedisError, OSError, KeyError, ValueError):
         return None
+    try:
+        return pid, str(client.config_get("dir").get("dir", ""))
+    except (redis.exceptions.RedisError, OSError):  # CONFIG renamed or disabled: the pid must match
+        return pid, ""
 
 
 class RedisStopError(EcaugError):
@@ -180,7 +184,7 @@ class EmbeddedRedis:
         except (KeyError, TypeError, ValueError):
             return "stale", f"{self.info_file}: unreadable server record", None
         ident = _server_identity(url)
-        if ident is not None and (ident[0] == pid or Path(ident[1]).resolve() == self.data_dir.resolve()):
+        if ident is not None and (ident[0] == pid or (ident[1] and Path(ident[1]).resolve() == self.data_dir.resolve())):
             return "ours", f"pid {ident[0]} answers on port {port}", ident[0]
         if not _pid_alive(pid):
             return "stale", f"recorded pid {pid} is not running", None
