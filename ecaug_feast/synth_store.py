@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from ecaug_feast import paths
-from ecaug_feast.atomic import exclusive_lock, swap_symlink
+from ecaug_feast.atomic import exclusive_lock, pid_alive, swap_symlink
 from ecaug_feast.errors import EcaugError
 from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
 from ecaug_feast.names import check_name, owned_child
@@ -56,6 +56,7 @@ VIEWS = ("user_features_synth", "interactions_synth")
 LINEAGE_COLUMNS = ["is_synthetic", "run_id", "generator_version"]
 LOCK_FILE = ".lock"
 SEQ_FILE = ".seq"
+OWNER_FILE = ".owner-pid"
 
 
 def runs_root() -> Path:
@@ -217,8 +218,28 @@ def new_run_id() -> tuple[str, int]:
         tmp = root / f".seq-{os.getpid()}"
         tmp.write_text(f"{seq}\n")
         os.replace(tmp, seq_file)
-        (root / f".tmp-{rid}").mkdir()  # reserves the id until write_run fills and renames it
+        _remove_dead_reservations(root)
+        reserved = root / f".tmp-{rid}"  # reserves the id until write_run fills and renames it
+        reserved.mkdir()
+        (reserved / OWNER_FILE).write_text(f"{os.getpid()}\n")
     return rid, seq
+
+
+def release_run_id(run_id: str) -> None:
+    """Drop the reservation of an id whose run will not be written (augmentation failed)."""
+    check_name(run_id, "run id")  # so ".tmp-<run_id>" is a plain child of the runs folder
+    shutil.rmtree(runs_root() / f".tmp-{run_id}", ignore_errors=True)
+
+
+def _remove_dead_reservations(root: Path) -> None:
+    """Delete ``.tmp-<run_id>`` folders whose writer died (kill -9) without writing the run."""
+    for d in root.glob(".tmp-*"):
+        try:
+            pid = int((d / OWNER_FILE).read_text().strip())
+        except (OSError, ValueError):
+            continue  # not a reservation (or an older writer's folder): leave it
+        if not pid_alive(pid):
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def user_id_start(seq: int) -> int:
@@ -259,6 +280,7 @@ def write_run(run_id: str, seq: int, accepted: pd.DataFrame, manifest: dict[str,
         if extra_writer is not None:
             extra_writer(tmp)
         (tmp / "manifest.json").write_text(json.dumps(man, indent=1, default=_json_default))
+        (tmp / OWNER_FILE).unlink(missing_ok=True)
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -61,9 +61,13 @@ def augment_run(rows: int = 10_000, segment: str | None = None, seed: int = 0, d
     examples, lineage = load_training_examples(cfg.max_fit_rows + cfg.holdout_rows, seed, repo_dir)
     if dataset and lineage.get("dataset") and dataset != lineage["dataset"]:
         raise EcaugError(f"--dataset {dataset}: the Feast sources hold {lineage['dataset']!r}; run `ecaug ingest --dataset {dataset}` first")
-    run_id, seq = synth_store.new_run_id()
+    run_id, seq = synth_store.new_run_id()  # under the runs lock: distinct number and id range
     cfg.run_id, cfg.user_id_start = run_id, synth_store.user_id_start(seq)
-    res = augment_frame(examples, rows, seed=seed, config=cfg, progress=progress, source=lineage.get("source"))
+    try:
+        res = augment_frame(examples, rows, seed=seed, config=cfg, progress=progress, source=lineage.get("source"))
+    except BaseException:
+        synth_store.release_run_id(run_id)
+        raise
     m = res.metrics
     prev = synth_store.active_run()
     manifest = {

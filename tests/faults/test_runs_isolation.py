@@ -84,6 +84,22 @@ def test_run_numbers_survive_unfinished_runs(tmp_path, monkeypatch):
     assert synth_store.new_run_id()[1] == b[1] + 1
 
 
+def test_reservations_do_not_pile_up(tmp_path, monkeypatch):
+    """A failed augmentation releases its id; a killed one's reservation goes at the next allocation."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("ECAUG_HOME", str(home))
+    rid, _ = synth_store.new_run_id()
+    synth_store.release_run_id(rid)
+    code = "from ecaug_feast import synth_store; import os; synth_store.new_run_id(); os._exit(0)"
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "ECAUG_HOME": str(home)}, timeout=60)
+    assert len(list(synth_store.runs_root().glob(".tmp-*"))) == 1  # the dead writer's reservation
+    rid2, seq2 = synth_store.new_run_id()
+    assert [p.name for p in synth_store.runs_root().glob(".tmp-*")] == [f".tmp-{rid2}"]
+    _fake_run(seq2, rid2)
+    assert not list(synth_store.runs_root().glob(".tmp-*"))
+    assert not (synth_store.runs_root() / rid2 / synth_store.OWNER_FILE).exists()
+
+
 def test_activation_is_exclusive(tmp_path, monkeypatch):
     home = tmp_path / "home"
     monkeypatch.setenv("ECAUG_HOME", str(home))
