@@ -9,6 +9,12 @@ across processes. Snapshots (``dump.rdb``) keep the online store across restarts
 
 ``$ECAUG_REDIS_URL`` (``redis://[:password@]host:port[/db]``) points ecaug at an external server
 instead; then nothing is started or stopped.
+
+A recorded pid is never trusted on its own: before any signal, :meth:`EmbeddedRedis.identify`
+checks that the Redis answering on the recorded port reports that pid (``INFO server``), or, for a
+server that does not answer, that ``/proc/<pid>/cmdline`` is a ``redis-server`` on that port. A
+stale or foreign pid is never signalled. A failed ``SHUTDOWN SAVE`` (full disk, unwritable dump)
+is an error: the server is left running with its data, never killed.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ecaug_feast import paths
+from ecaug_feast.atomic import pid_alive as _pid_alive
 from ecaug_feast.errors import EcaugError
 
 log = logging.getLogger(__name__)
@@ -92,14 +99,33 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _pid_alive(pid: int) -> bool:
+def _cmdline(pid: int) -> str:
+    """``/proc/<pid>/cmdline`` as one string ("" when unreadable or gone)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def _server_identity(url: str, timeout: float = 1.0) -> tuple[int, str] | None:
+    """``(process_id, dir)`` of the Redis answering at ``url`` (None when none answers)."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        pid = int(client.info("server")["process_id"])
+    except (redis.exceptions.RedisError, OSError, KeyError, ValueError):
+        return None
+    try:
+        return pid, str(client.config_get("dir").get("dir", ""))
+    except (redis.exceptions.RedisError, OSError):  # CONFIG renamed or disabled: the pid must match
+        return pid, ""
+
+
+class RedisStopError(EcaugError):
+    """The embedded Redis could not be stopped safely (it is left running)."""
+
+    exit_code = 1
 
 
 def ping(url: str, timeout: float = 1.0) -> bool:
@@ -142,13 +168,47 @@ class EmbeddedRedis:
         except (OSError, json.JSONDecodeError):
             return None
 
+    def identify(self, info: dict[str, Any] | None = None) -> tuple[str, str, int | None]:
+        """Check the server record against the real process: ``(state, why, pid)``.
+
+        ``state``: ``none`` (no record); ``ours`` (the Redis answering on the recorded port
+        reports the recorded pid, or serves this data dir: then ``pid`` is the one it reports);
+        ``hung`` (no answer, but the pid's command line is a redis-server on that port);
+        ``stale`` (no such process) or ``foreign`` (a live process that is not this Redis).
+        Only ``ours`` and ``hung`` may be stopped; ``pid`` is None for the others."""
+        info = self._info() if info is None else info
+        if not info:
+            return "none", "no server record", None
+        try:
+            pid, port, url = int(info["pid"]), int(info["port"]), str(info["url"])
+        except (KeyError, TypeError, ValueError):
+            return "stale", f"{self.info_file}: unreadable server record", None
+        ident = _server_identity(url)
+        if ident is not None and (ident[0] == pid or (ident[1] and Path(ident[1]).resolve() == self.data_dir.resolve())):
+            return "ours", f"pid {ident[0]} answers on port {port}", ident[0]
+        if not _pid_alive(pid):
+            return "stale", f"recorded pid {pid} is not running", None
+        cmd = _cmdline(pid)
+        if ident is None and "redis-server" in cmd and f":{port}" in cmd:
+            return "hung", f"pid {pid} ({cmd}) does not answer on port {port}", pid
+        what = f"pid {pid} ({cmd or 'unknown command'}) is not this Redis"
+        if ident is not None:
+            what += f"; the Redis on port {port} is pid {ident[0]} serving {ident[1]}"
+        return "foreign", what, None
+
     def status(self) -> dict[str, Any]:
-        """``running``, ``pid``, ``port``, ``url``, ``dir`` (a stale record counts as stopped)."""
+        """``running``, ``pid``, ``port``, ``url``, ``dir``, ``record`` (the pid check) and ``detail``.
+
+        Running means the recorded pid is the Redis answering on the recorded port; a stale or
+        foreign record counts as stopped and says so."""
         info = self._info()
-        running = bool(info) and _pid_alive(int(info["pid"])) and ping(info["url"])
-        out: dict[str, Any] = {"running": running, "dir": str(self.data_dir), "mode": "embedded"}
+        state, why, pid = self.identify(info)
+        out: dict[str, Any] = {"running": state == "ours", "dir": str(self.data_dir), "mode": "embedded",
+                               "record": state, "detail": why}
         if info:
             out.update({k: info[k] for k in ("pid", "port", "url") if k in info})
+        if pid is not None:
+            out["pid"] = pid
         return out
 
     @property
@@ -161,6 +221,8 @@ class EmbeddedRedis:
         st = self.status()
         if st["running"]:
             return st["url"]
+        if st["record"] == "hung":  # a second server on the same data dir would overwrite its dump
+            raise EcaugError(f"redis: {st['detail']}; stop it first (`ecaug redis stop`) or end that process")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         port = self.port
         if port is None:
@@ -210,26 +272,55 @@ class EmbeddedRedis:
         return url
 
     def stop(self, timeout: float = 10.0) -> bool:
-        """Stop the server (snapshotting to dump.rdb first); returns False when it was not running."""
-        info = self._info()
-        if not info or not _pid_alive(int(info["pid"])):
-            self.info_file.unlink(missing_ok=True)
-            return False
-        pid = int(info["pid"])
-        try:  # SHUTDOWN SAVE writes dump.rdb so the online store survives a restart
-            import redis
+        """:meth:`shutdown`; True when a running server was stopped."""
+        return bool(self.shutdown(timeout)["stopped"])
 
-            redis.Redis.from_url(info["url"], socket_timeout=timeout).shutdown(save=True)
-        except Exception:  # noqa: BLE001 - fall back to a signal whatever went wrong
-            if _pid_alive(pid):
-                os.kill(pid, signal.SIGTERM)
+    def shutdown(self, timeout: float = 10.0) -> dict[str, Any]:
+        """Stop the server, snapshotting to dump.rdb first. Returns ``{"stopped": bool, "detail": str}``.
+
+        Only a process identified as this Redis is ever asked or signalled to stop. A stale or
+        foreign record is dropped (the process it names is left alone) and reported. A failed
+        ``SHUTDOWN SAVE`` raises :class:`RedisStopError` and leaves the server running (its data
+        is still in memory); it is never killed."""
+        import redis
+
+        info = self._info()
+        state, why, pid = self.identify(info)
+        if state in ("none", "stale", "foreign") or pid is None:
+            if info:
+                self.info_file.unlink(missing_ok=True)
+            detail = "not running" if state == "none" else f"not running: {why}; nothing signalled, stale record removed"
+            return {"stopped": False, "detail": detail}
+        assert info is not None
+        if state == "ours":
+            try:  # SHUTDOWN SAVE writes dump.rdb so the online store survives a restart
+                redis.Redis.from_url(info["url"], socket_timeout=timeout).shutdown(save=True)
+            except redis.exceptions.ResponseError as exc:  # the save failed: Redis refuses to exit
+                raise RedisStopError(
+                    f"redis (pid {pid}) refused SHUTDOWN SAVE: {exc}{self._log_hint()}; it is still running with "
+                    f"its data in memory: fix the cause (disk space, {self.data_dir} writable) and run `ecaug redis stop` again"
+                ) from None
+            except (redis.exceptions.RedisError, OSError) as exc:
+                raise RedisStopError(f"redis (pid {pid}): SHUTDOWN SAVE failed ({type(exc).__name__}: {exc}); not signalled") from None
+        else:  # hung: SIGTERM makes redis save and exit (it stays up if the save fails)
+            os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and _pid_alive(pid):
             time.sleep(0.05)
         if _pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
+            raise RedisStopError(f"redis (pid {pid}) is still running {timeout:.0f}s after "
+                                 f"{'SHUTDOWN SAVE' if state == 'ours' else 'SIGTERM'}{self._log_hint()}; not killed")
         self.info_file.unlink(missing_ok=True)
-        return True
+        return {"stopped": True, "detail": f"stopped pid {pid}, data saved to {self.data_dir / 'dump.rdb'}"}
+
+    def _log_hint(self) -> str:
+        """The last error line of redis.log (why a save failed), as `` (log: ...)``."""
+        try:
+            lines = (self.data_dir / "redis.log").read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        errs = [ln.split(" # ", 1)[-1].strip() for ln in lines[-50:] if "rror" in ln or "ailed" in ln]
+        return f" (log: {' / '.join(errs[-2:])[:300]})" if errs else ""
 
 
 def redis_status() -> dict[str, Any]:

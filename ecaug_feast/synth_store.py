@@ -11,14 +11,23 @@ Layout under ``<state>/runs/``::
         model/                      GAN weights (state dict) + encoder metadata (JSON/npz, no pickles)
     _empty/                         empty sources with the right schema (no run active yet)
     active -> <run_id> | _empty     symlink swapped atomically; the Feast FileSources point through it
+    .lock                           flock: run numbers, activation and publication are exclusive
+    .seq                            the last run number handed out (reserved before a run is written)
 
 Only a run whose gate passed can become active. Synthetic users of run number ``seq`` get ids
-``SYNTHETIC_USER_ID_BASE + seq * 2**24 + i`` so runs never share a user id either.
+``SYNTHETIC_USER_ID_BASE + seq * 2**24 + i`` so runs never share a user id either: run numbers are
+handed out under the lock and recorded at once, so concurrent ``ecaug augment`` runs get distinct
+numbers (and disjoint id ranges) although neither has written its run folder yet.
+
+Redis holds the synthetic keys of the active run only: :func:`publish` (under the lock) deletes
+the online keys of every other run, then materializes the active one. Run ids are checked as
+names (:mod:`ecaug_feast.names`) before they are joined to a path.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -31,8 +40,12 @@ import numpy as np
 import pandas as pd
 
 from ecaug_feast import paths
+from ecaug_feast.atomic import exclusive_lock, pid_alive, swap_symlink
 from ecaug_feast.errors import EcaugError
 from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
+from ecaug_feast.names import check_name, owned_child
+
+log = logging.getLogger(__name__)
 
 ACTIVE = "active"
 EMPTY = "_empty"
@@ -41,6 +54,9 @@ USER_FILE = "user_features_synth.parquet"
 INTER_FILE = "interactions_synth.parquet"
 VIEWS = ("user_features_synth", "interactions_synth")
 LINEAGE_COLUMNS = ["is_synthetic", "run_id", "generator_version"]
+LOCK_FILE = ".lock"
+SEQ_FILE = ".seq"
+OWNER_FILE = ".owner-pid"
 
 
 def runs_root() -> Path:
@@ -109,10 +125,12 @@ def ensure_sources() -> Path:
 
 
 def _point_active(target: str) -> None:
-    root = runs_root()
-    tmp = root / f".active-{os.getpid()}-{secrets.token_hex(3)}"
-    os.symlink(target, tmp)  # relative link: the state dir can move
-    os.replace(tmp, root / ACTIVE)  # atomic swap
+    swap_symlink(runs_root() / ACTIVE, target)  # relative link: the state dir can move
+
+
+def runs_lock() -> Any:
+    """Exclusive lock over run numbering, activation and publication (``<runs>/.lock``)."""
+    return exclusive_lock(runs_root() / LOCK_FILE)
 
 
 @dataclass
@@ -163,19 +181,65 @@ def list_runs() -> list[RunInfo]:
 
 
 def load_run(run_id: str) -> RunInfo:
-    d = runs_root() / run_id
-    if run_id.startswith((".", "_")) or not (d / "manifest.json").exists():
+    """A finished run (``run_id`` is checked as a name first: no separators, no ``..``)."""
+    check_name(run_id, "run id")
+    d = owned_child(runs_root(), run_id, "run id")
+    mf = d / "manifest.json"
+    if not mf.exists():
         known = ", ".join(r.run_id for r in list_runs()) or "none"
         raise EcaugError(f"unknown run {run_id!r} (runs: {known})")
-    man = json.loads((d / "manifest.json").read_text())
+    try:
+        man = json.loads(mf.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EcaugError(f"{mf}: corrupt run manifest ({type(exc).__name__}: {exc})") from None
+    if not isinstance(man, dict):
+        raise EcaugError(f"{mf}: corrupt run manifest (not a JSON object)")
     return RunInfo(run_id, d, man, run_id == active_run())
 
 
 def new_run_id() -> tuple[str, int]:
-    """``(run_id, seq)``: a sortable id and the next run number (for the user-id sub-space)."""
-    seq = max((r.manifest.get("seq", 0) for r in list_runs()), default=0) + 1
-    rid = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    """``(run_id, seq)``: a sortable id and a run number no other run has or will get.
+
+    Taken under the runs lock and recorded in ``.seq`` at once, so two augmentations started
+    together get distinct numbers (and so disjoint synthetic user-id ranges) and distinct ids.
+    """
+    root = runs_root()
+    with runs_lock():
+        seq_file = root / SEQ_FILE
+        try:
+            last = int(seq_file.read_text().strip() or 0)
+        except (OSError, ValueError):
+            last = 0
+        seq = max([last] + [r.manifest.get("seq", 0) for r in list_runs()]) + 1
+        while True:
+            rid = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+            if not (root / rid).exists() and not (root / f".tmp-{rid}").exists():
+                break
+        tmp = root / f".seq-{os.getpid()}"
+        tmp.write_text(f"{seq}\n")
+        os.replace(tmp, seq_file)
+        _remove_dead_reservations(root)
+        reserved = root / f".tmp-{rid}"  # reserves the id until write_run fills and renames it
+        reserved.mkdir()
+        (reserved / OWNER_FILE).write_text(f"{os.getpid()}\n")
     return rid, seq
+
+
+def release_run_id(run_id: str) -> None:
+    """Drop the reservation of an id whose run will not be written (augmentation failed)."""
+    check_name(run_id, "run id")  # so ".tmp-<run_id>" is a plain child of the runs folder
+    shutil.rmtree(runs_root() / f".tmp-{run_id}", ignore_errors=True)
+
+
+def _remove_dead_reservations(root: Path) -> None:
+    """Delete ``.tmp-<run_id>`` folders whose writer died (kill -9) without writing the run."""
+    for d in root.glob(".tmp-*"):
+        try:
+            pid = int((d / OWNER_FILE).read_text().strip())
+        except (OSError, ValueError):
+            continue  # not a reservation (or an older writer's folder): leave it
+        if not pid_alive(pid):
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def user_id_start(seq: int) -> int:
@@ -191,9 +255,7 @@ def write_run(run_id: str, seq: int, accepted: pd.DataFrame, manifest: dict[str,
     if final.exists():
         raise EcaugError(f"run {run_id} already exists")
     tmp = root / f".tmp-{run_id}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    tmp.mkdir(parents=True, exist_ok=True)  # reserved by new_run_id
     try:
         ucols = ["user_id", "event_timestamp", "n_interactions", "days_since_last", "recent_items", "top_attributes",
                  "attr_diversity", "mean_item_popularity"] + LINEAGE_COLUMNS
@@ -218,6 +280,7 @@ def write_run(run_id: str, seq: int, accepted: pd.DataFrame, manifest: dict[str,
         if extra_writer is not None:
             extra_writer(tmp)
         (tmp / "manifest.json").write_text(json.dumps(man, indent=1, default=_json_default))
+        (tmp / OWNER_FILE).unlink(missing_ok=True)
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -225,33 +288,73 @@ def write_run(run_id: str, seq: int, accepted: pd.DataFrame, manifest: dict[str,
     return load_run(run_id)
 
 
-def activate(run_id: str) -> RunInfo:
-    """Point the synthetic views at ``run_id`` (its gate must have passed)."""
+def _check_activatable(run_id: str) -> RunInfo:
+    """The run, if it can be activated: known, gate passed, both sources readable with the
+    expected columns, every user id synthetic. Raises before anything is switched."""
+    import pyarrow.parquet as pq
+
     run = load_run(run_id)
     if run.manifest.get("gate") != "pass":
         raise EcaugError(f"run {run_id} failed its quality gate ({'; '.join(run.manifest.get('gate_reasons', []))}); it cannot be activated")
+    empty_u, empty_i = _empty_frames()
+    for fname, want in ((USER_FILE, empty_u.columns), (INTER_FILE, empty_i.columns)):
+        p = run.path / fname
+        try:
+            have = set(pq.read_schema(p).names)
+        except Exception as exc:  # noqa: BLE001 - missing, truncated, not parquet
+            raise EcaugError(f"{p}: unreadable run source ({type(exc).__name__}: {str(exc)[:200]}); run {run_id} cannot be activated") from None
+        missing = [c for c in want if c not in have]
+        if missing:
+            raise EcaugError(f"{p}: missing column(s) {', '.join(missing)}; run {run_id} cannot be activated")
+    ids = _run_user_ids(run)
+    if len(ids) and ids.min() < SYNTHETIC_USER_ID_BASE:
+        raise EcaugError(f"{run.path / USER_FILE}, column 'user_id': ids below {SYNTHETIC_USER_ID_BASE} (real key space); run {run_id} cannot be activated")
+    return run
+
+
+def _run_user_ids(run: RunInfo) -> np.ndarray:
+    """Distinct synthetic user ids of a run (both of its sources)."""
+    import pyarrow.parquet as pq
+
+    cols = [pq.read_table(run.path / f, columns=["user_id"]).column("user_id").to_numpy() for f in (USER_FILE, INTER_FILE)]
+    return np.unique(np.concatenate(cols).astype(np.int64))
+
+
+def _activate_locked(run_id: str) -> RunInfo:
+    _check_activatable(run_id)
     ensure_sources()
     _point_active(run_id)
     _update_manifest(run_id, activated=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     return load_run(run_id)
 
 
+def activate(run_id: str) -> RunInfo:
+    """Point the synthetic views at ``run_id`` (its gate must have passed; checked before the
+    switch). Exclusive: under the runs lock (hold :func:`runs_lock` around ``activate`` and
+    :func:`publish` to make both one step)."""
+    with runs_lock():
+        return _activate_locked(run_id)
+
+
 def rollback(to: str | None = None) -> str | None:
     """Re-point the views at ``to``, or at the previous gate-passing run before the active one
-    (the empty placeholder when there is none). Returns the new active run id (None = empty)."""
+    (the empty placeholder when there is none). Returns the new active run id (None = empty).
+
+    The target is checked (known, gate passed, sources readable) before ``active`` moves. The
+    online store is brought in line by :func:`publish`."""
     ensure_sources()
-    if to:
-        return activate(to).run_id
-    cur = active_run()
-    passed = [r for r in list_runs() if r.manifest.get("gate") == "pass"]
-    if cur is None:
-        raise EcaugError("no synthetic run is active; nothing to roll back")
-    ids = [r.run_id for r in passed]
-    before = ids[: ids.index(cur)] if cur in ids else ids
-    if before:
-        return activate(before[-1]).run_id
-    _point_active(EMPTY)
-    return None
+    with runs_lock():
+        if to:
+            return _activate_locked(to).run_id
+        cur = active_run()
+        if cur is None:
+            raise EcaugError("no synthetic run is active; nothing to roll back")
+        ids = [r.run_id for r in list_runs() if r.manifest.get("gate") == "pass"]
+        before = ids[: ids.index(cur)] if cur in ids else ids
+        if before:
+            return _activate_locked(before[-1]).run_id
+        _point_active(EMPTY)
+        return None
 
 
 def _update_manifest(run_id: str, **kv: Any) -> None:
@@ -263,26 +366,81 @@ def _update_manifest(run_id: str, **kv: Any) -> None:
     os.replace(tmp, p)
 
 
-def publish(run_id: str | None, repo_dir: Path | None = None) -> dict[str, Any]:
-    """Apply the Feast repo (registers the synthetic views) and materialize the active run's rows
-    into the online store. Real views are not touched: only ``VIEWS`` are materialized, and every
-    synthetic key lies in the synthetic id space."""
+def publish(run_id: str | None = None, repo_dir: Path | None = None) -> dict[str, Any]:
+    """Apply the Feast repo (registers the synthetic views) and bring the online store in line
+    with the *active* run: delete every other run's synthetic keys, materialize the active run's
+    rows. Real views are not touched: only ``VIEWS`` are materialized and only keys of synthetic
+    user ids are deleted. Under the runs lock; ``run_id`` is kept for callers and must be the
+    active run (or None)."""
     from ecaug_feast import feast_io
 
-    ensure_sources()
-    repo = Path(repo_dir) if repo_dir else feast_io.render_repo()
-    applied = feast_io.apply(repo)
-    out: dict[str, Any] = {"feature_views": applied.get("feature_views")}
-    if run_id is None:
+    with runs_lock():
+        if run_id is not None and run_id != active_run():
+            log.warning("publish(%s): run %s is active now; publishing that one", run_id, active_run())
+        ensure_sources()
+        repo = Path(repo_dir) if repo_dir else feast_io.render_repo()
+        applied = feast_io.apply(repo)
+        out: dict[str, Any] = {"feature_views": applied.get("feature_views")}
+        cur = active_run()
+        out["removed_keys"] = remove_online_keys(feast_io.get_store(repo), keep=cur)
+        if cur is None:
+            return out
+        inter = load_run(cur).interactions()
+        if len(inter) == 0:
+            return out
+        ts = pd.to_datetime(inter["event_timestamp"], utc=True)
+        start = (ts.min() - pd.Timedelta(seconds=1)).to_pydatetime()
+        end = (ts.max() + pd.Timedelta(seconds=1)).to_pydatetime()
+        out["materialize"] = feast_io.materialize(repo, start=start, end=end, views=list(VIEWS))
         return out
-    inter = load_run(run_id).interactions()
-    if len(inter) == 0:
-        return out
-    ts = pd.to_datetime(inter["event_timestamp"], utc=True)
-    start = (ts.min() - pd.Timedelta(seconds=1)).to_pydatetime()
-    end = (ts.max() + pd.Timedelta(seconds=1)).to_pydatetime()
-    out["materialize"] = feast_io.materialize(repo, start=start, end=end, views=list(VIEWS))
-    return out
+
+
+def remove_online_keys(store: Any, keep: str | None) -> int:
+    """Delete from the online store the synthetic keys of every gate-passing run but ``keep``.
+
+    Keys are computed by Feast's own Redis key function for each run's user ids, which all lie in
+    the synthetic key space (checked: a real id is never touched). A key that holds only synthetic
+    views is deleted; any other field on it stays (only the synthetic views' fields are removed).
+    Returns the number of keys changed."""
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    online = store._get_provider().online_store  # the same client and key layout Feast writes with
+    client = online._get_client(store.config.online_store)
+    fields: list[Any] = []
+    for view in VIEWS:
+        fv = store.get_feature_view(view)
+        fields += online._generate_hset_keys_for_features(fv)[1]
+    synth_ts = {f"_ts:{v}".encode() for v in VIEWS}
+    changed = 0
+    for run in list_runs():
+        if run.run_id == keep or run.manifest.get("gate") != "pass":
+            continue
+        try:
+            ids = _run_user_ids(run)
+        except Exception as exc:  # noqa: BLE001 - a broken run: its keys cannot be named
+            log.warning("run %s: cannot read its user ids (%s); its online keys are left", run.run_id, exc)
+            continue
+        ids = ids[ids >= SYNTHETIC_USER_ID_BASE]  # never a real key
+        for lo in range(0, len(ids), 5000):
+            ekeys = [EntityKey(join_keys=["user_id"], entity_values=[Value(int64_val=int(u))]) for u in ids[lo:lo + 5000]]
+            keys = online._generate_redis_keys_for_entities(store.config, ekeys)
+            with client.pipeline(transaction=False) as pipe:
+                for k in keys:
+                    pipe.hkeys(k)
+                hkeys = pipe.execute()
+            with client.pipeline(transaction=False) as pipe:
+                for k, names in zip(keys, hkeys):
+                    if not names:
+                        continue
+                    ts_fields = {n for n in names if n.startswith(b"_ts:")}
+                    if ts_fields <= synth_ts:
+                        pipe.delete(k)
+                    else:
+                        pipe.hdel(k, *fields)
+                    changed += 1
+                pipe.execute()
+    return changed
 
 
 def _json_default(o: Any) -> Any:

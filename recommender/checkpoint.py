@@ -16,12 +16,14 @@ Loaded with ``torch.load(weights_only=True)``: a checkpoint can hold tensors onl
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ecaug_feast.errors import EcaugError
+from ecaug_feast.names import assert_strict_child, check_name, owned_child
 from ecaug_feast.paths import models_dir
 
 if TYPE_CHECKING:
@@ -39,14 +41,28 @@ class CheckpointError(EcaugError):
     """A checkpoint that is missing, corrupt or does not match the model it claims to be."""
 
 
+def named_dir(name: str) -> Path:
+    """``<state>/models/<name>`` for a checkpoint name (checked: one safe path component)."""
+    return owned_child(models_dir(), name, "checkpoint name")
+
+
 def resolve(path: str | Path) -> Path:
     """A checkpoint directory, its ``model.pt``, or a bare name under ``<state>/models/``."""
+    raw = str(path)
+    if raw in ("", ".", "..") or (os.sep not in raw and not Path(raw).expanduser().exists()):
+        return named_dir(raw)  # a bare name: checked, then looked up under <state>/models/
     p = Path(path).expanduser()
     if p.name in ("model.pt", "config.json"):
         p = p.parent
-    if not p.exists() and not p.is_absolute() and len(p.parts) == 1:
-        p = models_dir() / p
     return p
+
+
+def _is_checkpoint_dir(d: Path) -> bool:
+    try:
+        meta = json.loads((d / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == FORMAT
 
 
 def save_checkpoint(
@@ -59,8 +75,15 @@ def save_checkpoint(
     """Write ``state_dict`` + config atomically; returns the directory. ``extra`` goes into config.json."""
     import torch
 
-    final = Path(path).expanduser().resolve()
+    given = Path(path).expanduser()
+    check_name(given.name, "checkpoint name")  # "..", "" (and "/" as a name) never get here
+    final = given.resolve()
     final.parent.mkdir(parents=True, exist_ok=True)
+    assert_strict_child(given.parent, final)
+    if final.exists() and not _is_checkpoint_dir(final):
+        # e.g. `--name .` arrives as <state>/models itself: never replace a folder that is not
+        # a checkpoint (it may hold every other checkpoint, or all of the state)
+        raise CheckpointError(f"{final}: exists and is not an ecaug checkpoint; refusing to replace it")
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
         torch.save({k: t.detach().cpu().contiguous() for k, t in state_dict.items()}, tmp / "model.pt")

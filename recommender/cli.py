@@ -116,8 +116,7 @@ def finetune_cmd(
     _quiet()
     from dataclasses import replace
 
-    from ecaug_feast.paths import models_dir
-    from recommender.checkpoint import load_checkpoint, resolve, save_checkpoint
+    from recommender.checkpoint import load_checkpoint, named_dir, resolve, save_checkpoint
     from recommender.data import mix_examples
     from recommender.experiment import PRESETS
     from recommender.jobs import load_real, train_overrides
@@ -133,6 +132,7 @@ def finetune_cmd(
                                 seed=seed, progress=_epoch_printer(as_json))
         _emit(out, as_json, f"saved {out['checkpoint']}  test: {_metrics_line(out['test'])}")
         return
+    out_dir = named_dir(name or f"{resolve(from_).name}-ft-{mode}")  # a bad --name fails before training
     data, valid, test = load_real(dataset, source)
     if base.cfg.num_items != data.num_items:
         raise EcaugError(f"{resolve(from_)}: checkpoint has {base.cfg.num_items} items, dataset '{dataset}' has {data.num_items}")
@@ -146,8 +146,7 @@ def finetune_cmd(
     before = evaluate_model(base, data, valid, "valid", seed=seed)
     res = train(data, valid, cfg, tcfg, init_state=base.state_dict())
     test_m = evaluate_model(res.model, data, test, "test", seed=seed)
-    out_name = name or f"{resolve(from_).name}-ft-{mode}"
-    path = save_checkpoint(models_dir() / out_name, res.state, cfg, res.model.catalog, train=config_dict(tcfg),
+    path = save_checkpoint(out_dir, res.state, cfg, res.model.catalog, train=config_dict(tcfg),
                            metrics={"valid_before": before, "valid": res.best_valid, "test": test_m},
                            data={"dataset": dataset, "from": str(resolve(from_)), "mix_ratio": mix_ratio, "run_id": syn_id,
                                  "examples": len(data.examples)})

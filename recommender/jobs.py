@@ -48,11 +48,11 @@ def train_real(dataset: str = "beauty", name: str = "real", source: str = "feast
 
     ``model``: ``sequence`` (self-attention user tower over the ordered history, the default) or
     ``bag`` (the mean-of-bags two-tower). Test metrics include ``buckets`` by history length."""
-    from ecaug_feast.paths import models_dir
-    from recommender.checkpoint import save_checkpoint
+    from recommender.checkpoint import named_dir, save_checkpoint
 
     if model not in MODELS:
         raise EcaugError(f"--model must be one of {', '.join(MODELS)}, got {model!r}")
+    out_dir = named_dir(name)  # a bad --name fails here, before any training
     data, valid, test = load_real(dataset, source)
     overrides = train_overrides(epochs, batch_size, seed)
     if max_seconds is not None:
@@ -77,7 +77,7 @@ def train_real(dataset: str = "beauty", name: str = "real", source: str = "feast
         log(f"training the bag model on {len(data.examples):,} examples ({data.info.get('source')}), {data.num_items:,} items")
         res = train(data, valid, mcfg, tcfg, progress=progress)
         test_m = evaluate_model(res.model, data, test, "test", seed=seed, buckets=True)
-    path = save_checkpoint(models_dir() / name, res.state, mcfg, res.model.catalog,
+    path = save_checkpoint(out_dir, res.state, mcfg, res.model.catalog,
                            train=config_dict(tcfg), metrics={"valid": res.best_valid, "test": test_m},
                            data={"dataset": dataset, "source": data.info.get("source"), "examples": len(data.examples)})
     return {"checkpoint": str(path), "dataset": dataset, "model": model, "epochs": res.best_epoch, "seconds": round(res.seconds, 1),
@@ -90,13 +90,13 @@ def finetune_sequence(base, from_: str, dataset: str, name: Optional[str], sourc
 
     Mixing in synthetic data needs synthetic *histories*; the column GAN's runs hold feature rows,
     which this model does not read, so ``mix_ratio`` > 0 is refused rather than silently ignored."""
-    from ecaug_feast.paths import models_dir
-    from recommender.checkpoint import resolve, save_checkpoint
+    from recommender.checkpoint import named_dir, resolve, save_checkpoint
     from recommender.seq_train import SeqTrainConfig, config_dict, evaluate_seq, train_seq
 
     if mix_ratio > 0:
         raise EcaugError("the sequence model fine-tunes on histories; synthetic runs of the column GAN hold feature rows. "
                          "Use --mix-ratio 0 (continue on real data) or a --model bag checkpoint")
+    out_dir = named_dir(name or f"{resolve(from_).name}-ft")  # a bad --name fails before training
     data, valid, test = load_real(dataset, source)
     if base.cfg.num_items != data.num_items:
         raise EcaugError(f"{resolve(from_)}: checkpoint has {base.cfg.num_items} items, dataset '{dataset}' has {data.num_items}")
@@ -104,8 +104,7 @@ def finetune_sequence(base, from_: str, dataset: str, name: Optional[str], sourc
     before = evaluate_seq(base, data, valid, "valid", seed=seed)
     res = train_seq(data, valid, base.cfg, tcfg, init_state=base.state_dict(), progress=progress)
     test_m = evaluate_seq(res.model, data, test, "test", seed=seed, buckets=True)
-    out_name = name or f"{resolve(from_).name}-ft"
-    path = save_checkpoint(models_dir() / out_name, res.state, base.cfg, res.model.catalog, train=config_dict(tcfg),
+    path = save_checkpoint(out_dir, res.state, base.cfg, res.model.catalog, train=config_dict(tcfg),
                            metrics={"valid_before": before, "valid": res.best_valid, "test": test_m},
                            data={"dataset": dataset, "from": str(resolve(from_)), "mix_ratio": 0.0, "run_id": None})
     return {"checkpoint": str(path), "from": str(resolve(from_)), "model": "sequence", "mode": "full", "mix_ratio": 0.0,

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from ecaug_feast.errors import EcaugError
+from ecaug_feast.names import check_name
 
 log = logging.getLogger("ecaug.data")
 err = Console(stderr=True)
@@ -81,6 +82,8 @@ def ingest(
     from ecaug_feast.datasets.generic import parse_map_flag
     from ecaug_feast.features.ingest import ingest_dataset
 
+    if name is not None:
+        check_name(name, "--name")  # it becomes <state>/datasets/<name>: checked before any work
     own = interactions is not None or mapping is not None
     if dataset and own:
         raise EcaugError("use either --dataset or --interactions/--mapping, not both")
@@ -178,8 +181,9 @@ def redis_stop(as_json: bool = typer.Option(False, "--json")) -> None:
 
     if external_url():
         raise EcaugError(f"ECAUG_REDIS_URL is set ({external_url()}): ecaug does not stop external servers")
-    stopped = EmbeddedRedis.for_state().stop()
-    emit({"command": "redis stop", "ok": True, "stopped": stopped}, as_json, "redis stopped" if stopped else "redis was not running")
+    res = EmbeddedRedis.for_state().shutdown()  # RedisStopError (exit 1) when it could not stop safely
+    emit({"command": "redis stop", "ok": True, **res}, as_json,
+         f"redis stopped ({res['detail']})" if res["stopped"] else f"redis was {res['detail']}")
 
 
 @redis_app.command("status")
@@ -188,8 +192,9 @@ def redis_status_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
     from ecaug_feast.redis_server import redis_status
 
     st = redis_status()
+    detail = f" ({st['detail']})" if st.get("record") not in (None, "ours", "none") else ""
     emit({"command": "redis status", "ok": True, **st}, as_json,
-         f"redis ({st['mode']}) {'running at ' + st['url'] if st['running'] else 'not running'}")
+         f"redis ({st['mode']}) {'running at ' + st['url'] if st['running'] else 'not running'}{detail}")
     if not st["running"]:
         raise typer.Exit(1)
 

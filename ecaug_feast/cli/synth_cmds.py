@@ -11,6 +11,8 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 
+from ecaug_feast.names import check_name
+
 err = Console(stderr=True)
 runs_app = typer.Typer(help="Synthetic runs: list, show, roll back the active one.", no_args_is_help=True)
 
@@ -72,7 +74,7 @@ def runs_show(run_id: str = typer.Argument(..., help="Run id (see `ecaug runs li
     """Manifest of one run (config, metrics, gate, lineage) and where its report is."""
     from ecaug_feast import synth_store
 
-    run = synth_store.load_run(run_id)
+    run = synth_store.load_run(check_name(run_id, "run id"))
     man = {k: v for k, v in run.manifest.items() if k != "metrics"}
     man["metrics"] = {k: v for k, v in run.manifest.get("metrics", {}).items() if k != "gan_history"}
     man["active"], man["report"] = run.active, str(run.path / "report.md")
@@ -85,11 +87,16 @@ def runs_rollback(to: Optional[str] = typer.Option(None, "--to", help="Run to ac
     """Point the synthetic views at an earlier run (or none) and re-materialize them."""
     from ecaug_feast import synth_store
 
-    before = synth_store.active_run()
-    now = synth_store.rollback(to)
-    pub = synth_store.publish(now)
-    out = {"previous": before, "active": now, "materialized": {k: v.get("entities_written") for k, v in pub.get("materialize", {}).get("views", {}).items()}}
-    _emit(out, as_json, f"active run: {now or 'none (empty synthetic views)'} (was {before})")
+    if to is not None:
+        check_name(to, "--to")
+    with synth_store.runs_lock():  # the switch and the online store change as one exclusive step
+        before = synth_store.active_run()
+        now = synth_store.rollback(to)
+        pub = synth_store.publish(now)
+    out = {"previous": before, "active": now, "removed_keys": pub.get("removed_keys"),
+           "materialized": {k: v.get("entities_written") for k, v in pub.get("materialize", {}).get("views", {}).items()}}
+    _emit(out, as_json, f"active run: {now or 'none (empty synthetic views)'} (was {before}); "
+                        f"{out['removed_keys']} synthetic keys removed from the online store")
 
 
 def register(app: typer.Typer) -> None:

@@ -22,7 +22,9 @@ import pandas as pd
 
 from ecaug_feast import paths
 from ecaug_feast.datasets.base import INTERACTION_COLUMNS, Dataset
+from ecaug_feast.atomic import pid_alive
 from ecaug_feast.errors import EcaugError
+from ecaug_feast.names import owned_child
 
 
 @dataclass
@@ -68,11 +70,18 @@ class ProcessedDataset:
 
 
 def dataset_dir(name: str) -> Path:
-    return paths.datasets_dir() / name
+    """``<state>/datasets/<name>`` (``name`` checked: one safe path component, never ``..``)."""
+    return owned_child(paths.datasets_dir(), name, "dataset name")
 
 
 def write_processed(ds: Dataset, valid_frac: float = 0.1, test_frac: float = 0.1) -> Path:
     """Split ``ds`` and write it to ``<state>/datasets/<ds.name>/`` atomically; returns the folder."""
+    return commit_processed(stage_processed(ds, valid_frac, test_frac), ds.name)
+
+
+def stage_processed(ds: Dataset, valid_frac: float = 0.1, test_frac: float = 0.1) -> Path:
+    """Split ``ds`` and write it into a hidden temp folder beside ``<state>/datasets/<ds.name>/``
+    (nothing visible changes); :func:`commit_processed` swaps it in. Returns the temp folder."""
     from ecaug_feast.features.split import assign_split
 
     inter = ds.interactions[INTERACTION_COLUMNS].copy()
@@ -80,7 +89,8 @@ def write_processed(ds: Dataset, valid_frac: float = 0.1, test_frac: float = 0.1
     inter["split"] = pd.Categorical(labels, categories=["train", "valid", "test"]).astype(str)
     target = dataset_dir(ds.name)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{ds.name}.tmp-", dir=target.parent))
+    _remove_dead_writers_debris(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{ds.name}.tmp-{os.getpid()}-", dir=target.parent))
     try:
         inter.to_parquet(tmp / "interactions.parquet", index=False)
         items = ds.items[["item_id", "attributes"]].copy()
@@ -99,23 +109,43 @@ def write_processed(ds: Dataset, valid_frac: float = 0.1, test_frac: float = 0.1
             "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
-        # Swap in: move the old copy aside, rename the new one, then delete the old one.
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
+
+
+def _remove_dead_writers_debris(target: Path) -> None:
+    """Delete ``.<name>.tmp-<pid>-*`` / ``.<name>.old-<pid>`` folders whose writer is gone (kill -9)."""
+    for p in target.parent.glob(f".{target.name}.*-*"):
+        kind, _, rest = p.name[len(target.name) + 2:].partition("-")
+        pid = rest.split("-", 1)[0]
+        if kind in ("tmp", "old") and pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def commit_processed(staged: Path, name: str) -> Path:
+    """Swap a folder from :func:`stage_processed` in as ``<state>/datasets/<name>/``: move the old
+    copy aside, rename the new one, then delete the old one. Returns the final folder."""
+    target = dataset_dir(name)
+    try:
         old = None
         if target.exists():
-            old = target.with_name(f".{ds.name}.old-{os.getpid()}")
+            old = target.with_name(f".{name}.old-{os.getpid()}")  # a sibling: name is checked
             os.replace(target, old)
-        os.replace(tmp, target)
+        os.replace(staged, target)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(staged, ignore_errors=True)
         raise
     return target
 
 
-def load_processed(name: str) -> ProcessedDataset:
-    """Read ``<state>/datasets/<name>/`` (raises ``EcaugError`` if ``ecaug ingest`` has not run)."""
-    d = dataset_dir(name)
+def load_processed(name: str, path: Path | None = None) -> ProcessedDataset:
+    """Read ``<state>/datasets/<name>/``, or a staged copy at ``path`` (raises ``EcaugError`` if
+    ``ecaug ingest`` has not run)."""
+    d = Path(path) if path is not None else dataset_dir(name)
     if not (d / "meta.json").exists():
         raise EcaugError(f"{d}: no processed dataset '{name}' (run `ecaug ingest --dataset {name}` first)")
     inter = pd.read_parquet(d / "interactions.parquet")

@@ -26,7 +26,13 @@ before the row time). A query at any time sees only earlier events. ``attributes
 drawn uniformly from the item catalogue, re-drawn while they hit an item the user has in the
 *training* split (held-out items are not used to filter, which would leak them), seeded (default 0).
 
-Everything is written to ``<state>/feast/`` as ``<name>.parquet.tmp-*`` then renamed.
+Published as one set: the three parquet files and ``feature_meta.json`` are written into a new
+version folder ``<state>/feast/v-<time>-<pid>/``, then one symlink, ``<state>/feast/current``, is
+swapped to it with a single rename. The paths readers and the Feast FileSources use,
+``<state>/feast/<name>.parquet`` and ``<state>/feast/feature_meta.json``, are fixed links into
+``current/``, so a reader sees the old set or the new set, never a mix; a failure (full disk,
+kill -9) before the swap leaves the previous set as it was. The previous version is kept, older
+ones are deleted after the swap. Writers take ``<state>/feast/.lock``.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,7 +52,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ecaug_feast import paths
+from ecaug_feast.atomic import exclusive_lock, swap_symlink
 from ecaug_feast.datasets.store import ProcessedDataset
+from ecaug_feast.names import assert_strict_child
 
 RECENT_ITEMS = 50  # the sequence model reads up to 50 (SASRec max_len); the bag model keeps the newest 20
 TOP_ATTRIBUTES = 5
@@ -57,6 +66,8 @@ USER_FEATURES = "user_features"
 ITEM_FEATURES = "item_features"
 TRAIN_INTERACTIONS = "train_interactions"
 FEATURE_META = "feature_meta.json"
+CURRENT = "current"
+VERSION_PREFIX = "v-"
 
 USER_SCHEMA = pa.schema(
     [
@@ -241,31 +252,91 @@ def build_tables(data: ProcessedDataset, neg_per_pos: int = 1, seed: int = 0, pr
 
 
 def _write_parquet(df: pd.DataFrame, schema: pa.Schema, path: Path) -> None:
-    """Write ``df`` with ``schema`` to ``path`` via a temp file + atomic rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """Write ``df`` with ``schema`` to ``path`` (inside an unpublished version folder)."""
+    table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+    pq.write_table(table, path)
 
 
-def write_features(data: ProcessedDataset, neg_per_pos: int = 1, seed: int = 0, out_dir: Path | None = None, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Build and write ``user_features``/``item_features``/``train_interactions`` parquet; returns a summary."""
-    out = Path(out_dir) if out_dir else paths.feast_data_dir()
+PUBLISHED = (f"{USER_FEATURES}.parquet", f"{ITEM_FEATURES}.parquet", f"{TRAIN_INTERACTIONS}.parquet", FEATURE_META)
+
+
+def _adopt_legacy_files(out: Path) -> None:
+    """Move a set written by older ecaug (plain files in ``out``) behind ``current`` without a
+    moment where a reader could see a mix: hard-link the files into a version folder, point
+    ``current`` there, then replace each plain file by its link (same inode, same content)."""
+    plain = [n for n in PUBLISHED if (out / n).is_file() and not (out / n).is_symlink()]
+    if not plain:
+        return
+    if not (out / CURRENT).is_symlink():
+        legacy = out / f"{VERSION_PREFIX}legacy-{os.getpid()}"
+        legacy.mkdir()
+        for n in plain:
+            os.link(out / n, legacy / n)
+        swap_symlink(out / CURRENT, legacy.name)
+    for n in plain:
+        swap_symlink(out / n, f"{CURRENT}/{n}")
+
+
+def _collect_garbage(out: Path, keep: set[str]) -> None:
+    """Delete version folders other than ``keep`` and temp files an interrupted writer left."""
+    for p in out.iterdir():
+        if p.is_symlink():
+            continue
+        if p.is_dir() and p.name.startswith(VERSION_PREFIX) and p.name not in keep:
+            shutil.rmtree(assert_strict_child(out, p), ignore_errors=True)
+        elif p.is_file() and p.name.startswith(".") and ".tmp-" in p.name and p.name.split(".tmp-")[0].lstrip(".") in PUBLISHED:
+            p.unlink(missing_ok=True)
+
+
+def publish_feature_set(out: Path, write: Callable[[Path], None], before_switch: Callable[[], Any] | None = None) -> Path:
+    """Publish one versioned set of Feast sources in ``out``: ``write(folder)`` fills a new version
+    folder, ``before_switch()`` (if given) runs once it is complete, then ``out/current`` is swapped
+    to it in one rename. Returns the version folder.
+
+    On any failure the new folder is removed and ``current`` (the previous set) is untouched."""
     out.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(out / ".lock"):
+        _adopt_legacy_files(out)
+        version = out / f"{VERSION_PREFIX}{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}-{os.getpid()}"
+        version.mkdir()
+        try:
+            write(version)
+            missing = [n for n in PUBLISHED if not (version / n).is_file()]
+            if missing:
+                raise RuntimeError(f"{version}: feature set incomplete (missing {', '.join(missing)})")
+            for n in PUBLISHED:  # data on disk before the pointer names it
+                fd = os.open(version / n, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            if before_switch is not None:
+                before_switch()
+            previous = os.readlink(out / CURRENT) if (out / CURRENT).is_symlink() else None
+            swap_symlink(out / CURRENT, version.name)
+        except BaseException:
+            shutil.rmtree(version, ignore_errors=True)
+            raise
+        for n in PUBLISHED:  # the fixed paths readers use (made once; they never change)
+            if not (out / n).is_symlink():
+                swap_symlink(out / n, f"{CURRENT}/{n}")
+        _collect_garbage(out, {version.name, Path(previous).name if previous else ""})
+    return version
+
+
+def write_features(data: ProcessedDataset, neg_per_pos: int = 1, seed: int = 0, out_dir: Path | None = None,
+                   progress: Callable[[int, int], None] | None = None,
+                   before_switch: Callable[[], Any] | None = None) -> dict[str, Any]:
+    """Build ``user_features``/``item_features``/``train_interactions`` and publish them with
+    ``feature_meta.json`` as one set (:func:`publish_feature_set`); returns a summary."""
+    out = Path(out_dir) if out_dir else paths.feast_data_dir()
     tables = build_tables(data, neg_per_pos, seed, progress)
-    files = {}
-    for name, df, schema in (
+    parts = (
         (USER_FEATURES, tables.user_features, USER_SCHEMA),
         (ITEM_FEATURES, tables.item_features, ITEM_SCHEMA),
         (TRAIN_INTERACTIONS, tables.train_interactions, TRAIN_SCHEMA),
-    ):
-        p = out / f"{name}.parquet"
-        _write_parquet(df, schema, p)
-        files[name] = str(p)
+    )
+    files = {name: str(out / f"{name}.parquet") for name, _, _ in parts}
     all_ts = pd.concat([tables.user_features["event_timestamp"], tables.item_features["event_timestamp"]])
     summary = {
         "dataset": data.name,
@@ -284,9 +355,14 @@ def write_features(data: ProcessedDataset, neg_per_pos: int = 1, seed: int = 0, 
         "last_feature_time": all_ts.max().isoformat(),
         "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    tmp = out / f".{FEATURE_META}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, out / FEATURE_META)
+
+    def write(folder: Path) -> None:
+        for name, df, schema in parts:
+            _write_parquet(df, schema, folder / f"{name}.parquet")
+        summary["version"] = folder.name
+        (folder / FEATURE_META).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+
+    publish_feature_set(out, write, before_switch)
     return summary
 
 

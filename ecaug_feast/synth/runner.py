@@ -6,8 +6,9 @@
 2. ``augment_frame`` (GAN, labeler, gates);
 3. the run directory (parquet, manifest with lineage, report + plots, GAN weights) written to a
    temp dir and renamed;
-4. gate passed: ``runs/active`` points at the run, ``feast apply`` registers the synthetic views and
-   only those views are materialized. Gate failed: the run stays on disk for inspection, nothing is
+4. gate passed: under the runs lock, ``runs/active`` points at the run, ``feast apply`` registers
+   the synthetic views, the previous run's synthetic keys leave Redis and only the synthetic views
+   are materialized. Gate failed: the run stays on disk for inspection, nothing is
    activated or materialized.
 """
 
@@ -60,9 +61,13 @@ def augment_run(rows: int = 10_000, segment: str | None = None, seed: int = 0, d
     examples, lineage = load_training_examples(cfg.max_fit_rows + cfg.holdout_rows, seed, repo_dir)
     if dataset and lineage.get("dataset") and dataset != lineage["dataset"]:
         raise EcaugError(f"--dataset {dataset}: the Feast sources hold {lineage['dataset']!r}; run `ecaug ingest --dataset {dataset}` first")
-    run_id, seq = synth_store.new_run_id()
+    run_id, seq = synth_store.new_run_id()  # under the runs lock: distinct number and id range
     cfg.run_id, cfg.user_id_start = run_id, synth_store.user_id_start(seq)
-    res = augment_frame(examples, rows, seed=seed, config=cfg, progress=progress, source=lineage.get("source"))
+    try:
+        res = augment_frame(examples, rows, seed=seed, config=cfg, progress=progress, source=lineage.get("source"))
+    except BaseException:
+        synth_store.release_run_id(run_id)
+        raise
     m = res.metrics
     prev = synth_store.active_run()
     manifest = {
@@ -84,8 +89,9 @@ def augment_run(rows: int = 10_000, segment: str | None = None, seed: int = 0, d
         "rows_generated", "rows_accepted", "gate", "gate_reasons", "c2st_auc", "column_shapes", "pair_trends",
         "privacy_dropped", "label_agreement", "fit_seconds", "sample_seconds", "segment")}, "activated": False}
     if res.gate_passed and len(res.accepted) and publish:
-        synth_store.activate(run_id)
-        pub = synth_store.publish(run_id, repo_dir)
+        with synth_store.runs_lock():  # activation + online store as one exclusive step
+            synth_store.activate(run_id)
+            pub = synth_store.publish(run_id, repo_dir)
         out["activated"] = True
         out["materialized"] = {k: v.get("entities_written") for k, v in pub.get("materialize", {}).get("views", {}).items()}
     return out

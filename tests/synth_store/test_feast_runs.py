@@ -24,6 +24,15 @@ def _redis_dump(url: str) -> dict[bytes, bytes]:
     return {k: r.dump(k) for k in r.scan_iter(count=1000)}
 
 
+def _real_keys(url: str, dump: dict[bytes, bytes]) -> dict[bytes, bytes]:
+    """The keys of real entities (a synthetic key holds only the synthetic views' fields)."""
+    import redis
+
+    r = redis.Redis.from_url(url)
+    synth = {b"_ts:user_features_synth", b"_ts:interactions_synth"}
+    return {k: v for k, v in dump.items() if not {f for f in r.hkeys(k) if f.startswith(b"_ts:")} <= synth}
+
+
 def _small_config(max_c2st: float) -> AugmentConfig:
     # smoke-sized GAN; loose gate so the run passes (gate behaviour is tested in tests/quality)
     return AugmentConfig(gan=GANConfig(max_steps=60, eval_every=30, calib_rows=2000), max_fit_rows=2500,
@@ -37,7 +46,7 @@ def test_augment_materialize_keeps_real_online_features(feast_env) -> None:
 
     # feast_env is shared by the session: another test may already have published a run
     earlier = [r.run_id for r in synth_store.list_runs() if r.manifest.get("gate") == "pass"]
-    before = _redis_dump(feast_env.redis_url)
+    before = _real_keys(feast_env.redis_url, _redis_dump(feast_env.redis_url))  # another run's keys leave Redis
     assert before, "feast_env should have materialized real features"
     real_ids = feast_env.data.train["user_id"].drop_duplicates().to_numpy()[:50]
     online_before = feast_env.store.get_online_features(
@@ -59,7 +68,7 @@ def test_augment_materialize_keeps_real_online_features(feast_env) -> None:
     after = _redis_dump(feast_env.redis_url)
     for key, blob in before.items():                      # every real key byte-identical
         assert after.get(key) == blob
-    assert len(after) == len(before) + out["rows_accepted"]  # one new hash per synthetic user
+    assert len(after) == len(before) + out["rows_accepted"]  # one hash per synthetic user of the active run only
     online_after = feast_env.store.get_online_features(
         features=[f"user_features:{c}" for c in ("n_interactions", "recent_items", "mean_item_popularity")],
         entity_rows=[{"user_id": int(u)} for u in real_ids]).to_dict()
