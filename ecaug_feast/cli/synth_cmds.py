@@ -11,12 +11,14 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 
+from ecaug_feast.cli.jsonout import summary_json
+
 err = Console(stderr=True)
 runs_app = typer.Typer(help="Synthetic runs: list, show, roll back the active one.", no_args_is_help=True)
 
 
 def _emit(obj: dict[str, Any], as_json: bool, human: str) -> None:
-    typer.echo(json.dumps(obj, default=str, separators=(",", ":")) if as_json else human)
+    typer.echo(summary_json(obj) if as_json else human)
 
 
 def augment(
