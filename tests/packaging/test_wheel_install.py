@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -20,6 +21,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
+SOURCES = ("pyproject.toml", "setup.py", "README.md", "ecaug_feast", "recommender", "feature_repo")
 # ECAUG_* set by the test session (tests/conftest.py) must not reach the installed ecaug: the
 # point is the defaults.
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("ECAUG_")}
@@ -35,9 +37,15 @@ def _runner_site_dirs() -> list[Path]:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``pip wheel`` of this checkout (no build isolation: the runner's setuptools, no download)."""
-    out = tmp_path_factory.mktemp("wheel")
-    r = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", out, ROOT], ROOT)
+    """``pip wheel`` of this checkout (no build isolation: the runner's setuptools, no download),
+    built from a copy of the sources so setuptools' build/ and egg-info stay out of the checkout."""
+    src, out = tmp_path_factory.mktemp("src"), tmp_path_factory.mktemp("wheel")
+    for name in SOURCES:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(ROOT / name, src / name)
+    r = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", out, src], src)
     assert r.returncode == 0, r.stderr[-3000:]
     (whl,) = out.glob("ecaug_feast-*.whl")
     return whl
@@ -133,3 +141,25 @@ def test_doctor_reports_missing_torchrec_with_the_fix(wheel: Path, tmp_path: Pat
 
     human = _run([ecaug, "doctor"], tmp_path)
     assert human.returncode == 1 and fix in human.stdout and "To fix, run:" in human.stdout
+
+
+def test_core_install_without_torch_helps_and_doctors(wheel: Path, tmp_path: Path):
+    """A core install (no train/serve extras): --help works (no torch at import), doctor warns
+    with the install commands and exits 0."""
+    hidden = ("torch", "torchgen", "functorch", "torchrec", "fbgemm_gpu", "fbgemm_gpu_cpu", "faiss", "faiss_cpu",
+              "fastapi", "uvicorn", "triton")
+    env_dir = _fresh_venv(tmp_path / "venv", wheel, hide=hidden)
+    py, ecaug = env_dir / "bin" / "python", env_dir / "bin" / "ecaug"
+    assert _run([py, "-c", "import torch"], tmp_path).returncode != 0
+    h = _run([ecaug, "--help"], tmp_path)
+    assert h.returncode == 0 and "doctor" in h.stdout and "ECAUG_HOME" in h.stdout, h.stderr[-2000:]
+    r = _run([ecaug, "doctor", "--json"], tmp_path)
+    rep = _json_line(r)
+    assert r.returncode == 0 and rep["ok"], rep
+    checks = {c["name"]: c for c in rep["checks"]}
+    assert checks["training stack"]["status"] == "warn" and checks["serving stack"]["status"] == "warn"
+    from ecaug_feast.doctor import gpu_present
+
+    cpu_fix = any("--index-url https://download.pytorch.org/whl/cpu" in f for f in rep["fixes"])
+    assert cpu_fix != gpu_present()  # the CPU build unless an NVIDIA GPU is there
+    assert not (tmp_path / ".ecaug").exists()  # doctor and --help write no state
