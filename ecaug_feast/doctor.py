@@ -199,22 +199,21 @@ def _train_checks(fx: Fixes, gpu: bool, import_check: bool) -> list[Check]:
         out.append(Check("torchrec runtime", FAIL, None, "missing " + ", ".join(runtime_missing),
                          [fx.dists(runtime_missing)]))
     if import_check and all(c.status != FAIL for c in out):
-        out.append(_import_check())
+        out.append(_import_check([fx.torch(reinstall=True), fx.fbgemm(bool(cuda)), fx.torchrec()]))
     return out
 
 
-def _import_check(timeout: float = 300.0) -> Check:
+def _import_check(fix: list[str], timeout: float = 300.0) -> Check:
     """``import torch, fbgemm_gpu, torchrec`` in a fresh interpreter: ABI mismatches show here."""
     code = "import torch, fbgemm_gpu, torchrec; print(torch.__version__, torchrec.__version__)"
     try:
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
     except Exception as exc:  # noqa: BLE001 - a doctor reports, it does not crash
-        return Check("import torchrec", FAIL, None, f"could not run the import check: {exc}")
+        return Check("import torchrec", FAIL, None, f"could not run the import check: {exc}", fix)
     if r.returncode != 0:
         lines = [ln for ln in (r.stderr or r.stdout).strip().splitlines() if ln.strip()]
-        return Check("import torchrec", FAIL, None, lines[-1] if lines else f"exit {r.returncode}",
-                     ["reinstall the paired set (see the torch/fbgemm/torchrec lines above)"])
+        return Check("import torchrec", FAIL, None, lines[-1] if lines else f"exit {r.returncode}", fix)
     return Check("import torchrec", OK, None, "torch + fbgemm_gpu + torchrec import")
 
 
