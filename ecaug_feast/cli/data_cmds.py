@@ -6,7 +6,6 @@ Heavy imports (pandas, feast) happen inside the commands so ``ecaug --help`` sta
 
 from __future__ import annotations
 
-import json
 import logging
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -16,6 +15,7 @@ from typing import Any, Iterator, Optional
 import typer
 from rich.console import Console
 
+from ecaug_feast.cli.jsonout import summary_json
 from ecaug_feast.errors import EcaugError
 from ecaug_feast.names import check_name
 
@@ -26,7 +26,7 @@ err = Console(stderr=True)
 def emit(obj: dict[str, Any], as_json: bool, human: str | None = None) -> None:
     """Print the machine summary (``--json``) or a human line, never both on stdout."""
     if as_json:
-        typer.echo(json.dumps(obj, default=str, separators=(",", ":")))
+        typer.echo(summary_json(obj))
     elif human:
         typer.echo(human)
 

@@ -7,7 +7,6 @@ their own steps to ``DEMO_STEPS`` (or insert before ``summary``).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -15,6 +14,8 @@ from typing import Any, Callable, Optional
 
 import typer
 from rich.console import Console
+
+from ecaug_feast.cli.jsonout import summary_json
 
 log = logging.getLogger("ecaug.demo")
 err = Console(stderr=True)
@@ -274,7 +275,7 @@ def demo(
                            "model": model, "train_seconds": train_seconds}
     res = run_steps(steps, ctx)
     if as_json:
-        typer.echo(json.dumps({"command": "demo", "ok": True, **res}, default=str, separators=(",", ":")))
+        typer.echo(summary_json({"command": "demo", "ok": True, **res}))
     else:
         _print_summary(res)
 

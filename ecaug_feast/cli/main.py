@@ -22,12 +22,15 @@ COMMAND_MODULES = [
     "recommender.cli",  # train, finetune, experiment
     "recommender.serving.cli",  # serve
     "ecaug_feast.cli.demo_cmd",  # demo
+    "ecaug_feast.cli.doctor_cmd",  # doctor
 ]
 
 app = typer.Typer(
     name="ecaug",
     help="ecaug-feast: expand sparse e-commerce training data (GAN + labeler + gates), "
-    "land it in Feast, train and serve a TorchRec two-tower.",
+    "land it in Feast, train and serve a TorchRec two-tower. "
+    "State (datasets, Feast sources and registry, Redis data, runs, checkpoints) goes to $ECAUG_HOME, "
+    "else ./.ecaug in the current folder. `ecaug doctor` checks the install.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -37,8 +40,20 @@ app = typer.Typer(
 err_console = Console(stderr=True, soft_wrap=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from ecaug_feast import version
+
+        typer.echo(f"ecaug-feast {version()}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    _version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                  help="Print the ecaug-feast version and exit."),
+) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -11,6 +11,7 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 
+from ecaug_feast.cli.jsonout import summary_json
 from ecaug_feast.names import check_name
 
 err = Console(stderr=True)
@@ -18,7 +19,7 @@ runs_app = typer.Typer(help="Synthetic runs: list, show, roll back the active on
 
 
 def _emit(obj: dict[str, Any], as_json: bool, human: str) -> None:
-    typer.echo(json.dumps(obj, default=str, separators=(",", ":")) if as_json else human)
+    typer.echo(summary_json(obj) if as_json else human)
 
 
 def augment(
