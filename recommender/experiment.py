@@ -345,6 +345,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None,
     if out_dir is None:
         out_dir = state_dir() / "experiments" / f"{cfg.dataset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     out_dir = Path(out_dir)
+    check_out_dir(out_dir)  # before hours of work, not after
     # finished cells are appended here as they come, so a long run that is stopped keeps its results
     partial = out_dir.parent / f".{out_dir.name}.partial.jsonl"
     partial.parent.mkdir(parents=True, exist_ok=True)
@@ -471,9 +472,27 @@ def report_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+OUTPUT_FILES = {"results.json", "table.md", "report.md", "ndcg_vs_fraction.png"}
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """``--out`` must be new, empty, or an earlier experiment's output (which is replaced): never
+    a folder holding anything else, which the replacement would delete."""
+    out_dir = Path(out_dir).expanduser()
+    if not out_dir.exists() and not out_dir.is_symlink():
+        return
+    if out_dir.is_symlink() or not out_dir.is_dir():
+        raise EcaugError(f"{out_dir}: --out exists and is not a folder")
+    names = {p.name for p in out_dir.iterdir()}
+    if names and not ("results.json" in names and names <= OUTPUT_FILES):
+        raise EcaugError(f"{out_dir}: --out holds other files; give a new or empty folder "
+                         "(only an earlier experiment's output is replaced)")
+
+
 def write_outputs(summary: dict[str, Any], out_dir: Path) -> Path:
     """results.json, table.md, report.md and the plot, written to a temp dir then renamed."""
     out_dir = out_dir.expanduser().resolve()
+    check_out_dir(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:

@@ -77,3 +77,13 @@ def test_sequence_model_rejects_column_methods():
                        capture_output=True, text=True)
     assert p.returncode == 2, p.stderr
     assert "need --model bag" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_out_folder_with_other_files_is_refused_and_kept(tmp_path):
+    keep = tmp_path / "precious.txt"
+    keep.write_text("data")
+    p = subprocess.run([sys.executable, "-m", "ecaug_feast.cli.main", "experiment", "--quick", "--out", str(tmp_path)],
+                       capture_output=True, text=True)
+    assert p.returncode == 2, p.stderr
+    assert "holds other files" in p.stderr and "Traceback" not in p.stderr
+    assert keep.read_text() == "data"
