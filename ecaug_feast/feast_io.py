@@ -50,10 +50,33 @@ registry:
 offline_store:
   type: duckdb   # keeps entity rows without a feature row (nulls); the file store drops them
 online_store:
-  type: redis
+  type: redis{password_note}
   connection_string: "{redis}"
 entity_key_serialization_version: 3
 """
+
+
+REDIS_PASSWORD_ENV = "ECAUG_REDIS_PASSWORD"
+
+
+def _yaml_connection_string(url: str) -> tuple[str, str]:
+    """Feast's connection string for ``url`` with any password replaced by ``${ECAUG_REDIS_PASSWORD}``
+    (Feast expands environment variables in feature_store.yaml), so the rendered file holds no
+    secret. The password goes into this process's environment, which Feast (and every child
+    process) reads it from. Returns ``(connection string, yaml comment)``."""
+    from ecaug_feast.redis_server import feast_connection_string
+
+    parts = []
+    for part in feast_connection_string(url).split(","):
+        key, sep, value = part.partition("=")
+        if sep and key.strip() == "password":
+            os.environ[REDIS_PASSWORD_ENV] = value
+            part = f"password=${{{REDIS_PASSWORD_ENV}}}"
+        parts.append(part)
+    cs = ",".join(parts)
+    note = (f"   # password from ${REDIS_PASSWORD_ENV}: export it to run the stock feast CLI here"
+            if REDIS_PASSWORD_ENV in cs else "")
+    return cs, note
 
 
 def registry_path(state_dir: Path | None = None) -> Path:
@@ -71,7 +94,7 @@ def render_repo(target: str | Path | None = None, state_dir: str | Path | None =
     ``redis_url`` defaults to the Redis ecaug would use now (``$ECAUG_REDIS_URL`` or the embedded
     server, started if needed). Files are rewritten only when their content changes.
     """
-    from ecaug_feast.redis_server import ensure_redis, feast_connection_string
+    from ecaug_feast.redis_server import ensure_redis
 
     state = Path(state_dir).resolve() if state_dir else paths.state_dir()
     target = Path(target) if target else default_repo_dir(state)
@@ -86,11 +109,13 @@ def render_repo(target: str | Path | None = None, state_dir: str | Path | None =
         if stale.name not in wanted:
             stale.unlink()
     registry_path(state).parent.mkdir(parents=True, exist_ok=True)
+    conn, note = _yaml_connection_string(redis_url or ensure_redis())
     yaml_text = _YAML.format(
         state=state,
         project=PROJECT,
         registry=registry_path(state),
-        redis=feast_connection_string(redis_url or ensure_redis()),
+        redis=conn,
+        password_note=note,
     )
     _write_if_changed(target / "feature_store.yaml", yaml_text)
     return target

@@ -51,7 +51,7 @@ def train_real(dataset: str = "beauty", name: str = "real", source: str = "feast
     mcfg = model_config_for(data, **{**preset["model"], "embedding_dim": embedding_dim, "out_dim": embedding_dim})
     tcfg = TrainConfig(**{**preset["train"], **train_overrides(epochs, batch_size, seed)})
     log(f"training on {len(data.examples):,} examples ({data.info.get('source')}), {data.num_items:,} items")
-    res = train(data, valid, mcfg, tcfg, progress=progress)
+    res = run_training(lambda: train(data, valid, mcfg, tcfg, progress=progress), dataset)
     test_m = evaluate_model(res.model, data, test, "test", seed=seed)
     path = save_checkpoint(models_dir() / name, res.state, mcfg, res.model.catalog,
                            train=config_dict(tcfg), metrics={"valid": res.best_valid, "test": test_m},
@@ -68,3 +68,13 @@ def train_overrides(epochs: Optional[int], batch_size: Optional[int], seed: int)
     if batch_size is not None:
         d["batch_size"] = batch_size
     return d
+
+
+def run_training(fit: Callable[[], Any], dataset: str) -> Any:
+    """``fit()``, with the trainer's "too little data" refusal turned into a one-line error."""
+    try:
+        return fit()
+    except ValueError as exc:
+        if "fewer than one batch" in str(exc):
+            raise EcaugError(f"dataset '{dataset}': too small to train on ({exc}); ingest more data or pass a smaller --batch-size") from None
+        raise

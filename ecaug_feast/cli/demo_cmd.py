@@ -263,7 +263,9 @@ def demo(
     steps = DEMO_STEPS if until is None else DEMO_STEPS[: names.index(until) + 1] + [DEMO_STEPS[-1]]
     ctx: dict[str, Any] = {"dataset": dataset, "max_users": max_users, "paths": paths, "augment_rows": rows,
                            "gan_steps": gan_steps, "epochs": epochs, "seeds": seeds, "max_c2st": max_c2st}
-    res = run_steps(steps, ctx)
+    from ecaug_feast.redact import redact_obj
+
+    res = redact_obj(run_steps(steps, ctx))  # the Redis URL may carry a password
     if as_json:
         typer.echo(json.dumps({"command": "demo", "ok": True, **res}, default=str, separators=(",", ":")))
     else:

@@ -9,6 +9,12 @@ probes Redis again; the first success closes the breaker (recovery needs no rest
 redis-py's default policy retries a failed command 3 times with up to seconds of backoff; that is
 right for a batch job and wrong for a request with a 5 ms budget, so the reader gives Feast's Redis
 client no retries and short socket timeouts.
+
+Redis may come back somewhere else: outside the default state folder ``ecaug redis start`` picks
+a free port. So when a read or probe fails the reader asks ``relocate(store)`` (at most once per
+``retry_s``) for a store pointing at the Redis address in use *now* (``$ECAUG_REDIS_URL`` or the
+embedded server's ``server.json``; see :func:`recommender.serving.wiring.redis_relocator`); a new
+store replaces the old one and the failed read is retried on it at once.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ import logging
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
+
+from ecaug_feast.redact import redact
 
 from recommender.serving.components import FeatureStoreUnavailable, UserFeatures
 
@@ -45,12 +53,17 @@ class FeastFeatureReader:
         view: str = USER_VIEW,
         retry_s: float = 0.5,
         socket_timeout_s: float = 0.25,
+        relocate: Callable[[Any], Any | None] | None = None,
     ):
         self.store = store
         self.refs = [f"{view}:{f}" for f in features]
         self.retry_s = retry_s
+        self.relocate = relocate
+        self.relocations = 0
+        self._socket_timeout_s = socket_timeout_s
         self._down_until = 0.0
         self._lock = threading.Lock()
+        self._relocating = threading.Lock()
         self.last_error: str | None = None
         self._tune_redis_client(socket_timeout_s)
 
@@ -58,37 +71,72 @@ class FeastFeatureReader:
     def _fail(self, exc: BaseException) -> FeatureStoreUnavailable:
         with self._lock:
             self._down_until = time.monotonic() + self.retry_s
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.last_error = redact(f"{type(exc).__name__}: {exc}")
         log.warning("online store unavailable (retry in %.1fs): %s", self.retry_s, self.last_error)
         return FeatureStoreUnavailable(self.last_error)
 
+    def _try_relocate(self) -> bool:
+        """Swap in a store for the Redis address in use now, if it moved. One thread at a time;
+        the others keep failing fast meanwhile."""
+        if self.relocate is None or not self._relocating.acquire(blocking=False):
+            return False
+        try:
+            new = self.relocate(self.store)
+        except Exception as exc:  # noqa: BLE001 - resolving is best effort; the breaker still works
+            log.warning("could not re-resolve the Redis address: %s", redact(f"{type(exc).__name__}: {exc}"))
+            return False
+        finally:
+            self._relocating.release()
+        if new is None or new is self.store:
+            return False
+        self.store = new
+        self.relocations += 1
+        self._tune_redis_client(self._socket_timeout_s)
+        log.warning("online store moved; reading from %s now", redact(_connection_string(new) or "?"))
+        return True
+
     # ------------------------------------------------------------------ reads
+    def _read_once(self, user_ids: Sequence[int]) -> list[UserFeatures]:
+        resp = self.store.get_online_features(features=self.refs, entity_rows=[{"user_id": int(u)} for u in user_ids])
+        return _rows(user_ids, resp.to_dict(include_event_timestamps=True))
+
     def read(self, user_ids: Sequence[int]) -> list[UserFeatures]:
         if time.monotonic() < self._down_until:
             raise FeatureStoreUnavailable(self.last_error or "online store unavailable")
         try:
-            resp = self.store.get_online_features(
-                features=self.refs, entity_rows=[{"user_id": int(u)} for u in user_ids]
-            )
-            data = resp.to_dict(include_event_timestamps=True)
+            rows = self._read_once(user_ids)
         except Exception as exc:  # redis ConnectionError/TimeoutError, OSError, ...: all mean "down"
-            raise self._fail(exc) from exc
+            if not self._try_relocate():
+                raise self._fail(exc) from exc
+            try:  # the address moved: this request need not wait for the next probe
+                rows = self._read_once(user_ids)
+            except Exception as exc2:  # noqa: BLE001
+                raise self._fail(exc2) from exc2
         if self.last_error is not None:
             log.info("online store is back")
             self.last_error = None
-        return _rows(user_ids, data)
+        return rows
+
+    def _ping_once(self) -> None:
+        client = self._redis_client()
+        if client is not None:
+            client.ping()
+        else:
+            self.store.get_online_features(features=self.refs[:1], entity_rows=[{"user_id": 0}])
 
     def ping(self) -> bool:
-        """Probe Redis directly (bypasses the breaker); closes the breaker on success."""
-        client = self._redis_client()
+        """Probe Redis directly (bypasses the breaker; follows a moved Redis); closes the
+        breaker on success."""
         try:
-            if client is not None:
-                client.ping()
-            else:
-                self.store.get_online_features(features=self.refs[:1], entity_rows=[{"user_id": 0}])
+            self._ping_once()
         except Exception as exc:
-            self._fail(exc)
-            return False
+            try:
+                if not self._try_relocate():
+                    raise
+                self._ping_once()
+            except Exception:  # noqa: BLE001
+                self._fail(exc)
+                return False
         with self._lock:
             self._down_until = 0.0
             self.last_error = None
@@ -119,6 +167,13 @@ class FeastFeatureReader:
             kw["socket_timeout"] = timeout_s
         if kw.get("socket_connect_timeout") is None:
             kw["socket_connect_timeout"] = timeout_s
+
+
+def _connection_string(store: Any) -> str | None:
+    try:
+        return str(store.config.online_store.connection_string)
+    except Exception:  # noqa: BLE001 - not a Redis-backed store
+        return None
 
 
 def _rows(user_ids: Sequence[int], data: dict[str, list]) -> list[UserFeatures]:
