@@ -87,7 +87,7 @@ def main() -> None:
     install_log_redaction()
     try:
         # standalone_mode=False makes click *return* a command's typer.Exit code instead of exiting.
-        rc = app(standalone_mode=False)
+        rc = app(standalone_mode=False, prog_name="ecaug")
         sys.exit(rc if isinstance(rc, int) else 0)
     except EcaugError as exc:
         _fail(str(exc), exc.exit_code)
@@ -127,14 +127,17 @@ def one_line_error(exc: BaseException) -> str | None:
     import errno
     import json
 
-    if isinstance(exc, OSError) and exc.errno is not None:
-        name = errno.errorcode.get(exc.errno, "")
+    code = getattr(exc, "errno", None)
+    if isinstance(exc, OSError) and code is None and "No space left on device" in str(exc):
+        code = errno.ENOSPC  # pyarrow's writers: "[Errno 28] ..." in the text, errno unset
+    if isinstance(exc, OSError) and code is not None:
+        name = errno.errorcode.get(code, "")
         if name in _OS_ERRNOS:
-            where = exc.filename or _path_in_traceback(exc) or "<unknown path>"
+            where = exc.filename or _path_in_traceback(exc, written=True) or "<unknown path>"
             return f"{where}: {_OS_ERRNOS[name]} ({name})"
     if isinstance(exc, json.JSONDecodeError):
         where = _path_in_traceback(exc, (".json",)) or "<a JSON file>"
-        return f"{where}: corrupt JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        return f"{where}: corrupt JSON ({exc.msg}: line {exc.lineno}, column {exc.colno})"
     arrow = sys.modules.get("pyarrow.lib")
     if arrow is not None and isinstance(exc, arrow.ArrowException):
         where = _path_in_traceback(exc, (".parquet",)) or "<a parquet file>"
@@ -143,10 +146,11 @@ def one_line_error(exc: BaseException) -> str | None:
     return None
 
 
-def _path_in_traceback(exc: BaseException, suffixes: tuple[str, ...] = ()) -> str | None:
-    """The file a failing reader had open: the innermost frame local that is an existing path
-    (ending in one of ``suffixes`` when given). Readers such as ``json.loads(p.read_text())``
-    do not put the path into their exception."""
+def _path_in_traceback(exc: BaseException, suffixes: tuple[str, ...] = (), written: bool = False) -> str | None:
+    """The file a failing reader (writer) had open: the innermost frame local that is an
+    existing file path (``written``: a path in an existing folder), ending in one of ``suffixes``
+    when given. ``json.loads(p.read_text())`` or pyarrow's writers do not put the path into
+    their exception."""
     import os
     from pathlib import PurePath
 
@@ -158,8 +162,16 @@ def _path_in_traceback(exc: BaseException, suffixes: tuple[str, ...] = ()) -> st
         for value in frame.f_locals.values():
             if isinstance(value, (str, PurePath)) and len(str(value)) < 4096:
                 text = str(value)
-                if (not suffixes or text.endswith(suffixes)) and os.sep in text and os.path.isfile(text):
+                if os.sep not in text or "\n" in text:
+                    continue
+                if (not suffixes or text.endswith(suffixes)) and (
+                    os.path.isfile(text) or (written and os.path.isdir(os.path.dirname(text)))
+                ):
                     return text
+                if suffixes and os.path.isdir(text):  # ``json.loads((d / "manifest.json").read_text())``
+                    inside = [f for f in os.listdir(text) if f.endswith(suffixes)]
+                    if len(inside) == 1:
+                        return os.path.join(text, inside[0])
     return None
 
 
