@@ -259,13 +259,19 @@ def materialize(
             n_rows = int(in_window.sum())
             n_entities = int(tbl.select(keys).to_pandas()[in_window.to_numpy()].drop_duplicates().shape[0])
         t0 = time.perf_counter()
-        # Feast prints its progress to stdout; keep stdout for results (`--json`).
-        with contextlib.redirect_stdout(sys.stderr):
+        # Feast prints a colored "Materializing 1 feature views ..." banner per view to stdout;
+        # stdout is for results (`--json`) and our own log line says the same: keep it at DEBUG.
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
             if incremental:
                 store.materialize_incremental(end_date=end, feature_views=[name])
             else:
                 store.materialize(start_date=start, end_date=end, feature_views=[name])
+        for line in buf.getvalue().splitlines():
+            if line.strip():
+                log.debug("feast materialize: %s", line)
         dt = time.perf_counter() - t0
+        log.info("materialized %s: %s entities in %.1f s", name, n_entities, dt)
         out["views"][name] = {
             **({"start": start.isoformat()} if incremental else {}),
             "source_rows_in_window": n_rows,

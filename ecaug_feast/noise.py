@@ -13,7 +13,8 @@ What was seen on ``ecaug demo`` (feast 0.67, torchrec 1.x, fbgemm_gpu, faiss 1.x
 - fbgemm_gpu's INFO lines on the root logger ("Successfully loaded: '...so'", "[TBE=...]");
 - ``faiss.loader`` INFO lines (it probes AVX512/AVX2 builds one by one);
 - torchrec planner WARNING lines about its own topology/storage heuristics;
-- torch.fx's "is_fx_tracing will return true ..." warning (torch's own logger).
+- torch.fx's "is_fx_tracing will return true ..." warning (torch's own logger);
+- starlette's warning about httpx when FastAPI's TestClient is imported, httpx's per-request INFO.
 
 Feast's modules call ``warnings.simplefilter("once", DeprecationWarning)`` when imported, which puts
 a catch-all filter *in front of* ours; so besides the filters, ``warnings.showwarning`` is wrapped
@@ -36,6 +37,8 @@ KNOWN_WARNINGS: list[tuple[type[Warning], str, str]] = [
     (DeprecationWarning, r"torchrec\.optim", ""),
     (FutureWarning, r"torchrec\.distributed", ""),
     (FutureWarning, r"recommender\.distributed", r"Please use DTensor instead"),
+    # starlette's StarletteDeprecationWarning (a UserWarning) when FastAPI's TestClient is imported
+    (Warning, r"fastapi\.testclient", r"Using `httpx` with `starlette\.testclient` is deprecated"),
 ]
 
 # logger name -> the lowest level still shown
@@ -45,6 +48,7 @@ KNOWN_LOGGERS: dict[str, int] = {
     "torch.fx._symbolic_trace": logging.ERROR,
     "torch.distributed": logging.ERROR,
     "fbgemm_gpu": logging.WARNING,
+    "httpx": logging.WARNING,  # one INFO line per request (the demo's in-process /recommend)
 }
 
 # Packages that log INFO through the *root* logger (``logging.info(...)``): their records are

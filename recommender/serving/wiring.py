@@ -75,7 +75,8 @@ def current_redis_url(state_dir: Path | None = None) -> str | None:
 
 def redis_relocator(state_dir: Path | None = None):
     """``relocate(store)`` for :class:`FeastFeatureReader`: a new ``FeatureStore`` (its repo
-    re-rendered for the new address) when Redis now answers somewhere else, else None."""
+    re-rendered for the new address) when Redis now answers somewhere else, else None.
+    ``state_dir``: where to look for the embedded server's record (default: ``$ECAUG_HOME``)."""
     from ecaug_feast import feast_io
     from ecaug_feast.redis_server import feast_connection_string
 
@@ -86,7 +87,7 @@ def redis_relocator(state_dir: Path | None = None):
         now = str(store.config.online_store.connection_string)
         if feast_connection_string(url) == now:
             return None
-        repo = feast_io.render_repo(store.repo_path, state_dir=state_dir, redis_url=url)
+        repo = feast_io.render_repo(store.repo_path, redis_url=url)  # same repo, new address
         return feast_io.get_store(repo)
 
     return relocate
