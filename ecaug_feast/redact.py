@@ -26,9 +26,9 @@ def redact(text: str) -> str:
         return text
     out = _URL_PW.sub(lambda m: m["head"] + MASK + m["tail"], text)
     out = _KV_PW.sub(lambda m: m["head"] + (m["pw"] if m["pw"].startswith("${") else MASK), out)
-    for name in _ENV_SECRETS:  # a secret that shows up without a telltale prefix
-        value = os.environ.get(name, "")
-        if len(value) >= 4:
+    for name in _ENV_SECRETS:  # a secret that shows up without a telltale prefix (short ones
+        value = os.environ.get(name, "")  # would mask ordinary words; the patterns catch those)
+        if len(value) >= 8:
             out = out.replace(value, MASK)
     return out
 
