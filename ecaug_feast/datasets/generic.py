@@ -115,12 +115,18 @@ def _require(df: pd.DataFrame, col: str, path: str | Path) -> pd.Series:
     return s
 
 
+def _plain(s: pd.Series) -> pd.Series:
+    """A categorical column (parquet dictionary encoding) as a column of its values."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        return pd.Series(np.asarray(s.astype(object)), index=s.index, name=s.name).infer_objects()
+    return s
+
+
 def _key(s: pd.Series, path: str | Path, col: str) -> pd.Series:
     """Normalise an id column: integral floats (from CSV NaN-handling) become ints, then strings.
     Categorical columns (parquet dictionary encoding) are read as their values; a cell holding a
     list or array is refused (it would turn into the same text for many different ids)."""
-    if isinstance(s.dtype, pd.CategoricalDtype):
-        s = pd.Series(np.asarray(s.astype(object)), index=s.index, name=s.name).infer_objects()
+    s = _plain(s)
     if pd.api.types.is_float_dtype(s.dtype):
         if not np.all(np.mod(s.to_numpy(), 1) == 0):
             raise DataValidationError(path, col, "ids must be integers or strings, got fractional numbers")
@@ -200,8 +206,7 @@ def _text_timestamps(text: pd.Series, path: str | Path, col: str) -> pd.Series:
 
 
 def _timestamps(s: pd.Series, path: str | Path, col: str, unit: str) -> pd.Series:
-    if isinstance(s.dtype, pd.CategoricalDtype):
-        s = pd.Series(np.asarray(s.astype(object)), index=s.index, name=s.name).infer_objects()
+    s = _plain(s)
     if pd.api.types.is_bool_dtype(s.dtype):
         raise DataValidationError(path, col, "expected timestamps, got booleans")
     if pd.api.types.is_numeric_dtype(s.dtype):

@@ -11,10 +11,11 @@ right for a batch job and wrong for a request with a 5 ms budget, so the reader 
 client no retries and short socket timeouts.
 
 Redis may come back somewhere else: outside the default state folder ``ecaug redis start`` picks
-a free port. So when a read or probe fails the reader asks ``relocate(store)`` (at most once per
-``retry_s``) for a store pointing at the Redis address in use *now* (``$ECAUG_REDIS_URL`` or the
-embedded server's ``server.json``; see :func:`recommender.serving.wiring.redis_relocator`); a new
-store replaces the old one and the failed read is retried on it at once.
+a free port. So when a read or probe fails the reader asks ``relocate(store)``, in a background
+thread (one at a time), for a store pointing at the Redis address in use *now*
+(``$ECAUG_REDIS_URL`` or the embedded server's ``server.json``; see
+:func:`recommender.serving.wiring.redis_relocator`); a new store replaces the old one and closes
+the breaker, so the next request reads from it.
 """
 
 from __future__ import annotations
@@ -75,13 +76,17 @@ class FeastFeatureReader:
         log.warning("online store unavailable (retry in %.1fs): %s", self.retry_s, self.last_error)
         return FeatureStoreUnavailable(self.last_error)
 
-    def _try_relocate(self) -> bool:
-        """Swap in a store for the Redis address in use now, if it moved. One thread at a time;
-        the others keep failing fast meanwhile."""
+    def _try_relocate(self) -> None:
+        """Look for a Redis that moved, in a background thread (resolving pings Redis and may
+        re-read the Feast registry: not work for a request on the event loop). One look at a
+        time; a new store is swapped in and the breaker closed, so the next request uses it."""
         if self.relocate is None or not self._relocating.acquire(blocking=False):
-            return False
+            return
+        threading.Thread(target=self._relocate_now, name="redis-relocate", daemon=True).start()
+
+    def _relocate_now(self) -> bool:
         try:
-            new = self.relocate(self.store)
+            new = self.relocate(self.store) if self.relocate is not None else None
         except Exception as exc:  # noqa: BLE001 - resolving is best effort; the breaker still works
             log.warning("could not re-resolve the Redis address: %s", redact(f"{type(exc).__name__}: {exc}"))
             return False
@@ -89,9 +94,11 @@ class FeastFeatureReader:
             self._relocating.release()
         if new is None or new is self.store:
             return False
-        self.store = new
+        self._tune_client_of(new, self._socket_timeout_s)
+        self.store = new  # one reference assignment: a request reads one store or the other
         self.relocations += 1
-        self._tune_redis_client(self._socket_timeout_s)
+        with self._lock:
+            self._down_until = 0.0
         log.warning("online store moved; reading from %s now", redact(_connection_string(new) or "?"))
         return True
 
@@ -106,12 +113,8 @@ class FeastFeatureReader:
         try:
             rows = self._read_once(user_ids)
         except Exception as exc:  # redis ConnectionError/TimeoutError, OSError, ...: all mean "down"
-            if not self._try_relocate():
-                raise self._fail(exc) from exc
-            try:  # the address moved: this request need not wait for the next probe
-                rows = self._read_once(user_ids)
-            except Exception as exc2:  # noqa: BLE001
-                raise self._fail(exc2) from exc2
+            self._try_relocate()
+            raise self._fail(exc) from exc
         if self.last_error is not None:
             log.info("online store is back")
             self.last_error = None
@@ -130,29 +133,29 @@ class FeastFeatureReader:
         try:
             self._ping_once()
         except Exception as exc:
-            try:
-                if not self._try_relocate():
-                    raise
-                self._ping_once()
-            except Exception:  # noqa: BLE001
-                self._fail(exc)
-                return False
+            self._try_relocate()
+            self._fail(exc)
+            return False
         with self._lock:
             self._down_until = 0.0
             self.last_error = None
         return True
 
     # ------------------------------------------------------------------ internals
-    def _redis_client(self) -> Any | None:
+    def _redis_client(self, store: Any | None = None) -> Any | None:
         """Feast's own redis-py client (private API; None if Feast's internals differ)."""
+        store = store if store is not None else self.store
         try:
-            online_store = self.store._get_provider().online_store
-            return online_store._get_client(self.store.config.online_store)
+            online_store = store._get_provider().online_store
+            return online_store._get_client(store.config.online_store)
         except Exception:
             return None
 
     def _tune_redis_client(self, timeout_s: float) -> None:
-        client = self._redis_client()
+        self._tune_client_of(self.store, timeout_s)
+
+    def _tune_client_of(self, store: Any, timeout_s: float) -> None:
+        client = self._redis_client(store)
         if client is None or not hasattr(client, "set_retry"):
             log.info("could not tune Feast's Redis client; relying on the breaker alone")
             return
