@@ -87,7 +87,7 @@ def test_plain_progress_lines():
 
 
 @pytest.mark.slow
-def test_ingest_and_train_output_without_a_terminal(tmp_path):
+def test_ingest_train_augment_output_without_a_terminal(tmp_path):
     """Real processes, stderr a pipe (as in CI): progress lines, and none of the known noise."""
     env = {"ECAUG_HOME": str(tmp_path / "home")}
     res = run_subprocess(["ingest", "--dataset", "beauty", "--max-users", "2000"], env=env)
@@ -98,5 +98,16 @@ def test_ingest_and_train_output_without_a_terminal(tmp_path):
     res = run_subprocess(["train", "--dataset", "beauty", "--source", "memory", "--epochs", "1", "--batch-size", "256",
                           "--dim", "8", "--name", "noise-check"], env=env)
     assert res.code == 0, res.err[-3000:]
+    noisy = [ln for ln in res.err.splitlines() if any(n in ln for n in NOISE)]
+    assert not noisy, "\n".join(noisy[:20])
+
+    try:  # augment: GAN progress as plain lines (apply starts an embedded Redis in this home)
+        assert run_subprocess(["apply"], env=env).code == 0
+        res = run_subprocess(["augment", "--rows", "200", "--steps", "200", "--no-publish"], env=env)
+    finally:
+        run_subprocess(["redis", "stop"], env=env)
+    assert res.code in (0, 1) and not res.traceback, res.err[-3000:]  # 1: the run failed its gate
+    gan = [ln for ln in res.err.splitlines() if re.match(r"augment: GAN \d+% fidelity [\d.]+ \(", ln)]
+    assert len(gan) >= 2, res.err[-2000:]
     noisy = [ln for ln in res.err.splitlines() if any(n in ln for n in NOISE)]
     assert not noisy, "\n".join(noisy[:20])
