@@ -82,7 +82,10 @@ class FeastFeatureReader:
         time; a new store is swapped in and the breaker closed, so the next request uses it."""
         if self.relocate is None or not self._relocating.acquire(blocking=False):
             return
-        threading.Thread(target=self._relocate_now, name="redis-relocate", daemon=True).start()
+        try:
+            threading.Thread(target=self._relocate_now, name="redis-relocate", daemon=True).start()
+        except RuntimeError:  # no thread to be had (interpreter shutting down)
+            self._relocating.release()
 
     def _relocate_now(self) -> bool:
         try:
@@ -113,8 +116,9 @@ class FeastFeatureReader:
         try:
             rows = self._read_once(user_ids)
         except Exception as exc:  # redis ConnectionError/TimeoutError, OSError, ...: all mean "down"
+            err = self._fail(exc)  # breaker open first: a fast relocation then closes it
             self._try_relocate()
-            raise self._fail(exc) from exc
+            raise err from exc
         if self.last_error is not None:
             log.info("online store is back")
             self.last_error = None
@@ -133,8 +137,8 @@ class FeastFeatureReader:
         try:
             self._ping_once()
         except Exception as exc:
-            self._try_relocate()
             self._fail(exc)
+            self._try_relocate()
             return False
         with self._lock:
             self._down_until = 0.0
