@@ -53,10 +53,33 @@ registry:
 offline_store:
   type: duckdb   # keeps entity rows without a feature row (nulls); the file store drops them
 online_store:
-  type: redis
+  type: redis{password_note}
   connection_string: "{redis}"
 entity_key_serialization_version: 3
 """
+
+
+REDIS_PASSWORD_ENV = "ECAUG_REDIS_PASSWORD"
+
+
+def _yaml_connection_string(url: str) -> tuple[str, str]:
+    """Feast's connection string for ``url`` with any password replaced by ``${ECAUG_REDIS_PASSWORD}``
+    (Feast expands environment variables in feature_store.yaml), so the rendered file holds no
+    secret. The password goes into this process's environment, which Feast (and every child
+    process) reads it from. Returns ``(connection string, yaml comment)``."""
+    from ecaug_feast.redis_server import feast_connection_string
+
+    parts = []
+    for part in feast_connection_string(url).split(","):
+        key, sep, value = part.partition("=")
+        if sep and key.strip() == "password":
+            os.environ[REDIS_PASSWORD_ENV] = value
+            part = f"password=${{{REDIS_PASSWORD_ENV}}}"
+        parts.append(part)
+    cs = ",".join(parts)
+    note = (f"   # password from ${REDIS_PASSWORD_ENV}: export it to run the stock feast CLI here"
+            if REDIS_PASSWORD_ENV in cs else "")
+    return cs, note
 
 
 def registry_path(state_dir: Path | None = None) -> Path:
@@ -74,7 +97,7 @@ def render_repo(target: str | Path | None = None, state_dir: str | Path | None =
     ``redis_url`` defaults to the Redis ecaug would use now (``$ECAUG_REDIS_URL`` or the embedded
     server, started if needed). Files are rewritten only when their content changes.
     """
-    from ecaug_feast.redis_server import ensure_redis, feast_connection_string
+    from ecaug_feast.redis_server import ensure_redis
 
     state = Path(state_dir).resolve() if state_dir else paths.state_dir()
     target = Path(target) if target else default_repo_dir(state)
@@ -89,11 +112,13 @@ def render_repo(target: str | Path | None = None, state_dir: str | Path | None =
         if stale.name not in wanted:
             stale.unlink()
     registry_path(state).parent.mkdir(parents=True, exist_ok=True)
+    conn, note = _yaml_connection_string(redis_url or ensure_redis())
     yaml_text = _YAML.format(
         state=state,
         project=PROJECT,
         registry=registry_path(state),
-        redis=feast_connection_string(redis_url or ensure_redis()),
+        redis=conn,
+        password_note=note,
     )
     _write_if_changed(target / "feature_store.yaml", yaml_text)
     return target
@@ -237,13 +262,19 @@ def materialize(
             n_rows = int(in_window.sum())
             n_entities = int(tbl.select(keys).to_pandas()[in_window.to_numpy()].drop_duplicates().shape[0])
         t0 = time.perf_counter()
-        # Feast prints its progress to stdout; keep stdout for results (`--json`).
-        with contextlib.redirect_stdout(sys.stderr):
+        # Feast prints a colored "Materializing 1 feature views ..." banner per view to stdout;
+        # stdout is for results (`--json`) and our own log line says the same: keep it at DEBUG.
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
             if incremental:
                 store.materialize_incremental(end_date=end, feature_views=[name])
             else:
                 store.materialize(start_date=start, end_date=end, feature_views=[name])
+        for line in buf.getvalue().splitlines():
+            if line.strip():
+                log.debug("feast materialize: %s", line)
         dt = time.perf_counter() - t0
+        log.info("materialized %s: %s entities in %.1f s", name, n_entities, dt)
         out["views"][name] = {
             **({"start": start.isoformat()} if incremental else {}),
             "source_rows_in_window": n_rows,

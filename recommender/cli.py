@@ -6,7 +6,6 @@ Progress and logs go to stderr; with ``--json`` the last stdout line is one JSON
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -21,10 +20,11 @@ log = logging.getLogger("ecaug.recommender")
 
 
 def _quiet() -> None:
-    # torchrec/fbgemm log every kernel they build at INFO and warn about planner internals
-    for name in ("torchrec", "root", "fbgemm_gpu", "torch.distributed"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
+    # torchrec/fbgemm log every kernel they build at INFO and warn about planner internals:
+    # muted by module and category in one place, so real warnings stay visible
+    from ecaug_feast.noise import quiet_known_noise
+
+    quiet_known_noise()
 
 
 def _emit(obj: dict[str, Any], as_json: bool, human: str) -> None:
@@ -119,7 +119,7 @@ def finetune_cmd(
     from recommender.checkpoint import load_checkpoint, named_dir, resolve, save_checkpoint
     from recommender.data import mix_examples
     from recommender.experiment import PRESETS
-    from recommender.jobs import load_real, train_overrides
+    from recommender.jobs import load_real, run_training, train_overrides
     from recommender.train import TrainConfig, config_dict, evaluate_model, finetune_config, train
 
     if mode not in ("full", "towers", "adapters"):
@@ -144,7 +144,7 @@ def finetune_cmd(
     tcfg = TrainConfig(**{**PRESETS["full"]["finetune"], **train_overrides(epochs, None, seed), "finetune_mode": mode})
     err.print(f"fine-tuning ({mode}) on {len(data.examples):,} examples ({int(data.examples['is_synthetic'].sum()):,} synthetic)")
     before = evaluate_model(base, data, valid, "valid", seed=seed)
-    res = train(data, valid, cfg, tcfg, init_state=base.state_dict())
+    res = run_training(lambda: train(data, valid, cfg, tcfg, init_state=base.state_dict()), dataset)
     test_m = evaluate_model(res.model, data, test, "test", seed=seed)
     path = save_checkpoint(out_dir, res.state, cfg, res.model.catalog, train=config_dict(tcfg),
                            metrics={"valid_before": before, "valid": res.best_valid, "test": test_m},

@@ -65,7 +65,7 @@ def train_real(dataset: str = "beauty", name: str = "real", source: str = "feast
         n_hist = data.user_serving["recent_items"].map(len)
         log(f"training the sequence model on the histories of {len(n_hist):,} users ({int(n_hist.sum()):,} items, "
             f"{data.info.get('source')}), {data.num_items:,} items in the catalogue")
-        res = train_seq(data, valid, mcfg, tcfg, progress=progress)
+        res = run_training(lambda: train_seq(data, valid, mcfg, tcfg, progress=progress), dataset)
         test_m = evaluate_seq(res.model, data, test, "test", seed=seed, buckets=True)
     else:
         from recommender.experiment import PRESETS
@@ -75,7 +75,7 @@ def train_real(dataset: str = "beauty", name: str = "real", source: str = "feast
         mcfg = model_config_for(data, **{**preset["model"], "embedding_dim": embedding_dim, "out_dim": embedding_dim})
         tcfg = TrainConfig(**{**preset["train"], **overrides})
         log(f"training the bag model on {len(data.examples):,} examples ({data.info.get('source')}), {data.num_items:,} items")
-        res = train(data, valid, mcfg, tcfg, progress=progress)
+        res = run_training(lambda: train(data, valid, mcfg, tcfg, progress=progress), dataset)
         test_m = evaluate_model(res.model, data, test, "test", seed=seed, buckets=True)
     path = save_checkpoint(out_dir, res.state, mcfg, res.model.catalog,
                            train=config_dict(tcfg), metrics={"valid": res.best_valid, "test": test_m},
@@ -102,7 +102,7 @@ def finetune_sequence(base, from_: str, dataset: str, name: Optional[str], sourc
         raise EcaugError(f"{resolve(from_)}: checkpoint has {base.cfg.num_items} items, dataset '{dataset}' has {data.num_items}")
     tcfg = SeqTrainConfig(**{"epochs": 10, "patience": 2, **train_overrides(epochs, None, seed)})
     before = evaluate_seq(base, data, valid, "valid", seed=seed)
-    res = train_seq(data, valid, base.cfg, tcfg, init_state=base.state_dict(), progress=progress)
+    res = run_training(lambda: train_seq(data, valid, base.cfg, tcfg, init_state=base.state_dict(), progress=progress), dataset)
     test_m = evaluate_seq(res.model, data, test, "test", seed=seed, buckets=True)
     path = save_checkpoint(out_dir, res.state, base.cfg, res.model.catalog, train=config_dict(tcfg),
                            metrics={"valid_before": before, "valid": res.best_valid, "test": test_m},
@@ -119,3 +119,13 @@ def train_overrides(epochs: Optional[int], batch_size: Optional[int], seed: int)
     if batch_size is not None:
         d["batch_size"] = batch_size
     return d
+
+
+def run_training(fit: Callable[[], Any], dataset: str) -> Any:
+    """``fit()``, with the trainer's "too little data" refusal turned into a one-line error."""
+    try:
+        return fit()
+    except ValueError as exc:
+        if "fewer than one batch" in str(exc):
+            raise EcaugError(f"dataset '{dataset}': too small to train on ({exc}); ingest more data or pass a smaller --batch-size") from None
+        raise

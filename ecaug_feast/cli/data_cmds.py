@@ -24,18 +24,27 @@ err = Console(stderr=True)
 
 
 def emit(obj: dict[str, Any], as_json: bool, human: str | None = None) -> None:
-    """Print the machine summary (``--json``) or a human line, never both on stdout."""
+    """Print the machine summary (``--json``) or a human line, never both on stdout; secrets
+    (a Redis password in a URL) are redacted."""
+    from ecaug_feast.redact import redact, redact_obj
+
     if as_json:
-        typer.echo(summary_json(obj))
+        typer.echo(summary_json(redact_obj(obj)))
     elif human:
-        typer.echo(human)
+        typer.echo(redact(human))
 
 
 @contextmanager
 def progress_bar(description: str, total: int | None) -> Iterator[Any]:
-    """A rich progress bar on stderr; yields ``update(done, total)``."""
+    """A rich progress bar on stderr (plain lines when stderr is not a terminal); yields
+    ``update(done, total)``."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from ecaug_feast.cli.progress import PlainProgress, is_terminal
+
+    if not is_terminal():
+        yield PlainProgress(f"{description}:")
+        return
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=err, transient=True,
@@ -100,7 +109,7 @@ def ingest(
         ds = subset_users(ds, max_users)
     log.info("loaded %s: %s", ds.name, ds.summary())
     n_train_users = int(ds.interactions["user_id"].nunique())
-    with progress_bar(f"user features for {ds.name} (training rows)", total=None) as update:
+    with progress_bar(f"ingest: user features for {ds.name}", total=None) as update:
         summary = ingest_dataset(ds, neg_per_pos=negatives, seed=seed, progress=update)
     log.info("processed dataset -> %s", summary["processed_dir"])
     for view, path in summary["features"]["files"].items():

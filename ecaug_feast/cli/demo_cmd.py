@@ -273,7 +273,9 @@ def demo(
     ctx: dict[str, Any] = {"dataset": dataset, "max_users": max_users, "paths": paths, "augment_rows": rows,
                            "gan_steps": gan_steps, "epochs": epochs, "seeds": seeds, "max_c2st": max_c2st,
                            "model": model, "train_seconds": train_seconds}
-    res = run_steps(steps, ctx)
+    from ecaug_feast.redact import redact_obj
+
+    res = redact_obj(run_steps(steps, ctx))  # the Redis URL may carry a password
     if as_json:
         typer.echo(summary_json({"command": "demo", "ok": True, **res}))
     else:

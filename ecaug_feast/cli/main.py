@@ -81,25 +81,41 @@ _register_all()
 
 def main() -> None:
     """Console-script entry: run the app, turning user errors into one-line messages."""
+    from ecaug_feast.noise import quiet_known_noise
+    from ecaug_feast.redact import install_log_redaction
+
+    quiet_known_noise()
+    install_log_redaction()
     try:
         # standalone_mode=False makes click *return* a command's typer.Exit code instead of exiting.
-        rc = app(standalone_mode=False)
+        rc = app(standalone_mode=False, prog_name="ecaug")
         sys.exit(rc if isinstance(rc, int) else 0)
     except EcaugError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
-        sys.exit(exc.exit_code)
+        _fail(str(exc), exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("aborted")
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors
-        import click
+    except Exception as exc:
+        from ecaug_feast.cli.failures import click_exception_types, one_line_error
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+        if isinstance(exc, click_exception_types()):  # usage errors: shown as click shows them, exit 2
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+        line = one_line_error(exc)
+        if line is None:
+            raise
+        _fail(line, 2)
+
+
+def _fail(message: str, code: int) -> None:
+    from rich.markup import escape
+
+    from ecaug_feast.redact import redact
+
+    err_console.print(f"[bold red]error:[/] {escape(redact(message))}", highlight=False)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

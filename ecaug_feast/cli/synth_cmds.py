@@ -44,11 +44,20 @@ def augment(
     gan = GANConfig(**({"max_steps": steps} if steps else {}))
     gates = GateConfig(seed=seed, **({"max_c2st_auc": max_c2st} if max_c2st is not None else {}))
     cfg = AugmentConfig(gan=gan, gates=gates)
-    with Progress(TextColumn("[bold]GAN"), BarColumn(), TextColumn("step {task.completed}/{task.total}"),
-                  TextColumn("fidelity {task.fields[fid]}"), TimeElapsedColumn(), console=err, transient=True) as prog:
-        task = prog.add_task("gan", total=gan.max_steps, fid="-")
-        out = augment_run(rows=rows, segment=segment, seed=seed, dataset=dataset, config=cfg, publish=not no_publish,
-                          progress=lambda r: prog.update(task, completed=r["step"], fid=f"{r['fidelity']:.3f}"))
+    from ecaug_feast.cli.progress import PlainProgress, is_terminal
+
+    def run(progress):
+        return augment_run(rows=rows, segment=segment, seed=seed, dataset=dataset, config=cfg, publish=not no_publish,
+                           progress=progress)
+
+    if not is_terminal():  # CI, logs: plain lines every 10% of the GAN's step budget
+        plain = PlainProgress("augment: GAN")
+        out = run(lambda r: plain.update(r["step"], gan.max_steps, f"fidelity {r['fidelity']:.3f}"))
+    else:
+        with Progress(TextColumn("[bold]GAN"), BarColumn(), TextColumn("step {task.completed}/{task.total}"),
+                      TextColumn("fidelity {task.fields[fid]}"), TimeElapsedColumn(), console=err, transient=True) as prog:
+            task = prog.add_task("gan", total=gan.max_steps, fid="-")
+            out = run(lambda r: prog.update(task, completed=r["step"], fid=f"{r['fidelity']:.3f}"))
     human = (f"run {out['run_id']}: gate {out['gate']}, {out['rows_accepted']}/{out['rows_generated']} rows accepted, "
              f"C2ST AUC {out['c2st_auc']:.3f}, shapes {out['column_shapes']:.3f}, trends {out['pair_trends']:.3f}"
              + ("" if out["gate"] == "pass" else f" ({'; '.join(out['gate_reasons'])}); not materialized")

@@ -101,6 +101,7 @@ def validate_dataset(ds: Dataset, source: str | Path | None = None) -> Dataset:
         raise DataValidationError(src, "event_timestamp", f"expected datetime64[ns, UTC], got {ts.dtype}")
     if ts.isna().any():
         raise DataValidationError(src, "event_timestamp", f"{int(ts.isna().sum())} missing timestamps")
+    _check_time_range(ts, src, ds.meta.get("columns", {}).get("timestamp") or "event_timestamp")
     w = inter["weight"]
     if not np.issubdtype(w.dtype, np.floating) or not np.isfinite(w.to_numpy()).all():
         raise DataValidationError(src, "weight", "weights must be finite floats")
@@ -125,6 +126,23 @@ def validate_dataset(ds: Dataset, source: str | Path | None = None) -> Dataset:
         dup = ds.users.loc[ds.users["user_id"].duplicated(), "user_id"].iloc[0]
         raise DataValidationError(src, "user_id", f"duplicate user id {dup} in the user table")
     return ds
+
+
+# Feast materializes from the Unix epoch on, and a point-in-time join never sees rows from the
+# future: data outside [1970, now + 1 day] would ingest fine and then serve nothing.
+EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
+FUTURE_SLACK = pd.Timedelta(days=1)
+
+
+def _check_time_range(ts: pd.Series, src: str | Path, col: str) -> None:
+    lo, hi = ts.min(), ts.max()
+    if lo < EPOCH:
+        n = int((ts < EPOCH).sum())
+        raise DataValidationError(src, col, f"{n} timestamps before 1970-01-01 (first: {lo}); check the unit or the format")
+    limit = pd.Timestamp.now(tz="UTC") + FUTURE_SLACK
+    if hi > limit:
+        n = int((ts > limit).sum())
+        raise DataValidationError(src, col, f"{n} timestamps in the future (latest: {hi}); check the unit or the format")
 
 
 def subset_users(ds: Dataset, n_users: int) -> Dataset:

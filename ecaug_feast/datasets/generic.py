@@ -52,6 +52,8 @@ def parse_map_flag(spec: str) -> dict[str, str]:
         key = key.strip()
         if key not in MAPPING_KEYS:
             raise EcaugError(f"--map: unknown key {key!r} (use {', '.join(sorted(MAPPING_KEYS))})")
+        if key in out:  # keeping the last one silently would read the wrong column
+            raise EcaugError(f"--map: key {key!r} given twice ({out[key]!r} and {col.strip()!r})")
         out[key] = col.strip()
     return out
 
@@ -113,15 +115,39 @@ def _require(df: pd.DataFrame, col: str, path: str | Path) -> pd.Series:
     return s
 
 
+def _plain(s: pd.Series) -> pd.Series:
+    """A categorical column (parquet dictionary encoding) as a column of its values."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        return pd.Series(np.asarray(s.astype(object)), index=s.index, name=s.name).infer_objects()
+    return s
+
+
 def _key(s: pd.Series, path: str | Path, col: str) -> pd.Series:
-    """Normalise an id column: integral floats (from CSV NaN-handling) become ints, then strings."""
-    if np.issubdtype(s.dtype, np.floating):
+    """Normalise an id column: integral floats (from CSV NaN-handling) become ints, then strings.
+    Categorical columns (parquet dictionary encoding) are read as their values; a cell holding a
+    list or array is refused (it would turn into the same text for many different ids)."""
+    s = _plain(s)
+    if pd.api.types.is_float_dtype(s.dtype):
         if not np.all(np.mod(s.to_numpy(), 1) == 0):
             raise DataValidationError(path, col, "ids must be integers or strings, got fractional numbers")
         s = s.astype(np.int64)
-    if not (np.issubdtype(s.dtype, np.integer) or s.dtype == object or isinstance(s.dtype, pd.StringDtype)):
+    if pd.api.types.is_bool_dtype(s.dtype) or not (
+        pd.api.types.is_integer_dtype(s.dtype) or s.dtype == object or isinstance(s.dtype, pd.StringDtype)
+    ):
         raise DataValidationError(path, col, f"ids must be integers or strings, got {s.dtype}")
+    if s.dtype == object:
+        nested = s.map(lambda v: isinstance(v, (list, tuple, set, dict, np.ndarray)))
+        if nested.any():
+            i = int(np.flatnonzero(nested.to_numpy())[0])
+            raise DataValidationError(
+                path, col, f"ids must be scalars, got a {type(s.iloc[i]).__name__} at row {i} ({_preview(s.iloc[i])})"
+            )
     return s.astype(str)
+
+
+def _preview(value: Any, limit: int = 40) -> str:
+    text = repr(value.tolist() if isinstance(value, np.ndarray) else value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _keyed_table(path: str | Path, sep: str | None, col: str, what: str) -> tuple[pd.DataFrame, pd.Series]:
@@ -133,15 +159,64 @@ def _keyed_table(path: str | Path, sep: str | None, col: str, what: str) -> tupl
     return df, key
 
 
+# Shapes of date text: year first (ISO-8601 and yyyy/mm/dd) or day/month first (dd/mm/yyyy or
+# mm/dd/yyyy, which only the values can tell apart).
+_YEAR_FIRST = r"^\s*\d{4}[-/.]\d{1,2}[-/.]\d{1,2}(?:$|[T\s])"
+_DAY_MONTH_FIRST = r"^\s*(\d{1,2})[-/.](\d{1,2})[-/.](\d{2,4})(?:$|[T\s])"
+
+
+def _text_timestamps(text: pd.Series, path: str | Path, col: str) -> pd.Series:
+    """Parse date text with one format per column: a column mixing year-first and day/month-first
+    dates, or whose dd/mm vs mm/dd order the values cannot settle, is refused rather than guessed
+    (pandas' per-value guessing reads "03/04/2020" month-first next to ISO rows)."""
+    year_first = text.str.match(_YEAR_FIRST)
+    parts = text.str.extract(_DAY_MONTH_FIRST)
+    dm_first = parts[0].notna()
+    other = ~(year_first | dm_first)
+    kinds = {"ISO (year first)": year_first, "dd/mm/yyyy-like": dm_first, "other text": other}
+    present = [(k, m) for k, m in kinds.items() if m.any()]
+    if len(present) > 1 and other.any():  # garbage among dates: say "unparseable", not "mixed"
+        bad = pd.to_datetime(text[other], utc=True, errors="coerce", format="mixed").isna()
+        if bad.any():
+            i = int(np.flatnonzero(other.to_numpy())[int(np.flatnonzero(bad.to_numpy())[0])])
+            raise DataValidationError(path, col, f"{int(bad.sum())} unparseable timestamps (first: {text.iloc[i]!r} at row {i})")
+    if len(present) > 1:
+        (k1, m1), (k2, m2) = present[:2]
+        i, j = int(np.flatnonzero(m1.to_numpy())[0]), int(np.flatnonzero(m2.to_numpy())[0])
+        raise DataValidationError(
+            path, col, f"mixed timestamp formats: {k1} {text.iloc[i]!r} at row {i} and {k2} {text.iloc[j]!r} at row {j}; "
+            "use one format (ISO-8601 yyyy-mm-dd is unambiguous)",
+        )
+    if dm_first.any():
+        first, second = parts[0].astype(int), parts[1].astype(int)
+        day_first, month_first = bool((first > 12).any()), bool((second > 12).any())
+        if day_first and month_first:
+            i, j = int(np.flatnonzero((first > 12).to_numpy())[0]), int(np.flatnonzero((second > 12).to_numpy())[0])
+            raise DataValidationError(
+                path, col, f"mixed date orders: {text.iloc[i]!r} (row {i}) is day-first, {text.iloc[j]!r} (row {j}) month-first",
+            )
+        if not (day_first or month_first):
+            raise DataValidationError(
+                path, col, f"ambiguous dates: no value tells dd/mm from mm/dd (first: {text.iloc[0]!r}); use ISO-8601 yyyy-mm-dd",
+            )
+        return pd.to_datetime(text, utc=True, errors="coerce", dayfirst=day_first, format="mixed")
+    if year_first.all():
+        return pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
+    return pd.to_datetime(text, utc=True, errors="coerce", format="mixed")
+
+
 def _timestamps(s: pd.Series, path: str | Path, col: str, unit: str) -> pd.Series:
-    if np.issubdtype(s.dtype, np.number):
+    s = _plain(s)
+    if pd.api.types.is_bool_dtype(s.dtype):
+        raise DataValidationError(path, col, "expected timestamps, got booleans")
+    if pd.api.types.is_numeric_dtype(s.dtype):
         if unit not in ("s", "ms", "us", "ns"):
             raise DataValidationError(path, col, f"timestamp_unit must be s, ms, us or ns, got {unit!r}")
         ts = pd.to_datetime(s, unit=unit, utc=True, errors="coerce")
-    elif isinstance(s.dtype, pd.DatetimeTZDtype) or np.issubdtype(s.dtype, np.datetime64):
+    elif isinstance(s.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(s.dtype):
         ts = pd.to_datetime(s, utc=True)
     else:
-        ts = pd.to_datetime(s.astype(str), utc=True, errors="coerce", format="mixed")
+        ts = _text_timestamps(s.astype(str), path, col)
     if ts.isna().any():
         first = int(np.flatnonzero(ts.isna())[0])
         raise DataValidationError(
@@ -170,7 +245,11 @@ def _attribute_lists(table: pd.DataFrame, cols: list[str], path: str | Path) -> 
         for c, v in zip(cols, row):
             if v is None or (isinstance(v, float) and np.isnan(v)):
                 continue
-            for part in str(v).split("|") if isinstance(v, str) else [str(v)]:
+            if isinstance(v, (list, tuple, set, np.ndarray)):  # a parquet list cell: several values
+                values = [str(x) for x in v]
+            else:
+                values = str(v).split("|") if isinstance(v, str) else [str(v)]
+            for part in values:
                 part = part.strip()
                 if part:
                     ids.append(vocab.setdefault((c, part), len(vocab) + 1))

@@ -20,19 +20,34 @@ model raised on this row        most popular, seen removed              model_er
 Bad input (``k`` outside 1..max_k, non-integer or non-positive ids) is a 422 with a reason;
 an unknown item in ``/items/{id}`` is a 404. The API answers 200 with a flagged degraded answer
 rather than 503 while Redis is down: a shop page would rather show best-sellers than nothing.
+A 422 body never echoes a long input back (a 10 KB ``user_id`` comes back as its length).
+
+Exposure: ``/admin/*`` exists only when an admin token is configured (``$ECAUG_ADMIN_TOKEN``, or
+the file named by ``$ECAUG_ADMIN_TOKEN_FILE``); requests carry it as ``Authorization: Bearer
+<token>`` (or ``X-Admin-Token``), compared in constant time, and at most ``admin_rate`` admin
+requests per minute are served (429 above). ``/docs``, ``/redoc`` and ``/openapi.json`` are off
+unless ``$ECAUG_DOCS=1``.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
+import os
+import threading
 import time
+from collections import deque
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Path, Query
+from fastapi import FastAPI, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+
+from ecaug_feast.errors import EcaugError
+from ecaug_feast.redact import redact
 
 from recommender.serving.components import (
     FeatureReader,
@@ -48,6 +63,65 @@ from recommender.serving.model_bundle import ModelBundle, ModelHolder
 log = logging.getLogger(__name__)
 
 MAX_ID = (1 << 63) - 1
+ADMIN_TOKEN_ENV = "ECAUG_ADMIN_TOKEN"
+ADMIN_TOKEN_FILE_ENV = "ECAUG_ADMIN_TOKEN_FILE"
+DOCS_ENV = "ECAUG_DOCS"
+ADMIN_RATE_PER_MIN = 10
+_FROM_ENV: Any = object()  # sentinel: read the setting from the environment
+_MAX_ECHO = 64  # longest input echoed back in a 422 body
+
+
+def admin_token_from_env() -> str | None:
+    """The admin token: ``$ECAUG_ADMIN_TOKEN``, else the first line of ``$ECAUG_ADMIN_TOKEN_FILE``;
+    None (admin routes off) when neither is set. A named file that cannot be read is an error
+    (serving without the admin routes the operator asked for would be a silent surprise)."""
+    token = os.environ.get(ADMIN_TOKEN_ENV, "").strip()
+    if token:
+        return token
+    path = os.environ.get(ADMIN_TOKEN_FILE_ENV, "").strip()
+    if not path:
+        return None
+    try:
+        token = open(path, encoding="utf-8").read().strip()  # noqa: SIM115 - tiny file
+    except OSError as exc:
+        raise EcaugError(f"{path}: cannot read the admin token ({ADMIN_TOKEN_FILE_ENV}): {exc.strerror}") from None
+    if not token:
+        raise EcaugError(f"{path}: admin token file is empty ({ADMIN_TOKEN_FILE_ENV})")
+    return token
+
+
+def docs_from_env() -> bool:
+    return os.environ.get(DOCS_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class _RateLimit:
+    """At most ``n`` events per ``window_s`` (sliding window; thread-safe)."""
+
+    def __init__(self, n: int, window_s: float = 60.0):
+        self.n, self.window_s = n, window_s
+        self._times: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            while self._times and now - self._times[0] >= self.window_s:
+                self._times.popleft()
+            if len(self._times) >= self.n:
+                return False
+            self._times.append(now)
+            return True
+
+
+def _short(value: Any) -> Any:
+    """An input value safe to echo: long text is replaced by its length."""
+    if isinstance(value, (str, bytes)) and len(value) > _MAX_ECHO:
+        return f"<{len(value)} characters, not echoed>"
+    if isinstance(value, dict):
+        return {k: _short(v) for k, v in list(value.items())[:20]}
+    if isinstance(value, (list, tuple)):
+        return [_short(v) for v in list(value)[:20]]
+    return value
 
 
 @dataclass
@@ -110,14 +184,28 @@ def _warm_up(s: Services) -> None:
         log.info("warm-up skipped: %s", exc)
 
 
-def create_app(services: Services, inline: bool = True) -> FastAPI:
+def create_app(
+    services: Services,
+    inline: bool = True,
+    *,
+    admin_token: str | None = _FROM_ENV,
+    docs: bool | None = None,
+    admin_rate: int = ADMIN_RATE_PER_MIN,
+) -> FastAPI:
     """Build the FastAPI app around ``services``. The model is loaded before the first request
     (if it is not already) and watched for new checkpoints while the app runs.
 
     ``inline``: run ``/recommend`` on the event loop (lowest latency for one client) instead of
-    FastAPI's thread pool (lets slow Redis reads of several clients overlap)."""
+    FastAPI's thread pool (lets slow Redis reads of several clients overlap).
+    ``admin_token``: token of ``/admin/*`` (default: from the environment; None: routes off).
+    ``docs``: serve ``/docs`` + ``/openapi.json`` (default: ``$ECAUG_DOCS``).
+    ``admin_rate``: admin requests per minute (429 above), counted before the token check so
+    guessing is rate limited too."""
     s = services
     m = s.metrics
+    token = admin_token_from_env() if admin_token is _FROM_ENV else admin_token
+    show_docs = docs_from_env() if docs is None else docs
+    admin_limit = _RateLimit(admin_rate, 60.0)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -135,9 +223,21 @@ def create_app(services: Services, inline: bool = True) -> FastAPI:
         description="Top-K items from Redis features (Feast) + the TorchRec user tower + FAISS.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url="/docs" if show_docs else None,
+        redoc_url="/redoc" if show_docs else None,
+        openapi_url="/openapi.json" if show_docs else None,
     )
     app.state.services = s
     app.add_middleware(_MetricsMiddleware, metrics=m)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", ""),
+             "input": _short(e.get("input"))}
+            for e in exc.errors()[:10]
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     def _items(ids: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
         return [
@@ -250,12 +350,25 @@ def create_app(services: Services, inline: bool = True) -> FastAPI:
             m.model_loaded_at.set(bundle.loaded_at)
         return Response(m.render(), media_type=m.content_type)
 
-    @app.post("/admin/reload", summary="Reload the model from disk now")
-    def reload() -> JSONResponse:
-        try:
-            bundle = s.models.load()
-        except Exception as exc:
-            raise HTTPException(503, detail=f"no model could be loaded: {exc}") from exc
-        return JSONResponse({"model_version": bundle.version, "error": s.models.last_error})
+    def _check_admin(request: Request) -> None:
+        if not admin_limit.allow():
+            raise HTTPException(429, detail=f"too many admin requests (at most {admin_rate} per minute)")
+        auth = request.headers.get("authorization", "")
+        given = auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get("x-admin-token", "")
+        if not given:
+            raise HTTPException(401, detail="admin token required (Authorization: Bearer <token>)",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if not hmac.compare_digest(given.encode("utf-8"), str(token).encode("utf-8")):
+            raise HTTPException(403, detail="wrong admin token")
+
+    if token:  # without a configured token the admin routes do not exist (404)
+        @app.post("/admin/reload", summary="Reload the model from disk now (admin token)")
+        def reload(request: Request) -> JSONResponse:
+            _check_admin(request)
+            try:
+                bundle = s.models.load()
+            except Exception as exc:
+                raise HTTPException(503, detail=redact(f"no model could be loaded: {exc}")) from exc
+            return JSONResponse({"model_version": bundle.version, "error": s.models.last_error})
 
     return app

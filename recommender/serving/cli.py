@@ -37,18 +37,25 @@ def register(app: typer.Typer) -> None:
         server, started if needed); the model is hot-reloaded when a new checkpoint lands.
         """
         import json
-        import logging
         import os
 
-        logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # AVX2 probing noise at INFO
         import uvicorn
 
         from recommender.serving.app import create_app
         from recommender.serving.wiring import SERVE_ENV, build_services, configure_threads
 
+        from ecaug_feast.errors import EcaugError
+
         configure_threads(1)
-        services = build_services(model, dataset, poll_s=poll, max_k=max_k)
-        bundle = services.models.load()  # fail here, as one line, rather than in the first request
+        try:
+            services = build_services(model, dataset, poll_s=poll, max_k=max_k)
+            bundle = services.models.load()  # fail here, as one line, rather than in the first request
+            app_ = create_app(services, inline=not threadpool) if workers == 1 else None
+        except EcaugError:
+            raise
+        except Exception as exc:  # a checkpoint that does not load, a catalogue that does not fit
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise EcaugError(f"cannot serve model {model!r}: {type(exc).__name__}: {first[:300]}") from None
         typer.echo(
             f"serving {bundle.version} ({len(bundle.index)} items, {bundle.index.metric}) "
             f"on http://{host}:{port}  (try: curl 'http://{host}:{port}/recommend?user_id=1&k=10')",
@@ -62,4 +69,4 @@ def register(app: typer.Typer) -> None:
             uvicorn.run("recommender.serving.wiring:app_from_env", factory=True, workers=workers,
                         host=host, port=port, log_level=log_level, access_log=False)
             return
-        uvicorn.run(create_app(services, inline=not threadpool), host=host, port=port, log_level=log_level, access_log=False)
+        uvicorn.run(app_, host=host, port=port, log_level=log_level, access_log=False)

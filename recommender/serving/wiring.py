@@ -61,6 +61,38 @@ def dataset_of(model_dir: Path, default: str | None = None) -> str:
     return str(name)
 
 
+def current_redis_url(state_dir: Path | None = None) -> str | None:
+    """The Redis address in use now: ``$ECAUG_REDIS_URL``, else the embedded server recorded in
+    ``<state>/redis/server.json`` when it answers; None when neither is reachable."""
+    from ecaug_feast.redis_server import EmbeddedRedis, external_url
+
+    url = external_url()
+    if url:
+        return url
+    st = EmbeddedRedis.for_state(state_dir).status()
+    return st.get("url") if st.get("running") else None
+
+
+def redis_relocator(state_dir: Path | None = None):
+    """``relocate(store)`` for :class:`FeastFeatureReader`: a new ``FeatureStore`` (its repo
+    re-rendered for the new address) when Redis now answers somewhere else, else None.
+    ``state_dir``: where to look for the embedded server's record (default: ``$ECAUG_HOME``)."""
+    from ecaug_feast import feast_io
+    from ecaug_feast.redis_server import feast_connection_string
+
+    def relocate(store: Any) -> Any | None:
+        url = current_redis_url(state_dir)
+        if url is None:
+            return None
+        now = str(store.config.online_store.connection_string)
+        if feast_connection_string(url) == now:
+            return None
+        repo = feast_io.render_repo(store.repo_path, redis_url=url)  # same repo, new address
+        return feast_io.get_store(repo)
+
+    return relocate
+
+
 def build_services(
     model: str | Path = LATEST,
     dataset: str | None = None,
@@ -69,9 +101,12 @@ def build_services(
     poll_s: float = 2.0,
     max_k: int = 1000,
     retry_s: float = 0.5,
+    relocate: Any | None = None,
 ) -> Services:
     """Everything ``ecaug serve`` needs. ``store``: a ``feast.FeatureStore`` (default: the repo
-    rendered for the state dir, with the embedded Redis started when ``$ECAUG_REDIS_URL`` is unset)."""
+    rendered for the state dir, with the embedded Redis started when ``$ECAUG_REDIS_URL`` is unset).
+    ``relocate``: how the reader finds a Redis that moved (default for the rendered store:
+    :func:`redis_relocator`; a given ``store`` keeps its address unless ``relocate`` is given)."""
     from ecaug_feast import feast_io
     from ecaug_feast.datasets.store import load_processed
 
@@ -88,8 +123,17 @@ def build_services(
     item_pop = train["item_id"].value_counts()
     metrics = ServingMetrics()
 
+    n_items = int(data.items["item_id"].max())
+
     def loader():
-        return load_bundle(resolve_model(model), item_pop)
+        d = resolve_model(model)
+        bundle = load_bundle(d, item_pop)
+        if len(bundle.index) != n_items:  # item ids would point at other items: refuse, keep serving the old model
+            raise EcaugError(
+                f"{d}: catalog mismatch: the checkpoint has {len(bundle.index)} items, dataset '{name}' has {n_items} "
+                "(serve it with the dataset it was trained on: --dataset)"
+            )
+        return bundle
 
     if str(model) == LATEST:  # follow whichever checkpoint is newest
         def fingerprint():
@@ -101,7 +145,10 @@ def build_services(
         loader, fingerprint, poll_s=poll_s,
         on_reload=lambda result, b: metrics.reloads.labels(result).inc(),
     )
-    reader = FeastFeatureReader(store if store is not None else feast_io.get_store(), retry_s=retry_s)
+    if store is None:
+        store = feast_io.get_store()
+        relocate = relocate or redis_relocator()
+    reader = FeastFeatureReader(store, retry_s=retry_s, relocate=relocate)
     log.info("serving dataset %s: %d items, %d users with history", name, len(data.items), train["user_id"].nunique())
     return Services(
         features=reader,

@@ -1,0 +1,444 @@
+"""Fault benchmark (issue 12): a table of bad inputs and faults, each run as a real ``ecaug``
+process against a temp ``ECAUG_HOME``, and requests served by ``ecaug serve`` while its Redis
+stops and comes back on another port.
+
+    python benchmarks/faults.py [--json] [--users 300] [--only NAME[,NAME...]] [--skip-outage]
+
+Set-up (once): an embedded Redis, the first ``--users`` Beauty users ingested, Feast applied and
+materialized, a one-epoch checkpoint, a tiny second dataset. Each case then runs in its own copy
+of that home (so a case that deletes everything cannot spoil the next), with ``ECAUG_REDIS_URL``
+pointing at the set-up Redis unless the case needs the embedded server.
+
+Each outcome is classified:
+- ``clean``: what should fail failed with exit 2 and one ``error:`` line (click's usage message
+  for usage errors), no traceback; what should work worked;
+- ``traceback``: a Python traceback reached the user;
+- ``accepted``: bad input or a fault went through with exit 0 (silent wrong data);
+- ``other``: a non-zero exit without a traceback that is not one clean line, or a hang;
+- and, separately, ``data_lost``: a file of the home that the case must not touch is gone or
+  changed, or an innocent process was killed; ``leaked``: a secret appeared in the output.
+
+Outage: ``ecaug serve`` (embedded Redis, ``server.json`` mode) gets a bounded loop of
+``/recommend`` requests for known users on loopback, while its Redis is stopped and restarted on a
+new port: requests ok / degraded / failed per phase, and seconds until answers are non-degraded.
+
+Figures (goals): tracebacks 0, data lost 0, leaked 0; failed requests 0 during the outage.
+Runs nice'd on a shared 2-core machine; about 2-3 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+ECAUG = str(Path(sys.executable).with_name("ecaug"))
+SECRET = "s3cret-pw-4711"
+
+
+# ------------------------------------------------------------------------------------ helpers
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ecaug(args: list[str], env: dict[str, str], timeout: float = 240) -> tuple[int, str, str, float]:
+    """``ecaug ARGS`` as a process: (exit code, stdout, stderr, seconds); 124 on timeout."""
+    t0 = time.perf_counter()
+    try:
+        p = subprocess.run([ECAUG, *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
+        return p.returncode, p.stdout, p.stderr, time.perf_counter() - t0
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        return 124, out, err, time.perf_counter() - t0
+
+
+def must(args: list[str], env: dict[str, str], timeout: float = 600) -> str:
+    rc, out, err, _ = ecaug(args, env, timeout)
+    if rc != 0:
+        raise SystemExit(f"set-up step failed: ecaug {' '.join(args)} (exit {rc})\n{err[-2000:]}")
+    return out
+
+
+def snapshot(home: Path, parts: tuple[str, ...] = ("datasets", "feast", "models", "runs")) -> dict[str, str]:
+    """sha1 of every file under the given folders of a home (the data a case must not lose)."""
+    out: dict[str, str] = {}
+    for part in parts:
+        base = home / part
+        if not base.exists():
+            continue
+        for p in sorted(base.rglob("*")):
+            if p.is_file() and not p.name.startswith(".") and ".tmp" not in p.name:
+                out[str(p.relative_to(home))] = hashlib.sha1(p.read_bytes()).hexdigest()
+    return out
+
+
+@dataclass
+class Case:
+    name: str
+    args: list[str]
+    expect: str = "error"  # "error" | "usage" | "ok"
+    half: str = "b"  # which half of issue 12 (a: names/pids/runs/ingest atomicity, b: the rest)
+    embedded: bool = False  # run against the embedded Redis (no ECAUG_REDIS_URL)
+    prepare: Callable[[Path, dict[str, str]], Any] | None = None  # (home, env) -> context
+    keep: tuple[str, ...] = ("datasets", "feast", "models", "runs")  # folders that must survive
+    check: Callable[[Path, Any, str], str | None] | None = None  # extra harm check -> reason
+    env: dict[str, str] = field(default_factory=dict)
+    timeout: float = 240
+
+
+def classify(case: Case, rc: int, out: str, err: str) -> str:
+    if "Traceback (most recent call last)" in err:
+        return "traceback"
+    if case.expect == "ok":
+        return "clean" if rc == 0 else "other"
+    if rc == 0:
+        return "accepted"
+    if rc == 2 and case.expect == "usage":
+        return "clean" if "Usage:" in err and "Error:" in err else "other"
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    return "clean" if rc == 2 and len(lines) == 1 else "other"
+
+
+# ------------------------------------------------------------------------------------ inputs
+def _csv(home: Path, name: str, rows: list[tuple[Any, Any, str]]) -> Path:
+    p = home.parent / f"{home.name}-{name}.csv"
+    p.write_text("u,i,t\n" + "".join(f"{u},{i},{t}\n" for u, i, t in rows), encoding="utf-8")
+    return p
+
+
+def _events(times: list[str]) -> list[tuple[int, int, str]]:
+    return [(1 + k % 3, 10 + k % 5, t) for k, t in enumerate(times)]
+
+
+def _ingest_csv(times: list[str], map_: str = "user=u,item=i,timestamp=t", name: str = "shop"):
+    def prepare(home: Path, env: dict[str, str]) -> list[str]:
+        return ["ingest", "--interactions", str(_csv(home, "events", _events(times))), "--map", map_, "--name", name]
+    return prepare
+
+
+def _ingest_parquet(kind: str):
+    def prepare(home: Path, env: dict[str, str]) -> list[str]:
+        import numpy as np
+        import pandas as pd
+
+        p = home.parent / f"{home.name}-events.parquet"
+        t = pd.date_range("2024-01-01", periods=6, freq="D", tz="UTC")
+        if kind == "list_items":
+            df = pd.DataFrame({"u": [1, 1, 2, 2, 3, 3], "t": t,
+                               "i": [np.array([1, 2]), np.array([3]), np.array([1, 2]), np.array([4]), np.array([5]), np.array([3])]})
+        else:  # categorical user ids (parquet dictionary encoding)
+            df = pd.DataFrame({"u": pd.Categorical(["a", "a", "b", "b", "c", "c"]), "i": [1, 2, 1, 3, 2, 3], "t": t})
+        df.to_parquet(p)
+        return ["ingest", "--interactions", str(p), "--map", "user=u,item=i,timestamp=t", "--name", "shop"]
+    return prepare
+
+
+def _corrupt_manifest(home: Path, env: dict[str, str]) -> list[str]:
+    run = home / "runs" / "20240101-000000-abcd"
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "manifest.json").write_text('{"seq": 1, "gate": "pa', encoding="utf-8")
+    return ["runs", "show", run.name]
+
+
+def _corrupt_parquet(home: Path, env: dict[str, str]) -> list[str]:
+    (home / "datasets" / "beauty" / "interactions.parquet").write_bytes(b"PAR1 not parquet PAR1")
+    return ["train", "--dataset", "beauty", "--source", "memory", "--epochs", "1", "--name", "x"]
+
+
+def _full_disk(home: Path, env: dict[str, str]) -> list[str] | None:
+    """ECAUG_HOME on a 600 KB tmpfs (needs mount rights; the case is skipped without them)."""
+    disk = home.parent / f"{home.name}-disk"
+    disk.mkdir()
+    if shutil.which("mount") is None or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(disk)], capture_output=True).returncode != 0:
+        return None
+    env["ECAUG_HOME"] = str(disk / "home")
+    env["_UMOUNT"] = str(disk)
+    return ["ingest", "--dataset", "beauty", "--max-users", "3000"]
+
+
+def _stale_pid(home: Path, env: dict[str, str]) -> subprocess.Popen:
+    """server.json naming an innocent process (and a port where no Redis answers)."""
+    innocent = subprocess.Popen(["sleep", "300"])
+    d = home / "redis"
+    d.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    (d / "server.json").write_text(json.dumps({"pid": innocent.pid, "port": port, "url": f"redis://127.0.0.1:{port}/0",
+                                               "host": "127.0.0.1"}))
+    return innocent
+
+
+def _innocent_alive(home: Path, ctx: Any, out: str) -> str | None:
+    alive = ctx.poll() is None
+    ctx.kill()
+    ctx.wait()
+    return None if alive else "an unrelated process named by a stale pid file was killed"
+
+
+def _rollback_abs(home: Path, env: dict[str, str]) -> list[str]:
+    outside = home.parent / f"{home.name}-outside"
+    (outside).mkdir()
+    (outside / "manifest.json").write_text(json.dumps({"seq": 99, "gate": "pass"}))
+    return ["runs", "rollback", "--to", str(outside)]
+
+
+def _active_unchanged(home: Path, ctx: Any, out: str) -> str | None:
+    """``runs/active`` is a symlink to the active run: it must not point outside ``runs/``."""
+    act = home / "runs" / "active"
+    if not act.is_symlink():
+        return None
+    target = (act.parent / os.readlink(act)).resolve()
+    inside = target == (home / "runs").resolve() or (home / "runs").resolve() in target.parents
+    return None if inside else f"runs/active now points at {target}"
+
+
+def _no_secret(home: Path, ctx: Any, out: str) -> str | None:
+    return "leaked" if SECRET in out else None
+
+
+def cases(users: int) -> list[Case]:
+    iso_dmy = ["2024-01-05", "2024-01-06", "2024-02-01", "13/04/2024", "03/04/2024", "2024-05-01"]
+    return [
+        # ---- half b: silent wrong data (item 6)
+        Case("mixed ISO and dd/mm timestamps", [], prepare=_ingest_csv(iso_dmy)),
+        Case("ambiguous dd/mm vs mm/dd", [], prepare=_ingest_csv(["01/02/2024", "03/04/2024", "05/06/2024"])),
+        Case("data wholly before 1970", [], prepare=_ingest_csv(["1960-01-01", "1961-02-03", "1962-03-04"])),
+        Case("data in the future", [], prepare=_ingest_csv(["2100-01-01", "2100-02-03", "2100-03-04"])),
+        Case("parquet item column of lists", [], prepare=_ingest_parquet("list_items")),
+        Case("--map user=a,user=b", [], prepare=_ingest_csv(["2024-01-01"] * 3, map_="user=u,user=i,item=i,timestamp=t")),
+        # ---- half b: tracebacks (item 7)
+        Case("categorical user id in parquet", [], expect="ok", prepare=_ingest_parquet("categorical"),
+             keep=("datasets", "models", "runs")),  # a good ingest replaces feast/'s sources
+        Case("disk full during ingest", [], prepare=_full_disk),
+        Case("corrupt run manifest: runs show", [], prepare=_corrupt_manifest),
+        Case("corrupt processed parquet: train", [], prepare=_corrupt_parquet, keep=("feast", "models", "runs")),
+        Case("catalog mismatch at serve start-up", ["serve", "--model", "real", "--dataset", "tiny", "--port", str(free_port())],
+             timeout=90),
+        Case("training on a tiny dataset", ["train", "--dataset", "tiny", "--source", "memory", "--epochs", "1"]),
+        Case("mistyped option: train --modle x", ["train", "--modle", "x"], expect="usage"),
+        Case("mistyped command: ecaug nosuch", ["nosuch"], expect="usage"),
+        # ---- half b: exposure (item 8)
+        Case("password in ECAUG_REDIS_URL: redis status --json", ["redis", "status", "--json"], expect="ok_or_1",
+             env={"ECAUG_REDIS_URL": f"redis://:{SECRET}@127.0.0.1:{free_port()}/0"}, check=_no_secret),
+        Case("password in ECAUG_REDIS_URL: error message", ["redis", "start"],
+             env={"ECAUG_REDIS_URL": f"redis://:{SECRET}@127.0.0.1:{free_port()}/0"}, check=_no_secret),
+        # ---- half a: names, pids, runs (items 1-3)
+        Case("train --name ..", ["train", "--dataset", "beauty", "--source", "memory", "--epochs", "1",
+                                 "--batch-size", "256", "--dim", "8", "--name", ".."], half="a"),
+        Case("train --name .", ["train", "--dataset", "beauty", "--source", "memory", "--epochs", "1",
+                                "--batch-size", "256", "--dim", "8", "--name", "."], half="a"),
+        Case("ingest --name .", [], half="a", prepare=_ingest_csv(["2024-01-01", "2024-01-02", "2024-01-03"], name=".")),
+        Case("ingest --name ..", [], half="a", prepare=_ingest_csv(["2024-01-01", "2024-01-02", "2024-01-03"], name="..")),
+        Case("runs rollback --to /abs/dir", [], half="a", prepare=_rollback_abs, check=_active_unchanged),
+        Case("runs rollback --to ../x", ["runs", "rollback", "--to", "../x"], half="a", check=_active_unchanged),
+        Case("redis stop with a stale pid", ["redis", "stop"], half="a", embedded=True, expect="any",
+             prepare=_stale_pid, check=_innocent_alive),
+    ]
+
+
+def run_case(case: Case, base: Path, work: Path, base_env: dict[str, str], i: int) -> dict[str, Any]:
+    home = work / f"case{i:02d}"
+    shutil.copytree(base, home, symlinks=True, ignore=shutil.ignore_patterns("redis"))  # runs/active is a relative link
+    env = {**base_env, "ECAUG_HOME": str(home), **case.env}
+    if case.embedded:
+        env.pop("ECAUG_REDIS_URL", None)
+    ctx: Any = None
+    args = list(case.args)
+    if case.prepare is not None:
+        ctx = case.prepare(home, env)
+        if isinstance(ctx, list):
+            args = ctx
+        elif ctx is None and case.name.startswith("disk full"):
+            return {"case": case.name, "half": case.half, "outcome": "skipped", "reason": "cannot mount a tmpfs here"}
+    before = snapshot(home, case.keep)
+    rc, out, err, secs = ecaug(args, env, case.timeout)
+    if "_UMOUNT" in env:
+        subprocess.run(["umount", env["_UMOUNT"]], check=False)
+    if case.expect == "ok_or_1":  # status of an unreachable server: exit 1 by design
+        outcome = "traceback" if "Traceback" in err else ("clean" if rc in (0, 1) else "other")
+    elif case.expect == "any":
+        outcome = "traceback" if "Traceback" in err else ("clean" if rc in (0, 1, 2) else "other")
+    else:
+        outcome = classify(case, rc, out, err)
+    if rc == 124:
+        outcome = "other"
+    after = snapshot(home, case.keep) if home.exists() else {}
+    lost = sorted(k for k, v in before.items() if after.get(k) != v)
+    harm = case.check(home, ctx, out + err) if case.check else None
+    leaked = SECRET in out + err
+    err_lines = [ln for ln in err.splitlines() if ln.strip()]
+    return {
+        "case": case.name, "half": case.half, "args": args[:3], "exit": rc, "outcome": outcome,
+        "data_lost": bool(lost) or (harm is not None and harm != "leaked"), "lost_files": lost[:5], "harm": harm,
+        "leaked": leaked, "seconds": round(secs, 1), "stderr_tail": (err_lines[-1] if err_lines else "")[:240],
+    }
+
+
+# ------------------------------------------------------------------------------------ outage
+def outage(base: Path, base_env: dict[str, str], users: list[int]) -> dict[str, Any]:
+    """``ecaug serve`` on the embedded Redis of ``base``; Redis stopped, restarted on a new port."""
+    import urllib.error
+    import urllib.request
+
+    env = {**base_env, "ECAUG_HOME": str(base)}
+    env.pop("ECAUG_REDIS_URL", None)
+    port = free_port()
+    proc = subprocess.Popen([ECAUG, "serve", "--model", "real", "--port", str(port)], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    counts: dict[str, dict[str, int]] = {}
+
+    def get(uid: int) -> str:
+        try:
+            with urllib.request.urlopen(f"{url}/recommend?user_id={uid}&k=10", timeout=5) as r:
+                body = json.loads(r.read())
+            return "degraded" if body.get("degraded") else "ok"
+        except (urllib.error.URLError, OSError, ValueError):
+            return "failed"
+
+    def burst(phase: str, n: int, stop_when_ok: bool = False, limit_s: float = 30.0) -> float:
+        c = counts.setdefault(phase, {"ok": 0, "degraded": 0, "failed": 0})
+        t0 = time.perf_counter()
+        for k in range(n):
+            res = get(users[k % len(users)])
+            c[res] += 1
+            if stop_when_ok and res == "ok":
+                return time.perf_counter() - t0
+            if time.perf_counter() - t0 > limit_s:
+                break
+            if stop_when_ok:
+                time.sleep(0.05)
+        return time.perf_counter() - t0
+
+    try:
+        deadline = time.monotonic() + 120
+        while get(users[0]) == "failed":
+            if proc.poll() is not None or time.monotonic() > deadline:
+                return {"error": f"ecaug serve did not come up: {(proc.stderr.read() if proc.poll() is not None else '')[-500:]}"}
+            time.sleep(0.5)
+        burst("before", 200)
+        must(["redis", "stop"], env)
+        burst("redis_down", 200)
+        new_port = free_port()
+        must(["redis", "start", "--port", str(new_port)], env)
+        recover_s = burst("after_restart_new_port", 2000, stop_when_ok=True)
+        recovered = counts["after_restart_new_port"]["ok"] > 0
+        burst("after_recovery", 200)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    total = {k: sum(c[k] for c in counts.values()) for k in ("ok", "degraded", "failed")}
+    return {"phases": counts, "total": total, "recovered": recovered,
+            "seconds_to_recover": round(recover_s, 2) if recovered else None, "new_port": new_port}
+
+
+# ------------------------------------------------------------------------------------ main
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
+    ap.add_argument("--users", type=int, default=300, help="Beauty users in the set-up dataset")
+    ap.add_argument("--only", default=None, help="comma-separated case names (substring match)")
+    ap.add_argument("--skip-outage", action="store_true")
+    a = ap.parse_args()
+    os.nice(5)
+    t_start = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="ecaug-faults-"))
+    base = work / "base"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ECAUG_")}
+    env["ECAUG_HOME"] = str(base)
+    log = (lambda s: print(s, file=sys.stderr, flush=True))
+    try:
+        log(f"set-up in {base}")
+        redis_url = json.loads(must(["redis", "start", "--json"], env).strip().splitlines()[-1])["url"]
+        must(["ingest", "--dataset", "beauty", "--max-users", str(a.users)], env)
+        must(["apply"], env)
+        must(["materialize"], env)
+        must(["train", "--dataset", "beauty", "--source", "memory", "--epochs", "1", "--batch-size", "256",
+              "--dim", "8", "--name", "real"], env)
+        tiny = _csv(base, "tiny", [(1, 10, "2024-01-01"), (1, 11, "2024-01-02"), (1, 12, "2024-01-03"),
+                                    (2, 10, "2024-01-04"), (2, 13, "2024-01-05"), (2, 11, "2024-01-06"),
+                                    (3, 12, "2024-01-07"), (3, 10, "2024-01-08"), (3, 11, "2024-01-09")])
+        must(["ingest", "--interactions", str(tiny), "--map", "user=u,item=i,timestamp=t", "--name", "tiny"], env)
+        must(["ingest", "--dataset", "beauty", "--max-users", str(a.users)], env)  # beauty's sources back in feast/
+        import pandas as pd
+
+        known = sorted(pd.read_parquet(base / "datasets" / "beauty" / "interactions.parquet")["user_id"].unique().tolist())[:50]
+        t_setup = time.perf_counter() - t_start
+        log(f"set-up done in {t_setup:.0f} s; running cases")
+
+        case_env = {**env, "ECAUG_REDIS_URL": redis_url}
+        chosen = cases(a.users)
+        if a.only:
+            keys = [k.strip() for k in a.only.split(",")]
+            chosen = [c for c in chosen if any(k in c.name for k in keys)]
+        results = []
+        for i, case in enumerate(chosen):
+            try:
+                r = run_case(case, base, work, case_env, i)
+            except Exception as exc:  # noqa: BLE001 - the harness, not the case: report and go on
+                r = {"case": case.name, "half": case.half, "outcome": "harness_error", "data_lost": False,
+                     "leaked": False, "stderr_tail": f"{type(exc).__name__}: {exc}"[:240]}
+            results.append(r)
+            log(f"  {r['outcome']:<9} {'LOST ' if r.get('data_lost') else ''}{'LEAK ' if r.get('leaked') else ''}"
+                f"[{case.half}] {case.name}: {r.get('stderr_tail', r.get('reason', ''))[:150]}")
+        out_outage = None if a.skip_outage else outage(base, env, known)
+        if out_outage is not None:
+            log(f"outage: {json.dumps(out_outage)}")
+    finally:
+        subprocess.run([ECAUG, "redis", "stop"], env=env, capture_output=True)
+        for p in work.glob("*-disk"):
+            subprocess.run(["umount", str(p)], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+    tried = [r for r in results if r["outcome"] != "skipped"]
+
+    def count(pred: Callable[[dict], bool], rows: list[dict] = tried) -> int:
+        return sum(1 for r in rows if pred(r))
+
+    figures = {
+        "cases_tried": len(tried),
+        "skipped": len(results) - len(tried),
+        "clean": count(lambda r: r["outcome"] == "clean"),
+        "tracebacks": count(lambda r: r["outcome"] == "traceback"),
+        "accepted_bad_input": count(lambda r: r["outcome"] == "accepted"),
+        "other": count(lambda r: r["outcome"] in ("other", "harness_error")),
+        "data_lost": count(lambda r: r["data_lost"]),
+        "leaked_secrets": count(lambda r: r["leaked"]),
+        "by_half": {h: {"tried": count(lambda r: r["half"] == h),
+                        "clean": count(lambda r: r["half"] == h and r["outcome"] == "clean" and not r["data_lost"])}
+                    for h in ("a", "b")},
+        "outage_requests": (out_outage or {}).get("total"),
+        "outage_recovered_on_new_port": (out_outage or {}).get("recovered"),
+        "outage_seconds_to_recover": (out_outage or {}).get("seconds_to_recover"),
+        "seconds": round(time.perf_counter() - t_start, 1),
+    }
+    print(f"cases tried {figures['cases_tried']} (skipped {figures['skipped']}): clean {figures['clean']}, "
+          f"tracebacks {figures['tracebacks']} (goal 0), accepted bad input {figures['accepted_bad_input']}, "
+          f"other {figures['other']}, data lost {figures['data_lost']} (goal 0), leaked {figures['leaked_secrets']} (goal 0)")
+    if out_outage:
+        print(f"outage: requests {figures['outage_requests']}, recovered on the new port: {figures['outage_recovered_on_new_port']} "
+              f"after {figures['outage_seconds_to_recover']} s; per phase {out_outage.get('phases')}")
+    if a.json:
+        print(json.dumps({"figures": figures, "cases": results, "outage": out_outage}, default=str))
+
+
+if __name__ == "__main__":
+    main()

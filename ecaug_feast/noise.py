@@ -1,0 +1,112 @@
+"""Silence the known noise of the libraries ecaug drives, and nothing else.
+
+Each entry names the library module (or logger) and the warning category, so a real warning from
+anywhere else, or of another kind from the same library, still shows. Called once by the CLI
+entry (``ecaug_feast.cli.main``); a library import never changes warning filters.
+
+What was seen on ``ecaug demo`` (feast 0.67, torchrec 1.x, fbgemm_gpu, faiss 1.x) and is muted:
+
+- ``DeprecationWarning`` from ibis' duckdb backend (Feast's offline store), fbgemm_gpu's op
+  modules, ``torch.jit`` (called by fbgemm/torchrec) and ``torchrec.optim``;
+- ``FutureWarning`` from torchrec's planner and DistributedModelParallel, and torch's
+  ShardedTensor deprecation raised through our single-process ``recommender.distributed``;
+- fbgemm_gpu's INFO lines on the root logger ("Successfully loaded: '...so'", "[TBE=...]");
+- ``faiss.loader`` INFO lines (it probes AVX512/AVX2 builds one by one);
+- torchrec planner WARNING lines about its own topology/storage heuristics;
+- torch.fx's "is_fx_tracing will return true ..." warning (torch's own logger);
+- starlette's warning about httpx when FastAPI's TestClient is imported, httpx's per-request INFO.
+
+Feast's modules call ``warnings.simplefilter("once", DeprecationWarning)`` when imported, which puts
+a catch-all filter *in front of* ours; so besides the filters, ``warnings.showwarning`` is wrapped
+to drop exactly the warnings listed here, whatever filters a later import adds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import warnings
+from typing import Any
+
+# (category, module regex matched at the start of the warning's module, message regex)
+KNOWN_WARNINGS: list[tuple[type[Warning], str, str]] = [
+    (DeprecationWarning, r"ibis\.backends\.duckdb", ""),
+    (DeprecationWarning, r"fbgemm_gpu(\.|$)", ""),
+    (DeprecationWarning, r"torch\.jit\._script", r"`torch\.jit\.(script|interface)` is deprecated"),
+    (DeprecationWarning, r"torchrec\.optim", ""),
+    (FutureWarning, r"torchrec\.distributed", ""),
+    (FutureWarning, r"recommender\.distributed", r"Please use DTensor instead"),
+    # starlette's StarletteDeprecationWarning (a UserWarning) when FastAPI's TestClient is imported
+    (Warning, r"fastapi\.testclient", r"Using `httpx` with `starlette\.testclient` is deprecated"),
+]
+
+# logger name -> the lowest level still shown
+KNOWN_LOGGERS: dict[str, int] = {
+    "faiss.loader": logging.WARNING,
+    "torchrec.distributed.planner": logging.ERROR,
+    "torch.fx._symbolic_trace": logging.ERROR,
+    "torch.distributed": logging.ERROR,
+    "fbgemm_gpu": logging.WARNING,
+    "httpx": logging.WARNING,  # one INFO line per request (the demo's in-process /recommend)
+}
+
+# Packages that log INFO through the *root* logger (``logging.info(...)``): their records are
+# recognised by the file that emitted them.
+ROOT_LOGGING_PACKAGES = ("/fbgemm_gpu/",)
+
+
+class _RootInfoFromPackages(logging.Filter):
+    """Drops sub-WARNING records that a known package logged on the root logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        path = record.pathname.replace("\\", "/")
+        return not any(p in path for p in ROOT_LOGGING_PACKAGES)
+
+
+_ROOT_FILTER = _RootInfoFromPackages()
+_COMPILED = [(c, re.compile(r"(^|\.)" + m), re.compile(t, re.IGNORECASE) if t else None) for c, m, t in KNOWN_WARNINGS]
+
+
+def _dotted(filename: str) -> str:
+    """``.../site-packages/ibis/backends/duckdb/__init__.py`` -> ``...site-packages.ibis.backends.duckdb``."""
+    stem = os.path.splitext(filename)[0].replace("\\", "/").strip("/")
+    dotted = stem.replace("/", ".")
+    return dotted[: -len(".__init__")] if dotted.endswith(".__init__") else dotted
+
+
+def is_known_noise(message: Any, category: type[Warning], filename: str) -> bool:
+    """True for a warning listed in ``KNOWN_WARNINGS`` (by category, emitting module, message)."""
+    mod = _dotted(filename)
+    text = str(message)
+    return any(issubclass(category, c) and m.search(mod) and (t is None or t.search(text)) for c, m, t in _COMPILED)
+
+
+def _guard_showwarning() -> None:
+    original = warnings.showwarning
+    if getattr(original, "_ecaug_guard", False):
+        return
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        if is_known_noise(message, category, filename):
+            return
+        original(message, category, filename, lineno, file, line)
+
+    showwarning._ecaug_guard = True  # type: ignore[attr-defined]
+    warnings.showwarning = showwarning
+
+
+def quiet_known_noise() -> None:
+    """Install the filters above (idempotent)."""
+    for category, module, message in KNOWN_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category, module=module)
+    for name, level in KNOWN_LOGGERS.items():
+        logger = logging.getLogger(name)
+        if logger.level < level:
+            logger.setLevel(level)
+    root = logging.getLogger()
+    if _ROOT_FILTER not in root.filters:
+        root.addFilter(_ROOT_FILTER)
+    _guard_showwarning()
