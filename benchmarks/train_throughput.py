@@ -1,11 +1,18 @@
-"""Training throughput: our TorchRec step (DMP, fused RowWiseAdagrad tables + Adam MLPs) against a
-plain PyTorch two-tower of the same shape (``nn.EmbeddingBag`` tables, Adam on everything).
+"""Training throughput, TorchRec against plain PyTorch, side by side in one run.
 
-Both consume the same batches of real Beauty examples (same features, same loss: in-batch softmax
-with logQ), including batch assembly from the encoded CSR arrays. The two are timed in alternating
-blocks so a noisy, shared machine slows both alike.
+``--model bag``: our TorchRec step (DMP, fused RowWiseAdagrad tables + Adam MLPs) against a plain
+PyTorch two-tower of the same shape (``nn.EmbeddingBag`` tables, Adam on everything); same batches
+of real Beauty examples, same loss (in-batch softmax with logQ), batch assembly included.
 
-    python benchmarks/train_throughput.py [--json] [--batch-size 1024] [--steps 40] [--threads 1]
+``--model sequence``: the sequence two-tower step as ``recommender.seq_train`` runs it (DMP with
+data-parallel dense tables, full-softmax cross-entropy at every position, Adam) against the same
+model on plain ``nn.Embedding``/``nn.EmbeddingBag`` tables, each in fp32 and with bfloat16
+autocast on the catalogue logits; batches of users of similar history length as in training.
+Unit: training positions (next-item examples) per second.
+
+Implementations are timed in alternating blocks so a noisy, shared machine slows all alike.
+
+    python benchmarks/train_throughput.py [--json] [--model bag|sequence] [--batch-size N] [--steps 40] [--threads 1]
 """
 
 from __future__ import annotations
@@ -52,10 +59,104 @@ def _plain_model(cfg):
     return Plain()
 
 
+def sequence_throughput(a) -> dict:
+    """Positions/s of the sequence model: TorchRec (DMP) vs plain PyTorch, fp32 vs bf16 logits."""
+    import torch
+    from torch import nn
+
+    from ecaug_feast.datasets import load_dataset
+    from ecaug_feast.features.split import split_interactions
+    from recommender import distributed as D
+    from recommender.data import build_in_memory
+    from recommender.seq_model import SeqTwoTower, full_softmax_loss, target_batch
+    from recommender.seq_train import catalog_of, histories_for, length_buckets, seq_config_for, wrap_dmp
+
+    ds = load_dataset(a.dataset)
+    sp = split_interactions(ds)
+    data = build_in_memory(sp.train, ds.items)
+    cfg = seq_config_for(data, embedding_dim=a.dim)
+    cat = catalog_of(data)
+    hist = histories_for(data, cfg)
+    trainable = np.flatnonzero(hist.lengths >= 2)
+
+    class Plain(SeqTwoTower):
+        """Same model, tables as plain ``nn.Embedding`` / ``nn.EmbeddingBag`` (no TorchRec)."""
+
+        def __init__(self):
+            super().__init__(cfg, catalog=cat)
+            self.t_item = nn.Embedding(cfg.num_items + 1, cfg.embedding_dim)
+            self.t_attr = nn.EmbeddingBag(cfg.num_attributes + 1, cfg.embedding_dim, mode="mean")
+            av, alen = cat.attributes_of(np.arange(cfg.num_items + 1))
+            self._av = torch.from_numpy(av)
+            self._ao = torch.from_numpy(np.concatenate([[0], np.cumsum(alen)[:-1]]).astype(np.int64))
+
+        def item_matrix(self, ec=None, ebc=None):
+            return self.t_item.weight + self.t_attr(self._av, self._ao)
+
+    info = D.init_distributed()
+    torch.manual_seed(0)
+    dmp = wrap_dmp(SeqTwoTower(cfg, device="meta", catalog=cat), info)
+    D.load_into_dmp(dmp, SeqTwoTower(cfg, catalog=cat).state_dict())
+    plain = Plain()
+    opts = {"torchrec": torch.optim.Adam(dmp.parameters(), lr=1e-3), "plain_torch": torch.optim.Adam(plain.parameters(), lr=1e-3)}
+    batches = length_buckets(trainable, hist.lengths, a.batch_size, np.random.default_rng(0))
+    it = iter(range(10**9))
+    counted = {}
+
+    def make_step(name, module, bf16):
+        def step():
+            rows = batches[next(it) % len(batches)]
+            x, y, ln = (torch.from_numpy(v) for v in target_batch(hist, rows))
+            H, R = module(x, ln)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = full_softmax_loss(H, R, y)
+            opts[name.split("/")[0]].zero_grad()
+            loss.backward()
+            opts[name.split("/")[0]].step()
+            counted[name] = counted.get(name, 0) + int((y > 0).sum())
+        return step
+
+    impls = {"torchrec/fp32": make_step("torchrec/fp32", dmp, False), "plain_torch/fp32": make_step("plain_torch/fp32", plain, False),
+             "torchrec/bf16": make_step("torchrec/bf16", dmp, True), "plain_torch/bf16": make_step("plain_torch/bf16", plain, True)}
+    for f in impls.values():
+        for _ in range(2):
+            f()
+    counted.clear()
+    t = {k: 0.0 for k in impls}
+    block = 10
+    for _ in range(max(1, a.steps // block)):
+        for name, f in impls.items():
+            t0 = time.perf_counter()
+            for _ in range(block):
+                f()
+            t[name] += time.perf_counter() - t0
+    D.shutdown(info)
+    per_s = {k: round(counted[k] / t[k]) for k in impls}
+    positions = int((hist.lengths[trainable] - 1).sum())
+    return {
+        "model": "sequence",
+        **per_s,
+        "unit": "training positions/s (step incl. batch assembly)",
+        "torchrec_vs_plain_fp32": round(per_s["torchrec/fp32"] / per_s["plain_torch/fp32"], 2),
+        "bf16_vs_fp32_torchrec": round(per_s["torchrec/bf16"] / per_s["torchrec/fp32"], 2),
+        "positions_per_epoch": positions,
+        "epoch_seconds_torchrec_fp32": round(positions / per_s["torchrec/fp32"], 1),
+        "epoch_seconds_torchrec_bf16": round(positions / per_s["torchrec/bf16"], 1),
+        "batch_size": a.batch_size,
+        "steps": max(1, a.steps // block) * block,
+        "threads": a.threads,
+        "embedding_dim": a.dim,
+        "dataset": a.dataset,
+        "cpu": platform.processor() or platform.machine(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="beauty")
-    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--model", default="bag", choices=["bag", "sequence"])
+    p.add_argument("--batch-size", type=int, default=None, help="default 1024 (bag) / 128 users (sequence)")
     p.add_argument("--steps", type=int, default=40, help="timed steps per implementation (in blocks of 10)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--dim", type=int, default=64)
@@ -67,6 +168,19 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(a.threads)
+    if a.model == "sequence":
+        a.batch_size = a.batch_size or 128
+        res = sequence_throughput(a)
+        if a.json:
+            print(json.dumps(res))
+        else:
+            for k in ("torchrec/fp32", "plain_torch/fp32", "torchrec/bf16", "plain_torch/bf16"):
+                print(f"{k:<17} {res[k]:>8,} positions/s")
+            print(f"torchrec/plain x{res['torchrec_vs_plain_fp32']} (fp32), bf16/fp32 x{res['bf16_vs_fp32_torchrec']}; "
+                  f"epoch of {res['positions_per_epoch']:,} positions: {res['epoch_seconds_torchrec_fp32']} s fp32, "
+                  f"{res['epoch_seconds_torchrec_bf16']} s bf16 (load avg {res['load_avg_1m']})")
+        return
+    a.batch_size = a.batch_size or 1024
     from ecaug_feast.datasets import load_dataset
     from ecaug_feast.features.split import split_interactions
     from recommender import distributed as D

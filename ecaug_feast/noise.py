@@ -37,6 +37,10 @@ KNOWN_WARNINGS: list[tuple[type[Warning], str, str]] = [
     (DeprecationWarning, r"torchrec\.optim", ""),
     (FutureWarning, r"torchrec\.distributed", ""),
     (FutureWarning, r"recommender\.distributed", r"Please use DTensor instead"),
+    # the sequence model's tables run on TorchRec's dense kernel; fbgemm registers its backward
+    # through its own autograd Function, and torch warns about the op anyway (gradients do reach
+    # the tables: tests/recommender/test_seq_model.py checks that a step changes them)
+    (UserWarning, r"torch\.autograd\.graph", r"fbgemm::dense_embedding_codegen_lookup_function: an autograd kernel"),
     # starlette's StarletteDeprecationWarning (a UserWarning) when FastAPI's TestClient is imported
     (Warning, r"fastapi\.testclient", r"Using `httpx` with `starlette\.testclient` is deprecated"),
 ]
@@ -54,15 +58,18 @@ KNOWN_LOGGERS: dict[str, int] = {
 # Packages that log INFO through the *root* logger (``logging.info(...)``): their records are
 # recognised by the file that emitted them.
 ROOT_LOGGING_PACKAGES = ("/fbgemm_gpu/",)
+# WARNING records on the root logger that are known noise: (emitting file's package, message regex).
+# torchrec says this for every data-parallel (unsharded) table when it builds the model's state dict.
+KNOWN_ROOT_WARNINGS = [("/torchrec/", re.compile(r"^Sharding spec not found for "))]
 
 
 class _RootInfoFromPackages(logging.Filter):
     """Drops sub-WARNING records that a known package logged on the root logger."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.WARNING:
-            return True
         path = record.pathname.replace("\\", "/")
+        if record.levelno >= logging.WARNING:
+            return not any(p in path and rx.search(str(record.msg)) for p, rx in KNOWN_ROOT_WARNINGS)
         return not any(p in path for p in ROOT_LOGGING_PACKAGES)
 
 

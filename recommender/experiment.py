@@ -276,9 +276,9 @@ def _cell_entry(args: tuple[dict[str, Any], float, int]) -> list[dict[str, Any]]
     cfg_d, fraction, seed = args
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     logging.getLogger("torchrec").setLevel(logging.ERROR)
-    import warnings
+    from ecaug_feast.noise import quiet_known_noise
 
-    warnings.filterwarnings("ignore")
+    quiet_known_noise()  # known library noise only; real warnings stay visible
     return run_cell(ExperimentConfig(**cfg_d), fraction, seed)
 
 

@@ -323,9 +323,9 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
     import json
     import os
-    import warnings
+    from ecaug_feast.noise import quiet_known_noise
 
-    warnings.filterwarnings("ignore")
+    quiet_known_noise()  # known library noise only; real warnings stay visible
     for name in ("torchrun", "root", "torchrec", "fbgemm_gpu"):
         logging.getLogger(name).setLevel(logging.ERROR)
     p = argparse.ArgumentParser(prog="python -m recommender.train")
