@@ -6,11 +6,13 @@ the FAISS IVF scale check on 1M synthetic item embeddings.
 
 Part 1 (API). State: ``--state DIR`` (e.g. the demo's ``.ecaug``) if it holds the processed
 Beauty data and a checkpoint; otherwise a fresh temp state is built: full Beauty ingested, Feast
-applied and materialized into an embedded Redis, and a checkpoint of the default architecture
-(untrained weights: same shapes, same compute per request). ``ecaug serve`` runs as its own
-process on a loopback port; clients are threads of this process with keep-alive connections.
+applied and materialized into an embedded Redis, and one checkpoint per architecture (``--models
+sequence,bag``; untrained weights: same shapes, same compute per request). One ``ecaug serve``
+per model runs as its own process on a loopback port; clients are threads of this process with
+keep-alive connections.
 - floor: ``store.get_online_features`` for one user, in process, for the same users
-- ``/recommend`` single client: p50/p99 client-side and server-side (``took_ms``)
+- ``/recommend`` single client, per model, interleaved request by request with the floor:
+  p50/p99 client-side and server-side (``took_ms``)
 - N concurrent clients for a bounded time: requests/s, p50/p99, errors; the bare online read
   under the same N threads for comparison
 
@@ -54,15 +56,15 @@ def pct(xs: list[float] | np.ndarray) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------------------- state
-def prepare_state(state: Path | None) -> tuple[Path, str, bool]:
-    """Returns (state dir, checkpoint spec, trained?)."""
+def prepare_state(state: Path | None, kinds: list[str] | None = None) -> tuple[Path, list[str], bool]:
+    """Returns (state dir, checkpoint specs, trained?)."""
     if state is not None:
         os.environ["ECAUG_HOME"] = str(state.resolve())
         models = state / "models"
         ckpts = [p for p in models.iterdir() if (p / "config.json").exists() and not p.name.startswith(".")] if models.exists() else []
         if (state / "datasets" / "beauty" / "meta.json").exists() and ckpts:
             log(f"using state {state} (checkpoints: {', '.join(sorted(p.name for p in ckpts))})")
-            return state, "latest", True
+            return state, ["latest"], True
         log(f"{state}: no processed beauty + checkpoint there; building a temp state instead")
     home = Path(tempfile.mkdtemp(prefix="ecaug-bench-serving-"))
     os.environ["ECAUG_HOME"] = str(home)
@@ -87,13 +89,23 @@ def prepare_state(state: Path | None) -> tuple[Path, str, bool]:
     from recommender.checkpoint import save_checkpoint
     from recommender.model import ModelConfig, TwoTower
 
+    from recommender.seq_model import SeqConfig, SeqTwoTower
+
     data = load_processed("beauty")
     cat = ItemCatalog.from_frame(data.items)
-    cfg = ModelConfig(num_items=cat.num_items, num_attributes=cat.num_attributes)
-    torch.manual_seed(0)
-    save_checkpoint(home / "models" / "bench-untrained", TwoTower(cfg).state_dict(), cfg, cat,
-                    data={"dataset": "beauty"}, train={"note": "untrained: latency benchmark only"})
-    return home, "bench-untrained", False
+    specs = []
+    for kind in kinds or ["sequence", "bag"]:
+        torch.manual_seed(0)
+        if kind == "sequence":
+            cfg, model = SeqConfig(num_items=cat.num_items, num_attributes=cat.num_attributes), None
+            model = SeqTwoTower(cfg, catalog=cat)
+        else:
+            cfg = ModelConfig(num_items=cat.num_items, num_attributes=cat.num_attributes)
+            model = TwoTower(cfg)
+        save_checkpoint(home / "models" / f"bench-{kind}", model.state_dict(), cfg, cat,
+                        data={"dataset": "beauty"}, train={"note": "untrained: latency benchmark only"})
+        specs.append(f"bench-{kind}")
+    return home, specs, False
 
 
 def cleanup_temp_state(state: Path) -> None:
@@ -146,7 +158,7 @@ def bench_api(args) -> dict:
     from ecaug_feast import feast_io
     from ecaug_feast.datasets.store import load_processed
 
-    state, model, trained = prepare_state(Path(args.state) if args.state else None)
+    state, models, trained = prepare_state(Path(args.state) if args.state else None, args.models)
     data = load_processed("beauty")
     rng = np.random.default_rng(0)
     users = rng.choice(data.train["user_id"].unique(), size=min(args.users, data.train["user_id"].nunique()), replace=False)
@@ -156,45 +168,57 @@ def bench_api(args) -> dict:
     def online_once(u: int) -> None:
         store.get_online_features(features=USER_REFS, entity_rows=[{"user_id": u}]).to_dict()
 
-    proc, base = start_server(model, (["--threadpool"] if args.threadpool else []) + ["--workers", str(args.workers)])
-    out: dict = {"state": str(state), "model": model, "trained_weights": trained,
+    extra = (["--threadpool"] if args.threadpool else []) + ["--workers", str(args.workers)]
+    servers = [(m, *start_server(m, extra)) for m in models]
+    model, proc, base = servers[0]  # the concurrent runs load the first model
+    out: dict = {"state": str(state), "models": models, "model": model, "trained_weights": trained,
                  "handler": "threadpool" if args.threadpool else "inline (event loop)", "workers": args.workers,
                  "items": int(len(data.items)), "users_sampled": len(users)}
     try:
-        with httpx.Client(base_url=base, timeout=10) as c:
-            health = c.get("/health").json()
-            out["model_version"] = health["model_version"]
+        clients = {m: httpx.Client(base_url=b, timeout=10) for m, _, b in servers}
+        try:
+            out["model_version"] = {m: c.get("/health").json()["model_version"] for m, c in clients.items()}
             for u in users[:200]:  # warm-up: connections, caches, allocator
-                c.get("/recommend", params={"user_id": u, "k": 10})
+                for c in clients.values():
+                    c.get("/recommend", params={"user_id": u, "k": 10})
                 online_once(u)
-            # floor and single client, interleaved per block so background load hits both alike
-            t_online, t_rec, t_server, fallbacks = [], [], [], 0
-            cpu0 = proc_cpu_seconds(proc.pid)
+            # floor and every model, interleaved per request so background load hits all alike
+            t_online: list[float] = []
+            t_rec = {m: [] for m in clients}
+            t_server = {m: [] for m in clients}
+            fallbacks = {m: 0 for m in clients}
+            cpu0 = {m: proc_cpu_seconds(p.pid) for m, p, _ in servers}
             for i in range(args.requests):
                 u = users[i % len(users)]
                 t0 = time.perf_counter()
                 online_once(u)
                 t_online.append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                r = c.get("/recommend", params={"user_id": u, "k": 10})
-                t_rec.append(time.perf_counter() - t0)
-                body = r.json()
-                t_server.append(body["took_ms"] / 1e3)
-                fallbacks += body["fallback"] is not None
-            server_cpu = proc_cpu_seconds(proc.pid) - cpu0
-            out["single_client"] = {
-                # CPU the server process spent per request: far less sensitive to other jobs
-                # than wall time (10 ms tick resolution, summed over all requests)
-                "server_cpu_ms_per_request": round(server_cpu / args.requests * 1e3, 3),
-                "online_read_in_process": pct(t_online),
-                "recommend_client_side": pct(t_rec),
-                "recommend_server_side": pct(t_server),
-                "fallback_answers": fallbacks,
-            }
-            log(f"server CPU per /recommend: {out['single_client']['server_cpu_ms_per_request']} ms")
-            log(f"single client: online read p50 {out['single_client']['online_read_in_process']['p50_ms']} ms, "
-                f"/recommend p50 {out['single_client']['recommend_client_side']['p50_ms']} / "
-                f"p99 {out['single_client']['recommend_client_side']['p99_ms']} ms")
+                for m, c in clients.items():
+                    t0 = time.perf_counter()
+                    r = c.get("/recommend", params={"user_id": u, "k": 10})
+                    t_rec[m].append(time.perf_counter() - t0)
+                    body = r.json()
+                    t_server[m].append(body["took_ms"] / 1e3)
+                    fallbacks[m] += body["fallback"] is not None
+            out["online_read_in_process"] = pct(t_online)
+            out["single_client"] = {}
+            for m, p, _ in servers:
+                out["single_client"][m] = {
+                    # CPU the server process spent per request: far less sensitive to other jobs
+                    # than wall time (10 ms tick resolution, summed over all requests)
+                    "server_cpu_ms_per_request": round((proc_cpu_seconds(p.pid) - cpu0[m]) / args.requests * 1e3, 3),
+                    "recommend_client_side": pct(t_rec[m]),
+                    "recommend_server_side": pct(t_server[m]),
+                    "fallback_answers": fallbacks[m],
+                }
+                sc = out["single_client"][m]
+                log(f"{m}: server CPU per /recommend {sc['server_cpu_ms_per_request']} ms; server-side p50 "
+                    f"{sc['recommend_server_side']['p50_ms']} / p99 {sc['recommend_server_side']['p99_ms']} ms; client-side p99 "
+                    f"{sc['recommend_client_side']['p99_ms']} ms")
+            log(f"bare online read p50 {out['online_read_in_process']['p50_ms']} / p99 {out['online_read_in_process']['p99_ms']} ms")
+        finally:
+            for c in clients.values():
+                c.close()
 
         out["concurrent"] = []
         for n in args.clients:
@@ -212,8 +236,9 @@ def bench_api(args) -> dict:
                                              if ln.startswith(("ecaug_recommend_fallbacks_total", "ecaug_recommend_stage_seconds_sum",
                                                                 "ecaug_recommend_stage_seconds_count"))]
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        for _, p, _ in servers:
+            p.terminate()
+            p.wait(timeout=20)
         if not args.state and not args.keep_state:
             cleanup_temp_state(state)
     return out
@@ -363,6 +388,8 @@ def main() -> None:
     ap.add_argument("--ivf-noise", type=lambda s: [float(x) for x in s.split(",")], default=[0.6, 1.5, float("inf")],
                     help="item distributions: noise sd around 2000 centres; inf = isotropic Gaussian")
     ap.add_argument("--nprobe", type=lambda s: [int(x) for x in s.split(",")], default=[8, 16, 32, 64])
+    ap.add_argument("--models", type=lambda s: [x for x in s.split(",") if x], default=["sequence", "bag"],
+                    help="architectures served side by side in a temp state (first one also gets the concurrent runs)")
     ap.add_argument("--skip-ivf", action="store_true")
     ap.add_argument("--skip-api", action="store_true")
     ap.add_argument("--threadpool", action="store_true", help="serve /recommend from the thread pool")
