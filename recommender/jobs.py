@@ -43,7 +43,7 @@ MODELS = ("sequence", "bag")
 def train_real(dataset: str = "beauty", name: str = "real", source: str = "feast", epochs: Optional[int] = None,
                batch_size: Optional[int] = None, embedding_dim: int = 64, seed: int = 0,
                progress: EpochCallback | None = None, log: Callable[[str], None] = lambda s: None,
-               model: str = "sequence", max_seconds: Optional[float] = None) -> dict[str, Any]:
+               model: str = "sequence", max_seconds: Optional[float] = None, bf16: bool = False) -> dict[str, Any]:
     """Train a real-only model (early stopping on validation NDCG@10), save it, score test once.
 
     ``model``: ``sequence`` (self-attention user tower over the ordered history, the default) or
@@ -61,7 +61,7 @@ def train_real(dataset: str = "beauty", name: str = "real", source: str = "feast
         from recommender.seq_train import SeqTrainConfig, config_dict, evaluate_seq, seq_config_for, train_seq
 
         mcfg = seq_config_for(data, embedding_dim=embedding_dim)
-        tcfg = SeqTrainConfig(**overrides)
+        tcfg = SeqTrainConfig(**overrides, bf16=bf16)
         n_hist = data.user_serving["recent_items"].map(len)
         log(f"training the sequence model on the histories of {len(n_hist):,} users ({int(n_hist.sum()):,} items, "
             f"{data.info.get('source')}), {data.num_items:,} items in the catalogue")
