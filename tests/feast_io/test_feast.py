@@ -7,6 +7,7 @@ import pytest
 
 from ecaug_feast import feast_io
 from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
+from ecaug_feast.features.build import RECENT_ITEMS
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +30,7 @@ def test_online_matches_training_history(feast_env):
     for _, row in online.head(4).iterrows():
         ev = train[train["user_id"] == row["user_id"]]
         assert row["n_interactions"] == len(ev)
-        assert list(row["recent_items"]) == ev["item_id"].tolist()[::-1][:20]
+        assert list(row["recent_items"]) == ev["item_id"].tolist()[::-1][:RECENT_ITEMS]
     # unknown real id and a synthetic-space id: no values
     assert online.iloc[4:]["n_interactions"].isna().all()
     assert online.iloc[4:]["recent_items"].isna().all()
