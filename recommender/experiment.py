@@ -446,6 +446,8 @@ def report_markdown(summary: dict[str, Any]) -> str:
            "## Test metrics (mean ± std over seeds)", "", table_markdown(summary["results"]),
            "![NDCG@10 vs fraction](ndcg_vs_fraction.png)", "", "## Against the goal", ""]
     for f, lifts in v.get("lift_vs_real_only", {}).items():
+        if not lifts:  # no augmentation method at this fraction
+            continue
         out.append(f"- fraction {f}: NDCG@10 change vs real-only: " + ", ".join(f"{m} {x:+.1%}" for m, x in lifts.items()))
     if "gan_lift_at_low_fraction" in v:
         g = v["gan_lift_at_low_fraction"]
