@@ -29,6 +29,7 @@ import torch
 
 from recommender.batching import ItemCatalog
 from recommender.data import TrainData
+from recommender.early_stopping import EarlyStopping, agree_to_stop
 from recommender.evaluate import EvalSet, bucket_metrics, evaluate
 from recommender.seq_model import Histories, SeqConfig, SeqTwoTower, full_softmax_loss, pad_batch, target_batch
 
@@ -186,7 +187,6 @@ def _inner(dmp: Any) -> SeqTwoTower:
 
 
 def _train(data, valid, cfg, tcfg, init_state, progress, info, histories) -> SeqTrainResult:
-    import torch.distributed as dist
 
     from recommender import distributed as D
 
@@ -215,9 +215,7 @@ def _train(data, valid, cfg, tcfg, init_state, progress, info, histories) -> Seq
     if len(trainable) < tcfg.batch_size:
         raise ValueError(f"{len(trainable)} users with at least 2 training events is fewer than one batch of {tcfg.batch_size}")
     eval_model = SeqTwoTower(cfg, catalog=cat)
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {"ndcg@10": -1.0}
-    best_epoch, best_state, bad = -1, None, 0
+    es = EarlyStopping(tcfg.patience, valid is not None, tcfg.max_seconds, progress, t_start)
     seen, train_time = 0, 0.0
     for epoch in range(tcfg.epochs):
         dmp.train()
@@ -242,43 +240,27 @@ def _train(data, valid, cfg, tcfg, init_state, progress, info, histories) -> Seq
         train_time += time.time() - t0
         seen += n_pos
         rec: dict[str, Any] = {"epoch": epoch + 1, "loss": total / steps, "train_s": round(time.time() - t0, 2)}
-        stop = False
         state = D.export_state(dmp, info)
+        stop = False
         if rank == 0:
-            if valid is not None and (epoch + 1) % tcfg.eval_every == 0:
+            evaluate_now = valid is not None and (epoch + 1) % tcfg.eval_every == 0
+            m = None
+            if evaluate_now:
                 eval_model.load_state_dict(state)
                 m = evaluate_seq(eval_model, data, valid, "valid", seed=tcfg.seed)
-                rec.update({f"valid_{k}": v for k, v in m.items() if k != "users"})
-                if m["ndcg@10"] > best["ndcg@10"]:
-                    best, best_epoch, best_state, bad = m, epoch + 1, state, 0
-                else:
-                    bad += 1
-                stop = bad >= tcfg.patience
-            elif valid is None:
-                best_epoch, best_state = epoch + 1, state
-            if tcfg.max_seconds is not None and time.time() - t_start > tcfg.max_seconds:
-                stop, rec["budget_stop"] = True, True
-            history.append(rec)
-            log.info("epoch %s", rec)
-            if progress:
-                progress(epoch + 1, rec)
-        if world > 1:
-            flag = [stop]
-            dist.broadcast_object_list(flag, src=0)
-            stop = bool(flag[0])
-        if stop:
+            stop = es.end_epoch(epoch + 1, rec, state, m)
+        if agree_to_stop(stop, world):
             break
     result = None
     if rank == 0:
-        if best_state is None:  # budget hit before the first evaluation
-            best_state, best_epoch = D.export_state(dmp, info), len(history)
+        if es.best_state is None:  # budget hit before the first evaluation
+            es.best_state, es.best_epoch = D.export_state(dmp, info), len(es.history)
         result = SeqTwoTower(cfg, catalog=cat)
-        result.load_state_dict(best_state)
+        result.load_state_dict(es.best_state)
         result.eval()
     return SeqTrainResult(
-        model=result, cfg=cfg, history=history, best_epoch=best_epoch,
-        best_valid={k: v for k, v in best.items() if k != "users"} if best_epoch > 0 and valid is not None else {},
-        seconds=time.time() - t_start, examples_per_s=seen / max(train_time, 1e-9), state=best_state,
+        model=result, cfg=cfg, history=es.history, best_epoch=es.best_epoch, best_valid=es.best_valid,
+        seconds=time.time() - t_start, examples_per_s=seen / max(train_time, 1e-9), state=es.best_state,
     )
 
 

@@ -28,6 +28,7 @@ from recommender.batching import (
     raw_user_dense,
 )
 from recommender.data import USER_FEATURE_COLUMNS, TrainData
+from recommender.early_stopping import EarlyStopping, agree_to_stop
 from recommender.evaluate import EvalSet, bucket_metrics, evaluate
 from recommender.inference import embed_encoded
 from recommender.model import ModelConfig, TwoTower, in_batch_softmax_loss
@@ -202,9 +203,7 @@ def _train(data, valid, cfg, tcfg, init_state, progress, info) -> TrainResult:
     if tcfg.random_negatives > 0:
         neg_items = encode_items(data.item_serving, catalog_for(data), mean=cfg.item_dense_mean, std=cfg.item_dense_std)
 
-    history: list[dict[str, Any]] = []
-    best = {"ndcg@10": -1.0}
-    best_epoch, best_state, bad = -1, None, 0
+    es = EarlyStopping(tcfg.patience, valid is not None, tcfg.max_seconds, progress, t_start)
     steps_per_epoch = n // tcfg.batch_size
     seen, train_time = 0, 0.0
     for epoch in range(tcfg.epochs):
@@ -260,44 +259,27 @@ def _train(data, valid, cfg, tcfg, init_state, progress, info) -> TrainResult:
         rec: dict[str, Any] = {"epoch": epoch + 1, "loss": float(mean_loss), "train_s": round(time.time() - t0, 2)}
         stop = False
         if rank == 0:
+            m = None
             if valid is not None:
                 eval_model.load_state_dict(state)
                 m = evaluate_model(eval_model, data, valid, seed=tcfg.seed)
-                rec.update({f"valid_{k}": v_ for k, v_ in m.items() if k != "users"})
-                if m["ndcg@10"] > best["ndcg@10"]:
-                    best, best_epoch, best_state, bad = m, epoch + 1, state, 0
-                else:
-                    bad += 1
-                stop = bad >= tcfg.patience
-            else:
-                best_epoch, best_state = epoch + 1, state
-            if tcfg.max_seconds is not None and time.time() - t_start > tcfg.max_seconds:
-                stop = True
-                rec["budget_stop"] = True
-            history.append(rec)
-            log.info("epoch %s", rec)
-            if progress:
-                progress(epoch + 1, rec)
-        if world > 1:
-            flag = [stop]
-            dist.broadcast_object_list(flag, src=0)
-            stop = bool(flag[0])
-        if stop:
+            stop = es.end_epoch(epoch + 1, rec, state, m)
+        if agree_to_stop(stop, world):
             break
     result_model = None
     if rank == 0:
         result_model = TwoTower(cfg, catalog=catalog_for(data))
-        result_model.load_state_dict(best_state)
+        result_model.load_state_dict(es.best_state)
         result_model.eval()
     return TrainResult(
         model=result_model,
         cfg=cfg,
-        history=history,
-        best_epoch=best_epoch,
-        best_valid={k: v for k, v in best.items() if k != "users"} if best_epoch > 0 and valid is not None else {},
+        history=es.history,
+        best_epoch=es.best_epoch,
+        best_valid=es.best_valid,
         seconds=time.time() - t_start,
         examples_per_s=seen / max(train_time, 1e-9),
-        state=best_state,
+        state=es.best_state,
     )
 
 
