@@ -50,7 +50,7 @@ class DriftThresholds:
     psi: float | None = 0.10               # excess PSI, any feature
     ks: float | None = 0.10                # excess KS statistic, any continuous feature
     c2st_auc: float | None = 0.60          # raw AUC of recent vs reference
-    item_js: float | None = 0.05           # excess JS divergence (bits)
+    item_js: float | None = 0.025          # excess JS divergence (bits)
     item_topk_overlap: float | None = 0.20  # drop of the top-K overlap below the null's
     new_item_share: float | None = 0.10    # excess share of recent rows on unknown items
     new_user_share: float | None = None    # reported only: session data has new "users" every day
