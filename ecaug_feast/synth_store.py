@@ -337,7 +337,8 @@ def activate(run_id: str) -> RunInfo:
 
 
 def rollback(to: str | None = None) -> str | None:
-    """Re-point the views at ``to``, or at the previous gate-passing run before the active one
+    """Re-point the views at ``to``, or at the active run's ``parent_run_id`` (a run made by
+    ``ecaug refresh``), else the previous gate-passing run before the active one
     (the empty placeholder when there is none). Returns the new active run id (None = empty).
 
     The target is checked (known, gate passed, sources readable) before ``active`` moves. The
@@ -350,6 +351,9 @@ def rollback(to: str | None = None) -> str | None:
         if cur is None:
             raise EcaugError("no synthetic run is active; nothing to roll back")
         ids = [r.run_id for r in list_runs() if r.manifest.get("gate") == "pass"]
+        parent = load_run(cur).manifest.get("lineage", {}).get("parent_run_id")
+        if parent in ids:  # a refreshed run goes back to the run it was refreshed from
+            return _activate_locked(parent).run_id
         before = ids[: ids.index(cur)] if cur in ids else ids
         if before:
             return _activate_locked(before[-1]).run_id

@@ -19,6 +19,7 @@ from ecaug_feast.errors import EcaugError
 COMMAND_MODULES = [
     "ecaug_feast.cli.data_cmds",  # ingest, apply, materialize, redis
     "ecaug_feast.cli.synth_cmds",  # augment, runs
+    "ecaug_feast.cli.drift_cmds",  # drift, refresh
     "recommender.cli",  # train, finetune, experiment
     "recommender.serving.cli",  # serve
     "ecaug_feast.cli.demo_cmd",  # demo

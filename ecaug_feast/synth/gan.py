@@ -74,6 +74,7 @@ class GANConfig:
     cond_columns: list[str] | None = None  # None: every one-hot column
     calib_rows: int = 20000
     threads: int = 1  # torch CPU threads; 1 is fastest on a small, shared CPU (measured 62 vs 313 ms/step)
+    warm_start: str | None = None  # a saved GAN folder (``save``): its generator weights start training when shapes match
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -172,6 +173,7 @@ class ConditionalGAN:
         self.best_step = 0
         self.calib: dict[int, np.ndarray] = {}
         self.bias: np.ndarray | None = None
+        self.warm_started = False
 
     # ------------------------------------------------------------------ fit
     def fit(self, df: pd.DataFrame, discrete_columns: list[str] | tuple[str, ...] = (),
@@ -199,6 +201,7 @@ class ConditionalGAN:
             torch.manual_seed(cfg.seed)
             G = _Generator(cfg.noise_dim + self.cond_dim, cfg.gen_hidden, tr.output_dim)
             D = _Critic(tr.output_dim + self.cond_dim, cfg.dis_hidden, cfg.pac)
+            self.warm_started = _warm_start(G, cfg.warm_start)
             optG = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.5, 0.9), weight_decay=1e-6)
             optD = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(0.5, 0.9), weight_decay=1e-6)
             X = torch.from_numpy(data)
@@ -477,6 +480,24 @@ class ConditionalGAN:
         G.eval()
         self.generator = G
         return self
+
+
+def _warm_start(G: nn.Module, path: str | None) -> bool:
+    """Load the generator weights saved in ``path`` into ``G``, tensor by tensor where the shapes
+    match: new data can change the encoding's width (a one-hot column gains or loses a category),
+    and then the output layer starts cold while the hidden layers keep what they learned. Returns
+    whether most tensors were loaded."""
+    if not path:
+        return False
+    try:
+        state = torch.load(Path(path) / "generator.pt", weights_only=True)
+    except (OSError, RuntimeError):
+        return False
+    own = G.state_dict()
+    same = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
+    own.update(same)
+    G.load_state_dict(own)
+    return len(same) * 2 >= len(own)
 
 
 @contextlib.contextmanager

@@ -44,14 +44,19 @@ def load_training_examples(max_rows: int | None = None, seed: int = 0, repo_dir:
         ent = ent.iloc[np.sort(rng.choice(len(ent), max_rows, replace=False))].reset_index(drop=True)
     feats = [f"user_features:{c}" for c in USER_FEATURES]
     df = feast_io.historical_features(ent, features=feats, repo_dir=repo_dir)
+    ts = pd.to_datetime(ent["event_timestamp"], utc=True)
+    # what the run is fitted on, so `ecaug drift` can compare later data with exactly this window
+    fit_window = {"start": ts.min().isoformat(), "end": ts.max().isoformat(), "rows": int(len(ent)),
+                  "positive_rows": int((ent["label"] == 1).sum()), "feature_version": meta.get("version")}
     return df, {"dataset": meta.get("dataset"), "source": str(src), "feature_meta_written_at": meta.get("written_at"),
-                "entity_rows": int(len(ent))}
+                "entity_rows": int(len(ent)), "fit_window": fit_window}
 
 
 def augment_run(rows: int = 10_000, segment: str | None = None, seed: int = 0, dataset: str | None = None,
                 config: Any = None, progress: Callable[[dict[str, float]], None] | None = None,
-                publish: bool = True, repo_dir: Any = None) -> dict[str, Any]:
-    """Run ``ecaug augment``; returns the summary printed with ``--json``."""
+                publish: bool = True, repo_dir: Any = None, lineage_extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run ``ecaug augment``; returns the summary printed with ``--json``. ``lineage_extra`` is
+    added to the manifest's lineage (``ecaug refresh``: ``parent_run_id``, the appended versions)."""
     from ecaug_feast import synth_store
     from ecaug_feast.quality.report import write_report
     from ecaug_feast.synth.pipeline import AugmentConfig, augment_frame
@@ -73,7 +78,8 @@ def augment_run(rows: int = 10_000, segment: str | None = None, seed: int = 0, d
     manifest = {
         "gate": m["gate"], "gate_reasons": m["gate_reasons"], "config": cfg.to_json(), "metrics": m,
         "lineage": {**lineage, "parent_run": prev, "generator_version": res.accepted["generator_version"].iloc[0] if len(res.accepted) else None,
-                    "seed": seed, "segment": segment},
+                    "seed": seed, "segment": segment, "warm_started": bool(getattr(res.gan, "warm_started", False)),
+                    **(lineage_extra or {})},
         "labeler_name": "ecaug-cluster-hgb/1",
     }
     cols = list(res.real_flat.columns.drop(["user_tier", "item_tier"]))

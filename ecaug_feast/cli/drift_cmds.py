@@ -1,0 +1,66 @@
+"""``ecaug drift`` and ``ecaug refresh`` (thin wrappers over :mod:`ecaug_feast.refresh`).
+
+Exit codes: 0 fine, 2 bad input, 3 ``drift`` found a threshold crossed. With ``--json`` the last
+stdout line is one JSON object.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ecaug_feast.cli.jsonout import summary_json
+
+
+def drift(
+    since: Optional[str] = typer.Option(None, "--since", help="Recent window: events after this date (YYYY-MM-DD or ISO-8601)."),
+    window: Optional[str] = typer.Option(None, "--window", help="Recent window: the last <n>d / <n>w / <n>h up to the newest event in the store."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Thresholds YAML (default: <state>/drift.yaml if present, else built-in)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
+) -> None:
+    """Compare recent real data in the offline store with what the active run was fitted on
+    (default recent window: everything after its fit window). Writes <state>/drift/<time>/ and
+    exits 3 when a threshold is crossed."""
+    from ecaug_feast.refresh import DRIFT_EXIT, drift_job
+
+    out = drift_job(since=since, window=window, config=config)
+    js = {"drifted": out["drifted"], "scores": out["scores"], "excess": out["excess"], "crossed": out["crossed"],
+          "thresholds": out["thresholds"], "report": out["report"], "rows": out["rows"], "windows": out["windows"],
+          "active_run": out["active_run"], "reason": out.get("reason")}
+    human = (f"drift: {'YES' if out['drifted'] else 'no'} vs run {out['active_run']} "
+             f"(recent {out['rows']['recent']} rows, reference {out['rows']['reference']}); "
+             + (f"crossed: {', '.join(out['crossed'])}; " if out["crossed"] else "")
+             + (f"C2ST AUC {out['scores']['c2st_auc']:.3f}; " if "c2st_auc" in out["scores"] else "")
+             + (out.get("reason") or f"report {out['report']}"))
+    typer.echo(summary_json(js) if as_json else human)
+    if out["drifted"]:
+        raise typer.Exit(DRIFT_EXIT)
+
+
+def refresh(
+    force: bool = typer.Option(False, "--force", help="Re-expand even when no drift threshold is crossed."),
+    events: Optional[Path] = typer.Option(None, "--events", help="New events to append first (CSV/parquet file or folder: user_id, item_id, event_timestamp[, label])."),
+    rows: Optional[int] = typer.Option(None, "--rows", min=1, help="Synthetic examples (default: as many as the active run accepted)."),
+    steps: int = typer.Option(500, "--steps", min=10, help="Max GAN steps of the warm-started fit."),
+    seed: int = typer.Option(0, "--seed"),
+    max_c2st: Optional[float] = typer.Option(None, "--max-c2st", help="Gate: maximum C2ST AUC (default: the active run's)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Drift thresholds YAML."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
+) -> None:
+    """Append new events (incrementally), check drift, and when it crossed a threshold (or with
+    --force) fit a new run warm-started from the active one, gate it, compare it with the active
+    run on the quick study and activate it only if both pass."""
+    from ecaug_feast.refresh import refresh_job
+
+    out = refresh_job(force=force, events=events, rows=rows, steps=steps, seed=seed, max_c2st=max_c2st, config=config)
+    human = (f"refresh: run {out['run_id'] or '-'} (parent {out['parent_run_id']}), "
+             f"{'activated' if out['activated'] else 'not activated'} in {out['seconds']} s"
+             + (f": {out['reason']}" if out.get("reason") else ""))
+    typer.echo(summary_json(out) if as_json else human)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("drift")(drift)
+    app.command("refresh")(refresh)

@@ -1,0 +1,575 @@
+"""``ecaug drift`` and ``ecaug refresh`` as functions (the jobs behind the CLI).
+
+* :func:`drift_job`: recent real training examples from the offline store against the rows the
+  active run was fitted on (its manifest's ``lineage.fit_window``), scored by
+  :func:`ecaug_feast.drift.compare`; a report (markdown, JSON, PNG plots) in
+  ``<state>/drift/<time>/``.
+* :func:`append_events`: new real events appended to the Feast sources as a new published version
+  (only the users and items the events touch are recomputed; nothing is rebuilt), then the real
+  views are materialized for the appended window only.
+* :func:`refresh_job`: append (optional), drift check, then a new run warm-started from the active
+  run's generator, gated, compared with the active run on the quick study, activated only if both
+  pass; ``parent_run_id`` in its lineage. Any failure before the switch leaves the active run (and
+  Redis) as it was; a failure while publishing switches back to the parent and re-publishes it.
+
+The offline store is duckdb over the parquet sources in ``<state>/feast/``; the windows are read
+from those files directly, joined on (user, event time): the feature builder writes one
+``user_features`` row per training event time, so this equals Feast's point-in-time join (same
+argument as :func:`ecaug_feast.synth.pipeline.examples_from_parquet`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from ecaug_feast import paths
+from ecaug_feast.drift import DriftResult, DriftThresholds, compare, limit_of
+from ecaug_feast.errors import DataValidationError, EcaugError
+
+log = logging.getLogger(__name__)
+
+DRIFT_EXIT = 3  # threshold crossed (2 is a usage/input error)
+SCALARS = ["n_interactions", "days_since_last", "attr_diversity", "mean_item_popularity"]
+APPENDED_LOG = "appended_events.parquet"
+
+
+# ------------------------------------------------------------------ config and windows
+def load_thresholds(config: str | Path | None = None) -> tuple[DriftThresholds, str | None]:
+    """Thresholds from ``config`` (must exist), else ``<state>/drift.yaml`` if present, else defaults."""
+    import yaml
+
+    path = Path(config) if config else paths.state_dir() / "drift.yaml"
+    if not path.exists():
+        if config:
+            raise DataValidationError(path, None, "drift config not found")
+        return DriftThresholds(), None
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise DataValidationError(path, None, f"not valid YAML ({str(exc).splitlines()[0]})") from None
+    if data is not None and not isinstance(data, dict):
+        raise DataValidationError(path, None, "must be a mapping of threshold names to values")
+    return DriftThresholds.from_mapping(data, path), str(path)
+
+
+def parse_window(text: str) -> pd.Timedelta:
+    """``30d``, ``2w``, ``12h`` -> a Timedelta."""
+    m = re.fullmatch(r"\s*(\d+)\s*([hdw])\s*", str(text))
+    if not m or int(m.group(1)) == 0:
+        raise DataValidationError(None, "--window", f"expected <n>h, <n>d or <n>w (e.g. 30d), got {text!r}")
+    n, unit = int(m.group(1)), m.group(2)
+    return pd.Timedelta(hours=n) if unit == "h" else pd.Timedelta(days=n * (7 if unit == "w" else 1))
+
+
+def parse_since(text: str) -> pd.Timestamp:
+    try:
+        ts = pd.Timestamp(text)
+    except (ValueError, TypeError):
+        ts = None
+    if ts is None or ts is pd.NaT:
+        raise DataValidationError(None, "--since", f"unparseable date {text!r} (use YYYY-MM-DD or ISO-8601)")
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _feast_dir(feast_dir: Path | None) -> Path:
+    d = Path(feast_dir) if feast_dir else paths.feast_data_dir()
+    if not (d / "train_interactions.parquet").exists():
+        raise DataValidationError(d / "train_interactions.parquet", None, "missing: run `ecaug ingest` first")
+    return d
+
+
+def store_events(feast_dir: Path | None = None) -> pd.DataFrame:
+    """The training interactions source (user, item, time, label), times as UTC."""
+    ti = pd.read_parquet(_feast_dir(feast_dir) / "train_interactions.parquet")
+    ti["event_timestamp"] = pd.to_datetime(ti["event_timestamp"], utc=True)
+    return ti
+
+
+def window_examples(events: pd.DataFrame, start: pd.Timestamp | None, end: pd.Timestamp | None,
+                    max_rows: int, seed: int, feast_dir: Path | None = None) -> pd.DataFrame:
+    """Training examples with ``start < event_timestamp <= end`` (subsampled to ``max_rows``) and
+    their ``user_features`` at that time."""
+    ts = events["event_timestamp"]
+    m = np.ones(len(events), bool)
+    if start is not None:
+        m &= (ts > start).to_numpy()
+    if end is not None:
+        m &= (ts <= end).to_numpy()
+    ent = events[m]
+    if len(ent) > max_rows:
+        rng = np.random.default_rng(seed)
+        ent = ent.iloc[np.sort(rng.choice(len(ent), max_rows, replace=False))]
+    uf = pd.read_parquet(_feast_dir(feast_dir) / "user_features.parquet",
+                         columns=["user_id", "event_timestamp"] + SCALARS,
+                         filters=[("user_id", "in", list(map(int, ent["user_id"].unique())))] if len(ent) else None)
+    uf["event_timestamp"] = pd.to_datetime(uf["event_timestamp"], utc=True)
+    return ent.merge(uf, on=["user_id", "event_timestamp"], how="left").reset_index(drop=True)
+
+
+def _active_parent() -> Any:
+    from ecaug_feast import synth_store
+
+    rid = synth_store.active_run()
+    if rid is None:
+        raise EcaugError("no synthetic run is active: run `ecaug augment` first (drift compares with the active run's fit data)")
+    return synth_store.load_run(rid)
+
+
+def _fit_window(run: Any, events: pd.DataFrame) -> tuple[pd.Timestamp, pd.Timestamp]:
+    fw = run.manifest.get("lineage", {}).get("fit_window") or {}
+    if fw.get("start") and fw.get("end"):
+        return pd.Timestamp(fw["start"]), pd.Timestamp(fw["end"])
+    # a run written before fit windows were recorded: it saw the store as it was when created
+    created = pd.Timestamp(run.manifest.get("created") or events["event_timestamp"].max())
+    end = min(events["event_timestamp"].max(), created if created.tzinfo else created.tz_localize("UTC"))
+    return events["event_timestamp"].min(), end
+
+
+def _generator_items(run: Any) -> np.ndarray | None:
+    """Item ids the run's generator can emit (its encoder's ``item_id`` categories)."""
+    try:
+        info = json.loads((run.path / "model" / "gan.json").read_text())
+        for col in info["transformer"]["columns"]:
+            if col.get("name") == "item_id" and col.get("categories"):
+                return np.asarray(col["categories"], np.int64)
+    except (OSError, KeyError, TypeError, ValueError, json.JSONDecodeError):
+        pass
+    return None
+
+
+# ------------------------------------------------------------------ drift
+def drift_job(since: str | None = None, window: str | None = None, config: str | Path | None = None,
+              max_rows: int = 20_000, write_report: bool = True, feast_dir: Path | None = None) -> dict[str, Any]:
+    """Compare recent rows with the active run's fit rows; returns the ``--json`` summary.
+
+    Recent window: ``--since DATE`` (events after it), ``--window 30d`` (the last 30 days up to
+    the newest event in the store), default: events after the active run's fit window. The
+    reference is the fit window minus the recent window."""
+    if since and window:
+        raise DataValidationError(None, "--since", "give --since or --window, not both")
+    th, config_path = load_thresholds(config)
+    run = _active_parent()
+    events = store_events(feast_dir)
+    fit_start, fit_end = _fit_window(run, events)
+    newest = events["event_timestamp"].max()
+    if since:
+        rec_start = parse_since(since)
+    elif window:
+        rec_start = newest - parse_window(window)
+    else:
+        rec_start = fit_end
+    ref_end = min(fit_end, rec_start)
+    recent = window_examples(events, rec_start, None, max_rows, th.seed, feast_dir)
+    reference = window_examples(events, fit_start - pd.Timedelta(microseconds=1), ref_end, max_rows, th.seed + 1, feast_dir)
+    out: dict[str, Any] = {"active_run": run.run_id, "thresholds": th.to_json(), "config": config_path,
+                           "windows": {"reference": [str(fit_start), str(ref_end)], "recent": [str(rec_start), str(newest)]},
+                           "rows": {"reference": int(len(reference)), "recent": int(len(recent))}}
+    if len(recent) < th.min_rows or len(reference) < th.min_rows:
+        # nothing (or too little) new to judge: not drift, and said so
+        out.update(drifted=False, scores={}, excess={}, crossed=[], report=None,
+                   reason=f"too few rows (recent {len(recent)}, reference {len(reference)}; min_rows {th.min_rows})")
+        return out
+    res = compare(reference, recent, th, vocabulary=_generator_items(run))
+    out.update(drifted=res.drifted, scores=res.scores, excess=res.excess, null=res.null, crossed=res.crossed, reason=None)
+    out["report"] = str(write_drift_report(res, th, reference, recent, out)) if write_report else None
+    return out
+
+
+def write_drift_report(res: DriftResult, th: DriftThresholds, reference: pd.DataFrame, recent: pd.DataFrame,
+                       summary: dict[str, Any], root: Path | None = None) -> Path:
+    """``<state>/drift/<time>/``: report.md, drift.json, plots/scores.png, plots/features.png,
+    plots/items.png. Written to a temp folder and renamed."""
+    import os
+    import shutil
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    base = Path(root) if root else paths.state_dir() / "drift"
+    base.mkdir(parents=True, exist_ok=True)
+    name = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}-{os.getpid()}"
+    tmp, final = base / f".tmp-{name}", base / name
+    (tmp / "plots").mkdir(parents=True)
+    try:
+        names = [n for n in res.excess if n != "c2st_auc"]
+        fig, ax = plt.subplots(figsize=(8, 0.35 * len(names) + 1.5))
+        vals = [res.excess[n] for n in names]
+        lims = [limit_of(n, th) for n in names]
+        ax.barh(names, vals, color=["tab:red" if n in res.crossed else "tab:blue" for n in names])
+        for i, lim in enumerate(lims):
+            if lim is not None:
+                ax.plot([lim, lim], [i - 0.4, i + 0.4], "k-")
+        ax.set_xlabel("excess over the permutation null (black: threshold)")
+        ax.set_title(f"drift scores (C2ST AUC {res.scores.get('c2st_auc', float('nan')):.3f}, limit {th.c2st_auc})")
+        fig.tight_layout()
+        fig.savefig(tmp / "plots" / "scores.png", dpi=90)
+        plt.close(fig)
+
+        feats = [c for c in th.features if c in reference.columns]
+        if feats:
+            fig, axes = plt.subplots(1, len(feats), figsize=(4 * len(feats), 3), squeeze=False)
+            for ax, c in zip(axes[0], feats):
+                a, b = reference[c].astype(float).dropna(), recent[c].astype(float).dropna()
+                bins = np.unique(np.quantile(np.concatenate([a, b]), np.linspace(0, 1, 31)))
+                if len(bins) < 2:
+                    bins = 10
+                ax.hist(a, bins=bins, alpha=0.5, density=True, label="reference (fit)")
+                ax.hist(b, bins=bins, alpha=0.5, density=True, label="recent")
+                ax.set_title(c, fontsize=9)
+            axes[0][0].legend(fontsize=7)
+            fig.tight_layout()
+            fig.savefig(tmp / "plots" / "features.png", dpi=90)
+            plt.close(fig)
+
+        if "item_id" in reference.columns:
+            pr = reference["item_id"].value_counts(normalize=True)
+            rr = recent["item_id"].value_counts(normalize=True)
+            top = pr.index[: th.top_k]
+            fig, ax = plt.subplots(figsize=(8, 3))
+            x = np.arange(len(top))
+            ax.bar(x - 0.2, pr.reindex(top).fillna(0).to_numpy(), 0.4, label="reference (fit)")
+            ax.bar(x + 0.2, rr.reindex(top).fillna(0).to_numpy(), 0.4, label="recent")
+            ax.set_title(f"share of rows of the reference's top {len(top)} items")
+            ax.legend(fontsize=7)
+            fig.tight_layout()
+            fig.savefig(tmp / "plots" / "items.png", dpi=90)
+            plt.close(fig)
+
+        lines = [f"# Drift report ({'DRIFT' if res.drifted else 'no drift'})", "",
+                 f"- active run: `{summary.get('active_run')}`",
+                 f"- reference (fit window): {summary['windows']['reference'][0]} .. {summary['windows']['reference'][1]}, {res.rows['reference']} rows",
+                 f"- recent: {summary['windows']['recent'][0]} .. {summary['windows']['recent'][1]}, {res.rows['recent']} rows",
+                 f"- crossed: {', '.join(res.crossed) or 'none'}", "",
+                 "| score | observed | permutation null | excess | threshold | crossed |", "|---|---|---|---|---|---|"]
+        for n, v in res.scores.items():
+            lim = th.c2st_auc if n == "c2st_auc" else limit_of(n, th)
+            lines.append(f"| {n} | {v} | {res.null.get(n, '')} | {res.excess.get(n, '')} | "
+                         f"{'' if lim is None else lim} | {'**yes**' if n in res.crossed else ''} |")
+        lines += ["", "Thresholds apply to the excess over the permutation null (C2ST: to the AUC).", "",
+                  "![scores](plots/scores.png)", "", "![features](plots/features.png)", "", "![items](plots/items.png)", ""]
+        (tmp / "report.md").write_text("\n".join(lines), encoding="utf-8")
+        (tmp / "drift.json").write_text(json.dumps({**summary, "report": str(final)}, indent=1, default=str))
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+# ------------------------------------------------------------------ incremental append
+def read_events(path: str | Path) -> pd.DataFrame:
+    """New interactions from a CSV/parquet file or a folder of them: ``user_id``, ``item_id``,
+    ``event_timestamp`` (ecaug's ids: ``datasets/<name>/user_map``/``item_map``), optional
+    ``label`` (rows with label <= 0 are dropped, as at ingest)."""
+    p = Path(path)
+    files = sorted(f for f in p.iterdir() if f.suffix in (".csv", ".parquet")) if p.is_dir() else [p]
+    if not files or not files[0].exists():
+        raise DataValidationError(p, None, "no events file (.csv or .parquet)")
+    frames = []
+    for f in files:
+        df = pd.read_parquet(f) if f.suffix == ".parquet" else pd.read_csv(f)
+        for c in ("user_id", "item_id", "event_timestamp"):
+            if c not in df.columns:
+                raise DataValidationError(f, c, "missing column (events need user_id, item_id, event_timestamp)")
+        for c in ("user_id", "item_id"):
+            if df[c].isna().any() or not pd.api.types.is_integer_dtype(df[c]):
+                raise DataValidationError(f, c, "must be integer ids (ecaug's ids, see datasets/<name>/*_map.parquet)")
+        try:
+            ts = pd.to_datetime(df["event_timestamp"], utc=True)
+        except (ValueError, TypeError):
+            raise DataValidationError(f, "event_timestamp", "unparseable timestamps") from None
+        if ts.isna().any():
+            raise DataValidationError(f, "event_timestamp", "missing timestamps")
+        out = pd.DataFrame({"user_id": df["user_id"].astype(np.int64), "item_id": df["item_id"].astype(np.int64),
+                            "event_timestamp": ts})
+        if "label" in df.columns:
+            out = out[df["label"].to_numpy() > 0]
+        frames.append(out)
+    return pd.concat(frames, ignore_index=True)
+
+
+def append_events(new: pd.DataFrame, seed: int = 0, feast_dir: Path | None = None, source: str | None = None) -> dict[str, Any]:
+    """Append positive events after the store's last training event to the Feast sources and
+    publish them as a new version. Only the touched users' feature rows are computed (from their
+    own history) and only the touched items get new popularity rows; negatives are sampled for the
+    new events at the ingest's ratio. Events at or before the store's last training time are
+    skipped (already covered, or late). Returns a summary."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ecaug_feast.features import build
+    from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
+
+    t0 = time.perf_counter()
+    out = _feast_dir(feast_dir)
+    meta = build.read_feature_meta(out) or {}
+    ti = store_events(out)
+    last = ti["event_timestamp"].max()
+    new = new.drop_duplicates(["user_id", "item_id", "event_timestamp"])
+    late = new["event_timestamp"] <= last
+    new = new[~late].sort_values(["event_timestamp"], kind="stable").reset_index(drop=True)
+    summary: dict[str, Any] = {"events": int(len(new)), "skipped_not_after_last": int(late.sum()), "version": None}
+    if len(new) == 0:
+        return summary
+    bad = (new["user_id"] <= 0) | (new["user_id"] >= SYNTHETIC_USER_ID_BASE)
+    if bad.any():
+        raise DataValidationError(source, "user_id", f"id {int(new.loc[bad, 'user_id'].iloc[0])} outside the real key space [1, 2^40)")
+    from ecaug_feast.datasets.store import dataset_dir
+
+    items_path = dataset_dir(meta.get("dataset") or "") / "items.parquet"
+    if not meta.get("dataset") or not items_path.exists():
+        raise DataValidationError(items_path, None, "the ingested dataset's item table is missing: run `ecaug ingest` first")
+    items = pd.read_parquet(items_path)
+    unknown = ~new["item_id"].isin(items["item_id"])
+    if unknown.any():
+        raise DataValidationError(source, "item_id", f"item {int(new.loc[unknown, 'item_id'].iloc[0])} is not in {items_path} (new items need an ingest)")
+    attributes = dict(zip(items["item_id"].astype(int), items["attributes"]))
+
+    # users: their whole positive history (old + new) through the feature builder; popularity
+    # (a count over all users) recomputed globally, which is vectorized and cheap
+    pos = ti.loc[ti["label"] == 1, ["user_id", "item_id", "event_timestamp"]]
+    allpos = pd.concat([pos, new], ignore_index=True)
+    allpos["pop"] = build.popularity_before(allpos)
+    touched = allpos[allpos["user_id"].isin(new["user_id"].unique())]
+    touched = touched.sort_values(["user_id", "event_timestamp"], kind="stable").reset_index(drop=True)
+    uf = build.build_user_features(touched[["user_id", "item_id", "event_timestamp"]], attributes)
+    first = touched.groupby("user_id").cumcount().to_numpy() == 0
+    start_of = pd.Series(np.flatnonzero(first), index=touched["user_id"].to_numpy()[first])
+    csum = np.concatenate([[0.0], np.cumsum(touched["pop"].to_numpy())])
+    n = uf["n_interactions"].to_numpy()
+    s = start_of.reindex(uf["user_id"].to_numpy()).to_numpy()
+    uf["mean_item_popularity"] = np.where(n > 0, (csum[s + n] - csum[s]) / np.maximum(n, 1), 0.0).astype(np.float32)
+    old_last = pd.read_parquet(out / "user_features.parquet", columns=["user_id", "event_timestamp"],
+                               filters=[("user_id", "in", list(map(int, new["user_id"].unique())))])
+    old_last = pd.to_datetime(old_last.groupby("user_id")["event_timestamp"].max(), utc=True)
+    cut = old_last.reindex(uf["user_id"].to_numpy()).to_numpy()
+    keep = pd.isna(cut) | (uf["event_timestamp"].to_numpy() > cut)
+    uf_new = uf[keep].reset_index(drop=True)
+
+    # items: cumulative popularity continues from each item's last row
+    itf_old = pd.read_parquet(out / "item_features.parquet", columns=["item_id", "event_timestamp", "popularity"])
+    base_pop = itf_old.sort_values("event_timestamp", kind="stable").groupby("item_id")["popularity"].last()
+    g = new.groupby(["item_id", "event_timestamp"], sort=True).size().rename("n").reset_index()
+    g["popularity"] = g.groupby("item_id")["n"].cumsum() + base_pop.reindex(g["item_id"]).fillna(0).to_numpy()
+    g["event_timestamp"] = g["event_timestamp"] + build.SERVING_OFFSET
+    g["attributes"] = [list(map(int, attributes.get(int(i), []))) for i in g["item_id"]]
+    g["n_attributes"] = g["attributes"].map(len).astype(np.int64)
+    g["popularity"] = g["popularity"].astype(np.float32)
+    itf_new = g[["item_id", "event_timestamp", "attributes", "popularity", "n_attributes"]]
+
+    neg_ratio = int(meta.get("negatives_per_positive", 1))
+    negs = build.sample_negatives(new, items["item_id"].to_numpy(np.int64), neg_ratio, seed).assign(label=0)
+    ti_new = pd.concat([new.assign(label=1), negs], ignore_index=True)
+    ti_new["label"] = ti_new["label"].astype(np.int64)
+
+    parts = ((build.USER_FEATURES, uf_new, build.USER_SCHEMA), (build.ITEM_FEATURES, itf_new, build.ITEM_SCHEMA),
+             (build.TRAIN_INTERACTIONS, ti_new, build.TRAIN_SCHEMA))
+    appended = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "events": int(len(new)),
+                "first": new["event_timestamp"].min().isoformat(), "last": new["event_timestamp"].max().isoformat(),
+                "rows": {name: int(len(df)) for name, df, _ in parts}}
+    new_meta = dict(meta)
+
+    def write(folder: Path) -> None:
+        rows = {}
+        for name, df, schema in parts:
+            old = pq.read_table(out / f"{name}.parquet").cast(schema)
+            add = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
+            tbl = pa.concat_tables([old, add])
+            pq.write_table(tbl, folder / f"{name}.parquet")
+            rows[name] = tbl.num_rows
+        log_old = out / build.CURRENT / APPENDED_LOG
+        log_df = new.assign(appended_at=appended["at"])
+        if log_old.exists():  # every appended event stays on record, so a full rebuild can replay them
+            log_df = pd.concat([pd.read_parquet(log_old), log_df], ignore_index=True)
+        log_df.to_parquet(folder / APPENDED_LOG, index=False)
+        new_meta.update(rows=rows, version=folder.name, written_at=appended["at"],
+                        last_feature_time=max(pd.Timestamp(meta.get("last_feature_time", last)),
+                                              uf_new["event_timestamp"].max(), itf_new["event_timestamp"].max()).isoformat(),
+                        appends=list(meta.get("appends", [])) + [appended])
+        (folder / build.FEATURE_META).write_text(json.dumps(new_meta, indent=2, default=str) + "\n", encoding="utf-8")
+
+    version = build.publish_feature_set(out, write)
+    summary.update(version=version.name, rows=appended["rows"], first=appended["first"], last=appended["last"],
+                   users=int(new["user_id"].nunique()), seconds=round(time.perf_counter() - t0, 3))
+    return summary
+
+
+def materialize_appended(first: str, repo_dir: Any = None) -> dict[str, Any]:
+    """Load the appended rows of the real views into Redis: ``materialize-incremental`` when the
+    events are newer than the last materialization, else the window from the first appended event
+    (back-filled or replayed events lie before it, and incremental would skip them)."""
+    from ecaug_feast import feast_io
+    from ecaug_feast.features.build import ITEM_FEATURES, USER_FEATURES
+
+    repo = repo_dir or feast_io.render_repo()
+    store = feast_io.get_store(repo)
+    views = [USER_FEATURES, ITEM_FEATURES]
+    ends = [store.get_feature_view(v).most_recent_end_time for v in views]
+    t_first = pd.Timestamp(first).to_pydatetime()
+    if all(e is not None and (e if e.tzinfo else e.replace(tzinfo=timezone.utc)) <= t_first for e in ends):
+        return {**feast_io.materialize(repo, views=views, incremental=True), "mode": "incremental"}
+    start = t_first - pd.Timedelta(seconds=1).to_pytimedelta()
+    return {**feast_io.materialize(repo, start=start, views=views), "mode": "window"}
+
+
+# ------------------------------------------------------------------ quick study
+QUICK_COLS = ["n_interactions", "days_since_last", "attr_diversity", "mean_item_popularity", "item_pop"]
+
+
+def run_examples(run: Any) -> pd.DataFrame:
+    """A run's synthetic training examples: its interactions joined with its user features."""
+    inter = run.interactions()[["user_id", "item_id", "label"]]
+    users = run.user_features()[["user_id"] + SCALARS]
+    return inter.merge(users, on="user_id", how="inner")
+
+
+def quick_study(new_run: Any, old_run: Any, recent: pd.DataFrame, reference: pd.DataFrame,
+                tolerance: float = 0.02, seed: int = 0) -> dict[str, Any]:
+    """The refresh's quick study (seconds, no two-tower training): for each run,
+
+    * ``tstr_auc``: train on synthetic, test on real: a gradient-boosted classifier fitted on the
+      run's labelled synthetic examples predicts the labels of the recent real examples (ROC AUC);
+    * ``c2st_auc``: how well a classifier tells the run's rows from the recent real rows.
+
+    ``item_pop`` = the item's count among the reference rows (same map for all). The new run passes
+    when it is not worse than the active run by more than ``tolerance`` on both."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+
+    from ecaug_feast.quality.metrics import c2st_auc, single_thread
+
+    pop = reference["item_id"].value_counts()
+
+    def prep(df: pd.DataFrame) -> pd.DataFrame:
+        return df.assign(item_pop=df["item_id"].map(pop).fillna(0).to_numpy(float))
+
+    real = prep(recent).dropna(subset=SCALARS)
+    res: dict[str, Any] = {"recent_rows": int(len(real)), "tolerance": tolerance}
+    for tag, run in (("new", new_run), ("old", old_run)):
+        syn = prep(run_examples(run))
+        r: dict[str, Any] = {"run_id": run.run_id, "rows": int(len(syn))}
+        if len(syn) >= 20 and syn["label"].nunique() == 2 and real["label"].nunique() == 2:
+            clf = HistGradientBoostingClassifier(max_iter=100, random_state=seed)
+            with single_thread():
+                clf.fit(syn[QUICK_COLS].to_numpy(float), syn["label"].to_numpy())
+                r["tstr_auc"] = round(float(roc_auc_score(real["label"], clf.predict_proba(real[QUICK_COLS].to_numpy(float))[:, 1])), 4)
+        else:
+            r["tstr_auc"] = float("nan")
+        r["c2st_auc"] = round(c2st_auc(real[QUICK_COLS], syn[QUICK_COLS], max_rows=3000, seed=seed), 4)
+        res[tag] = r
+    n, o = res["new"], res["old"]
+    ok_tstr = not (n["tstr_auc"] == n["tstr_auc"]) or not (o["tstr_auc"] == o["tstr_auc"]) or n["tstr_auc"] >= o["tstr_auc"] - tolerance
+    ok_c2st = not (n["c2st_auc"] == n["c2st_auc"]) or not (o["c2st_auc"] == o["c2st_auc"]) or n["c2st_auc"] <= o["c2st_auc"] + tolerance
+    res["passed"] = bool(ok_tstr and ok_c2st)
+    res["reasons"] = ([] if ok_tstr else [f"TSTR AUC {n['tstr_auc']} < active {o['tstr_auc']} - {tolerance}"]) + \
+                     ([] if ok_c2st else [f"C2ST AUC vs recent {n['c2st_auc']} > active {o['c2st_auc']} + {tolerance}"])
+    return res
+
+
+# ------------------------------------------------------------------ refresh
+def refresh_job(force: bool = False, events: str | Path | None = None, rows: int | None = None, steps: int = 500,
+                seed: int = 0, max_c2st: float | None = None, config: str | Path | None = None,
+                tolerance: float = 0.02, augment: Callable[..., dict[str, Any]] | None = None,
+                hooks: dict[str, Callable[[], None]] | None = None, repo_dir: Any = None,
+                feast_dir: Path | None = None) -> dict[str, Any]:
+    """``ecaug refresh``; returns the ``--json`` summary (``run_id``, ``parent_run_id``,
+    ``activated``, ``seconds`` and the steps' details).
+
+    ``augment``: the run builder (default :func:`ecaug_feast.synth.runner.augment_run`); it gets
+    ``config`` (an ``AugmentConfig`` whose ``gan.warm_start`` names the parent's saved generator),
+    ``publish=False`` and ``lineage_extra``; another generator plugs in here. ``hooks``: called by
+    name at ``after_append``, ``after_fit``, ``before_publish`` (tests inject failures there)."""
+    from ecaug_feast import synth_store
+
+    t0 = time.perf_counter()
+    hook = (lambda name: (hooks or {}).get(name, lambda: None)())
+    parent = _active_parent()
+    out: dict[str, Any] = {"run_id": None, "parent_run_id": parent.run_id, "activated": False}
+    if events is not None:
+        new = read_events(events)
+        app = append_events(new, seed=seed, feast_dir=feast_dir, source=str(events))
+        out["appended"] = app
+        hook("after_append")
+        if app["events"]:
+            mat = materialize_appended(app["first"], repo_dir)
+            out["materialized_real"] = {"mode": mat["mode"], **{k: v.get("entities_written") for k, v in mat["views"].items()}}
+    drift = drift_job(config=config, feast_dir=feast_dir)
+    out["drift"] = {k: drift.get(k) for k in ("drifted", "crossed", "scores", "report", "reason")}
+    if not (force or drift["drifted"]):
+        out.update(reason="no drift over the thresholds (use --force to refresh anyway)", seconds=round(time.perf_counter() - t0, 2))
+        return out
+
+    from ecaug_feast.quality.gates import GateConfig
+    from ecaug_feast.synth.gan import GANConfig
+    from ecaug_feast.synth.pipeline import AugmentConfig
+
+    if augment is None:
+        from ecaug_feast.synth.runner import augment_run as augment
+    pcfg = parent.manifest.get("config", {})
+    gan_kw = {k: v for k, v in (pcfg.get("gan") or {}).items() if k in GANConfig.__dataclass_fields__}
+    for k in ("gen_hidden", "dis_hidden"):
+        if k in gan_kw:
+            gan_kw[k] = tuple(gan_kw[k])
+    model = parent.path / "model"
+    gan_kw.update(max_steps=steps, warm_start=str(model) if (model / "generator.pt").exists() else None)
+    gates_kw = dict(pcfg.get("gates") or {})
+    if max_c2st is not None:
+        gates_kw["max_c2st_auc"] = max_c2st
+    cfg = AugmentConfig(gan=GANConfig(**gan_kw), gates=GateConfig(**{**gates_kw, "seed": seed}),
+                        **{k: pcfg[k] for k in ("k_recent", "k_attr", "max_fit_rows", "holdout_rows", "oversample") if k in pcfg})
+    n_rows = rows or int(parent.manifest.get("metrics", {}).get("rows_accepted") or 10_000)
+    res = augment(rows=n_rows, seed=seed, config=cfg, publish=False, repo_dir=repo_dir,
+                  segment=pcfg.get("segment"),
+                  lineage_extra={"parent_run_id": parent.run_id, "refresh": {
+                      "drift_crossed": drift.get("crossed"), "forced": force, "drift_report": drift.get("report"),
+                      "appended_version": (out.get("appended") or {}).get("version")}})
+    out["run_id"] = res["run_id"]
+    out["gate"] = res["gate"]
+    hook("after_fit")
+    new_run = synth_store.load_run(res["run_id"])
+    out["warm_started"] = bool(new_run.manifest.get("lineage", {}).get("warm_started"))
+
+    th, _ = load_thresholds(config)
+    ev = store_events(feast_dir)
+    fit_start, fit_end = _fit_window(parent, ev)
+    recent = window_examples(ev, fit_end, None, 5000, seed, feast_dir)
+    if len(recent) < 50:  # nothing appended since the parent was fitted: judge on the newest rows
+        recent = window_examples(ev, ev["event_timestamp"].max() - pd.Timedelta(days=30), None, 5000, seed, feast_dir)
+    reference = window_examples(ev, None, fit_end, 20_000, seed + 1, feast_dir)
+    study = quick_study(new_run, parent, recent, reference, tolerance, seed)
+    out["quick_study"] = study
+    synth_store._update_manifest(new_run.run_id, quick_study=study)
+    if res["gate"] != "pass" or not study["passed"]:
+        out.update(reason="; ".join((res.get("gate_reasons") or []) + study["reasons"]) or "gate failed",
+                   seconds=round(time.perf_counter() - t0, 2))
+        return out
+
+    with synth_store.runs_lock():  # switch + online store as one exclusive step
+        if synth_store.active_run() != parent.run_id:
+            out.update(reason=f"the active run changed to {synth_store.active_run()} during the refresh; not switched",
+                       seconds=round(time.perf_counter() - t0, 2))
+            return out
+        synth_store.activate(new_run.run_id)
+        try:
+            hook("before_publish")
+            pub = synth_store.publish(new_run.run_id, repo_dir)
+        except BaseException:
+            # back to the parent, online store included, before the error goes up
+            synth_store.activate(parent.run_id)
+            synth_store.publish(parent.run_id, repo_dir)
+            raise
+    out["activated"] = True
+    out["materialized"] = {k: v.get("entities_written") for k, v in pub.get("materialize", {}).get("views", {}).items()}
+    out["seconds"] = round(time.perf_counter() - t0, 2)
+    return out
