@@ -19,7 +19,7 @@ import warnings
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--max-users", type=int, default=2000)
+    ap.add_argument("--max-users", type=int, default=5000)
     ap.add_argument("--fraction", type=float, default=0.25)
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--out", required=True)
@@ -28,7 +28,7 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
-    for n in ("torchrec", "fbgemm_gpu", "root"):
+    for n in ("torchrec", "fbgemm_gpu"):
         logging.getLogger(n).setLevel(logging.ERROR)
     import torch
 
@@ -37,9 +37,9 @@ def main() -> None:
 
     cfg = make_config("full", fractions=[a.fraction], seeds=a.seeds, max_users=a.max_users, workers=1,
                       methods=a.methods.split(","), model_type="sequence",
-                      seq_train=dict(epochs=30, patience=3, batch_size=128, lr=1e-3, threads=1),
-                      seq_finetune=dict(epochs=10, patience=2),
-                      seq_ratios=[0.5, 1.0],
+                      seq_train=dict(epochs=40, patience=6, batch_size=128, lr=1e-3, threads=1),
+                      seq_finetune=dict(epochs=8, patience=2),
+                      seq_ratios=[1.0],
                       seq_gan=dict(mle_epochs=10, adv_steps=40, threads=1))
     s = run_experiment(cfg, a.out)
     print(json.dumps({k: s[k] for k in ("results", "verdict", "seconds", "out_dir")}, default=str))

@@ -380,6 +380,8 @@ def _sequence_rows(cfg: ExperimentConfig, data, valid, test, base: dict[str, Any
         tst = real_test if best["ratio"] == 0.0 else evaluate_seq(best["model"], data, test, "test", seed=seed, buckets=True)
         rows.append({**base, "method": method, "model": "sequence", "ratio": best["ratio"], "valid": best["valid"], "test": tst,
                      "tried": tried, "pool": {**pinfo, "rows": int(len(pool))}, "seconds": round(time.time() - t0, 1)})
+        log.info("cell fraction=%s seed=%s %s: size %s, valid NDCG@10 %.4f, test NDCG@10 %.4f (real-only %.4f)",
+                 base["fraction"], seed, method, best["ratio"], best["valid"]["ndcg@10"], tst["ndcg@10"], real_test["ndcg@10"])
     for r in rows:
         r["cell_seconds"] = round(time.time() - t_cell, 1)
     return rows

@@ -23,19 +23,13 @@ def _quiet():
 
 @pytest.fixture(scope="module")
 def planted():
-    """400 Beauty users with the real split; ``held_out``: items that occur in validation or test
-    but in no training event (the split plants them naturally; a few are checked to exist)."""
-    from ecaug_feast.datasets import load_dataset
-    from ecaug_feast.features.split import split_interactions
+    """400 Beauty users as the study samples them; ``held_out``: items that occur in validation or
+    test but in no training event (the leave-last-out split plants them; at least 20 are checked)."""
     from recommender.data import build_in_memory
+    from recommender.experiment import ExperimentConfig, _load_split
     from recommender.seq_train import histories_for, seq_config_for
 
-    ds = load_dataset("beauty")
-    sp = split_interactions(ds)
-    keep = np.arange(1, 401)
-    for name in ("train", "valid", "test"):
-        df = getattr(sp, name)
-        setattr(sp, name, df[df["user_id"].isin(keep)].reset_index(drop=True))
+    ds, sp = _load_split(ExperimentConfig(max_users=400))
     data = build_in_memory(sp.train, ds.items, sp.valid)
     held_out = (set(sp.valid["item_id"]) | set(sp.test["item_id"])) - set(sp.train["item_id"])
     assert len(held_out) >= 20
