@@ -286,7 +286,6 @@ def _seq_pool(method: str, data, hist, scfg, seed: int, cfg: ExperimentConfig) -
 
     t0 = time.time()
     gan_over = {"max_len": scfg.max_len, "seed": seed, **cfg.seq_gan}
-    n_real = int((hist.lengths >= 1).sum())
     if method == "seq_ops":
         v, o, _ = SeqOps(SeqOpsConfig(copies=2, seed=seed)).fit(hist.values, hist.offsets).sample(max_len=scfg.max_len)
         return csr_rows(v, o), {"seconds": round(time.time() - t0, 2)}

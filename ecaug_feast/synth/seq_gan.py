@@ -371,7 +371,6 @@ class SequenceGAN:
         values, offsets = np.asarray(values, np.int64), np.asarray(offsets, np.int64)
         rows = np.asarray(rows, np.int64)
         n_new = np.broadcast_to(np.asarray(n_new, np.int64), rows.shape)
-        V = len(self.vocab)
         known = []
         for r in rows:
             h = values[offsets[r] : offsets[r + 1]]

@@ -8,8 +8,8 @@ import warnings
 import numpy as np
 import pytest
 
-from ecaug_feast.synth.seq_gan import SEGMENTS, SeqGANConfig, SequenceGAN, history_segments, segment_of
-from ecaug_feast.synth.seq_ops import csr_rows, rows_to_csr
+from ecaug_feast.synth.seq_gan import SEGMENTS, SeqGANConfig, SequenceGAN, segment_of
+from ecaug_feast.synth.seq_ops import rows_to_csr
 
 TINY = dict(embedding_dim=16, num_layers=1, num_heads=1, max_len=20, mle_epochs=2, adv_steps=3, adv_batch=16,
             batch_size=32, gen_max_len=8, threads=1, device="cpu")
