@@ -5,13 +5,22 @@ For every history fraction f (each user's most recent share of training events) 
 1. features are rebuilt from the truncated history only (``recommender.data.build_in_memory``);
 2. ``popularity`` and ``real_only`` (two-tower trained from scratch, early stopping on validation)
    are fitted;
-3. each augmentation method builds a pool of extra positives from the *truncated* training
-   examples: ``gan_augmented`` (GAN + labeler + gates, ``ecaug_feast.synth.pipeline.augment_frame``),
+3. bag model: each augmentation method builds a pool of extra positives from the *truncated*
+   training examples: ``column_gan`` (GAN + labeler + gates, ``ecaug_feast.synth.pipeline.augment_frame``),
    ``oversample`` (copies of sparse users' rows), ``smote`` (SMOTE-style interpolation of flattened
    example rows, ``ecaug_feast.synth.smote``); for every candidate mix ratio r the real-only
    checkpoint is fine-tuned on real + r x |real| pool rows; the ratio (0 = keep the real-only model)
    is chosen on validation NDCG@10 only;
 4. the chosen model of each method is scored on the test split once.
+
+Sequence model (``model_type="sequence"``): ``real_only`` is trained from scratch on the truncated
+training histories; ``seq_ops`` (crop/mask/reorder/insert, ``ecaug_feast.synth.seq_ops``),
+``pseudo_prior`` (ASReP-style reversed transformer, MLE only) and ``gan_augmented`` (the sequence
+GAN + segment labeler + gates, ``ecaug_feast.synth.seq_pipeline``) each build extra histories from
+the truncated TRAINING histories only; for every size in ``seq_ratios`` (augmented histories per
+real history) the real-only model is fine-tuned on real + augmented histories
+(``train_seq(..., init_state=real_only, histories=...)``); size 0 (keep real-only) is a candidate and
+the choice is made on validation NDCG@10 only; the test split is scored once.
 
 Cells (f, s) are independent and run in ``workers`` processes. Output: ``results.json``,
 ``table.md``, ``report.md``, ``ndcg_vs_fraction.png`` under the output directory.
@@ -38,11 +47,12 @@ from ecaug_feast.errors import EcaugError
 
 log = logging.getLogger(__name__)
 
-METHODS = ["popularity", "real_only", "gan_augmented", "oversample", "smote"]
-AUG_METHODS = ["gan_augmented", "oversample", "smote"]
+METHODS = ["popularity", "real_only", "seq_ops", "pseudo_prior", "gan_augmented", "column_gan", "oversample", "smote"]
+AUG_METHODS = ["column_gan", "oversample", "smote"]  # bag model: extra feature rows
+SEQ_AUG_METHODS = ["seq_ops", "pseudo_prior", "gan_augmented"]  # sequence model: extra histories
 # What each model can be studied with: the column methods make feature rows, which only the bag
-# model reads; augmentations that make histories for the sequence model come with the sequence GAN.
-MODEL_METHODS = {"bag": METHODS, "sequence": ["popularity", "real_only"]}
+# model reads; the sequence methods make histories, which only the sequence model reads.
+MODEL_METHODS = {"bag": ["popularity", "real_only", *AUG_METHODS], "sequence": ["popularity", "real_only", *SEQ_AUG_METHODS]}
 METRICS = ["recall@10", "ndcg@10", "recall@20", "ndcg@20", "coverage@10"]
 
 
@@ -65,6 +75,10 @@ class ExperimentConfig:
     model_type: str = "sequence"  # sequence (self-attention user tower) | bag (mean-of-bags two-tower)
     seq_model: dict[str, Any] = field(default_factory=dict)  # SeqConfig overrides
     seq_train: dict[str, Any] = field(default_factory=dict)  # SeqTrainConfig overrides
+    seq_finetune: dict[str, Any] = field(default_factory=dict)  # SeqTrainConfig overrides for fine-tunes
+    seq_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0])  # augmented histories per real one
+    seq_gan: dict[str, Any] = field(default_factory=dict)  # SeqGANConfig overrides (pseudo_prior, gan_augmented)
+    seq_aug: dict[str, Any] = field(default_factory=dict)  # SeqAugmentConfig scalar overrides
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,6 +96,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         gan=dict(max_steps=500, eval_every=100, patience=3),
         seq_model=dict(),  # SeqConfig defaults: d=64, 2 blocks, 1 head, dropout 0.5, max_len 50
         seq_train=dict(epochs=60, patience=5, batch_size=128, lr=1e-3, threads=1),
+        seq_finetune=dict(epochs=20, patience=3),
+        seq_gan=dict(threads=1),
     ),
     "quick": dict(
         fractions=[0.25, 1.0],
@@ -95,6 +111,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         gan=dict(max_steps=60, eval_every=30, patience=2, batch_size=200, eval_rows=500, calib_rows=2000),
         seq_model=dict(embedding_dim=16, num_blocks=1, max_len=20, dropout=0.2),
         seq_train=dict(epochs=3, patience=1, batch_size=64, lr=2e-3, threads=1),
+        seq_finetune=dict(epochs=2, patience=1),
+        seq_ratios=[0.5],
+        seq_gan=dict(embedding_dim=32, num_layers=1, mle_epochs=3, adv_steps=10, adv_batch=64, threads=1),
     ),
 }
 
@@ -114,8 +133,10 @@ def make_config(preset: str = "full", **overrides: Any) -> ExperimentConfig:
         raise EcaugError(f"unknown method(s) {unknown} (choose from {', '.join(METHODS)})")
     other = [m for m in base["methods"] if m not in allowed]
     if other:
-        raise EcaugError(f"method(s) {', '.join(other)} need --model bag: they generate feature rows, which the "
-                         f"sequence model does not read (it can be studied with {', '.join(allowed)})")
+        need = "bag" if kind == "sequence" else "sequence"
+        what = "feature rows, which the sequence model" if kind == "sequence" else "histories, which the bag model"
+        raise EcaugError(f"method(s) {', '.join(other)} need --model {need}: they generate {what} does not read "
+                         f"(it can be studied with {', '.join(allowed)})")
     for f in base.get("fractions", []):
         if not 0 < float(f) <= 1:
             raise EcaugError(f"fractions must lie in (0, 1], got {f}")
@@ -149,7 +170,7 @@ def _pool(method: str, data, size: int, seed: int, cfg: ExperimentConfig) -> tup
     t0 = time.time()
     if method == "oversample":
         return oversample_pool(data.examples, size, seed), {"seconds": round(time.time() - t0, 2)}
-    if method == "gan_augmented":
+    if method == "column_gan":
         from ecaug_feast.synth.gan import GANConfig
         from ecaug_feast.synth.pipeline import AugmentConfig, augment_frame
 
@@ -209,7 +230,7 @@ def run_cell(cfg: ExperimentConfig, fraction: float, seed: int) -> list[dict[str
         rows.append({**base, "method": "popularity", "ratio": 0.0,
                      "valid": evaluate(sc, valid, n_items, seed=seed), "test": evaluate(sc, test, n_items, seed=seed)})
 
-    need_real = any(m in cfg.methods for m in ["real_only", *AUG_METHODS])
+    need_real = any(m in cfg.methods for m in ["real_only", *AUG_METHODS, *SEQ_AUG_METHODS])
     if not need_real:
         return rows
     if cfg.model_type == "sequence":
@@ -257,16 +278,109 @@ def run_cell(cfg: ExperimentConfig, fraction: float, seed: int) -> list[dict[str
     return rows
 
 
-def _sequence_rows(cfg: ExperimentConfig, data, valid, test, base: dict[str, Any], seed: int, t_cell: float) -> list[dict[str, Any]]:
-    """``real_only`` with the sequence model: trained from scratch on the (truncated) histories."""
-    from recommender.seq_train import SeqTrainConfig, evaluate_seq, seq_config_for, train_seq
+def _seq_pool(method: str, data, hist, scfg, seed: int, cfg: ExperimentConfig) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """Extra training histories for ``method``, made from the truncated TRAINING histories ``hist``
+    only (``histories_for(data, cfg, "valid")``: serving rows before any validation event)."""
+    from ecaug_feast.synth.seq_gan import SeqGANConfig, SequenceGAN, pseudo_prior_config
+    from ecaug_feast.synth.seq_ops import SeqOps, SeqOpsConfig, csr_rows
 
     t0 = time.time()
-    res = train_seq(data, valid, seq_config_for(data, **cfg.seq_model), SeqTrainConfig(seed=seed, **cfg.seq_train))
-    rows = [{**base, "method": "real_only", "model": "sequence", "ratio": 0.0,
-             "valid": evaluate_seq(res.model, data, valid, "valid", seed=seed),
-             "test": evaluate_seq(res.model, data, test, "test", seed=seed, buckets=True),
-             "epochs": res.best_epoch, "seconds": round(time.time() - t0, 1), "examples_per_s": round(res.examples_per_s)}]
+    gan_over = {"max_len": scfg.max_len, "seed": seed, **cfg.seq_gan}
+    if method == "seq_ops":
+        v, o, _ = SeqOps(SeqOpsConfig(copies=2, seed=seed)).fit(hist.values, hist.offsets).sample(max_len=scfg.max_len)
+        return csr_rows(v, o), {"seconds": round(time.time() - t0, 2)}
+    if method == "pseudo_prior":
+        # ASReP: pseudo-prior items prepended to short histories by a reversed transformer (MLE only)
+        aug = {k: v for k, v in cfg.seq_aug.items() if k in ("expand_below", "n_new")}
+        below, n_new = aug.get("expand_below", 8), aug.get("n_new", 10)
+        g = SequenceGAN(pseudo_prior_config(**gan_over)).fit(hist.values, hist.offsets)
+        short = np.flatnonzero((hist.lengths >= 1) & (hist.lengths < below))
+        out = g.expand(hist.values, hist.offsets, short, n_new, seed=seed)
+        return out, {"seconds": round(time.time() - t0, 2), "expanded": int(len(short)), "generator_nll": g.report.get("nll_mle")}
+    if method == "gan_augmented":
+        from ecaug_feast.synth.seq_pipeline import SeqAugmentConfig, augment_histories, feature_c2st, feature_rows
+
+        acfg = SeqAugmentConfig(gan=SeqGANConfig(**{"reverse": True, "adversarial": True, **gan_over}), seed=seed,
+                                **{k: v for k, v in cfg.seq_aug.items() if k in ("expand_below", "n_new", "synthetic_share", "sparse_share")})
+        res = augment_histories(hist.values, hist.offsets, acfg)
+        m = res.metrics
+        info = {k: m.get(k) for k in ("generated", "expanded", "synthetic", "accepted", "dropped_low_confidence", "dropped_off_segment",
+                                      "dropped_privacy", "gate", "c2st_auc_sequences", "catalogue_coverage", "tail_share", "real_tail_share",
+                                      "exact_copy_share", "near_copy_share", "trigram_copy_share", "fit_seconds", "generate_seconds")}
+        info["labeler_agreement"] = m["labeler"].get("agreement")
+        info["adversarial"] = m["generator"].get("adversarial")
+        info["generator_nll"] = {"mle": m["generator"].get("nll_mle"), "after_adversarial": m["generator"].get("nll_after_adversarial")}
+        if res.histories:  # features follow behaviour: the real builder on the generated histories
+            attrs = dict(zip(data.items["item_id"].astype(int), data.items["attributes"]))
+            end = np.full(len(res.histories), int(pd.Timestamp(data.train["event_timestamp"].max()).value))
+            fr = feature_rows(res.histories, end, data.train, attrs, seed=seed)
+            from ecaug_feast.features.build import build_user_features
+
+            auc = feature_c2st(fr, build_user_features(data.train, attrs), seed=seed)
+            info["c2st_auc_features"] = round(auc, 4) if auc == auc else None
+        info["seconds"] = round(time.time() - t0, 2)
+        return res.histories, info
+    raise EcaugError(f"unknown sequence augmentation method {method!r}")
+
+
+def combine_histories(hist, extra: list[np.ndarray], max_len: int):
+    """Real histories + extra ones (newest ``max_len`` each) under synthetic user ids."""
+    from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
+    from ecaug_feast.synth.seq_ops import rows_to_csr
+    from recommender.seq_model import Histories
+
+    v, o = rows_to_csr([np.asarray(h, np.int64)[-max_len:] for h in extra])
+    ids = SYNTHETIC_USER_ID_BASE + np.arange(len(extra), dtype=np.int64)
+    return Histories(np.concatenate([hist.user_ids, ids]), np.concatenate([hist.values, v]),
+                     np.concatenate([hist.offsets, hist.offsets[-1] + o[1:]]).astype(np.int64))
+
+
+def _sequence_rows(cfg: ExperimentConfig, data, valid, test, base: dict[str, Any], seed: int, t_cell: float) -> list[dict[str, Any]]:
+    """``real_only`` with the sequence model (trained from scratch on the truncated histories), then
+    each history augmentation: real-only fine-tuned on real + augmented histories, size chosen on
+    validation (0 = keep real-only), test scored once."""
+    from recommender.seq_train import SeqTrainConfig, evaluate_seq, histories_for, seq_config_for, train_seq
+
+    t0 = time.time()
+    scfg = seq_config_for(data, **cfg.seq_model)
+    res = train_seq(data, valid, scfg, SeqTrainConfig(seed=seed, **cfg.seq_train))
+    real_valid = evaluate_seq(res.model, data, valid, "valid", seed=seed)
+    real_test = evaluate_seq(res.model, data, test, "test", seed=seed, buckets=True)
+    rows = []
+    if "real_only" in cfg.methods:
+        rows.append({**base, "method": "real_only", "model": "sequence", "ratio": 0.0, "valid": real_valid, "test": real_test,
+                     "epochs": res.best_epoch, "seconds": round(time.time() - t0, 1), "examples_per_s": round(res.examples_per_s)})
+    hist = histories_for(data, scfg, "valid")  # training events only
+    n_real = int((hist.lengths >= 1).sum())
+    ft = SeqTrainConfig(seed=seed, **{**cfg.seq_train, **cfg.seq_finetune})
+    for method in [m for m in SEQ_AUG_METHODS if m in cfg.methods]:
+        t0 = time.time()
+        try:
+            pool, pinfo = _seq_pool(method, data, hist, scfg, seed, cfg)
+        except Exception as exc:  # a generator failing on some data must not sink the other cells
+            log.warning("pool %s failed at fraction=%s seed=%s: %s", method, base["fraction"], seed, exc)
+            pool, pinfo = [], {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        pool = [h for h in pool if len(h) >= 2]  # a single item has no next item to train on
+        best = {"ratio": 0.0, "valid": real_valid, "model": res.model, "epochs": 0}
+        tried: list[dict[str, Any]] = [{"ratio": 0.0, "ndcg@10": real_valid["ndcg@10"]}]
+        order = np.random.default_rng(seed).permutation(len(pool))
+        for r in sorted(cfg.seq_ratios):
+            n = min(len(pool), int(math.ceil(r * n_real)))
+            if n == 0:
+                break
+            mixed = combine_histories(hist, [pool[i] for i in order[:n]], scfg.max_len)
+            f = train_seq(data, valid, scfg, ft, init_state=res.state, histories=mixed)
+            v = evaluate_seq(f.model, data, valid, "valid", seed=seed)
+            tried.append({"ratio": r, "histories": n, "ndcg@10": v["ndcg@10"], "epochs": f.best_epoch})
+            if v["ndcg@10"] > best["valid"]["ndcg@10"]:
+                best = {"ratio": r, "valid": v, "model": f.model, "epochs": f.best_epoch}
+            if n == len(pool):
+                break
+        tst = real_test if best["ratio"] == 0.0 else evaluate_seq(best["model"], data, test, "test", seed=seed, buckets=True)
+        rows.append({**base, "method": method, "model": "sequence", "ratio": best["ratio"], "valid": best["valid"], "test": tst,
+                     "tried": tried, "pool": {**pinfo, "rows": int(len(pool))}, "seconds": round(time.time() - t0, 1)})
+        log.info("cell fraction=%s seed=%s %s: size %s, valid NDCG@10 %.4f, test NDCG@10 %.4f (real-only %.4f)",
+                 base["fraction"], seed, method, best["ratio"], best["valid"]["ndcg@10"], tst["ndcg@10"], real_test["ndcg@10"])
     for r in rows:
         r["cell_seconds"] = round(time.time() - t_cell, 1)
     return rows
@@ -316,17 +430,19 @@ def verdict(results: list[dict[str, Any]]) -> dict[str, Any]:
         if not base or base["ndcg@10"] <= 0:
             continue
         out["lift_vs_real_only"][str(f)] = {
-            m: round(by[(m, f)]["ndcg@10"] / base["ndcg@10"] - 1, 4) for m in AUG_METHODS if (m, f) in by
+            m: round(by[(m, f)]["ndcg@10"] / base["ndcg@10"] - 1, 4) for m in [*SEQ_AUG_METHODS, *AUG_METHODS] if (m, f) in by
         }
     low = min(fr, key=lambda x: abs(x - 0.25)) if fr else None
     lifts = out["lift_vs_real_only"]
-    if low is not None and str(low) in lifts and "gan_augmented" in lifts[str(low)]:
+    # the GAN under test: the sequence GAN where it ran, else the column GAN of the bag model
+    gan = "gan_augmented" if any("gan_augmented" in x for x in lifts.values()) else "column_gan"
+    if low is not None and str(low) in lifts and gan in lifts[str(low)]:
         g = lifts[str(low)]
-        naive = max([g.get(m, -1e9) for m in ("oversample", "smote")])
-        out["gan_lift_at_low_fraction"] = {"fraction": low, "lift": g["gan_augmented"], "goal": 0.10,
-                                           "met": g["gan_augmented"] >= 0.10, "beats_naive": g["gan_augmented"] > naive}
-    if 1.0 in fr and "1.0" in lifts and "gan_augmented" in lifts["1.0"]:
-        out["gan_cost_at_full"] = {"lift": lifts["1.0"]["gan_augmented"], "goal": -0.01, "met": lifts["1.0"]["gan_augmented"] >= -0.01}
+        others = [g[m] for m in g if m != gan]
+        out["gan_lift_at_low_fraction"] = {"method": gan, "fraction": low, "lift": g[gan], "goal": 0.10,
+                                           "met": g[gan] >= 0.10, "beats_naive": g[gan] > max(others, default=-1e9)}
+    if 1.0 in fr and "1.0" in lifts and gan in lifts["1.0"]:
+        out["gan_cost_at_full"] = {"method": gan, "lift": lifts["1.0"][gan], "goal": -0.01, "met": lifts["1.0"][gan] >= -0.01}
     return out
 
 
@@ -464,13 +580,23 @@ def report_markdown(summary: dict[str, Any]) -> str:
         for r in with_buckets:
             out.append(f"| {r['fraction']:g} | {r['method']} | " + " | ".join(
                 f"{r['buckets'][b]['ndcg@10']:.4f} (n={r['buckets'][b]['users']})" for b in names) + " |")
-    pools = [r for r in summary["runs"] if r["method"] == "gan_augmented"]
+    pools = [r for r in summary["runs"] if r["method"] == "column_gan"]
     if pools:
-        out += ["", "## GAN pools", "", "| fraction | seed | rows accepted | gate | C2ST AUC | positives | chosen ratio |", "|---|---|---|---|---|---|---|"]
+        out += ["", "## Column GAN pools", "", "| fraction | seed | rows accepted | gate | C2ST AUC | positives | chosen ratio |", "|---|---|---|---|---|---|---|"]
         for r in sorted(pools, key=lambda r: (r["fraction"], r["seed"])):
             p = r.get("pool", {})
             out.append(f"| {r['fraction']:g} | {r['seed']} | {p.get('rows_accepted', '-')} | {p.get('gate', p.get('error', '-'))} | "
                        f"{p.get('c2st_auc', '-')} | {p.get('positives', '-')} | {r['ratio']:g} |")
+    pools = [r for r in summary["runs"] if r["method"] in SEQ_AUG_METHODS]
+    if pools:
+        out += ["", "## History pools (sequence model)", "",
+                "| fraction | seed | method | histories | gate | C2ST histories | C2ST features | coverage | tail share | labeler agreement | fit+gen s | chosen size |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in sorted(pools, key=lambda r: (r["fraction"], r["seed"], r["method"])):
+            p = r.get("pool", {})
+            out.append(f"| {r['fraction']:g} | {r['seed']} | {r['method']} | {p.get('rows', '-')} | {p.get('gate', p.get('error', '-'))} | "
+                       f"{p.get('c2st_auc_sequences', '-')} | {p.get('c2st_auc_features', '-')} | {p.get('catalogue_coverage', '-')} | "
+                       f"{p.get('tail_share', '-')} | {p.get('labeler_agreement', '-')} | {p.get('seconds', '-')} | {r['ratio']:g} |")
     return "\n".join(out) + "\n"
 
 

@@ -55,6 +55,6 @@ def test_demo_every_step(tmp_path, monkeypatch):
     # the study: every method at both quick fractions
     ex = out["experiment"]
     got = {(r["method"], r["fraction"]) for r in ex["results"]}
-    for m in ("popularity", "real_only", "gan_augmented", "oversample", "smote"):
+    for m in ("popularity", "real_only", "column_gan", "oversample", "smote"):
         assert {(m, 0.25), (m, 1.0)} <= got
     assert set(out["seconds"]) >= {"ingest", "augment", "train", "serve_check", "experiment"}

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-METHODS = {"popularity", "real_only", "gan_augmented", "oversample", "smote"}
+METHODS = {"popularity", "real_only", "column_gan", "oversample", "smote"}  # the bag model
+SEQ_METHODS = {"popularity", "real_only", "seq_ops", "pseudo_prior", "gan_augmented"}
 KEYS = ["recall@10", "ndcg@10", "recall@20", "ndcg@20"]
 
 
@@ -37,7 +38,7 @@ def test_experiment_json_interface(tmp_path, ecaug_home):
     # the test split is scored once per (method, fraction, seed)
     assert len(full["runs"]) == len(METHODS) * 2
     for run in full["runs"]:
-        if run["method"] in ("gan_augmented", "oversample", "smote"):
+        if run["method"] in ("column_gan", "oversample", "smote"):
             chosen = run["ratio"]
             best = max(t["ndcg@10"] for t in run["tried"])
             assert next(t for t in run["tried"] if t["ratio"] == chosen)["ndcg@10"] == best
@@ -61,7 +62,7 @@ def test_experiment_sequence_model_json(tmp_path, ecaug_home):
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads(p.stdout.strip().splitlines()[-1])
     assert res["model"] == "sequence"
-    assert {r["method"] for r in res["results"]} == {"popularity", "real_only"}
+    assert {r["method"] for r in res["results"]} == SEQ_METHODS
     full = json.loads((out / "results.json").read_text())
     run = next(r for r in full["runs"] if r["method"] == "real_only")
     assert run["model"] == "sequence"
@@ -70,6 +71,23 @@ def test_experiment_sequence_model_json(tmp_path, ecaug_home):
     # every evaluated user falls in exactly one bucket (at 100% every Beauty user keeps >= 3 events)
     assert sum(b["users"] for b in buckets.values()) == run["test"]["users"]
     assert buckets["1"]["users"] == 0
+    for run in full["runs"]:
+        if run["method"] in ("seq_ops", "pseudo_prior", "gan_augmented"):
+            # the size is chosen on validation (0 = keep real-only), the test split scored once
+            chosen = run["ratio"]
+            assert next(t for t in run["tried"] if t["ratio"] == chosen)["ndcg@10"] == max(t["ndcg@10"] for t in run["tried"])
+            assert "buckets" in run["test"] and run["pool"]["rows"] > 0, run["pool"]
+    gan = next(r for r in full["runs"] if r["method"] == "gan_augmented")["pool"]
+    for k in ("c2st_auc_sequences", "catalogue_coverage", "tail_share", "labeler_agreement"):
+        assert k in gan
+    assert "History pools" in (out / "report.md").read_text()
+
+
+def test_bag_model_rejects_history_methods():
+    p = subprocess.run([sys.executable, "-m", "ecaug_feast.cli.main", "experiment", "--model", "bag", "--methods", "gan_augmented"],
+                       capture_output=True, text=True)
+    assert p.returncode == 2, p.stderr
+    assert "need --model sequence" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_sequence_model_rejects_column_methods():

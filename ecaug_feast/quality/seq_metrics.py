@@ -1,0 +1,179 @@
+"""Quality measures for generated item histories (oldest-first arrays of item ids).
+
+* ``history_stats``: per-history statistics a detector reads (length, popularity level and its
+  trend by position, long-tail share, repeats, how common each step's item transition is among
+  training histories). C2ST on these rows is ``c2st_auc_sequences``.
+* ``real_windows``: the real reference for a generated history of length L is a random contiguous
+  L-item window of a real training history with at least L items, so the detector is not handed
+  the length difference between expanded and short real histories for free.
+* ``set_dcr``: distance to the closest training history, 1 - max Jaccard of item sets (sparse
+  products, exact). The holdout rule compares it with the same distance of real held-out histories.
+* ``copies``: exact copies of a training history, near copies (Jaccard >= 0.8), and the share of
+  generated 3-grams that occur in training histories (memorised subsequences).
+* ``coverage``: catalogue coverage and tail share (mode collapse).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def _lists(values: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+    return [values[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+
+
+class TrainingStats:
+    """Item counts and transition counts of TRAINING histories."""
+
+    def __init__(self, values: np.ndarray, offsets: np.ndarray, tail: np.ndarray) -> None:
+        self.hists = [h for h in _lists(np.asarray(values, np.int64), np.asarray(offsets, np.int64)) if len(h)]
+        self.counts = pd.Series(np.asarray(values, np.int64)).value_counts()
+        pairs = [(a, b) for h in self.hists for a, b in zip(h[:-1], h[1:])]
+        self.trans = pd.Series(1, index=pd.MultiIndex.from_tuples(pairs)).groupby(level=[0, 1]).size() if pairs else pd.Series(dtype=float)
+        self.tail = set(np.asarray(tail, np.int64).tolist())
+        self.trigrams = {tuple(h[i : i + 3]) for h in self.hists for i in range(len(h) - 2)}
+
+    def logpop(self, h: np.ndarray) -> np.ndarray:
+        return np.log1p(self.counts.reindex(h).fillna(0).to_numpy())
+
+
+def history_stats(hists: Sequence[np.ndarray], ts: TrainingStats) -> pd.DataFrame:
+    rows = []
+    for h in hists:
+        h = np.asarray(h, np.int64)
+        n = len(h)
+        lp = ts.logpop(h) if n else np.zeros(0)
+        if n >= 2 and len(ts.trans):
+            key = pd.MultiIndex.from_arrays([h[:-1], h[1:]])
+            tr = np.log1p(ts.trans.reindex(key).fillna(0).to_numpy())
+        else:
+            tr = np.zeros(0)
+        slope = float(np.polyfit(np.arange(n), lp, 1)[0]) if n >= 3 and lp.std() > 0 else 0.0
+        rows.append({
+            "length": n,
+            "mean_logpop": float(lp.mean()) if n else 0.0,
+            "min_logpop": float(lp.min()) if n else 0.0,
+            "first_logpop": float(lp[0]) if n else 0.0,
+            "last_logpop": float(lp[-1]) if n else 0.0,
+            "logpop_slope": slope,
+            "tail_share": float(np.mean([x in ts.tail for x in h.tolist()])) if n else 0.0,
+            "distinct_share": len(set(h.tolist())) / n if n else 0.0,
+            "mean_log_transition": float(tr.mean()) if len(tr) else 0.0,
+            "known_transition_share": float((tr > 0).mean()) if len(tr) else 0.0,
+        })
+    return pd.DataFrame(rows)
+
+
+def real_windows(hists: Sequence[np.ndarray], lengths: Sequence[int], seed: int = 0) -> list[np.ndarray]:
+    """For each wanted length L, a random contiguous L-window of one of ``hists`` with >= L items
+    (lengths none reaches are skipped). Pass histories the statistics were NOT counted on (a
+    holdout): a window of a counted history has every transition "known" by construction."""
+    rng = np.random.default_rng(seed)
+    hists = [h for h in hists if len(h)]
+    lens = np.array([len(h) for h in hists])
+    order = np.argsort(lens)
+    sl = lens[order]
+    out = []
+    for L in lengths:
+        j = np.searchsorted(sl, L)
+        if j >= len(sl):
+            continue
+        h = hists[order[rng.integers(j, len(sl))]]
+        s = int(rng.integers(0, len(h) - L + 1))
+        out.append(h[s : s + L])
+    return out
+
+
+def _incidence(hists: Sequence[np.ndarray], n_items: int):
+    from scipy import sparse
+
+    rows = np.repeat(np.arange(len(hists)), [len(h) for h in hists])
+    cols = np.concatenate([np.asarray(h, np.int64) for h in hists]) if len(hists) else np.zeros(0, np.int64)
+    m = sparse.csr_matrix((np.ones(len(cols)), (rows, cols)), shape=(len(hists), n_items + 1))
+    m.data[:] = 1.0  # sets: repeats count once
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m
+
+
+def set_dcr(train: Sequence[np.ndarray], query: Sequence[np.ndarray], chunk: int = 2000) -> np.ndarray:
+    """1 - max Jaccard(query set, training set) over all training histories (exact)."""
+    if not len(query):
+        return np.zeros(0)
+    n_items = int(max(max((h.max() for h in train if len(h)), default=0), max((h.max() for h in query if len(h)), default=0)))
+    T, Q = _incidence(train, n_items), _incidence(query, n_items)
+    tn = np.asarray(T.sum(1)).ravel()
+    qn = np.asarray(Q.sum(1)).ravel()
+    out = np.ones(len(query))
+    for s in range(0, len(query), chunk):
+        inter = (Q[s : s + chunk] @ T.T).tocsr()
+        for i in range(inter.shape[0]):
+            a, b = inter.indptr[i], inter.indptr[i + 1]
+            if a == b:
+                continue
+            x = inter.data[a:b]
+            j = x / (qn[s + i] + tn[inter.indices[a:b]] - x)
+            out[s + i] = 1.0 - j.max()
+    return out
+
+
+def copies(train: Sequence[np.ndarray], ts: TrainingStats, gen: Sequence[np.ndarray], dcr: np.ndarray | None = None) -> dict[str, float]:
+    keys = {tuple(h.tolist()) for h in train if len(h) >= 2}
+    exact = np.array([len(h) >= 2 and tuple(np.asarray(h).tolist()) in keys for h in gen])
+    dcr = set_dcr(train, gen) if dcr is None else dcr
+    near = (dcr <= 0.2) & np.array([len(h) >= 3 for h in gen])
+    tri = [tuple(h[i : i + 3].tolist()) for h in gen for i in range(len(h) - 2)]
+    return {"exact_copy_share": round(float(exact.mean()), 4) if len(gen) else 0.0,
+            "near_copy_share": round(float(near.mean()), 4) if len(gen) else 0.0,
+            "trigram_copy_share": round(float(np.mean([t in ts.trigrams for t in tri])), 4) if tri else 0.0}
+
+
+def coverage(ts: TrainingStats, gen: Sequence[np.ndarray]) -> dict[str, float]:
+    """Catalogue coverage (distinct generated items / training items) and tail share of generated
+    item occurrences, next to the real tail share."""
+    allv = np.concatenate([np.asarray(h, np.int64) for h in gen]) if len(gen) else np.zeros(0, np.int64)
+    realv = np.concatenate(ts.hists) if ts.hists else np.zeros(0, np.int64)
+    tail = np.fromiter(ts.tail, np.int64) if ts.tail else np.zeros(0, np.int64)
+    return {"catalogue_coverage": round(len(np.unique(allv)) / max(len(ts.counts), 1), 4),
+            "tail_share": round(float(np.isin(allv, tail).mean()) if len(allv) else 0.0, 4),
+            "real_tail_share": round(float(np.isin(realv, tail).mean()) if len(realv) else 0.0, 4)}
+
+
+def plot_histories(path: str | Path, real: pd.DataFrame, gen: pd.DataFrame, ts: TrainingStats,
+                   gen_hists: Sequence[np.ndarray], real_hists: Sequence[np.ndarray]) -> Path:
+    """One figure: length, mean log popularity, popularity by position, item frequency by rank."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 4, figsize=(16, 3.6))
+    bins = np.arange(0, max(int(real["length"].max()) if len(real) else 1, int(gen["length"].max()) if len(gen) else 1) + 2)
+    ax[0].hist([real["length"], gen["length"]], bins=bins, density=True, label=["real windows", "generated"])
+    ax[0].set_title("history length")
+    ax[1].hist([real["mean_logpop"], gen["mean_logpop"]], bins=20, density=True, label=["real", "generated"])
+    ax[1].set_title("mean log popularity")
+    for name, hs in (("real", real_hists), ("generated", gen_hists)):
+        pos = [(i, v) for h in hs for i, v in enumerate(ts.logpop(np.asarray(h, np.int64))[-10:][::-1])]
+        if pos:
+            d = pd.DataFrame(pos, columns=["k", "lp"]).groupby("k")["lp"].mean()
+            ax[2].plot(d.index, d.values, marker="o", label=name)
+    ax[2].set_title("log popularity by position (0 = newest)")
+    for name, hs in (("real", real_hists), ("generated", gen_hists)):
+        v = np.concatenate([np.asarray(h) for h in hs]) if len(hs) else np.zeros(0)
+        if len(v):
+            c = np.sort(np.unique(v, return_counts=True)[1])[::-1]
+            ax[3].loglog(np.arange(1, len(c) + 1), c / c.sum(), label=name)
+    ax[3].set_title("item frequency by rank")
+    for a in ax:
+        a.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+

@@ -1,0 +1,503 @@
+"""A conditional sequence GAN over item histories (pure PyTorch; library layer: arrays in, arrays out).
+
+Generator: a small causal transformer over tokens ``[SEG] i_1 i_2 ... i_n [EOS]``. ``SEG`` is one of
+four segment tokens (``SEGMENTS``: cold / light / heavy by history length, tail when most of the
+history is long-tail items), so the generator is conditioned on a segment and, when a real history
+is given as the prompt, on that user's kept items. With ``reverse=True`` the items are read newest
+first, so a continuation of the prompt is *earlier* behaviour: the pseudo-prior items of ASReP
+(Liu et al., "Augmenting Sequential Recommendation with Pseudo-Prior Items via Reversely
+Pre-training Transformer", SIGIR 2021), prepended to short histories.
+
+Training, in two phases:
+
+1. Maximum likelihood (teacher forcing) on TRAINING histories only, early-stopped on a held-out
+   share of those same training histories. The vocabulary is the set of items that occur in the
+   histories given to ``fit``: an item that only appears in validation/test can never be emitted.
+2. Adversarial (``adversarial=True``): policy gradient as in SeqGAN (Yu et al., AAAI 2017), with the
+   discriminator's score as reward. Instead of SeqGAN's Monte-Carlo rollouts (one rollout set per
+   step per sample: far too slow on 2 CPU cores) the discriminator is itself causal and scores
+   every prefix, giving a per-step reward, as in ScratchGAN (de Masson d'Autume et al., NeurIPS
+   2019); rewards are discounted to returns and centred by a per-position batch baseline. MLE steps
+   on real histories are interleaved with the generator's policy-gradient steps (LeakGAN's
+   "interleaved training", Guo et al., AAAI 2018) so that adversarial updates cannot walk the
+   generator away from the data (mode collapse). Why not Gumbel-softmax: with a ~12k-item
+   vocabulary the relaxed one-hot vectors are dense 12k-vectors per step and the temperature
+   schedule is fragile; the REINFORCE estimator needs only the sampled ids.
+
+Inter-event gaps are NOT generated: the histories this model reads (the Feast list feature
+``recent_items``) carry no timestamps. Callers that need timestamps (the feature builders) draw gaps
+from the empirical training gap distribution (``sample_gaps``).
+
+Two uses: ``expand`` (a real history as the prompt; ``n`` generated items prepended with
+``reverse=True`` or appended otherwise) and ``sample_users`` (whole synthetic histories for a
+segment, from the segment token alone). ``device="auto"`` picks CUDA when available.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+SEGMENTS = ("cold", "light", "heavy", "tail")
+
+
+@dataclass
+class SeqGANConfig:
+    embedding_dim: int = 64
+    num_layers: int = 2
+    num_heads: int = 2
+    max_len: int = 50             # items per history read (the newest ones)
+    dropout: float = 0.2
+    reverse: bool = True          # True: generate earlier items (pseudo-prior); False: continuations
+    mle_epochs: int = 20
+    patience: int = 2
+    batch_size: int = 128
+    lr: float = 1e-3
+    holdout: float = 0.1          # share of the TRAINING histories held out for MLE early stopping
+    adversarial: bool = True
+    adv_steps: int = 60
+    adv_batch: int = 128
+    adv_lr: float = 2e-4
+    d_steps: int = 2              # discriminator updates per generator update
+    mle_every: int = 1            # interleave one MLE step every this many policy-gradient steps
+    gamma: float = 0.9            # reward discount
+    gen_max_len: int = 30         # longest whole synthetic history sampled
+    temperature: float = 1.0
+    tail_share: float = 0.8       # items outside the most popular ones covering this share are "tail"
+    max_seconds: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0              # 0 = leave torch's setting
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def pick_device(name: str = "auto") -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def tail_items(values: np.ndarray, share: float = 0.8) -> np.ndarray:
+    """Item ids outside the most popular items that cover ``share`` of the interactions."""
+    items, counts = np.unique(np.asarray(values, np.int64), return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+    cum = np.cumsum(counts[order]) / max(counts.sum(), 1)
+    head = order[: int(np.searchsorted(cum, share) + 1)]
+    mask = np.ones(len(items), bool)
+    mask[head] = False
+    return items[mask]
+
+
+def segment_of(lengths: np.ndarray, tail_frac: np.ndarray) -> np.ndarray:
+    """Segment index per history: tail (>= half long-tail items, length >= 2) wins, else by length
+    (cold <= 3, light 4-7, heavy 8+)."""
+    lengths = np.asarray(lengths)
+    seg = np.where(lengths <= 3, 0, np.where(lengths <= 7, 1, 2))
+    return np.where((np.asarray(tail_frac) >= 0.5) & (lengths >= 2), 3, seg).astype(np.int64)
+
+
+def history_segments(values: np.ndarray, offsets: np.ndarray, tail: np.ndarray) -> np.ndarray:
+    lens = np.diff(offsets)
+    is_tail = np.isin(values, tail).astype(np.float64)
+    row = np.repeat(np.arange(len(lens)), lens)
+    frac = np.bincount(row, weights=is_tail, minlength=len(lens)) / np.maximum(lens, 1)
+    return segment_of(lens, frac)
+
+
+def _nets(vocab_out: int, n_tokens: int, cfg: SeqGANConfig):
+    """Generator and discriminator modules (built lazily so importing this file needs no torch)."""
+    import torch
+    from torch import nn
+
+    class Generator(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            d = cfg.embedding_dim
+            self.tok = nn.Embedding(n_tokens, d, padding_idx=0)
+            self.pos = nn.Embedding(cfg.max_len + cfg.gen_max_len + 2, d)
+            layer = nn.TransformerEncoderLayer(d, cfg.num_heads, 2 * d, cfg.dropout, batch_first=True, norm_first=True)
+            self.enc = nn.TransformerEncoder(layer, cfg.num_layers, enable_nested_tensor=False)
+            self.ln = nn.LayerNorm(d)
+            # small init: with tied output weights, N(0, 1) rows give logits of size ~sqrt(d) and a
+            # starting NLL far above the uniform one
+            nn.init.normal_(self.tok.weight, std=0.02)
+            nn.init.normal_(self.pos.weight, std=0.02)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            L = x.shape[1]
+            h = self.tok(x) + self.pos(torch.arange(L, device=x.device))[None]
+            mask = nn.Transformer.generate_square_subsequent_mask(L, device=x.device)
+            h = self.ln(self.enc(h, mask=mask, is_causal=True))
+            return h @ self.tok.weight[:vocab_out].T  # tied output: PAD, items, EOS
+
+    class Discriminator(nn.Module):
+        """Causal: a GRU over the tokens, a real/generated logit after every prefix."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            d = cfg.embedding_dim
+            self.tok = nn.Embedding(n_tokens, d, padding_idx=0)
+            self.gru = nn.GRU(d, d, batch_first=True)
+            self.out = nn.Linear(d, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h, _ = self.gru(self.tok(x))
+            return self.out(h).squeeze(-1)
+
+    return Generator(), Discriminator()
+
+
+class SequenceGAN:
+    """Conditional sequence generator; ``fit`` on TRAINING histories (oldest-first CSR)."""
+
+    def __init__(self, config: SeqGANConfig | None = None) -> None:
+        self.cfg = config or SeqGANConfig()
+        self.report: dict[str, Any] = {}
+
+    # -- token layout: 0 PAD, 1..V items (vocab order), V+1 EOS, V+2.. segment tokens ----------
+    def _encode_rows(self, values: np.ndarray, offsets: np.ndarray, seg: np.ndarray, eos: bool = True) -> list[np.ndarray]:
+        V, L = len(self.vocab), self.cfg.max_len
+        tok = np.searchsorted(self.vocab, values) + 1
+        rows = []
+        for i in range(len(offsets) - 1):
+            r = tok[offsets[i] : offsets[i + 1]][-L:]  # the newest max_len items
+            if self.cfg.reverse:
+                r = r[::-1]
+            parts = [[V + 2 + int(seg[i])], r] + ([[V + 1]] if eos else [])
+            rows.append(np.concatenate(parts).astype(np.int64))
+        return rows
+
+    @staticmethod
+    def _pad(rows: list[np.ndarray]) -> np.ndarray:
+        L = max(len(r) for r in rows)
+        out = np.zeros((len(rows), L), np.int64)
+        for i, r in enumerate(rows):
+            out[i, : len(r)] = r
+        return out
+
+    def fit(self, values: np.ndarray, offsets: np.ndarray) -> "SequenceGAN":
+        """``values``/``offsets``: TRAINING histories only (oldest first). Validation and test
+        events must not be in them: the vocabulary is taken from these items."""
+        import torch
+
+        cfg = self.cfg
+        t0 = time.time()
+        values, offsets = np.asarray(values, np.int64), np.asarray(offsets, np.int64)
+        lens = np.diff(offsets)
+        keep = np.flatnonzero(lens >= 1)
+        if len(keep) < 10:
+            raise ValueError(f"{len(keep)} non-empty histories: too few to fit a sequence generator")
+        prev_threads = torch.get_num_threads()
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        try:
+            self.vocab = np.unique(values)  # train-only vocabulary
+            self.item_counts = np.bincount(np.searchsorted(self.vocab, values), minlength=len(self.vocab))
+            self.tail = tail_items(values, cfg.tail_share)
+            seg = history_segments(values, offsets, self.tail)
+            self.segment_counts = np.bincount(seg[keep], minlength=len(SEGMENTS))
+            self.length_by_segment = {s: np.diff(offsets)[keep][seg[keep] == s] for s in range(len(SEGMENTS))}
+            V = len(self.vocab)
+            self.n_out, self.n_tok = V + 2, V + 2 + len(SEGMENTS)
+            self.device = torch.device(pick_device(cfg.device))
+            torch.manual_seed(cfg.seed)
+            self.gen, self.disc = _nets(self.n_out, self.n_tok, cfg)
+            self.gen.to(self.device)
+            self.disc.to(self.device)
+            rows = self._encode_rows(values, offsets, seg)
+            rows = [rows[i] for i in keep]
+            self.seg_of_rows = seg[keep]
+            rng = np.random.default_rng(cfg.seed)
+            perm = rng.permutation(len(rows))
+            n_hold = max(1, int(len(rows) * cfg.holdout))
+            self._hold = [rows[i] for i in perm[:n_hold]]
+            self.holdout_rows = np.sort(keep[perm[:n_hold]])  # input rows never fitted on (privacy reference)
+            self._train = [rows[i] for i in perm[n_hold:]]
+            self._mle(rng, t0)
+            self.report["nll_mle"] = self.heldout_nll()
+            if cfg.adversarial:
+                self._adversarial(rng, t0)
+                self.report["nll_after_adversarial"] = self.heldout_nll()
+            self.report.update(vocab=int(V), histories=int(len(rows)), device=str(self.device), fit_seconds=round(time.time() - t0, 2))
+        finally:
+            torch.set_num_threads(prev_threads)
+        return self
+
+    # -- maximum likelihood --------------------------------------------------------------------
+    def _mle_loss(self, batch: list[np.ndarray]):
+        import torch
+        from torch.nn import functional as F
+
+        x = torch.from_numpy(self._pad(batch)).to(self.device)
+        logits = self.gen(x[:, :-1])
+        y = x[:, 1:]
+        return F.cross_entropy(logits.reshape(-1, self.n_out), y.reshape(-1), ignore_index=0)
+
+    def heldout_nll(self) -> float:
+        """Mean per-token NLL on the held-out TRAINING histories (a likelihood check, not a test)."""
+        import torch
+
+        self.gen.eval()
+        tot, n = 0.0, 0
+        with torch.no_grad():
+            for s in range(0, len(self._hold), 512):
+                b = self._hold[s : s + 512]
+                k = sum(len(r) - 1 for r in b)
+                tot += float(self._mle_loss(b)) * k
+                n += k
+        return round(tot / max(n, 1), 4)
+
+    def _batches(self, rows: list[np.ndarray], rng: np.random.Generator, bs: int):
+        # similar lengths together (less padding), batch order shuffled
+        order = np.argsort(np.array([len(r) for r in rows]) + rng.random(len(rows)), kind="stable")
+        bl = [order[i : i + bs] for i in range(0, len(order), bs)]
+        for j in rng.permutation(len(bl)):
+            yield [rows[i] for i in bl[j]]
+
+    def _mle(self, rng: np.random.Generator, t0: float) -> None:
+        import torch
+
+        cfg = self.cfg
+        opt = torch.optim.Adam(self.gen.parameters(), lr=cfg.lr)
+        self._gen_opt = opt
+        best, best_state, bad, hist = math.inf, None, 0, []
+        for ep in range(cfg.mle_epochs):
+            self.gen.train()
+            for b in self._batches(self._train, rng, cfg.batch_size):
+                loss = self._mle_loss(b)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            nll = self.heldout_nll()
+            hist.append(nll)
+            if nll < best - 1e-4:
+                best, bad = nll, 0
+                best_state = {k: v.detach().clone() for k, v in self.gen.state_dict().items()}
+            else:
+                bad += 1
+            if bad >= cfg.patience or (cfg.max_seconds and time.time() - t0 > cfg.max_seconds * 0.6):
+                break
+        if best_state is not None:
+            self.gen.load_state_dict(best_state)
+        self.report["mle_epochs"] = len(hist)
+        self.report["mle_heldout_nll"] = hist
+
+    # -- sampling --------------------------------------------------------------------------------
+    def _sample_tokens(self, prompts: np.ndarray, n_new: int, allow_eos: bool, rng_t, ban_seen: bool = True,
+                       with_grad: bool = False):
+        """Autoregressive sampling from equal-length prompts [B, P]; returns [B, P + n_new] tokens
+        (after an EOS only PAD follows)."""
+        import torch
+
+        x = torch.from_numpy(prompts).to(self.device)
+        B = x.shape[0]
+        done = torch.zeros(B, dtype=torch.bool, device=self.device)
+        seen = torch.zeros(B, self.n_out, dtype=torch.bool, device=self.device)
+        if ban_seen:
+            p = x.clamp(max=self.n_out - 1)
+            seen.scatter_(1, p, (x < self.n_out - 1) & (x > 0))
+        for step in range(n_new):
+            with torch.no_grad():
+                logits = self.gen(x)[:, -1] / self.cfg.temperature
+            logits[:, 0] = -math.inf
+            if not allow_eos or step == 0:
+                logits[:, self.n_out - 1] = -math.inf
+            logits = logits.masked_fill(seen, -math.inf)
+            # Gumbel-max: an exact sample of softmax(logits), much faster than torch.multinomial on CPU
+            u = torch.rand(logits.shape, generator=rng_t, device=logits.device).clamp_(1e-10, 1.0)
+            nxt = (logits.float() - torch.log(-torch.log(u))).argmax(-1)
+            nxt = torch.where(done, torch.zeros_like(nxt), nxt)
+            done = done | (nxt == self.n_out - 1)
+            seen[torch.arange(B, device=self.device), nxt] = True
+            x = torch.cat([x, nxt[:, None]], 1)
+            if bool(done.all()):
+                break
+        return x
+
+    def _torch_rng(self, seed: int):
+        import torch
+
+        g = torch.Generator(device=self.device)
+        g.manual_seed(int(seed))
+        return g
+
+    def _decode(self, tok: np.ndarray, start: int) -> list[np.ndarray]:
+        """Generated part of each row (from ``start``) -> item ids in generation order."""
+        out = []
+        V = len(self.vocab)
+        for r in tok[:, start:]:
+            eos = np.flatnonzero(r == V + 1)
+            if len(eos):
+                r = r[: eos[0]]
+            r = r[(r >= 1) & (r <= V)]
+            out.append(self.vocab[r - 1])
+        return out
+
+    def sample_users(self, n: int, segment: int | np.ndarray | None = None, seed: int = 0,
+                     chunk: int = 512) -> tuple[list[np.ndarray], np.ndarray]:
+        """``n`` whole synthetic histories (oldest first) from segment tokens alone; ``segment``:
+        one index, one per history, or None (the training segment mix). Returns (histories, segments)."""
+        rng = np.random.default_rng(seed)
+        if segment is None:
+            p = self.segment_counts / self.segment_counts.sum()
+            segs = rng.choice(len(SEGMENTS), n, p=p)
+        else:
+            segs = np.broadcast_to(np.asarray(segment, np.int64), (n,)).copy()
+        self.gen.eval()
+        g = self._torch_rng(seed)
+        out: list[np.ndarray] = []
+        V = len(self.vocab)
+        for s in range(0, n, chunk):
+            prompts = (V + 2 + segs[s : s + chunk])[:, None].astype(np.int64)
+            tok = self._sample_tokens(prompts, self.cfg.gen_max_len, True, g).cpu().numpy()
+            out.extend(self._decode(tok, 1))  # at most gen_max_len items (no EOS by then: cut)
+        hists = [h[::-1].copy() if self.cfg.reverse else h for h in out]
+        return hists, segs
+
+    def expand(self, values: np.ndarray, offsets: np.ndarray, rows: np.ndarray, n_new: int | np.ndarray,
+               seed: int = 0, chunk: int = 512) -> list[np.ndarray]:
+        """For each history ``rows`` of the CSR (oldest first) generate ``n_new`` items conditioned
+        on it (and on the segment it will have after expansion): prepended when ``reverse``
+        (pseudo-prior items), else appended. Items outside the vocabulary are dropped from the
+        prompt. Returns the expanded histories (oldest first), at most ``max_len`` items."""
+        values, offsets = np.asarray(values, np.int64), np.asarray(offsets, np.int64)
+        rows = np.asarray(rows, np.int64)
+        n_new = np.broadcast_to(np.asarray(n_new, np.int64), rows.shape)
+        known = []
+        for r in rows:
+            h = values[offsets[r] : offsets[r + 1]]
+            known.append(h[np.isin(h, self.vocab)][-self.cfg.max_len :])
+        fr = np.array([np.isin(h, self.tail).mean() if len(h) else 0.0 for h in known])
+        segs = segment_of(np.array([len(h) for h in known]) + n_new, fr)
+        self.gen.eval()
+        g = self._torch_rng(seed)
+        res: list[np.ndarray | None] = [None] * len(rows)
+        # prompts of equal length (and the same n_new) are sampled together
+        key = np.array([len(h) for h in known]) * 10_000 + n_new
+        for k in np.unique(key):
+            idx = np.flatnonzero(key == k)
+            for s in range(0, len(idx), chunk):
+                ii = idx[s : s + chunk]
+                sub_v = np.concatenate([known[i] for i in ii]) if len(ii) else np.zeros(0, np.int64)
+                sub_o = np.concatenate([[0], np.cumsum([len(known[i]) for i in ii])])
+                prompts = self._pad(self._encode_rows(sub_v, sub_o, segs[ii], eos=False))
+                tok = self._sample_tokens(prompts, int(n_new[ii[0]]), False, g).cpu().numpy()
+                gen = self._decode(tok, prompts.shape[1])
+                for j, i in enumerate(ii):
+                    h = known[i]
+                    new = gen[j]
+                    full = np.concatenate([new[::-1], h]) if self.cfg.reverse else np.concatenate([h, new])
+                    res[i] = full[-self.cfg.max_len :]  # the newest max_len
+        return [r if r is not None else np.zeros(0, np.int64) for r in res]
+
+    # -- adversarial phase ---------------------------------------------------------------------
+    def _adversarial(self, rng: np.random.Generator, t0: float) -> None:
+        import torch
+        from torch.nn import functional as F
+
+        cfg = self.cfg
+        V = len(self.vocab)
+        g_opt = torch.optim.Adam(self.gen.parameters(), lr=cfg.adv_lr)
+        d_opt = torch.optim.Adam(self.disc.parameters(), lr=1e-3)
+        g = self._torch_rng(cfg.seed + 1)
+        segp = self.segment_counts / self.segment_counts.sum()
+        log: list[dict[str, float]] = []
+
+        def fake_batch(n: int) -> np.ndarray:
+            segs = rng.choice(len(SEGMENTS), n, p=segp)
+            self.gen.eval()
+            return self._sample_tokens((V + 2 + segs)[:, None].astype(np.int64), cfg.gen_max_len + 1, True, g).cpu().numpy()
+
+        def real_batch(n: int) -> np.ndarray:
+            idx = rng.choice(len(self._train), n, replace=False if n <= len(self._train) else True)
+            return self._pad([self._train[i][: cfg.gen_max_len + 2] for i in idx])
+
+        def d_loss(real: np.ndarray, fake: np.ndarray):
+            xr = torch.from_numpy(real).to(self.device)
+            xf = torch.from_numpy(fake).to(self.device)
+            lr_, lf = self.disc(xr), self.disc(xf)
+            mr, mf = (xr[:, 1:] > 0).float(), (xf[:, 1:] > 0).float()
+            # per-prefix scores from the first item on (the segment token alone carries no evidence)
+            lr_, lf = lr_[:, 1:], lf[:, 1:]
+            l_r = (F.binary_cross_entropy_with_logits(lr_, torch.ones_like(lr_), reduction="none") * mr).sum() / mr.sum()
+            l_f = (F.binary_cross_entropy_with_logits(lf, torch.zeros_like(lf), reduction="none") * mf).sum() / mf.sum()
+            acc = 0.5 * (float(((lr_ > 0).float() * mr).sum() / mr.sum()) + float(((lf < 0).float() * mf).sum() / mf.sum()))
+            return l_r + l_f, acc
+
+        # warm the discriminator up before its rewards are used
+        for _ in range(10):
+            loss, acc = d_loss(real_batch(cfg.adv_batch), fake_batch(cfg.adv_batch))
+            d_opt.zero_grad()
+            loss.backward()
+            d_opt.step()
+        for step in range(cfg.adv_steps):
+            if cfg.max_seconds and time.time() - t0 > cfg.max_seconds:
+                break
+            # generator: REINFORCE with per-prefix discriminator rewards
+            fake = fake_batch(cfg.adv_batch)
+            x = torch.from_numpy(fake).to(self.device)
+            self.gen.train()
+            logp = torch.log_softmax(self.gen(x[:, :-1]).float(), -1).gather(-1, x[:, 1:, None]).squeeze(-1)
+            m = (x[:, 1:] > 0).float()
+            with torch.no_grad():
+                r = torch.sigmoid(self.disc(x))[:, 1:] * m
+                # discounted returns, right to left
+                ret = torch.zeros_like(r)
+                acc_r = torch.zeros(r.shape[0], device=r.device)
+                for t in range(r.shape[1] - 1, -1, -1):
+                    acc_r = r[:, t] + cfg.gamma * acc_r * m[:, t]
+                    ret[:, t] = acc_r
+                cnt = m.sum(0).clamp(min=1)
+                mean = (ret * m).sum(0) / cnt
+                std = (((ret - mean) ** 2) * m).sum(0).div(cnt).sqrt().clamp(min=1e-3)
+                adv = (ret - mean) / std * m
+            pg = -(adv * logp).sum() / m.sum()
+            g_opt.zero_grad()
+            pg.backward()
+            torch.nn.utils.clip_grad_norm_(self.gen.parameters(), 1.0)
+            g_opt.step()
+            if cfg.mle_every and step % cfg.mle_every == 0:  # interleaved MLE (LeakGAN)
+                idx = rng.choice(len(self._train), min(cfg.batch_size, len(self._train)), replace=False)
+                loss = self._mle_loss([self._train[i] for i in idx])
+                g_opt.zero_grad()
+                loss.backward()
+                g_opt.step()
+            for _ in range(cfg.d_steps):
+                dl, acc = d_loss(real_batch(cfg.adv_batch), fake_batch(cfg.adv_batch) if _ else fake)
+                d_opt.zero_grad()
+                dl.backward()
+                d_opt.step()
+            log.append({"step": step + 1, "reward": round(float((r.sum() / m.sum())), 4), "d_acc": round(acc, 4)})
+        self.report["adversarial"] = {"steps": len(log), "first": log[:1], "last": log[-1:],
+                                      "mean_reward_first10": round(float(np.mean([e["reward"] for e in log[:10]])), 4) if log else None,
+                                      "mean_reward_last10": round(float(np.mean([e["reward"] for e in log[-10:]])), 4) if log else None,
+                                      "d_acc_last10": round(float(np.mean([e["d_acc"] for e in log[-10:]])), 4) if log else None}
+
+
+def pseudo_prior_config(**overrides: Any) -> SeqGANConfig:
+    """The non-adversarial ASReP-style reversed transformer: MLE only, generating earlier items."""
+    return SeqGANConfig(**{"reverse": True, "adversarial": False, **overrides})
+
+
+def sample_gaps(timestamps_ns: np.ndarray, users: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` inter-event gaps (ns) drawn from the empirical TRAINING gap distribution (gaps between
+    consecutive events of the same user); 1 day each when no user has two events."""
+    ts = np.asarray(timestamps_ns, np.int64)
+    u = np.asarray(users)
+    order = np.lexsort((ts, u))
+    ts, u = ts[order], u[order]
+    same = u[1:] == u[:-1]
+    gaps = (ts[1:] - ts[:-1])[same]
+    gaps = gaps[gaps > 0]
+    rng = np.random.default_rng(seed)
+    if len(gaps) == 0:
+        return np.full(n, 86_400 * 10**9, np.int64)
+    return rng.choice(gaps, n)

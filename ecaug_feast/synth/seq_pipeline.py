@@ -1,0 +1,217 @@
+"""Sequence GAN pipeline: fit on training histories -> expand short users + whole synthetic users for
+sparse segments -> segment labeler (drop low-confidence / off-segment) -> gates -> accepted histories,
+with feature rows built from them by the same builder as real users (features follow behaviour).
+
+Arrays in, arrays out: histories are oldest-first CSR (``values``, ``offsets``) of TRAINING events;
+nothing here reads validation or test data, and nothing imports ``recommender``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
+from ecaug_feast.label.seq_labeler import HistoryEmbedder, SeqLabeler, SeqLabelerConfig
+from ecaug_feast.quality import seq_metrics as SM
+from ecaug_feast.synth.seq_gan import SEGMENTS, SeqGANConfig, SequenceGAN, sample_gaps, segment_of
+
+
+@dataclass
+class SeqAugmentConfig:
+    gan: SeqGANConfig = field(default_factory=SeqGANConfig)
+    expand_below: int = 8          # real histories shorter than this get generated items
+    n_new: int = 10                # generated items per expanded history (ASReP used up to 15)
+    synthetic_share: float = 0.25  # whole synthetic users, as a share of the real histories
+    sparse_share: float = 0.2      # segments holding less than this share of real users are "sparse"
+    labeler: SeqLabelerConfig = field(default_factory=SeqLabelerConfig)
+    max_c2st_auc: float = 0.80     # run-level gate on histories (same bar as the column gate)
+    privacy_quantile: float = 0.05
+    c2st_rows: int = 3000
+    seed: int = 0
+
+
+@dataclass
+class SeqAugmentResult:
+    histories: list[np.ndarray]        # accepted histories, oldest first
+    kind: np.ndarray                   # "expanded" | "synthetic" per accepted history
+    source: np.ndarray                 # row of the real history an expansion came from (-1: synthetic)
+    segment: np.ndarray                # labeler segment per accepted history
+    confidence: np.ndarray
+    gate_passed: bool
+    metrics: dict[str, Any]
+    gan: SequenceGAN | None = None
+
+    def csr(self) -> tuple[np.ndarray, np.ndarray]:
+        from ecaug_feast.synth.seq_ops import rows_to_csr
+
+        return rows_to_csr(self.histories)
+
+
+def embedder_for(gan: SequenceGAN) -> HistoryEmbedder:
+    """History embeddings from the generator's (MLE-trained, train-only) item token vectors."""
+    w = gan.gen.tok.weight.detach().float().cpu().numpy()[1 : len(gan.vocab) + 1]
+    return HistoryEmbedder(gan.vocab, w, gan.item_counts, gan.tail)
+
+
+def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmentConfig | None = None,
+                      report_dir: str | Path | None = None) -> SeqAugmentResult:
+    """The whole pipeline on TRAINING histories; ``report_dir``: where the figure goes (optional)."""
+    cfg = config or SeqAugmentConfig()
+    t0 = time.time()
+    values, offsets = np.asarray(values, np.int64), np.asarray(offsets, np.int64)
+    real = [values[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+    gan = SequenceGAN(cfg.gan).fit(values, offsets)
+    t_fit = time.time() - t0
+
+    # (a) expand short real histories; (b) whole users for sparse segments
+    lens = np.diff(offsets)
+    short = np.flatnonzero((lens >= 1) & (lens < cfg.expand_below))
+    expanded = gan.expand(values, offsets, short, cfg.n_new, seed=cfg.seed)
+    share = gan.segment_counts / max(gan.segment_counts.sum(), 1)
+    sparse = np.flatnonzero(share < cfg.sparse_share)
+    n_syn = int(cfg.synthetic_share * len(real)) if len(sparse) else 0
+    if n_syn:
+        deficit = (cfg.sparse_share - share[sparse])
+        segs = np.random.default_rng(cfg.seed).choice(sparse, n_syn, p=deficit / deficit.sum())
+        synthetic, asked = gan.sample_users(n_syn, segs, seed=cfg.seed + 1)
+    else:
+        synthetic, asked = [], np.zeros(0, np.int64)
+    t_gen = time.time() - t0 - t_fit
+    gen = list(expanded) + list(synthetic)
+    kind = np.array(["expanded"] * len(expanded) + ["synthetic"] * len(synthetic))
+    source = np.concatenate([short, np.full(len(synthetic), -1)]).astype(np.int64)
+
+    # labeler: clusters on real embeddings + classifier
+    emb = embedder_for(gan)
+    nonempty = [h for h in real if len(h)]
+    lab = SeqLabeler(SeqLabelerConfig(**{**cfg.labeler.__dict__, "seed": cfg.seed})).fit(emb(nonempty))
+    seg_pred, conf = lab.predict(emb(gen)) if gen else (np.zeros(0, np.int64), np.zeros(0))
+    # off-segment: an expansion must stay in its source user's cluster; a synthetic user must
+    # have the segment (length / tail rule) it was asked for
+    off = np.zeros(len(gen), bool)
+    if len(expanded):
+        off[: len(expanded)] = seg_pred[: len(expanded)] != lab.cluster(emb([real[i] for i in short]))
+    if len(synthetic):
+        tail_frac = np.array([np.isin(h, gan.tail).mean() if len(h) else 0 for h in synthetic])
+        off[len(expanded):] = segment_of(np.array([len(h) for h in synthetic]), tail_frac) != asked
+    low = conf < cfg.labeler.threshold
+
+    # gates: privacy (set DCR of generated items vs holdout rule), copies, C2ST, coverage
+    fit_v, fit_o = _csr_rows_except(values, offsets, gan.holdout_rows)
+    ts = SM.TrainingStats(fit_v, fit_o, gan.tail)  # statistics from the rows the generator fitted on
+    gen_part = [h[: cfg.n_new] if k == "expanded" else h for h, k in zip(gen, kind)]  # what the GAN made
+    dcr = SM.set_dcr(nonempty, gen_part)
+    # holdout rule: real histories the generator never fitted on, measured against the others
+    is_hold = np.zeros(len(real), bool)
+    is_hold[gan.holdout_rows] = True
+    hold = [real[i] for i in gan.holdout_rows]
+    dcr_hold = SM.set_dcr([h for i, h in enumerate(real) if len(h) and not is_hold[i]], hold) if hold else np.zeros(0)
+    thr = float(np.quantile(dcr_hold, cfg.privacy_quantile)) if len(dcr_hold) else 0.0
+    priv = (dcr < thr) & (kind == "synthetic")  # an expansion keeps its own user's items by design
+    keep = ~(low | off | priv)
+    acc = [h for h, k in zip(gen, keep) if k]
+    m: dict[str, Any] = {
+        "generated": len(gen), "expanded": int(len(expanded)), "synthetic": int(len(synthetic)),
+        "accepted": int(keep.sum()), "dropped_low_confidence": int(low.sum()), "dropped_off_segment": int((off & ~low).sum()),
+        "dropped_privacy": int((priv & ~low & ~off).sum()), "privacy_threshold": round(thr, 4),
+        "sparse_segments": [SEGMENTS[s] for s in sparse], "labeler": lab.report, "generator": gan.report,
+        "fit_seconds": round(t_fit, 2), "generate_seconds": round(t_gen, 2),
+    }
+    m.update(SM.copies(nonempty, ts, [g for g, k in zip(gen_part, keep) if k]))
+    m.update(SM.coverage(ts, acc))
+    if acc:
+        rng = np.random.default_rng(cfg.seed)
+        pick = rng.choice(len(acc), min(len(acc), cfg.c2st_rows), replace=False)
+        g_sub = [acc[i] for i in pick]
+        r_win = SM.real_windows([real[i] for i in gan.holdout_rows], [len(h) for h in g_sub], seed=cfg.seed)
+        g_st, r_st = SM.history_stats(g_sub, ts), SM.history_stats(r_win, ts)
+        from ecaug_feast.quality.metrics import c2st_auc
+
+        auc = c2st_auc(r_st, g_st, max_rows=cfg.c2st_rows, seed=cfg.seed)
+        m["c2st_auc_sequences"] = round(auc, 4) if auc == auc else None
+        m["c2st_reference"] = "windows of the same lengths from held-out real training histories"
+        m["c2st_rows"] = int(min(len(g_sub), len(r_win)))
+        if report_dir is not None:
+            m["figure"] = str(SM.plot_histories(Path(report_dir) / "sequences.png", r_st, g_st, ts, g_sub, r_win))
+    else:
+        m["c2st_auc_sequences"] = None
+    reasons = []
+    if m["c2st_auc_sequences"] is None or m["c2st_auc_sequences"] > cfg.max_c2st_auc:
+        reasons.append(f"c2st_auc_sequences {m['c2st_auc_sequences']} > {cfg.max_c2st_auc}")
+    if not acc:
+        reasons.append("no history accepted")
+    m["gate"] = "pass" if not reasons else "fail"
+    m["gate_reasons"] = reasons
+    m["total_seconds"] = round(time.time() - t0, 2)
+    seg_all = seg_pred if len(gen) else np.zeros(0, np.int64)
+    return SeqAugmentResult(acc, kind[keep], source[keep], seg_all[keep], conf[keep], not reasons, m, gan)
+
+
+def _csr_rows_except(values: np.ndarray, offsets: np.ndarray, drop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from ecaug_feast.synth.seq_ops import csr_rows, rows_to_csr
+
+    rows = csr_rows(values, offsets)
+    d = set(np.asarray(drop).tolist())
+    return rows_to_csr([r for i, r in enumerate(rows) if i not in d])
+
+
+def feature_rows(hists: list[np.ndarray], end_times_ns: np.ndarray, train: pd.DataFrame,
+                 attributes: dict[int, list[int]], first_id: int = SYNTHETIC_USER_ID_BASE, seed: int = 0) -> pd.DataFrame:
+    """``user_features`` rows of generated histories, by the same builder as real users
+    (``ecaug_feast.features.build.build_user_features``), ids in the synthetic key space.
+
+    Timestamps: the last item of history k at ``end_times_ns[k]``, earlier items spaced by gaps
+    drawn from the training gap distribution (the generator emits no gaps). The real training
+    events are passed along so popularity-so-far counts real consumption as for real users."""
+    from ecaug_feast.features.build import build_user_features
+
+    if first_id < SYNTHETIC_USER_ID_BASE:
+        raise ValueError("synthetic users must use ids >= SYNTHETIC_USER_ID_BASE")
+    ts_real = train["event_timestamp"].astype("datetime64[ns, UTC]").astype("int64").to_numpy()
+    lens = np.array([len(h) for h in hists], np.int64)
+    gaps = sample_gaps(ts_real, train["user_id"].to_numpy(), int(lens.sum()), seed=seed)
+    uid = np.repeat(first_id + np.arange(len(hists), dtype=np.int64), lens)
+    row_end = np.repeat(np.asarray(end_times_ns, np.int64), lens)
+    back = np.zeros(int(lens.sum()), np.int64)
+    off = 0
+    for n in lens:  # per history: time before the last item = sum of the gaps after each item
+        seg = gaps[off : off + n]
+        back[off : off + n] = np.concatenate([np.cumsum(seg[1:][::-1])[::-1], [0]]) if n else []
+        off += n
+    syn = pd.DataFrame({"user_id": uid, "item_id": np.concatenate(hists).astype(np.int64) if len(hists) else np.zeros(0, np.int64),
+                        "event_timestamp": pd.to_datetime(row_end - back, utc=True)})
+    both = pd.concat([train[["user_id", "item_id", "event_timestamp"]], syn], ignore_index=True)
+    uf = build_user_features(both, attributes)
+    return uf[uf["user_id"] >= first_id].reset_index(drop=True)
+
+
+FEATURE_COLUMNS = ["n_interactions", "days_since_last", "attr_diversity", "mean_item_popularity"]
+
+
+def feature_c2st(synth_rows: pd.DataFrame, real_rows: pd.DataFrame, seed: int = 0, max_rows: int = 3000) -> float:
+    """C2ST on derived feature rows: point-in-time rows (serving rows, the last per user, left
+    out on both sides) of synthetic users against real rows with the same ``n_interactions``."""
+    from ecaug_feast.quality.metrics import c2st_auc
+
+    def pit(df: pd.DataFrame) -> pd.DataFrame:
+        last = df.groupby("user_id").cumcount(ascending=False) == 0
+        return df[~last.to_numpy() & (df["n_interactions"] > 0).to_numpy()]
+
+    rng = np.random.default_rng(seed)
+    s, real_rows = pit(synth_rows), pit(real_rows)
+    by_n = {n: g.index.to_numpy() for n, g in real_rows.groupby("n_interactions")}
+    pick, keep = [], []
+    for i, n in enumerate(s["n_interactions"].to_numpy()):
+        if n in by_n:
+            pick.append(rng.choice(by_n[n]))
+            keep.append(i)
+    if len(keep) < 20:
+        return float("nan")
+    return c2st_auc(real_rows.loc[pick, FEATURE_COLUMNS].reset_index(drop=True),
+                    s.iloc[keep][FEATURE_COLUMNS].reset_index(drop=True), max_rows=max_rows, seed=seed)

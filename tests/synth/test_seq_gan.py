@@ -1,0 +1,122 @@
+"""The sequence generator: train-only vocabulary, conditioning, the two uses, the pipeline gates."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+import pytest
+
+from ecaug_feast.synth.seq_gan import SEGMENTS, SeqGANConfig, SequenceGAN, segment_of
+from ecaug_feast.synth.seq_ops import rows_to_csr
+
+TINY = dict(embedding_dim=16, num_layers=1, num_heads=1, max_len=20, mle_epochs=2, adv_steps=3, adv_batch=16,
+            batch_size=32, gen_max_len=8, threads=1, device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    logging.getLogger("torchrec").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """400 Beauty users as the study samples them; ``held_out``: items that occur in validation or
+    test but in no training event (the leave-last-out split plants them; at least 20 are checked)."""
+    from recommender.data import build_in_memory
+    from recommender.experiment import ExperimentConfig, _load_split
+    from recommender.seq_train import histories_for, seq_config_for
+
+    ds, sp = _load_split(ExperimentConfig(max_users=400))
+    data = build_in_memory(sp.train, ds.items, sp.valid)
+    held_out = (set(sp.valid["item_id"]) | set(sp.test["item_id"])) - set(sp.train["item_id"])
+    assert len(held_out) >= 20
+    scfg = seq_config_for(data, max_len=20)
+    return data, scfg, held_out, histories_for(data, scfg, "valid"), histories_for(data, scfg, "test")
+
+
+def test_held_out_items_never_reach_the_generator(planted):
+    data, scfg, held_out, train_hist, test_hist = planted
+    # control: the test-time histories (training + validation events) DO carry held-out items, so
+    # a generator fitted on them would have them in its vocabulary: the check below can fail
+    assert held_out & set(test_hist.values.tolist())
+    g = SequenceGAN(SeqGANConfig(**TINY)).fit(train_hist.values, train_hist.offsets)
+    assert not held_out & set(g.vocab.tolist())
+    assert set(g.vocab.tolist()) == set(train_hist.values.tolist())
+    hs, _ = g.sample_users(50, seed=1)
+    ex = g.expand(train_hist.values, train_hist.offsets, np.arange(30), 5, seed=2)
+    gen = set(np.concatenate(hs + ex).tolist())
+    assert not held_out & gen
+
+
+def test_study_pools_are_train_only(planted):
+    """The study's pools (the real path: ``recommender.experiment._seq_pool``) emit no held-out item."""
+    from recommender.experiment import _seq_pool, make_config
+
+    data, scfg, held_out, train_hist, _ = planted
+    cfg = make_config("quick", seq_gan=dict(TINY), seq_aug=dict(synthetic_share=0.2))
+    for method in ("seq_ops", "pseudo_prior", "gan_augmented"):
+        pool, info = _seq_pool(method, data, train_hist, scfg, 0, cfg)
+        assert pool, (method, info)
+        assert not held_out & set(np.concatenate(pool).tolist()), method
+    assert "c2st_auc_sequences" in info and "c2st_auc_features" in info
+
+
+def test_expand_prepends_in_reverse_and_appends_forward(planted):
+    _, _, _, h, _ = planted
+    rows = np.flatnonzero(h.lengths == 2)[:10]
+    for reverse in (True, False):
+        g = SequenceGAN(SeqGANConfig(**{**TINY, "reverse": reverse, "adversarial": False})).fit(h.values, h.offsets)
+        out = g.expand(h.values, h.offsets, rows, 4, seed=0)
+        for r, e in zip(rows, out):
+            real = h.values[h.offsets[r] : h.offsets[r + 1]]
+            assert len(e) == 6 and len(set(e.tolist())) == 6  # no repeats of the prompt's items
+            assert np.array_equal(e[-2:] if reverse else e[:2], real)
+
+
+def test_segments_and_conditioning(planted):
+    _, _, _, h, _ = planted
+    assert list(segment_of(np.array([1, 3, 4, 7, 8]), np.zeros(5))) == [0, 0, 1, 1, 2]
+    assert segment_of(np.array([5]), np.array([0.6]))[0] == SEGMENTS.index("tail")
+    g = SequenceGAN(SeqGANConfig(**{**TINY, "mle_epochs": 4, "adversarial": False})).fit(h.values, h.offsets)
+    hs, segs = g.sample_users(40, segment=SEGMENTS.index("cold"), seed=0)
+    assert (segs == 0).all() and all(1 <= len(x) <= TINY["gen_max_len"] for x in hs)
+    assert g.report["nll_mle"] < np.log(len(g.vocab) + 1)  # better than a uniform guess
+
+
+def test_sequence_gates_detect_copies_and_collapse():
+    from ecaug_feast.quality import seq_metrics as SM
+
+    rng = np.random.default_rng(0)
+    real = [rng.choice(np.arange(1, 300), size=n, replace=False) for n in rng.integers(3, 12, 200)]
+    v, o = rows_to_csr(real)
+    ts = SM.TrainingStats(v, o, np.arange(150, 300))
+    copies = [r.copy() for r in real[:20]]
+    c = SM.copies(real, ts, copies)
+    assert c["exact_copy_share"] == 1.0 and c["near_copy_share"] == 1.0 and c["trigram_copy_share"] == 1.0
+    fresh = [np.array([1, 2, 3, 4]) for _ in range(20)]  # mode collapse: one history repeated
+    cov = SM.coverage(ts, fresh)
+    assert cov["catalogue_coverage"] < 0.02 and cov["tail_share"] == 0.0
+    assert np.allclose(SM.set_dcr(real, copies), 0.0)
+    win = SM.real_windows(real, [3, 5, 50])
+    assert [len(w) for w in win] == [3, 5]  # no real history reaches 50 items
+
+
+def test_feature_rows_follow_the_histories_in_the_synthetic_key_space(planted):
+    from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
+    from ecaug_feast.synth.seq_pipeline import feature_rows
+
+    data, *_ = planted
+    attrs = dict(zip(data.items["item_id"].astype(int), data.items["attributes"]))
+    hists = [np.array([5, 6, 7]), np.array([9])]
+    end = np.full(2, int(data.train["event_timestamp"].max().value))
+    fr = feature_rows(hists, end, data.train, attrs)
+    assert (fr["user_id"] >= SYNTHETIC_USER_ID_BASE).all()
+    last = fr.groupby("user_id").tail(1).set_index("user_id")
+    assert last.loc[SYNTHETIC_USER_ID_BASE, "recent_items"] == [7, 6, 5]  # most recent first, as real rows
+    assert last.loc[SYNTHETIC_USER_ID_BASE, "n_interactions"] == 3
+    assert last.loc[SYNTHETIC_USER_ID_BASE + 1, "recent_items"] == [9]
+    with pytest.raises(ValueError):
+        feature_rows(hists, end, data.train, attrs, first_id=5)
