@@ -54,7 +54,7 @@ offline_store:
   type: duckdb   # keeps entity rows without a feature row (nulls); the file store drops them
 online_store:
   type: redis{password_note}
-  connection_string: "{redis}"
+{redis_type}  connection_string: "{redis}"
 entity_key_serialization_version: 3
 """
 
@@ -66,11 +66,13 @@ def _yaml_connection_string(url: str) -> tuple[str, str]:
     """Feast's connection string for ``url`` with any password replaced by ``${ECAUG_REDIS_PASSWORD}``
     (Feast expands environment variables in feature_store.yaml), so the rendered file holds no
     secret. The password goes into this process's environment, which Feast (and every child
-    process) reads it from. Returns ``(connection string, yaml comment)``."""
+    process) reads it from. A ``redis-cluster://`` URL gives the cluster's node list
+    (:mod:`ecaug_feast.redis_cluster`). Returns ``(connection string, yaml comment)``."""
+    from ecaug_feast.redis_cluster import feast_cluster_string, is_cluster_url
     from ecaug_feast.redis_server import feast_connection_string
 
     parts = []
-    for part in feast_connection_string(url).split(","):
+    for part in (feast_cluster_string(url) if is_cluster_url(url) else feast_connection_string(url)).split(","):
         key, sep, value = part.partition("=")
         if sep and key.strip() == "password":
             os.environ[REDIS_PASSWORD_ENV] = value
@@ -95,8 +97,10 @@ def render_repo(target: str | Path | None = None, state_dir: str | Path | None =
     """Write a complete Feast repo into ``target``: copies of ``feature_repo/*.py`` + a fitted yaml.
 
     ``redis_url`` defaults to the Redis ecaug would use now (``$ECAUG_REDIS_URL`` or the embedded
-    server, started if needed). Files are rewritten only when their content changes.
+    server, started if needed); a ``redis-cluster://host:port,host:port`` URL renders
+    ``redis_type: redis_cluster``. Files are rewritten only when their content changes.
     """
+    from ecaug_feast.redis_cluster import is_cluster_url
     from ecaug_feast.redis_server import ensure_redis
 
     state = Path(state_dir).resolve() if state_dir else paths.state_dir()
@@ -112,13 +116,15 @@ def render_repo(target: str | Path | None = None, state_dir: str | Path | None =
         if stale.name not in wanted:
             stale.unlink()
     registry_path(state).parent.mkdir(parents=True, exist_ok=True)
-    conn, note = _yaml_connection_string(redis_url or ensure_redis())
+    url = redis_url or ensure_redis()
+    conn, note = _yaml_connection_string(url)
     yaml_text = _YAML.format(
         state=state,
         project=PROJECT,
         registry=registry_path(state),
         redis=conn,
         password_note=note,
+        redis_type="  redis_type: redis_cluster\n" if is_cluster_url(url) else "",
     )
     _write_if_changed(target / "feature_store.yaml", yaml_text)
     return target
