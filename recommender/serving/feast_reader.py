@@ -167,13 +167,16 @@ class FeastFeatureReader:
         from redis.retry import Retry
 
         client.set_retry(Retry(NoBackoff(), 0))
-        kw = client.connection_pool.connection_kwargs
-        kw.setdefault("socket_timeout", timeout_s)
-        kw.setdefault("socket_connect_timeout", timeout_s)
-        if kw.get("socket_timeout") is None:
-            kw["socket_timeout"] = timeout_s
-        if kw.get("socket_connect_timeout") is None:
-            kw["socket_connect_timeout"] = timeout_s
+        if hasattr(client, "nodes_manager"):  # RedisCluster: no single pool; every node has its own
+            pools = [client.nodes_manager.connection_kwargs] + [
+                n.redis_connection.connection_pool.connection_kwargs for n in client.get_nodes() if n.redis_connection]
+        else:
+            pools = [client.connection_pool.connection_kwargs]
+        for kw in pools:
+            if kw.get("socket_timeout") is None:
+                kw["socket_timeout"] = timeout_s
+            if kw.get("socket_connect_timeout") is None:
+                kw["socket_connect_timeout"] = timeout_s
 
 
 def _connection_string(store: Any) -> str | None:

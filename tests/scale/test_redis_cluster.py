@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
@@ -104,29 +103,16 @@ def test_online_reads_equal_offline_rows(cluster_env):
     _assert_online_equals_offline(cluster_env.store, users)
 
 
-def _tune_cluster_client(self, store, timeout_s):
-    """What ``FeastFeatureReader._tune_client_of`` should do for a ``RedisCluster``: no retries,
-    short timeouts on every node (the released one reads ``client.connection_pool``, which a
-    cluster client lacks, and raises AttributeError)."""
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    client = self._redis_client(store)
-    client.set_retry(Retry(NoBackoff(), 0))
-    pools = [client.nodes_manager.connection_kwargs] + [
-        n.redis_connection.connection_pool.connection_kwargs for n in client.get_nodes() if n.redis_connection]
-    for kw in pools:
-        kw["socket_timeout"] = kw.get("socket_timeout") or timeout_s
-        kw["socket_connect_timeout"] = kw.get("socket_connect_timeout") or timeout_s
-
-
-@pytest.mark.xfail(raises=AttributeError, strict=True,
-                   reason="recommender/serving/feast_reader.py tunes client.connection_pool, which RedisCluster lacks")
 def test_serving_reader_builds_on_a_cluster_store(cluster_env):
+    """The reader tunes every node's pool of a RedisCluster client (it used to read
+    ``client.connection_pool``, which a cluster client lacks: AttributeError)."""
     from ecaug_feast import feast_io
     from recommender.serving.feast_reader import FeastFeatureReader
 
-    FeastFeatureReader(feast_io.get_store(cluster_env.repo))
+    reader = FeastFeatureReader(feast_io.get_store(cluster_env.repo))
+    client = reader._redis_client(reader.store)
+    assert hasattr(client, "nodes_manager")  # Feast built a cluster client
+    assert client.nodes_manager.connection_kwargs["socket_timeout"] is not None
 
 
 def _train_checkpoint(env) -> None:
@@ -142,16 +128,14 @@ def _train_checkpoint(env) -> None:
                     data={"dataset": env.data.name}, train={"seed": 0})
 
 
-def test_serving_then_node_loss_then_rematerialize(cluster_env, monkeypatch):
+def test_serving_then_node_loss_then_rematerialize(cluster_env):
     import torch
     from fastapi.testclient import TestClient
 
     from ecaug_feast import feast_io
     from recommender.serving.app import create_app
-    from recommender.serving.feast_reader import FeastFeatureReader
     from recommender.serving.wiring import build_services
 
-    monkeypatch.setattr(FeastFeatureReader, "_tune_client_of", _tune_cluster_client)  # see the xfail above
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     _train_checkpoint(cluster_env)
