@@ -25,8 +25,24 @@ from torchrec.modules.embedding_configs import PoolingType
 from recommender.batching import ITEM_DENSE, USER_DENSE, ItemCatalog
 
 
+class JsonConfig:
+    """``to_dict`` / ``from_dict`` for the model config dataclasses saved in ``config.json``
+    (unknown keys are refused, so a checkpoint of another shape fails loudly)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
 @dataclass
-class ModelConfig:
+class ModelConfig(JsonConfig):
     """Everything needed to rebuild the model and encode its inputs (saved as JSON)."""
 
     num_items: int
@@ -44,17 +60,6 @@ class ModelConfig:
     user_dense_std: list[float] = field(default_factory=lambda: [1.0] * len(USER_DENSE))
     item_dense_mean: list[float] = field(default_factory=lambda: [0.0] * len(ITEM_DENSE))
     item_dense_std: list[float] = field(default_factory=lambda: [1.0] * len(ITEM_DENSE))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
-        return cls(**d)
 
 
 def table_configs(cfg: ModelConfig) -> list[EmbeddingBagConfig]:

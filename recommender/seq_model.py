@@ -23,7 +23,7 @@ the tables data-parallel with TorchRec's dense kernel under DMP.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,10 +34,11 @@ from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, EmbeddingCollec
 from torchrec.modules.embedding_configs import PoolingType
 
 from recommender.batching import ItemCatalog, gather_index
+from recommender.model import JsonConfig
 
 
 @dataclass
-class SeqConfig:
+class SeqConfig(JsonConfig):
     """Everything needed to rebuild the sequence model (saved as JSON in the checkpoint)."""
 
     num_items: int
@@ -49,17 +50,6 @@ class SeqConfig:
     dropout: float = 0.5
     use_attributes: bool = True
     kind: str = "sequence"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SeqConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown sequence model config keys: {sorted(unknown)}")
-        return cls(**d)
 
 
 class _Block(nn.Module):

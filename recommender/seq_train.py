@@ -20,18 +20,18 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 import torch
 
-from recommender.batching import ItemCatalog
 from recommender.data import TrainData
 from recommender.early_stopping import EarlyStopping, agree_to_stop
 from recommender.evaluate import EvalSet, bucket_metrics, evaluate
 from recommender.seq_model import Histories, SeqConfig, SeqTwoTower, full_softmax_loss, pad_batch, target_batch
+from recommender.train import TrainResult, catalog_for
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +57,8 @@ class SeqTrainConfig:
     bucket_window: int = 0
 
 
-@dataclass
-class SeqTrainResult:
-    model: SeqTwoTower | None
-    cfg: SeqConfig
-    history: list[dict[str, Any]]
-    best_epoch: int
-    best_valid: dict[str, float]
-    seconds: float
-    examples_per_s: float
-    state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+# the result of either trainer: best model by validation NDCG@10, its state, history, speed
+SeqTrainResult = TrainResult
 
 
 def seq_config_for(data: TrainData, **overrides: Any) -> SeqConfig:
@@ -74,10 +66,7 @@ def seq_config_for(data: TrainData, **overrides: Any) -> SeqConfig:
     return SeqConfig(num_items=cat.num_items, num_attributes=cat.num_attributes, **overrides)
 
 
-def catalog_of(data: TrainData) -> ItemCatalog:
-    if "_catalog" not in data.info:
-        data.info["_catalog"] = ItemCatalog.from_frame(data.items)
-    return data.info["_catalog"]
+catalog_of = catalog_for  # one cached ItemCatalog per TrainData, shared with the bag trainer
 
 
 def histories_for(data: TrainData, cfg: SeqConfig, split: str = "valid") -> Histories:

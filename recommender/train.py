@@ -57,8 +57,8 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    model: TwoTower | None  # best weights, plain CPU model in eval mode (rank 0; None elsewhere)
-    cfg: ModelConfig
+    model: Any  # TwoTower / SeqTwoTower, best weights, plain CPU model in eval mode (rank 0; None elsewhere)
+    cfg: Any  # ModelConfig / SeqConfig
     history: list[dict[str, Any]]
     best_epoch: int
     best_valid: dict[str, float]
