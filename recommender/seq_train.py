@@ -170,13 +170,7 @@ def wrap_dmp(module: SeqTwoTower, info: Any) -> Any:
     return DistributedModelParallel(module=module, device=info.device, plan=plan)
 
 
-def _inner(dmp: Any) -> SeqTwoTower:
-    m = dmp.module
-    return m.module if hasattr(m, "module") and not isinstance(m, SeqTwoTower) else m
-
-
 def _train(data, valid, cfg, tcfg, init_state, progress, info, histories) -> SeqTrainResult:
-
     from recommender import distributed as D
 
     t_start = time.time()
@@ -195,8 +189,6 @@ def _train(data, valid, cfg, tcfg, init_state, progress, info, histories) -> Seq
     module = SeqTwoTower(cfg, device="meta", catalog=cat)
     dmp = wrap_dmp(module, info)
     D.load_into_dmp(dmp, init)
-    model = _inner(dmp)
-    model.catalog = cat
     opt = torch.optim.Adam([p for p in dmp.parameters() if p.requires_grad], lr=tcfg.lr, betas=(0.9, 0.98), weight_decay=tcfg.weight_decay)
 
     hist = histories if histories is not None else histories_for(data, cfg, "valid")
