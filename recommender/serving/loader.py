@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
-from typing import Callable, Hashable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,13 +20,14 @@ import pandas as pd
 from ecaug_feast import schema as S
 
 from recommender import batching as B
-from recommender.serving.components import UserFeatures
+from recommender.serving.components import SeenItems, UserFeatures
 from recommender.serving.index import ItemIndex
 from recommender.serving.model_bundle import ModelBundle, files_fingerprint
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILES = ("config.json", "model.pt", "catalog.pt")
+TRAIN_SOURCE = "train_interactions"  # the FileSource of the training rows (feature_repo/real_views.py)
 
 
 def checkpoint_fingerprint(path: str | Path) -> Callable[[], Hashable]:
@@ -50,6 +51,35 @@ def model_version(path: Path) -> str:
 def user_rows(feats: Sequence[UserFeatures]) -> pd.DataFrame:
     """Online feature rows as the frame the user tower's encoder reads."""
     return pd.DataFrame([{"user_id": f.user_id, **f.values} for f in feats])
+
+
+def feast_item_popularity(store: Any, item_ids: Sequence[int], at: pd.Timestamp | None = None) -> pd.Series:
+    """Popularity per item as the Feast offline store holds it: the latest ``item_features`` row of
+    each item at ``at`` (default now), by a point-in-time join; items without a row get 0.
+    Index = ``item_ids``. Read once at startup (a single join over the catalogue)."""
+    from ecaug_feast import feast_io
+
+    ids = np.asarray(item_ids, dtype=np.int64)
+    at = at if at is not None else pd.Timestamp.now(tz="UTC")
+    ent = pd.DataFrame({S.ITEM_ID: ids, S.EVENT_TIMESTAMP: at})
+    out = feast_io.historical_features(ent, features=S.refs(feast_io.ITEM_VIEW, [S.POPULARITY]), store=store)
+    pop = pd.to_numeric(out[S.POPULARITY], errors="coerce").fillna(0.0).to_numpy(np.float64)
+    return pd.Series(pop, index=ids, name=S.POPULARITY)
+
+
+def feast_seen_items(store: Any, source: str = TRAIN_SOURCE) -> SeenItems:
+    """Items each user has in training, from the Feast training interactions source (the
+    registry's ``train_interactions`` data source; rows with ``label`` 1, negatives skipped)."""
+    from ecaug_feast.errors import EcaugError
+
+    src = store.get_data_source(source)
+    path = getattr(src, "path", None)
+    if not path:
+        raise EcaugError(f"Feast data source '{source}' has no file path; serving reads seen items from a file source")
+    if not Path(path).exists():
+        raise EcaugError(f"{path}: Feast source '{source}' does not exist (run `ecaug ingest`)")
+    df = pd.read_parquet(path, columns=[S.USER_ID, S.ITEM_ID, S.LABEL], filters=[(S.LABEL, "==", 1)])
+    return SeenItems.from_interactions(df, source=str(path))
 
 
 def load_bundle(
