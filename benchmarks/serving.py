@@ -41,8 +41,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-USER_REFS = [f"user_features:{c}" for c in ("n_interactions", "days_since_last", "recent_items",
-                                             "top_attributes", "attr_diversity", "mean_item_popularity")]
+from ecaug_feast.schema import USER_FEATURE_COLUMNS, refs  # noqa: E402 - after the sys.path line
+
+USER_REFS = refs("user_features", USER_FEATURE_COLUMNS)
 
 
 def log(msg: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from ecaug_feast.errors import EcaugError
+from ecaug_feast.schema import RECENT_ITEMS
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
@@ -63,7 +64,7 @@ def train_real(dataset: str = "beauty", name: str = "real", source: str = "feast
 
         mcfg = seq_config_for(data, embedding_dim=embedding_dim)
         tcfg = SeqTrainConfig(**overrides, bf16=bf16)
-        n_hist = data.user_serving["recent_items"].map(len)
+        n_hist = data.user_serving[RECENT_ITEMS].map(len)
         log(f"training the sequence model on the histories of {len(n_hist):,} users ({int(n_hist.sum()):,} items, "
             f"{data.info.get('source')}), {data.num_items:,} items in the catalogue")
         res = run_training(lambda: train_seq(data, valid, mcfg, tcfg, progress=progress), dataset)

@@ -33,6 +33,8 @@ from torch.nn import functional as F
 from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, EmbeddingCollection, EmbeddingConfig, KeyedJaggedTensor
 from torchrec.modules.embedding_configs import PoolingType
 
+from ecaug_feast import schema as S
+
 from recommender.batching import ItemCatalog, gather_index
 from recommender.model import JsonConfig
 
@@ -97,7 +99,7 @@ class SeqTwoTower(nn.Module):
         )
         self.ebc = EmbeddingBagCollection(
             tables=[EmbeddingBagConfig(name="t_attr", embedding_dim=d, num_embeddings=cfg.num_attributes + 1,
-                                       feature_names=["attributes"], pooling=PoolingType.MEAN)],
+                                       feature_names=[S.ATTRIBUTES], pooling=PoolingType.MEAN)],
             device=dev,
         )
         self.pos = nn.Embedding(cfg.max_len, d)
@@ -125,7 +127,7 @@ class SeqTwoTower(nn.Module):
         if not self.cfg.use_attributes:
             av, alen = av[:0], np.zeros_like(alen)
         av = np.where((av >= 1) & (av <= self.cfg.num_attributes), av, 0)
-        attrs = KeyedJaggedTensor(keys=["attributes"], values=torch.from_numpy(av.astype(np.int64)), lengths=torch.from_numpy(alen.astype(np.int64)))
+        attrs = KeyedJaggedTensor(keys=[S.ATTRIBUTES], values=torch.from_numpy(av.astype(np.int64)), lengths=torch.from_numpy(alen.astype(np.int64)))
         return ids, attrs
 
     def item_matrix(self, ec: nn.Module | None = None, ebc: nn.Module | None = None) -> torch.Tensor:
@@ -135,7 +137,7 @@ class SeqTwoTower(nn.Module):
         dev = self.pos.weight.device
         e = (ec or self.ec)(ids.to(dev))["catalog"].values()
         if self.cfg.use_attributes:
-            e = e + (ebc or self.ebc)(attrs.to(dev))["attributes"]
+            e = e + (ebc or self.ebc)(attrs.to(dev))[S.ATTRIBUTES]
         return e
 
     # -- user tower -------------------------------------------------------------------------

@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ecaug_feast.schema import RECENT_ITEMS
+
 from recommender.data import TrainData
 from recommender.early_stopping import EarlyStopping, agree_to_stop
 from recommender.evaluate import EvalSet, bucket_metrics, evaluate
@@ -79,7 +81,7 @@ def histories_for(data: TrainData, cfg: SeqConfig, split: str = "valid") -> Hist
     src = data.user_test if split == "test" and data.user_test is not None else data.user_serving
     key = f"_hist_{split}_{cfg.max_len}"
     if key not in data.info:
-        data.info[key] = Histories.from_recent_items(src["user_id"].to_numpy(), src["recent_items"], cfg.max_len, cfg.num_items)
+        data.info[key] = Histories.from_recent_items(src["user_id"].to_numpy(), src[RECENT_ITEMS], cfg.max_len, cfg.num_items)
     return data.info[key]
 
 
