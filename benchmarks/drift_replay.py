@@ -346,13 +346,14 @@ def to_markdown(res: dict) -> str:
     w, r = res["weekly"], res.get("refresh") or {}
     th = res["thresholds"]
     L = [f"# Diginetica drift replay ({res['started_at']}, {res['seconds']} s, load average {res['load_before']} → {res['load_after']})", "",
-         f"`{res['command']}`", "",
-         f"## Weekly drift, fixed reference (fit window up to {w.get('fit_until')}: {w.get('reference_rows')} examples)", "",
-         f"Alarmed: **{sum(x['drifted'] for x in w['real_fixed'])} of {len(w['real_fixed'])} weeks**; refresh loop (reference moves up "
-         f"after an alarm): {', '.join(x['week_end'] for x in w.get('real_loop', []) if x['drifted']) or 'none'}.", "",
-         f"| week ending | examples | C2ST AUC (limit {th['c2st_auc']}) | item JS excess (limit {th['item_js']}) | top-{th['top_k']} overlap drop "
-         f"(limit {th['item_topk_overlap']}) | new-item share excess (limit {th['new_item_share']}) | max PSI excess (limit {th['psi']}) | crossed |",
-         "|---|---|---|---|---|---|---|---|"]
+         f"`{res['command']}`", ""]
+    if w["real_fixed"]:
+        L += [f"## Weekly drift, fixed reference (fit window up to {w.get('fit_until')}: {w.get('reference_rows')} examples)", "",
+              f"Alarmed: **{sum(x['drifted'] for x in w['real_fixed'])} of {len(w['real_fixed'])} weeks**; refresh loop (reference moves up "
+              f"after an alarm): {', '.join(x['week_end'] for x in w.get('real_loop', []) if x['drifted']) or 'none'}.", "",
+              f"| week ending | examples | C2ST AUC (limit {th['c2st_auc']}) | item JS excess (limit {th['item_js']}) | top-{th['top_k']} overlap drop "
+              f"(limit {th['item_topk_overlap']}) | new-item share excess (limit {th['new_item_share']}) | max PSI excess (limit {th['psi']}) | crossed |",
+              "|---|---|---|---|---|---|---|---|"]
     for x in w["real_fixed"]:
         e = x["excess"]
         L.append(f"| {x['week_end']} | {x['rows']:,} | {_f(x['c2st_auc'])} | {_f(e.get('item_js'))} | {_f(e.get('item_topk_overlap'))} | "
@@ -417,13 +418,13 @@ def to_markdown(res: dict) -> str:
     return "\n".join(L) + "\n"
 
 
-def write_results(res: dict, out: Path) -> None:
-    """``drift_replay.json`` + ``drift_replay.md`` in ``out``, each written to a temp file and renamed."""
+def write_results(res: dict, out: Path, name: str = "drift_replay") -> None:
+    """``<name>.json`` + ``<name>.md`` in ``out``, each written to a temp file and renamed."""
     out.mkdir(parents=True, exist_ok=True)
-    for name, text in (("drift_replay.json", json.dumps(res, indent=1, default=str) + "\n"), ("drift_replay.md", to_markdown(res))):
-        tmp = out / f".{name}.tmp"
+    for fname, text in ((f"{name}.json", json.dumps(res, indent=1, default=str) + "\n"), (f"{name}.md", to_markdown(res))):
+        tmp = out / f".{fname}.tmp"
         tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out / name)
+        os.replace(tmp, out / fname)
 
 
 def main() -> None:
@@ -444,10 +445,11 @@ def main() -> None:
     ap.add_argument("--skip-refresh", action="store_true", help="Only the weekly drift part.")
     ap.add_argument("--out", type=Path, default=None,
                     help="Write drift_replay.json/.md here (a complete run only: both parts, no error), e.g. docs/readme/drift-results.")
+    ap.add_argument("--name", default="drift_replay", help="File name (no suffix) of the --out files.")
     ap.add_argument("--json", action="store_true", help="Print one JSON object as the last stdout line.")
     args = ap.parse_args()
-    if args.out and (args.skip_weekly or args.skip_refresh):
-        ap.error("--out needs both parts (a partial run never replaces the recorded one)")
+    if args.out and (args.skip_weekly or args.skip_refresh) and args.name == "drift_replay":
+        ap.error("a partial run needs its own --name (it never replaces the complete run's files)")
     import torch
 
     torch.set_num_threads(1)
@@ -482,8 +484,8 @@ def main() -> None:
         if "error" in res.get("refresh", {}):
             print(f"not written to {args.out}: the refresh part failed", file=sys.stderr)
         else:
-            write_results(res, args.out)
-            print(f"wrote {args.out}/drift_replay.json and drift_replay.md", file=sys.stderr)
+            write_results(res, args.out, args.name)
+            print(f"wrote {args.out}/{args.name}.json and {args.name}.md", file=sys.stderr)
     print(json.dumps(res, default=str) if args.json else json.dumps(res, indent=1, default=str))
 
 
