@@ -34,11 +34,12 @@ USER_SAMPLE_SEED = 12345  # the user subsample is the same for every fraction, s
 
 def sample_users(train: pd.DataFrame, valid: pd.DataFrame, test: pd.DataFrame, max_users: int | None
                  ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The three splits restricted to ``max_users`` training users drawn with a fixed seed
-    (unchanged when ``max_users`` is None or not smaller than the number of users)."""
-    if not max_users:
+    """The three splits restricted to ``max_users`` users drawn with a fixed seed from the users of
+    all three (a temporal split has held-out users without training events: they stay eligible);
+    unchanged when ``max_users`` is None or not smaller than the number of users."""
+    users = np.unique(np.concatenate([df["user_id"].to_numpy(np.int64) for df in (train, valid, test)]))
+    if not max_users or max_users >= len(users):
         return train, valid, test
-    users = np.sort(train["user_id"].unique())
     keep = np.random.default_rng(USER_SAMPLE_SEED).choice(users, size=min(max_users, len(users)), replace=False)
     return tuple(df[df["user_id"].isin(keep)].reset_index(drop=True) for df in (train, valid, test))  # type: ignore[return-value]
 

@@ -158,7 +158,14 @@ def test_experiment_temporal_split_memory_source(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["data"]["split"]["kind"] == "temporal" and res["data"]["example_path"] == "memory"
-    assert json.loads((out / "results.json").read_text())["protocol"]["split"].startswith("temporal: one global time cut")
+    full = json.loads((out / "results.json").read_text())
+    assert full["protocol"]["split"].startswith("temporal: one global time cut")
+    # a temporal cut leaves held-out users without training events: they are scored, not dropped
+    inter = pd.read_parquet(home / "datasets" / "custom" / "interactions.parquet")
+    test_users = set(inter.loc[inter["split"] == "test", "user_id"])
+    assert test_users - set(inter.loc[inter["split"] == "train", "user_id"])  # the data has such users
+    for run in full["runs"]:
+        assert run["test"]["users"] == len(test_users), run["method"]
     assert "**memory**" in (out / "report.md").read_text()
 
 
