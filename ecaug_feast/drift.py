@@ -33,13 +33,14 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from ecaug_feast import schema as S
 from ecaug_feast.errors import DataValidationError
 
 # Columns of a training example the per-feature scores look at. ``mean_item_popularity`` is left
 # out on purpose: it is a cumulative count, so it grows with time even when behaviour does not
 # change (every window would "drift"); item popularity is compared directly instead.
-DEFAULT_FEATURES = ("n_interactions", "days_since_last", "attr_diversity")
-CONTINUOUS = ("days_since_last", "attr_diversity", "mean_item_popularity")
+DEFAULT_FEATURES = (S.N_INTERACTIONS, S.DAYS_SINCE_LAST, S.ATTR_DIVERSITY)
+CONTINUOUS = tuple(S.USER_FLOAT_COLUMNS)
 
 
 @dataclass

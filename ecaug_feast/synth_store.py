@@ -34,16 +34,20 @@ import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from ecaug_feast import paths
+from ecaug_feast import schema as S
 from ecaug_feast.atomic import exclusive_lock, pid_alive, swap_symlink
 from ecaug_feast.errors import EcaugError
 from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
 from ecaug_feast.names import check_name, owned_child
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +57,7 @@ RUN_ID_SPACE = 1 << 24
 USER_FILE = "user_features_synth.parquet"
 INTER_FILE = "interactions_synth.parquet"
 VIEWS = ("user_features_synth", "interactions_synth")
-LINEAGE_COLUMNS = ["is_synthetic", "run_id", "generator_version"]
+LINEAGE_COLUMNS = S.LINEAGE_COLUMNS
 LOCK_FILE = ".lock"
 SEQ_FILE = ".seq"
 OWNER_FILE = ".owner-pid"
@@ -71,35 +75,15 @@ def active_source(name: str) -> Path:
 
 
 def _empty_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
-    ts = pd.Series([], dtype="datetime64[us, UTC]")
-    users = pd.DataFrame({
-        "user_id": pd.Series([], dtype="int64"), "event_timestamp": ts,
-        "n_interactions": pd.Series([], dtype="int64"), "days_since_last": pd.Series([], dtype="float32"),
-        "recent_items": pd.Series([], dtype=object), "top_attributes": pd.Series([], dtype=object),
-        "attr_diversity": pd.Series([], dtype="float32"), "mean_item_popularity": pd.Series([], dtype="float32"),
-        "is_synthetic": pd.Series([], dtype=bool), "run_id": pd.Series([], dtype=object),
-        "generator_version": pd.Series([], dtype=object)})
-    inter = pd.DataFrame({
-        "user_id": pd.Series([], dtype="int64"), "item_id": pd.Series([], dtype="int64"), "event_timestamp": ts,
-        "label": pd.Series([], dtype="int64"), "confidence": pd.Series([], dtype="float32"),
-        "labeler": pd.Series([], dtype=object), "is_synthetic": pd.Series([], dtype=bool),
-        "run_id": pd.Series([], dtype=object), "generator_version": pd.Series([], dtype=object)})
-    return users, inter
+    return S.USER_SYNTH_SCHEMA.empty_table().to_pandas(), S.INTERACTIONS_SYNTH_SCHEMA.empty_table().to_pandas()
 
 
-def _write_parquet(df: pd.DataFrame, path: Path) -> None:
+def _write_parquet(df: pd.DataFrame, path: Path, schema: pa.Schema) -> None:
+    """``df`` with the run file's declared schema (:mod:`ecaug_feast.schema`); columns in its order."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    fields = []
-    for c in df.columns:
-        if c in ("recent_items", "top_attributes"):
-            fields.append(pa.field(c, pa.list_(pa.int64())))
-        elif c in ("run_id", "generator_version", "labeler"):
-            fields.append(pa.field(c, pa.string()))
-        else:
-            fields.append(pa.field(c, pa.from_numpy_dtype(df[c].dtype) if not isinstance(df[c].dtype, pd.DatetimeTZDtype) else pa.timestamp("us", tz="UTC")))
-    tbl = pa.Table.from_pandas(df, schema=pa.schema(fields), preserve_index=False)
+    tbl = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
     pq.write_table(tbl, path)
 
 
@@ -112,8 +96,8 @@ def ensure_sources() -> Path:
         tmp = root / f".tmp-{EMPTY}-{os.getpid()}"
         tmp.mkdir(parents=True, exist_ok=True)
         u, i = _empty_frames()
-        _write_parquet(u, tmp / USER_FILE)
-        _write_parquet(i, tmp / INTER_FILE)
+        _write_parquet(u, tmp / USER_FILE, S.USER_SYNTH_SCHEMA)
+        _write_parquet(i, tmp / INTER_FILE, S.INTERACTIONS_SYNTH_SCHEMA)
         (tmp / "manifest.json").write_text(json.dumps({"run_id": EMPTY, "placeholder": True}))
         if empty.exists():
             shutil.rmtree(empty)
@@ -257,9 +241,7 @@ def write_run(run_id: str, seq: int, accepted: pd.DataFrame, manifest: dict[str,
     tmp = root / f".tmp-{run_id}"
     tmp.mkdir(parents=True, exist_ok=True)  # reserved by new_run_id
     try:
-        ucols = ["user_id", "event_timestamp", "n_interactions", "days_since_last", "recent_items", "top_attributes",
-                 "attr_diversity", "mean_item_popularity"] + LINEAGE_COLUMNS
-        users = accepted[ucols].copy()
+        users = accepted[S.USER_SYNTH_SCHEMA.names].copy()
         inter = accepted[["user_id", "item_id", "event_timestamp", "label", "confidence"]].copy()
         inter["labeler"] = manifest.get("labeler_name", "ecaug-cluster-hgb/1")
         for c in LINEAGE_COLUMNS:
@@ -268,12 +250,12 @@ def write_run(run_id: str, seq: int, accepted: pd.DataFrame, manifest: dict[str,
         inter["run_id"] = run_id
         for df in (users, inter):
             df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True).astype("datetime64[us, UTC]")
-        users["n_interactions"] = users["n_interactions"].astype("int64")
-        for c in ("days_since_last", "attr_diversity", "mean_item_popularity"):
+        users[S.N_INTERACTIONS] = users[S.N_INTERACTIONS].astype("int64")
+        for c in S.USER_FLOAT_COLUMNS:
             users[c] = users[c].astype("float32")
         inter["confidence"] = inter["confidence"].astype("float32")
-        _write_parquet(users, tmp / USER_FILE)
-        _write_parquet(inter, tmp / INTER_FILE)
+        _write_parquet(users, tmp / USER_FILE, S.USER_SYNTH_SCHEMA)
+        _write_parquet(inter, tmp / INTER_FILE, S.INTERACTIONS_SYNTH_SCHEMA)
         man = {"run_id": run_id, "seq": seq, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **manifest}
         man["files"] = {"user_features_synth": USER_FILE, "interactions_synth": INTER_FILE}
         man["user_id_range"] = [int(users["user_id"].min()) if len(users) else None, int(users["user_id"].max()) if len(users) else None]
@@ -296,8 +278,7 @@ def _check_activatable(run_id: str) -> RunInfo:
     run = load_run(run_id)
     if run.manifest.get("gate") != "pass":
         raise EcaugError(f"run {run_id} failed its quality gate ({'; '.join(run.manifest.get('gate_reasons', []))}); it cannot be activated")
-    empty_u, empty_i = _empty_frames()
-    for fname, want in ((USER_FILE, empty_u.columns), (INTER_FILE, empty_i.columns)):
+    for fname, want in ((USER_FILE, S.USER_SYNTH_SCHEMA.names), (INTER_FILE, S.INTERACTIONS_SYNTH_SCHEMA.names)):
         p = run.path / fname
         try:
             have = set(pq.read_schema(p).names)

@@ -6,10 +6,9 @@ after the last training event; ``item_features`` rows are exact at every time.
 """
 
 from entities import item, user
-from feast import FeatureView, Field, FileSource
-from feast.types import Array, Float32, Int64
+from feast import FeatureView, FileSource
 
-from schemas import NO_EXPIRY, USER_FEATURE_FIELDS
+from schemas import ITEM_FEATURE_FIELDS, NO_EXPIRY, USER_FEATURE_FIELDS
 
 from ecaug_feast.paths import feast_data_dir
 
@@ -52,9 +51,7 @@ item_features = FeatureView(
     entities=[item],
     ttl=NO_EXPIRY,
     schema=[
-        Field(name="attributes", dtype=Array(Int64), description="brand/category attribute ids"),
-        Field(name="popularity", dtype=Float32, description="training events of the item before t"),
-        Field(name="n_attributes", dtype=Int64, description="number of attribute ids"),
+        *ITEM_FEATURE_FIELDS,
     ],
     source=item_features_source,
     online=True,

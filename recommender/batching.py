@@ -24,21 +24,24 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import pandas as pd
 
+from ecaug_feast import schema as S
 from ecaug_feast.errors import DataValidationError
 from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
 
 if TYPE_CHECKING:  # torch / torchrec only imported where tensors are built
     from torchrec import KeyedJaggedTensor
 
-USER_SPARSE = ["user_id", "last_item", "recent_items", "recent_attributes", "top_attributes"]
-ITEM_SPARSE = ["item_id", "attributes"]
+# KJT keys: the list features of the views plus two derived from recent_items (``last_item``,
+# ``recent_attributes``); the dense inputs are the views' scalar features.
+USER_SPARSE = ["user_id", "last_item", S.RECENT_ITEMS, "recent_attributes", S.TOP_ATTRIBUTES]
+ITEM_SPARSE = ["item_id", S.ATTRIBUTES]
 KJT_KEYS = USER_SPARSE + ITEM_SPARSE
-USER_DENSE = ["n_interactions", "days_since_last", "attr_diversity", "mean_item_popularity"]
-ITEM_DENSE = ["popularity", "n_attributes"]
+USER_DENSE = list(S.USER_SCALAR_COLUMNS)
+ITEM_DENSE = list(S.ITEM_SCALAR_COLUMNS)
 # Heavy-tailed counts go through log1p before standardisation.
-_LOG_DENSE = {"n_interactions", "days_since_last", "mean_item_popularity", "popularity"}
-USER_COLUMNS = ["recent_items", "top_attributes", *USER_DENSE]
-ITEM_COLUMNS = ["item_id", "attributes", "popularity"]
+LOG_DENSE = S.HEAVY_TAILED_COLUMNS
+USER_COLUMNS = [*S.USER_LIST_COLUMNS, *USER_DENSE]
+ITEM_COLUMNS = ["item_id", S.ATTRIBUTES, S.POPULARITY]
 MAX_RECENT = 20
 
 
@@ -109,12 +112,12 @@ class ItemCatalog:
     @classmethod
     def from_frame(cls, items: pd.DataFrame, num_attributes: int | None = None) -> "ItemCatalog":
         """``items``: ``item_id`` (1..I) and ``attributes`` (list of int)."""
-        for col in ("item_id", "attributes"):
+        for col in ("item_id", S.ATTRIBUTES):
             if col not in items.columns:
                 raise DataValidationError("items", col, "missing column")
         n = int(items["item_id"].max()) if len(items) else 0
         full = pd.Series([[]] * (n + 1), dtype=object)
-        full.iloc[items["item_id"].to_numpy()] = items["attributes"].to_numpy()
+        full.iloc[items["item_id"].to_numpy()] = items[S.ATTRIBUTES].to_numpy()
         v, o = csr_from_lists(full)
         na = int(num_attributes if num_attributes is not None else (v.max(initial=0)))
         return cls(num_items=n, num_attributes=na, attr_values=v, attr_offsets=o)
@@ -147,7 +150,7 @@ def _dense_matrix(df: pd.DataFrame, cols: list[str], source: str) -> np.ndarray:
         if c not in df.columns:
             raise DataValidationError(source, c, "missing feature column")
         x = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=np.float64)
-        if c in _LOG_DENSE:
+        if c in LOG_DENSE:
             x = np.log1p(np.clip(x, 0.0, None))
         mats.append(x)
     return np.stack(mats, axis=1) if mats else np.zeros((len(df), 0))
@@ -160,7 +163,8 @@ def dense_stats(x: np.ndarray) -> tuple[list[float], list[float]]:
     return [float(m) for m in mean], [float(max(s, 1e-6)) for s in std]
 
 
-def _standardise(x: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+def standardise(x: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Raw dense features -> the model's input: (x - mean) / std, float32, NaN at the mean."""
     z = (x - np.asarray(mean)) / np.asarray(std)
     # missing numeric features (a user's first event has no history) sit at the mean
     return np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
@@ -172,8 +176,8 @@ def raw_user_dense(df: pd.DataFrame, source: str = "user_features") -> np.ndarra
 
 def raw_item_dense(df: pd.DataFrame, source: str = "item_features") -> np.ndarray:
     d = df
-    if "n_attributes" not in df.columns and "attributes" in df.columns:
-        d = df.assign(n_attributes=df["attributes"].map(lambda a: 0 if a is None or (isinstance(a, float)) else len(a)))
+    if S.N_ATTRIBUTES not in df.columns and S.ATTRIBUTES in df.columns:
+        d = df.assign(**{S.N_ATTRIBUTES: df[S.ATTRIBUTES].map(lambda a: 0 if a is None or (isinstance(a, float)) else len(a))})
     return _dense_matrix(d, ITEM_DENSE, source)
 
 
@@ -187,28 +191,83 @@ def encode_users(
     source: str = "user_features",
 ) -> Encoded:
     """Encode user-feature rows (``user_id`` optional: missing -> unknown bucket 0)."""
-    for c in ("recent_items", "top_attributes"):
+    for c in S.USER_LIST_COLUMNS:
         if c not in df.columns:
             raise DataValidationError(source, c, "missing feature column")
     n = len(df)
     uid = df["user_id"].to_numpy(dtype=np.int64) if "user_id" in df.columns else np.zeros(n, dtype=np.int64)
-    rv, ro = csr_from_lists(df["recent_items"], max_len=MAX_RECENT)
+    rv, ro = csr_from_lists(df[S.RECENT_ITEMS], max_len=MAX_RECENT)
     ra_v, ra_len_per_item = catalog.attributes_of(rv)
     # attributes of each row's recent items: sum per-item lengths within each row
     row_of_item = np.repeat(np.arange(n), np.diff(ro))
     ra_lengths = np.bincount(row_of_item, weights=ra_len_per_item, minlength=n).astype(np.int64)
-    ta_v, ta_o = csr_from_lists(df["top_attributes"])
+    ta_v, ta_o = csr_from_lists(df[S.TOP_ATTRIBUTES])
     # the most recent item on its own: the strongest sequential signal, lost in the mean of 20
     li_v, li_o = truncate_csr(rv, ro, 1)
     sparse = {
         "user_id": (user_bucket(uid, user_buckets), np.arange(n + 1, dtype=np.int64)),
-        "last_item": (_clip_ids(li_v, catalog.num_items), li_o),
-        "recent_items": (_clip_ids(rv, catalog.num_items), ro),
-        "recent_attributes": (_clip_ids(ra_v, catalog.num_attributes), np.concatenate([[0], np.cumsum(ra_lengths)]).astype(np.int64)),
-        "top_attributes": (_clip_ids(ta_v, catalog.num_attributes), ta_o),
+        "last_item": (clip_ids(li_v, catalog.num_items), li_o),
+        S.RECENT_ITEMS: (clip_ids(rv, catalog.num_items), ro),
+        "recent_attributes": (clip_ids(ra_v, catalog.num_attributes), np.concatenate([[0], np.cumsum(ra_lengths)]).astype(np.int64)),
+        S.TOP_ATTRIBUTES: (clip_ids(ta_v, catalog.num_attributes), ta_o),
     }
-    dense = _standardise(raw_user_dense(df, source), mean, std)
+    dense = standardise(raw_user_dense(df, source), mean, std)
     return Encoded(n=n, sparse=sparse, dense=dense, ids=uid)
+
+
+def int_list(v: Any) -> np.ndarray:
+    """One online list feature (list, array, None or NaN) -> int64 ids."""
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return np.zeros(0, dtype=np.int64)
+    return np.asarray(v, dtype=np.int64).reshape(-1)
+
+
+def user_sparse_rows(
+    recent: Sequence[np.ndarray],
+    top: Sequence[np.ndarray],
+    user_ids: np.ndarray,
+    catalog: ItemCatalog,
+    user_buckets: int,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The user-side KJT inputs, ``(values, lengths)`` per :data:`USER_SPARSE` key, of a few
+    online rows given as int arrays (``recent`` most recent first), without pandas: the same
+    encoding as :func:`encode_users` for a request (serving checks both agree on probe rows)."""
+    n = len(recent)
+    recent = [np.asarray(r, dtype=np.int64)[:MAX_RECENT] for r in recent]
+    rv = np.concatenate(recent) if n else np.zeros(0, np.int64)
+    rlen = np.array([len(r) for r in recent], dtype=np.int64)
+    ra_v, ra_len_item = catalog.attributes_of(rv)
+    row_of_item = np.repeat(np.arange(n), rlen)
+    ra_len = np.bincount(row_of_item, weights=ra_len_item, minlength=n).astype(np.int64)
+    uid = np.asarray(user_ids, dtype=np.int64)
+    return {
+        "user_id": (user_bucket(uid, user_buckets), np.ones(n, dtype=np.int64)),
+        # the most recent item alone (first of recent_items, which are most recent first)
+        "last_item": (clip_ids(np.array([r[0] for r in recent if len(r)], dtype=np.int64), catalog.num_items),
+                      np.minimum(rlen, 1)),
+        S.RECENT_ITEMS: (clip_ids(rv, catalog.num_items), rlen),
+        "recent_attributes": (clip_ids(ra_v, catalog.num_attributes), ra_len),
+        S.TOP_ATTRIBUTES: (
+            clip_ids(np.concatenate(top) if n else np.zeros(0, np.int64), catalog.num_attributes),
+            np.array([len(t) for t in top], dtype=np.int64),
+        ),
+    }
+
+
+def user_dense_rows(values: Sequence[dict[str, Any]], mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Standardised dense user inputs of online value dicts (missing/None/NaN -> the mean), the
+    same arithmetic as :func:`encode_users` without a DataFrame."""
+    x = np.array([[_num(v.get(c)) for c in USER_DENSE] for v in values], dtype=np.float64).reshape(len(values), len(USER_DENSE))
+    log = np.array([c in LOG_DENSE for c in USER_DENSE])
+    x[:, log] = np.log1p(np.clip(x[:, log], 0.0, None))
+    return standardise(x, mean, std)
+
+
+def _num(v: Any) -> float:
+    try:
+        return float(v) if v is not None else np.nan
+    except (TypeError, ValueError):
+        return np.nan
 
 
 def encode_items(
@@ -220,27 +279,27 @@ def encode_items(
     source: str = "item_features",
 ) -> Encoded:
     """Encode item rows: ``item_id`` + ``popularity``; attributes come from the catalog when absent."""
-    for c in ("item_id", "popularity"):
+    for c in ("item_id", S.POPULARITY):
         if c not in df.columns:
             raise DataValidationError(source, c, "missing feature column")
     ids = df["item_id"].to_numpy(dtype=np.int64)
     n = len(df)
-    if "attributes" in df.columns:
-        av, ao = csr_from_lists(df["attributes"])
+    if S.ATTRIBUTES in df.columns:
+        av, ao = csr_from_lists(df[S.ATTRIBUTES])
     else:
         av, alen = catalog.attributes_of(ids)
         ao = np.concatenate([[0], np.cumsum(alen)]).astype(np.int64)
     n_attr = np.diff(ao)
-    d = df.assign(n_attributes=n_attr)
+    d = df.assign(**{S.N_ATTRIBUTES: n_attr})
     sparse = {
-        "item_id": (_clip_ids(ids, catalog.num_items), np.arange(n + 1, dtype=np.int64)),
-        "attributes": (_clip_ids(av, catalog.num_attributes), ao),
+        "item_id": (clip_ids(ids, catalog.num_items), np.arange(n + 1, dtype=np.int64)),
+        S.ATTRIBUTES: (clip_ids(av, catalog.num_attributes), ao),
     }
-    dense = _standardise(_dense_matrix(d, ITEM_DENSE, source), mean, std)
+    dense = standardise(_dense_matrix(d, ITEM_DENSE, source), mean, std)
     return Encoded(n=n, sparse=sparse, dense=dense, ids=ids)
 
 
-def _clip_ids(v: np.ndarray, n: int) -> np.ndarray:
+def clip_ids(v: np.ndarray, n: int) -> np.ndarray:
     """Ids outside the vocabulary (new items/attributes at serving time) -> row 0 (unknown)."""
     return np.where((v >= 1) & (v <= n), v, 0).astype(np.int64)
 

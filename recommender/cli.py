@@ -93,7 +93,8 @@ def _synthetic_examples(data, run_id: Optional[str]):
             raise EcaugError(f"{p}: synthetic run file missing")
     inter = pd.read_parquet(ui)
     feats = pd.read_parquet(uf)
-    from recommender.data import USER_FEATURE_COLUMNS, asof_join
+    from ecaug_feast.schema import USER_FEATURE_COLUMNS
+    from recommender.data import asof_join
 
     inter = inter[inter["label"] == 1] if "label" in inter.columns else inter
     # each synthetic user's features as of its interaction (point-in-time, as Feast would join)

@@ -23,10 +23,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ecaug_feast import schema as S
 from ecaug_feast.errors import DataValidationError, EcaugError
-
-USER_FEATURE_COLUMNS = ["n_interactions", "days_since_last", "recent_items", "top_attributes", "attr_diversity", "mean_item_popularity"]
-ITEM_FEATURE_COLUMNS = ["attributes", "popularity", "n_attributes"]
+from ecaug_feast.schema import ITEM_FEATURE_COLUMNS, USER_FEATURE_COLUMNS
 EXAMPLE_COLUMNS = ["user_id", "item_id", "event_timestamp", "is_synthetic", *USER_FEATURE_COLUMNS, *ITEM_FEATURE_COLUMNS]
 
 
@@ -85,7 +84,7 @@ def serving_rows(history: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
     """One ``user_features`` row per user, computed from all of ``history`` (the serving row)."""
     from ecaug_feast.features.build import build_user_features
 
-    attributes = dict(zip(items["item_id"].astype(int), items["attributes"]))
+    attributes = dict(zip(items["item_id"].astype(int), items[S.ATTRIBUTES]))
     h = history.sort_values(["user_id", "event_timestamp"], kind="stable").reset_index(drop=True)
     uf = build_user_features(h, attributes)
     return uf.groupby("user_id", sort=True).tail(1).reset_index(drop=True)
@@ -100,7 +99,7 @@ def build_in_memory(train: pd.DataFrame, items: pd.DataFrame, valid: pd.DataFram
     if len(train) == 0:
         raise EcaugError("no training interactions")
     train = train.sort_values(["user_id", "event_timestamp"], kind="stable").reset_index(drop=True)
-    attributes = dict(zip(items["item_id"].astype(int), items["attributes"]))
+    attributes = dict(zip(items["item_id"].astype(int), items[S.ATTRIBUTES]))
     uf = build_user_features(train, attributes)
     itf = build_item_features(train, items, train["event_timestamp"].min() - ITEM_BASE_OFFSET)
     ent = train[["user_id", "item_id", "event_timestamp"]]
@@ -118,7 +117,7 @@ def build_in_memory(train: pd.DataFrame, items: pd.DataFrame, valid: pd.DataFram
     cols = ["user_id", "item_id", "event_timestamp"]
     user_test = serving_rows(pd.concat([train[cols], valid[cols]], ignore_index=True), items) if valid is not None else None
     return TrainData(
-        ex[EXAMPLE_COLUMNS], user_serving, user_test, item_serving, items[["item_id", "attributes"]], train,
+        ex[EXAMPLE_COLUMNS], user_serving, user_test, item_serving, items[["item_id", S.ATTRIBUTES]], train,
         {"source": "memory", "item_features": itf},
     )
 
@@ -153,11 +152,11 @@ def complete_synthetic(rows: pd.DataFrame, data: TrainData) -> pd.DataFrame:
         feats = data.item_serving.set_index("item_id").reindex(out["item_id"].to_numpy())[ITEM_FEATURE_COLUMNS].reset_index(drop=True)
     for c in ITEM_FEATURE_COLUMNS:
         out[c] = feats[c].to_numpy()
-    out["attributes"] = [a if isinstance(a, list) else [] for a in out["attributes"]]
-    out["popularity"] = pd.to_numeric(out["popularity"]).fillna(0.0)
-    out["n_attributes"] = out["attributes"].map(len)
+    out[S.ATTRIBUTES] = [a if isinstance(a, list) else [] for a in out[S.ATTRIBUTES]]
+    out[S.POPULARITY] = pd.to_numeric(out[S.POPULARITY]).fillna(0.0)
+    out[S.N_ATTRIBUTES] = out[S.ATTRIBUTES].map(len)
     out["is_synthetic"] = True
-    for c in ("recent_items", "top_attributes"):
+    for c in S.USER_LIST_COLUMNS:
         out[c] = [[int(v) for v in x] if x is not None and not (isinstance(x, float)) else [] for x in out[c]]
     return out[EXAMPLE_COLUMNS]
 
@@ -165,9 +164,9 @@ def complete_synthetic(rows: pd.DataFrame, data: TrainData) -> pd.DataFrame:
 def latest_item_rows(item_features: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
     """One row per catalogue item: its latest ``item_features`` row (popularity 0 if never seen)."""
     last = item_features.sort_values(["item_id", "event_timestamp"], kind="stable").groupby("item_id").tail(1)
-    out = items[["item_id", "attributes"]].merge(last[["item_id", "popularity"]], on="item_id", how="left")
-    out["popularity"] = out["popularity"].fillna(0.0).astype(np.float32)
-    out["n_attributes"] = out["attributes"].map(len).astype(np.int64)
+    out = items[["item_id", S.ATTRIBUTES]].merge(last[["item_id", S.POPULARITY]], on="item_id", how="left")
+    out[S.POPULARITY] = out[S.POPULARITY].fillna(0.0).astype(np.float32)
+    out[S.N_ATTRIBUTES] = out[S.ATTRIBUTES].map(len).astype(np.int64)
     return out.sort_values("item_id").reset_index(drop=True)
 
 
@@ -186,14 +185,16 @@ def examples_from_feast(entity_df: pd.DataFrame, store: Any = None) -> pd.DataFr
 
 def _normalise_lists(df: pd.DataFrame) -> pd.DataFrame:
     """Feast hands list features back as numpy arrays or None; use Python lists of int."""
-    for c in ("recent_items", "top_attributes", "attributes"):
+    for c in S.LIST_COLUMNS:
         if c in df.columns:
             df[c] = [[] if x is None or (isinstance(x, float) and np.isnan(x)) else [int(v) for v in x] for x in df[c]]
     return df
 
 
-def load_real_from_feast(dataset: str, store: Any = None) -> TrainData:
-    """Real training data of an ingested dataset, features read through Feast (offline store)."""
+def load_real_from_feast(dataset: str, store: Any = None, examples: bool = True) -> TrainData:
+    """Real training data of an ingested dataset, features read through Feast (offline store).
+    ``examples=False`` skips the point-in-time join of every training event (``TrainData.examples``
+    left empty): the sequence model reads only the per-user rows."""
     from ecaug_feast import paths
     from ecaug_feast.datasets.store import load_processed
 
@@ -204,26 +205,31 @@ def load_real_from_feast(dataset: str, store: Any = None) -> TrainData:
     ti = pd.read_parquet(ti_path)
     item_rows = pd.read_parquet(paths.feast_data_dir() / "item_features.parquet")
     return train_data_from_store(store, ti[ti["label"] == 1], data.train, data.valid, data.items, item_rows,
-                                 {"source": "feast", "dataset": dataset})
+                                 {"source": "feast", "dataset": dataset}, examples=examples)
 
 
 def train_data_from_store(store: Any, positives: pd.DataFrame, train: pd.DataFrame, valid: pd.DataFrame | None,
-                          items: pd.DataFrame, item_rows: pd.DataFrame, info: dict[str, Any]) -> TrainData:
+                          items: pd.DataFrame, item_rows: pd.DataFrame, info: dict[str, Any], examples: bool = True) -> TrainData:
     """TrainData read through a Feast store: the examples by ``get_historical_features`` over the
-    ``training`` service for ``positives`` (the label-1 ``train_interactions`` rows), the serving
-    rows as of each user's last training event + 1 ms; ``item_rows`` is the ``item_features``
-    source (latest row per item for serving, all rows for as-of joins of synthetic rows). The
-    test-time rows (training + validation events as history) are built in memory: Feast holds
-    features of the training split only. Types as :func:`build_in_memory` gives them."""
+    ``training`` service for ``positives`` (the label-1 ``train_interactions`` rows; skipped, left
+    empty, with ``examples=False``), the serving rows as of each user's last training event + 1 ms;
+    ``item_rows`` is the ``item_features`` source (latest row per item for serving, all rows for
+    as-of joins of synthetic rows). The test-time rows (training + validation events as history)
+    are built in memory: Feast holds features of the training split only. Types as
+    :func:`build_in_memory` gives them."""
     from ecaug_feast import feast_io
 
     train = train.sort_values(["user_id", "event_timestamp"], kind="stable").reset_index(drop=True)
-    ex = examples_from_feast(positives, store=store)
-    ex["event_timestamp"] = ex["event_timestamp"].astype(train["event_timestamp"].dtype)
-    items = items[["item_id", "attributes"]]
+    if examples:
+        ex = examples_from_feast(positives, store=store)
+        ex["event_timestamp"] = ex["event_timestamp"].astype(train["event_timestamp"].dtype)
+    else:
+        ex = pd.DataFrame({c: [] for c in EXAMPLE_COLUMNS})
+    items = items[["item_id", S.ATTRIBUTES]]
+    # serving rows: the latest feature rows, as validation/test/serving queries see them
     last_t = train.groupby("user_id")["event_timestamp"].max().reset_index()
     last_t["event_timestamp"] = last_t["event_timestamp"] + pd.Timedelta(milliseconds=1)
-    us = feast_io.historical_features(last_t, features=[f"user_features:{c}" for c in USER_FEATURE_COLUMNS], store=store)
+    us = feast_io.historical_features(last_t, features=S.refs(feast_io.USER_VIEW, USER_FEATURE_COLUMNS), store=store)
     us = _normalise_lists(us)[["user_id", "event_timestamp", *USER_FEATURE_COLUMNS]]
     us["event_timestamp"] = us["event_timestamp"].astype(last_t["event_timestamp"].dtype)
     cols = ["user_id", "item_id", "event_timestamp"]

@@ -9,12 +9,14 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from ecaug_feast.errors import EcaugError
+from ecaug_feast.schema import RECENT_ITEMS
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
 
-def load_real(dataset: str, source: str = "feast"):
-    """TrainData of an ingested dataset (Feast offline store by default) + its valid/test eval sets."""
+def load_real(dataset: str, source: str = "feast", examples: bool = True):
+    """TrainData of an ingested dataset (Feast offline store by default) + its valid/test eval sets.
+    ``examples=False``: no per-event example join (the sequence model does not read it)."""
     from ecaug_feast.datasets.store import load_processed
     from recommender.data import build_in_memory, load_real_from_feast
     from recommender.evaluate import make_eval_set
@@ -22,7 +24,7 @@ def load_real(dataset: str, source: str = "feast"):
     data_p = load_processed(dataset)
     if source == "feast":
         try:
-            data = load_real_from_feast(dataset)
+            data = load_real_from_feast(dataset, examples=examples)
         except EcaugError:
             raise
         except Exception as exc:  # Feast registry missing, parquet unreadable...
@@ -53,7 +55,7 @@ def train_real(dataset: str = "beauty", name: str = "real", source: str = "feast
     if model not in MODELS:
         raise EcaugError(f"--model must be one of {', '.join(MODELS)}, got {model!r}")
     out_dir = named_dir(name)  # a bad --name fails here, before any training
-    data, valid, test = load_real(dataset, source)
+    data, valid, test = load_real(dataset, source, examples=model == "bag")
     overrides = train_overrides(epochs, batch_size, seed)
     if max_seconds is not None:
         overrides["max_seconds"] = max_seconds
@@ -62,7 +64,7 @@ def train_real(dataset: str = "beauty", name: str = "real", source: str = "feast
 
         mcfg = seq_config_for(data, embedding_dim=embedding_dim)
         tcfg = SeqTrainConfig(**overrides, bf16=bf16)
-        n_hist = data.user_serving["recent_items"].map(len)
+        n_hist = data.user_serving[RECENT_ITEMS].map(len)
         log(f"training the sequence model on the histories of {len(n_hist):,} users ({int(n_hist.sum()):,} items, "
             f"{data.info.get('source')}), {data.num_items:,} items in the catalogue")
         res = run_training(lambda: train_seq(data, valid, mcfg, tcfg, progress=progress), dataset)
@@ -79,7 +81,8 @@ def train_real(dataset: str = "beauty", name: str = "real", source: str = "feast
         test_m = evaluate_model(res.model, data, test, "test", seed=seed, buckets=True)
     path = save_checkpoint(out_dir, res.state, mcfg, res.model.catalog,
                            train=config_dict(tcfg), metrics={"valid": res.best_valid, "test": test_m},
-                           data={"dataset": dataset, "source": data.info.get("source"), "examples": len(data.examples)})
+                           data={"dataset": dataset, "source": data.info.get("source"),
+                                 **({"examples": len(data.examples)} if model == "bag" else {"histories": len(data.user_serving)})})
     return {"checkpoint": str(path), "dataset": dataset, "model": model, "epochs": res.best_epoch, "seconds": round(res.seconds, 1),
             "examples_per_s": round(res.examples_per_s), "valid": res.best_valid, "test": test_m}
 
@@ -97,7 +100,7 @@ def finetune_sequence(base, from_: str, dataset: str, name: Optional[str], sourc
         raise EcaugError("the sequence model fine-tunes on histories; synthetic runs of the column GAN hold feature rows. "
                          "Use --mix-ratio 0 (continue on real data) or a --model bag checkpoint")
     out_dir = named_dir(name or f"{resolve(from_).name}-ft")  # a bad --name fails before training
-    data, valid, test = load_real(dataset, source)
+    data, valid, test = load_real(dataset, source, examples=False)
     if base.cfg.num_items != data.num_items:
         raise EcaugError(f"{resolve(from_)}: checkpoint has {base.cfg.num_items} items, dataset '{dataset}' has {data.num_items}")
     tcfg = SeqTrainConfig(**{"epochs": 10, "patience": 2, **train_overrides(epochs, None, seed)})

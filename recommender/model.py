@@ -22,7 +22,9 @@ from torch import nn
 from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, KeyedJaggedTensor
 from torchrec.modules.embedding_configs import PoolingType
 
-from recommender.batching import ITEM_DENSE, USER_DENSE, ItemCatalog
+from ecaug_feast import schema as S
+
+from recommender.batching import ITEM_DENSE, USER_DENSE, USER_SPARSE, ItemCatalog
 
 
 class JsonConfig:
@@ -66,12 +68,12 @@ def table_configs(cfg: ModelConfig) -> list[EmbeddingBagConfig]:
     d = cfg.embedding_dim
     return [
         EmbeddingBagConfig(name="t_user", embedding_dim=d, num_embeddings=cfg.user_buckets, feature_names=["user_id"], pooling=PoolingType.MEAN),
-        EmbeddingBagConfig(name="t_item", embedding_dim=d, num_embeddings=cfg.num_items + 1, feature_names=["last_item", "recent_items", "item_id"], pooling=PoolingType.MEAN),
+        EmbeddingBagConfig(name="t_item", embedding_dim=d, num_embeddings=cfg.num_items + 1, feature_names=["last_item", S.RECENT_ITEMS, "item_id"], pooling=PoolingType.MEAN),
         EmbeddingBagConfig(
             name="t_attr",
             embedding_dim=d,
             num_embeddings=cfg.num_attributes + 1,
-            feature_names=["recent_attributes", "top_attributes", "attributes"],
+            feature_names=["recent_attributes", S.TOP_ATTRIBUTES, S.ATTRIBUTES],
             pooling=PoolingType.MEAN,
         ),
     ]
@@ -124,19 +126,28 @@ class TwoTower(nn.Module):
             pooled = {k: t.detach() for k, t in pooled.items()}
         u = v = None
         if user_dense is not None:
-            keys = (["user_id"] if self.cfg.use_user_id else []) + ["last_item", "recent_items", "recent_attributes", "top_attributes"]
-            u = self.user_mlp(torch.cat([pooled[k] for k in keys] + [user_dense], dim=1))
-            if self.cfg.adapter_dim > 0:
-                u = self.user_adapter(u)
-            u = self._norm(u)
+            u = self.user_head(torch.cat([pooled[k] for k in self.user_bag_keys()] + [user_dense], dim=1))
         if item_dense is not None:
-            v = self.item_mlp(torch.cat([pooled["item_id"], pooled["attributes"], item_dense], dim=1))
+            v = self.item_mlp(torch.cat([pooled["item_id"], pooled[S.ATTRIBUTES], item_dense], dim=1))
             if self.cfg.adapter_dim > 0:
                 v = self.item_adapter(v)
-            v = self._norm(v)
+            v = self.normalize(v)
         return u, v
 
-    def _norm(self, x: torch.Tensor) -> torch.Tensor:
+    def user_bag_keys(self) -> list[str]:
+        """The pooled user bags the user MLP reads, in its input order (then the dense features)."""
+        return [k for k in USER_SPARSE if k != "user_id" or self.cfg.use_user_id]
+
+    def user_head(self, x: torch.Tensor) -> torch.Tensor:
+        """Concatenated pooled user bags + dense features -> the user vector (MLP, adapter, norm);
+        public so serving can pool the bags itself and still run the same head."""
+        u = self.user_mlp(x)
+        if self.cfg.adapter_dim > 0:
+            u = self.user_adapter(u)
+        return self.normalize(u)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """L2 row normalisation when ``cfg.normalize`` is set (the score is then a cosine)."""
         return nn.functional.normalize(x, dim=1) if self.cfg.normalize else x
 
     def set_finetune_mode(self, mode: str) -> None:

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ecaug_feast.schema import USER_FEATURE_COLUMNS
+
 from recommender.batching import (
     Encoded,
     ItemCatalog,
@@ -27,7 +29,7 @@ from recommender.batching import (
     raw_item_dense,
     raw_user_dense,
 )
-from recommender.data import USER_FEATURE_COLUMNS, TrainData
+from recommender.data import TrainData
 from recommender.early_stopping import EarlyStopping, agree_to_stop
 from recommender.evaluate import EvalSet, bucket_metrics, evaluate
 from recommender.inference import embed_encoded

@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional
 import typer
 from rich.console import Console
 
+from ecaug_feast import schema as S
 from ecaug_feast.cli.jsonout import summary_json
 
 log = logging.getLogger("ecaug.demo")
@@ -80,14 +81,14 @@ def step_online_read(ctx: dict[str, Any]) -> dict[str, Any]:
     online = feast_io.online_user_features([uid]).iloc[0]
     ms = (time.perf_counter() - t0) * 1000
     expected = serving.loc[uid]
-    ok = int(online["n_interactions"]) == int(expected["n_interactions"]) and list(online["recent_items"]) == list(expected["recent_items"])
+    ok = int(online[S.N_INTERACTIONS]) == int(expected[S.N_INTERACTIONS]) and list(online[S.RECENT_ITEMS]) == list(expected[S.RECENT_ITEMS])
     if not ok:
         raise EcaugError(f"online features of user {uid} differ from the offline serving row")
     return {
         "user_id": uid,
-        "n_interactions": int(online["n_interactions"]),
-        "recent_items": [int(x) for x in online["recent_items"]][:10],
-        "top_attributes": [int(x) for x in online["top_attributes"]],
+        S.N_INTERACTIONS: int(online[S.N_INTERACTIONS]),
+        S.RECENT_ITEMS: [int(x) for x in online[S.RECENT_ITEMS]][:10],
+        S.TOP_ATTRIBUTES: [int(x) for x in online[S.TOP_ATTRIBUTES]],
         "matches_offline": ok,
         "read_ms": round(ms, 2),
     }
@@ -223,7 +224,7 @@ def _print_summary(res: dict[str, Any]) -> None:
         table.add_row(f"online: {v}", f"{info['entities_written']} entities in {info['seconds']} s")
     on = res.get("online_read", {})
     if on:
-        table.add_row("online read", f"user {on['user_id']}: n_interactions={on['n_interactions']} recent={on['recent_items']} ({on['read_ms']} ms, matches offline: {on['matches_offline']})")
+        table.add_row("online read", f"user {on['user_id']}: n_interactions={on[S.N_INTERACTIONS]} recent={on[S.RECENT_ITEMS]} ({on['read_ms']} ms, matches offline: {on['matches_offline']})")
     aug = res.get("augment", {})
     if aug:
         status = "published (active, materialized)" if aug.get("activated") else "NOT materialized"

@@ -52,6 +52,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ecaug_feast import paths
+from ecaug_feast import schema as S
 from ecaug_feast.atomic import exclusive_lock, swap_symlink
 from ecaug_feast.datasets.store import ProcessedDataset
 from ecaug_feast.names import assert_strict_child
@@ -69,35 +70,10 @@ FEATURE_META = "feature_meta.json"
 CURRENT = "current"
 VERSION_PREFIX = "v-"
 
-USER_SCHEMA = pa.schema(
-    [
-        ("user_id", pa.int64()),
-        ("event_timestamp", pa.timestamp("us", tz="UTC")),
-        ("n_interactions", pa.int64()),
-        ("days_since_last", pa.float32()),
-        ("recent_items", pa.list_(pa.int64())),
-        ("top_attributes", pa.list_(pa.int64())),
-        ("attr_diversity", pa.float32()),
-        ("mean_item_popularity", pa.float32()),
-    ]
-)
-ITEM_SCHEMA = pa.schema(
-    [
-        ("item_id", pa.int64()),
-        ("event_timestamp", pa.timestamp("us", tz="UTC")),
-        ("attributes", pa.list_(pa.int64())),
-        ("popularity", pa.float32()),
-        ("n_attributes", pa.int64()),
-    ]
-)
-TRAIN_SCHEMA = pa.schema(
-    [
-        ("user_id", pa.int64()),
-        ("item_id", pa.int64()),
-        ("event_timestamp", pa.timestamp("us", tz="UTC")),
-        ("label", pa.int64()),
-    ]
-)
+# Declared in ecaug_feast.schema (one place for Feast fields, Arrow types and column lists).
+USER_SCHEMA = S.USER_SCHEMA
+ITEM_SCHEMA = S.ITEM_SCHEMA
+TRAIN_SCHEMA = S.TRAIN_SCHEMA
 
 
 @dataclass
@@ -185,12 +161,12 @@ def build_user_features(train: pd.DataFrame, attributes: dict[int, list[int]], p
         {
             "user_id": np.asarray(o_user, dtype=np.int64),
             "event_timestamp": pd.to_datetime(np.asarray(o_ts, dtype=np.int64), utc=True),
-            "n_interactions": np.asarray(o_n, dtype=np.int64),
-            "days_since_last": np.asarray(o_days, dtype=np.float32),
-            "recent_items": o_recent,
-            "top_attributes": o_top,
-            "attr_diversity": np.asarray(o_div, dtype=np.float32),
-            "mean_item_popularity": np.asarray(o_pop, dtype=np.float32),
+            S.N_INTERACTIONS: np.asarray(o_n, dtype=np.int64),
+            S.DAYS_SINCE_LAST: np.asarray(o_days, dtype=np.float32),
+            S.RECENT_ITEMS: o_recent,
+            S.TOP_ATTRIBUTES: o_top,
+            S.ATTR_DIVERSITY: np.asarray(o_div, dtype=np.float32),
+            S.MEAN_ITEM_POPULARITY: np.asarray(o_pop, dtype=np.float32),
         }
     )
 
@@ -200,19 +176,19 @@ def build_item_features(train: pd.DataFrame, items: pd.DataFrame, base_time: pd.
     g = (
         train.groupby(["item_id", "event_timestamp"], sort=True).size().rename("n").reset_index()
     )
-    g["popularity"] = g.groupby("item_id")["n"].cumsum()
+    g[S.POPULARITY] = g.groupby("item_id")["n"].cumsum()
     g["event_timestamp"] = g["event_timestamp"] + SERVING_OFFSET
     base = pd.DataFrame(
-        {"item_id": items["item_id"].to_numpy(np.int64), "event_timestamp": base_time, "popularity": 0}
+        {"item_id": items["item_id"].to_numpy(np.int64), "event_timestamp": base_time, S.POPULARITY: 0}
     )
-    out = pd.concat([base, g[["item_id", "event_timestamp", "popularity"]]], ignore_index=True)
+    out = pd.concat([base, g[["item_id", "event_timestamp", S.POPULARITY]]], ignore_index=True)
     out = out.sort_values(["item_id", "event_timestamp"], kind="stable").reset_index(drop=True)
-    attrs = pd.Series(items["attributes"].to_numpy(), index=items["item_id"].to_numpy(np.int64))
+    attrs = pd.Series(items[S.ATTRIBUTES].to_numpy(), index=items["item_id"].to_numpy(np.int64))
     a = attrs.reindex(out["item_id"].to_numpy())
-    out["attributes"] = [list(map(int, x)) for x in a.to_numpy()]
-    out["n_attributes"] = out["attributes"].map(len).astype(np.int64)
-    out["popularity"] = out["popularity"].astype(np.float32)
-    return out[["item_id", "event_timestamp", "attributes", "popularity", "n_attributes"]]
+    out[S.ATTRIBUTES] = [list(map(int, x)) for x in a.to_numpy()]
+    out[S.N_ATTRIBUTES] = out[S.ATTRIBUTES].map(len).astype(np.int64)
+    out[S.POPULARITY] = out[S.POPULARITY].astype(np.float32)
+    return out[ITEM_SCHEMA.names]
 
 
 def sample_negatives(train: pd.DataFrame, item_ids: np.ndarray, neg_per_pos: int, seed: int) -> pd.DataFrame:
@@ -239,7 +215,7 @@ def sample_negatives(train: pd.DataFrame, item_ids: np.ndarray, neg_per_pos: int
 def build_tables(data: ProcessedDataset, neg_per_pos: int = 1, seed: int = 0, progress: Callable[[int, int], None] | None = None) -> FeatureTables:
     """Compute the three Feast sources from the train split of ``data``."""
     train = data.train
-    attributes = dict(zip(data.items["item_id"].astype(int), data.items["attributes"]))
+    attributes = dict(zip(data.items["item_id"].astype(int), data.items[S.ATTRIBUTES]))
     uf = build_user_features(train, attributes, progress)
     base_time = data.interactions["event_timestamp"].min() - ITEM_BASE_OFFSET
     itf = build_item_features(train, data.items, base_time)

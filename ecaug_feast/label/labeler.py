@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ecaug_feast.errors import DataValidationError
+from ecaug_feast.schema import USER_SCALAR_COLUMNS
 
 
 @dataclass
@@ -61,7 +62,7 @@ class LabelFeatures:
         item = flat["item_id"]
         own_pos = np.zeros(len(flat)) if own_labels is None else (np.asarray(own_labels) == 1).astype(np.float64)
         own_all = np.zeros(len(flat)) if own_labels is None else np.ones(len(flat))
-        cols = [flat[c].to_numpy(dtype=np.float64) for c in ("n_interactions", "days_since_last", "attr_diversity", "mean_item_popularity") if c in flat]
+        cols = [flat[c].to_numpy(dtype=np.float64) for c in USER_SCALAR_COLUMNS if c in flat]
         self.n_user = len(cols)  # leading user-side columns: what the clustering sees
         cols.append(np.log1p(item.map(self.pos_freq).fillna(0).to_numpy(dtype=np.float64) - own_pos))
         cols.append(np.log1p(item.map(self.all_freq).fillna(0).to_numpy(dtype=np.float64) - own_all))

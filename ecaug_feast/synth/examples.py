@@ -26,11 +26,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ecaug_feast import schema as S
 from ecaug_feast.errors import DataValidationError
-
-USER_FEATURE_COLUMNS = ["n_interactions", "days_since_last", "recent_items", "top_attributes",
-                        "attr_diversity", "mean_item_popularity"]
-SCALAR_COLUMNS = ["n_interactions", "days_since_last", "attr_diversity", "mean_item_popularity"]
+from ecaug_feast.schema import USER_FEATURE_COLUMNS
+from ecaug_feast.schema import USER_SCALAR_COLUMNS as SCALAR_COLUMNS
 REQUIRED_COLUMNS = USER_FEATURE_COLUMNS + ["item_id"]
 COLD_MAX = 3   # user_tier "cold": at most this many training interactions before the event
 HOT_MIN = 20   # user_tier "hot": at least this many
@@ -105,45 +104,42 @@ def flatten(df: pd.DataFrame, k_recent: int = 3, k_attr: int = 2, source: str | 
     out = pd.DataFrame(index=np.arange(len(df)))
     for c in SCALAR_COLUMNS:
         out[c] = df[c].to_numpy(dtype=np.float64)
-    out["n_interactions"] = np.nan_to_num(out["n_interactions"].to_numpy()).astype(np.int64)
-    rec = _slots(df["recent_items"], k_recent)
-    att = _slots(df["top_attributes"], k_attr)
+    out[S.N_INTERACTIONS] = np.nan_to_num(out[S.N_INTERACTIONS].to_numpy()).astype(np.int64)
+    rec = _slots(df[S.RECENT_ITEMS], k_recent)
+    att = _slots(df[S.TOP_ATTRIBUTES], k_attr)
     for i in range(k_recent):
         out[f"recent_item_{i + 1}"] = rec[:, i]
     for i in range(k_attr):
         out[f"top_attr_{i + 1}"] = att[:, i]
     out["item_id"] = df["item_id"].to_numpy(dtype=np.int64)
-    out["user_tier"] = user_tier(out["n_interactions"].to_numpy())
+    out["user_tier"] = user_tier(out[S.N_INTERACTIONS].to_numpy())
     out["item_tier"] = out["item_id"].map(schema.item_tier).to_numpy(dtype=object)
-    cold = out["n_interactions"] == 0
+    cold = out[S.N_INTERACTIONS] == 0
     if cold.any():
-        schema.no_history = {c: float(out.loc[cold, c].median()) for c in SCALAR_COLUMNS if c != "n_interactions"}
+        schema.no_history = {c: float(out.loc[cold, c].median()) for c in SCALAR_COLUMNS if c != S.N_INTERACTIONS}
     return out, schema
 
 
 def unflatten(flat: pd.DataFrame, schema: ExampleSchema) -> pd.DataFrame:
     """GAN table -> ``user_features`` columns + ``item_id`` (structural rules repaired)."""
-    n = flat["n_interactions"].to_numpy(dtype=np.int64).clip(0)
+    n = flat[S.N_INTERACTIONS].to_numpy(dtype=np.int64).clip(0)
     rec = np.stack([flat[f"recent_item_{i + 1}"].to_numpy(dtype=np.int64) for i in range(schema.k_recent)], 1)
     att = np.stack([flat[f"top_attr_{i + 1}"].to_numpy(dtype=np.int64) for i in range(schema.k_attr)], 1)
     # A user cannot have more recent items than interactions.
     rec[np.arange(schema.k_recent)[None, :] >= n[:, None]] = 0
     no_hist = n == 0
     att[no_hist] = 0
-    out = pd.DataFrame({
-        "n_interactions": n,
-        "days_since_last": flat["days_since_last"].to_numpy(dtype=np.float64),
-        "recent_items": [[int(x) for x in r if x != 0] for r in rec],
-        "top_attributes": [list(dict.fromkeys(int(x) for x in r if x != 0)) for r in att],
-        "attr_diversity": flat["attr_diversity"].to_numpy(dtype=np.float64),
-        "mean_item_popularity": flat["mean_item_popularity"].to_numpy(dtype=np.float64),
-        "item_id": flat["item_id"].to_numpy(dtype=np.int64),
-    })
+    values = {
+        S.N_INTERACTIONS: n,
+        S.RECENT_ITEMS: [[int(x) for x in r if x != 0] for r in rec],
+        S.TOP_ATTRIBUTES: [list(dict.fromkeys(int(x) for x in r if x != 0)) for r in att],
+        **{c: flat[c].to_numpy(dtype=np.float64) for c in S.USER_FLOAT_COLUMNS},
+    }
+    out = pd.DataFrame({**{c: values[c] for c in USER_FEATURE_COLUMNS}, "item_id": flat["item_id"].to_numpy(dtype=np.int64)})
     for c, v in schema.no_history.items():
         out.loc[no_hist, c] = v
-    out["days_since_last"] = out["days_since_last"].astype(np.float32)
-    out["attr_diversity"] = out["attr_diversity"].astype(np.float32)
-    out["mean_item_popularity"] = out["mean_item_popularity"].astype(np.float32)
+    for c in S.USER_FLOAT_COLUMNS:
+        out[c] = out[c].astype(np.float32)
     return out
 
 

@@ -24,6 +24,7 @@ import pandas as pd
 
 from ecaug_feast.errors import DataValidationError
 from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
+from ecaug_feast.schema import N_INTERACTIONS
 from ecaug_feast.synth.examples import ExampleSchema, flatten, unflatten, user_tier
 from ecaug_feast.synth.gan import GENERATOR_VERSION, ConditionalGAN, GANConfig
 
@@ -110,7 +111,7 @@ def parse_segment(text: str | None, flat: pd.DataFrame) -> Segment | None:
         raise DataValidationError(None, "segment", f"no training example has {col}={value!r}")
     cond = {col: value} if col in ("user_tier", "item_tier") else None
     if col == "user_tier":
-        pred = lambda df: user_tier(df["n_interactions"].to_numpy()) == value
+        pred = lambda df: user_tier(df[N_INTERACTIONS].to_numpy()) == value
     elif col == "item_tier":
         tiers = flat.groupby("item_id")["item_tier"].first()
         pred = lambda df: df["item_id"].map(tiers).to_numpy() == value

@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 
 from ecaug_feast.errors import DataValidationError, EcaugError
+from ecaug_feast.schema import USER_FEATURE_COLUMNS
 
 log = logging.getLogger(__name__)
-USER_FEATURES = ["n_interactions", "days_since_last", "recent_items", "top_attributes", "attr_diversity", "mean_item_popularity"]
+USER_FEATURES = USER_FEATURE_COLUMNS
 
 
 def load_training_examples(max_rows: int | None = None, seed: int = 0, repo_dir: Any = None) -> tuple[pd.DataFrame, dict[str, Any]]:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ecaug_feast import schema as S
 from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
 from ecaug_feast.label.seq_labeler import HistoryEmbedder, SeqLabeler, SeqLabelerConfig
 from ecaug_feast.quality import seq_metrics as SM
@@ -191,7 +192,7 @@ def feature_rows(hists: list[np.ndarray], end_times_ns: np.ndarray, train: pd.Da
     return uf[uf["user_id"] >= first_id].reset_index(drop=True)
 
 
-FEATURE_COLUMNS = ["n_interactions", "days_since_last", "attr_diversity", "mean_item_popularity"]
+FEATURE_COLUMNS = S.USER_SCALAR_COLUMNS
 
 
 def feature_c2st(synth_rows: pd.DataFrame, real_rows: pd.DataFrame, seed: int = 0, max_rows: int = 3000) -> float:
@@ -201,13 +202,13 @@ def feature_c2st(synth_rows: pd.DataFrame, real_rows: pd.DataFrame, seed: int = 
 
     def pit(df: pd.DataFrame) -> pd.DataFrame:
         last = df.groupby("user_id").cumcount(ascending=False) == 0
-        return df[~last.to_numpy() & (df["n_interactions"] > 0).to_numpy()]
+        return df[~last.to_numpy() & (df[S.N_INTERACTIONS] > 0).to_numpy()]
 
     rng = np.random.default_rng(seed)
     s, real_rows = pit(synth_rows), pit(real_rows)
-    by_n = {n: g.index.to_numpy() for n, g in real_rows.groupby("n_interactions")}
+    by_n = {n: g.index.to_numpy() for n, g in real_rows.groupby(S.N_INTERACTIONS)}
     pick, keep = [], []
-    for i, n in enumerate(s["n_interactions"].to_numpy()):
+    for i, n in enumerate(s[S.N_INTERACTIONS].to_numpy()):
         if n in by_n:
             pick.append(rng.choice(by_n[n]))
             keep.append(i)

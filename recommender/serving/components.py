@@ -16,6 +16,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 import pandas as pd
 
+from ecaug_feast import schema as S
 from ecaug_feast.errors import DataValidationError
 
 
@@ -34,12 +35,12 @@ class UserFeatures:
 
     @property
     def n_interactions(self) -> int:
-        v = self.values.get("n_interactions")
+        v = self.values.get(S.N_INTERACTIONS)
         return int(v) if v is not None else 0
 
     @property
     def recent_items(self) -> list[int]:
-        return [int(x) for x in (self.values.get("recent_items") or [])]
+        return [int(x) for x in (self.values.get(S.RECENT_ITEMS) or [])]
 
 
 class FeatureReader(Protocol):

@@ -27,19 +27,13 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
 from ecaug_feast.redact import redact
+from ecaug_feast.schema import USER_FEATURE_COLUMNS
 
 from recommender.serving.components import FeatureStoreUnavailable, UserFeatures
 
 log = logging.getLogger(__name__)
 
-USER_FEATURES = (
-    "n_interactions",
-    "days_since_last",
-    "recent_items",
-    "top_attributes",
-    "attr_diversity",
-    "mean_item_popularity",
-)
+USER_FEATURES = tuple(USER_FEATURE_COLUMNS)
 USER_VIEW = "user_features"
 _TS = "__ts"  # feast.online_response.TIMESTAMP_POSTFIX
 

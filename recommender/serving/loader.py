@@ -12,18 +12,22 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
-from typing import Callable, Hashable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from recommender.serving.components import UserFeatures
+from ecaug_feast import schema as S
+
+from recommender import batching as B
+from recommender.serving.components import SeenItems, UserFeatures
 from recommender.serving.index import ItemIndex
 from recommender.serving.model_bundle import ModelBundle, files_fingerprint
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILES = ("config.json", "model.pt", "catalog.pt")
+TRAIN_SOURCE = "train_interactions"  # the FileSource of the training rows (feature_repo/real_views.py)
 
 
 def checkpoint_fingerprint(path: str | Path) -> Callable[[], Hashable]:
@@ -47,6 +51,35 @@ def model_version(path: Path) -> str:
 def user_rows(feats: Sequence[UserFeatures]) -> pd.DataFrame:
     """Online feature rows as the frame the user tower's encoder reads."""
     return pd.DataFrame([{"user_id": f.user_id, **f.values} for f in feats])
+
+
+def feast_item_popularity(store: Any, item_ids: Sequence[int], at: pd.Timestamp | None = None) -> pd.Series:
+    """Popularity per item as the Feast offline store holds it: the latest ``item_features`` row of
+    each item at ``at`` (default now), by a point-in-time join; items without a row get 0.
+    Index = ``item_ids``. Read once at startup (a single join over the catalogue)."""
+    from ecaug_feast import feast_io
+
+    ids = np.asarray(item_ids, dtype=np.int64)
+    at = at if at is not None else pd.Timestamp.now(tz="UTC")
+    ent = pd.DataFrame({S.ITEM_ID: ids, S.EVENT_TIMESTAMP: at})
+    out = feast_io.historical_features(ent, features=S.refs(feast_io.ITEM_VIEW, [S.POPULARITY]), store=store)
+    pop = pd.to_numeric(out[S.POPULARITY], errors="coerce").fillna(0.0).to_numpy(np.float64)
+    return pd.Series(pop, index=ids, name=S.POPULARITY)
+
+
+def feast_seen_items(store: Any, source: str = TRAIN_SOURCE) -> SeenItems:
+    """Items each user has in training, from the Feast training interactions source (the
+    registry's ``train_interactions`` data source; rows with ``label`` 1, negatives skipped)."""
+    from ecaug_feast.errors import EcaugError
+
+    src = store.get_data_source(source)
+    path = getattr(src, "path", None)
+    if not path:
+        raise EcaugError(f"Feast data source '{source}' has no file path; serving reads seen items from a file source")
+    if not Path(path).exists():
+        raise EcaugError(f"{path}: Feast source '{source}' does not exist (run `ecaug ingest`)")
+    df = pd.read_parquet(path, columns=[S.USER_ID, S.ITEM_ID, S.LABEL], filters=[(S.LABEL, "==", 1)])
+    return SeenItems.from_interactions(df, source=str(path))
 
 
 def load_bundle(
@@ -77,7 +110,7 @@ def load_bundle(
     if item_popularity is not None:
         pop = item_popularity.reindex(ids, fill_value=0).to_numpy(np.float32)
     with torch.no_grad():
-        vecs, vec_ids = item_embeddings(model, pd.DataFrame({"item_id": ids, "popularity": pop}))
+        vecs, vec_ids = item_embeddings(model, pd.DataFrame({"item_id": ids, S.POPULARITY: pop}))
     normalize = bool(getattr(model.cfg, "normalize", True))
     index = ItemIndex.build(vecs, vec_ids, metric="cosine" if normalize else "ip", kind=index_kind)
     index.search_threads = 1  # one request = one query: splitting it costs more than it saves
@@ -107,7 +140,7 @@ def _sequence_bundle(model, meta: dict, d: Path, version: str, index_kind: str) 
     index.search_threads = 1
 
     def encode(feats: Sequence[UserFeatures]) -> np.ndarray:
-        return enc([f.values.get("recent_items") for f in feats])
+        return enc([f.values.get(S.RECENT_ITEMS) for f in feats])
 
     log.info("loaded %s: %d items, dim %d, inner product, sequence user encoder", version, len(index), index.dim)
     return ModelBundle(version=version, index=index, encode_users=encode, source=str(d),
@@ -129,14 +162,15 @@ class ReferenceUserEncoder:
 
 def _probe_rows(num_items: int) -> list[UserFeatures]:
     """Rows that exercise every input path: long/empty/None lists, unknown ids, missing numbers."""
-    full = {"n_interactions": 4, "days_since_last": 1.5, "recent_items": [3, 2, 1, num_items + 9],
-            "top_attributes": [1, 2, 10_000], "attr_diversity": 0.7, "mean_item_popularity": 12.0}
+    full = {S.N_INTERACTIONS: 4, S.DAYS_SINCE_LAST: 1.5, S.RECENT_ITEMS: [3, 2, 1, num_items + 9],
+            S.TOP_ATTRIBUTES: [1, 2, 10_000], S.ATTR_DIVERSITY: 0.7, S.MEAN_ITEM_POPULARITY: 12.0}
+    assert set(full) == set(S.USER_FEATURE_COLUMNS), "a probe row must set every user feature"
     return [
         UserFeatures(7, True, full),
-        UserFeatures(8, True, {**full, "recent_items": list(range(1, 30)), "n_interactions": None,
-                               "attr_diversity": float("nan")}),
-        UserFeatures(9, True, {**full, "recent_items": None, "top_attributes": None}),
-        UserFeatures(1 << 41, True, {**full, "recent_items": [], "days_since_last": None}),
+        UserFeatures(8, True, {**full, S.RECENT_ITEMS: list(range(1, 30)), S.N_INTERACTIONS: None,
+                               S.ATTR_DIVERSITY: float("nan")}),
+        UserFeatures(9, True, {**full, S.RECENT_ITEMS: None, S.TOP_ATTRIBUTES: None}),
+        UserFeatures(1 << 41, True, {**full, S.RECENT_ITEMS: [], S.DAYS_SINCE_LAST: None}),
     ]
 
 
@@ -168,65 +202,33 @@ class FastUserEncoder:
     """The user tower for a handful of online rows, without pandas.
 
     Same inputs and arithmetic as :func:`recommender.inference.user_embeddings` (the reference,
-    which goes through a DataFrame and costs several ms per call); tests assert both give the
-    same vectors. Built once per model; the model stays in eval mode.
+    which goes through a DataFrame and costs several ms per call), through the public one-row
+    encoding of :mod:`recommender.batching` (:func:`~recommender.batching.user_sparse_rows`,
+    :func:`~recommender.batching.user_dense_rows`); tests assert both give the same vectors.
+    Built once per model; the model stays in eval mode.
     """
-
-    KNOWN_KEYS = {"user_id", "last_item", "recent_items", "recent_attributes", "top_attributes"}
 
     def __init__(self, model) -> None:
         import torch
 
-        from recommender import batching as B
-
-        unknown = set(B.USER_SPARSE) - self.KNOWN_KEYS
-        if unknown:
-            raise ValueError(f"user features unknown to the fast encoder: {sorted(unknown)}")
         self._torch = torch
-        self._B = B
         self.model = model.eval()
         cfg = model.cfg
         self._mean = np.asarray(cfg.user_dense_mean, dtype=np.float64)
         self._std = np.asarray(cfg.user_dense_std, dtype=np.float64)
-        self._log = np.array([c in B._LOG_DENSE for c in B.USER_DENSE])
-
-    def _dense(self, feats: Sequence[UserFeatures]) -> np.ndarray:
-        x = np.array(
-            [[_num(f.values.get(c)) for c in self._B.USER_DENSE] for f in feats], dtype=np.float64
-        ).reshape(len(feats), len(self._B.USER_DENSE))
-        x[:, self._log] = np.log1p(np.clip(x[:, self._log], 0.0, None))
-        return self._B._standardise(x, self._mean, self._std)
 
     def __call__(self, feats: Sequence[UserFeatures]) -> np.ndarray:
-        B, torch, m = self._B, self._torch, self.model
-        cat = m.catalog
-        n = len(feats)
-        recent = [_ints(f.values.get("recent_items"))[: B.MAX_RECENT] for f in feats]
-        top = [_ints(f.values.get("top_attributes")) for f in feats]
-        rv = np.concatenate(recent) if n else np.zeros(0, np.int64)
-        rlen = np.array([len(r) for r in recent], dtype=np.int64)
-        ra_v, ra_len_item = cat.attributes_of(rv)
-        row_of_item = np.repeat(np.arange(n), rlen)
-        ra_len = np.bincount(row_of_item, weights=ra_len_item, minlength=n).astype(np.int64)
+        m = self.model
+        recent = [B.int_list(f.values.get(S.RECENT_ITEMS)) for f in feats]
+        top = [B.int_list(f.values.get(S.TOP_ATTRIBUTES)) for f in feats]
         uid = np.array([f.user_id for f in feats], dtype=np.int64)
-        user = {
-            "user_id": (B.user_bucket(uid, m.cfg.user_buckets), np.ones(n, dtype=np.int64)),
-            # the most recent item alone (first of recent_items, which are most recent first)
-            "last_item": (B._clip_ids(np.array([r[0] for r in recent if len(r)], dtype=np.int64), cat.num_items),
-                          np.minimum(rlen, 1)),
-            "recent_items": (B._clip_ids(rv, cat.num_items), rlen),
-            "recent_attributes": (B._clip_ids(ra_v, cat.num_attributes), ra_len),
-            "top_attributes": (
-                B._clip_ids(np.concatenate(top) if n else np.zeros(0, np.int64), cat.num_attributes),
-                np.array([len(t) for t in top], dtype=np.int64),
-            ),
-        }
-        user = {k: v for k, v in user.items() if k in B.USER_SPARSE}
-        return self._tower(user, self._dense(feats), n)
+        user = B.user_sparse_rows(recent, top, uid, m.catalog, m.cfg.user_buckets)
+        dense = B.user_dense_rows([f.values for f in feats], self._mean, self._std)
+        return self._tower(user, dense, len(feats))
 
     def _tower(self, user: dict, dense: np.ndarray, n: int) -> np.ndarray:
         torch = self._torch
-        kjt = self._B.make_kjt(user, None, n)
+        kjt = B.make_kjt(user, None, n)
         with torch.inference_mode():
             u, _ = self.model(kjt, torch.from_numpy(dense), None)
         return u.numpy().astype(np.float32, copy=False)
@@ -241,14 +243,12 @@ class DirectUserEncoder(FastUserEncoder):
 
     def __init__(self, model) -> None:
         super().__init__(model)
-        cfg = model.cfg
         table_of = {}
         for tcfg in model.ebc.embedding_bag_configs():
             for feat in tcfg.feature_names:
                 table_of[feat] = model.ebc.embedding_bags[tcfg.name]
-        self._keys = [k for k in self._B.USER_SPARSE if k != "user_id" or cfg.use_user_id]
+        self._keys = model.user_bag_keys()
         self._bags = [table_of[k] for k in self._keys]
-        self._adapter = getattr(model, "user_adapter", None) if cfg.adapter_dim > 0 else None
 
     def _tower(self, user: dict, dense: np.ndarray, n: int) -> np.ndarray:
         torch = self._torch
@@ -267,21 +267,6 @@ class DirectUserEncoder(FastUserEncoder):
                     offsets = offsets[:-1]
                 parts.append(bag(torch.from_numpy(v), torch.from_numpy(offsets)))
             parts.append(torch.from_numpy(dense))
-            u = self.model.user_mlp(torch.cat(parts, dim=1))
-            if self._adapter is not None:
-                u = self._adapter(u)
-            u = self.model._norm(u)
+            u = self.model.user_head(torch.cat(parts, dim=1))
         return u.numpy().astype(np.float32, copy=False)
 
-
-def _ints(v) -> np.ndarray:
-    if v is None or (isinstance(v, float) and np.isnan(v)):
-        return np.zeros(0, dtype=np.int64)
-    return np.asarray(v, dtype=np.int64).reshape(-1)
-
-
-def _num(v) -> float:
-    try:
-        return float(v) if v is not None else np.nan
-    except (TypeError, ValueError):
-        return np.nan

@@ -1,5 +1,6 @@
 """Assemble the production :class:`Services`: Feast+Redis reader, the checkpoint (hot reloaded),
-training history (seen items, popularity) and the item catalogue of the processed dataset."""
+training history (seen items, popularity: read from the Feast offline store) and the item catalogue
+of the processed dataset."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ecaug_feast.errors import EcaugError
 from ecaug_feast.paths import models_dir
 
 from recommender.serving.app import Services
-from recommender.serving.components import ItemCatalog, Popularity, SeenItems
+from recommender.serving.components import ItemCatalog, Popularity
 from recommender.serving.metrics import ServingMetrics
 from recommender.serving.model_bundle import ModelHolder
 
@@ -111,16 +114,18 @@ def build_services(
     from ecaug_feast.datasets.store import load_processed
 
     from recommender.serving.feast_reader import FeastFeatureReader
-    from recommender.serving.loader import checkpoint_fingerprint, load_bundle
+    from recommender.serving.loader import checkpoint_fingerprint, feast_item_popularity, feast_seen_items, load_bundle
     from recommender.serving.model_bundle import files_fingerprint
 
     first = resolve_model(model)
     name = dataset_of(first, dataset)
-    data = load_processed(name)
-    train = data.train
-    src = str(data.path / "interactions.parquet")
-    popularity = Popularity.from_interactions(train, catalogue=data.items["item_id"], source=src)
-    item_pop = train["item_id"].value_counts()
+    data = load_processed(name)  # the item catalogue (/items); training history comes from Feast
+    if store is None:
+        store = feast_io.get_store()
+        relocate = relocate or redis_relocator()
+    item_pop = feast_item_popularity(store, data.items["item_id"])
+    popularity = Popularity(item_pop.index.to_numpy(np.int64), item_pop.to_numpy(np.float64))
+    seen = feast_seen_items(store)
     metrics = ServingMetrics()
 
     n_items = int(data.items["item_id"].max())
@@ -145,15 +150,12 @@ def build_services(
         loader, fingerprint, poll_s=poll_s,
         on_reload=lambda result, b: metrics.reloads.labels(result).inc(),
     )
-    if store is None:
-        store = feast_io.get_store()
-        relocate = relocate or redis_relocator()
     reader = FeastFeatureReader(store, retry_s=retry_s, relocate=relocate)
-    log.info("serving dataset %s: %d items, %d users with history", name, len(data.items), train["user_id"].nunique())
+    log.info("serving dataset %s: %d items, %d users with history", name, len(data.items), seen.n_users)
     return Services(
         features=reader,
         models=holder,
-        seen=SeenItems.from_interactions(train, source=src),
+        seen=seen,
         popularity=popularity,
         catalog=ItemCatalog(data.items, source=str(data.path / "items.parquet")),
         metrics=metrics,

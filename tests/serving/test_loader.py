@@ -105,3 +105,21 @@ def test_fast_encoder_is_used_and_checked(ckpt, monkeypatch):
     b2 = load_bundle(ckpt)
     assert b2.info["encoder"] == "reference"
     np.testing.assert_allclose(b2.encode_users(ROWS), user_embeddings(b2.encode_users.model, user_rows(ROWS)), atol=1e-6)
+
+
+def test_loader_uses_only_public_names_of_the_model_modules():
+    """Serving reads the model's public encoding: no ``module._name`` / ``model._name`` reach
+    into :mod:`recommender.batching`, :mod:`recommender.model` or :mod:`recommender.seq_model`."""
+    import ast
+    from pathlib import Path
+
+    from recommender.serving import loader
+
+    tree = ast.parse(Path(loader.__file__).read_text())
+    private = sorted(
+        f"line {n.lineno}: {ast.unparse(n)}"
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Attribute) and n.attr.startswith("_") and not n.attr.startswith("__")
+        and not (isinstance(n.value, ast.Name) and n.value.id in ("self", "cls"))
+    )
+    assert not private, private
