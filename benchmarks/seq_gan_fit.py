@@ -30,12 +30,16 @@ def main() -> None:
 
     torch.set_num_threads(a.threads)
     from recommender.data import build_in_memory, truncate_history
-    from recommender.experiment import ExperimentConfig, _load_split
+    from ecaug_feast.datasets import load_dataset
+    from ecaug_feast.features.split import split_interactions
     from recommender.seq_train import histories_for, seq_config_for
+    from recommender.study_methods import sample_users
     from ecaug_feast.synth.seq_gan import SeqGANConfig, SequenceGAN
 
-    ds, sp = _load_split(ExperimentConfig(max_users=a.max_users))
-    data = build_in_memory(truncate_history(sp.train, a.fraction), ds.items)
+    ds = load_dataset("beauty")
+    sp = split_interactions(ds)
+    train, _, _ = sample_users(sp.train, sp.valid, sp.test, a.max_users)  # the study's user sample
+    data = build_in_memory(truncate_history(train, a.fraction), ds.items)
     h = histories_for(data, seq_config_for(data), "valid")
     load0 = os.getloadavg()[0]
     t0 = time.time()

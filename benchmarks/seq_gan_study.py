@@ -1,8 +1,9 @@
 """The sequence-augmentation study at a size 2 shared CPU cores allow, with progress logged.
 
+    ecaug ingest --dataset beauty   # the study reads the processed dataset
     python benchmarks/seq_gan_study.py --max-users 2000 --out /tmp/exp9 [--fraction 0.25]
 
-Same code path as ``ecaug experiment --model sequence`` (``recommender.experiment.run_experiment``),
+Same code path as ``ecaug experiment --model sequence`` (``ecaug_feast.jobs.study.run_study``),
 with smaller training budgets than the full preset (stated in the output's config) so that one cell
 finishes in minutes. Prints the JSON summary's results and verdict.
 """
@@ -33,7 +34,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from recommender.experiment import make_config, run_experiment
+    from ecaug_feast.jobs.presets import make_config
+    from ecaug_feast.jobs.study import run_study
 
     cfg = make_config("full", fractions=[a.fraction], seeds=a.seeds, max_users=a.max_users, workers=1,
                       methods=a.methods.split(","), model_type="sequence",
@@ -41,7 +43,7 @@ def main() -> None:
                       seq_finetune=dict(epochs=8, patience=2),
                       seq_ratios=[1.0],
                       seq_gan=dict(mle_epochs=10, adv_steps=40, threads=1))
-    s = run_experiment(cfg, a.out)
+    s = run_study(None, cfg, a.out)
     print(json.dumps({k: s[k] for k in ("results", "verdict", "seconds", "out_dir")}, default=str))
 
 

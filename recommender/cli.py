@@ -121,7 +121,7 @@ def finetune_cmd(
 
     from recommender.checkpoint import load_checkpoint, named_dir, resolve, save_checkpoint
     from recommender.data import mix_examples
-    from recommender.experiment import PRESETS
+    from ecaug_feast.jobs.presets import PRESETS
     from recommender.jobs import load_real, run_training, train_overrides
     from recommender.train import TrainConfig, config_dict, evaluate_model, finetune_config, train
 
@@ -159,7 +159,7 @@ def finetune_cmd(
 
 
 def experiment_cmd(
-    dataset: str = typer.Option("beauty", "--dataset", "-d", help="Any dataset the adapters load."),
+    dataset: str = typer.Option("beauty", "--dataset", "-d", help="An ingested dataset (`ecaug ingest --dataset NAME` or `--interactions ... --map ...`)."),
     quick: bool = typer.Option(False, "--quick", help="Small preset for tests and the demo (a user subsample, tiny model)."),
     fractions: Optional[str] = typer.Option(None, "--fractions", help="Comma-separated history fractions, e.g. 0.25,1.0."),
     seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Seeds per configuration (default 3)."),
@@ -168,13 +168,15 @@ def experiment_cmd(
     workers: int = typer.Option(2, "--workers", min=1, help="Parallel processes (one thread each)."),
     max_users: Optional[int] = typer.Option(None, "--max-users", min=20, help="Subsample this many users (default: all; --quick: 1500)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default <state>/experiments/<dataset>-<time>)."),
+    source: str = typer.Option("feast", "--source", help="feast (default: each fraction's features through a private Feast repo) | memory (the same rows built in pandas)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
 ) -> None:
     """Real-only vs GAN-augmented vs naive augmentation over history fractions and seeds."""
     _quiet()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from recommender.experiment import make_config, run_experiment, table_markdown
+    from ecaug_feast.jobs.presets import make_config
+    from ecaug_feast.jobs.study import run_study, table_markdown
 
     fr = None
     if fractions:
@@ -184,12 +186,12 @@ def experiment_cmd(
             raise EcaugError(f"--fractions: expected numbers like 0.25,1.0, got {fractions!r}") from None
     ms = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     cfg = make_config("quick" if quick else "full", dataset=dataset, fractions=fr, seeds=seeds, methods=ms, workers=workers,
-                      max_users=max_users, model_type=model)
+                      max_users=max_users, model_type=model, source=source)
     with Progress(TextColumn("[bold]experiment"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn(), console=err, transient=True) as prog:
         task = prog.add_task("", total=len(cfg.fractions) * cfg.seeds)
-        summary = run_experiment(cfg, out, progress=lambda d, t, what: prog.update(task, completed=d, description=what))
-    js = {k: summary[k] for k in ("dataset", "results", "verdict", "seconds", "out_dir")}
+        summary = run_study(None, cfg, out, progress=lambda d, t, what: prog.update(task, completed=d, description=what))
+    js = {k: summary[k] for k in ("dataset", "data", "results", "verdict", "seconds", "out_dir")}
     js["model"] = cfg.model_type
     js["fractions"], js["seeds"] = cfg.fractions, cfg.seeds
     _emit(js, as_json, table_markdown(summary["results"]) + f"\nreport: {summary['out_dir']}/report.md")

@@ -203,20 +203,39 @@ def load_real_from_feast(dataset: str, store: Any = None, examples: bool = True)
     if not ti_path.exists():
         raise EcaugError(f"{ti_path}: Feast sources not built; run `ecaug ingest` and `ecaug apply` first")
     ti = pd.read_parquet(ti_path)
-    pos = ti[ti["label"] == 1]
-    ex = examples_from_feast(pos, store=store) if examples else pd.DataFrame({c: [] for c in EXAMPLE_COLUMNS})
-    items = data.items[["item_id", S.ATTRIBUTES]]
-    # serving rows: the latest feature rows, as validation/test/serving queries see them
-    last_t = data.train.groupby("user_id")["event_timestamp"].max().reset_index()
-    last_t["event_timestamp"] = last_t["event_timestamp"] + pd.Timedelta(milliseconds=1)
+    item_rows = pd.read_parquet(paths.feast_data_dir() / "item_features.parquet")
+    return train_data_from_store(store, ti[ti["label"] == 1], data.train, data.valid, data.items, item_rows,
+                                 {"source": "feast", "dataset": dataset}, examples=examples)
+
+
+def train_data_from_store(store: Any, positives: pd.DataFrame, train: pd.DataFrame, valid: pd.DataFrame | None,
+                          items: pd.DataFrame, item_rows: pd.DataFrame, info: dict[str, Any], examples: bool = True) -> TrainData:
+    """TrainData read through a Feast store: the examples by ``get_historical_features`` over the
+    ``training`` service for ``positives`` (the label-1 ``train_interactions`` rows; skipped, left
+    empty, with ``examples=False``), the serving rows as of each user's last training event + 1 ms;
+    ``item_rows`` is the ``item_features`` source (latest row per item for serving, all rows for
+    as-of joins of synthetic rows). The test-time rows (training + validation events as history)
+    are built in memory: Feast holds features of the training split only. Types as
+    :func:`build_in_memory` gives them."""
     from ecaug_feast import feast_io
 
+    train = train.sort_values(["user_id", "event_timestamp"], kind="stable").reset_index(drop=True)
+    if examples:
+        ex = examples_from_feast(positives, store=store)
+        ex["event_timestamp"] = ex["event_timestamp"].astype(train["event_timestamp"].dtype)
+    else:
+        ex = pd.DataFrame({c: [] for c in EXAMPLE_COLUMNS})
+    items = items[["item_id", S.ATTRIBUTES]]
+    # serving rows: the latest feature rows, as validation/test/serving queries see them
+    last_t = train.groupby("user_id")["event_timestamp"].max().reset_index()
+    last_t["event_timestamp"] = last_t["event_timestamp"] + pd.Timedelta(milliseconds=1)
     us = feast_io.historical_features(last_t, features=S.refs(feast_io.USER_VIEW, USER_FEATURE_COLUMNS), store=store)
-    us = _normalise_lists(us)
-    item_rows = pd.read_parquet(paths.feast_data_dir() / "item_features.parquet")
+    us = _normalise_lists(us)[["user_id", "event_timestamp", *USER_FEATURE_COLUMNS]]
+    us["event_timestamp"] = us["event_timestamp"].astype(last_t["event_timestamp"].dtype)
     cols = ["user_id", "item_id", "event_timestamp"]
-    ut = serving_rows(pd.concat([data.train[cols], data.valid[cols]], ignore_index=True), items)
-    return TrainData(ex, us, ut, latest_item_rows(item_rows, items), items, data.train, {"source": "feast", "dataset": dataset})
+    ut = serving_rows(pd.concat([train[cols], valid[cols]], ignore_index=True), items) if valid is not None else None
+    itf = _normalise_lists(item_rows.copy())
+    return TrainData(ex, us, ut, latest_item_rows(itf, items), items, train, {**info, "item_features": itf})
 
 
 def mix_examples(real: pd.DataFrame, synthetic: pd.DataFrame, ratio: float, seed: int) -> pd.DataFrame:

@@ -70,7 +70,7 @@ def train_real(dataset: str = "beauty", name: str = "real", source: str = "feast
         res = run_training(lambda: train_seq(data, valid, mcfg, tcfg, progress=progress), dataset)
         test_m = evaluate_seq(res.model, data, test, "test", seed=seed, buckets=True)
     else:
-        from recommender.experiment import PRESETS
+        from ecaug_feast.jobs.presets import PRESETS
         from recommender.train import TrainConfig, config_dict, evaluate_model, model_config_for, train
 
         preset = PRESETS["full"]

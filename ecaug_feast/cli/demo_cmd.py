@@ -149,7 +149,8 @@ def step_serve_check(ctx: dict[str, Any]) -> dict[str, Any]:
 
 def step_experiment(ctx: dict[str, Any]) -> dict[str, Any]:
     """The before/after study, quick preset (a user subsample, tiny model, 2 fractions)."""
-    from recommender.experiment import make_config, run_experiment
+    from ecaug_feast.jobs.presets import make_config
+    from ecaug_feast.jobs.study import run_study
 
     over = {"max_users": ctx["max_users"]} if ctx.get("max_users") else {}
     if ctx.get("seeds"):
@@ -157,7 +158,7 @@ def step_experiment(ctx: dict[str, Any]) -> dict[str, Any]:
     # the augmentation methods of this study make feature rows, which only the bag model reads
     # (the sequence model's methods train a transformer per cell: too slow for the demo's budget),
     # so the demo's study runs on the bag model
-    summary = run_experiment(make_config("quick", dataset=ctx["dataset"], workers=2, model_type="bag", **over))
+    summary = run_study(None, make_config("quick", dataset=ctx["dataset"], workers=2, model_type="bag", **over))
     return {"out_dir": str(summary["out_dir"]), "verdict": summary["verdict"],
             "results": [{k: r[k] for k in ("method", "fraction", "ndcg@10", "recall@10") if k in r} for r in summary["results"]]}
 

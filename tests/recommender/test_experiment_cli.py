@@ -1,4 +1,5 @@
-"""``ecaug experiment --json``: the interface other tools rely on, on a tiny slice of Beauty."""
+"""``ecaug experiment --json``: the interface other tools rely on, on a tiny slice of Beauty (the study
+reads the processed dataset: ``feast_env`` has ingested 1,500 Beauty users)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ KEYS = ["recall@10", "ndcg@10", "recall@20", "ndcg@20"]
 
 
 @pytest.mark.slow
-def test_experiment_json_interface(tmp_path, ecaug_home):
+def test_experiment_json_interface(tmp_path, feast_env):
     out = tmp_path / "exp"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     cmd = [sys.executable, "-m", "ecaug_feast.cli.main", "experiment", "--quick", "--model", "bag", "--fractions", "0.5", "--seeds", "2",
@@ -53,7 +54,7 @@ def test_bad_fraction_is_one_line_error():
 
 
 @pytest.mark.slow
-def test_experiment_sequence_model_json(tmp_path, ecaug_home):
+def test_experiment_sequence_model_json(tmp_path, feast_env):
     """The default model is the sequence model; its rows carry per-history-length buckets."""
     out = tmp_path / "exp-seq"
     cmd = [sys.executable, "-m", "ecaug_feast.cli.main", "experiment", "--quick", "--fractions", "1.0", "--seeds", "1",

@@ -25,13 +25,17 @@ def _quiet():
 def planted():
     """400 Beauty users as the study samples them; ``held_out``: items that occur in validation or
     test but in no training event (the leave-last-out split plants them; at least 20 are checked)."""
+    from ecaug_feast.datasets import load_dataset
+    from ecaug_feast.features.split import split_interactions
     from recommender.data import build_in_memory
-    from recommender.experiment import ExperimentConfig, _load_split
     from recommender.seq_train import histories_for, seq_config_for
+    from recommender.study_methods import sample_users
 
-    ds, sp = _load_split(ExperimentConfig(max_users=400))
-    data = build_in_memory(sp.train, ds.items, sp.valid)
-    held_out = (set(sp.valid["item_id"]) | set(sp.test["item_id"])) - set(sp.train["item_id"])
+    ds = load_dataset("beauty")
+    sp = split_interactions(ds)
+    train, valid, test = sample_users(sp.train, sp.valid, sp.test, 400)
+    data = build_in_memory(train, ds.items, valid)
+    held_out = (set(valid["item_id"]) | set(test["item_id"])) - set(train["item_id"])
     assert len(held_out) >= 20
     scfg = seq_config_for(data, max_len=20)
     return data, scfg, held_out, histories_for(data, scfg, "valid"), histories_for(data, scfg, "test")
@@ -52,13 +56,12 @@ def test_held_out_items_never_reach_the_generator(planted):
 
 
 def test_study_pools_are_train_only(planted):
-    """The study's pools (the real path: ``recommender.experiment._seq_pool``) emit no held-out item."""
-    from recommender.experiment import _seq_pool, make_config
+    """The study's pools (the real path: ``recommender.study_methods.seq_pool``) emit no held-out item."""
+    from recommender.study_methods import seq_pool
 
     data, scfg, held_out, train_hist, _ = planted
-    cfg = make_config("quick", seq_gan=dict(TINY), seq_aug=dict(synthetic_share=0.2))
     for method in ("seq_ops", "pseudo_prior", "gan_augmented"):
-        pool, info = _seq_pool(method, data, train_hist, scfg, 0, cfg)
+        pool, info = seq_pool(method, data, train_hist, scfg, 0, dict(TINY), dict(synthetic_share=0.2))
         assert pool, (method, info)
         assert not held_out & set(np.concatenate(pool).tolist()), method
     assert "c2st_auc_sequences" in info and "c2st_auc_features" in info

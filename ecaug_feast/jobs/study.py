@@ -1,26 +1,30 @@
-"""The before/after study: does training on augmented data beat real-only on real held-out data?
+"""The before/after study (``ecaug experiment``): does training on augmented data beat real-only
+on real held-out data? A job: it reads a dataset ``ecaug ingest`` wrote (any dataset, one brought
+in through the column mapping too) and writes a report.
 
-For every history fraction f (each user's most recent share of training events) and seed s:
+The split is the one ingest recorded in the dataset's ``meta.json`` (per-user leave-last-out or one
+temporal cut); the report names it and the processed dataset's path. For every history fraction f
+(each user's most recent share of training events) and seed s:
 
-1. features are rebuilt from the truncated history only (``recommender.data.build_in_memory``);
-2. ``popularity`` and ``real_only`` (two-tower trained from scratch, early stopping on validation)
-   are fitted;
-3. bag model: each augmentation method builds a pool of extra positives from the *truncated*
-   training examples: ``column_gan`` (GAN + labeler + gates, ``ecaug_feast.synth.pipeline.augment_frame``),
-   ``oversample`` (copies of sparse users' rows), ``smote`` (SMOTE-style interpolation of flattened
-   example rows, ``ecaug_feast.synth.smote``); for every candidate mix ratio r the real-only
-   checkpoint is fine-tuned on real + r x |real| pool rows; the ratio (0 = keep the real-only model)
-   is chosen on validation NDCG@10 only;
+1. features are rebuilt from the truncated history only and read as training examples: through a
+   private Feast repo per fraction (``source="feast"``, the default: ingest's feature writer, then
+   ``get_historical_features``; ``ecaug_feast.jobs.study_data``) or built in memory
+   (``source="memory"``, a shortcut a parity test holds equal row for row). The report names the
+   path used. At fraction 1.0 the examples equal what ``ecaug train --source feast`` reads;
+2. ``popularity`` and ``real_only`` (trained from scratch, early stopping on validation) are fitted;
+3. bag model: each augmentation method (``recommender.study_methods``: ``column_gan``,
+   ``oversample``, ``smote``) builds a pool of extra positives from the *truncated* training
+   examples; for every candidate mix ratio r the real-only checkpoint is fine-tuned on
+   real + r x |real| pool rows; the ratio (0 = keep the real-only model) is chosen on validation
+   NDCG@10 only;
 4. the chosen model of each method is scored on the test split once.
 
 Sequence model (``model_type="sequence"``): ``real_only`` is trained from scratch on the truncated
-training histories; ``seq_ops`` (crop/mask/reorder/insert, ``ecaug_feast.synth.seq_ops``),
-``pseudo_prior`` (ASReP-style reversed transformer, MLE only) and ``gan_augmented`` (the sequence
-GAN + segment labeler + gates, ``ecaug_feast.synth.seq_pipeline``) each build extra histories from
-the truncated TRAINING histories only; for every size in ``seq_ratios`` (augmented histories per
-real history) the real-only model is fine-tuned on real + augmented histories
-(``train_seq(..., init_state=real_only, histories=...)``); size 0 (keep real-only) is a candidate and
-the choice is made on validation NDCG@10 only; the test split is scored once.
+training histories; ``seq_ops``, ``pseudo_prior`` and ``gan_augmented`` each build extra histories
+from the truncated TRAINING histories only; for every size in ``seq_ratios`` (augmented histories
+per real history) the real-only model is fine-tuned on real + augmented histories; size 0 (keep
+real-only) is a candidate and the choice is made on validation NDCG@10 only; the test split is
+scored once.
 
 Cells (f, s) are independent and run in ``workers`` processes. Output: ``results.json``,
 ``table.md``, ``report.md``, ``ndcg_vs_fraction.png`` under the output directory.
@@ -35,192 +39,103 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
 
 from ecaug_feast.errors import EcaugError
+from ecaug_feast.jobs.presets import ExperimentConfig
+from recommender.study_methods import AUG_METHODS, METHODS, METRICS, SEQ_AUG_METHODS, column_pool, combine_histories, seq_pool
+
+if TYPE_CHECKING:
+    from ecaug_feast.datasets.store import ProcessedDataset
 
 log = logging.getLogger(__name__)
 
-METHODS = ["popularity", "real_only", "seq_ops", "pseudo_prior", "gan_augmented", "column_gan", "oversample", "smote"]
-AUG_METHODS = ["column_gan", "oversample", "smote"]  # bag model: extra feature rows
-SEQ_AUG_METHODS = ["seq_ops", "pseudo_prior", "gan_augmented"]  # sequence model: extra histories
-# What each model can be studied with: the column methods make feature rows, which only the bag
-# model reads; the sequence methods make histories, which only the sequence model reads.
-MODEL_METHODS = {"bag": ["popularity", "real_only", *AUG_METHODS], "sequence": ["popularity", "real_only", *SEQ_AUG_METHODS]}
-METRICS = ["recall@10", "ndcg@10", "recall@20", "ndcg@20", "coverage@10"]
+
+# ----------------------------------------------------------------------------------------------
+# the data: an ingested dataset, its split, one fraction's training examples
 
 
-@dataclass
-class ExperimentConfig:
-    dataset: str = "beauty"
-    fractions: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0])
-    seeds: int = 3
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
-    ratios: list[float] = field(default_factory=lambda: [0.25, 0.5])  # 0 is always a candidate
-    pool_cap: int = 20_000  # at most this many pool rows; a mix never duplicates pool rows
-    max_users: int | None = None  # subsample users (quick preset)
-    valid_users: int | None = 8000  # validation users used for early stopping / ratio choice (speed)
-    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides
-    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig for real-only
-    finetune: dict[str, Any] = field(default_factory=dict)  # TrainConfig for fine-tunes
-    finetune_mode: str = "full"
-    gan: dict[str, Any] = field(default_factory=dict)  # GANConfig overrides
-    workers: int = 2
-    model_type: str = "sequence"  # sequence (self-attention user tower) | bag (mean-of-bags two-tower)
-    seq_model: dict[str, Any] = field(default_factory=dict)  # SeqConfig overrides
-    seq_train: dict[str, Any] = field(default_factory=dict)  # SeqTrainConfig overrides
-    seq_finetune: dict[str, Any] = field(default_factory=dict)  # SeqTrainConfig overrides for fine-tunes
-    seq_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0])  # augmented histories per real one
-    seq_gan: dict[str, Any] = field(default_factory=dict)  # SeqGANConfig overrides (pseudo_prior, gan_augmented)
-    seq_aug: dict[str, Any] = field(default_factory=dict)  # SeqAugmentConfig scalar overrides
+def dataset_path(cfg: ExperimentConfig, state_dir: Path) -> Path:
+    """``<state>/datasets/<name>``: the processed dataset ``ecaug ingest`` wrote (name checked)."""
+    from ecaug_feast.names import owned_child
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+    return owned_child(Path(state_dir) / "datasets", cfg.dataset, "dataset name")
 
 
-# Budgets sized for 2 shared CPU cores: the full preset on Beauty was designed to finish in < 30 min.
-PRESETS: dict[str, dict[str, Any]] = {
-    "full": dict(
-        fractions=[0.1, 0.25, 1.0],
-        seeds=3,
-        ratios=[0.5],
-        model=dict(embedding_dim=64, hidden_dim=256, out_dim=64, temperature=0.1, dropout=0.3),
-        train=dict(epochs=8, patience=2, batch_size=1024, lr_sparse=0.04, lr_dense=2e-3),
-        finetune=dict(epochs=2, patience=1, batch_size=1024, lr_sparse=0.02, lr_dense=1e-3),
-        gan=dict(max_steps=500, eval_every=100, patience=3),
-        seq_model=dict(),  # SeqConfig defaults: d=64, 2 blocks, 1 head, dropout 0.5, max_len 50
-        seq_train=dict(epochs=60, patience=5, batch_size=128, lr=1e-3, threads=1),
-        seq_finetune=dict(epochs=20, patience=3),
-        seq_gan=dict(threads=1),
-    ),
-    "quick": dict(
-        fractions=[0.25, 1.0],
-        seeds=3,
-        max_users=1500,
-        ratios=[0.5],
-        pool_cap=3000,
-        model=dict(embedding_dim=16, hidden_dim=32, out_dim=16, temperature=0.1, dropout=0.1, user_buckets=4096),
-        train=dict(epochs=3, patience=1, batch_size=256, lr_sparse=0.05, lr_dense=2e-3),
-        finetune=dict(epochs=1, patience=1, batch_size=256, lr_sparse=0.02, lr_dense=1e-3),
-        gan=dict(max_steps=60, eval_every=30, patience=2, batch_size=200, eval_rows=500, calib_rows=2000),
-        seq_model=dict(embedding_dim=16, num_blocks=1, max_len=20, dropout=0.2),
-        seq_train=dict(epochs=3, patience=1, batch_size=64, lr=2e-3, threads=1),
-        seq_finetune=dict(epochs=2, patience=1),
-        seq_ratios=[0.5],
-        seq_gan=dict(embedding_dim=32, num_layers=1, mle_epochs=3, adv_steps=10, adv_batch=64, threads=1),
-    ),
-}
+def load_split(cfg: ExperimentConfig, data_dir: str | Path) -> tuple["ProcessedDataset", pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The processed dataset at ``data_dir`` and its train/valid/test rows (the split ingest
+    wrote), restricted to ``cfg.max_users`` users when set."""
+    from ecaug_feast.datasets.store import load_processed
+    from recommender.study_methods import sample_users
+
+    ds = load_processed(cfg.dataset, path=Path(data_dir))
+    return (ds, *sample_users(ds.train, ds.valid, ds.test, cfg.max_users))
 
 
-def make_config(preset: str = "full", **overrides: Any) -> ExperimentConfig:
-    if preset not in PRESETS:
-        raise EcaugError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
-    base = dict(PRESETS[preset])
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    kind = base.get("model_type", "sequence")
-    if kind not in MODEL_METHODS:
-        raise EcaugError(f"--model must be one of {', '.join(MODEL_METHODS)}, got {kind!r}")
-    allowed = MODEL_METHODS[kind]
-    base.setdefault("methods", list(allowed))
-    unknown = [m for m in base["methods"] if m not in METHODS]
-    if unknown:
-        raise EcaugError(f"unknown method(s) {unknown} (choose from {', '.join(METHODS)})")
-    other = [m for m in base["methods"] if m not in allowed]
-    if other:
-        need = "bag" if kind == "sequence" else "sequence"
-        what = "feature rows, which the sequence model" if kind == "sequence" else "histories, which the bag model"
-        raise EcaugError(f"method(s) {', '.join(other)} need --model {need}: they generate {what} does not read "
-                         f"(it can be studied with {', '.join(allowed)})")
-    for f in base.get("fractions", []):
-        if not 0 < float(f) <= 1:
-            raise EcaugError(f"fractions must lie in (0, 1], got {f}")
-    if int(base.get("seeds", 3)) < 1:
-        raise EcaugError("seeds must be >= 1")
-    return ExperimentConfig(**base)
+def split_protocol(meta: dict[str, Any]) -> str:
+    """The split ingest recorded in ``meta.json``, in words."""
+    sp = meta.get("split", {})
+    kind = sp.get("kind")
+    if kind == "leave_last_out":
+        return "per-user leave-last-out (each user's last event is test, the one before validation), as ingested"
+    if kind == "temporal":
+        return (f"temporal: one global time cut, validation from {sp.get('valid_from')}, test from {sp.get('test_from')}, "
+                "as ingested")
+    return f"{kind} (as ingested)"
+
+
+def prepare_sources(cfg: ExperimentConfig, data_dir: Path, work_dir: Path) -> dict[float, str]:
+    """``source="feast"``: one private Feast repo per fraction under ``work_dir`` (written once,
+    read by every seed's cell). Returns ``{fraction: state dir}`` (empty for ``memory``)."""
+    if cfg.source != "feast":
+        return {}
+    from ecaug_feast.jobs.study_data import write_feast_repo
+    from recommender.data import truncate_history
+
+    ds, train, _, _ = load_split(cfg, data_dir)
+    out = {}
+    for f in sorted({float(x) for x in cfg.fractions}):
+        state = work_dir / f"fraction-{f:g}"
+        write_feast_repo(state, truncate_history(train, f), ds.items, f"{cfg.dataset}-fraction-{f:g}")
+        out[f] = str(state)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
 # one cell: (fraction, seed)
 
 
-def _load_split(cfg: ExperimentConfig):
-    from ecaug_feast.datasets import load_dataset
-    from ecaug_feast.features.split import split_interactions
-
-    ds = load_dataset(cfg.dataset)
-    sp = split_interactions(ds)
-    if cfg.max_users:
-        users = np.sort(sp.train["user_id"].unique())
-        keep = np.random.default_rng(12345).choice(users, size=min(cfg.max_users, len(users)), replace=False)
-        sp.train, sp.valid, sp.test = (df[df["user_id"].isin(keep)].reset_index(drop=True) for df in (sp.train, sp.valid, sp.test))
-    return ds, sp
-
-
-def _pool(method: str, data, size: int, seed: int, cfg: ExperimentConfig) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Extra positives for ``method`` (example columns) and facts about how they were made."""
-    from recommender.baselines import oversample_pool
-    from recommender.data import complete_synthetic, labelled_examples
-
-    t0 = time.time()
-    if method == "oversample":
-        return oversample_pool(data.examples, size, seed), {"seconds": round(time.time() - t0, 2)}
-    if method == "column_gan":
-        from ecaug_feast.synth.gan import GANConfig
-        from ecaug_feast.synth.pipeline import AugmentConfig, augment_frame
-
-        lab = labelled_examples(data.examples, data.num_items, seed)
-        # only rows the labeler marks positive become training positives (often a small share)
-        acfg = AugmentConfig(gan=GANConfig(**cfg.gan), max_fit_rows=min(30_000, len(lab)), holdout_rows=min(2000, len(lab) // 5))
-        res = augment_frame(lab, n_rows=size, seed=seed, config=acfg, source=f"{cfg.dataset} examples")
-        pos = complete_synthetic(res.accepted, data)
-        m = res.metrics
-        info = {k: m.get(k) for k in ("rows_generated", "rows_accepted", "gate", "c2st_auc", "privacy_dropped_share", "fit_seconds", "total_seconds")}
-        info.update(gate_passed=bool(res.gate_passed), positives=int(len(pos)), seconds=round(time.time() - t0, 2))
-        return pos, info
-    if method == "smote":
-        from ecaug_feast.synth.examples import flatten, unflatten
-        from ecaug_feast.synth.smote import SmoteSynthesizer
-
-        real = data.examples[~data.examples["is_synthetic"].astype(bool)]
-        flat, schema = flatten(real.assign(label=1))
-        sm = SmoteSynthesizer(seed=seed, max_rows=30_000).fit(flat[schema.gan_columns], schema.discrete_columns)
-        gen = sm.sample(size, seed=seed)
-        feats = unflatten(gen, schema)
-        rng = np.random.default_rng(seed)
-        feats["event_timestamp"] = rng.choice(real["event_timestamp"].to_numpy(), len(feats))
-        pos = complete_synthetic(feats, data)
-        return pos, {"positives": int(len(pos)), "seconds": round(time.time() - t0, 2)}
-    raise EcaugError(f"unknown augmentation method {method!r}")
-
-
-def run_cell(cfg: ExperimentConfig, fraction: float, seed: int) -> list[dict[str, Any]]:
-    """All methods for one (fraction, seed); returns one row per method with valid/test metrics."""
+def run_cell(cfg: ExperimentConfig, fraction: float, seed: int, data_dir: str | Path,
+             feast_state: str | Path | None = None) -> list[dict[str, Any]]:
+    """All methods for one (fraction, seed); returns one row per method with valid/test metrics.
+    ``feast_state``: the fraction's private Feast repo (:func:`prepare_sources`) for ``source="feast"``."""
     import torch
 
+    from ecaug_feast.jobs.study_data import train_data
     from recommender.baselines import popularity_scorer
-    from recommender.data import build_in_memory, mix_examples, truncate_history
+    from recommender.data import mix_examples, truncate_history
     from recommender.evaluate import evaluate, make_eval_set
     from recommender.train import TrainConfig, evaluate_model, model_config_for, train
 
     torch.set_num_threads(1)
     t_cell = time.time()
-    ds, sp = _load_split(cfg)
-    tr = truncate_history(sp.train, fraction)
-    data = build_in_memory(tr, ds.items, sp.valid)
+    ds, sp_train, sp_valid, sp_test = load_split(cfg, data_dir)
+    tr = truncate_history(sp_train, fraction)
+    data = train_data(cfg.source, tr, ds.items, sp_valid, feast_state)
     # exclusions use the full training split so every fraction ranks the same candidate set
-    vdf = sp.valid
+    vdf = sp_valid
     if cfg.valid_users and vdf["user_id"].nunique() > cfg.valid_users:
         # a fixed (seed-independent) sample, so every method is selected on the same users
         vu = np.random.default_rng(777).choice(np.sort(vdf["user_id"].unique()), cfg.valid_users, replace=False)
         vdf = vdf[vdf["user_id"].isin(vu)]
-    valid = make_eval_set(vdf, [sp.train])
-    test = make_eval_set(sp.test, [sp.train, sp.valid])
+    valid = make_eval_set(vdf, [sp_train])
+    test = make_eval_set(sp_test, [sp_train, sp_valid])
     n_items = data.num_items
     rows: list[dict[str, Any]] = []
     base = {"fraction": fraction, "seed": seed, "train_examples": int(len(data.examples))}
@@ -252,7 +167,7 @@ def run_cell(cfg: ExperimentConfig, fraction: float, seed: int) -> list[dict[str
         t0 = time.time()
         size = int(min(cfg.pool_cap, math.ceil(max(cfg.ratios) * n_real)))
         try:
-            pool, pinfo = _pool(method, data, size, seed, cfg)
+            pool, pinfo = column_pool(method, data, size, seed, cfg.gan, source=f"{cfg.dataset} examples")
         except Exception as exc:  # a generator failing on some data must not sink the other cells
             log.warning("pool %s failed at fraction=%s seed=%s: %s", method, fraction, seed, exc)
             pool, pinfo = data.examples.iloc[:0], {"error": f"{type(exc).__name__}: {exc}"[:300]}
@@ -278,63 +193,6 @@ def run_cell(cfg: ExperimentConfig, fraction: float, seed: int) -> list[dict[str
     return rows
 
 
-def _seq_pool(method: str, data, hist, scfg, seed: int, cfg: ExperimentConfig) -> tuple[list[np.ndarray], dict[str, Any]]:
-    """Extra training histories for ``method``, made from the truncated TRAINING histories ``hist``
-    only (``histories_for(data, cfg, "valid")``: serving rows before any validation event)."""
-    from ecaug_feast.synth.seq_gan import SeqGANConfig, SequenceGAN, pseudo_prior_config
-    from ecaug_feast.synth.seq_ops import SeqOps, SeqOpsConfig, csr_rows
-
-    t0 = time.time()
-    gan_over = {"max_len": scfg.max_len, "seed": seed, **cfg.seq_gan}
-    if method == "seq_ops":
-        v, o, _ = SeqOps(SeqOpsConfig(copies=2, seed=seed)).fit(hist.values, hist.offsets).sample(max_len=scfg.max_len)
-        return csr_rows(v, o), {"seconds": round(time.time() - t0, 2)}
-    if method == "pseudo_prior":
-        # ASReP: pseudo-prior items prepended to short histories by a reversed transformer (MLE only)
-        aug = {k: v for k, v in cfg.seq_aug.items() if k in ("expand_below", "n_new")}
-        below, n_new = aug.get("expand_below", 8), aug.get("n_new", 10)
-        g = SequenceGAN(pseudo_prior_config(**gan_over)).fit(hist.values, hist.offsets)
-        short = np.flatnonzero((hist.lengths >= 1) & (hist.lengths < below))
-        out = g.expand(hist.values, hist.offsets, short, n_new, seed=seed)
-        return out, {"seconds": round(time.time() - t0, 2), "expanded": int(len(short)), "generator_nll": g.report.get("nll_mle")}
-    if method == "gan_augmented":
-        from ecaug_feast.synth.seq_pipeline import SeqAugmentConfig, augment_histories, feature_c2st, feature_rows
-
-        acfg = SeqAugmentConfig(gan=SeqGANConfig(**{"reverse": True, "adversarial": True, **gan_over}), seed=seed,
-                                **{k: v for k, v in cfg.seq_aug.items() if k in ("expand_below", "n_new", "synthetic_share", "sparse_share")})
-        res = augment_histories(hist.values, hist.offsets, acfg)
-        m = res.metrics
-        info = {k: m.get(k) for k in ("generated", "expanded", "synthetic", "accepted", "dropped_low_confidence", "dropped_off_segment",
-                                      "dropped_privacy", "gate", "c2st_auc_sequences", "catalogue_coverage", "tail_share", "real_tail_share",
-                                      "exact_copy_share", "near_copy_share", "trigram_copy_share", "fit_seconds", "generate_seconds")}
-        info["labeler_agreement"] = m["labeler"].get("agreement")
-        info["adversarial"] = m["generator"].get("adversarial")
-        info["generator_nll"] = {"mle": m["generator"].get("nll_mle"), "after_adversarial": m["generator"].get("nll_after_adversarial")}
-        if res.histories:  # features follow behaviour: the real builder on the generated histories
-            attrs = dict(zip(data.items["item_id"].astype(int), data.items["attributes"]))
-            end = np.full(len(res.histories), int(pd.Timestamp(data.train["event_timestamp"].max()).value))
-            fr = feature_rows(res.histories, end, data.train, attrs, seed=seed)
-            from ecaug_feast.features.build import build_user_features
-
-            auc = feature_c2st(fr, build_user_features(data.train, attrs), seed=seed)
-            info["c2st_auc_features"] = round(auc, 4) if auc == auc else None
-        info["seconds"] = round(time.time() - t0, 2)
-        return res.histories, info
-    raise EcaugError(f"unknown sequence augmentation method {method!r}")
-
-
-def combine_histories(hist, extra: list[np.ndarray], max_len: int):
-    """Real histories + extra ones (newest ``max_len`` each) under synthetic user ids."""
-    from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
-    from ecaug_feast.synth.seq_ops import rows_to_csr
-    from recommender.seq_model import Histories
-
-    v, o = rows_to_csr([np.asarray(h, np.int64)[-max_len:] for h in extra])
-    ids = SYNTHETIC_USER_ID_BASE + np.arange(len(extra), dtype=np.int64)
-    return Histories(np.concatenate([hist.user_ids, ids]), np.concatenate([hist.values, v]),
-                     np.concatenate([hist.offsets, hist.offsets[-1] + o[1:]]).astype(np.int64))
-
-
 def _sequence_rows(cfg: ExperimentConfig, data, valid, test, base: dict[str, Any], seed: int, t_cell: float) -> list[dict[str, Any]]:
     """``real_only`` with the sequence model (trained from scratch on the truncated histories), then
     each history augmentation: real-only fine-tuned on real + augmented histories, size chosen on
@@ -356,7 +214,7 @@ def _sequence_rows(cfg: ExperimentConfig, data, valid, test, base: dict[str, Any
     for method in [m for m in SEQ_AUG_METHODS if m in cfg.methods]:
         t0 = time.time()
         try:
-            pool, pinfo = _seq_pool(method, data, hist, scfg, seed, cfg)
+            pool, pinfo = seq_pool(method, data, hist, scfg, seed, cfg.seq_gan, cfg.seq_aug)
         except Exception as exc:  # a generator failing on some data must not sink the other cells
             log.warning("pool %s failed at fraction=%s seed=%s: %s", method, base["fraction"], seed, exc)
             pool, pinfo = [], {"error": f"{type(exc).__name__}: {exc}"[:300]}
@@ -386,14 +244,19 @@ def _sequence_rows(cfg: ExperimentConfig, data, valid, test, base: dict[str, Any
     return rows
 
 
-def _cell_entry(args: tuple[dict[str, Any], float, int]) -> list[dict[str, Any]]:
-    cfg_d, fraction, seed = args
+def _cell_entry(args: tuple[dict[str, Any], float, int, str, str | None]) -> list[dict[str, Any]]:
+    cfg_d, fraction, seed, data_dir, feast_state = args
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     logging.getLogger("torchrec").setLevel(logging.ERROR)
     from ecaug_feast.noise import quiet_known_noise
 
     quiet_known_noise()  # known library noise only; real warnings stay visible
-    return run_cell(ExperimentConfig(**cfg_d), fraction, seed)
+    try:
+        return run_cell(ExperimentConfig(**cfg_d), fraction, seed, data_dir, feast_state)
+    except ValueError as exc:  # the trainers refuse data smaller than one batch
+        if "fewer than one batch" in str(exc):
+            raise EcaugError(f"dataset '{cfg_d['dataset']}' at fraction {fraction}: too small for this preset's batch size ({exc})") from None
+        raise
 
 
 # ----------------------------------------------------------------------------------------------
@@ -446,12 +309,25 @@ def verdict(results: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def run_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None,
-                   progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
-    """Run every cell, aggregate, write the report files; returns the JSON summary."""
+EXAMPLE_PATHS = {
+    "feast": ("Feast: each fraction's features written by ingest's writer into a private Feast repo (offline store, duckdb); "
+              "examples and serving rows read with get_historical_features; test-time user rows (training + validation "
+              "events) built in memory"),
+    "memory": ("in memory: recommender.data.build_in_memory, the shortcut a parity test holds equal to the Feast path "
+               "row for row"),
+}
+
+
+def run_study(ws: Any, cfg: ExperimentConfig, out_dir: str | Path | None = None,
+              progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
+    """Run every cell on the ingested dataset ``cfg.dataset``, aggregate, write the report files;
+    returns the JSON summary. ``ws``: the workspace (its ``state_dir``); None = ``$ECAUG_HOME``."""
+    from ecaug_feast.datasets.store import load_processed
     from ecaug_feast.paths import state_dir
 
     t0 = time.time()
+    state = Path(ws.state_dir) if ws is not None else state_dir()
+    data_dir = dataset_path(cfg, state)
     cells = [(float(f), int(s)) for f in cfg.fractions for s in range(cfg.seeds)]
     # biggest cells first so the two workers finish together
     cells.sort(key=lambda c: -c[0])
@@ -459,12 +335,15 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None,
     cfg_d = cfg.to_json()
     done = 0
     if out_dir is None:
-        out_dir = state_dir() / "experiments" / f"{cfg.dataset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        out_dir = state / "experiments" / f"{cfg.dataset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     out_dir = Path(out_dir)
     check_out_dir(out_dir)  # before hours of work, not after
+    meta = load_processed(cfg.dataset, path=data_dir).meta  # not ingested: a one-line error before any work
     # finished cells are appended here as they come, so a long run that is stopped keeps its results
     partial = out_dir.parent / f".{out_dir.name}.partial.jsonl"
     partial.parent.mkdir(parents=True, exist_ok=True)
+    # the private Feast repos (source="feast") live beside the output while the study runs
+    work = out_dir.parent / f".{out_dir.name}.feast-{os.getpid()}"
 
     def _keep(cell_rows: list[dict[str, Any]]) -> None:
         rows.extend(cell_rows)
@@ -472,29 +351,41 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None,
             for r in cell_rows:
                 fh.write(json.dumps(r, default=_jsonable) + "\n")
 
-    if cfg.workers > 1 and len(cells) > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+    try:
+        repos = prepare_sources(cfg, data_dir, work)
+        args = {(f, s): (cfg_d, f, s, str(data_dir), repos.get(f)) for f, s in cells}
+        if cfg.workers > 1 and len(cells) > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=mp.get_context("spawn")) as ex:
-            futs = {ex.submit(_cell_entry, (cfg_d, f, s)): (f, s) for f, s in cells}
-            for fut in as_completed(futs):
-                _keep(fut.result())
+            with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=mp.get_context("spawn")) as ex:
+                futs = {ex.submit(_cell_entry, args[c]): c for c in cells}
+                for fut in as_completed(futs):
+                    _keep(fut.result())
+                    done += 1
+                    if progress:
+                        progress(done, len(cells), f"fraction={futs[fut][0]} seed={futs[fut][1]}")
+        else:
+            for c in cells:
+                _keep(_cell_entry(args[c]))
                 done += 1
                 if progress:
-                    progress(done, len(cells), f"fraction={futs[fut][0]} seed={futs[fut][1]}")
-    else:
-        for f, s in cells:
-            _keep(_cell_entry((cfg_d, f, s)))
-            done += 1
-            if progress:
-                progress(done, len(cells), f"fraction={f} seed={s}")
+                    progress(done, len(cells), f"fraction={c[0]} seed={c[1]}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     results = aggregate(rows)
     summary = {
         "dataset": cfg.dataset,
         "config": cfg_d,
+        "data": {
+            "path": str(data_dir),
+            "split": meta.get("split", {}),
+            "ingested_at": meta.get("written_at"),
+            "example_path": cfg.source,
+        },
         "protocol": {
-            "split": "per-user leave-last-out (data layer split)",
+            "split": split_protocol(meta),
+            "examples": EXAMPLE_PATHS[cfg.source],
             "ranking": "full ranking over all items; training items excluded (test: also the validation item)",
             "tie_break": "random",
             "test_touched": "once per (method, fraction, seed), for the configuration chosen on validation",
@@ -558,6 +449,7 @@ def report_markdown(summary: dict[str, Any]) -> str:
     out = [f"# ecaug experiment: {summary['dataset']}", "",
            f"Model: `{cfg.get('model_type', 'bag')}`. Fractions {cfg['fractions']}, {cfg['seeds']} seeds, mix ratios {[0.0] + list(cfg['ratios'])} chosen on validation "
            f"NDCG@10; fine-tune mode `{cfg['finetune_mode']}`. Wall time {summary['seconds']:.0f} s.", "",
+           *_data_lines(summary.get("data")),
            "Protocol: " + "; ".join(f"{k}: {x}" for k, x in summary["protocol"].items()) + ".", "",
            "## Test metrics (mean ± std over seeds)", "", table_markdown(summary["results"]),
            "![NDCG@10 vs fraction](ndcg_vs_fraction.png)", "", "## Against the goal", ""]
@@ -598,6 +490,16 @@ def report_markdown(summary: dict[str, Any]) -> str:
                        f"{p.get('c2st_auc_sequences', '-')} | {p.get('c2st_auc_features', '-')} | {p.get('catalogue_coverage', '-')} | "
                        f"{p.get('tail_share', '-')} | {p.get('labeler_agreement', '-')} | {p.get('seconds', '-')} | {r['ratio']:g} |")
     return "\n".join(out) + "\n"
+
+
+def _data_lines(data: dict[str, Any] | None) -> list[str]:
+    """The report's statement of the data it read: path, split and example path."""
+    if not data:
+        return []
+    sp = data.get("split", {})
+    counts = ", ".join(f"{k} {sp[k]:,}" for k in ("train", "valid", "test") if k in sp)
+    return [f"Data: `{data['path']}` (ingested {data.get('ingested_at')}); split `{sp.get('kind')}` ({counts}); "
+            f"training examples read through **{data['example_path']}**.", ""]
 
 
 OUTPUT_FILES = {"results.json", "table.md", "report.md", "ndcg_vs_fraction.png"}

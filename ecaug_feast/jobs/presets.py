@@ -1,0 +1,111 @@
+"""Presets of the jobs: the study's configuration (``ExperimentConfig``, ``PRESETS``, ``make_config``).
+
+The train / fine-tune jobs read their bag-model budgets from ``PRESETS["full"]``. Budgets are sized
+for 2 shared CPU cores: the full preset on Beauty was designed to finish in < 30 min.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ecaug_feast.errors import EcaugError
+from recommender.study_methods import METHODS, MODEL_METHODS
+
+# Where the study reads its training examples (see ecaug_feast.jobs.study_data):
+# feast = each fraction's features written to a private Feast repo and read back with
+# get_historical_features (the one example path); memory = the same features built in pandas
+# (a shortcut a parity test holds equal row for row).
+SOURCES = ("feast", "memory")
+
+
+@dataclass
+class ExperimentConfig:
+    dataset: str = "beauty"
+    fractions: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0])
+    seeds: int = 3
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    ratios: list[float] = field(default_factory=lambda: [0.25, 0.5])  # 0 is always a candidate
+    pool_cap: int = 20_000  # at most this many pool rows; a mix never duplicates pool rows
+    max_users: int | None = None  # subsample users (quick preset)
+    valid_users: int | None = 8000  # validation users used for early stopping / ratio choice (speed)
+    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig for real-only
+    finetune: dict[str, Any] = field(default_factory=dict)  # TrainConfig for fine-tunes
+    finetune_mode: str = "full"
+    gan: dict[str, Any] = field(default_factory=dict)  # GANConfig overrides
+    workers: int = 2
+    model_type: str = "sequence"  # sequence (self-attention user tower) | bag (mean-of-bags two-tower)
+    seq_model: dict[str, Any] = field(default_factory=dict)  # SeqConfig overrides
+    seq_train: dict[str, Any] = field(default_factory=dict)  # SeqTrainConfig overrides
+    seq_finetune: dict[str, Any] = field(default_factory=dict)  # SeqTrainConfig overrides for fine-tunes
+    seq_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0])  # augmented histories per real one
+    seq_gan: dict[str, Any] = field(default_factory=dict)  # SeqGANConfig overrides (pseudo_prior, gan_augmented)
+    seq_aug: dict[str, Any] = field(default_factory=dict)  # SeqAugmentConfig scalar overrides
+    source: str = "feast"  # where training examples are read: feast | memory (SOURCES)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "full": dict(
+        fractions=[0.1, 0.25, 1.0],
+        seeds=3,
+        ratios=[0.5],
+        model=dict(embedding_dim=64, hidden_dim=256, out_dim=64, temperature=0.1, dropout=0.3),
+        train=dict(epochs=8, patience=2, batch_size=1024, lr_sparse=0.04, lr_dense=2e-3),
+        finetune=dict(epochs=2, patience=1, batch_size=1024, lr_sparse=0.02, lr_dense=1e-3),
+        gan=dict(max_steps=500, eval_every=100, patience=3),
+        seq_model=dict(),  # SeqConfig defaults: d=64, 2 blocks, 1 head, dropout 0.5, max_len 50
+        seq_train=dict(epochs=60, patience=5, batch_size=128, lr=1e-3, threads=1),
+        seq_finetune=dict(epochs=20, patience=3),
+        seq_gan=dict(threads=1),
+    ),
+    "quick": dict(
+        fractions=[0.25, 1.0],
+        seeds=3,
+        max_users=1500,
+        ratios=[0.5],
+        pool_cap=3000,
+        model=dict(embedding_dim=16, hidden_dim=32, out_dim=16, temperature=0.1, dropout=0.1, user_buckets=4096),
+        train=dict(epochs=3, patience=1, batch_size=256, lr_sparse=0.05, lr_dense=2e-3),
+        finetune=dict(epochs=1, patience=1, batch_size=256, lr_sparse=0.02, lr_dense=1e-3),
+        gan=dict(max_steps=60, eval_every=30, patience=2, batch_size=200, eval_rows=500, calib_rows=2000),
+        seq_model=dict(embedding_dim=16, num_blocks=1, max_len=20, dropout=0.2),
+        seq_train=dict(epochs=3, patience=1, batch_size=64, lr=2e-3, threads=1),
+        seq_finetune=dict(epochs=2, patience=1),
+        seq_ratios=[0.5],
+        seq_gan=dict(embedding_dim=32, num_layers=1, mle_epochs=3, adv_steps=10, adv_batch=64, threads=1),
+    ),
+}
+
+
+def make_config(preset: str = "full", **overrides: Any) -> ExperimentConfig:
+    """A preset with ``overrides`` (None values keep the preset's), checked: one-line errors."""
+    if preset not in PRESETS:
+        raise EcaugError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
+    base = dict(PRESETS[preset])
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    kind = base.get("model_type", "sequence")
+    if kind not in MODEL_METHODS:
+        raise EcaugError(f"--model must be one of {', '.join(MODEL_METHODS)}, got {kind!r}")
+    if base.get("source", "feast") not in SOURCES:
+        raise EcaugError(f"--source must be one of {', '.join(SOURCES)}, got {base['source']!r}")
+    allowed = MODEL_METHODS[kind]
+    base.setdefault("methods", list(allowed))
+    unknown = [m for m in base["methods"] if m not in METHODS]
+    if unknown:
+        raise EcaugError(f"unknown method(s) {unknown} (choose from {', '.join(METHODS)})")
+    other = [m for m in base["methods"] if m not in allowed]
+    if other:
+        need = "bag" if kind == "sequence" else "sequence"
+        what = "feature rows, which the sequence model" if kind == "sequence" else "histories, which the bag model"
+        raise EcaugError(f"method(s) {', '.join(other)} need --model {need}: they generate {what} does not read "
+                         f"(it can be studied with {', '.join(allowed)})")
+    for f in base.get("fractions", []):
+        if not 0 < float(f) <= 1:
+            raise EcaugError(f"fractions must lie in (0, 1], got {f}")
+    if int(base.get("seeds", 3)) < 1:
+        raise EcaugError("seeds must be >= 1")
+    return ExperimentConfig(**base)

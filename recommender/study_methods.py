@@ -1,0 +1,143 @@
+"""The study's augmentation methods: pools of extra training data, built from training data only.
+
+A library (it takes arguments, imports nothing above it); the study job
+(``ecaug_feast.jobs.study``) decides which methods run, mixes the pools in and scores the results.
+
+- Bag model (extra *feature rows*, example columns): ``column_gan`` (GAN + labeler + gates,
+  ``ecaug_feast.synth.pipeline.augment_frame``), ``oversample`` (copies of sparse users' rows),
+  ``smote`` (SMOTE-style interpolation of flattened example rows, ``ecaug_feast.synth.smote``).
+- Sequence model (extra *histories*): ``seq_ops`` (crop/mask/reorder/insert), ``pseudo_prior``
+  (ASReP-style reversed transformer, MLE only), ``gan_augmented`` (sequence GAN + segment labeler
+  + gates, ``ecaug_feast.synth.seq_pipeline``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ecaug_feast.errors import EcaugError
+
+METHODS = ["popularity", "real_only", "seq_ops", "pseudo_prior", "gan_augmented", "column_gan", "oversample", "smote"]
+AUG_METHODS = ["column_gan", "oversample", "smote"]  # bag model: extra feature rows
+SEQ_AUG_METHODS = ["seq_ops", "pseudo_prior", "gan_augmented"]  # sequence model: extra histories
+# What each model can be studied with: the column methods make feature rows, which only the bag
+# model reads; the sequence methods make histories, which only the sequence model reads.
+MODEL_METHODS = {"bag": ["popularity", "real_only", *AUG_METHODS], "sequence": ["popularity", "real_only", *SEQ_AUG_METHODS]}
+METRICS = ["recall@10", "ndcg@10", "recall@20", "ndcg@20", "coverage@10"]
+
+USER_SAMPLE_SEED = 12345  # the user subsample is the same for every fraction, seed and method
+
+
+def sample_users(train: pd.DataFrame, valid: pd.DataFrame, test: pd.DataFrame, max_users: int | None
+                 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The three splits restricted to ``max_users`` users drawn with a fixed seed from the users of
+    all three (a temporal split has held-out users without training events: they stay eligible);
+    unchanged when ``max_users`` is None or not smaller than the number of users."""
+    users = np.unique(np.concatenate([df["user_id"].to_numpy(np.int64) for df in (train, valid, test)]))
+    if not max_users or max_users >= len(users):
+        return train, valid, test
+    keep = np.random.default_rng(USER_SAMPLE_SEED).choice(users, size=min(max_users, len(users)), replace=False)
+    return tuple(df[df["user_id"].isin(keep)].reset_index(drop=True) for df in (train, valid, test))  # type: ignore[return-value]
+
+
+def column_pool(method: str, data, size: int, seed: int, gan: dict[str, Any] | None = None,
+                source: str = "examples") -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Extra positives for ``method`` (example columns) made from ``data.examples`` (the truncated
+    training examples) and facts about how they were made. ``gan``: ``GANConfig`` overrides."""
+    from recommender.baselines import oversample_pool
+    from recommender.data import complete_synthetic, labelled_examples
+
+    t0 = time.time()
+    if method == "oversample":
+        return oversample_pool(data.examples, size, seed), {"seconds": round(time.time() - t0, 2)}
+    if method == "column_gan":
+        from ecaug_feast.synth.gan import GANConfig
+        from ecaug_feast.synth.pipeline import AugmentConfig, augment_frame
+
+        lab = labelled_examples(data.examples, data.num_items, seed)
+        # only rows the labeler marks positive become training positives (often a small share)
+        acfg = AugmentConfig(gan=GANConfig(**(gan or {})), max_fit_rows=min(30_000, len(lab)), holdout_rows=min(2000, len(lab) // 5))
+        res = augment_frame(lab, n_rows=size, seed=seed, config=acfg, source=source)
+        pos = complete_synthetic(res.accepted, data)
+        m = res.metrics
+        info = {k: m.get(k) for k in ("rows_generated", "rows_accepted", "gate", "c2st_auc", "privacy_dropped_share", "fit_seconds", "total_seconds")}
+        info.update(gate_passed=bool(res.gate_passed), positives=int(len(pos)), seconds=round(time.time() - t0, 2))
+        return pos, info
+    if method == "smote":
+        from ecaug_feast.synth.examples import flatten, unflatten
+        from ecaug_feast.synth.smote import SmoteSynthesizer
+
+        real = data.examples[~data.examples["is_synthetic"].astype(bool)]
+        flat, schema = flatten(real.assign(label=1))
+        sm = SmoteSynthesizer(seed=seed, max_rows=30_000).fit(flat[schema.gan_columns], schema.discrete_columns)
+        gen = sm.sample(size, seed=seed)
+        feats = unflatten(gen, schema)
+        rng = np.random.default_rng(seed)
+        feats["event_timestamp"] = rng.choice(real["event_timestamp"].to_numpy(), len(feats))
+        pos = complete_synthetic(feats, data)
+        return pos, {"positives": int(len(pos)), "seconds": round(time.time() - t0, 2)}
+    raise EcaugError(f"unknown augmentation method {method!r}")
+
+
+def seq_pool(method: str, data, hist, scfg, seed: int, seq_gan: dict[str, Any] | None = None,
+             seq_aug: dict[str, Any] | None = None) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """Extra training histories for ``method``, made from the truncated TRAINING histories ``hist``
+    only (``histories_for(data, cfg, "valid")``: serving rows before any validation event).
+    ``seq_gan``: ``SeqGANConfig`` overrides; ``seq_aug``: ``SeqAugmentConfig`` scalar overrides."""
+    from ecaug_feast.synth.seq_gan import SeqGANConfig, SequenceGAN, pseudo_prior_config
+    from ecaug_feast.synth.seq_ops import SeqOps, SeqOpsConfig, csr_rows
+
+    seq_aug = seq_aug or {}
+    t0 = time.time()
+    gan_over = {"max_len": scfg.max_len, "seed": seed, **(seq_gan or {})}
+    if method == "seq_ops":
+        v, o, _ = SeqOps(SeqOpsConfig(copies=2, seed=seed)).fit(hist.values, hist.offsets).sample(max_len=scfg.max_len)
+        return csr_rows(v, o), {"seconds": round(time.time() - t0, 2)}
+    if method == "pseudo_prior":
+        # ASReP: pseudo-prior items prepended to short histories by a reversed transformer (MLE only)
+        aug = {k: v for k, v in seq_aug.items() if k in ("expand_below", "n_new")}
+        below, n_new = aug.get("expand_below", 8), aug.get("n_new", 10)
+        g = SequenceGAN(pseudo_prior_config(**gan_over)).fit(hist.values, hist.offsets)
+        short = np.flatnonzero((hist.lengths >= 1) & (hist.lengths < below))
+        out = g.expand(hist.values, hist.offsets, short, n_new, seed=seed)
+        return out, {"seconds": round(time.time() - t0, 2), "expanded": int(len(short)), "generator_nll": g.report.get("nll_mle")}
+    if method == "gan_augmented":
+        from ecaug_feast.synth.seq_pipeline import SeqAugmentConfig, augment_histories, feature_c2st, feature_rows
+
+        acfg = SeqAugmentConfig(gan=SeqGANConfig(**{"reverse": True, "adversarial": True, **gan_over}), seed=seed,
+                                **{k: v for k, v in seq_aug.items() if k in ("expand_below", "n_new", "synthetic_share", "sparse_share")})
+        res = augment_histories(hist.values, hist.offsets, acfg)
+        m = res.metrics
+        info = {k: m.get(k) for k in ("generated", "expanded", "synthetic", "accepted", "dropped_low_confidence", "dropped_off_segment",
+                                      "dropped_privacy", "gate", "c2st_auc_sequences", "catalogue_coverage", "tail_share", "real_tail_share",
+                                      "exact_copy_share", "near_copy_share", "trigram_copy_share", "fit_seconds", "generate_seconds")}
+        info["labeler_agreement"] = m["labeler"].get("agreement")
+        info["adversarial"] = m["generator"].get("adversarial")
+        info["generator_nll"] = {"mle": m["generator"].get("nll_mle"), "after_adversarial": m["generator"].get("nll_after_adversarial")}
+        if res.histories:  # features follow behaviour: the real builder on the generated histories
+            attrs = dict(zip(data.items["item_id"].astype(int), data.items["attributes"]))
+            end = np.full(len(res.histories), int(pd.Timestamp(data.train["event_timestamp"].max()).value))
+            fr = feature_rows(res.histories, end, data.train, attrs, seed=seed)
+            from ecaug_feast.features.build import build_user_features
+
+            auc = feature_c2st(fr, build_user_features(data.train, attrs), seed=seed)
+            info["c2st_auc_features"] = round(auc, 4) if auc == auc else None
+        info["seconds"] = round(time.time() - t0, 2)
+        return res.histories, info
+    raise EcaugError(f"unknown sequence augmentation method {method!r}")
+
+
+def combine_histories(hist, extra: list[np.ndarray], max_len: int):
+    """Real histories + extra ones (newest ``max_len`` each) under synthetic user ids."""
+    from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
+    from ecaug_feast.synth.seq_ops import rows_to_csr
+    from recommender.seq_model import Histories
+
+    v, o = rows_to_csr([np.asarray(h, np.int64)[-max_len:] for h in extra])
+    ids = SYNTHETIC_USER_ID_BASE + np.arange(len(extra), dtype=np.int64)
+    return Histories(np.concatenate([hist.user_ids, ids]), np.concatenate([hist.values, v]),
+                     np.concatenate([hist.offsets, hist.offsets[-1] + o[1:]]).astype(np.int64))
