@@ -59,8 +59,9 @@ SEQ_FILE = ".seq"
 OWNER_FILE = ".owner-pid"
 
 
-def runs_root() -> Path:
-    p = paths.runs_dir()
+def runs_root(root: Path | None = None) -> Path:
+    """The runs folder (created): ``root`` (a shop repo's runs, :mod:`ecaug_feast.plugin`), else ecaug's."""
+    p = Path(root) if root is not None else paths.runs_dir()
     p.mkdir(parents=True, exist_ok=True)
     return p
 
@@ -128,9 +129,9 @@ def _point_active(target: str) -> None:
     swap_symlink(runs_root() / ACTIVE, target)  # relative link: the state dir can move
 
 
-def runs_lock() -> Any:
+def runs_lock(root: Path | None = None) -> Any:
     """Exclusive lock over run numbering, activation and publication (``<runs>/.lock``)."""
-    return exclusive_lock(runs_root() / LOCK_FILE)
+    return exclusive_lock(runs_root(root) / LOCK_FILE)
 
 
 @dataclass
@@ -155,9 +156,9 @@ class RunInfo:
                 "dataset": self.manifest.get("lineage", {}).get("dataset"), "path": str(self.path)}
 
 
-def active_run() -> str | None:
+def active_run(root: Path | None = None) -> str | None:
     """Id of the run the synthetic views point at (None: none, or the empty placeholder)."""
-    link = runs_root() / ACTIVE
+    link = runs_root(root) / ACTIVE
     if not link.is_symlink():
         return None
     target = os.readlink(link)
@@ -165,10 +166,10 @@ def active_run() -> str | None:
     return None if name == EMPTY else name
 
 
-def list_runs() -> list[RunInfo]:
+def list_runs(root: Path | None = None) -> list[RunInfo]:
     """All finished runs, oldest first."""
-    root = runs_root()
-    act = active_run()
+    act = active_run(root)
+    root = runs_root(root)
     out = []
     for d in root.iterdir():
         if d.is_dir() and not d.is_symlink() and not d.name.startswith((".", "_")) and (d / "manifest.json").exists():
@@ -197,20 +198,20 @@ def load_run(run_id: str) -> RunInfo:
     return RunInfo(run_id, d, man, run_id == active_run())
 
 
-def new_run_id() -> tuple[str, int]:
+def new_run_id(root: Path | None = None) -> tuple[str, int]:
     """``(run_id, seq)``: a sortable id and a run number no other run has or will get.
 
     Taken under the runs lock and recorded in ``.seq`` at once, so two augmentations started
     together get distinct numbers (and so disjoint synthetic user-id ranges) and distinct ids.
     """
-    root = runs_root()
-    with runs_lock():
+    base, root = root, runs_root(root)
+    with runs_lock(base):
         seq_file = root / SEQ_FILE
         try:
             last = int(seq_file.read_text().strip() or 0)
         except (OSError, ValueError):
             last = 0
-        seq = max([last] + [r.manifest.get("seq", 0) for r in list_runs()]) + 1
+        seq = max([last] + [r.manifest.get("seq", 0) for r in list_runs(base)]) + 1
         while True:
             rid = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
             if not (root / rid).exists() and not (root / f".tmp-{rid}").exists():
@@ -225,10 +226,10 @@ def new_run_id() -> tuple[str, int]:
     return rid, seq
 
 
-def release_run_id(run_id: str) -> None:
+def release_run_id(run_id: str, root: Path | None = None) -> None:
     """Drop the reservation of an id whose run will not be written (augmentation failed)."""
     check_name(run_id, "run id")  # so ".tmp-<run_id>" is a plain child of the runs folder
-    shutil.rmtree(runs_root() / f".tmp-{run_id}", ignore_errors=True)
+    shutil.rmtree(runs_root(root) / f".tmp-{run_id}", ignore_errors=True)
 
 
 def _remove_dead_reservations(root: Path) -> None:
