@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -26,60 +25,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from _shop import feast_cli, write_shop_repo
+
 pytestmark = pytest.mark.slow
 
 SHOP_DB = 3
-REPO_FILE = '''\
-"""A shop's own repo file (never seen by ecaug's code)."""
-from datetime import timedelta
-
-from feast import Entity, FeatureService, FeatureView, Field, FileSource
-from feast.types import Float32, Int64, String
-
-from ecaug_feast.plugin import synthetic_twins
-
-courier = Entity(name="courier", join_keys=["courier_id"])  # no value_type, as `feast init` writes it
-
-courier_stats_source = FileSource(
-    name="courier_hourly_source",
-    path="data/courier_stats.parquet",
-    timestamp_field="event_timestamp",
-    created_timestamp_column="created",
-)
-
-courier_hourly = FeatureView(
-    name="courier_hourly",
-    entities=[courier],
-    ttl=timedelta(days=30),
-    schema=[
-        Field(name="on_time_rate", dtype=Float32),
-        Field(name="accept_rate", dtype=Float32),
-        Field(name="trips_per_day", dtype=Int64),
-        Field(name="vehicle", dtype=String),
-    ],
-    online=True,
-    source=courier_stats_source,
-    tags={"team": "courier_ops"},
-)
-
-courier_model_v1 = FeatureService(name="courier_model_v1", features=[courier_hourly])
-
-# the one call: the synthetic twin of courier_hourly, kept by `feast apply` like any declared view
-courier_hourly_synth, = synthetic_twins([courier_hourly], entities=[courier], runs_dir="data/ecaug_runs")
-'''
-
-
-def _feast_cli(repo: Path, args: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The stock ``feast`` CLI, in-process, with the repo as cwd (as ``cd repo && feast ...``)."""
-    from feast.cli.cli import cli
-
-    with monkeypatch.context() as m:
-        m.chdir(repo)
-        m.syspath_prepend(str(repo))
-        for name in [p.stem for p in repo.glob("*.py")]:
-            m.delitem(sys.modules, name, raising=False)
-        rc = cli(args, standalone_mode=False)
-    assert not rc, (args, rc)
 
 
 def _ecaug(args: list[str], capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
@@ -103,26 +53,8 @@ def _dump(client) -> dict[bytes, bytes]:
 
 @pytest.fixture(scope="module")
 def shop_repo(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Path:
-    from feast.driver_test_data import create_driver_hourly_stats_df
-
-    repo = tmp_path_factory.mktemp("courier_shop") / "feature_repo"
-    (repo / "data").mkdir(parents=True)
-    end = datetime(2025, 3, 1, tzinfo=timezone.utc)
-    df = create_driver_hourly_stats_df(list(range(1001, 1041)), end - timedelta(days=8), end)
-    df = df.rename(columns={"driver_id": "courier_id", "conv_rate": "on_time_rate", "acc_rate": "accept_rate",
-                            "avg_daily_trips": "trips_per_day"})
-    rng = np.random.default_rng(0)
-    df["vehicle"] = rng.choice(["bike", "car", "scooter"], len(df), p=[0.5, 0.3, 0.2])
-    df = df[["courier_id", "event_timestamp", "created", "on_time_rate", "accept_rate", "trips_per_day", "vehicle"]]
-    df.to_parquet(repo / "data" / "courier_stats.parquet")
-    u = urlparse(redis_url)
-    (repo / "feature_store.yaml").write_text(
-        "project: courier_shop\nregistry: data/registry.db\nprovider: local\n"
-        "offline_store:\n  type: file\n"
-        f"online_store:\n  type: redis\n  connection_string: \"{u.hostname}:{u.port},db={SHOP_DB}\"\n"
-        "entity_key_serialization_version: 3\n")
-    (repo / "courier_repo.py").write_text(REPO_FILE)
-    return repo
+    return write_shop_repo(tmp_path_factory.mktemp("courier_shop") / "feature_repo", redis_url, SHOP_DB,
+                           couriers=40, days=8)
 
 
 def test_shop_repo_expanded_end_to_end(shop_repo: Path, redis_url: str, monkeypatch, capsys):
@@ -140,7 +72,7 @@ def test_shop_repo_expanded_end_to_end(shop_repo: Path, redis_url: str, monkeypa
 
     # 1. stock `feast apply` before any run: validates (Feast only warns about the missing twin
     #    source), registers the twin, and importing the repo file wrote nothing.
-    _feast_cli(shop_repo, ["apply"], monkeypatch)
+    feast_cli(shop_repo, ["apply"], monkeypatch)
     store = FeatureStore(repo_path=str(shop_repo))
     assert {v.name for v in store.list_feature_views()} == {"courier_hourly", "courier_hourly_synth"}
     twin = store.get_feature_view("courier_hourly_synth")
@@ -151,7 +83,7 @@ def test_shop_repo_expanded_end_to_end(shop_repo: Path, redis_url: str, monkeypa
     assert not runs.exists()
 
     # 2. the shop materializes its real view; its keys in Redis are dumped byte for byte
-    _feast_cli(shop_repo, ["materialize", "2025-01-01T00:00:00", "2025-04-01T00:00:00", "--views", "courier_hourly"],
+    feast_cli(shop_repo, ["materialize", "2025-01-01T00:00:00", "2025-04-01T00:00:00", "--views", "courier_hourly"],
                monkeypatch)
     before = _dump(client)
     assert len(before) == 40  # one hash per courier
@@ -217,7 +149,7 @@ def test_shop_repo_expanded_end_to_end(shop_repo: Path, redis_url: str, monkeypa
         plugin.training_rows(store, ent, ["courier_hourly:on_time_rate"], mix_ratio=0.5, run_id="20000101-000000-abcd")
 
     # 7. a second stock `feast apply` keeps the twin (declared in a repo file) and its online rows
-    _feast_cli(shop_repo, ["apply"], monkeypatch)
+    feast_cli(shop_repo, ["apply"], monkeypatch)
     store = FeatureStore(repo_path=str(shop_repo))
     assert "courier_hourly_synth" in {v.name for v in store.list_feature_views()}
     assert _dump(client) == after
