@@ -472,43 +472,11 @@ def _keys_of(path: Path, view: FeatureView) -> np.ndarray:
 
 
 def remove_twin_keys(store: "FeatureStore", twin: FeatureView, ids: np.ndarray) -> int:
-    """Remove ``twin``'s fields from the online hashes of synthetic ``ids`` (Redis only; a hash
-    left with no other view's data is deleted). Ids below the synthetic key space are skipped, so
-    a real key is never touched. Returns the number of keys changed."""
-    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-    from feast.protos.feast.types.Value_pb2 import Value
+    """Remove ``twin``'s rows of synthetic ``ids`` from the online store (ids below the synthetic
+    key space are skipped: a real key is never touched). Returns the number of keys changed."""
+    from ecaug_feast.synth_store import delete_synthetic_keys
 
-    from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
-
-    online = store._get_provider().online_store
-    if not hasattr(online, "_generate_redis_keys_for_entities"):
-        log.warning("online store %s: old synthetic rows of %s are left (removal is implemented for Redis)",
-                    type(online).__name__, twin.name)
-        return 0
-    client = online._get_client(store.config.online_store)  # the client and key layout Feast writes with
-    fields = online._generate_hset_keys_for_features(twin)[1]
-    own_ts = f"_ts:{twin.name}".encode()
-    key = twin.entity_columns[0].name
-    ids = ids[ids >= SYNTHETIC_USER_ID_BASE]
-    changed = 0
-    for lo in range(0, len(ids), 5000):
-        ekeys = [EntityKey(join_keys=[key], entity_values=[Value(int64_val=int(u))]) for u in ids[lo:lo + 5000]]
-        rkeys = online._generate_redis_keys_for_entities(store.config, ekeys)
-        with client.pipeline(transaction=False) as pipe:
-            for k in rkeys:
-                pipe.hkeys(k)
-            names = pipe.execute()
-        with client.pipeline(transaction=False) as pipe:
-            for k, have in zip(rkeys, names):
-                if not have:
-                    continue
-                if {n for n in have if n.startswith(b"_ts:")} <= {own_ts}:
-                    pipe.delete(k)
-                else:
-                    pipe.hdel(k, *fields)
-                changed += 1
-            pipe.execute()
-    return changed
+    return delete_synthetic_keys(store, [twin], ids)
 
 
 # ---------------------------------------------------------------------------------------- training

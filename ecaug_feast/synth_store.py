@@ -401,22 +401,9 @@ def publish(run_id: str | None = None, repo_dir: Path | None = None) -> dict[str
 
 
 def remove_online_keys(store: Any, keep: str | None) -> int:
-    """Delete from the online store the synthetic keys of every gate-passing run but ``keep``.
-
-    Keys are computed by Feast's own Redis key function for each run's user ids, which all lie in
-    the synthetic key space (checked: a real id is never touched). A key that holds only synthetic
-    views is deleted; any other field on it stays (only the synthetic views' fields are removed).
-    Returns the number of keys changed."""
-    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-    from feast.protos.feast.types.Value_pb2 import Value
-
-    online = store._get_provider().online_store  # the same client and key layout Feast writes with
-    client = online._get_client(store.config.online_store)
-    fields: list[Any] = []
-    for view in VIEWS:
-        fv = store.get_feature_view(view)
-        fields += online._generate_hset_keys_for_features(fv)[1]
-    synth_ts = {f"_ts:{v}".encode() for v in VIEWS}
+    """Delete from the online store the synthetic keys of every gate-passing run but ``keep``
+    (:func:`delete_synthetic_keys` over ``VIEWS``). Returns the number of keys changed."""
+    views = [store.get_feature_view(v) for v in VIEWS]
     changed = 0
     for run in list_runs():
         if run.run_id == keep or run.manifest.get("gate") != "pass":
@@ -426,25 +413,51 @@ def remove_online_keys(store: Any, keep: str | None) -> int:
         except Exception as exc:  # noqa: BLE001 - a broken run: its keys cannot be named
             log.warning("run %s: cannot read its user ids (%s); its online keys are left", run.run_id, exc)
             continue
-        ids = ids[ids >= SYNTHETIC_USER_ID_BASE]  # never a real key
-        for lo in range(0, len(ids), 5000):
-            ekeys = [EntityKey(join_keys=["user_id"], entity_values=[Value(int64_val=int(u))]) for u in ids[lo:lo + 5000]]
-            keys = online._generate_redis_keys_for_entities(store.config, ekeys)
-            with client.pipeline(transaction=False) as pipe:
-                for k in keys:
-                    pipe.hkeys(k)
-                hkeys = pipe.execute()
-            with client.pipeline(transaction=False) as pipe:
-                for k, names in zip(keys, hkeys):
-                    if not names:
-                        continue
-                    ts_fields = {n for n in names if n.startswith(b"_ts:")}
-                    if ts_fields <= synth_ts:
-                        pipe.delete(k)
-                    else:
-                        pipe.hdel(k, *fields)
-                    changed += 1
-                pipe.execute()
+        changed += delete_synthetic_keys(store, views, ids)
+    return changed
+
+
+def delete_synthetic_keys(store: Any, views: list[Any], ids: np.ndarray) -> int:
+    """Remove the fields of ``views`` (synthetic views of one int64 entity) from the online hashes
+    of ``ids``. Keys are computed by Feast's own Redis key function; ids below the synthetic key
+    space are skipped, so a real key is never touched. A hash holding only these views is deleted;
+    any other view's fields on it stay. Redis only (another online store: logged, 0). Returns the
+    number of keys changed."""
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    online = store._get_provider().online_store  # the same client and key layout Feast writes with
+    if not hasattr(online, "_generate_redis_keys_for_entities"):
+        log.warning("online store %s: old synthetic rows of %s are left (removal is implemented for Redis)",
+                    type(online).__name__, ", ".join(v.name for v in views))
+        return 0
+    client = online._get_client(store.config.online_store)
+    fields: list[Any] = []
+    for fv in views:
+        fields += online._generate_hset_keys_for_features(fv)[1]
+    synth_ts = {f"_ts:{v.name}".encode() for v in views}
+    key = views[0].entity_columns[0].name
+    ids = np.asarray(ids, dtype=np.int64)
+    ids = ids[ids >= SYNTHETIC_USER_ID_BASE]  # never a real key
+    changed = 0
+    for lo in range(0, len(ids), 5000):
+        ekeys = [EntityKey(join_keys=[key], entity_values=[Value(int64_val=int(u))]) for u in ids[lo:lo + 5000]]
+        keys = online._generate_redis_keys_for_entities(store.config, ekeys)
+        with client.pipeline(transaction=False) as pipe:
+            for k in keys:
+                pipe.hkeys(k)
+            hkeys = pipe.execute()
+        with client.pipeline(transaction=False) as pipe:
+            for k, names in zip(keys, hkeys):
+                if not names:
+                    continue
+                ts_fields = {n for n in names if n.startswith(b"_ts:")}
+                if ts_fields <= synth_ts:
+                    pipe.delete(k)
+                else:
+                    pipe.hdel(k, *fields)
+                changed += 1
+            pipe.execute()
     return changed
 
 

@@ -45,6 +45,8 @@ def augment(
 
         if not (repo and entity and view):
             raise EcaugError("--repo, --entity and --view go together (and --service with them)")
+        if dataset or segment:
+            raise EcaugError("--dataset and --segment apply to ecaug's own repo, not with --repo")
         out = augment_repo(repo, entity, view, service, rows=rows, seed=seed, steps=steps, max_c2st=max_c2st,
                            publish=not no_publish)
         _emit(out, as_json, f"run {out['run_id']} of {out['twin']}: gate {out['gate']}, "

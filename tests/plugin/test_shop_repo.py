@@ -153,3 +153,10 @@ def test_shop_repo_expanded_end_to_end(shop_repo: Path, redis_url: str, monkeypa
     store = FeatureStore(repo_path=str(shop_repo))
     assert "courier_hourly_synth" in {v.name for v in store.list_feature_views()}
     assert _dump(client) == after
+
+    # 8. removing the twin's rows (what the next run's publish does to this one) deletes exactly
+    #    the synthetic keys, even when real ids are passed along
+    twin = store.get_feature_view("courier_hourly_synth")
+    ids = np.concatenate([synth["courier_id"].to_numpy(), np.arange(1001, 1041)])
+    assert plugin.remove_twin_keys(store, twin, ids) == res["rows_accepted"]
+    assert _dump(client) == before
