@@ -191,7 +191,11 @@ def _write_table(df: pd.DataFrame, schema: Any, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    tbl = pa.Table.from_pandas(df[[f.name for f in schema]], schema=schema, preserve_index=False)
+    df = df[[f.name for f in schema]].copy()
+    for f in schema:
+        if pa.types.is_timestamp(f.type) and len(df):  # Feast's unit: drop sub-microsecond digits, not fail
+            df[f.name] = pd.to_datetime(df[f.name], utc=True).dt.floor("us")
+    tbl = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     pq.write_table(tbl, tmp)
     os.replace(tmp, path)
