@@ -103,3 +103,18 @@ def test_stock_materialize_of_every_view_after_ecaug_apply(tmp_path, redis_url, 
     store = FeatureStore(repo_path=str(repo))
     assert {v.name for v in store.list_feature_views()} == {"courier_hourly", "courier_hourly_synth"}
     assert len(list(client.scan_iter())) == 3  # the three real couriers; the empty twin wrote nothing
+
+
+def test_run_file_with_nanosecond_times(tmp_path):
+    """A shop's timestamps may carry nanoseconds; run files hold Feast's microseconds (floored)."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ecaug_feast.plugin import _write_table
+
+    schema = pa.schema([pa.field("k", pa.int64()), pa.field("ts", pa.timestamp("us", tz="UTC"))])
+    df = pd.DataFrame({"k": [1], "ts": pd.to_datetime([1_700_000_000_123_456_789], utc=True)})
+    _write_table(df, schema, tmp_path / "x.parquet")
+    got = pq.read_table(tmp_path / "x.parquet").to_pandas()["ts"].iloc[0]
+    assert got == pd.Timestamp(1_700_000_000_123_456_000, tz="UTC")
