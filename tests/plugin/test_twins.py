@@ -45,13 +45,13 @@ def test_example_repo_imports_without_writing(tmp_path, monkeypatch):
     runs = state / "runs"
     assert sorted(p.name for p in written) == sorted([synth_store.USER_FILE, synth_store.INTER_FILE])
     assert synth_store.active_run() is None and (runs / "active" / synth_store.USER_FILE).exists()
-    users, inter = synth_store._empty_frames()
-    for fname, frame in ((synth_store.USER_FILE, users), (synth_store.INTER_FILE, inter)):
-        ours = pq.read_schema(runs / "_empty" / fname)
-        synth_store._write_parquet(frame, tmp_path / fname)
-        theirs = pq.read_schema(tmp_path / fname)
-        assert {f.name: f.type for f in ours} == {f.name: f.type for f in theirs}, fname
     assert plugin.ensure_placeholders(contents.feature_views, contents.entities, repo) == []  # idempotent
+    monkeypatch.setenv("ECAUG_HOME", str(tmp_path / "state2"))  # synth_store's own placeholders, to compare
+    synth_store.ensure_sources()
+    for fname in (synth_store.USER_FILE, synth_store.INTER_FILE):
+        ours = pq.read_schema(runs / "_empty" / fname)
+        theirs = pq.read_schema(tmp_path / "state2" / "runs" / "_empty" / fname)
+        assert {f.name: f.type for f in ours} == {f.name: f.type for f in theirs}, fname
 
 
 def test_twin_without_key_type_is_refused():
