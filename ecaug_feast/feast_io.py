@@ -172,6 +172,8 @@ def apply(repo_dir: str | Path | None = None) -> dict[str, Any]:
     """``feast apply`` for the repo (registers entities, views, services; removes deleted ones)."""
     from feast.repo_operations import _get_repo_contents, apply_total_with_repo_instance
 
+    from ecaug_feast import plugin
+
     repo = Path(repo_dir).resolve() if repo_dir else render_repo()
     store = get_store(repo)
     buf = io.StringIO()
@@ -179,6 +181,8 @@ def apply(repo_dir: str | Path | None = None) -> dict[str, Any]:
         # _get_repo_contents is what `feast apply` runs; it adds the yaml's project when no
         # Project object is defined.
         contents = _get_repo_contents(repo, store.config.project, store.config)
+        # empty placeholders for synthetic-run sources not written yet (repo files write nothing)
+        plugin.ensure_placeholders(contents.feature_views, contents.entities, repo)
         apply_total_with_repo_instance(store, store.config.project, store.registry, contents, skip_source_validation=False)
     for line in buf.getvalue().splitlines():
         if line.strip():

@@ -63,8 +63,9 @@ SEQ_FILE = ".seq"
 OWNER_FILE = ".owner-pid"
 
 
-def runs_root() -> Path:
-    p = paths.runs_dir()
+def runs_root(root: Path | None = None) -> Path:
+    """The runs folder (created): ``root`` (a shop repo's runs, :mod:`ecaug_feast.plugin`), else ecaug's."""
+    p = Path(root) if root is not None else paths.runs_dir()
     p.mkdir(parents=True, exist_ok=True)
     return p
 
@@ -112,9 +113,9 @@ def _point_active(target: str) -> None:
     swap_symlink(runs_root() / ACTIVE, target)  # relative link: the state dir can move
 
 
-def runs_lock() -> Any:
+def runs_lock(root: Path | None = None) -> Any:
     """Exclusive lock over run numbering, activation and publication (``<runs>/.lock``)."""
-    return exclusive_lock(runs_root() / LOCK_FILE)
+    return exclusive_lock(runs_root(root) / LOCK_FILE)
 
 
 @dataclass
@@ -139,9 +140,9 @@ class RunInfo:
                 "dataset": self.manifest.get("lineage", {}).get("dataset"), "path": str(self.path)}
 
 
-def active_run() -> str | None:
+def active_run(root: Path | None = None) -> str | None:
     """Id of the run the synthetic views point at (None: none, or the empty placeholder)."""
-    link = runs_root() / ACTIVE
+    link = runs_root(root) / ACTIVE
     if not link.is_symlink():
         return None
     target = os.readlink(link)
@@ -149,10 +150,10 @@ def active_run() -> str | None:
     return None if name == EMPTY else name
 
 
-def list_runs() -> list[RunInfo]:
+def list_runs(root: Path | None = None) -> list[RunInfo]:
     """All finished runs, oldest first."""
-    root = runs_root()
-    act = active_run()
+    act = active_run(root)
+    root = runs_root(root)
     out = []
     for d in root.iterdir():
         if d.is_dir() and not d.is_symlink() and not d.name.startswith((".", "_")) and (d / "manifest.json").exists():
@@ -181,20 +182,20 @@ def load_run(run_id: str) -> RunInfo:
     return RunInfo(run_id, d, man, run_id == active_run())
 
 
-def new_run_id() -> tuple[str, int]:
+def new_run_id(root: Path | None = None) -> tuple[str, int]:
     """``(run_id, seq)``: a sortable id and a run number no other run has or will get.
 
     Taken under the runs lock and recorded in ``.seq`` at once, so two augmentations started
     together get distinct numbers (and so disjoint synthetic user-id ranges) and distinct ids.
     """
-    root = runs_root()
-    with runs_lock():
+    base, root = root, runs_root(root)
+    with runs_lock(base):
         seq_file = root / SEQ_FILE
         try:
             last = int(seq_file.read_text().strip() or 0)
         except (OSError, ValueError):
             last = 0
-        seq = max([last] + [r.manifest.get("seq", 0) for r in list_runs()]) + 1
+        seq = max([last] + [r.manifest.get("seq", 0) for r in list_runs(base)]) + 1
         while True:
             rid = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
             if not (root / rid).exists() and not (root / f".tmp-{rid}").exists():
@@ -209,10 +210,10 @@ def new_run_id() -> tuple[str, int]:
     return rid, seq
 
 
-def release_run_id(run_id: str) -> None:
+def release_run_id(run_id: str, root: Path | None = None) -> None:
     """Drop the reservation of an id whose run will not be written (augmentation failed)."""
     check_name(run_id, "run id")  # so ".tmp-<run_id>" is a plain child of the runs folder
-    shutil.rmtree(runs_root() / f".tmp-{run_id}", ignore_errors=True)
+    shutil.rmtree(runs_root(root) / f".tmp-{run_id}", ignore_errors=True)
 
 
 def _remove_dead_reservations(root: Path) -> None:
@@ -381,22 +382,9 @@ def publish(run_id: str | None = None, repo_dir: Path | None = None) -> dict[str
 
 
 def remove_online_keys(store: Any, keep: str | None) -> int:
-    """Delete from the online store the synthetic keys of every gate-passing run but ``keep``.
-
-    Keys are computed by Feast's own Redis key function for each run's user ids, which all lie in
-    the synthetic key space (checked: a real id is never touched). A key that holds only synthetic
-    views is deleted; any other field on it stays (only the synthetic views' fields are removed).
-    Returns the number of keys changed."""
-    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-    from feast.protos.feast.types.Value_pb2 import Value
-
-    online = store._get_provider().online_store  # the same client and key layout Feast writes with
-    client = online._get_client(store.config.online_store)
-    fields: list[Any] = []
-    for view in VIEWS:
-        fv = store.get_feature_view(view)
-        fields += online._generate_hset_keys_for_features(fv)[1]
-    synth_ts = {f"_ts:{v}".encode() for v in VIEWS}
+    """Delete from the online store the synthetic keys of every gate-passing run but ``keep``
+    (:func:`delete_synthetic_keys` over ``VIEWS``). Returns the number of keys changed."""
+    views = [store.get_feature_view(v) for v in VIEWS]
     changed = 0
     for run in list_runs():
         if run.run_id == keep or run.manifest.get("gate") != "pass":
@@ -406,25 +394,51 @@ def remove_online_keys(store: Any, keep: str | None) -> int:
         except Exception as exc:  # noqa: BLE001 - a broken run: its keys cannot be named
             log.warning("run %s: cannot read its user ids (%s); its online keys are left", run.run_id, exc)
             continue
-        ids = ids[ids >= SYNTHETIC_USER_ID_BASE]  # never a real key
-        for lo in range(0, len(ids), 5000):
-            ekeys = [EntityKey(join_keys=["user_id"], entity_values=[Value(int64_val=int(u))]) for u in ids[lo:lo + 5000]]
-            keys = online._generate_redis_keys_for_entities(store.config, ekeys)
-            with client.pipeline(transaction=False) as pipe:
-                for k in keys:
-                    pipe.hkeys(k)
-                hkeys = pipe.execute()
-            with client.pipeline(transaction=False) as pipe:
-                for k, names in zip(keys, hkeys):
-                    if not names:
-                        continue
-                    ts_fields = {n for n in names if n.startswith(b"_ts:")}
-                    if ts_fields <= synth_ts:
-                        pipe.delete(k)
-                    else:
-                        pipe.hdel(k, *fields)
-                    changed += 1
-                pipe.execute()
+        changed += delete_synthetic_keys(store, views, ids)
+    return changed
+
+
+def delete_synthetic_keys(store: Any, views: list[Any], ids: np.ndarray) -> int:
+    """Remove the fields of ``views`` (synthetic views of one int64 entity) from the online hashes
+    of ``ids``. Keys are computed by Feast's own Redis key function; ids below the synthetic key
+    space are skipped, so a real key is never touched. A hash holding only these views is deleted;
+    any other view's fields on it stay. Redis only (another online store: logged, 0). Returns the
+    number of keys changed."""
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    online = store._get_provider().online_store  # the same client and key layout Feast writes with
+    if not hasattr(online, "_generate_redis_keys_for_entities"):
+        log.warning("online store %s: old synthetic rows of %s are left (removal is implemented for Redis)",
+                    type(online).__name__, ", ".join(v.name for v in views))
+        return 0
+    client = online._get_client(store.config.online_store)
+    fields: list[Any] = []
+    for fv in views:
+        fields += online._generate_hset_keys_for_features(fv)[1]
+    synth_ts = {f"_ts:{v.name}".encode() for v in views}
+    key = views[0].entity_columns[0].name
+    ids = np.asarray(ids, dtype=np.int64)
+    ids = ids[ids >= SYNTHETIC_USER_ID_BASE]  # never a real key
+    changed = 0
+    for lo in range(0, len(ids), 5000):
+        ekeys = [EntityKey(join_keys=[key], entity_values=[Value(int64_val=int(u))]) for u in ids[lo:lo + 5000]]
+        keys = online._generate_redis_keys_for_entities(store.config, ekeys)
+        with client.pipeline(transaction=False) as pipe:
+            for k in keys:
+                pipe.hkeys(k)
+            hkeys = pipe.execute()
+        with client.pipeline(transaction=False) as pipe:
+            for k, names in zip(keys, hkeys):
+                if not names:
+                    continue
+                ts_fields = {n for n in names if n.startswith(b"_ts:")}
+                if ts_fields <= synth_ts:
+                    pipe.delete(k)
+                else:
+                    pipe.hdel(k, *fields)
+                changed += 1
+            pipe.execute()
     return changed
 
 

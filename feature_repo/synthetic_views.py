@@ -1,10 +1,16 @@
 """Synthetic feature views: the active synthetic run under ``$ECAUG_HOME/runs/active/``.
 
+The example use of the plugin (docs/plugin.md): ``user_features_synth`` is the synthetic twin of
+``user_features``, declared with the one ``synthetic_twins`` call a shop puts in its own repo.
 Same entity (``user``) as the real views; synthetic users have ids >= 2**40
 (``ecaug_feast.ids.SYNTHETIC_USER_ID_BASE``), so Redis keys (entity key + project) never collide
 with real users and materializing these views never rewrites a real user's hash.
 ``ecaug augment`` writes a run, points ``runs/active`` at it (only if its quality gate passed) and
 materializes these two views; ``ecaug runs rollback`` re-points the link.
+
+Importing this file writes nothing: the empty placeholder run that lets Feast read the sources
+before the first run is written by ``ecaug apply`` / ``ecaug augment``
+(``ecaug_feast.plugin.ensure_placeholders``).
 
 Labels live in ``interactions_synth`` (a plain feature view with ``label``, ``confidence`` and
 ``labeler`` fields) rather than a Feast ``LabelView``: a LabelView is fed by ``push()`` and cannot
@@ -13,48 +19,24 @@ materialized, rolled back and joined point-in-time for training like any other v
 """
 
 from entities import user
-from feast import FeatureView, Field, FileSource
-from feast.types import Bool, Float32, Int64, String
+from feast import FeatureView, Field
+from feast.types import Float32, Int64, String
+from real_views import user_features
+from schemas import NO_EXPIRY
 
-from schemas import NO_EXPIRY, USER_FEATURE_FIELDS
+from ecaug_feast.paths import runs_dir
+from ecaug_feast.plugin import LINEAGE_FIELDS, SynthTwinConfig, run_source, synthetic_twins
 
-from ecaug_feast.synth_store import INTER_FILE, USER_FILE, active_source, ensure_sources
+_RUNS = runs_dir()
 
-ensure_sources()  # an empty placeholder run until the first gated run, so `feast apply` validates
+user_features_synth, = synthetic_twins([user_features], entities=[user], config=SynthTwinConfig(runs_dir=str(_RUNS)))
 
-_LINEAGE = [
-    Field(name="is_synthetic", dtype=Bool),
-    Field(name="run_id", dtype=String),
-    Field(name="generator_version", dtype=String),
-]
-
-user_features_synth_source = FileSource(
-    name="user_features_synth_source",
-    path=str(active_source(USER_FILE)),
-    timestamp_field="event_timestamp",
-    description="User-side features of synthetic training examples (active run).",
-)
-interactions_synth_source = FileSource(
-    name="interactions_synth_source",
-    path=str(active_source(INTER_FILE)),
-    timestamp_field="event_timestamp",
+interactions_synth_source = run_source(
+    "interactions_synth_source", "interactions_synth.parquet", _RUNS,
     # exposed as synth_item_id: a feature named item_id would clash with the item entity's join
     # key when a training entity_df carries item_id (the parquet column stays item_id).
     field_mapping={"item_id": "synth_item_id"},
     description="Synthetic interactions: synthetic user, real item, label from the labeler (active run).",
-)
-
-user_features_synth = FeatureView(
-    name="user_features_synth",
-    entities=[user],
-    ttl=NO_EXPIRY,
-    schema=[
-        *USER_FEATURE_FIELDS,
-        *_LINEAGE,
-    ],
-    source=user_features_synth_source,
-    online=True,
-    tags={"owner": "synth", "kind": "synthetic"},
 )
 
 interactions_synth = FeatureView(
@@ -66,7 +48,7 @@ interactions_synth = FeatureView(
         Field(name="label", dtype=Int64),
         Field(name="confidence", dtype=Float32),
         Field(name="labeler", dtype=String),
-        *_LINEAGE,
+        *LINEAGE_FIELDS,
     ],
     source=interactions_synth_source,
     online=True,

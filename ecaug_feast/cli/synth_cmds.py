@@ -31,9 +31,30 @@ def augment(
     max_c2st: Optional[float] = typer.Option(None, "--max-c2st", help="Gate: maximum C2ST AUC (default 0.80)."),
     no_publish: bool = typer.Option(False, "--no-publish", help="Write the run but do not activate/materialize it."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
+    repo: Optional[str] = typer.Option(None, "--repo", help="A shop's own Feast repo to expand (docs/plugin.md); needs --entity and --view."),
+    entity: Optional[str] = typer.Option(None, "--entity", help="With --repo: the entity of the view."),
+    view: Optional[str] = typer.Option(None, "--view", help="With --repo: the real feature view whose twin gets the run."),
+    service: Optional[str] = typer.Option(None, "--service", help="With --repo: the feature service training reads (checked to serve the view)."),
 ) -> None:
     """Fit the GAN on real training examples from Feast, generate, label, gate; write the run and,
-    if its gate passes, register and materialize the synthetic feature views."""
+    if its gate passes, register and materialize the synthetic feature views. With --repo: the same
+    for one view of a shop's own Feast repo (its twin view only)."""
+    if repo is not None or entity is not None or view is not None or service is not None:
+        from ecaug_feast.errors import EcaugError
+        from ecaug_feast.jobs.augment_repo import augment_repo
+
+        if not (repo and entity and view):
+            raise EcaugError("--repo, --entity and --view go together (and --service with them)")
+        if dataset or segment:
+            raise EcaugError("--dataset and --segment apply to ecaug's own repo, not with --repo")
+        out = augment_repo(repo, entity, view, service, rows=rows, seed=seed, steps=steps, max_c2st=max_c2st,
+                           publish=not no_publish)
+        _emit(out, as_json, f"run {out['run_id']} of {out['twin']}: gate {out['gate']}, "
+                            f"{out['rows_accepted']}/{out['rows_generated']} rows accepted"
+                            + (", active and materialized" if out["activated"] else ", not materialized"))
+        if out["gate"] != "pass":
+            raise typer.Exit(1)
+        return
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ecaug_feast.quality.gates import GateConfig
