@@ -44,8 +44,9 @@ import numpy as np
 import pandas as pd
 from feast import Entity, FeatureView, Field, FileSource
 from feast.repo_config import FeastConfigBaseModel
-from feast.types import Bool, Int64, String
+from feast.types import Int64
 
+from ecaug_feast import schema
 from ecaug_feast.errors import EcaugError
 
 if TYPE_CHECKING:
@@ -58,11 +59,7 @@ EMPTY = "_empty"           # the placeholder run: empty files with each twin's s
 RUN_SOURCE_TAG = "ecaug"   # FileSource tag marking a source read through <runs_dir>/active/
 RUN_SOURCE_VALUE = "run-source"
 TWIN_OF_TAG = "twin_of"
-LINEAGE_FIELDS = [
-    Field(name="is_synthetic", dtype=Bool, description="always true: a synthetic row"),
-    Field(name="run_id", dtype=String, description="the ecaug run that wrote the row"),
-    Field(name="generator_version", dtype=String, description="generator that made the row"),
-]
+LINEAGE_FIELDS = schema.feast_fields(schema.LINEAGE_FEATURES)  # is_synthetic, run_id, generator_version
 _FAR_FUTURE = datetime(2200, 1, 1, tzinfo=timezone.utc)  # end of "all rows" reads
 
 
