@@ -415,8 +415,8 @@ def _write_run(root: Path, run_id: str, files: dict[str, tuple[pd.DataFrame, Any
         raise EcaugError(f"run {run_id} already exists")
     tmp.mkdir(parents=True, exist_ok=True)  # reserved by new_run_id
     try:
-        for name, (df, schema) in files.items():
-            _write_table(df, schema, tmp / name)
+        for name, (df, arrow_schema) in files.items():
+            _write_table(df, arrow_schema, tmp / name)
         if carry_from:  # the other twins keep their data: link their files from the active run
             for p in (root / carry_from).glob("*.parquet"):
                 if p.name not in files:
