@@ -154,11 +154,12 @@ def part_refresh(args) -> dict:
     from ecaug_feast.features.build import write_features
     from ecaug_feast.features.ingest import ingest_dataset
     from ecaug_feast.quality.gates import GateConfig
+    from ecaug_feast.jobs.augment import augment_run
+    from ecaug_feast.jobs.refresh import refresh_job
+    from ecaug_feast.jobs.workspace import Workspace
     from ecaug_feast.redis_server import EmbeddedRedis, free_port
-    from ecaug_feast.refresh import refresh_job
     from ecaug_feast.synth.gan import GANConfig
     from ecaug_feast.synth.pipeline import AugmentConfig
-    from ecaug_feast.synth.runner import augment_run
 
     server = EmbeddedRedis.for_state(home, port=free_port())
     url = server.start()
@@ -179,7 +180,8 @@ def part_refresh(args) -> dict:
         feast_io.apply(repo)
         feast_io.materialize(repo)
         t = time.perf_counter()
-        first = augment_run(rows=args.rows, seed=0, config=cfg(args.cold_steps), repo_dir=repo)
+        ws = Workspace(state_dir=home, repo_dir=repo, redis_url=url)
+        first = augment_run(ws, rows=args.rows, seed=0, config=cfg(args.cold_steps))
         out["initial_run"] = {k: first.get(k) for k in ("run_id", "gate", "gate_reasons", "activated", "c2st_auc", "rows_accepted")}
         out["initial_run"]["seconds"] = round(time.perf_counter() - t, 1)
         if not first["activated"]:
@@ -208,7 +210,8 @@ def part_refresh(args) -> dict:
         t_feat = time.perf_counter() - t
         feast_io.materialize(repo2, views=["user_features", "item_features"])
         t_mat = time.perf_counter() - t - t_feat
-        cold = augment_run(rows=args.rows, seed=1, config=cfg(args.cold_steps), repo_dir=repo2, publish=False)
+        cold = augment_run(Workspace(state_dir=home2, repo_dir=repo2, redis_url=url.rsplit("/", 1)[0] + "/1"),
+                           rows=args.rows, seed=1, config=cfg(args.cold_steps), publish=False)
         t_full = time.perf_counter() - t
         out["full_rebuild"] = {"seconds": round(t_full, 1), "features_seconds": round(t_feat, 1), "materialize_seconds": round(t_mat, 1),
                                "augment_seconds": round(t_full - t_feat - t_mat, 1), "gate": cold["gate"],
@@ -217,9 +220,9 @@ def part_refresh(args) -> dict:
 
         # --- refresh: incremental append + materialize of the appended window + warm start
         t = time.perf_counter()
-        aug = lambda **kw: augment_run(**{**kw, "config": _with(cfg(args.warm_steps), kw["config"])})
-        ref = refresh_job(force=True, events=ev_path, rows=args.rows, steps=args.warm_steps, max_c2st=0.99,
-                          augment=aug, repo_dir=repo)
+        aug = lambda ws_, **kw: augment_run(ws_, **{**kw, "config": _with(cfg(args.warm_steps), kw["config"])})
+        ref = refresh_job(ws, force=True, events=ev_path, rows=args.rows, steps=args.warm_steps, max_c2st=0.99,
+                          augment=aug)
         t_ref = time.perf_counter() - t
         app = ref.get("appended", {})
         out["refresh"] = {"seconds": round(t_ref, 1), "append_seconds": app.get("seconds"), "run_id": ref["run_id"],
