@@ -344,13 +344,3 @@ def redis_status() -> dict[str, Any]:
     if url:
         return {"mode": "external", "url": url, "running": ping(url)}
     return EmbeddedRedis.for_state().status()
-
-
-def ensure_redis() -> str:
-    """URL of a reachable Redis: ``$ECAUG_REDIS_URL`` (must answer), else the embedded server (started)."""
-    url = external_url()
-    if url:
-        if not ping(url, timeout=3.0):
-            raise EcaugError(f"{ENV_URL}={url}: no Redis answers there")
-        return url
-    return EmbeddedRedis.for_state().start()
