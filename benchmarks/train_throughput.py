@@ -68,7 +68,7 @@ def sequence_throughput(a) -> dict:
     from ecaug_feast.features.split import split_interactions
     from recommender import distributed as D
     from recommender.data import build_in_memory
-    from recommender.seq_model import SeqTwoTower, full_softmax_loss, target_batch
+    from recommender.seq_model import SeqTwoTower, full_softmax_loss, packed_target_batch
     from recommender.seq_train import catalog_of, histories_for, length_buckets, seq_config_for, wrap_dmp
 
     ds = load_dataset(a.dataset)
@@ -99,25 +99,29 @@ def sequence_throughput(a) -> dict:
     D.load_into_dmp(dmp, SeqTwoTower(cfg, catalog=cat).state_dict())
     plain = Plain()
     opts = {"torchrec": torch.optim.Adam(dmp.parameters(), lr=1e-3), "plain_torch": torch.optim.Adam(plain.parameters(), lr=1e-3)}
-    batches = length_buckets(trainable, hist.lengths, a.batch_size, np.random.default_rng(0))
+    # the trainer's batches: shuffled users, each batch cut into chunks of similar length
+    batches = length_buckets(trainable, hist.lengths, a.batch_size, np.random.default_rng(0), window=0)
     it = iter(range(10**9))
     counted = {}
 
-    def make_step(name, module, bf16):
+    def make_step(name, module, bf16, chunks=8):
         def step():
             rows = batches[next(it) % len(batches)]
-            x, y, ln = (torch.from_numpy(v) for v in target_batch(hist, rows))
+            parts = packed_target_batch(hist, rows, chunks)
+            x, y, ln = ([torch.from_numpy(p[i]) for p in parts] for i in range(3))
             H, R = module(x, ln)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 loss = full_softmax_loss(H, R, y)
             opts[name.split("/")[0]].zero_grad()
             loss.backward()
             opts[name.split("/")[0]].step()
-            counted[name] = counted.get(name, 0) + int((y > 0).sum())
+            counted[name] = counted.get(name, 0) + sum(int((t > 0).sum()) for t in y)
         return step
 
     impls = {"torchrec/fp32": make_step("torchrec/fp32", dmp, False), "plain_torch/fp32": make_step("plain_torch/fp32", plain, False),
-             "torchrec/bf16": make_step("torchrec/bf16", dmp, True), "plain_torch/bf16": make_step("plain_torch/bf16", plain, True)}
+             "torchrec/bf16": make_step("torchrec/bf16", dmp, True), "plain_torch/bf16": make_step("plain_torch/bf16", plain, True),
+             # one block padded to the batch's longest history (the trainer before chunking)
+             "torchrec/fp32/unpacked": make_step("torchrec/fp32/unpacked", dmp, False, chunks=1)}
     for f in impls.values():
         for _ in range(2):
             f()
@@ -139,6 +143,7 @@ def sequence_throughput(a) -> dict:
         "unit": "training positions/s (step incl. batch assembly)",
         "torchrec_vs_plain_fp32": round(per_s["torchrec/fp32"] / per_s["plain_torch/fp32"], 2),
         "bf16_vs_fp32_torchrec": round(per_s["torchrec/bf16"] / per_s["torchrec/fp32"], 2),
+        "packed_vs_unpacked_torchrec": round(per_s["torchrec/fp32"] / per_s["torchrec/fp32/unpacked"], 2),
         "positions_per_epoch": positions,
         "epoch_seconds_torchrec_fp32": round(positions / per_s["torchrec/fp32"], 1),
         "epoch_seconds_torchrec_bf16": round(positions / per_s["torchrec/bf16"], 1),

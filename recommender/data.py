@@ -192,8 +192,10 @@ def _normalise_lists(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def load_real_from_feast(dataset: str, store: Any = None) -> TrainData:
-    """Real training data of an ingested dataset, features read through Feast (offline store)."""
+def load_real_from_feast(dataset: str, store: Any = None, examples: bool = True) -> TrainData:
+    """Real training data of an ingested dataset, features read through Feast (offline store).
+    ``examples=False`` skips the point-in-time join of every training event (``TrainData.examples``
+    left empty): the sequence model reads only the per-user rows."""
     from ecaug_feast import paths
     from ecaug_feast.datasets.store import load_processed
 
@@ -203,7 +205,7 @@ def load_real_from_feast(dataset: str, store: Any = None) -> TrainData:
         raise EcaugError(f"{ti_path}: Feast sources not built; run `ecaug ingest` and `ecaug apply` first")
     ti = pd.read_parquet(ti_path)
     pos = ti[ti["label"] == 1]
-    ex = examples_from_feast(pos, store=store)
+    ex = examples_from_feast(pos, store=store) if examples else pd.DataFrame({c: [] for c in EXAMPLE_COLUMNS})
     items = data.items[["item_id", "attributes"]]
     # serving rows: the latest feature rows, as validation/test/serving queries see them
     last_t = data.train.groupby("user_id")["event_timestamp"].max().reset_index()

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -157,17 +157,28 @@ class SeqTwoTower(nn.Module):
         H = self.encode(R, hist, lengths)
         return H[torch.arange(len(lengths), device=H.device), (lengths - 1).clamp(min=0)]
 
-    def forward(self, hist: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, hist: torch.Tensor | Sequence[torch.Tensor], lengths: torch.Tensor | Sequence[torch.Tensor]) -> tuple[Any, torch.Tensor]:
+        """User states and the item matrix. ``hist``/``lengths`` may be lists of chunks of one
+        batch (see :func:`packed_target_batch`): the item tower is computed once for all of them,
+        and one forward call keeps DDP's one-forward-per-backward rule under DMP."""
         R = self.item_matrix()
+        if isinstance(hist, (list, tuple)):
+            return [self.encode(R, h, n) for h, n in zip(hist, lengths)], R
         return self.encode(R, hist, lengths), R
 
 
-def full_softmax_loss(H: torch.Tensor, R: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over items 1..I at every position whose target is an item (target 0 = pad)."""
-    m = targets > 0
-    logits = H[m] @ R.T
+def full_softmax_loss(H: torch.Tensor | Sequence[torch.Tensor], R: torch.Tensor, targets: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    """Cross-entropy over items 1..I at every position whose target is an item (target 0 = pad),
+    averaged over all such positions (of all chunks, when ``H``/``targets`` are lists)."""
+    if isinstance(H, (list, tuple)):
+        h = torch.cat([x[t > 0] for x, t in zip(H, targets)])
+        y = torch.cat([t[t > 0] for t in targets])
+    else:
+        m = targets > 0
+        h, y = H[m], targets[m]
+    logits = h @ R.T
     logits[:, 0] = float("-inf")
-    return F.cross_entropy(logits, targets[m])
+    return F.cross_entropy(logits, y)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -230,6 +241,19 @@ def target_batch(h: Histories, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray
     c = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
     y[r, c] = h.values[gather_index(starts, lens)]
     return x, y, lens
+
+
+def packed_target_batch(h: Histories, rows: np.ndarray, chunks: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """:func:`target_batch` of ``rows`` cut into ``chunks`` groups of similar history length,
+    each padded only to its own longest history. The batch (and so each optimizer step) is the
+    same set of users; only the padding shrinks (Beauty, 128 random users: 7.6 padded positions
+    per real one in one block, 1.6 in 8 chunks), and with it the self-attention and dropout time.
+    """
+    rows = np.asarray(rows)
+    if chunks <= 1 or len(rows) <= 1:
+        return [target_batch(h, rows)]
+    order = rows[np.argsort(h.lengths[rows], kind="stable")]
+    return [target_batch(h, part) for part in np.array_split(order, min(chunks, len(rows))) if len(part)]
 
 
 class SeqUserEncoder:

@@ -96,7 +96,7 @@ def finetune_sequence(ws: Workspace, base: Any, from_: str, dataset: str, name: 
         raise EcaugError("the sequence model fine-tunes on histories; synthetic runs of the column GAN hold feature rows. "
                          "Use --mix-ratio 0 (continue on real data) or a --model bag checkpoint")
     out_dir = named_dir(name or f"{resolve(from_).name}-ft")  # a bad --name fails before training
-    data, valid, test = load_real(ws, dataset, source)
+    data, valid, test = load_real(ws, dataset, source, examples=False)
     if base.cfg.num_items != data.num_items:
         raise EcaugError(f"{resolve(from_)}: checkpoint has {base.cfg.num_items} items, dataset '{dataset}' has {data.num_items}")
     tcfg = SeqTrainConfig(**{"epochs": 10, "patience": 2, **train_overrides(epochs, None, seed)})

@@ -14,8 +14,9 @@ from ecaug_feast.jobs.workspace import Workspace
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
 
-def load_real(ws: Workspace, dataset: str, source: str = "feast"):
-    """TrainData of an ingested dataset (Feast offline store by default) + its valid/test eval sets."""
+def load_real(ws: Workspace, dataset: str, source: str = "feast", examples: bool = True):
+    """TrainData of an ingested dataset (Feast offline store by default) + its valid/test eval sets.
+    ``examples=False``: no per-event example join (the sequence model does not read it)."""
     from ecaug_feast.datasets.store import load_processed
     from recommender.data import build_in_memory, load_real_from_feast
     from recommender.evaluate import make_eval_set
@@ -23,7 +24,7 @@ def load_real(ws: Workspace, dataset: str, source: str = "feast"):
     data_p = load_processed(dataset)
     if source == "feast":
         try:
-            data = load_real_from_feast(dataset, store=ws.store())
+            data = load_real_from_feast(dataset, store=ws.store(), examples=examples)
         except EcaugError:
             raise
         except Exception as exc:  # Feast registry missing, parquet unreadable...
@@ -54,7 +55,7 @@ def train_real(ws: Workspace, dataset: str = "beauty", name: str = "real", sourc
     if model not in MODELS:
         raise EcaugError(f"--model must be one of {', '.join(MODELS)}, got {model!r}")
     out_dir = named_dir(name)  # a bad --name fails here, before any training
-    data, valid, test = load_real(ws, dataset, source)
+    data, valid, test = load_real(ws, dataset, source, examples=model == "bag")
     overrides = train_overrides(epochs, batch_size, seed)
     if max_seconds is not None:
         overrides["max_seconds"] = max_seconds
@@ -80,7 +81,8 @@ def train_real(ws: Workspace, dataset: str = "beauty", name: str = "real", sourc
         test_m = evaluate_model(res.model, data, test, "test", seed=seed, buckets=True)
     path = save_checkpoint(out_dir, res.state, mcfg, res.model.catalog,
                            train=config_dict(tcfg), metrics={"valid": res.best_valid, "test": test_m},
-                           data={"dataset": dataset, "source": data.info.get("source"), "examples": len(data.examples)})
+                           data={"dataset": dataset, "source": data.info.get("source"),
+                                 **({"examples": len(data.examples)} if model == "bag" else {"histories": len(data.user_serving)})})
     return {"checkpoint": str(path), "dataset": dataset, "model": model, "epochs": res.best_epoch, "seconds": round(res.seconds, 1),
             "examples_per_s": round(res.examples_per_s), "valid": res.best_valid, "test": test_m}
 

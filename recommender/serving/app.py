@@ -31,6 +31,7 @@ unless ``$ECAUG_DOCS=1``.
 
 from __future__ import annotations
 
+import gc
 import hmac
 import logging
 import os
@@ -212,6 +213,12 @@ def create_app(
         if s.models.current is None:
             s.models.load()
         _warm_up(s)
+        # Everything loaded so far (Feast registry, torch, FAISS, the model) lives as long as the
+        # process: move it out of the garbage collector's generations, so the collections that
+        # requests trigger scan only request garbage (a full scan of the start-up heap is a
+        # multi-ms pause: it showed as the p99 tail).
+        gc.collect()
+        gc.freeze()
         s.models.start()
         try:
             yield
