@@ -206,11 +206,13 @@ def part_refresh(args) -> dict:
     from ecaug_feast.datasets.store import ProcessedDataset, load_processed
     from ecaug_feast.features.build import write_features
     from ecaug_feast.features.ingest import ingest_dataset
+    from ecaug_feast.jobs import refresh as refresh_mod
+    from ecaug_feast.jobs.augment import augment_run
+    from ecaug_feast.jobs.refresh import refresh_job
+    from ecaug_feast.jobs.workspace import Workspace
     from ecaug_feast.redis_server import EmbeddedRedis, free_port
-    from ecaug_feast.refresh import refresh_job
     from ecaug_feast.synth.gan import GANConfig
     from ecaug_feast.synth.pipeline import AugmentConfig
-    from ecaug_feast.synth.runner import augment_run
 
     server = EmbeddedRedis.for_state(home, port=free_port())
     url = server.start()
@@ -230,7 +232,8 @@ def part_refresh(args) -> dict:
         feast_io.apply(repo)
         feast_io.materialize(repo)
         t = time.perf_counter()
-        first = augment_run(rows=args.rows, seed=0, config=cfg(args.cold_steps), repo_dir=repo)
+        ws = Workspace(state_dir=home, repo_dir=repo, redis_url=url)
+        first = augment_run(ws, rows=args.rows, seed=0, config=cfg(args.cold_steps))
         out["initial_run"] = {**run_figures(first["run_id"]), "activated": first["activated"],
                               "seconds": round(time.perf_counter() - t, 1)}
         if not first["activated"]:
@@ -256,7 +259,8 @@ def part_refresh(args) -> dict:
         clock.mark("apply")
         feast_io.materialize(repo2, views=["user_features", "item_features"])
         clock.mark("materialize")
-        cold = augment_run(rows=args.rows, seed=1, config=cfg(args.cold_steps), repo_dir=repo2)
+        cold = augment_run(Workspace(state_dir=home2, repo_dir=repo2, redis_url=url.rsplit("/", 1)[0] + "/1"),
+                           rows=args.rows, seed=1, config=cfg(args.cold_steps))
         clock.mark("fit_gate_publish")
         full_t = clock.summary(data=("features", "apply", "materialize"))
         out["full_rebuild"] = {**full_t, "activated": cold["activated"], **run_figures(cold["run_id"])}
@@ -267,16 +271,14 @@ def part_refresh(args) -> dict:
         hooks = {"after_append": lambda: clock.mark("append"), "after_fit": lambda: None,
                  "before_publish": lambda: clock.mark("quick_study_activate")}
 
-        def aug(**kw):
+        def aug(ws_, **kw):
             clock.mark("drift")
-            res = augment_run(**{**kw, "config": _with(cfg(args.warm_steps), kw["config"])})
+            res = augment_run(ws_, **{**kw, "config": _with(cfg(args.warm_steps), kw["config"])})
             clock.mark("fit_gate")
             return res
 
         # the drift check runs between the materialize and the fit; a timing wrapper marks its start
         # (instrumentation only: the real drift_job runs)
-        import ecaug_feast.refresh as refresh_mod
-
         real_drift = refresh_mod.drift_job
 
         def timed_drift(*a, **kw):
@@ -285,7 +287,7 @@ def part_refresh(args) -> dict:
 
         refresh_mod.drift_job = timed_drift
         try:
-            ref = refresh_job(force=True, events=ev_path, rows=args.rows, steps=args.warm_steps, augment=aug, hooks=hooks, repo_dir=repo)
+            ref = refresh_job(ws, force=True, events=ev_path, rows=args.rows, steps=args.warm_steps, augment=aug, hooks=hooks)
         finally:
             refresh_mod.drift_job = real_drift
         clock.mark("publish" if ref["activated"] else "quick_study")

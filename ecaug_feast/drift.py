@@ -1,6 +1,6 @@
 """Drift between the rows a synthetic run was fitted on (reference) and recent real rows.
 
-Pure functions over DataFrames (no I/O); ``ecaug drift`` (``ecaug_feast/refresh.py``) reads the
+Pure functions over DataFrames (no I/O); ``ecaug drift`` (``ecaug_feast/jobs/refresh.py``) reads the
 windows from the offline store and writes the report.
 
 Each score compares ``reference`` with ``recent``:

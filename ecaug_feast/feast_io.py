@@ -96,12 +96,15 @@ def default_repo_dir(state_dir: Path | None = None) -> Path:
 def render_repo(target: str | Path | None = None, state_dir: str | Path | None = None, redis_url: str | None = None) -> Path:
     """Write a complete Feast repo into ``target``: copies of ``feature_repo/*.py`` + a fitted yaml.
 
-    ``redis_url`` defaults to the Redis ecaug would use now (``$ECAUG_REDIS_URL`` or the embedded
-    server, started if needed); a ``redis-cluster://host:port,host:port`` URL renders
-    ``redis_type: redis_cluster``. Files are rewritten only when their content changes.
+    ``redis_url`` defaults to the Redis in use now (``$ECAUG_REDIS_URL`` or the state dir's
+    embedded server when it runs); nothing is started here: with no Redis running the yaml names
+    an address nobody listens on, so offline reads work and online reads fail until
+    ``Workspace.online()`` (or ``ecaug redis start``) starts one and re-renders the repo.
+    A ``redis-cluster://host:port,host:port`` URL renders ``redis_type: redis_cluster``.
+    Files are rewritten only when their content changes.
     """
     from ecaug_feast.redis_cluster import is_cluster_url
-    from ecaug_feast.redis_server import ensure_redis
+    from ecaug_feast.redis_server import NOT_RUNNING_URL, current_url
 
     state = Path(state_dir).resolve() if state_dir else paths.state_dir()
     target = Path(target) if target else default_repo_dir(state)
@@ -116,7 +119,7 @@ def render_repo(target: str | Path | None = None, state_dir: str | Path | None =
         if stale.name not in wanted:
             stale.unlink()
     registry_path(state).parent.mkdir(parents=True, exist_ok=True)
-    url = redis_url or ensure_redis()
+    url = redis_url or current_url(state) or NOT_RUNNING_URL
     conn, note = _yaml_connection_string(url)
     yaml_text = _YAML.format(
         state=state,
@@ -139,7 +142,10 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 
 def get_store(repo_dir: str | Path | None = None) -> "FeatureStore":
-    """A ``FeatureStore`` for ``repo_dir`` (default: the repo rendered for the current state dir)."""
+    """A ``FeatureStore`` for ``repo_dir`` (default: the repo rendered for the current state dir).
+
+    Never starts Redis (offline reads need none); online reads and writes go through
+    ``ecaug_feast.jobs.workspace.Workspace.online()``, which starts or attaches it."""
     from feast import FeatureStore
 
     repo = Path(repo_dir) if repo_dir else render_repo()

@@ -323,19 +323,24 @@ class EmbeddedRedis:
         return f" (log: {' / '.join(errs[-2:])[:300]})" if errs else ""
 
 
+# The address a repo rendered while no Redis runs names: nothing listens on port 0, so an online
+# read fails at once (one line: start Redis) instead of reaching another state dir's server.
+NOT_RUNNING_URL = "127.0.0.1:0"  # Feast's host:port form (a URL would read port 0 as "default", 6379)
+
+
+def current_url(state_dir: Path | None = None) -> str | None:
+    """The Redis in use now, without starting one: ``$ECAUG_REDIS_URL``, else the embedded server
+    of ``state_dir`` when its record names a live server; None when neither."""
+    url = external_url()
+    if url:
+        return url
+    st = EmbeddedRedis.for_state(state_dir).status()
+    return st.get("url") if st.get("running") else None
+
+
 def redis_status() -> dict[str, Any]:
     """Status of the Redis ecaug would use now (external URL or the embedded server)."""
     url = external_url()
     if url:
         return {"mode": "external", "url": url, "running": ping(url)}
     return EmbeddedRedis.for_state().status()
-
-
-def ensure_redis() -> str:
-    """URL of a reachable Redis: ``$ECAUG_REDIS_URL`` (must answer), else the embedded server (started)."""
-    url = external_url()
-    if url:
-        if not ping(url, timeout=3.0):
-            raise EcaugError(f"{ENV_URL}={url}: no Redis answers there")
-        return url
-    return EmbeddedRedis.for_state().start()

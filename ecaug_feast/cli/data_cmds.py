@@ -17,7 +17,6 @@ from rich.console import Console
 
 from ecaug_feast.cli.jsonout import summary_json
 from ecaug_feast.errors import EcaugError
-from ecaug_feast.names import check_name
 
 log = logging.getLogger("ecaug.data")
 err = Console(stderr=True)
@@ -63,15 +62,6 @@ def _parse_time(value: str | None, flag: str) -> datetime | None:
     return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
-def _feast_errors(exc: Exception) -> EcaugError:
-    """Turn Feast/Redis failures users can act on into one-line errors."""
-    import redis
-
-    if isinstance(exc, redis.exceptions.ConnectionError):
-        return EcaugError(f"Redis unreachable: {exc} (run `ecaug redis start` or check ECAUG_REDIS_URL)")
-    return EcaugError(f"feast: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-
-
 def ingest(
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Bundled adapter: beauty | sports | toys | diginetica."),
     interactions: Optional[Path] = typer.Option(None, "--interactions", help="Your interactions table (CSV/TSV/parquet)."),
@@ -87,30 +77,15 @@ def ingest(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
 ) -> None:
     """Validate a dataset, split it, write the processed store and the Feast parquet sources."""
-    from ecaug_feast.datasets import load_dataset, load_generic, subset_users
-    from ecaug_feast.datasets.generic import parse_map_flag
-    from ecaug_feast.features.ingest import ingest_dataset
+    from ecaug_feast.jobs import ingest as jobs
+    from ecaug_feast.jobs.workspace import Workspace
 
-    if name is not None:
-        check_name(name, "--name")  # it becomes <state>/datasets/<name>: checked before any work
-    own = interactions is not None or mapping is not None
-    if dataset and own:
-        raise EcaugError("use either --dataset or --interactions/--mapping, not both")
-    if not dataset and not own:
-        raise EcaugError("nothing to ingest: give --dataset NAME or --interactions PATH with --map/--mapping")
-    if dataset:
-        ds = load_dataset(dataset)
-    else:
-        ds = load_generic(
-            interactions, parse_map_flag(map_) if map_ else None, items=items, users=users,
-            mapping_file=mapping, name=name, split=split,  # type: ignore[arg-type]
-        )
-    if max_users:
-        ds = subset_users(ds, max_users)
+    ds = jobs.load(dataset, interactions, users=users, items=items, map_=map_, mapping=mapping, name=name, split=split,
+                   max_users=max_users)
     log.info("loaded %s: %s", ds.name, ds.summary())
     n_train_users = int(ds.interactions["user_id"].nunique())
     with progress_bar(f"ingest: user features for {ds.name}", total=None) as update:
-        summary = ingest_dataset(ds, neg_per_pos=negatives, seed=seed, progress=update)
+        summary = jobs.ingest(Workspace.from_env(), ds, negatives=negatives, seed=seed, progress=update)
     log.info("processed dataset -> %s", summary["processed_dir"])
     for view, path in summary["features"]["files"].items():
         log.info("%s -> %s (%d rows)", view, path, summary["features"]["rows"][view])
@@ -125,14 +100,10 @@ def ingest(
 
 def apply_cmd(as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line.")) -> None:
     """Register entities, feature views and services (``feast apply`` on the rendered repo)."""
-    from ecaug_feast import feast_io
+    from ecaug_feast.jobs.ingest import apply
+    from ecaug_feast.jobs.workspace import Workspace
 
-    try:
-        out = feast_io.apply()
-    except EcaugError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise _feast_errors(exc) from None
+    out = apply(Workspace.from_env())
     log.info("feast registry %s (repo %s)", out["registry"], out["repo"])
     emit(
         {"command": "apply", "ok": True, **out},
@@ -150,15 +121,11 @@ def materialize_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
 ) -> None:
     """Load the latest feature values into the online store (Redis)."""
-    from ecaug_feast import feast_io
+    from ecaug_feast.jobs.ingest import materialize
+    from ecaug_feast.jobs.workspace import Workspace
 
     s, e = _parse_time(start, "--start"), _parse_time(end, "--end")
-    try:
-        out = feast_io.materialize(start=s, end=e, views=view or None, incremental=incremental)
-    except EcaugError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise _feast_errors(exc) from None
+    out = materialize(Workspace.from_env(), start=s, end=e, views=view or None, incremental=incremental)
     lines = [f"{v}: {d['entities_written']} entities in {d['seconds']} s" for v, d in out["views"].items()]
     if out["skipped"]:
         lines.append(f"skipped (no source data): {', '.join(out['skipped'])}")

@@ -30,81 +30,56 @@ class Step:
 
 
 def step_redis(ctx: dict[str, Any]) -> dict[str, Any]:
-    from ecaug_feast.redis_server import ensure_redis, redis_status
-
-    url = ensure_redis()
-    return {"url": url, "mode": redis_status()["mode"]}
+    ws = ctx["ws"]
+    with ws.online() as url:  # started (or the external one checked) and left running for the steps below
+        pass
+    return {"url": url, "mode": "external" if ws.redis_url else "embedded"}
 
 
 def step_ingest(ctx: dict[str, Any]) -> dict[str, Any]:
-    from ecaug_feast.datasets import load_dataset, subset_users
-    from ecaug_feast.features.ingest import ingest_dataset
+    from ecaug_feast.jobs import ingest as jobs
 
-    ds = load_dataset(ctx["dataset"])
-    if ctx.get("max_users"):
-        ds = subset_users(ds, ctx["max_users"])
-    out = ingest_dataset(ds)
+    ds = jobs.load(ctx["dataset"], max_users=ctx.get("max_users"))
+    out = jobs.ingest(ctx["ws"], ds)
     ctx["dataset_name"] = ds.name
     return {
         "dataset": out["dataset"],
         "split": out["split"],
         "processed_dir": out["processed_dir"],
         "feature_rows": out["features"]["rows"],
-        "feast_data_dir": str(ctx["paths"].feast_data_dir()),
+        "feast_data_dir": str(ctx["ws"].feast_dir),
     }
 
 
 def step_apply(ctx: dict[str, Any]) -> dict[str, Any]:
-    from ecaug_feast import feast_io
+    from ecaug_feast.jobs.ingest import apply
 
-    return feast_io.apply()
+    return apply(ctx["ws"])
 
 
 def step_materialize(ctx: dict[str, Any]) -> dict[str, Any]:
-    from ecaug_feast import feast_io
+    from ecaug_feast.jobs.ingest import materialize
 
-    return feast_io.materialize()
+    return materialize(ctx["ws"])
 
 
 def step_online_read(ctx: dict[str, Any]) -> dict[str, Any]:
     """Read a user's serving features from Redis and check them against the offline serving row."""
-    import pandas as pd
+    from ecaug_feast.jobs.ingest import online_check
 
-    from ecaug_feast import feast_io
-    from ecaug_feast.errors import EcaugError
-    from ecaug_feast.features.build import USER_FEATURES
-
-    uf = pd.read_parquet(ctx["paths"].feast_data_dir() / f"{USER_FEATURES}.parquet")
-    serving = uf.sort_values("event_timestamp").groupby("user_id").tail(1).set_index("user_id")
-    uid = int(serving.index.min())
-    t0 = time.perf_counter()
-    online = feast_io.online_user_features([uid]).iloc[0]
-    ms = (time.perf_counter() - t0) * 1000
-    expected = serving.loc[uid]
-    ok = int(online[S.N_INTERACTIONS]) == int(expected[S.N_INTERACTIONS]) and list(online[S.RECENT_ITEMS]) == list(expected[S.RECENT_ITEMS])
-    if not ok:
-        raise EcaugError(f"online features of user {uid} differ from the offline serving row")
-    return {
-        "user_id": uid,
-        S.N_INTERACTIONS: int(online[S.N_INTERACTIONS]),
-        S.RECENT_ITEMS: [int(x) for x in online[S.RECENT_ITEMS]][:10],
-        S.TOP_ATTRIBUTES: [int(x) for x in online[S.TOP_ATTRIBUTES]],
-        "matches_offline": ok,
-        "read_ms": round(ms, 2),
-    }
+    return online_check(ctx["ws"])
 
 
 def step_augment(ctx: dict[str, Any]) -> dict[str, Any]:
     """Fit the GAN on real training examples from Feast, label, gate; publish only if the gate passes."""
     from ecaug_feast.synth.gan import GANConfig
     from ecaug_feast.synth.pipeline import AugmentConfig
-    from ecaug_feast.synth.runner import augment_run
-
+    from ecaug_feast.jobs.augment import augment_run
     from ecaug_feast.quality.gates import GateConfig
 
     gates = GateConfig(seed=0, **({"max_c2st_auc": ctx["max_c2st"]} if ctx.get("max_c2st") is not None else {}))
     cfg = AugmentConfig(gan=GANConfig(max_steps=ctx["gan_steps"]), gates=gates)
-    out = augment_run(rows=ctx["augment_rows"], seed=0, dataset=ctx["dataset_name"], config=cfg, publish=True)
+    out = augment_run(ctx["ws"], rows=ctx["augment_rows"], seed=0, dataset=ctx["dataset_name"], config=cfg, publish=True)
     if out["gate"] != "pass":
         log.warning("synthetic run %s failed its gate (%s): kept for inspection, not materialized",
                     out["run_id"], "; ".join(out.get("gate_reasons", [])))
@@ -115,10 +90,10 @@ def step_augment(ctx: dict[str, Any]) -> dict[str, Any]:
 
 def step_train(ctx: dict[str, Any]) -> dict[str, Any]:
     """Train the real-only two-tower from the Feast offline store and save the checkpoint."""
-    from recommender.jobs import train_real
+    from ecaug_feast.jobs.train import train_real
 
     # recommender.train logs every epoch (loss, validation metrics) itself
-    out = train_real(ctx["dataset_name"], name="real", source="feast", epochs=ctx["epochs"], log=log.info,
+    out = train_real(ctx["ws"], ctx["dataset_name"], name="real", source="feast", epochs=ctx["epochs"], log=log.info,
                      model=ctx.get("model", "sequence"), max_seconds=ctx.get("train_seconds"),
                      progress=lambda e, r: log.info("train epoch %d: loss %.3f, valid NDCG@10 %.4f (%.1f s)", e, r["loss"],
                                                     r.get("valid_ndcg@10", float("nan")), r["train_s"]))
@@ -128,23 +103,11 @@ def step_train(ctx: dict[str, Any]) -> dict[str, Any]:
 
 def step_serve_check(ctx: dict[str, Any]) -> dict[str, Any]:
     """One /recommend through the real serving app (Redis features -> user tower -> FAISS)."""
-    from fastapi.testclient import TestClient
-
-    from recommender.serving.app import create_app
-    from recommender.serving.wiring import build_services
+    from ecaug_feast.jobs.serve import check
 
     uid = ctx["results"]["online_read"]["user_id"]
-    services = build_services(ctx["model_dir"], dataset=ctx["dataset_name"])
-    with TestClient(create_app(services)) as client:
-        r = client.get("/recommend", params={"user_id": uid, "k": 10})
-    if r.status_code != 200:
-        from ecaug_feast.errors import EcaugError
-
-        raise EcaugError(f"/recommend answered {r.status_code}: {r.text[:200]}")
-    body = r.json()
-    return {"request": f"GET /recommend?user_id={uid}&k=10", "items": [it["item_id"] for it in body["items"]],
-            "fallback": body.get("fallback"), "model_version": body.get("model_version"),
-            "hint": "ecaug serve  # then: curl 'http://127.0.0.1:8000/recommend?user_id=1&k=10'"}
+    out = check(ctx["ws"], ctx["model_dir"], ctx["dataset_name"], uid)
+    return {**out, "hint": "ecaug serve  # then: curl 'http://127.0.0.1:8000/recommend?user_id=1&k=10'"}
 
 
 def step_experiment(ctx: dict[str, Any]) -> dict[str, Any]:
@@ -158,15 +121,14 @@ def step_experiment(ctx: dict[str, Any]) -> dict[str, Any]:
     # the augmentation methods of this study make feature rows, which only the bag model reads
     # (the sequence model's methods train a transformer per cell: too slow for the demo's budget),
     # so the demo's study runs on the bag model
-    summary = run_study(None, make_config("quick", dataset=ctx["dataset"], workers=2, model_type="bag", **over))
+    summary = run_study(ctx["ws"], make_config("quick", dataset=ctx["dataset"], workers=2, model_type="bag", **over))
     return {"out_dir": str(summary["out_dir"]), "verdict": summary["verdict"],
             "results": [{k: r[k] for k in ("method", "fraction", "ndcg@10", "recall@10") if k in r} for r in summary["results"]]}
 
 
 def step_summary(ctx: dict[str, Any]) -> dict[str, Any]:
-    p = ctx["paths"]
     return {
-        "state_dir": str(p.state_dir()),
+        "state_dir": str(ctx["ws"].state_dir),
         "feature_repo": str(ctx["results"].get("apply", {}).get("repo", "")),
         "registry": str(ctx["results"].get("apply", {}).get("registry", "")),
         "redis": ctx["results"].get("redis", {}).get("url"),
@@ -266,14 +228,14 @@ def demo(
 ) -> None:
     """Run the pipeline end to end: ingest -> apply -> materialize -> online read -> augment -> train
     -> one /recommend -> quick study -> summary."""
-    from ecaug_feast import paths
     from ecaug_feast.errors import EcaugError
+    from ecaug_feast.jobs.workspace import Workspace
 
     names = [s.name for s in DEMO_STEPS]
     if until is not None and until not in names:
         raise EcaugError(f"--until must be one of {', '.join(names)}, got {until!r}")
     steps = DEMO_STEPS if until is None else DEMO_STEPS[: names.index(until) + 1] + [DEMO_STEPS[-1]]
-    ctx: dict[str, Any] = {"dataset": dataset, "max_users": max_users, "paths": paths, "augment_rows": rows,
+    ctx: dict[str, Any] = {"dataset": dataset, "max_users": max_users, "ws": Workspace.from_env(), "augment_rows": rows,
                            "gan_steps": gan_steps, "epochs": epochs, "seeds": seeds, "max_c2st": max_c2st,
                            "model": model, "train_seconds": train_seconds}
     from ecaug_feast.redact import redact_obj

@@ -1,4 +1,4 @@
-"""``ecaug drift`` and ``ecaug refresh`` (thin wrappers over :mod:`ecaug_feast.refresh`).
+"""``ecaug drift`` and ``ecaug refresh`` (thin wrappers over :mod:`ecaug_feast.jobs.refresh`).
 
 Exit codes: 0 fine, 2 bad input, 3 ``drift`` found a threshold crossed. With ``--json`` the last
 stdout line is one JSON object.
@@ -23,9 +23,10 @@ def drift(
     """Compare recent real data in the offline store with what the active run was fitted on
     (default recent window: everything after its fit window). Writes <state>/drift/<time>/ and
     exits 3 when a threshold is crossed."""
-    from ecaug_feast.refresh import DRIFT_EXIT, drift_job
+    from ecaug_feast.jobs.refresh import DRIFT_EXIT, drift_job
+    from ecaug_feast.jobs.workspace import Workspace
 
-    out = drift_job(since=since, window=window, config=config)
+    out = drift_job(Workspace.from_env(), since=since, window=window, config=config)
     js = {"drifted": out["drifted"], "scores": out["scores"], "excess": out["excess"], "crossed": out["crossed"],
           "thresholds": out["thresholds"], "report": out["report"], "rows": out["rows"], "windows": out["windows"],
           "active_run": out["active_run"], "reason": out.get("reason")}
@@ -52,9 +53,10 @@ def refresh(
     """Append new events (incrementally), check drift, and when it crossed a threshold (or with
     --force) fit a new run warm-started from the active one, gate it, compare it with the active
     run on the quick study and activate it only if both pass."""
-    from ecaug_feast.refresh import refresh_job
+    from ecaug_feast.jobs.refresh import refresh_job
+    from ecaug_feast.jobs.workspace import Workspace
 
-    out = refresh_job(force=force, events=events, rows=rows, steps=steps, seed=seed, max_c2st=max_c2st, config=config)
+    out = refresh_job(Workspace.from_env(), force=force, events=events, rows=rows, steps=steps, seed=seed, max_c2st=max_c2st, config=config)
     human = (f"refresh: run {out['run_id'] or '-'} (parent {out['parent_run_id']}), "
              f"{'activated' if out['activated'] else 'not activated'} in {out['seconds']} s"
              + (f": {out['reason']}" if out.get("reason") else ""))

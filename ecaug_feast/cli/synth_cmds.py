@@ -60,15 +60,18 @@ def augment(
     from ecaug_feast.quality.gates import GateConfig
     from ecaug_feast.synth.gan import GANConfig
     from ecaug_feast.synth.pipeline import AugmentConfig
-    from ecaug_feast.synth.runner import augment_run
+    from ecaug_feast.jobs.augment import augment_run
+    from ecaug_feast.jobs.workspace import Workspace
 
     gan = GANConfig(**({"max_steps": steps} if steps else {}))
     gates = GateConfig(seed=seed, **({"max_c2st_auc": max_c2st} if max_c2st is not None else {}))
     cfg = AugmentConfig(gan=gan, gates=gates)
     from ecaug_feast.cli.progress import PlainProgress, is_terminal
 
+    ws = Workspace.from_env()
+
     def run(progress):
-        return augment_run(rows=rows, segment=segment, seed=seed, dataset=dataset, config=cfg, publish=not no_publish,
+        return augment_run(ws, rows=rows, segment=segment, seed=seed, dataset=dataset, config=cfg, publish=not no_publish,
                            progress=progress)
 
     if not is_terminal():  # CI, logs: plain lines every 10% of the GAN's step budget
@@ -116,16 +119,13 @@ def runs_show(run_id: str = typer.Argument(..., help="Run id (see `ecaug runs li
 def runs_rollback(to: Optional[str] = typer.Option(None, "--to", help="Run to activate (default: the previous passing run)."),
                   as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line.")) -> None:
     """Point the synthetic views at an earlier run (or none) and re-materialize them."""
-    from ecaug_feast import synth_store
+    from ecaug_feast.jobs.augment import rollback
+    from ecaug_feast.jobs.workspace import Workspace
 
     if to is not None:
         check_name(to, "--to")
-    with synth_store.runs_lock():  # the switch and the online store change as one exclusive step
-        before = synth_store.active_run()
-        now = synth_store.rollback(to)
-        pub = synth_store.publish(now)
-    out = {"previous": before, "active": now, "removed_keys": pub.get("removed_keys"),
-           "materialized": {k: v.get("entities_written") for k, v in pub.get("materialize", {}).get("views", {}).items()}}
+    out = rollback(Workspace.from_env(), to)
+    now, before = out["active"], out["previous"]
     _emit(out, as_json, f"active run: {now or 'none (empty synthetic views)'} (was {before}); "
                         f"{out['removed_keys']} synthetic keys removed from the online store")
 

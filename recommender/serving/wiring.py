@@ -65,15 +65,11 @@ def dataset_of(model_dir: Path, default: str | None = None) -> str:
 
 
 def current_redis_url(state_dir: Path | None = None) -> str | None:
-    """The Redis address in use now: ``$ECAUG_REDIS_URL``, else the embedded server recorded in
-    ``<state>/redis/server.json`` when it answers; None when neither is reachable."""
-    from ecaug_feast.redis_server import EmbeddedRedis, external_url
+    """The Redis address in use now (:func:`ecaug_feast.redis_server.current_url`): None when
+    neither ``$ECAUG_REDIS_URL`` nor the state dir's embedded server is reachable."""
+    from ecaug_feast.redis_server import current_url
 
-    url = external_url()
-    if url:
-        return url
-    st = EmbeddedRedis.for_state(state_dir).status()
-    return st.get("url") if st.get("running") else None
+    return current_url(state_dir)
 
 
 def redis_relocator(state_dir: Path | None = None):
@@ -107,7 +103,8 @@ def build_services(
     relocate: Any | None = None,
 ) -> Services:
     """Everything ``ecaug serve`` needs. ``store``: a ``feast.FeatureStore`` (default: the repo
-    rendered for the state dir, with the embedded Redis started when ``$ECAUG_REDIS_URL`` is unset).
+    rendered for the state dir, naming the Redis running now: none is started here; the serve job
+    starts it through ``Workspace.online()``).
     ``relocate``: how the reader finds a Redis that moved (default for the rendered store:
     :func:`redis_relocator`; a given ``store`` keeps its address unless ``relocate`` is given)."""
     from ecaug_feast import feast_io

@@ -41,8 +41,9 @@ def env(tmp_path_factory, redis_url):
     from ecaug_feast.datasets import load_dataset, subset_users
     from ecaug_feast.datasets.store import load_processed
     from ecaug_feast.features.ingest import ingest_dataset
+    from ecaug_feast.jobs.augment import augment_run
+    from ecaug_feast.jobs.workspace import Workspace
     from ecaug_feast.redis_server import EmbeddedRedis, free_port
-    from ecaug_feast.synth.runner import augment_run
 
     home = tmp_path_factory.mktemp("drift_home")
     old = {k: os.environ.get(k) for k in ("ECAUG_HOME", "ECAUG_REDIS_URL")}
@@ -55,13 +56,14 @@ def env(tmp_path_factory, redis_url):
         repo = feast_io.render_repo(home / "feature_repo", state_dir=home, redis_url=url)
         feast_io.apply(repo)
         feast_io.materialize(repo)
-        run = augment_run(rows=SMALL["rows"], seed=0, config=_small_config(), repo_dir=repo)
+        ws = Workspace(state_dir=home, repo_dir=repo, redis_url=url)
+        run = augment_run(ws, rows=SMALL["rows"], seed=0, config=_small_config())
         assert run["activated"], run
         data = load_processed(ds.name)
         events = data.valid[["user_id", "item_id", "event_timestamp"]]
         ev_path = home / "new_events.parquet"
         events.to_parquet(ev_path, index=False)
-        yield SimpleNamespace(home=home, repo=repo, url=url, run_a=run["run_id"], events=events, events_path=ev_path,
+        yield SimpleNamespace(home=home, repo=repo, url=url, ws=ws, run_a=run["run_id"], events=events, events_path=ev_path,
                               data=data)
     finally:
         server.stop()
@@ -129,7 +131,8 @@ def test_append_events_equals_full_rebuild_and_leaves_other_keys(env, tmp_path):
     from ecaug_feast import feast_io, paths
     from ecaug_feast.datasets.store import ProcessedDataset
     from ecaug_feast.features.build import write_features
-    from ecaug_feast.refresh import append_events, materialize_appended, read_events
+    from ecaug_feast.features.append import append_events, read_events
+    from ecaug_feast.jobs.refresh import materialize_appended
 
     before = _real_keys(env.url)
     new = read_events(env.events_path)
@@ -137,7 +140,7 @@ def test_append_events_equals_full_rebuild_and_leaves_other_keys(env, tmp_path):
     part = new[new["user_id"].isin(touched_users)]
     app = append_events(part)
     assert app["events"] == len(part) and app["users"] == len(touched_users)
-    mat = materialize_appended(app["first"], env.repo)
+    mat = materialize_appended(env.ws, app["first"])
     assert mat["mode"] == "window"  # replayed events lie before the last materialization's end
     after = _real_keys(env.url)
     changed = [k for k in before if before[k] != after.get(k)]
@@ -195,8 +198,8 @@ def test_drift_json_and_exit_codes(env, tmp_path):
 @pytest.mark.parametrize("where", ["after_fit", "before_publish"])
 def test_interrupted_refresh_leaves_active_run_serving(env, where):
     from ecaug_feast import synth_store
-    from ecaug_feast.refresh import refresh_job
-    from ecaug_feast.synth.runner import augment_run
+    from ecaug_feast.jobs.augment import augment_run
+    from ecaug_feast.jobs.refresh import refresh_job
 
     before = _real_keys(env.url)
     served = _synthetic_online(env, env.run_a)
@@ -206,9 +209,9 @@ def test_interrupted_refresh_leaves_active_run_serving(env, where):
         raise RuntimeError(f"injected failure at {where}")
 
     with pytest.raises(RuntimeError, match="injected"):
-        refresh_job(force=True, rows=SMALL["rows"], steps=SMALL["steps"], max_c2st=0.999, tolerance=1.0,
-                    augment=lambda **kw: augment_run(**{**kw, "config": _warm(kw["config"])}),
-                    hooks={where: boom}, repo_dir=env.repo)
+        refresh_job(env.ws, force=True, rows=SMALL["rows"], steps=SMALL["steps"], max_c2st=0.999, tolerance=1.0,
+                    augment=lambda ws, **kw: augment_run(ws, **{**kw, "config": _warm(kw["config"])}),
+                    hooks={where: boom})
     assert synth_store.active_run() == env.run_a
     assert _synthetic_online(env, env.run_a) == served
     newest = synth_store.list_runs()[-1]
@@ -231,12 +234,12 @@ def _warm(cfg):
 
 def test_refresh_activates_warm_started_child_never_touching_real_keys_and_rollback_works(env):
     from ecaug_feast import synth_store
-    from ecaug_feast.refresh import refresh_job
-    from ecaug_feast.synth.runner import augment_run
+    from ecaug_feast.jobs.augment import augment_run
+    from ecaug_feast.jobs.refresh import refresh_job
 
     before = _real_keys(env.url)
-    out = refresh_job(force=True, rows=SMALL["rows"], steps=SMALL["steps"], max_c2st=0.999, tolerance=1.0,
-                      augment=lambda **kw: augment_run(**{**kw, "config": _warm(kw["config"])}), repo_dir=env.repo)
+    out = refresh_job(env.ws, force=True, rows=SMALL["rows"], steps=SMALL["steps"], max_c2st=0.999, tolerance=1.0,
+                      augment=lambda ws, **kw: augment_run(ws, **{**kw, "config": _warm(kw["config"])}))
     assert out["activated"], out
     assert out["parent_run_id"] == env.run_a and out["warm_started"] is True
     assert set(out["quick_study"]["new"]) >= {"tstr_auc", "c2st_auc"}

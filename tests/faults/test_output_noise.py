@@ -46,8 +46,8 @@ def test_known_noise_is_muted_even_after_feast_resets_the_filters():
 
 
 def test_recommender_quiet_no_longer_ignores_every_warning():
-    # old code: recommender.cli._quiet() ran warnings.filterwarnings("ignore") for everything
-    from recommender.cli import _quiet
+    # old code: recommender.cli._quiet() (now ecaug_feast.cli.train_cmds) ran warnings.filterwarnings("ignore") for everything
+    from ecaug_feast.cli.train_cmds import _quiet
 
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("default")

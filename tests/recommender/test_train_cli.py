@@ -54,7 +54,8 @@ def test_finetune_on_a_published_synthetic_run(feast_env):
     from ecaug_feast.quality.gates import GateConfig
     from ecaug_feast.synth.gan import GANConfig
     from ecaug_feast.synth.pipeline import AugmentConfig
-    from ecaug_feast.synth.runner import augment_run
+    from ecaug_feast.jobs.augment import augment_run
+    from ecaug_feast.jobs.workspace import Workspace
     from ecaug_feast.cli.main import app
     from recommender.checkpoint import load_checkpoint
 
@@ -64,7 +65,7 @@ def test_finetune_on_a_published_synthetic_run(feast_env):
     # smoke-sized GAN and a loose gate so the run is published (gate behaviour: tests/quality)
     cfg = AugmentConfig(gan=GANConfig(max_steps=60, eval_every=30, calib_rows=2000), max_fit_rows=2500, holdout_rows=500,
                         gates=GateConfig(max_c2st_auc=1.0, min_column_shapes=0.0, min_pair_trends=0.0, c2st_rows=1000))
-    run = augment_run(rows=400, seed=3, config=cfg, repo_dir=feast_env.repo_dir)
+    run = augment_run(Workspace.from_env(repo=feast_env.repo_dir), rows=400, seed=3, config=cfg)
     assert run["gate"] == "pass" and run["activated"], run
 
     r2 = runner.invoke(app, ["finetune", "--from", "ft-base", "--mix-ratio", "0.5", "--mode", "adapters", "--epochs", "1",

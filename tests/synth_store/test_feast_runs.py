@@ -42,7 +42,8 @@ def _small_config(max_c2st: float) -> AugmentConfig:
 
 def test_augment_materialize_keeps_real_online_features(feast_env) -> None:
     from ecaug_feast import synth_store
-    from ecaug_feast.synth.runner import augment_run
+    from ecaug_feast.jobs.augment import augment_run
+    from ecaug_feast.jobs.workspace import Workspace
 
     # feast_env is shared by the session: another test may already have published a run
     earlier = [r.run_id for r in synth_store.list_runs() if r.manifest.get("gate") == "pass"]
@@ -53,7 +54,7 @@ def test_augment_materialize_keeps_real_online_features(feast_env) -> None:
         features=[f"user_features:{c}" for c in ("n_interactions", "recent_items", "mean_item_popularity")],
         entity_rows=[{"user_id": int(u)} for u in real_ids]).to_dict()
 
-    out = augment_run(rows=300, seed=0, config=_small_config(1.0), repo_dir=feast_env.repo_dir)
+    out = augment_run(Workspace.from_env(repo=feast_env.repo_dir), rows=300, seed=0, config=_small_config(1.0))
     assert out["gate"] == "pass" and out["activated"], out
     assert 0 < out["rows_accepted"] <= 300
     assert out["materialized"]["user_features_synth"] == out["rows_accepted"]
@@ -94,7 +95,7 @@ def test_augment_materialize_keeps_real_online_features(feast_env) -> None:
     np.testing.assert_array_equal(hist["label"].to_numpy(), inter["label"].head(20).to_numpy())
 
     # a failed gate is written but never activated/materialized
-    bad = augment_run(rows=100, seed=1, config=_small_config(0.0), repo_dir=feast_env.repo_dir)
+    bad = augment_run(Workspace.from_env(repo=feast_env.repo_dir), rows=100, seed=1, config=_small_config(0.0))
     assert bad["gate"] == "fail" and not bad["activated"]
     assert synth_store.active_run() == out["run_id"]
     with pytest.raises(EcaugError, match="failed its quality gate"):

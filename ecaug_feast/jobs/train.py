@@ -1,7 +1,7 @@
-"""Train / fine-tune jobs as plain functions returning their summary dict.
+"""The train job (``ecaug train``, the demo's train step) and the helpers fine-tuning shares.
 
-The ``ecaug train`` / ``ecaug finetune`` commands and ``ecaug demo`` call these, so the job logic
-lives once, away from option parsing and printing.
+Plain functions that take a :class:`~ecaug_feast.jobs.workspace.Workspace` and return their
+summary dict, so the job logic lives once, away from option parsing and printing.
 """
 
 from __future__ import annotations
@@ -9,12 +9,13 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from ecaug_feast.errors import EcaugError
+from ecaug_feast.jobs.workspace import Workspace
 from ecaug_feast.schema import RECENT_ITEMS
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
 
-def load_real(dataset: str, source: str = "feast", examples: bool = True):
+def load_real(ws: Workspace, dataset: str, source: str = "feast", examples: bool = True):
     """TrainData of an ingested dataset (Feast offline store by default) + its valid/test eval sets.
     ``examples=False``: no per-event example join (the sequence model does not read it)."""
     from ecaug_feast.datasets.store import load_processed
@@ -24,7 +25,7 @@ def load_real(dataset: str, source: str = "feast", examples: bool = True):
     data_p = load_processed(dataset)
     if source == "feast":
         try:
-            data = load_real_from_feast(dataset, examples=examples)
+            data = load_real_from_feast(dataset, store=ws.store(), examples=examples)
         except EcaugError:
             raise
         except Exception as exc:  # Feast registry missing, parquet unreadable...
@@ -42,7 +43,7 @@ def load_real(dataset: str, source: str = "feast", examples: bool = True):
 MODELS = ("sequence", "bag")
 
 
-def train_real(dataset: str = "beauty", name: str = "real", source: str = "feast", epochs: Optional[int] = None,
+def train_real(ws: Workspace, dataset: str = "beauty", name: str = "real", source: str = "feast", epochs: Optional[int] = None,
                batch_size: Optional[int] = None, embedding_dim: int = 64, seed: int = 0,
                progress: EpochCallback | None = None, log: Callable[[str], None] = lambda s: None,
                model: str = "sequence", max_seconds: Optional[float] = None, bf16: bool = False) -> dict[str, Any]:
@@ -55,7 +56,7 @@ def train_real(dataset: str = "beauty", name: str = "real", source: str = "feast
     if model not in MODELS:
         raise EcaugError(f"--model must be one of {', '.join(MODELS)}, got {model!r}")
     out_dir = named_dir(name)  # a bad --name fails here, before any training
-    data, valid, test = load_real(dataset, source, examples=model == "bag")
+    data, valid, test = load_real(ws, dataset, source, examples=model == "bag")
     overrides = train_overrides(epochs, batch_size, seed)
     if max_seconds is not None:
         overrides["max_seconds"] = max_seconds
@@ -85,33 +86,6 @@ def train_real(dataset: str = "beauty", name: str = "real", source: str = "feast
                                  **({"examples": len(data.examples)} if model == "bag" else {"histories": len(data.user_serving)})})
     return {"checkpoint": str(path), "dataset": dataset, "model": model, "epochs": res.best_epoch, "seconds": round(res.seconds, 1),
             "examples_per_s": round(res.examples_per_s), "valid": res.best_valid, "test": test_m}
-
-
-def finetune_sequence(base, from_: str, dataset: str, name: Optional[str], source: str, mix_ratio: float,
-                      epochs: Optional[int], seed: int, progress: EpochCallback | None = None) -> dict[str, Any]:
-    """Continue training a sequence checkpoint on the real histories (early stopping on validation).
-
-    Mixing in synthetic data needs synthetic *histories*; the column GAN's runs hold feature rows,
-    which this model does not read, so ``mix_ratio`` > 0 is refused rather than silently ignored."""
-    from recommender.checkpoint import named_dir, resolve, save_checkpoint
-    from recommender.seq_train import SeqTrainConfig, config_dict, evaluate_seq, train_seq
-
-    if mix_ratio > 0:
-        raise EcaugError("the sequence model fine-tunes on histories; synthetic runs of the column GAN hold feature rows. "
-                         "Use --mix-ratio 0 (continue on real data) or a --model bag checkpoint")
-    out_dir = named_dir(name or f"{resolve(from_).name}-ft")  # a bad --name fails before training
-    data, valid, test = load_real(dataset, source, examples=False)
-    if base.cfg.num_items != data.num_items:
-        raise EcaugError(f"{resolve(from_)}: checkpoint has {base.cfg.num_items} items, dataset '{dataset}' has {data.num_items}")
-    tcfg = SeqTrainConfig(**{"epochs": 10, "patience": 2, **train_overrides(epochs, None, seed)})
-    before = evaluate_seq(base, data, valid, "valid", seed=seed)
-    res = run_training(lambda: train_seq(data, valid, base.cfg, tcfg, init_state=base.state_dict(), progress=progress), dataset)
-    test_m = evaluate_seq(res.model, data, test, "test", seed=seed, buckets=True)
-    path = save_checkpoint(out_dir, res.state, base.cfg, res.model.catalog, train=config_dict(tcfg),
-                           metrics={"valid_before": before, "valid": res.best_valid, "test": test_m},
-                           data={"dataset": dataset, "from": str(resolve(from_)), "mix_ratio": 0.0, "run_id": None})
-    return {"checkpoint": str(path), "from": str(resolve(from_)), "model": "sequence", "mode": "full", "mix_ratio": 0.0,
-            "run_id": None, "valid_before": before, "valid": res.best_valid, "test": test_m, "epochs": res.best_epoch}
 
 
 def train_overrides(epochs: Optional[int], batch_size: Optional[int], seed: int) -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""``ecaug train | finetune | experiment``. Heavy imports (torch, torchrec, feast) inside commands.
+"""``ecaug train | finetune | experiment``: option parsing and printing over the jobs
+(:mod:`ecaug_feast.jobs.train`, :mod:`ecaug_feast.jobs.finetune`). Heavy imports (torch,
+torchrec, feast) inside commands.
 
 Progress and logs go to stderr; with ``--json`` the last stdout line is one JSON object.
 """
@@ -64,43 +66,13 @@ def train_cmd(
 ) -> None:
     """Train a real-only model (early stopping on validation NDCG@10) and save a checkpoint."""
     _quiet()
-    from recommender.jobs import train_real
+    from ecaug_feast.jobs.train import train_real
+    from ecaug_feast.jobs.workspace import Workspace
 
-    out = train_real(dataset, name=name, source=source, epochs=epochs, batch_size=batch_size, embedding_dim=embedding_dim,
+    out = train_real(Workspace.from_env(), dataset, name=name, source=source, epochs=epochs, batch_size=batch_size, embedding_dim=embedding_dim,
                      seed=seed, progress=_epoch_printer(as_json), log=err.print, model=model, max_seconds=max_seconds,
                      bf16=bf16)
     _emit(out, as_json, f"saved {out['checkpoint']}  test: {_metrics_line(out['test'])}")
-
-
-def _synthetic_examples(data, run_id: Optional[str]):
-    """Accepted synthetic positives of a run (active run by default) with item features."""
-    import pandas as pd
-
-    from ecaug_feast import paths
-    from recommender.data import complete_synthetic
-
-    from ecaug_feast import synth_store
-
-    rid = run_id or synth_store.active_run()
-    if rid:
-        synth_store.load_run(rid)  # raises a clear EcaugError for an unknown run id
-    if not rid:
-        raise EcaugError("no synthetic run: run `ecaug augment` first or pass --run RUN_ID")
-    rdir = paths.runs_dir() / str(rid)
-    ui, uf = rdir / "interactions_synth.parquet", rdir / "user_features_synth.parquet"
-    for p in (ui, uf):
-        if not p.exists():
-            raise EcaugError(f"{p}: synthetic run file missing")
-    inter = pd.read_parquet(ui)
-    feats = pd.read_parquet(uf)
-    from ecaug_feast.schema import USER_FEATURE_COLUMNS
-    from recommender.data import asof_join
-
-    inter = inter[inter["label"] == 1] if "label" in inter.columns else inter
-    # each synthetic user's features as of its interaction (point-in-time, as Feast would join)
-    joined = asof_join(inter, feats, "user_id", USER_FEATURE_COLUMNS)
-    rows = pd.concat([inter[["user_id", "item_id", "event_timestamp"]].reset_index(drop=True), joined], axis=1)
-    return complete_synthetic(rows, data), str(rid)
 
 
 def finetune_cmd(
@@ -117,45 +89,16 @@ def finetune_cmd(
 ) -> None:
     """Continue training a checkpoint on real + synthetic examples (early stopping on validation)."""
     _quiet()
-    from dataclasses import replace
+    from ecaug_feast.jobs.finetune import finetune
+    from ecaug_feast.jobs.workspace import Workspace
 
-    from recommender.checkpoint import load_checkpoint, named_dir, resolve, save_checkpoint
-    from recommender.data import mix_examples
-    from ecaug_feast.jobs.presets import PRESETS
-    from recommender.jobs import load_real, run_training, train_overrides
-    from recommender.train import TrainConfig, config_dict, evaluate_model, finetune_config, train
-
-    if mode not in ("full", "towers", "adapters"):
-        raise EcaugError(f"--mode must be full, towers or adapters, got {mode!r}")
-    base, meta = load_checkpoint(from_)
-    if getattr(base.cfg, "kind", "bag") == "sequence":
-        from recommender.jobs import finetune_sequence
-
-        out = finetune_sequence(base, from_, dataset=dataset, name=name, source=source, mix_ratio=mix_ratio, epochs=epochs,
-                                seed=seed, progress=_epoch_printer(as_json))
+    out = finetune(Workspace.from_env(), from_, mix_ratio=mix_ratio, mode=mode, run_id=run_id, dataset=dataset, name=name,
+                   source=source, epochs=epochs, seed=seed, progress=_epoch_printer(as_json), log=err.print)
+    if out["model"] == "sequence":
         _emit(out, as_json, f"saved {out['checkpoint']}  test: {_metrics_line(out['test'])}")
-        return
-    out_dir = named_dir(name or f"{resolve(from_).name}-ft-{mode}")  # a bad --name fails before training
-    data, valid, test = load_real(dataset, source)
-    if base.cfg.num_items != data.num_items:
-        raise EcaugError(f"{resolve(from_)}: checkpoint has {base.cfg.num_items} items, dataset '{dataset}' has {data.num_items}")
-    syn_id = None
-    if mix_ratio > 0:
-        syn, syn_id = _synthetic_examples(data, run_id)
-        data = replace(data, examples=mix_examples(data.examples, syn, mix_ratio, seed))
-    cfg = finetune_config(base.cfg, mode)
-    tcfg = TrainConfig(**{**PRESETS["full"]["finetune"], **train_overrides(epochs, None, seed), "finetune_mode": mode})
-    err.print(f"fine-tuning ({mode}) on {len(data.examples):,} examples ({int(data.examples['is_synthetic'].sum()):,} synthetic)")
-    before = evaluate_model(base, data, valid, "valid", seed=seed)
-    res = run_training(lambda: train(data, valid, cfg, tcfg, init_state=base.state_dict()), dataset)
-    test_m = evaluate_model(res.model, data, test, "test", seed=seed)
-    path = save_checkpoint(out_dir, res.state, cfg, res.model.catalog, train=config_dict(tcfg),
-                           metrics={"valid_before": before, "valid": res.best_valid, "test": test_m},
-                           data={"dataset": dataset, "from": str(resolve(from_)), "mix_ratio": mix_ratio, "run_id": syn_id,
-                                 "examples": len(data.examples)})
-    out = {"checkpoint": str(path), "from": str(resolve(from_)), "mode": mode, "mix_ratio": mix_ratio, "run_id": syn_id,
-           "valid_before": before, "valid": res.best_valid, "test": test_m, "epochs": res.best_epoch}
-    _emit(out, as_json, f"saved {path}  valid NDCG@10 {before['ndcg@10']:.4f} -> {res.best_valid.get('ndcg@10', float('nan')):.4f}  test: {_metrics_line(test_m)}")
+    else:
+        _emit(out, as_json, f"saved {out['checkpoint']}  valid NDCG@10 {out['valid_before']['ndcg@10']:.4f} -> "
+                            f"{out['valid'].get('ndcg@10', float('nan')):.4f}  test: {_metrics_line(out['test'])}")
 
 
 def experiment_cmd(
@@ -177,6 +120,7 @@ def experiment_cmd(
 
     from ecaug_feast.jobs.presets import make_config
     from ecaug_feast.jobs.study import run_study, table_markdown
+    from ecaug_feast.jobs.workspace import Workspace
 
     fr = None
     if fractions:
@@ -190,7 +134,7 @@ def experiment_cmd(
     with Progress(TextColumn("[bold]experiment"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn(), console=err, transient=True) as prog:
         task = prog.add_task("", total=len(cfg.fractions) * cfg.seeds)
-        summary = run_study(None, cfg, out, progress=lambda d, t, what: prog.update(task, completed=d, description=what))
+        summary = run_study(Workspace.from_env(), cfg, out, progress=lambda d, t, what: prog.update(task, completed=d, description=what))
     js = {k: summary[k] for k in ("dataset", "data", "results", "verdict", "seconds", "out_dir")}
     js["model"] = cfg.model_type
     js["fractions"], js["seeds"] = cfg.fractions, cfg.seeds

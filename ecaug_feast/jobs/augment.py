@@ -21,20 +21,20 @@ import numpy as np
 import pandas as pd
 
 from ecaug_feast.errors import DataValidationError, EcaugError
+from ecaug_feast.jobs.workspace import Workspace
 from ecaug_feast.schema import USER_FEATURE_COLUMNS
 
 log = logging.getLogger(__name__)
 USER_FEATURES = USER_FEATURE_COLUMNS
 
 
-def load_training_examples(max_rows: int | None = None, seed: int = 0, repo_dir: Any = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+def load_training_examples(ws: Workspace, max_rows: int | None = None, seed: int = 0) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Real training examples through Feast (entity rows from the training interactions source)."""
     from ecaug_feast import feast_io
     from ecaug_feast.features.build import read_feature_meta
-    from ecaug_feast.paths import feast_data_dir
 
     meta = read_feature_meta() or {}
-    src = feast_data_dir() / "train_interactions.parquet"
+    src = ws.feast_dir / "train_interactions.parquet"
     if not src.exists():
         raise DataValidationError(src, None, "missing: run `ecaug ingest` first")
     ent = pd.read_parquet(src, columns=["user_id", "item_id", "event_timestamp", "label"])
@@ -44,7 +44,7 @@ def load_training_examples(max_rows: int | None = None, seed: int = 0, repo_dir:
         rng = np.random.default_rng(seed)
         ent = ent.iloc[np.sort(rng.choice(len(ent), max_rows, replace=False))].reset_index(drop=True)
     feats = [f"user_features:{c}" for c in USER_FEATURES]
-    df = feast_io.historical_features(ent, features=feats, repo_dir=repo_dir)
+    df = feast_io.historical_features(ent, features=feats, store=ws.store())
     ts = pd.to_datetime(ent["event_timestamp"], utc=True)
     # what the run is fitted on, so `ecaug drift` can compare later data with exactly this window
     fit_window = {"start": ts.min().isoformat(), "end": ts.max().isoformat(), "rows": int(len(ent)),
@@ -53,18 +53,19 @@ def load_training_examples(max_rows: int | None = None, seed: int = 0, repo_dir:
                 "entity_rows": int(len(ent)), "fit_window": fit_window}
 
 
-def augment_run(rows: int = 10_000, segment: str | None = None, seed: int = 0, dataset: str | None = None,
+def augment_run(ws: Workspace, rows: int = 10_000, segment: str | None = None, seed: int = 0, dataset: str | None = None,
                 config: Any = None, progress: Callable[[dict[str, float]], None] | None = None,
-                publish: bool = True, repo_dir: Any = None, lineage_extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                publish: bool = True, lineage_extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run ``ecaug augment``; returns the summary printed with ``--json``. ``lineage_extra`` is
-    added to the manifest's lineage (``ecaug refresh``: ``parent_run_id``, the appended versions)."""
+    added to the manifest's lineage (``ecaug refresh``: ``parent_run_id``, the appended versions).
+    Redis is started (or attached) only to publish a run that passed its gate."""
     from ecaug_feast import synth_store
     from ecaug_feast.quality.report import write_report
     from ecaug_feast.synth.pipeline import AugmentConfig, augment_frame
 
     cfg = config or AugmentConfig()
     cfg.segment = segment
-    examples, lineage = load_training_examples(cfg.max_fit_rows + cfg.holdout_rows, seed, repo_dir)
+    examples, lineage = load_training_examples(ws, cfg.max_fit_rows + cfg.holdout_rows, seed)
     if dataset and lineage.get("dataset") and dataset != lineage["dataset"]:
         raise EcaugError(f"--dataset {dataset}: the Feast sources hold {lineage['dataset']!r}; run `ecaug ingest --dataset {dataset}` first")
     run_id, seq = synth_store.new_run_id()  # under the runs lock: distinct number and id range
@@ -96,9 +97,22 @@ def augment_run(rows: int = 10_000, segment: str | None = None, seed: int = 0, d
         "rows_generated", "rows_accepted", "gate", "gate_reasons", "c2st_auc", "column_shapes", "pair_trends",
         "privacy_dropped", "label_agreement", "fit_seconds", "sample_seconds", "segment")}, "activated": False}
     if res.gate_passed and len(res.accepted) and publish:
-        with synth_store.runs_lock():  # activation + online store as one exclusive step
+        with ws.online() as url, synth_store.runs_lock():  # activation + online store as one exclusive step
             synth_store.activate(run_id)
-            pub = synth_store.publish(run_id, repo_dir)
+            pub = synth_store.publish(run_id, ws.feast_repo(url))
         out["activated"] = True
         out["materialized"] = {k: v.get("entities_written") for k, v in pub.get("materialize", {}).get("views", {}).items()}
     return out
+
+
+def rollback(ws: Workspace, to: str | None = None) -> dict[str, Any]:
+    """``ecaug runs rollback``: point the synthetic views at ``to`` (default: the previous passing
+    run, or none) and bring the online store in line, as one exclusive step."""
+    from ecaug_feast import synth_store
+
+    with ws.online() as url, synth_store.runs_lock():
+        before = synth_store.active_run()
+        now = synth_store.rollback(to)
+        pub = synth_store.publish(now, ws.feast_repo(url))
+    return {"previous": before, "active": now, "removed_keys": pub.get("removed_keys"),
+            "materialized": {k: v.get("entities_written") for k, v in pub.get("materialize", {}).get("views", {}).items()}}

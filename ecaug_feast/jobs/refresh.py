@@ -4,9 +4,9 @@
   active run was fitted on (its manifest's ``lineage.fit_window``), scored by
   :func:`ecaug_feast.drift.compare`; a report (markdown, JSON, PNG plots) in
   ``<state>/drift/<time>/``.
-* :func:`append_events`: new real events appended to the Feast sources as a new published version
-  (only the users and items the events touch are recomputed; nothing is rebuilt), then the real
-  views are materialized for the appended window only.
+* :func:`materialize_appended`: after :func:`ecaug_feast.features.append.append_events` (new
+  real events appended to the Feast sources as a new published version; only the users and items
+  the events touch are recomputed), the real views are materialized for the appended window only.
 * :func:`refresh_job`: append (optional), drift check, then a new run warm-started from the active
   run's generator, gated, compared with the active run on the quick study, activated only if both
   pass; ``parent_run_id`` in its lineage. Any failure before the switch leaves the active run (and
@@ -34,22 +34,22 @@ import pandas as pd
 from ecaug_feast import paths
 from ecaug_feast.drift import DriftResult, DriftThresholds, compare, limit_of
 from ecaug_feast.errors import DataValidationError, EcaugError
-from ecaug_feast import schema as S
+from ecaug_feast.features.append import append_events, checked_feast_dir, read_events, store_events
+from ecaug_feast.jobs.workspace import Workspace
 from ecaug_feast.schema import USER_SCALAR_COLUMNS
 
 log = logging.getLogger(__name__)
 
 DRIFT_EXIT = 3  # threshold crossed (2 is a usage/input error)
 SCALARS = USER_SCALAR_COLUMNS
-APPENDED_LOG = "appended_events.parquet"
 
 
 # ------------------------------------------------------------------ config and windows
-def load_thresholds(config: str | Path | None = None) -> tuple[DriftThresholds, str | None]:
+def load_thresholds(config: str | Path | None = None, state_dir: Path | None = None) -> tuple[DriftThresholds, str | None]:
     """Thresholds from ``config`` (must exist), else ``<state>/drift.yaml`` if present, else defaults."""
     import yaml
 
-    path = Path(config) if config else paths.state_dir() / "drift.yaml"
+    path = Path(config) if config else (state_dir or paths.state_dir()) / "drift.yaml"
     if not path.exists():
         if config:
             raise DataValidationError(path, None, "drift config not found")
@@ -82,20 +82,6 @@ def parse_since(text: str) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-def _feast_dir(feast_dir: Path | None) -> Path:
-    d = Path(feast_dir) if feast_dir else paths.feast_data_dir()
-    if not (d / "train_interactions.parquet").exists():
-        raise DataValidationError(d / "train_interactions.parquet", None, "missing: run `ecaug ingest` first")
-    return d
-
-
-def store_events(feast_dir: Path | None = None) -> pd.DataFrame:
-    """The training interactions source (user, item, time, label), times as UTC."""
-    ti = pd.read_parquet(_feast_dir(feast_dir) / "train_interactions.parquet")
-    ti["event_timestamp"] = pd.to_datetime(ti["event_timestamp"], utc=True)
-    return ti
-
-
 def window_examples(events: pd.DataFrame, start: pd.Timestamp | None, end: pd.Timestamp | None,
                     max_rows: int, seed: int, feast_dir: Path | None = None) -> pd.DataFrame:
     """Training examples with ``start < event_timestamp <= end`` (subsampled to ``max_rows``) and
@@ -110,7 +96,7 @@ def window_examples(events: pd.DataFrame, start: pd.Timestamp | None, end: pd.Ti
     if len(ent) > max_rows:
         rng = np.random.default_rng(seed)
         ent = ent.iloc[np.sort(rng.choice(len(ent), max_rows, replace=False))]
-    uf = pd.read_parquet(_feast_dir(feast_dir) / "user_features.parquet",
+    uf = pd.read_parquet(checked_feast_dir(feast_dir) / "user_features.parquet",
                          columns=["user_id", "event_timestamp"] + SCALARS,
                          filters=[("user_id", "in", list(map(int, ent["user_id"].unique())))] if len(ent) else None)
     uf["event_timestamp"] = pd.to_datetime(uf["event_timestamp"], utc=True)
@@ -149,8 +135,8 @@ def _generator_items(run: Any) -> np.ndarray | None:
 
 
 # ------------------------------------------------------------------ drift
-def drift_job(since: str | None = None, window: str | None = None, config: str | Path | None = None,
-              max_rows: int = 20_000, write_report: bool = True, feast_dir: Path | None = None) -> dict[str, Any]:
+def drift_job(ws: Workspace, since: str | None = None, window: str | None = None, config: str | Path | None = None,
+              max_rows: int = 20_000, write_report: bool = True) -> dict[str, Any]:
     """Compare recent rows with the active run's fit rows; returns the ``--json`` summary.
 
     Recent window: ``--since DATE`` (events after it), ``--window 30d`` (the last 30 days up to
@@ -158,8 +144,9 @@ def drift_job(since: str | None = None, window: str | None = None, config: str |
     reference is the fit window minus the recent window."""
     if since and window:
         raise DataValidationError(None, "--since", "give --since or --window, not both")
-    th, config_path = load_thresholds(config)
+    th, config_path = load_thresholds(config, ws.state_dir)
     run = _active_parent()
+    feast_dir = ws.feast_dir
     events = store_events(feast_dir)
     fit_start, fit_end = _fit_window(run, events)
     newest = events["event_timestamp"].max()
@@ -182,7 +169,7 @@ def drift_job(since: str | None = None, window: str | None = None, config: str |
         return out
     res = compare(reference, recent, th, vocabulary=_generator_items(run))
     out.update(drifted=res.drifted, scores=res.scores, excess=res.excess, null=res.null, crossed=res.crossed, reason=None)
-    out["report"] = str(write_drift_report(res, th, reference, recent, out)) if write_report else None
+    out["report"] = str(write_drift_report(res, th, reference, recent, out, ws.state_dir / "drift")) if write_report else None
     return out
 
 
@@ -269,160 +256,23 @@ def write_drift_report(res: DriftResult, th: DriftThresholds, reference: pd.Data
     return final
 
 
-# ------------------------------------------------------------------ incremental append
-def read_events(path: str | Path) -> pd.DataFrame:
-    """New interactions from a CSV/parquet file or a folder of them: ``user_id``, ``item_id``,
-    ``event_timestamp`` (ecaug's ids: ``datasets/<name>/user_map``/``item_map``), optional
-    ``label`` (rows with label <= 0 are dropped, as at ingest)."""
-    p = Path(path)
-    files = sorted(f for f in p.iterdir() if f.suffix in (".csv", ".parquet")) if p.is_dir() else [p]
-    if not files or not files[0].exists():
-        raise DataValidationError(p, None, "no events file (.csv or .parquet)")
-    frames = []
-    for f in files:
-        df = pd.read_parquet(f) if f.suffix == ".parquet" else pd.read_csv(f)
-        for c in ("user_id", "item_id", "event_timestamp"):
-            if c not in df.columns:
-                raise DataValidationError(f, c, "missing column (events need user_id, item_id, event_timestamp)")
-        for c in ("user_id", "item_id"):
-            if df[c].isna().any() or not pd.api.types.is_integer_dtype(df[c]):
-                raise DataValidationError(f, c, "must be integer ids (ecaug's ids, see datasets/<name>/*_map.parquet)")
-        try:
-            ts = pd.to_datetime(df["event_timestamp"], utc=True)
-        except (ValueError, TypeError):
-            raise DataValidationError(f, "event_timestamp", "unparseable timestamps") from None
-        if ts.isna().any():
-            raise DataValidationError(f, "event_timestamp", "missing timestamps")
-        out = pd.DataFrame({"user_id": df["user_id"].astype(np.int64), "item_id": df["item_id"].astype(np.int64),
-                            "event_timestamp": ts})
-        if "label" in df.columns:
-            out = out[df["label"].to_numpy() > 0]
-        frames.append(out)
-    return pd.concat(frames, ignore_index=True)
-
-
-def append_events(new: pd.DataFrame, seed: int = 0, feast_dir: Path | None = None, source: str | None = None) -> dict[str, Any]:
-    """Append positive events after the store's last training event to the Feast sources and
-    publish them as a new version. Only the touched users' feature rows are computed (from their
-    own history) and only the touched items get new popularity rows; negatives are sampled for the
-    new events at the ingest's ratio. Events at or before the store's last training time are
-    skipped (already covered, or late). Returns a summary."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from ecaug_feast.features import build
-    from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
-
-    t0 = time.perf_counter()
-    out = _feast_dir(feast_dir)
-    meta = build.read_feature_meta(out) or {}
-    ti = store_events(out)
-    last = ti["event_timestamp"].max()
-    new = new.drop_duplicates(["user_id", "item_id", "event_timestamp"])
-    late = new["event_timestamp"] <= last
-    new = new[~late].sort_values(["event_timestamp"], kind="stable").reset_index(drop=True)
-    summary: dict[str, Any] = {"events": int(len(new)), "skipped_not_after_last": int(late.sum()), "version": None}
-    if len(new) == 0:
-        return summary
-    bad = (new["user_id"] <= 0) | (new["user_id"] >= SYNTHETIC_USER_ID_BASE)
-    if bad.any():
-        raise DataValidationError(source, "user_id", f"id {int(new.loc[bad, 'user_id'].iloc[0])} outside the real key space [1, 2^40)")
-    from ecaug_feast.datasets.store import dataset_dir
-
-    items_path = dataset_dir(meta.get("dataset") or "") / "items.parquet"
-    if not meta.get("dataset") or not items_path.exists():
-        raise DataValidationError(items_path, None, "the ingested dataset's item table is missing: run `ecaug ingest` first")
-    items = pd.read_parquet(items_path)
-    unknown = ~new["item_id"].isin(items["item_id"])
-    if unknown.any():
-        raise DataValidationError(source, "item_id", f"item {int(new.loc[unknown, 'item_id'].iloc[0])} is not in {items_path} (new items need an ingest)")
-    attributes = dict(zip(items["item_id"].astype(int), items["attributes"]))
-
-    # users: their whole positive history (old + new) through the feature builder; popularity
-    # (a count over all users) recomputed globally, which is vectorized and cheap
-    pos = ti.loc[ti["label"] == 1, ["user_id", "item_id", "event_timestamp"]]
-    allpos = pd.concat([pos, new], ignore_index=True)
-    allpos["pop"] = build.popularity_before(allpos)
-    touched = allpos[allpos["user_id"].isin(new["user_id"].unique())]
-    touched = touched.sort_values(["user_id", "event_timestamp"], kind="stable").reset_index(drop=True)
-    uf = build.build_user_features(touched[["user_id", "item_id", "event_timestamp"]], attributes)
-    first = touched.groupby("user_id").cumcount().to_numpy() == 0
-    start_of = pd.Series(np.flatnonzero(first), index=touched["user_id"].to_numpy()[first])
-    csum = np.concatenate([[0.0], np.cumsum(touched["pop"].to_numpy())])
-    n = uf[S.N_INTERACTIONS].to_numpy()
-    s = start_of.reindex(uf["user_id"].to_numpy()).to_numpy()
-    uf[S.MEAN_ITEM_POPULARITY] = np.where(n > 0, (csum[s + n] - csum[s]) / np.maximum(n, 1), 0.0).astype(np.float32)
-    old_last = pd.read_parquet(out / "user_features.parquet", columns=["user_id", "event_timestamp"],
-                               filters=[("user_id", "in", list(map(int, new["user_id"].unique())))])
-    old_last = pd.to_datetime(old_last.groupby("user_id")["event_timestamp"].max(), utc=True)
-    cut = old_last.reindex(uf["user_id"].to_numpy()).to_numpy()
-    keep = pd.isna(cut) | (uf["event_timestamp"].to_numpy() > cut)
-    uf_new = uf[keep].reset_index(drop=True)
-
-    # items: cumulative popularity continues from each item's last row
-    itf_old = pd.read_parquet(out / "item_features.parquet", columns=["item_id", "event_timestamp", S.POPULARITY])
-    base_pop = itf_old.sort_values("event_timestamp", kind="stable").groupby("item_id")[S.POPULARITY].last()
-    g = new.groupby(["item_id", "event_timestamp"], sort=True).size().rename("n").reset_index()
-    g[S.POPULARITY] = g.groupby("item_id")["n"].cumsum() + base_pop.reindex(g["item_id"]).fillna(0).to_numpy()
-    g["event_timestamp"] = g["event_timestamp"] + build.SERVING_OFFSET
-    g[S.ATTRIBUTES] = [list(map(int, attributes.get(int(i), []))) for i in g["item_id"]]
-    g[S.N_ATTRIBUTES] = g[S.ATTRIBUTES].map(len).astype(np.int64)
-    g[S.POPULARITY] = g[S.POPULARITY].astype(np.float32)
-    itf_new = g[S.ITEM_SCHEMA.names]
-
-    neg_ratio = int(meta.get("negatives_per_positive", 1))
-    negs = build.sample_negatives(new, items["item_id"].to_numpy(np.int64), neg_ratio, seed).assign(label=0)
-    ti_new = pd.concat([new.assign(label=1), negs], ignore_index=True)
-    ti_new["label"] = ti_new["label"].astype(np.int64)
-
-    parts = ((build.USER_FEATURES, uf_new, build.USER_SCHEMA), (build.ITEM_FEATURES, itf_new, build.ITEM_SCHEMA),
-             (build.TRAIN_INTERACTIONS, ti_new, build.TRAIN_SCHEMA))
-    appended = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "events": int(len(new)),
-                "first": new["event_timestamp"].min().isoformat(), "last": new["event_timestamp"].max().isoformat(),
-                "rows": {name: int(len(df)) for name, df, _ in parts}}
-    new_meta = dict(meta)
-
-    def write(folder: Path) -> None:
-        rows = {}
-        for name, df, schema in parts:
-            old = pq.read_table(out / f"{name}.parquet").cast(schema)
-            add = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
-            tbl = pa.concat_tables([old, add])
-            pq.write_table(tbl, folder / f"{name}.parquet")
-            rows[name] = tbl.num_rows
-        log_old = out / build.CURRENT / APPENDED_LOG
-        log_df = new.assign(appended_at=appended["at"])
-        if log_old.exists():  # every appended event stays on record, so a full rebuild can replay them
-            log_df = pd.concat([pd.read_parquet(log_old), log_df], ignore_index=True)
-        log_df.to_parquet(folder / APPENDED_LOG, index=False)
-        new_meta.update(rows=rows, version=folder.name, written_at=appended["at"],
-                        last_feature_time=max(pd.Timestamp(meta.get("last_feature_time", last)),
-                                              uf_new["event_timestamp"].max(), itf_new["event_timestamp"].max()).isoformat(),
-                        appends=list(meta.get("appends", [])) + [appended])
-        (folder / build.FEATURE_META).write_text(json.dumps(new_meta, indent=2, default=str) + "\n", encoding="utf-8")
-
-    version = build.publish_feature_set(out, write)
-    summary.update(version=version.name, rows=appended["rows"], first=appended["first"], last=appended["last"],
-                   users=int(new["user_id"].nunique()), seconds=round(time.perf_counter() - t0, 3))
-    return summary
-
-
-def materialize_appended(first: str, repo_dir: Any = None) -> dict[str, Any]:
+def materialize_appended(ws: Workspace, first: str) -> dict[str, Any]:
     """Load the appended rows of the real views into Redis: ``materialize-incremental`` when the
     events are newer than the last materialization, else the window from the first appended event
     (back-filled or replayed events lie before it, and incremental would skip them)."""
     from ecaug_feast import feast_io
     from ecaug_feast.features.build import ITEM_FEATURES, USER_FEATURES
 
-    repo = repo_dir or feast_io.render_repo()
-    store = feast_io.get_store(repo)
-    views = [USER_FEATURES, ITEM_FEATURES]
-    ends = [store.get_feature_view(v).most_recent_end_time for v in views]
-    t_first = pd.Timestamp(first).to_pydatetime()
-    if all(e is not None and (e if e.tzinfo else e.replace(tzinfo=timezone.utc)) <= t_first for e in ends):
-        return {**feast_io.materialize(repo, views=views, incremental=True), "mode": "incremental"}
-    start = t_first - pd.Timedelta(seconds=1).to_pytimedelta()
-    return {**feast_io.materialize(repo, start=start, views=views), "mode": "window"}
+    with ws.online() as url:
+        repo = ws.feast_repo(url)
+        store = feast_io.get_store(repo)
+        views = [USER_FEATURES, ITEM_FEATURES]
+        ends = [store.get_feature_view(v).most_recent_end_time for v in views]
+        t_first = pd.Timestamp(first).to_pydatetime()
+        if all(e is not None and (e if e.tzinfo else e.replace(tzinfo=timezone.utc)) <= t_first for e in ends):
+            return {**feast_io.materialize(repo, views=views, incremental=True), "mode": "incremental"}
+        start = t_first - pd.Timedelta(seconds=1).to_pytimedelta()
+        return {**feast_io.materialize(repo, start=start, views=views), "mode": "window"}
 
 
 # ------------------------------------------------------------------ quick study
@@ -480,21 +330,21 @@ def quick_study(new_run: Any, old_run: Any, recent: pd.DataFrame, reference: pd.
 
 
 # ------------------------------------------------------------------ refresh
-def refresh_job(force: bool = False, events: str | Path | None = None, rows: int | None = None, steps: int = 500,
+def refresh_job(ws: Workspace, force: bool = False, events: str | Path | None = None, rows: int | None = None, steps: int = 500,
                 seed: int = 0, max_c2st: float | None = None, config: str | Path | None = None,
                 tolerance: float = 0.02, augment: Callable[..., dict[str, Any]] | None = None,
-                hooks: dict[str, Callable[[], None]] | None = None, repo_dir: Any = None,
-                feast_dir: Path | None = None) -> dict[str, Any]:
+                hooks: dict[str, Callable[[], None]] | None = None) -> dict[str, Any]:
     """``ecaug refresh``; returns the ``--json`` summary (``run_id``, ``parent_run_id``,
     ``activated``, ``seconds`` and the steps' details).
 
-    ``augment``: the run builder (default :func:`ecaug_feast.synth.runner.augment_run`); it gets
-    ``config`` (an ``AugmentConfig`` whose ``gan.warm_start`` names the parent's saved generator),
+    ``augment``: the run builder (default :func:`ecaug_feast.jobs.augment.augment_run`); it gets
+    the workspace, ``config`` (an ``AugmentConfig`` whose ``gan.warm_start`` names the parent's saved generator),
     ``publish=False`` and ``lineage_extra``; another generator plugs in here. ``hooks``: called by
     name at ``after_append``, ``after_fit``, ``before_publish`` (tests inject failures there)."""
     from ecaug_feast import synth_store
 
     t0 = time.perf_counter()
+    feast_dir = ws.feast_dir
     hook = (lambda name: (hooks or {}).get(name, lambda: None)())
     parent = _active_parent()
     out: dict[str, Any] = {"run_id": None, "parent_run_id": parent.run_id, "activated": False}
@@ -504,9 +354,9 @@ def refresh_job(force: bool = False, events: str | Path | None = None, rows: int
         out["appended"] = app
         hook("after_append")
         if app["events"]:
-            mat = materialize_appended(app["first"], repo_dir)
+            mat = materialize_appended(ws, app["first"])
             out["materialized_real"] = {"mode": mat["mode"], **{k: v.get("entities_written") for k, v in mat["views"].items()}}
-    drift = drift_job(config=config, feast_dir=feast_dir)
+    drift = drift_job(ws, config=config)
     out["drift"] = {k: drift.get(k) for k in ("drifted", "crossed", "scores", "report", "reason")}
     if not (force or drift["drifted"]):
         out.update(reason="no drift over the thresholds (use --force to refresh anyway)", seconds=round(time.perf_counter() - t0, 2))
@@ -517,7 +367,7 @@ def refresh_job(force: bool = False, events: str | Path | None = None, rows: int
     from ecaug_feast.synth.pipeline import AugmentConfig
 
     if augment is None:
-        from ecaug_feast.synth.runner import augment_run as augment
+        from ecaug_feast.jobs.augment import augment_run as augment
     pcfg = parent.manifest.get("config", {})
     gan_kw = {k: v for k, v in (pcfg.get("gan") or {}).items() if k in GANConfig.__dataclass_fields__}
     for k in ("gen_hidden", "dis_hidden"):
@@ -531,7 +381,7 @@ def refresh_job(force: bool = False, events: str | Path | None = None, rows: int
     cfg = AugmentConfig(gan=GANConfig(**gan_kw), gates=GateConfig(**{**gates_kw, "seed": seed}),
                         **{k: pcfg[k] for k in ("k_recent", "k_attr", "max_fit_rows", "holdout_rows", "oversample") if k in pcfg})
     n_rows = rows or int(parent.manifest.get("metrics", {}).get("rows_accepted") or 10_000)
-    res = augment(rows=n_rows, seed=seed, config=cfg, publish=False, repo_dir=repo_dir,
+    res = augment(ws, rows=n_rows, seed=seed, config=cfg, publish=False,
                   segment=pcfg.get("segment"),
                   lineage_extra={"parent_run_id": parent.run_id, "refresh": {
                       "drift_crossed": drift.get("crossed"), "forced": force, "drift_report": drift.get("report"),
@@ -542,7 +392,7 @@ def refresh_job(force: bool = False, events: str | Path | None = None, rows: int
     new_run = synth_store.load_run(res["run_id"])
     out["warm_started"] = bool(new_run.manifest.get("lineage", {}).get("warm_started"))
 
-    th, _ = load_thresholds(config)
+    th, _ = load_thresholds(config, ws.state_dir)
     ev = store_events(feast_dir)
     fit_start, fit_end = _fit_window(parent, ev)
     recent = window_examples(ev, fit_end, None, 5000, seed, feast_dir)
@@ -557,7 +407,8 @@ def refresh_job(force: bool = False, events: str | Path | None = None, rows: int
                    seconds=round(time.perf_counter() - t0, 2))
         return out
 
-    with synth_store.runs_lock():  # switch + online store as one exclusive step
+    with ws.online() as url, synth_store.runs_lock():  # switch + online store as one exclusive step
+        repo = ws.feast_repo(url)
         if synth_store.active_run() != parent.run_id:
             out.update(reason=f"the active run changed to {synth_store.active_run()} during the refresh; not switched",
                        seconds=round(time.perf_counter() - t0, 2))
@@ -565,11 +416,11 @@ def refresh_job(force: bool = False, events: str | Path | None = None, rows: int
         synth_store.activate(new_run.run_id)
         try:
             hook("before_publish")
-            pub = synth_store.publish(new_run.run_id, repo_dir)
+            pub = synth_store.publish(new_run.run_id, repo)
         except BaseException:
             # back to the parent, online store included, before the error goes up
             synth_store.activate(parent.run_id)
-            synth_store.publish(parent.run_id, repo_dir)
+            synth_store.publish(parent.run_id, repo)
             raise
     out["activated"] = True
     out["materialized"] = {k: v.get("entities_written") for k, v in pub.get("materialize", {}).get("views", {}).items()}

@@ -1,0 +1,43 @@
+"""``ecaug serve``: the recommendation API (:mod:`ecaug_feast.jobs.serve`). Heavy imports stay inside the command."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` to the ``ecaug`` app."""
+
+    @app.command("serve")
+    def serve(
+        host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (0.0.0.0 in a container)."),
+        port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
+        model: str = typer.Option(
+            "latest", "--model", "-m",
+            help="Checkpoint dir or name under <state>/models/; 'latest' follows the newest one.",
+        ),
+        dataset: str = typer.Option(
+            None, "--dataset", "-d", help="Processed dataset (default: the one the checkpoint was trained on)."
+        ),
+        poll: float = typer.Option(2.0, "--poll", min=0.1, help="Seconds between checks for a new checkpoint."),
+        max_k: int = typer.Option(1000, "--max-k", min=1, help="Largest k accepted (422 above)."),
+        log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
+        workers: int = typer.Option(
+            1, "--workers", min=1,
+            help="Worker processes (each loads the model; /metrics is per worker).",
+        ),
+        threadpool: bool = typer.Option(
+            False, "--threadpool/--inline",
+            help="Run /recommend in FastAPI's thread pool instead of on the event loop.",
+        ),
+    ) -> None:
+        """Serve GET /recommend?user_id=&k=, /items/{id}, /health, /metrics.
+
+        Features come from Feast's online store (Redis: $ECAUG_REDIS_URL, else the embedded
+        server, started if needed); the model is hot-reloaded when a new checkpoint lands.
+        """
+        from ecaug_feast.jobs.serve import serve as serve_job
+        from ecaug_feast.jobs.workspace import Workspace
+
+        serve_job(Workspace.from_env(), host=host, port=port, model=model, dataset=dataset, poll_s=poll, max_k=max_k,
+                  log_level=log_level, workers=workers, threadpool=threadpool, announce=lambda s: typer.echo(s, err=True))

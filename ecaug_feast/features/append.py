@@ -1,0 +1,174 @@
+"""Incremental append to the Feast sources: new real events become a new published version of
+``<state>/feast/`` (the counterpart of :func:`ecaug_feast.features.ingest.ingest_dataset`, which
+rebuilds everything). Only the users and items the events touch are recomputed.
+
+Used by ``ecaug refresh`` (:mod:`ecaug_feast.jobs.refresh`); a library: it takes the Feast data
+folder and the events, and starts nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ecaug_feast import paths
+from ecaug_feast.errors import DataValidationError
+
+APPENDED_LOG = "appended_events.parquet"
+
+
+def checked_feast_dir(feast_dir: Path | None) -> Path:
+    d = Path(feast_dir) if feast_dir else paths.feast_data_dir()
+    if not (d / "train_interactions.parquet").exists():
+        raise DataValidationError(d / "train_interactions.parquet", None, "missing: run `ecaug ingest` first")
+    return d
+
+
+def store_events(feast_dir: Path | None = None) -> pd.DataFrame:
+    """The training interactions source (user, item, time, label), times as UTC."""
+    ti = pd.read_parquet(checked_feast_dir(feast_dir) / "train_interactions.parquet")
+    ti["event_timestamp"] = pd.to_datetime(ti["event_timestamp"], utc=True)
+    return ti
+
+
+def read_events(path: str | Path) -> pd.DataFrame:
+    """New interactions from a CSV/parquet file or a folder of them: ``user_id``, ``item_id``,
+    ``event_timestamp`` (ecaug's ids: ``datasets/<name>/user_map``/``item_map``), optional
+    ``label`` (rows with label <= 0 are dropped, as at ingest)."""
+    p = Path(path)
+    files = sorted(f for f in p.iterdir() if f.suffix in (".csv", ".parquet")) if p.is_dir() else [p]
+    if not files or not files[0].exists():
+        raise DataValidationError(p, None, "no events file (.csv or .parquet)")
+    frames = []
+    for f in files:
+        df = pd.read_parquet(f) if f.suffix == ".parquet" else pd.read_csv(f)
+        for c in ("user_id", "item_id", "event_timestamp"):
+            if c not in df.columns:
+                raise DataValidationError(f, c, "missing column (events need user_id, item_id, event_timestamp)")
+        for c in ("user_id", "item_id"):
+            if df[c].isna().any() or not pd.api.types.is_integer_dtype(df[c]):
+                raise DataValidationError(f, c, "must be integer ids (ecaug's ids, see datasets/<name>/*_map.parquet)")
+        try:
+            ts = pd.to_datetime(df["event_timestamp"], utc=True)
+        except (ValueError, TypeError):
+            raise DataValidationError(f, "event_timestamp", "unparseable timestamps") from None
+        if ts.isna().any():
+            raise DataValidationError(f, "event_timestamp", "missing timestamps")
+        out = pd.DataFrame({"user_id": df["user_id"].astype(np.int64), "item_id": df["item_id"].astype(np.int64),
+                            "event_timestamp": ts})
+        if "label" in df.columns:
+            out = out[df["label"].to_numpy() > 0]
+        frames.append(out)
+    return pd.concat(frames, ignore_index=True)
+
+
+def append_events(new: pd.DataFrame, seed: int = 0, feast_dir: Path | None = None, source: str | None = None) -> dict[str, Any]:
+    """Append positive events after the store's last training event to the Feast sources and
+    publish them as a new version. Only the touched users' feature rows are computed (from their
+    own history) and only the touched items get new popularity rows; negatives are sampled for the
+    new events at the ingest's ratio. Events at or before the store's last training time are
+    skipped (already covered, or late). Returns a summary."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ecaug_feast.features import build
+    from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
+
+    t0 = time.perf_counter()
+    out = checked_feast_dir(feast_dir)
+    meta = build.read_feature_meta(out) or {}
+    ti = store_events(out)
+    last = ti["event_timestamp"].max()
+    new = new.drop_duplicates(["user_id", "item_id", "event_timestamp"])
+    late = new["event_timestamp"] <= last
+    new = new[~late].sort_values(["event_timestamp"], kind="stable").reset_index(drop=True)
+    summary: dict[str, Any] = {"events": int(len(new)), "skipped_not_after_last": int(late.sum()), "version": None}
+    if len(new) == 0:
+        return summary
+    bad = (new["user_id"] <= 0) | (new["user_id"] >= SYNTHETIC_USER_ID_BASE)
+    if bad.any():
+        raise DataValidationError(source, "user_id", f"id {int(new.loc[bad, 'user_id'].iloc[0])} outside the real key space [1, 2^40)")
+    from ecaug_feast.datasets.store import dataset_dir
+
+    items_path = dataset_dir(meta.get("dataset") or "") / "items.parquet"
+    if not meta.get("dataset") or not items_path.exists():
+        raise DataValidationError(items_path, None, "the ingested dataset's item table is missing: run `ecaug ingest` first")
+    items = pd.read_parquet(items_path)
+    unknown = ~new["item_id"].isin(items["item_id"])
+    if unknown.any():
+        raise DataValidationError(source, "item_id", f"item {int(new.loc[unknown, 'item_id'].iloc[0])} is not in {items_path} (new items need an ingest)")
+    attributes = dict(zip(items["item_id"].astype(int), items["attributes"]))
+
+    # users: their whole positive history (old + new) through the feature builder; popularity
+    # (a count over all users) recomputed globally, which is vectorized and cheap
+    pos = ti.loc[ti["label"] == 1, ["user_id", "item_id", "event_timestamp"]]
+    allpos = pd.concat([pos, new], ignore_index=True)
+    allpos["pop"] = build.popularity_before(allpos)
+    touched = allpos[allpos["user_id"].isin(new["user_id"].unique())]
+    touched = touched.sort_values(["user_id", "event_timestamp"], kind="stable").reset_index(drop=True)
+    uf = build.build_user_features(touched[["user_id", "item_id", "event_timestamp"]], attributes)
+    first = touched.groupby("user_id").cumcount().to_numpy() == 0
+    start_of = pd.Series(np.flatnonzero(first), index=touched["user_id"].to_numpy()[first])
+    csum = np.concatenate([[0.0], np.cumsum(touched["pop"].to_numpy())])
+    n = uf["n_interactions"].to_numpy()
+    s = start_of.reindex(uf["user_id"].to_numpy()).to_numpy()
+    uf["mean_item_popularity"] = np.where(n > 0, (csum[s + n] - csum[s]) / np.maximum(n, 1), 0.0).astype(np.float32)
+    old_last = pd.read_parquet(out / "user_features.parquet", columns=["user_id", "event_timestamp"],
+                               filters=[("user_id", "in", list(map(int, new["user_id"].unique())))])
+    old_last = pd.to_datetime(old_last.groupby("user_id")["event_timestamp"].max(), utc=True)
+    cut = old_last.reindex(uf["user_id"].to_numpy()).to_numpy()
+    keep = pd.isna(cut) | (uf["event_timestamp"].to_numpy() > cut)
+    uf_new = uf[keep].reset_index(drop=True)
+
+    # items: cumulative popularity continues from each item's last row
+    itf_old = pd.read_parquet(out / "item_features.parquet", columns=["item_id", "event_timestamp", "popularity"])
+    base_pop = itf_old.sort_values("event_timestamp", kind="stable").groupby("item_id")["popularity"].last()
+    g = new.groupby(["item_id", "event_timestamp"], sort=True).size().rename("n").reset_index()
+    g["popularity"] = g.groupby("item_id")["n"].cumsum() + base_pop.reindex(g["item_id"]).fillna(0).to_numpy()
+    g["event_timestamp"] = g["event_timestamp"] + build.SERVING_OFFSET
+    g["attributes"] = [list(map(int, attributes.get(int(i), []))) for i in g["item_id"]]
+    g["n_attributes"] = g["attributes"].map(len).astype(np.int64)
+    g["popularity"] = g["popularity"].astype(np.float32)
+    itf_new = g[["item_id", "event_timestamp", "attributes", "popularity", "n_attributes"]]
+
+    neg_ratio = int(meta.get("negatives_per_positive", 1))
+    negs = build.sample_negatives(new, items["item_id"].to_numpy(np.int64), neg_ratio, seed).assign(label=0)
+    ti_new = pd.concat([new.assign(label=1), negs], ignore_index=True)
+    ti_new["label"] = ti_new["label"].astype(np.int64)
+
+    parts = ((build.USER_FEATURES, uf_new, build.USER_SCHEMA), (build.ITEM_FEATURES, itf_new, build.ITEM_SCHEMA),
+             (build.TRAIN_INTERACTIONS, ti_new, build.TRAIN_SCHEMA))
+    appended = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "events": int(len(new)),
+                "first": new["event_timestamp"].min().isoformat(), "last": new["event_timestamp"].max().isoformat(),
+                "rows": {name: int(len(df)) for name, df, _ in parts}}
+    new_meta = dict(meta)
+
+    def write(folder: Path) -> None:
+        rows = {}
+        for name, df, schema in parts:
+            old = pq.read_table(out / f"{name}.parquet").cast(schema)
+            add = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
+            tbl = pa.concat_tables([old, add])
+            pq.write_table(tbl, folder / f"{name}.parquet")
+            rows[name] = tbl.num_rows
+        log_old = out / build.CURRENT / APPENDED_LOG
+        log_df = new.assign(appended_at=appended["at"])
+        if log_old.exists():  # every appended event stays on record, so a full rebuild can replay them
+            log_df = pd.concat([pd.read_parquet(log_old), log_df], ignore_index=True)
+        log_df.to_parquet(folder / APPENDED_LOG, index=False)
+        new_meta.update(rows=rows, version=folder.name, written_at=appended["at"],
+                        last_feature_time=max(pd.Timestamp(meta.get("last_feature_time", last)),
+                                              uf_new["event_timestamp"].max(), itf_new["event_timestamp"].max()).isoformat(),
+                        appends=list(meta.get("appends", [])) + [appended])
+        (folder / build.FEATURE_META).write_text(json.dumps(new_meta, indent=2, default=str) + "\n", encoding="utf-8")
+
+    version = build.publish_feature_set(out, write)
+    summary.update(version=version.name, rows=appended["rows"], first=appended["first"], last=appended["last"],
+                   users=int(new["user_id"].nunique()), seconds=round(time.perf_counter() - t0, 3))
+    return summary

@@ -1,0 +1,79 @@
+"""Module layers (docs/CONTRACT.md section 6) and no side effects at import.
+
+The layers are import-linter contracts in ``pyproject.toml``: libraries and adapters never import
+jobs, entry points or the serving app; jobs never import entry points; entry points reach the
+recommender only through jobs. Every import counts, also the lazy ones inside functions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_import_contracts_hold(capsys):
+    lint = pytest.importorskip("importlinter.cli", reason="import-linter is in the test extra")
+    rc = lint.lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True, no_logo=True)
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "BROKEN" not in out and "0 broken" in out
+
+
+def test_the_contracts_catch_a_library_importing_a_job(tmp_path):
+    """The same contracts on a copy of the tree with one bad (lazy) import planted: reported broken."""
+    pytest.importorskip("importlinter.cli", reason="import-linter is in the test extra")
+    import shutil
+
+    for pkg in ("ecaug_feast", "recommender"):
+        shutil.copytree(ROOT / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__", "bundled"))
+    lib = tmp_path / "ecaug_feast" / "quality" / "gates.py"
+    lib.write_text(lib.read_text() + "\n\ndef _bad():\n    from ecaug_feast.jobs.augment import augment_run  # noqa\n")
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    code = ("import sys\nfrom importlinter.cli import lint_imports\n"
+            "sys.exit(lint_imports(config_filename='pyproject.toml', no_cache=True, no_logo=True))")
+    # the copy comes first on sys.path, before the editable install of the checkout
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0, proc.stdout
+    assert "ecaug_feast.quality.gates -> ecaug_feast.jobs.augment" in proc.stdout, proc.stdout[-3000:]
+
+
+_IMPORT_ALL = r"""
+import importlib, json, os, pkgutil, sys
+import ecaug_feast, recommender
+names = []
+for pkg in (ecaug_feast, recommender):
+    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
+        if m.name.startswith("ecaug_feast.feature_repo"):
+            continue  # the Feast repo's definitions (checked with feature_repo/)
+        importlib.import_module(m.name)
+        names.append(m.name)
+children = []
+for task in os.listdir("/proc/self/task"):
+    with open(f"/proc/self/task/{task}/children") as f:
+        children += f.read().split()
+print(json.dumps({"modules": names, "children": children}))
+"""
+
+
+def test_importing_every_module_writes_nothing_and_starts_nothing(tmp_path):
+    """Import all of ``ecaug_feast`` and ``recommender`` with a state dir that does not exist and
+    an empty working folder: afterwards both are untouched and no process was started."""
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    cwd.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("ECAUG_REDIS_URL",)}
+    env["ECAUG_HOME"] = str(home)
+    proc = subprocess.run([sys.executable, "-c", _IMPORT_ALL], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "ecaug_feast.jobs.workspace" in res["modules"] and "recommender.seq_model" in res["modules"]
+    assert res["children"] == []
+    assert not home.exists()
+    assert sorted(p.name for p in cwd.iterdir()) == []
