@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ecaug_feast import paths
+from ecaug_feast import schema as S
 from ecaug_feast.errors import DataValidationError
 
 APPENDED_LOG = "appended_events.parquet"
@@ -116,9 +117,9 @@ def append_events(new: pd.DataFrame, seed: int = 0, feast_dir: Path | None = Non
     first = touched.groupby("user_id").cumcount().to_numpy() == 0
     start_of = pd.Series(np.flatnonzero(first), index=touched["user_id"].to_numpy()[first])
     csum = np.concatenate([[0.0], np.cumsum(touched["pop"].to_numpy())])
-    n = uf["n_interactions"].to_numpy()
+    n = uf[S.N_INTERACTIONS].to_numpy()
     s = start_of.reindex(uf["user_id"].to_numpy()).to_numpy()
-    uf["mean_item_popularity"] = np.where(n > 0, (csum[s + n] - csum[s]) / np.maximum(n, 1), 0.0).astype(np.float32)
+    uf[S.MEAN_ITEM_POPULARITY] = np.where(n > 0, (csum[s + n] - csum[s]) / np.maximum(n, 1), 0.0).astype(np.float32)
     old_last = pd.read_parquet(out / "user_features.parquet", columns=["user_id", "event_timestamp"],
                                filters=[("user_id", "in", list(map(int, new["user_id"].unique())))])
     old_last = pd.to_datetime(old_last.groupby("user_id")["event_timestamp"].max(), utc=True)
@@ -127,15 +128,15 @@ def append_events(new: pd.DataFrame, seed: int = 0, feast_dir: Path | None = Non
     uf_new = uf[keep].reset_index(drop=True)
 
     # items: cumulative popularity continues from each item's last row
-    itf_old = pd.read_parquet(out / "item_features.parquet", columns=["item_id", "event_timestamp", "popularity"])
-    base_pop = itf_old.sort_values("event_timestamp", kind="stable").groupby("item_id")["popularity"].last()
+    itf_old = pd.read_parquet(out / "item_features.parquet", columns=["item_id", "event_timestamp", S.POPULARITY])
+    base_pop = itf_old.sort_values("event_timestamp", kind="stable").groupby("item_id")[S.POPULARITY].last()
     g = new.groupby(["item_id", "event_timestamp"], sort=True).size().rename("n").reset_index()
-    g["popularity"] = g.groupby("item_id")["n"].cumsum() + base_pop.reindex(g["item_id"]).fillna(0).to_numpy()
+    g[S.POPULARITY] = g.groupby("item_id")["n"].cumsum() + base_pop.reindex(g["item_id"]).fillna(0).to_numpy()
     g["event_timestamp"] = g["event_timestamp"] + build.SERVING_OFFSET
-    g["attributes"] = [list(map(int, attributes.get(int(i), []))) for i in g["item_id"]]
-    g["n_attributes"] = g["attributes"].map(len).astype(np.int64)
-    g["popularity"] = g["popularity"].astype(np.float32)
-    itf_new = g[["item_id", "event_timestamp", "attributes", "popularity", "n_attributes"]]
+    g[S.ATTRIBUTES] = [list(map(int, attributes.get(int(i), []))) for i in g["item_id"]]
+    g[S.N_ATTRIBUTES] = g[S.ATTRIBUTES].map(len).astype(np.int64)
+    g[S.POPULARITY] = g[S.POPULARITY].astype(np.float32)
+    itf_new = g[S.ITEM_SCHEMA.names]
 
     neg_ratio = int(meta.get("negatives_per_positive", 1))
     negs = build.sample_negatives(new, items["item_id"].to_numpy(np.int64), neg_ratio, seed).assign(label=0)

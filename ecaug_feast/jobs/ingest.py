@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ecaug_feast import schema as S
 from ecaug_feast.errors import EcaugError
 from ecaug_feast.jobs.workspace import Workspace
 from ecaug_feast.names import check_name
@@ -105,14 +106,14 @@ def online_check(ws: Workspace) -> dict[str, Any]:
         online = feast_io.online_user_features([uid], store=store).iloc[0]
         ms = (time.perf_counter() - t0) * 1000
     expected = serving.loc[uid]
-    ok = int(online["n_interactions"]) == int(expected["n_interactions"]) and list(online["recent_items"]) == list(expected["recent_items"])
+    ok = int(online[S.N_INTERACTIONS]) == int(expected[S.N_INTERACTIONS]) and list(online[S.RECENT_ITEMS]) == list(expected[S.RECENT_ITEMS])
     if not ok:
         raise EcaugError(f"online features of user {uid} differ from the offline serving row")
     return {
         "user_id": uid,
-        "n_interactions": int(online["n_interactions"]),
-        "recent_items": [int(x) for x in online["recent_items"]][:10],
-        "top_attributes": [int(x) for x in online["top_attributes"]],
+        S.N_INTERACTIONS: int(online[S.N_INTERACTIONS]),
+        S.RECENT_ITEMS: [int(x) for x in online[S.RECENT_ITEMS]][:10],
+        S.TOP_ATTRIBUTES: [int(x) for x in online[S.TOP_ATTRIBUTES]],
         "matches_offline": ok,
         "read_ms": round(ms, 2),
     }
