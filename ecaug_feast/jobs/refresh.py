@@ -277,6 +277,7 @@ def materialize_appended(ws: Workspace, first: str) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ quick study
 QUICK_COLS = [*USER_SCALAR_COLUMNS, "item_pop"]
+MIN_QUICK_ROWS = 20  # fewer synthetic examples than this cannot be compared (TSTR is not fitted)
 
 
 def run_examples(run: Any) -> pd.DataFrame:
@@ -311,7 +312,7 @@ def quick_study(new_run: Any, old_run: Any, recent: pd.DataFrame, reference: pd.
     for tag, run in (("new", new_run), ("old", old_run)):
         syn = prep(run_examples(run))
         r: dict[str, Any] = {"run_id": run.run_id, "rows": int(len(syn))}
-        if len(syn) >= 20 and syn["label"].nunique() == 2 and real["label"].nunique() == 2:
+        if len(syn) >= MIN_QUICK_ROWS and syn["label"].nunique() == 2 and real["label"].nunique() == 2:
             clf = HistGradientBoostingClassifier(max_iter=100, random_state=seed)
             with single_thread():
                 clf.fit(syn[QUICK_COLS].to_numpy(float), syn["label"].to_numpy())
@@ -321,10 +322,20 @@ def quick_study(new_run: Any, old_run: Any, recent: pd.DataFrame, reference: pd.
         r["c2st_auc"] = round(c2st_auc(real[QUICK_COLS], syn[QUICK_COLS], max_rows=3000, seed=seed), 4)
         res[tag] = r
     n, o = res["new"], res["old"]
-    ok_tstr = not (n["tstr_auc"] == n["tstr_auc"]) or not (o["tstr_auc"] == o["tstr_auc"]) or n["tstr_auc"] >= o["tstr_auc"] - tolerance
-    ok_c2st = not (n["c2st_auc"] == n["c2st_auc"]) or not (o["c2st_auc"] == o["c2st_auc"]) or n["c2st_auc"] <= o["c2st_auc"] + tolerance
-    res["passed"] = bool(ok_tstr and ok_c2st)
-    res["reasons"] = ([] if ok_tstr else [f"TSTR AUC {n['tstr_auc']} < active {o['tstr_auc']} - {tolerance}"]) + \
+
+    def no_worse(new: float, old: float, better_high: bool) -> bool:
+        if old != old:  # the active run has no figure: nothing to compare with
+            return True
+        if new != new:  # the new run has none where the active run has one: it is not comparable
+            return False
+        return new >= old - tolerance if better_high else new <= old + tolerance
+
+    ok_rows = n["rows"] >= MIN_QUICK_ROWS
+    ok_tstr = no_worse(n["tstr_auc"], o["tstr_auc"], True)
+    ok_c2st = no_worse(n["c2st_auc"], o["c2st_auc"], False)
+    res["passed"] = bool(ok_rows and ok_tstr and ok_c2st)
+    res["reasons"] = ([] if ok_rows else [f"new run has {n['rows']} examples (< {MIN_QUICK_ROWS})"]) + \
+                     ([] if ok_tstr else [f"TSTR AUC {n['tstr_auc']} < active {o['tstr_auc']} - {tolerance}"]) + \
                      ([] if ok_c2st else [f"C2ST AUC vs recent {n['c2st_auc']} > active {o['c2st_auc']} + {tolerance}"])
     return res
 
