@@ -180,10 +180,10 @@ def examples_from_feast(entity_df: pd.DataFrame, store: Any = None) -> pd.DataFr
         if c not in out.columns:
             raise DataValidationError("feast:training", c, "feature missing from the historical join")
     out["is_synthetic"] = False
-    return _normalise_lists(out)[EXAMPLE_COLUMNS]
+    return normalise_lists(out)[EXAMPLE_COLUMNS]
 
 
-def _normalise_lists(df: pd.DataFrame) -> pd.DataFrame:
+def normalise_lists(df: pd.DataFrame) -> pd.DataFrame:
     """Feast hands list features back as numpy arrays or None; use Python lists of int."""
     for c in S.LIST_COLUMNS:
         if c in df.columns:
@@ -230,11 +230,11 @@ def train_data_from_store(store: Any, positives: pd.DataFrame, train: pd.DataFra
     last_t = train.groupby("user_id")["event_timestamp"].max().reset_index()
     last_t["event_timestamp"] = last_t["event_timestamp"] + pd.Timedelta(milliseconds=1)
     us = feast_io.historical_features(last_t, features=S.refs(feast_io.USER_VIEW, USER_FEATURE_COLUMNS), store=store)
-    us = _normalise_lists(us)[["user_id", "event_timestamp", *USER_FEATURE_COLUMNS]]
+    us = normalise_lists(us)[["user_id", "event_timestamp", *USER_FEATURE_COLUMNS]]
     us["event_timestamp"] = us["event_timestamp"].astype(last_t["event_timestamp"].dtype)
     cols = ["user_id", "item_id", "event_timestamp"]
     ut = serving_rows(pd.concat([train[cols], valid[cols]], ignore_index=True), items) if valid is not None else None
-    itf = _normalise_lists(item_rows.copy())
+    itf = normalise_lists(item_rows.copy())
     return TrainData(ex, us, ut, latest_item_rows(itf, items), items, train, {**info, "item_features": itf})
 
 

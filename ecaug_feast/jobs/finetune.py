@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
+from ecaug_feast import schema as S
 from ecaug_feast.errors import EcaugError
 from ecaug_feast.jobs.train import EpochCallback, load_real, run_training, train_overrides
 from ecaug_feast.jobs.workspace import Workspace
@@ -15,12 +16,18 @@ from ecaug_feast.jobs.workspace import Workspace
 MODES = ("full", "towers", "adapters")
 
 
-def synthetic_examples(ws: Workspace, data: Any, run_id: Optional[str]) -> tuple[Any, str]:
-    """Accepted synthetic positives of a run (active run by default) with item features."""
+def synthetic_examples(ws: Workspace, data: Any, run_id: Optional[str], source: str = "feast") -> tuple[Any, str]:
+    """Accepted synthetic positives of a run (active run by default) with user and item features.
+
+    ``source="feast"`` and the active run: the entity rows are the run's positive interactions and
+    the user features come from the Feast view ``user_features_synth`` by ``get_historical_features``
+    (point in time), the path every other training read takes. Otherwise (``memory``, or a run that
+    is not active, which the views do not serve) the run's parquet files are joined in pandas;
+    ``tests/recommender/test_train_cli.py`` holds the two paths equal row for row."""
     import pandas as pd
 
-    from ecaug_feast import synth_store
-    from recommender.data import USER_FEATURE_COLUMNS, asof_join, complete_synthetic
+    from ecaug_feast import feast_io, synth_store
+    from recommender.data import USER_FEATURE_COLUMNS, asof_join, complete_synthetic, normalise_lists
 
     rid = run_id or synth_store.active_run()
     if rid:
@@ -33,11 +40,15 @@ def synthetic_examples(ws: Workspace, data: Any, run_id: Optional[str]) -> tuple
         if not p.exists():
             raise EcaugError(f"{p}: synthetic run file missing")
     inter = pd.read_parquet(ui)
-    feats = pd.read_parquet(uf)
     inter = inter[inter["label"] == 1] if "label" in inter.columns else inter
-    # each synthetic user's features as of its interaction (point-in-time, as Feast would join)
-    joined = asof_join(inter, feats, "user_id", USER_FEATURE_COLUMNS)
-    rows = pd.concat([inter[["user_id", "item_id", "event_timestamp"]].reset_index(drop=True), joined], axis=1)
+    ent = inter[["user_id", "item_id", "event_timestamp"]].reset_index(drop=True)
+    if source == "feast" and rid == synth_store.active_run():
+        refs = S.refs("user_features_synth", USER_FEATURE_COLUMNS)
+        joined = normalise_lists(feast_io.historical_features(ent, features=refs, store=ws.store()))[USER_FEATURE_COLUMNS]
+    else:
+        # each synthetic user's features as of its interaction (point-in-time, as Feast joins)
+        joined = asof_join(inter, pd.read_parquet(uf), "user_id", USER_FEATURE_COLUMNS)
+    rows = pd.concat([ent, joined.reset_index(drop=True)], axis=1)
     return complete_synthetic(rows, data), str(rid)
 
 
@@ -67,7 +78,7 @@ def finetune(ws: Workspace, from_: str, mix_ratio: float = 0.5, mode: str = "ful
         raise EcaugError(f"{resolve(from_)}: checkpoint has {base.cfg.num_items} items, dataset '{dataset}' has {data.num_items}")
     syn_id = None
     if mix_ratio > 0:
-        syn, syn_id = synthetic_examples(ws, data, run_id)
+        syn, syn_id = synthetic_examples(ws, data, run_id, source=source)
         data = replace(data, examples=mix_examples(data.examples, syn, mix_ratio, seed))
     cfg = finetune_config(base.cfg, mode)
     tcfg = TrainConfig(**{**PRESETS["full"]["finetune"], **train_overrides(epochs, None, seed), "finetune_mode": mode})

@@ -65,8 +65,30 @@ def test_finetune_on_a_published_synthetic_run(feast_env):
     # smoke-sized GAN and a loose gate so the run is published (gate behaviour: tests/quality)
     cfg = AugmentConfig(gan=GANConfig(max_steps=60, eval_every=30, calib_rows=2000), max_fit_rows=2500, holdout_rows=500,
                         gates=GateConfig(max_c2st_auc=1.0, min_column_shapes=0.0, min_pair_trends=0.0, c2st_rows=1000))
-    run = augment_run(Workspace.from_env(repo=feast_env.repo_dir), rows=400, seed=3, config=cfg)
+    ws = Workspace.from_env(repo=feast_env.repo_dir)
+    run = augment_run(ws, rows=400, seed=3, config=cfg)
     assert run["gate"] == "pass" and run["activated"], run
+
+    # fine-tuning reads the run through Feast (user_features_synth, point in time); the pandas join
+    # of the run's files (kept for runs the views do not serve) gives the same rows
+    import pandas as pd
+
+    from ecaug_feast.jobs.finetune import synthetic_examples
+    from ecaug_feast.jobs.train import load_real
+
+    data, _, _ = load_real(ws, feast_env.data.name, "feast")
+    via_feast, rid = synthetic_examples(ws, data, None, source="feast")
+    in_memory, _ = synthetic_examples(ws, data, None, source="memory")
+    assert rid == run["run_id"] and len(via_feast) > 0
+    key = ["user_id", "item_id", "event_timestamp"]
+    a = via_feast.sort_values(key).reset_index(drop=True)
+    b = in_memory.sort_values(key).reset_index(drop=True)
+    assert list(a.columns) == list(b.columns)
+    for c in a.columns:
+        if a[c].dtype == object:
+            assert [list(x) for x in a[c]] == [list(x) for x in b[c]], c
+        else:
+            pd.testing.assert_series_equal(a[c], b[c], check_dtype=False, check_exact=False, rtol=1e-6, obj=c)
 
     r2 = runner.invoke(app, ["finetune", "--from", "ft-base", "--mix-ratio", "0.5", "--mode", "adapters", "--epochs", "1",
                              "--dataset", feast_env.data.name, "--name", "ft-mixed", "--json"])
