@@ -46,7 +46,8 @@ MODELS = ("sequence", "bag")
 def train_real(ws: Workspace, dataset: str = "beauty", name: str = "real", source: str = "feast", epochs: Optional[int] = None,
                batch_size: Optional[int] = None, embedding_dim: int = 64, seed: int = 0,
                progress: EpochCallback | None = None, log: Callable[[str], None] = lambda s: None,
-               model: str = "sequence", max_seconds: Optional[float] = None, bf16: bool = False) -> dict[str, Any]:
+               model: str = "sequence", max_seconds: Optional[float] = None, bf16: bool = False,
+               lr: Optional[float] = None) -> dict[str, Any]:
     """Train a real-only model (early stopping on validation NDCG@10), save it, score test once.
 
     ``model``: ``sequence`` (self-attention user tower over the ordered history, the default) or
@@ -64,7 +65,7 @@ def train_real(ws: Workspace, dataset: str = "beauty", name: str = "real", sourc
         from recommender.seq_train import SeqTrainConfig, config_dict, evaluate_seq, seq_config_for, train_seq
 
         mcfg = seq_config_for(data, embedding_dim=embedding_dim)
-        tcfg = SeqTrainConfig(**overrides, bf16=bf16)
+        tcfg = SeqTrainConfig(**overrides, bf16=bf16, **({"lr": lr} if lr is not None else {}))
         n_hist = data.user_serving[RECENT_ITEMS].map(len)
         log(f"training the sequence model on the histories of {len(n_hist):,} users ({int(n_hist.sum()):,} items, "
             f"{data.info.get('source')}), {data.num_items:,} items in the catalogue")
