@@ -13,10 +13,11 @@ materialized, rolled back and joined point-in-time for training like any other v
 """
 
 from entities import user
-from feast import FeatureView, Field, FileSource
+from feast import FeatureView, Field
 from feast.types import Bool, Float32, Int64, String
 
 from schemas import NO_EXPIRY, USER_FEATURE_FIELDS
+from sources import parquet_source
 
 from ecaug_feast.synth_store import INTER_FILE, USER_FILE, active_source, ensure_sources
 
@@ -28,16 +29,14 @@ _LINEAGE = [
     Field(name="generator_version", dtype=String),
 ]
 
-user_features_synth_source = FileSource(
+user_features_synth_source = parquet_source(
     name="user_features_synth_source",
     path=str(active_source(USER_FILE)),
-    timestamp_field="event_timestamp",
     description="User-side features of synthetic training examples (active run).",
 )
-interactions_synth_source = FileSource(
+interactions_synth_source = parquet_source(
     name="interactions_synth_source",
     path=str(active_source(INTER_FILE)),
-    timestamp_field="event_timestamp",
     # exposed as synth_item_id: a feature named item_id would clash with the item entity's join
     # key when a training entity_df carries item_id (the parquet column stays item_id).
     field_mapping={"item_id": "synth_item_id"},
