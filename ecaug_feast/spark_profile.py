@@ -15,7 +15,7 @@ that runs ecaug (locally) or ship an executor image with ecaug installed (on a c
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import pandas as pd
 
@@ -86,13 +86,9 @@ def historical_feature_pages(entity_df: pd.DataFrame, features: str | Sequence[s
 
     import pyarrow.parquet as pq
 
-    if "event_timestamp" not in entity_df.columns:
-        raise EcaugError("entity_df needs an 'event_timestamp' column")
-    df = entity_df.copy()
-    df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True)
-    df["entity_row"] = range(len(df))
-    feats: Any = store.get_feature_service(features) if isinstance(features, str) else list(features)
-    job = store.get_historical_features(entity_df=df, features=feats, full_feature_names=full_feature_names)
+    from ecaug_feast.feast_io import historical_job
+
+    job = historical_job(entity_df, features, store, full_feature_names, "entity_row")
     staging = getattr(store.config.offline_store, "staging_location", None)
     if not (staging and hasattr(job, "to_spark_df")):
         yield job.to_df().sort_values("entity_row").reset_index(drop=True)
