@@ -8,11 +8,12 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test bench clean help
+.PHONY: venv demo test test-spark bench clean help
 
 help:
 	@echo "make demo   - install into $(VENV) and run the whole pipeline on the bundled Beauty data"
 	@echo "make test   - install into $(VENV) and run the tests"
+	@echo "make test-spark - install pyspark and run the Spark profile tests (needs a JDK 17)"
 	@echo "make bench  - run the benchmarks in benchmarks/ (installs requirements-bench.txt)"
 
 venv: $(STAMP)
@@ -38,6 +39,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Spark profile (README, "Running on a cluster"): pyspark is not a dependency of ecaug; its workers
+# run $$PYSPARK_PYTHON, which must be the venv's interpreter (it has Feast).
+test-spark: $(STAMP)
+	$(PIP) install -q -c $(CONSTRAINTS) 'pyspark>=4.0,<4.4'
+	ECAUG_TEST_SPARK=1 PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m pytest -q -m spark tests/scale $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PIP) install -q -c $(CONSTRAINTS) -r requirements-bench.txt

@@ -16,8 +16,9 @@ the sequence model, :func:`recommender.seq_train.train_seq`, 1 thread, no valida
 ``index`` (checkpoint load + FAISS item index, ``load_bundle``), ``recommend`` (services + app
 built, then ``/recommend`` through FastAPI's TestClient: median of 20 calls).
 
-For each stage: seconds, peak RSS (``ru_maxrss`` of the stage's process) and the RSS after the
-imports (so the stage's own share is visible). Growth exponent: the log-log slope of seconds
+For each stage: seconds, peak RSS (``ru_maxrss`` of the stage's process), the RSS after the
+imports (so the stage's own share is visible) and the 1-minute load average at the stage's start
+and end (the machine may be shared: a figure taken under load is slower than the code). Growth exponent: the log-log slope of seconds
 (and of peak RSS above the import baseline) against the number of users, fitted over the scales
 run; projection to 10M and 100M users is ``value * (target_users / users)**slope`` from the
 largest scale. The first stage whose projected memory passes ``--machine-gb`` or whose time
@@ -221,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix=f"ecaug-scaling-{_name(k)}-") as home:
             for stage in a.stages:
                 cmd = [sys.executable, __file__, "--stage", stage, "--scales", f"{k:g}", "--home", home]
+                load0 = os.getloadavg()[0]  # shared machine: each figure carries the load it ran under
                 try:
                     p = subprocess.run(cmd, capture_output=True, text=True, timeout=a.stage_timeout)
                 except subprocess.TimeoutExpired:
@@ -232,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"x{k} {stage}: failed: {results[k][stage]['error']}", file=sys.stderr)
                     break
                 results[k][stage] = json.loads(p.stdout.strip().splitlines()[-1])
+                results[k][stage]["loadavg_1m"] = [round(load0, 2), round(os.getloadavg()[0], 2)]  # start, end
                 print(f"x{k} {stage}: {results[k][stage]}", file=sys.stderr)
     a.scales = sorted(set(a.scales) | set(results))
     users = {k: results[k].get("ingest", {}).get("users") or known_users.get(k) for k in a.scales}

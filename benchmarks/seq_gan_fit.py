@@ -1,6 +1,7 @@
 """Sequence GAN fit + generation time on Beauty's TRAINING histories (no timed test: a benchmark).
 
     python benchmarks/seq_gan_fit.py --fraction 0.25 [--max-users N] [--mle-epochs 5 --adv-steps 40]
+    torchrun --nproc_per_node 2 benchmarks/seq_gan_fit.py ...   # data-parallel fit (DDP; rank 0 prints)
 
 Prints one JSON line: users, vocabulary, fit seconds (MLE / adversarial), generation seconds for
 the pipeline's two uses (expand every history shorter than 8 by 10 items; synthetic users for 25%
@@ -34,7 +35,9 @@ def main() -> None:
     from ecaug_feast.features.split import split_interactions
     from recommender.seq_train import histories_for, seq_config_for
     from recommender.study_methods import sample_users
-    from ecaug_feast.synth.seq_gan import SeqGANConfig, SequenceGAN
+    from ecaug_feast.synth.seq_gan import SeqGANConfig, SequenceGAN, init_distributed
+
+    init_distributed()  # under torchrun: join the process group (gloo on CPU, nccl on CUDA)
 
     ds = load_dataset("beauty")
     sp = split_interactions(ds)
@@ -45,6 +48,8 @@ def main() -> None:
     t0 = time.time()
     g = SequenceGAN(SeqGANConfig(mle_epochs=a.mle_epochs, adv_steps=a.adv_steps, threads=a.threads)).fit(h.values, h.offsets)
     fit = time.time() - t0
+    if not g.is_writer:
+        return  # generation and the report: rank 0 only
     torch.set_num_threads(a.threads)
     t1 = time.time()
     short = np.flatnonzero(h.lengths < 8)
@@ -57,7 +62,7 @@ def main() -> None:
                       "mle_epochs": g.report["mle_epochs"], "adv_steps": g.report.get("adversarial", {}).get("steps"),
                       "fit_s": round(fit, 1), "expand_s": round(t_exp, 1), "expanded": int(len(short)),
                       "synthetic_s": round(t_syn, 1), "synthetic": int(0.25 * len(h.user_ids)),
-                      "total_s": round(time.time() - t0, 1), "threads": a.threads, "device": g.report["device"],
+                      "total_s": round(time.time() - t0, 1), "threads": a.threads, "device": g.report["device"], "ddp": g.report.get("ddp"),
                       "loadavg_start": round(load0, 2), "loadavg_end": round(os.getloadavg()[0], 2),
                       "nll": [g.report.get("nll_mle"), g.report.get("nll_after_adversarial")]}))
 

@@ -313,15 +313,21 @@ def historical_features(
     ``features``: a feature service name (default ``training``) or ``["view:feature", ...]``.
     Rows come back in the input order; entity rows without a feature row get nulls (duckdb store).
     """
-    store = store or get_store(repo_dir)
+    job = historical_job(entity_df, features, store or get_store(repo_dir), full_feature_names, "__row")
+    return job.to_df().sort_values("__row").drop(columns="__row").reset_index(drop=True)
+
+
+def historical_job(entity_df: pd.DataFrame, features: str | Sequence[str], store: "FeatureStore",
+                   full_feature_names: bool = False, row_column: str = "__row") -> Any:
+    """Feast's retrieval job for ``entity_df`` (UTC timestamps), each row numbered in ``row_column``
+    (its position in ``entity_df``: the join does not keep the order)."""
     if "event_timestamp" not in entity_df.columns:
         raise EcaugError("entity_df needs an 'event_timestamp' column")
     df = entity_df.copy()
     df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True)
-    df["__row"] = range(len(df))
+    df[row_column] = range(len(df))
     feats: Any = store.get_feature_service(features) if isinstance(features, str) else list(features)
-    out = store.get_historical_features(entity_df=df, features=feats, full_feature_names=full_feature_names).to_df()
-    return out.sort_values("__row").drop(columns="__row").reset_index(drop=True)
+    return store.get_historical_features(entity_df=df, features=feats, full_feature_names=full_feature_names)
 
 
 def online_features(

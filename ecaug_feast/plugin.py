@@ -75,12 +75,18 @@ class SynthTwinConfig(FeastConfigBaseModel):
 
 
 def run_source(name: str, file: str, runs_dir: str | Path, timestamp_field: str = "event_timestamp",
-               field_mapping: dict[str, str] | None = None, description: str = "") -> FileSource:
-    """A ``FileSource`` reading ``<runs_dir>/active/<file>`` (the active synthetic run), tagged so
-    :func:`ensure_placeholders` writes an empty file with the view's schema before any run exists."""
-    return FileSource(name=name, path=str(Path(runs_dir) / ACTIVE / file), timestamp_field=timestamp_field,
-                      field_mapping=field_mapping or {}, description=description,
-                      tags={RUN_SOURCE_TAG: RUN_SOURCE_VALUE})
+               field_mapping: dict[str, str] | None = None, description: str = "", like: Any = None) -> Any:
+    """A parquet source reading ``<runs_dir>/active/<file>`` (the active synthetic run), tagged so
+    :func:`ensure_placeholders` writes an empty file with the view's schema before any run exists.
+    Of the same kind as ``like`` (a real view's batch source): a ``SparkSource`` for a repo on
+    Feast's Spark offline store, which accepts nothing else, else a ``FileSource``."""
+    kw = dict(name=name, path=str(Path(runs_dir) / ACTIVE / file), timestamp_field=timestamp_field,
+              field_mapping=field_mapping or {}, description=description, tags={RUN_SOURCE_TAG: RUN_SOURCE_VALUE})
+    if type(like).__name__ == "SparkSource":  # by name: pyspark is imported only where it is used
+        from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
+        return SparkSource(file_format="parquet", **kw)
+    return FileSource(**kw)
 
 
 def synthetic_twins(views: Sequence[FeatureView], runs_dir: str | Path | None = None, *,
@@ -105,7 +111,7 @@ def synthetic_twins(views: Sequence[FeatureView], runs_dir: str | Path | None = 
         keys = _entity_columns(view, by_name)
         name = f"{view.name}{cfg.suffix}"
         source = run_source(f"{name}_source", f"{name}.parquet", runs, cfg.timestamp_field,
-                            description=f"Synthetic rows of {view.name} (ecaug's active run).")
+                            description=f"Synthetic rows of {view.name} (ecaug's active run).", like=view.batch_source)
         twin = FeatureView(
             name=name,
             ttl=view.ttl,
@@ -165,7 +171,7 @@ def runs_root_of(view: FeatureView, repo_path: str | Path | None) -> Path:
 
 def is_run_sourced(view: Any) -> bool:
     src = getattr(view, "batch_source", None)
-    return isinstance(src, FileSource) and (src.tags or {}).get(RUN_SOURCE_TAG) == RUN_SOURCE_VALUE
+    return getattr(src, "path", None) is not None and (src.tags or {}).get(RUN_SOURCE_TAG) == RUN_SOURCE_VALUE
 
 
 def arrow_schema(view: FeatureView, entities: Iterable[Entity] = (), timestamp_field: str | None = None) -> Any:

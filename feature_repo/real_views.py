@@ -6,30 +6,28 @@ after the last training event; ``item_features`` rows are exact at every time.
 """
 
 from entities import item, user
-from feast import FeatureView, FileSource
+from feast import FeatureView
 
 from schemas import ITEM_FEATURE_FIELDS, NO_EXPIRY, USER_FEATURE_FIELDS
+from sources import parquet_source
 
 from ecaug_feast.paths import feast_data_dir
 
 _DATA = feast_data_dir()
 
-user_features_source = FileSource(
+user_features_source = parquet_source(
     name="user_features_source",
     path=str(_DATA / "user_features.parquet"),
-    timestamp_field="event_timestamp",
     description="Point-in-time user behaviour features from the training split.",
 )
-item_features_source = FileSource(
+item_features_source = parquet_source(
     name="item_features_source",
     path=str(_DATA / "item_features.parquet"),
-    timestamp_field="event_timestamp",
     description="Item attributes and popularity as of time.",
 )
-train_interactions_source = FileSource(
+train_interactions_source = parquet_source(
     name="train_interactions",
     path=str(_DATA / "train_interactions.parquet"),
-    timestamp_field="event_timestamp",
     description="Entity rows for training: observed events (label 1) and sampled negatives (label 0).",
 )
 

@@ -37,6 +37,7 @@ interactions_synth_source = run_source(
     # key when a training entity_df carries item_id (the parquet column stays item_id).
     field_mapping={"item_id": "synth_item_id"},
     description="Synthetic interactions: synthetic user, real item, label from the labeler (active run).",
+    like=user_features.batch_source,  # a SparkSource under the Spark profile
 )
 
 interactions_synth = FeatureView(

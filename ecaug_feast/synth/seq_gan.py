@@ -31,6 +31,14 @@ from the empirical training gap distribution (``sample_gaps``).
 Two uses: ``expand`` (a real history as the prompt; ``n`` generated items prepended with
 ``reverse=True`` or appended otherwise) and ``sample_users`` (whole synthetic histories for a
 segment, from the segment token alone). ``device="auto"`` picks CUDA when available.
+
+Data-parallel training: under ``torchrun`` call :func:`init_distributed` first (gloo on CPU, nccl on
+CUDA, one GPU per local rank), then ``fit`` as usual. Both nets are wrapped in
+``DistributedDataParallel``; every rank draws the same batches (same seeds) and computes the loss on
+its slice ``batch[rank::world]``, scaled so that the averaged gradient equals one process's gradient
+on the whole batch; held-out NLL, early stopping and time limits are agreed across ranks, so all
+ranks end with identical weights. Rank 0 writes (``is_writer``). Without a process group (one
+process) nothing changes.
 """
 
 from __future__ import annotations
@@ -83,6 +91,32 @@ def pick_device(name: str = "auto") -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return name
+
+
+def init_distributed(device: str = "auto") -> tuple[int, int]:
+    """Join torchrun's process group when ``WORLD_SIZE`` > 1 (nccl on CUDA, with this process's
+    ``LOCAL_RANK`` GPU; gloo on CPU). Returns (rank, world); (0, 1) outside torchrun."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        cuda = pick_device(device) == "cuda"
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _dist_rank_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def tail_items(values: np.ndarray, share: float = 0.8) -> np.ndarray:
@@ -161,6 +195,36 @@ class SequenceGAN:
     def __init__(self, config: SeqGANConfig | None = None) -> None:
         self.cfg = config or SeqGANConfig()
         self.report: dict[str, Any] = {}
+        self.rank, self.world = 0, 1
+
+    @property
+    def is_writer(self) -> bool:
+        """True on the one process that writes results (rank 0; always True without DDP)."""
+        return self.rank == 0
+
+    # -- data-parallel helpers (identity with one process) --------------------------------------
+    def _gsum(self, t):
+        """Sum of a (detached) tensor over the ranks."""
+        if self.world == 1:
+            return t
+        import torch.distributed as dist
+
+        t = t.detach().clone()
+        dist.all_reduce(t)
+        return t
+
+    def _agree(self, flag: bool) -> bool:
+        """True on every rank when it is True on any (stops must be taken together)."""
+        if self.world == 1:
+            return flag
+        import torch
+
+        return bool(self._gsum(torch.tensor([float(flag)], device=self.device)) > 0)
+
+    def _mine(self, items):
+        """This rank's slice of a batch (never empty: a rank with no rows would stall DDP)."""
+        part = items[self.rank :: self.world]
+        return part if len(part) else items[:1]
 
     # -- token layout: 0 PAD, 1..V items (vocab order), V+1 EOS, V+2.. segment tokens ----------
     def _encode_rows(self, values: np.ndarray, offsets: np.ndarray, seg: np.ndarray, eos: bool = True) -> list[np.ndarray]:
@@ -207,11 +271,24 @@ class SequenceGAN:
             self.length_by_segment = {s: np.diff(offsets)[keep][seg[keep] == s] for s in range(len(SEGMENTS))}
             V = len(self.vocab)
             self.n_out, self.n_tok = V + 2, V + 2 + len(SEGMENTS)
-            self.device = torch.device(pick_device(cfg.device))
+            self.rank, self.world = _dist_rank_world()
+            dev = pick_device(cfg.device)
+            if dev == "cuda" and self.world > 1:
+                dev = f"cuda:{torch.cuda.current_device()}"  # init_distributed set this rank's GPU
+            self.device = torch.device(dev)
             torch.manual_seed(cfg.seed)
             self.gen, self.disc = _nets(self.n_out, self.n_tok, cfg)
             self.gen.to(self.device)
             self.disc.to(self.device)
+            # training goes through these (DDP wrappers under torchrun); sampling and evaluation
+            # use the bare modules, whose weights are the same on every rank
+            self._gen_t, self._disc_t = self.gen, self.disc
+            if self.world > 1:
+                from torch.nn.parallel import DistributedDataParallel as DDP
+
+                ids = [self.device.index] if self.device.type == "cuda" else None
+                self._gen_t = DDP(self.gen, device_ids=ids)
+                self._disc_t = DDP(self.disc, device_ids=ids)
             rows = self._encode_rows(values, offsets, seg)
             rows = [rows[i] for i in keep]
             self.seg_of_rows = seg[keep]
@@ -227,19 +304,33 @@ class SequenceGAN:
                 self._adversarial(rng, t0)
                 self.report["nll_after_adversarial"] = self.heldout_nll()
             self.report.update(vocab=int(V), histories=int(len(rows)), device=str(self.device), fit_seconds=round(time.time() - t0, 2))
+            if self.world > 1:
+                self.report["ddp"] = {"world": self.world, "backend": str(torch.distributed.get_backend())}
         finally:
             torch.set_num_threads(prev_threads)
+            self._gen_t, self._disc_t = self.gen, self.disc  # drop the DDP wrappers
         return self
 
     # -- maximum likelihood --------------------------------------------------------------------
-    def _mle_loss(self, batch: list[np.ndarray]):
+    def _mle_loss(self, batch: list[np.ndarray], net=None):
+        """Mean per-token NLL of ``batch``. With ``net`` a DDP wrapper: this rank's slice, its token
+        sum over ALL the batch's tokens times the world size (DDP averages the ranks' gradients),
+        so the gradient equals one process's on the whole batch."""
         import torch
         from torch.nn import functional as F
 
-        x = torch.from_numpy(self._pad(batch)).to(self.device)
-        logits = self.gen(x[:, :-1])
+        if net is None or self.world == 1:
+            x = torch.from_numpy(self._pad(batch)).to(self.device)
+            logits = (self.gen if net is None else net)(x[:, :-1])
+            y = x[:, 1:]
+            return F.cross_entropy(logits.reshape(-1, self.n_out), y.reshape(-1), ignore_index=0)
+        n_tok = sum(len(r) - 1 for r in batch)  # every token is >= 1: PAD (0) only pads
+        part = batch[self.rank :: self.world]
+        w = self.world / n_tok if part else 0.0  # an empty slice still runs (DDP), weight 0
+        x = torch.from_numpy(self._pad(part or batch[:1])).to(self.device)
+        logits = net(x[:, :-1])
         y = x[:, 1:]
-        return F.cross_entropy(logits.reshape(-1, self.n_out), y.reshape(-1), ignore_index=0)
+        return F.cross_entropy(logits.reshape(-1, self.n_out), y.reshape(-1), ignore_index=0, reduction="sum") * w
 
     def heldout_nll(self) -> float:
         """Mean per-token NLL on the held-out TRAINING histories (a likelihood check, not a test)."""
@@ -247,12 +338,15 @@ class SequenceGAN:
 
         self.gen.eval()
         tot, n = 0.0, 0
+        hold = self._hold[self.rank :: self.world]  # each rank scores its share
         with torch.no_grad():
-            for s in range(0, len(self._hold), 512):
-                b = self._hold[s : s + 512]
+            for s in range(0, len(hold), 512):
+                b = hold[s : s + 512]
                 k = sum(len(r) - 1 for r in b)
                 tot += float(self._mle_loss(b)) * k
                 n += k
+        if self.world > 1:
+            tot, n = self._gsum(torch.tensor([tot, float(n)], dtype=torch.float64, device=self.device)).tolist()
         return round(tot / max(n, 1), 4)
 
     def _batches(self, rows: list[np.ndarray], rng: np.random.Generator, bs: int):
@@ -270,9 +364,9 @@ class SequenceGAN:
         self._gen_opt = opt
         best, best_state, bad, hist = math.inf, None, 0, []
         for ep in range(cfg.mle_epochs):
-            self.gen.train()
+            self._gen_t.train()
             for b in self._batches(self._train, rng, cfg.batch_size):
-                loss = self._mle_loss(b)
+                loss = self._mle_loss(b, self._gen_t)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -283,7 +377,7 @@ class SequenceGAN:
                 best_state = {k: v.detach().clone() for k, v in self.gen.state_dict().items()}
             else:
                 bad += 1
-            if bad >= cfg.patience or (cfg.max_seconds and time.time() - t0 > cfg.max_seconds * 0.6):
+            if self._agree(bool(bad >= cfg.patience or (cfg.max_seconds and time.time() - t0 > cfg.max_seconds * 0.6))):
                 break
         if best_state is not None:
             self.gen.load_state_dict(best_state)
@@ -407,29 +501,42 @@ class SequenceGAN:
         V = len(self.vocab)
         g_opt = torch.optim.Adam(self.gen.parameters(), lr=cfg.adv_lr)
         d_opt = torch.optim.Adam(self.disc.parameters(), lr=1e-3)
-        g = self._torch_rng(cfg.seed + 1)
+        # every rank draws the same segments and real rows (same numpy rng) and takes its slice;
+        # its own torch stream samples its share of the fakes (rank 0's is the one-process stream)
+        g = self._torch_rng(cfg.seed + 1 + 7919 * self.rank)
         segp = self.segment_counts / self.segment_counts.sum()
         log: list[dict[str, float]] = []
+        width = cfg.gen_max_len + 2  # under DDP every rank pads to this (per-position baselines line up)
 
         def fake_batch(n: int) -> np.ndarray:
-            segs = rng.choice(len(SEGMENTS), n, p=segp)
+            segs = self._mine(rng.choice(len(SEGMENTS), n, p=segp))
             self.gen.eval()
-            return self._sample_tokens((V + 2 + segs)[:, None].astype(np.int64), cfg.gen_max_len + 1, True, g).cpu().numpy()
+            tok = self._sample_tokens((V + 2 + segs)[:, None].astype(np.int64), cfg.gen_max_len + 1, True, g).cpu().numpy()
+            if self.world > 1:
+                tok = np.pad(tok, ((0, 0), (0, width - tok.shape[1])))
+            return tok
 
         def real_batch(n: int) -> np.ndarray:
-            idx = rng.choice(len(self._train), n, replace=False if n <= len(self._train) else True)
+            idx = self._mine(rng.choice(len(self._train), n, replace=False if n <= len(self._train) else True))
             return self._pad([self._train[i][: cfg.gen_max_len + 2] for i in idx])
 
         def d_loss(real: np.ndarray, fake: np.ndarray):
             xr = torch.from_numpy(real).to(self.device)
             xf = torch.from_numpy(fake).to(self.device)
-            lr_, lf = self.disc(xr), self.disc(xf)
+            if self.world == 1:
+                lr_, lf = self.disc(xr), self.disc(xf)
+            else:  # one forward through DDP per backward: real and fake stacked (the GRU is causal)
+                w = max(xr.shape[1], xf.shape[1])
+                both = self._disc_t(torch.cat([F.pad(xr, (0, w - xr.shape[1])), F.pad(xf, (0, w - xf.shape[1]))]))
+                lr_, lf = both[: len(xr), : xr.shape[1]], both[len(xr) :, : xf.shape[1]]
             mr, mf = (xr[:, 1:] > 0).float(), (xf[:, 1:] > 0).float()
             # per-prefix scores from the first item on (the segment token alone carries no evidence)
             lr_, lf = lr_[:, 1:], lf[:, 1:]
-            l_r = (F.binary_cross_entropy_with_logits(lr_, torch.ones_like(lr_), reduction="none") * mr).sum() / mr.sum()
-            l_f = (F.binary_cross_entropy_with_logits(lf, torch.zeros_like(lf), reduction="none") * mf).sum() / mf.sum()
-            acc = 0.5 * (float(((lr_ > 0).float() * mr).sum() / mr.sum()) + float(((lf < 0).float() * mf).sum() / mf.sum()))
+            # counts over all ranks; x world because DDP averages the ranks' gradients
+            cnt = self._gsum(torch.stack([mr.sum(), mf.sum(), ((lr_ > 0).float() * mr).sum(), ((lf < 0).float() * mf).sum()]))
+            l_r = (F.binary_cross_entropy_with_logits(lr_, torch.ones_like(lr_), reduction="none") * mr).sum() / cnt[0] * self.world
+            l_f = (F.binary_cross_entropy_with_logits(lf, torch.zeros_like(lf), reduction="none") * mf).sum() / cnt[1] * self.world
+            acc = 0.5 * (float(cnt[2] / cnt[0]) + float(cnt[3] / cnt[1]))
             return l_r + l_f, acc
 
         # warm the discriminator up before its rewards are used
@@ -439,13 +546,13 @@ class SequenceGAN:
             loss.backward()
             d_opt.step()
         for step in range(cfg.adv_steps):
-            if cfg.max_seconds and time.time() - t0 > cfg.max_seconds:
+            if self._agree(bool(cfg.max_seconds and time.time() - t0 > cfg.max_seconds)):
                 break
             # generator: REINFORCE with per-prefix discriminator rewards
             fake = fake_batch(cfg.adv_batch)
             x = torch.from_numpy(fake).to(self.device)
-            self.gen.train()
-            logp = torch.log_softmax(self.gen(x[:, :-1]).float(), -1).gather(-1, x[:, 1:, None]).squeeze(-1)
+            self._gen_t.train()
+            logp = torch.log_softmax(self._gen_t(x[:, :-1]).float(), -1).gather(-1, x[:, 1:, None]).squeeze(-1)
             m = (x[:, 1:] > 0).float()
             with torch.no_grad():
                 r = torch.sigmoid(self.disc(x))[:, 1:] * m
@@ -455,18 +562,19 @@ class SequenceGAN:
                 for t in range(r.shape[1] - 1, -1, -1):
                     acc_r = r[:, t] + cfg.gamma * acc_r * m[:, t]
                     ret[:, t] = acc_r
-                cnt = m.sum(0).clamp(min=1)
-                mean = (ret * m).sum(0) / cnt
-                std = (((ret - mean) ** 2) * m).sum(0).div(cnt).sqrt().clamp(min=1e-3)
+                cnt = self._gsum(m.sum(0)).clamp(min=1)  # per-position baseline over the whole batch
+                mean = self._gsum((ret * m).sum(0)) / cnt
+                std = self._gsum((((ret - mean) ** 2) * m).sum(0)).div(cnt).sqrt().clamp(min=1e-3)
                 adv = (ret - mean) / std * m
-            pg = -(adv * logp).sum() / m.sum()
+                n_m, r_sum = self._gsum(torch.stack([m.sum(), r.sum()]))
+            pg = -(adv * logp).sum() / n_m * self.world
             g_opt.zero_grad()
             pg.backward()
             torch.nn.utils.clip_grad_norm_(self.gen.parameters(), 1.0)
             g_opt.step()
             if cfg.mle_every and step % cfg.mle_every == 0:  # interleaved MLE (LeakGAN)
                 idx = rng.choice(len(self._train), min(cfg.batch_size, len(self._train)), replace=False)
-                loss = self._mle_loss([self._train[i] for i in idx])
+                loss = self._mle_loss([self._train[i] for i in idx], self._gen_t)
                 g_opt.zero_grad()
                 loss.backward()
                 g_opt.step()
@@ -475,7 +583,7 @@ class SequenceGAN:
                 d_opt.zero_grad()
                 dl.backward()
                 d_opt.step()
-            log.append({"step": step + 1, "reward": round(float((r.sum() / m.sum())), 4), "d_acc": round(acc, 4)})
+            log.append({"step": step + 1, "reward": round(float(r_sum / n_m), 4), "d_acc": round(acc, 4)})
         self.report["adversarial"] = {"steps": len(log), "first": log[:1], "last": log[-1:],
                                       "mean_reward_first10": round(float(np.mean([e["reward"] for e in log[:10]])), 4) if log else None,
                                       "mean_reward_last10": round(float(np.mean([e["reward"] for e in log[-10:]])), 4) if log else None,
