@@ -58,7 +58,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         finetune=dict(epochs=2, patience=1, batch_size=1024, lr_sparse=0.02, lr_dense=1e-3),
         gan=dict(max_steps=500, eval_every=100, patience=3),
         seq_model=dict(),  # SeqConfig defaults: d=64, 2 blocks, 1 head, dropout 0.5, max_len 50
-        seq_train=dict(epochs=60, patience=5, batch_size=128, lr=1e-3, threads=1),
+        seq_train=dict(epochs=60, patience=5, batch_size=128, lr=2e-3, threads=1),
         seq_finetune=dict(epochs=20, patience=3),
         seq_gan=dict(threads=1),
     ),
