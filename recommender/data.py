@@ -208,6 +208,13 @@ def load_real_from_feast(dataset: str, store: Any = None, examples: bool = True)
                                  {"source": "feast", "dataset": dataset}, examples=examples)
 
 
+def timestamps_like(ts: pd.Series, dtype: Any) -> pd.Series:
+    """``ts`` in ``dtype``. Spark's offline store hands back naive UTC times and duckdb aware ones;
+    both are UTC, so naive ones are localized, not shifted."""
+    ts = pd.to_datetime(ts, utc=True)
+    return ts.astype(dtype) if getattr(dtype, "tz", None) is not None else ts.dt.tz_localize(None).astype(dtype)
+
+
 def train_data_from_store(store: Any, positives: pd.DataFrame, train: pd.DataFrame, valid: pd.DataFrame | None,
                           items: pd.DataFrame, item_rows: pd.DataFrame, info: dict[str, Any], examples: bool = True) -> TrainData:
     """TrainData read through a Feast store: the examples by ``get_historical_features`` over the
@@ -222,7 +229,7 @@ def train_data_from_store(store: Any, positives: pd.DataFrame, train: pd.DataFra
     train = train.sort_values(["user_id", "event_timestamp"], kind="stable").reset_index(drop=True)
     if examples:
         ex = examples_from_feast(positives, store=store)
-        ex["event_timestamp"] = ex["event_timestamp"].astype(train["event_timestamp"].dtype)
+        ex["event_timestamp"] = timestamps_like(ex["event_timestamp"], train["event_timestamp"].dtype)
     else:
         ex = pd.DataFrame({c: [] for c in EXAMPLE_COLUMNS})
     items = items[["item_id", S.ATTRIBUTES]]
@@ -231,7 +238,7 @@ def train_data_from_store(store: Any, positives: pd.DataFrame, train: pd.DataFra
     last_t["event_timestamp"] = last_t["event_timestamp"] + pd.Timedelta(milliseconds=1)
     us = feast_io.historical_features(last_t, features=S.refs(feast_io.USER_VIEW, USER_FEATURE_COLUMNS), store=store)
     us = normalise_lists(us)[["user_id", "event_timestamp", *USER_FEATURE_COLUMNS]]
-    us["event_timestamp"] = us["event_timestamp"].astype(last_t["event_timestamp"].dtype)
+    us["event_timestamp"] = timestamps_like(us["event_timestamp"], last_t["event_timestamp"].dtype)
     cols = ["user_id", "item_id", "event_timestamp"]
     ut = serving_rows(pd.concat([train[cols], valid[cols]], ignore_index=True), items) if valid is not None else None
     itf = normalise_lists(item_rows.copy())
