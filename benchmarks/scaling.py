@@ -194,6 +194,15 @@ def slope(xs: list[float], ys: list[float]) -> float | None:
     return sum((p[0] - mx) * (p[1] - my) for p in pts) / den if den else None
 
 
+def _solve(n0: float, ratio: float, exponent: float) -> float | None:
+    """Users at which ``value * (n / n0) ** exponent`` reaches ``ratio`` times today's value;
+    None when that lies beyond any float (a near-flat stage)."""
+    try:
+        return n0 * ratio ** (1 / exponent)
+    except OverflowError:
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scales", type=float, nargs="+", default=[1, 4], help="multiples of Beauty (< 1: a share of its users)")
@@ -262,12 +271,15 @@ def main(argv: list[str] | None = None) -> int:
         top, n0 = results[ks[-1]][row["stage"]], float(users[ks[-1]])
         own = max(top["peak_rss_mb"] - top["base_rss_mb"], 1.0)
         limits = []
+        # a near-flat stage (exponent ~0) never reaches a limit: its power overflows, so it is skipped
         if row["time_exponent"] and row["time_exponent"] > 0:
-            limits.append((n0 * (a.hours * 3600 / top["seconds"]) ** (1 / row["time_exponent"]), f"time > {a.hours:g} h"))
+            limits.append((_solve(n0, a.hours * 3600 / top["seconds"], row["time_exponent"]), f"time > {a.hours:g} h"))
         if row["memory_exponent"] and row["memory_exponent"] > 0:
             room = a.machine_gb * 1024 - top["base_rss_mb"]
-            limits.append((n0 * (room / own) ** (1 / row["memory_exponent"]), f"memory > {a.machine_gb:g} GB"))
+            limits.append((_solve(n0, room / own, row["memory_exponent"]), f"memory > {a.machine_gb:g} GB"))
         for n, why in limits:
+            if n is None:
+                continue
             if breaks is None or n < breaks["users"]:
                 breaks = {"users": int(n), "stage": row["stage"], "why": why, "engine": TAKEOVER[row["stage"]]}
     out = {"scales": {f"{k:g}": {"users": users[k], **results[k]} for k in a.scales}, "growth": table,
