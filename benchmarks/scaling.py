@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
            "first_to_break": breaks, "machine_gb": a.machine_gb, "hours": a.hours,
            "method": "k copies of Beauty: fresh user ids, remapped item ids (own catalogue block per copy)"}
     if a.json:
-        print(json.dumps(out, indent=2))
+        print(json.dumps(out))  # one line: the last stdout line is the JSON object
     else:
         for row in table:
             print(row)

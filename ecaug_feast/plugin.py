@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import math
 import os
@@ -414,7 +413,7 @@ def augment_view(store: "FeatureStore", view: FeatureView, twin: FeatureView, se
 def _write_run(root: Path, run_id: str, files: dict[str, tuple[pd.DataFrame, Any]], manifest: dict[str, Any],
                carry_from: str | None) -> TwinRun:
     """Write ``<root>/<run_id>/`` atomically: the reserved temp folder, then one rename."""
-    from ecaug_feast.synth_store import OWNER_FILE, _json_default
+    from ecaug_feast.synth_store import commit_run_dir
 
     final, tmp = root / run_id, root / f".tmp-{run_id}"
     if final.exists():
@@ -431,9 +430,7 @@ def _write_run(root: Path, run_id: str, files: dict[str, tuple[pd.DataFrame, Any
                     except OSError:
                         shutil.copy2(p, tmp / p.name)
                     manifest["files"][p.stem] = p.name
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=_json_default))
-        (tmp / OWNER_FILE).unlink(missing_ok=True)
-        os.replace(tmp, final)
+        commit_run_dir(tmp, final, manifest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

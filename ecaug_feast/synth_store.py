@@ -231,6 +231,14 @@ def user_id_start(seq: int) -> int:
     return SYNTHETIC_USER_ID_BASE + seq * RUN_ID_SPACE
 
 
+def commit_run_dir(tmp: Path, final: Path, manifest: dict[str, Any]) -> None:
+    """The last step of writing a run: its manifest, the reservation mark dropped, one rename of
+    the temp folder into place (the run appears whole or not at all)."""
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=_json_default))
+    (tmp / OWNER_FILE).unlink(missing_ok=True)
+    os.replace(tmp, final)
+
+
 def write_run(run_id: str, seq: int, accepted: pd.DataFrame, manifest: dict[str, Any],
               extra_writer: Any = None) -> RunInfo:
     """Write a run directory atomically (temp dir, then rename). ``extra_writer(tmp_dir)`` adds the
@@ -262,9 +270,7 @@ def write_run(run_id: str, seq: int, accepted: pd.DataFrame, manifest: dict[str,
         man["user_id_range"] = [int(users["user_id"].min()) if len(users) else None, int(users["user_id"].max()) if len(users) else None]
         if extra_writer is not None:
             extra_writer(tmp)
-        (tmp / "manifest.json").write_text(json.dumps(man, indent=1, default=_json_default))
-        (tmp / OWNER_FILE).unlink(missing_ok=True)
-        os.replace(tmp, final)
+        commit_run_dir(tmp, final, man)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
