@@ -59,7 +59,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         gan=dict(max_steps=500, eval_every=100, patience=3),
         seq_model=dict(),  # SeqConfig defaults: d=64, 2 blocks, 1 head, dropout 0.5, max_len 50
         seq_train=dict(epochs=60, patience=5, batch_size=128, lr=2e-3, threads=1),
-        seq_finetune=dict(epochs=20, patience=3),
+        # one augmented size (1 history per real one; 0 = keep real-only is always a candidate) and a
+        # 10-epoch fine-tune: a 3-seed, 2-fraction Beauty study then fits ~1.5 h on 2 cores
+        seq_finetune=dict(epochs=10, patience=2),
+        seq_ratios=[1.0],
         seq_gan=dict(threads=1),
     ),
     "quick": dict(
