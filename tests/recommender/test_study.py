@@ -179,3 +179,30 @@ def test_bad_source_is_one_line_error(tmp_path):
     r = _ecaug(["experiment", "--source", "redis", "--quick"], tmp_path / "home", timeout=120)
     assert r.returncode == 2, r.stderr
     assert "--source must be one of feast, memory" in r.stderr and "Traceback" not in r.stderr
+
+
+def _row(method: str, seed: int, ndcg: float, cold: float) -> dict:
+    metrics = {m: ndcg for m in ("recall@10", "ndcg@10", "recall@20", "ndcg@20", "coverage@10")}
+    buckets = {"1": {"users": 30, "ndcg@10": cold, "recall@10": cold}, "2-3": {"users": 10, "ndcg@10": 3 * cold, "recall@10": cold},
+               "4-7": {"users": 40, "ndcg@10": ndcg, "recall@10": ndcg}, "8+": {"users": 20, "ndcg@10": ndcg, "recall@10": ndcg}}
+    return {"method": method, "fraction": 0.25, "seed": seed, "ratio": 1.0, "test": {**metrics, "buckets": buckets}}
+
+
+def test_verdict_needs_two_std_apart_and_reports_cold_users():
+    """A +10 % mean lift inside the seeds' noise is not 'met'; the <=3 bucket is the user-weighted
+    mix of the 1 and 2-3 buckets, and its lift is reported on its own."""
+    from ecaug_feast.jobs.study import COLD_BUCKET, aggregate, verdict
+
+    base = [_row("real_only", s, x, 0.01) for s, x in enumerate([0.030, 0.040, 0.050])]
+    noisy = [_row("gan_augmented", s, x, 0.02) for s, x in enumerate([0.028, 0.046, 0.060])]  # +11.7 %, std .016
+    v = verdict(aggregate(base + noisy))
+    g = v["gan_lift_at_low_fraction"]
+    assert g["lift"] > 0.10 and not g["two_std_apart"] and not g["met"]
+    res = {r["method"]: r for r in aggregate(base + noisy)}
+    assert res["real_only"]["buckets"][COLD_BUCKET] == pytest.approx({"users": 40, "ndcg@10": (30 * .01 + 10 * .03) / 40, "recall@10": .01})
+    assert v["cold_lift_vs_real_only"]["0.25"]["gan_augmented"] == pytest.approx(1.0)
+
+    tight = [_row("gan_augmented", s, x, 0.02) for s, x in enumerate([0.0445, 0.0450, 0.0455])]  # mean .045 vs .040
+    base_tight = [_row("real_only", s, x, 0.01) for s, x in enumerate([0.0399, 0.0400, 0.0401])]
+    g = verdict(aggregate(base_tight + tight))["gan_lift_at_low_fraction"]
+    assert g["two_std_apart"] and g["met"]
