@@ -113,7 +113,7 @@ def seq_pool(method: str, data, hist, scfg, seed: int, seq_gan: dict[str, Any] |
         res = augment_histories(hist.values, hist.offsets, acfg)
         m = res.metrics
         info = {k: m.get(k) for k in ("generated", "expanded", "synthetic", "accepted", "dropped_low_confidence", "dropped_off_segment",
-                                      "dropped_privacy", "gate", "c2st_auc_sequences", "catalogue_coverage", "tail_share", "real_tail_share",
+                                      "dropped_privacy", "gate", "c2st_auc_sequences", "c2st_auc_sequences_real_vs_real", "catalogue_coverage", "tail_share", "real_tail_share",
                                       "exact_copy_share", "near_copy_share", "trigram_copy_share", "fit_seconds", "generate_seconds")}
         info["labeler_agreement"] = m["labeler"].get("agreement")
         info["adversarial"] = m["generator"].get("adversarial")

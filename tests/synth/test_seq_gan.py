@@ -123,3 +123,34 @@ def test_feature_rows_follow_the_histories_in_the_synthetic_key_space(planted):
     assert last.loc[SYNTHETIC_USER_ID_BASE + 1, "recent_items"] == [9]
     with pytest.raises(ValueError):
         feature_rows(hists, end, data.train, attrs, first_id=5)
+
+
+def test_window_c2st_tells_random_histories_apart_but_not_real_ones():
+    """Histories that follow the real transitions score near .5 (and the real-vs-real control
+    too); uniformly random items are caught. Each real reference window comes from a distinct
+    history: with few long real histories the old whole-length reference repeated them and the
+    detector memorised the repeats."""
+    from ecaug_feast.quality import seq_metrics as SM
+    from ecaug_feast.synth.seq_ops import rows_to_csr
+
+    rng = np.random.default_rng(0)
+    nxt = rng.integers(1, 400, size=(401, 3))  # each item has 3 likely successors
+
+    def walk(n: int) -> np.ndarray:
+        h = [int(rng.integers(1, 401))]
+        for _ in range(n - 1):
+            h.append(int(nxt[h[-1], rng.integers(0, 3)]) if rng.random() < 0.9 else int(rng.integers(1, 401)))
+        return np.array(h)
+
+    real = [walk(int(n)) for n in rng.integers(5, 12, 3000)]
+    v, o = rows_to_csr(real)
+    ts = SM.TrainingStats(v, o, np.arange(200, 401))
+    like = [walk(int(n)) for n in rng.integers(5, 12, 800)]
+    random_h = [rng.integers(1, 401, int(n)) for n in rng.integers(5, 12, 800)]
+    ok = SM.window_c2st(like, [None] * len(like), real, ts, seed=0)
+    bad = SM.window_c2st(random_h, [None] * len(random_h), real, ts, seed=0)
+    assert ok["rows"] == 800 and ok["auc"] < 0.65 and ok["real_vs_real"] < 0.65
+    assert bad["auc"] > 0.9
+    # an expansion of a real history scored leave-one-out: its own transitions do not count
+    st = SM.history_stats([real[0]], ts, [real[0]])
+    assert st["known_transition_share"].iloc[0] <= SM.history_stats([real[0]], ts)["known_transition_share"].iloc[0]
