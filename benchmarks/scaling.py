@@ -14,32 +14,34 @@ Stages, each in its own subprocess (so peak RSS belongs to one stage; ``--stage`
 ``ingest`` (split + feature tables + parquet, :func:`ecaug_feast.features.ingest.ingest_dataset`),
 ``materialize`` (Feast apply + materialize into an embedded Redis), ``gen_fit`` (the sequence GAN,
 ``SequenceGAN(...).fit`` on ALL the scaled training histories: ``--gen-mle-epochs`` maximum-likelihood
-epochs, default 1, never early-stopped, then ``--gen-adv-steps`` adversarial steps, default 10,
-1 thread), ``generate`` (the pipeline's two uses on a generator with the same vocabulary: ``expand``
-every history shorter than 8 by 10 items, and ``sample_users`` for 25% of the histories; the
-generator is fitted with 0 MLE epochs, untimed, because its weights do not change the work:
-``expand`` always samples 10 tokens, and ``sample_users`` runs ``gen_max_len`` steps per chunk
-until every history of the chunk has ended), ``train_epoch`` (one epoch of the sequence model,
+epochs, default 1, never early-stopped, then ``--gen-adv-steps`` adversarial steps, default 10
+(0: no adversarial phase), 1 thread; MLE cost grows with histories x items, the adversarial
+steps' with items only), ``generate`` (the pipeline's two uses on a generator with the same
+vocabulary: ``expand`` every history shorter than 8 by 10 items, and ``sample_users`` for 25% of
+the histories; the generator is fitted with 0 MLE epochs, untimed, because its weights do not
+change the work: ``expand`` always samples 10 tokens, and ``sample_users`` runs up to
+``gen_max_len`` steps per chunk, until every history of the chunk has ended), ``train_epoch`` (one epoch of the sequence model,
 :func:`recommender.seq_train.train_seq`, 1 thread, no validation), ``index`` (checkpoint load +
 FAISS item index, ``load_bundle``), ``recommend`` (services + app built, then ``/recommend``
 through FastAPI's TestClient: median of 20 calls).
 
-Full or extrapolated (chosen per run: ``--max-batches N`` at scales above ``--extrapolate-above``;
-without ``--max-batches`` everything runs in full). An extrapolated figure carries
-``"extrapolated": true`` and says what was measured:
+Full or extrapolated (chosen per run: ``--max-batches N`` and ``--gen-chunks C`` at the scales
+above ``--extrapolate-above``; without them everything runs in full, the default). An extrapolated
+figure carries ``"extrapolated": true`` (``~`` in the table) and says what was measured:
 
 - ``train_epoch``: the epoch's first ``1 + N`` optimizer steps run (the first is a warm-up and is
   not timed); ``seconds = seconds_per_batch x batches_per_epoch`` (``measured_batches`` = N). The
   checkpoint the later stages load is then the untrained model (same shapes, same index work).
-- ``gen_fit``: ``seconds = fit(0 MLE epochs, the adversarial steps) + epochs x (seconds_per_batch x
-  batches_per_epoch + one held-out NLL pass)``, the per-batch time taken as for ``train_epoch`` on
-  a separate MLE-only fit stopped after ``1 + N`` steps (the per-epoch held-out pass is timed).
-- ``generate``: at most ``N`` chunks (512 prompts) of each use, drawn at random (seed 0); each
-  use's time is scaled by (all rows / rows done).
+- ``gen_fit``: ``seconds = after_mle_s + mle_s`` with ``after_mle_s`` = a fit with 0 MLE epochs
+  and the adversarial steps, in full (held-out pass, discriminator warm-up, adversarial steps) and
+  ``mle_s = epochs x (seconds_per_batch x batches_per_epoch + heldout_pass_s)``, the per-batch time
+  taken as for ``train_epoch`` on a separate MLE-only fit stopped after ``1 + N`` steps.
+- ``generate``: ``C`` chunks (512 prompts) of each use, drawn at random (seed 0); each use's time
+  is scaled by (all rows / rows done) (``measured_expanded``, ``measured_synthetic``).
 
-The batch order is random, so N batches are a sample: N=50 gives the epoch within ~10-15% (checked
-against a full epoch at small scale, see the README). Peak RSS of an extrapolated stage is the peak
-over the batches that ran (the longest batch of the epoch may need more).
+The batch order is random (the generator's MLE batches hold histories of one length each), so N
+batches are a sample of the epoch's batches, not the epoch. Peak RSS of an extrapolated stage is
+the peak over the batches that ran (the longest batch of the epoch may need more).
 
 Memory: every stage runs under an address-space cap of ``--max-gb`` GiB above what its process
 held after its imports (``RLIMIT_AS``). A stage that needs more fails at the allocation and is
@@ -379,7 +381,9 @@ def run_stage(stage: str, k: float, home: Path, max_batches: int = 0, max_gb: fl
 
 def _figures(seconds: float, base_mb: float, extra: dict) -> dict:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": round(seconds, 4), "peak_rss_mb": round(peak, 1), "base_rss_mb": round(base_mb, 1), **extra}
+    # peak address space too: --max-gb caps its growth, so this says how close the stage came
+    return {"seconds": round(seconds, 4), "peak_rss_mb": round(peak, 1), "base_rss_mb": round(base_mb, 1),
+            "peak_vm_mb": round(_status_mb("VmPeak"), 1), **extra}
 
 
 def slope(xs: list[float], ys: list[float]) -> float | None:
