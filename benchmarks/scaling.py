@@ -1,7 +1,9 @@
 """How cost grows with data: each pipeline stage at 1x, 4x and 16x the Beauty volume.
 
     .venv/bin/python benchmarks/scaling.py --json                 # 1x and 4x, every stage in full
-    .venv/bin/python benchmarks/scaling.py --scales 1 4 16 --max-batches 50 --extrapolate-above 4 --json
+    # 1x in full; 4x and 16x: 50 timed batches per epoch, 4 chunks per generation use (~45 min)
+    .venv/bin/python benchmarks/scaling.py --scales 1 4 16 --max-batches 50 --gen-chunks 4 \
+        --extrapolate-above 1 --stage-timeout 2400 --json
 
 Scaled data (documented method): ``k`` copies of Beauty. Copy ``r`` gets fresh user ids
 (``u + r*U``) and its own block of the item catalogue (``i + r*I``, item rows duplicated with the
