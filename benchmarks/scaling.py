@@ -1,7 +1,7 @@
 """How cost grows with data: each pipeline stage at 1x, 4x and 16x the Beauty volume.
 
     .venv/bin/python benchmarks/scaling.py --json                 # 1x and 4x, every stage in full
-    # 1x in full; 4x and 16x: 50 timed batches per epoch, 4 chunks per generation use (~45 min)
+    # 1x in full; 4x and 16x: 50 timed batches per epoch, 4 chunks per generation use (~1 h, quiet)
     .venv/bin/python benchmarks/scaling.py --scales 1 4 16 --max-batches 50 --gen-chunks 4 \
         --extrapolate-above 1 --stage-timeout 2400 --json
 
