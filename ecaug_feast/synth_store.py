@@ -6,6 +6,9 @@ Layout under ``<state>/runs/``::
         interactions_synth.parquet  user_id (>= SYNTHETIC_USER_ID_BASE), item_id (real), event_timestamp,
                                     label, confidence, labeler, is_synthetic, run_id, generator_version
         user_features_synth.parquet same columns as user_features + is_synthetic, run_id, generator_version
+                                    (column GAN: one row per interaction; sequence GAN, lineage
+                                    generator "sequence": the feature builder's rows of each
+                                    generated history, its serving row's recent_items = the history)
         manifest.json               config, metrics, gate, lineage (source data, parent run, versions)
         report.md, plots/*.png      quality report
         model/                      GAN weights (state dict) + encoder metadata (JSON/npz, no pickles)

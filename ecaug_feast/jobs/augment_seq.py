@@ -132,14 +132,14 @@ def write_sequence_run(ws: Workspace, res: SeqAugmentResult, th: TrainingHistori
                        figures: Path | None = None) -> dict[str, Any]:
     """Write ``res`` (accepted histories of ``th``) as a run; activate and publish it if it passed."""
     from ecaug_feast import synth_store
-    from ecaug_feast.synth.seq_pipeline import feature_c2st, features_of_events, synthetic_events
+    from ecaug_feast.synth.seq_pipeline import features_of_events, synthetic_events
 
     seed = cfg.seed
     run_id, seq = synth_store.new_run_id()  # under the runs lock: distinct number and id range
     try:
         # an expansion ends where its real user's history ends; a synthetic user where a random one's does
-        syn_end = np.random.default_rng(seed).choice(th.last_ns, len(res.histories)) if len(th.last_ns) else np.zeros(0)
-        end = np.where(res.source >= 0, th.last_ns[np.maximum(res.source, 0)], syn_end) if len(res.histories) else np.zeros(0)
+        syn_end = np.random.default_rng(seed).choice(th.last_ns, len(res.histories))
+        end = np.where(res.source >= 0, th.last_ns[np.maximum(res.source, 0)], syn_end)
         events = synthetic_events(res.histories, end, th.train, synth_store.user_id_start(seq), seed)
         users = features_of_events(events, th.train, th.attributes) if len(events) else S.USER_SCHEMA.empty_table().to_pandas()
         lens = np.array([len(h) for h in res.histories], np.int64)
@@ -149,7 +149,7 @@ def write_sequence_run(ws: Workspace, res: SeqAugmentResult, th: TrainingHistori
         m = dict(res.metrics)
         if m.get("figure"):  # written to a temp folder by the pipeline; the run keeps it under plots/
             m["figure"] = "plots/sequences.png"
-        m["c2st_auc"] = _feature_auc(feature_c2st, users, ws, seed) if len(users) else None
+        m["c2st_auc"] = _feature_auc(users, ws, seed) if len(users) else None
         m.update(rows_generated=m["generated"], rows_accepted=m["accepted"], interactions_accepted=int(len(inter)))
         manifest = {
             "gate": m["gate"], "gate_reasons": m["gate_reasons"], "config": asdict(cfg), "metrics": m,
@@ -180,8 +180,11 @@ def write_sequence_run(ws: Workspace, res: SeqAugmentResult, th: TrainingHistori
     return out
 
 
-def _feature_auc(feature_c2st: Any, users: pd.DataFrame, ws: Workspace, seed: int) -> float | None:
-    """C2ST of the synthetic users' feature rows against the real ``user_features`` source rows."""
+def _feature_auc(users: pd.DataFrame, ws: Workspace, seed: int) -> float | None:
+    """C2ST of the synthetic users' feature rows against the real ``user_features`` source rows
+    (``seq_pipeline.feature_c2st``: point-in-time rows, matched on ``n_interactions``)."""
+    from ecaug_feast.synth.seq_pipeline import feature_c2st
+
     real = pd.read_parquet(ws.feast_dir / "user_features.parquet", columns=[S.USER_ID, *S.USER_SCALAR_COLUMNS])
     auc = feature_c2st(users, real, seed=seed)
     return round(float(auc), 4) if auc == auc else None
