@@ -102,9 +102,13 @@ def augment(
                       TextColumn("fidelity {task.fields[fid]}"), TimeElapsedColumn(), console=err, transient=True) as prog:
             task = prog.add_task("gan", total=gan.max_steps, fid="-")
             out = run(lambda r: prog.update(task, completed=r["step"], fid=f"{r['fidelity']:.3f}"))
-    human = (f"run {out['run_id']}: gate {out['gate']}, {out['rows_accepted']}/{out['rows_generated']} rows accepted, "
-             f"C2ST AUC {out['c2st_auc']:.3f}, shapes {out['column_shapes']:.3f}, trends {out['pair_trends']:.3f}"
-             + ("" if out["gate"] == "pass" else f" ({'; '.join(out['gate_reasons'])}); not materialized")
+    _emit_run(out, as_json, f"run {out['run_id']}: gate {out['gate']}, {out['rows_accepted']}/{out['rows_generated']} rows accepted, "
+                            f"C2ST AUC {out['c2st_auc']:.3f}, shapes {out['column_shapes']:.3f}, trends {out['pair_trends']:.3f}")
+
+
+def _emit_run(out: dict[str, Any], as_json: bool, head: str) -> None:
+    """Print an augmentation run's summary (``head`` + gate outcome); exit 1 when its gate failed."""
+    human = (head + ("" if out["gate"] == "pass" else f" ({'; '.join(out['gate_reasons'])}); not materialized")
              + (", active and materialized" if out.get("activated") else ""))
     _emit(out, as_json, human)
     if out["gate"] != "pass":
@@ -131,14 +135,10 @@ def _augment_sequence(dataset: Optional[str], seed: int, steps: Optional[int], m
         cfg.max_c2st_auc = max_c2st
     err.print("augment: fitting the sequence GAN on the training histories (MLE, then adversarial), generating, labelling")
     out = augment_seq_run(Workspace.from_env(), cfg, seed=seed, dataset=dataset, publish=publish)
-    human = (f"run {out['run_id']} (sequence): gate {out['gate']}, {out['rows_accepted']}/{out['rows_generated']} histories accepted "
-             f"({out['interactions_accepted']} interactions), C2ST AUC histories {out['c2st_auc_sequences']}, features "
-             f"{out['c2st_auc']}, catalogue coverage {out['catalogue_coverage']}, tail share {out['tail_share']}"
-             + ("" if out["gate"] == "pass" else f" ({'; '.join(out['gate_reasons'])}); not materialized")
-             + (", active and materialized" if out.get("activated") else ""))
-    _emit(out, as_json, human)
-    if out["gate"] != "pass":
-        raise typer.Exit(1)
+    _emit_run(out, as_json, f"run {out['run_id']} (sequence): gate {out['gate']}, {out['rows_accepted']}/{out['rows_generated']} "
+                            f"histories accepted ({out['interactions_accepted']} interactions), C2ST AUC histories "
+                            f"{out['c2st_auc_sequences']}, features {out['c2st_auc']}, catalogue coverage "
+                            f"{out['catalogue_coverage']}, tail share {out['tail_share']}")
 
 
 @runs_app.command("list")
