@@ -6,6 +6,9 @@ Layout under ``<state>/runs/``::
         interactions_synth.parquet  user_id (>= SYNTHETIC_USER_ID_BASE), item_id (real), event_timestamp,
                                     label, confidence, labeler, is_synthetic, run_id, generator_version
         user_features_synth.parquet same columns as user_features + is_synthetic, run_id, generator_version
+                                    (column GAN: one row per interaction; sequence GAN, lineage
+                                    generator "sequence": the feature builder's rows of each
+                                    generated history, its serving row's recent_items = the history)
         manifest.json               config, metrics, gate, lineage (source data, parent run, versions)
         report.md, plots/*.png      quality report
         model/                      GAN weights (state dict) + encoder metadata (JSON/npz, no pickles)
@@ -240,9 +243,15 @@ def commit_run_dir(tmp: Path, final: Path, manifest: dict[str, Any]) -> None:
 
 
 def write_run(run_id: str, seq: int, accepted: pd.DataFrame, manifest: dict[str, Any],
-              extra_writer: Any = None) -> RunInfo:
+              extra_writer: Any = None, interactions: pd.DataFrame | None = None) -> RunInfo:
     """Write a run directory atomically (temp dir, then rename). ``extra_writer(tmp_dir)`` adds the
-    report, plots and model before the rename."""
+    report, plots and model before the rename.
+
+    ``accepted``: one row per synthetic example (user features + item, label, confidence and
+    lineage), both files are cut from it (the column GAN). ``interactions`` given (the sequence
+    GAN: several events per user, several feature rows per user): ``accepted`` holds the
+    ``user_features_synth`` rows and ``interactions`` the events (item, label, confidence,
+    lineage), each written as is."""
     root = runs_root()
     final = root / run_id
     if final.exists():
@@ -251,10 +260,11 @@ def write_run(run_id: str, seq: int, accepted: pd.DataFrame, manifest: dict[str,
     tmp.mkdir(parents=True, exist_ok=True)  # reserved by new_run_id
     try:
         users = accepted[S.USER_SYNTH_SCHEMA.names].copy()
-        inter = accepted[["user_id", "item_id", "event_timestamp", "label", "confidence"]].copy()
+        src = accepted if interactions is None else interactions
+        inter = src[["user_id", "item_id", "event_timestamp", "label", "confidence"]].copy()
         inter["labeler"] = manifest.get("labeler_name", "ecaug-cluster-hgb/1")
         for c in LINEAGE_COLUMNS:
-            inter[c] = accepted[c].to_numpy()
+            inter[c] = src[c].to_numpy()
         users["run_id"] = run_id
         inter["run_id"] = run_id
         for df in (users, inter):

@@ -6,6 +6,7 @@ Progress goes to stderr; with ``--json`` the last stdout line is one JSON object
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
@@ -24,12 +25,14 @@ def _emit(obj: dict[str, Any], as_json: bool, human: str) -> None:
 
 def augment(
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset the Feast sources must hold (default: whatever was ingested)."),
-    rows: int = typer.Option(10_000, "--rows", "-n", min=1, help="Synthetic examples to accept."),
+    generator: str = typer.Option("column", "--generator", help="column (per-user feature rows, the default) | sequence (item histories: expands short real histories, creates users for sparse segments)."),
+    rows: Optional[int] = typer.Option(None, "--rows", "-n", min=1, help="Synthetic examples to accept (column generator; default 10000)."),
     segment: Optional[str] = typer.Option(None, "--segment", help="cold_users | long_tail_items | attr=<id> | <column>=<value>."),
     seed: int = typer.Option(0, "--seed", help="Seed (GAN, labeler, sampling)."),
-    steps: Optional[int] = typer.Option(None, "--steps", min=50, help="Max GAN steps (default 1500; early stopping on fidelity)."),
-    max_c2st: Optional[float] = typer.Option(None, "--max-c2st", help="Gate: maximum C2ST AUC (default 0.80)."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Max GAN steps (column: default 1500, at least 50, early stopping on fidelity; sequence: adversarial steps, default 60)."),
+    max_c2st: Optional[float] = typer.Option(None, "--max-c2st", help="Gate: maximum C2ST AUC (default 0.80; sequence: on histories)."),
     no_publish: bool = typer.Option(False, "--no-publish", help="Write the run but do not activate/materialize it."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Sequence generator settings: a JSON file of SeqAugmentConfig fields (gan: SeqGANConfig, labeler: SeqLabelerConfig fields), e.g. a small model for a quick run."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
     repo: Optional[str] = typer.Option(None, "--repo", help="A shop's own Feast repo to expand (docs/plugin.md); needs --entity and --view."),
     entity: Optional[str] = typer.Option(None, "--entity", help="With --repo: the entity of the view."),
@@ -38,9 +41,26 @@ def augment(
 ) -> None:
     """Fit the GAN on real training examples from Feast, generate, label, gate; write the run and,
     if its gate passes, register and materialize the synthetic feature views. With --repo: the same
-    for one view of a shop's own Feast repo (its twin view only)."""
+    for one view of a shop's own Feast repo (its twin view only). With --generator sequence: the
+    sequence GAN on the real training histories (runs, gate and publication as for column runs)."""
+    from ecaug_feast.errors import EcaugError
+
+    if generator not in ("column", "sequence"):
+        raise EcaugError(f"--generator must be column or sequence, got {generator!r}")
+    if generator == "sequence":
+        if repo is not None or entity is not None or view is not None or service is not None:
+            raise EcaugError("--generator sequence expands ecaug's own repo; --repo/--entity/--view go with the column generator")
+        if segment is not None or rows is not None:
+            raise EcaugError("--segment and --rows go with the column generator; the sequence generator expands short "
+                             "histories and adds users for the sparse segments it finds")
+        _augment_sequence(dataset, seed, steps, max_c2st, config, not no_publish, as_json)
+        return
+    if config is not None:
+        raise EcaugError("--config holds sequence generator settings: use it with --generator sequence")
+    rows = 10_000 if rows is None else rows
+    if steps is not None and steps < 50:
+        raise EcaugError(f"--steps {steps}: the column GAN needs at least 50")
     if repo is not None or entity is not None or view is not None or service is not None:
-        from ecaug_feast.errors import EcaugError
         from ecaug_feast.jobs.augment_repo import augment_repo
 
         if not (repo and entity and view):
@@ -82,13 +102,43 @@ def augment(
                       TextColumn("fidelity {task.fields[fid]}"), TimeElapsedColumn(), console=err, transient=True) as prog:
             task = prog.add_task("gan", total=gan.max_steps, fid="-")
             out = run(lambda r: prog.update(task, completed=r["step"], fid=f"{r['fidelity']:.3f}"))
-    human = (f"run {out['run_id']}: gate {out['gate']}, {out['rows_accepted']}/{out['rows_generated']} rows accepted, "
-             f"C2ST AUC {out['c2st_auc']:.3f}, shapes {out['column_shapes']:.3f}, trends {out['pair_trends']:.3f}"
-             + ("" if out["gate"] == "pass" else f" ({'; '.join(out['gate_reasons'])}); not materialized")
+    _emit_run(out, as_json, f"run {out['run_id']}: gate {out['gate']}, {out['rows_accepted']}/{out['rows_generated']} rows accepted, "
+                            f"C2ST AUC {out['c2st_auc']:.3f}, shapes {out['column_shapes']:.3f}, trends {out['pair_trends']:.3f}")
+
+
+def _emit_run(out: dict[str, Any], as_json: bool, head: str) -> None:
+    """Print an augmentation run's summary (``head`` + gate outcome); exit 1 when its gate failed."""
+    human = (head + ("" if out["gate"] == "pass" else f" ({'; '.join(out['gate_reasons'])}); not materialized")
              + (", active and materialized" if out.get("activated") else ""))
     _emit(out, as_json, human)
     if out["gate"] != "pass":
         raise typer.Exit(1)
+
+
+def _augment_sequence(dataset: Optional[str], seed: int, steps: Optional[int], max_c2st: Optional[float],
+                      config: Optional[Path], publish: bool, as_json: bool) -> None:
+    """``ecaug augment --generator sequence``: the job, its summary, exit 1 when the gate failed."""
+    from ecaug_feast.errors import DataValidationError
+    from ecaug_feast.jobs.augment_seq import augment_seq_run, seq_config
+    from ecaug_feast.jobs.workspace import Workspace
+
+    over: dict[str, Any] = {}
+    if config is not None:
+        try:
+            over = json.loads(config.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DataValidationError(config, None, f"not a readable JSON file ({type(exc).__name__}: {exc})") from None
+    cfg = seq_config(over, seed=seed, source=str(config or "--config"))
+    if steps is not None:
+        cfg.gan.adv_steps = steps
+    if max_c2st is not None:
+        cfg.max_c2st_auc = max_c2st
+    err.print("augment: fitting the sequence GAN on the training histories (MLE, then adversarial), generating, labelling")
+    out = augment_seq_run(Workspace.from_env(), cfg, seed=seed, dataset=dataset, publish=publish)
+    _emit_run(out, as_json, f"run {out['run_id']} (sequence): gate {out['gate']}, {out['rows_accepted']}/{out['rows_generated']} "
+                            f"histories accepted ({out['interactions_accepted']} interactions), C2ST AUC histories "
+                            f"{out['c2st_auc_sequences']}, features {out['c2st_auc']}, catalogue coverage "
+                            f"{out['catalogue_coverage']}, tail share {out['tail_share']}")
 
 
 @runs_app.command("list")

@@ -78,7 +78,7 @@ def train_cmd(
 
 def finetune_cmd(
     from_: str = typer.Option(..., "--from", help="Checkpoint to continue from (dir or name under <state>/models/)."),
-    mix_ratio: float = typer.Option(0.5, "--mix-ratio", min=0.0, help="Synthetic rows per real row (0 = real only)."),
+    mix_ratio: float = typer.Option(0.5, "--mix-ratio", min=0.0, help="Synthetic rows per real row; for a sequence checkpoint, synthetic histories (of a `--generator sequence` run) per real history (0 = real only)."),
     mode: str = typer.Option("full", "--mode", help="full | towers (freeze embeddings) | adapters (train adapters only)."),
     run_id: Optional[str] = typer.Option(None, "--run", help="Synthetic run id (default: the active run)."),
     dataset: str = typer.Option("beauty", "--dataset", "-d"),

@@ -45,12 +45,36 @@ def load_training_examples(ws: Workspace, max_rows: int | None = None, seed: int
         ent = ent.iloc[np.sort(rng.choice(len(ent), max_rows, replace=False))].reset_index(drop=True)
     feats = [f"user_features:{c}" for c in USER_FEATURES]
     df = feast_io.historical_features(ent, features=feats, store=ws.store())
+    return df, source_lineage(src, ent, meta)
+
+
+def source_lineage(src: Any, ent: pd.DataFrame, meta: dict[str, Any]) -> dict[str, Any]:
+    """Lineage of a run's input: the source file, the dataset and the fit window of ``ent`` (the
+    training interaction rows the generator learned from), so `ecaug drift` can compare later
+    data with exactly this window."""
     ts = pd.to_datetime(ent["event_timestamp"], utc=True)
-    # what the run is fitted on, so `ecaug drift` can compare later data with exactly this window
     fit_window = {"start": ts.min().isoformat(), "end": ts.max().isoformat(), "rows": int(len(ent)),
                   "positive_rows": int((ent["label"] == 1).sum()), "feature_version": meta.get("version")}
-    return df, {"dataset": meta.get("dataset"), "source": str(src), "feature_meta_written_at": meta.get("written_at"),
-                "entity_rows": int(len(ent)), "fit_window": fit_window}
+    return {"dataset": meta.get("dataset"), "source": str(src), "feature_meta_written_at": meta.get("written_at"),
+            "entity_rows": int(len(ent)), "fit_window": fit_window}
+
+
+def check_dataset(dataset: str | None, lineage: dict[str, Any]) -> None:
+    """``--dataset`` must name what the Feast sources hold."""
+    if dataset and lineage.get("dataset") and dataset != lineage["dataset"]:
+        raise EcaugError(f"--dataset {dataset}: the Feast sources hold {lineage['dataset']!r}; run `ecaug ingest --dataset {dataset}` first")
+
+
+def activate_and_publish(ws: Workspace, run_id: str) -> dict[str, Any]:
+    """Activate a gate-passing run and bring the online store in line, as one exclusive step;
+    returns ``activated`` and ``materialized`` (entities written per synthetic view)."""
+    from ecaug_feast import synth_store
+
+    with ws.online() as url, synth_store.runs_lock():  # activation + online store as one exclusive step
+        synth_store.activate(run_id)
+        pub = synth_store.publish(run_id, ws.feast_repo(url))
+    return {"activated": True,
+            "materialized": {k: v.get("entities_written") for k, v in pub.get("materialize", {}).get("views", {}).items()}}
 
 
 def augment_run(ws: Workspace, rows: int = 10_000, segment: str | None = None, seed: int = 0, dataset: str | None = None,
@@ -66,8 +90,7 @@ def augment_run(ws: Workspace, rows: int = 10_000, segment: str | None = None, s
     cfg = config or AugmentConfig()
     cfg.segment = segment
     examples, lineage = load_training_examples(ws, cfg.max_fit_rows + cfg.holdout_rows, seed)
-    if dataset and lineage.get("dataset") and dataset != lineage["dataset"]:
-        raise EcaugError(f"--dataset {dataset}: the Feast sources hold {lineage['dataset']!r}; run `ecaug ingest --dataset {dataset}` first")
+    check_dataset(dataset, lineage)
     run_id, seq = synth_store.new_run_id()  # under the runs lock: distinct number and id range
     cfg.run_id, cfg.user_id_start = run_id, synth_store.user_id_start(seq)
     try:
@@ -97,11 +120,7 @@ def augment_run(ws: Workspace, rows: int = 10_000, segment: str | None = None, s
         "rows_generated", "rows_accepted", "gate", "gate_reasons", "c2st_auc", "column_shapes", "pair_trends",
         "privacy_dropped", "label_agreement", "fit_seconds", "sample_seconds", "segment")}, "activated": False}
     if res.gate_passed and len(res.accepted) and publish:
-        with ws.online() as url, synth_store.runs_lock():  # activation + online store as one exclusive step
-            synth_store.activate(run_id)
-            pub = synth_store.publish(run_id, ws.feast_repo(url))
-        out["activated"] = True
-        out["materialized"] = {k: v.get("entities_written") for k, v in pub.get("materialize", {}).get("views", {}).items()}
+        out.update(activate_and_publish(ws, run_id))
     return out
 
 

@@ -1,7 +1,8 @@
 """The fine-tune job (``ecaug finetune``): continue training a checkpoint on real (+ synthetic) data.
 
 Bag checkpoints mix in the accepted rows of a synthetic run (``mix_ratio`` synthetic rows per real
-row); sequence checkpoints continue on the real histories only (see :func:`finetune_sequence`).
+row); sequence checkpoints mix in the accepted histories of a sequence run (``mix_ratio`` synthetic
+histories per real one, read from the Feast offline store; see :func:`finetune_sequence`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,59 @@ def synthetic_examples(ws: Workspace, data: Any, run_id: Optional[str], source: 
     return complete_synthetic(rows, data), str(rid)
 
 
+def synthetic_histories(ws: Workspace, run_id: Optional[str], source: str = "feast", dataset: Optional[str] = None
+                        ) -> tuple[list[Any], str]:
+    """Accepted histories (oldest first, the newest ``recent_items`` each) of a sequence run (the
+    active run by default) and its id.
+
+    ``source="feast"`` and the active run: each synthetic user's serving row (its last event +
+    1 ms, as the real users' rows are read for training) of the Feast view ``user_features_synth``
+    by ``get_historical_features``; its ``recent_items`` is the history, most recent first.
+    Otherwise (``memory``, or a run that is not active, which the views do not serve) the same
+    point-in-time rows are joined from the run's parquet file in pandas. A run of the column GAN
+    (feature rows, no histories) is refused."""
+    import numpy as np
+    import pandas as pd
+
+    from ecaug_feast import feast_io, synth_store
+    from recommender.data import asof_join, normalise_lists
+
+    rid = run_id or synth_store.active_run()
+    if not rid:
+        raise EcaugError("no synthetic run: run `ecaug augment --generator sequence` first or pass --run RUN_ID")
+    run = synth_store.load_run(rid)  # raises a clear EcaugError for an unknown run id
+    lineage = run.manifest.get("lineage", {})
+    if lineage.get("generator") != "sequence":
+        raise EcaugError(f"run {rid} holds feature rows of the column GAN (at most 3 recent items per user), not histories; "
+                         "fine-tune a sequence model on a run of `ecaug augment --generator sequence` (--run RUN_ID)")
+    if dataset and lineage.get("dataset") and dataset != lineage["dataset"]:
+        raise EcaugError(f"run {rid} was generated from dataset {lineage['dataset']!r}, not {dataset!r}")
+    for f in (synth_store.INTER_FILE, synth_store.USER_FILE):
+        if not (run.path / f).exists():
+            raise EcaugError(f"{run.path / f}: synthetic run file missing")
+    inter = pd.read_parquet(run.path / synth_store.INTER_FILE, columns=[S.USER_ID, S.EVENT_TIMESTAMP])
+    ent = inter.groupby(S.USER_ID, sort=True)[S.EVENT_TIMESTAMP].max().reset_index()
+    ent[S.EVENT_TIMESTAMP] = pd.to_datetime(ent[S.EVENT_TIMESTAMP], utc=True) + pd.Timedelta(milliseconds=1)
+    if source == "feast" and rid == synth_store.active_run():
+        got = feast_io.historical_features(ent, features=S.refs(synth_store.VIEWS[0], [S.RECENT_ITEMS]), store=ws.store())
+        got = got.sort_values(S.USER_ID, kind="stable").reset_index(drop=True)  # Feast may reorder the entity rows
+        recent = normalise_lists(got)[S.RECENT_ITEMS]
+    else:
+        recent = normalise_lists(asof_join(ent, run.user_features(), S.USER_ID, [S.RECENT_ITEMS]))[S.RECENT_ITEMS]
+    return [np.asarray(r[::-1], dtype=np.int64) for r in recent], str(rid)
+
+
+def cap_histories(extra: list[Any], ratio: float, n_real: int, seed: int) -> list[Any]:
+    """At most ``round(ratio * n_real)`` of ``extra``, drawn without replacement (seeded), in their order."""
+    import numpy as np
+
+    if ratio < 0:
+        raise EcaugError(f"mix ratio must be >= 0, got {ratio}")
+    n = min(int(round(ratio * n_real)), len(extra))
+    pick = np.sort(np.random.default_rng(seed).choice(len(extra), size=n, replace=False)) if n else []
+    return [extra[i] for i in pick]
+
+
 def finetune(ws: Workspace, from_: str, mix_ratio: float = 0.5, mode: str = "full", run_id: Optional[str] = None,
              dataset: str = "beauty", name: Optional[str] = None, source: str = "feast", epochs: Optional[int] = None,
              seed: int = 0, progress: EpochCallback | None = None,
@@ -71,7 +125,7 @@ def finetune(ws: Workspace, from_: str, mix_ratio: float = 0.5, mode: str = "ful
     base, _meta = load_checkpoint(from_)
     if getattr(base.cfg, "kind", "bag") == "sequence":
         return finetune_sequence(ws, base, from_, dataset=dataset, name=name, source=source, mix_ratio=mix_ratio,
-                                 epochs=epochs, seed=seed, progress=progress)
+                                 epochs=epochs, seed=seed, progress=progress, run_id=run_id, log=log)
     out_dir = named_dir(name or f"{resolve(from_).name}-ft-{mode}")  # a bad --name fails before training
     data, valid, test = load_real(ws, dataset, source)
     if base.cfg.num_items != data.num_items:
@@ -95,28 +149,39 @@ def finetune(ws: Workspace, from_: str, mix_ratio: float = 0.5, mode: str = "ful
 
 
 def finetune_sequence(ws: Workspace, base: Any, from_: str, dataset: str, name: Optional[str], source: str, mix_ratio: float,
-                      epochs: Optional[int], seed: int, progress: EpochCallback | None = None) -> dict[str, Any]:
-    """Continue training a sequence checkpoint on the real histories (early stopping on validation).
-
-    Mixing in synthetic data needs synthetic *histories*; the column GAN's runs hold feature rows,
-    which this model does not read, so ``mix_ratio`` > 0 is refused rather than silently ignored."""
+                      epochs: Optional[int], seed: int, progress: EpochCallback | None = None, run_id: Optional[str] = None,
+                      log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Continue training a sequence checkpoint (early stopping on validation) on the real
+    histories, plus, with ``mix_ratio`` > 0, up to ``mix_ratio`` x as many accepted histories of a
+    sequence run (:func:`synthetic_histories`, read from the Feast offline store) under synthetic
+    user ids. Runs of the column GAN hold feature rows, not histories: refused."""
     from recommender.checkpoint import named_dir, resolve, save_checkpoint
-    from recommender.seq_train import SeqTrainConfig, config_dict, evaluate_seq, train_seq
+    from recommender.seq_train import SeqTrainConfig, config_dict, evaluate_seq, histories_for, train_seq
+    from recommender.study_methods import combine_histories
 
-    if mix_ratio > 0:
-        raise EcaugError("the sequence model fine-tunes on histories; synthetic runs of the column GAN hold feature rows. "
-                         "Use --mix-ratio 0 (continue on real data) or a --model bag checkpoint")
+    if mix_ratio < 0:
+        raise EcaugError(f"mix ratio must be >= 0, got {mix_ratio}")
     out_dir = named_dir(name or f"{resolve(from_).name}-ft")  # a bad --name fails before training
+    extra, syn_id = [], None
+    if mix_ratio > 0:  # the run is checked (sequence, known) before the real data is read
+        extra, syn_id = synthetic_histories(ws, run_id, source, dataset)
     data, valid, test = load_real(ws, dataset, source, examples=False)
     if base.cfg.num_items != data.num_items:
         raise EcaugError(f"{resolve(from_)}: checkpoint has {base.cfg.num_items} items, dataset '{dataset}' has {data.num_items}")
+    hist = histories_for(data, base.cfg, "valid")
+    extra = cap_histories(extra, mix_ratio, len(hist.user_ids), seed)
+    if extra:
+        hist = combine_histories(hist, extra, base.cfg.max_len)
+    log(f"fine-tuning the sequence model on {len(hist.user_ids):,} histories ({len(extra):,} synthetic, run {syn_id})")
     tcfg = SeqTrainConfig(**{"epochs": 10, "patience": 2, **train_overrides(epochs, None, seed)})
     before = evaluate_seq(base, data, valid, "valid", seed=seed)
-    res = run_training(lambda: train_seq(data, valid, base.cfg, tcfg, init_state=base.state_dict(), progress=progress), dataset)
+    res = run_training(lambda: train_seq(data, valid, base.cfg, tcfg, init_state=base.state_dict(), progress=progress,
+                                         histories=hist), dataset)
     test_m = evaluate_seq(res.model, data, test, "test", seed=seed, buckets=True)
+    info = {"dataset": dataset, "from": str(resolve(from_)), "mix_ratio": mix_ratio, "run_id": syn_id,
+            "histories": int(len(hist.user_ids)), "synthetic_histories": len(extra)}
     path = save_checkpoint(out_dir, res.state, base.cfg, res.model.catalog, train=config_dict(tcfg),
-                           metrics={"valid_before": before, "valid": res.best_valid, "test": test_m},
-                           data={"dataset": dataset, "from": str(resolve(from_)), "mix_ratio": 0.0, "run_id": None})
-    return {"checkpoint": str(path), "from": str(resolve(from_)), "model": "sequence", "mode": "full", "mix_ratio": 0.0,
-            "run_id": None, "valid_before": before, "valid": res.best_valid, "test": test_m, "epochs": res.best_epoch}
-
+                           metrics={"valid_before": before, "valid": res.best_valid, "test": test_m}, data=info)
+    return {"checkpoint": str(path), "from": str(resolve(from_)), "model": "sequence", "mode": "full", "mix_ratio": mix_ratio,
+            "run_id": syn_id, "synthetic_histories": len(extra), "valid_before": before, "valid": res.best_valid,
+            "test": test_m, "epochs": res.best_epoch}

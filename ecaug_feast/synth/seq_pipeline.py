@@ -166,21 +166,18 @@ def _csr_rows_except(values: np.ndarray, offsets: np.ndarray, drop: np.ndarray) 
     return rows_to_csr([r for i, r in enumerate(rows) if i not in d])
 
 
-def feature_rows(hists: list[np.ndarray], end_times_ns: np.ndarray, train: pd.DataFrame,
-                 attributes: dict[int, list[int]], first_id: int = SYNTHETIC_USER_ID_BASE, seed: int = 0) -> pd.DataFrame:
-    """``user_features`` rows of generated histories, by the same builder as real users
-    (``ecaug_feast.features.build.build_user_features``), ids in the synthetic key space.
+def synthetic_events(hists: list[np.ndarray], end_times_ns: np.ndarray, train: pd.DataFrame,
+                     first_id: int = SYNTHETIC_USER_ID_BASE, seed: int = 0) -> pd.DataFrame:
+    """The generated histories as events (``user_id``, ``item_id``, ``event_timestamp``), in
+    history order, user ``first_id + k`` for history k (ids in the synthetic key space).
 
     Timestamps: the last item of history k at ``end_times_ns[k]``, earlier items spaced by gaps
-    drawn from the training gap distribution (the generator emits no gaps). The real training
-    events are passed along so popularity-so-far counts real consumption as for real users."""
-    from ecaug_feast.features.build import build_user_features
-
+    drawn from the training gap distribution of ``train`` (the generator emits no gaps)."""
     if first_id < SYNTHETIC_USER_ID_BASE:
         raise ValueError("synthetic users must use ids >= SYNTHETIC_USER_ID_BASE")
-    ts_real = train["event_timestamp"].astype("datetime64[ns, UTC]").astype("int64").to_numpy()
+    ts_real = train[S.EVENT_TIMESTAMP].astype("datetime64[ns, UTC]").astype("int64").to_numpy()
     lens = np.array([len(h) for h in hists], np.int64)
-    gaps = sample_gaps(ts_real, train["user_id"].to_numpy(), int(lens.sum()), seed=seed)
+    gaps = sample_gaps(ts_real, train[S.USER_ID].to_numpy(), int(lens.sum()), seed=seed)
     uid = np.repeat(first_id + np.arange(len(hists), dtype=np.int64), lens)
     row_end = np.repeat(np.asarray(end_times_ns, np.int64), lens)
     back = np.zeros(int(lens.sum()), np.int64)
@@ -189,11 +186,29 @@ def feature_rows(hists: list[np.ndarray], end_times_ns: np.ndarray, train: pd.Da
         seg = gaps[off : off + n]
         back[off : off + n] = np.concatenate([np.cumsum(seg[1:][::-1])[::-1], [0]]) if n else []
         off += n
-    syn = pd.DataFrame({"user_id": uid, "item_id": np.concatenate(hists).astype(np.int64) if len(hists) else np.zeros(0, np.int64),
-                        "event_timestamp": pd.to_datetime(row_end - back, utc=True)})
-    both = pd.concat([train[["user_id", "item_id", "event_timestamp"]], syn], ignore_index=True)
+    items = np.concatenate(hists).astype(np.int64) if len(hists) else np.zeros(0, np.int64)
+    return pd.DataFrame({S.USER_ID: uid, S.ITEM_ID: items, S.EVENT_TIMESTAMP: pd.to_datetime(row_end - back, utc=True)})
+
+
+def features_of_events(events: pd.DataFrame, train: pd.DataFrame, attributes: dict[int, list[int]]) -> pd.DataFrame:
+    """``user_features`` rows of the synthetic users in ``events`` (:func:`synthetic_events`), by
+    the same builder as real users (``ecaug_feast.features.build.build_user_features``). The real
+    training events are passed along so popularity-so-far counts real consumption as for real users."""
+    from ecaug_feast.features.build import build_user_features
+
+    cols = [S.USER_ID, S.ITEM_ID, S.EVENT_TIMESTAMP]
+    # one timestamp dtype on both sides (a parquet source's UTC and pandas' UTC concat to objects)
+    both = pd.concat([f[cols].assign(**{S.EVENT_TIMESTAMP: pd.to_datetime(f[S.EVENT_TIMESTAMP], utc=True).astype("datetime64[ns, UTC]")})
+                      for f in (train, events)], ignore_index=True)
     uf = build_user_features(both, attributes)
-    return uf[uf["user_id"] >= first_id].reset_index(drop=True)
+    return uf[uf[S.USER_ID] >= SYNTHETIC_USER_ID_BASE].reset_index(drop=True)
+
+
+def feature_rows(hists: list[np.ndarray], end_times_ns: np.ndarray, train: pd.DataFrame,
+                 attributes: dict[int, list[int]], first_id: int = SYNTHETIC_USER_ID_BASE, seed: int = 0) -> pd.DataFrame:
+    """``user_features`` rows of generated histories, by the same builder as real users, ids in the
+    synthetic key space (:func:`synthetic_events` then :func:`features_of_events`)."""
+    return features_of_events(synthetic_events(hists, end_times_ns, train, first_id, seed), train, attributes)
 
 
 FEATURE_COLUMNS = S.USER_SCALAR_COLUMNS

@@ -1,0 +1,277 @@
+"""``ecaug augment --generator sequence`` and ``ecaug finetune --mix-ratio`` on a sequence checkpoint,
+on real parts: the session's Feast repo (duckdb offline store) and embedded Redis (tests/conftest.py).
+
+The runs share the session's state with other tests (another module may have activated a run
+before): assertions compare with the state found at the start, never with a fresh one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from ecaug_feast.errors import EcaugError
+from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
+
+pytestmark = pytest.mark.slow
+
+# a GAN small enough for seconds on 2 shared cores (the knobs go through the job's config)
+TINY_GAN = dict(embedding_dim=16, num_layers=1, num_heads=1, max_len=20, mle_epochs=2, adv_steps=4, adv_batch=16,
+                batch_size=32, gen_max_len=6, threads=1, device="cpu")
+TINY = dict(gan=TINY_GAN, expand_below=4, n_new=3, synthetic_share=0.1, c2st_rows=500)
+SYNTH_TS = {b"_ts:user_features_synth", b"_ts:interactions_synth"}
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    for name in ("torchrec", "root", "fbgemm_gpu"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+
+
+def _redis(url: str):
+    import redis
+
+    return redis.Redis.from_url(url)
+
+
+def _dump(url: str) -> dict[bytes, bytes]:
+    r = _redis(url)
+    return {k: r.dump(k) for k in r.scan_iter(count=1000)}
+
+
+def _is_synthetic_key(r, key: bytes) -> bool:
+    return {f for f in r.hkeys(key) if f.startswith(b"_ts:")} <= SYNTH_TS
+
+
+def _redis_user_ids(store, ids) -> list[bytes]:
+    """Feast's own Redis keys of ``ids`` (the key function Feast writes with)."""
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    online = store._get_provider().online_store
+    ek = [EntityKey(join_keys=["user_id"], entity_values=[Value(int64_val=int(u))]) for u in ids]
+    return online._generate_redis_keys_for_entities(store.config, ek)
+
+
+@pytest.fixture(scope="module")
+def published(feast_env, tmp_path_factory):
+    """One passing sequence run through the job (tiny GAN, gate at 1.0), with the in-memory result."""
+    from ecaug_feast import synth_store
+    from ecaug_feast.jobs.augment_seq import load_training_histories, seq_config, write_sequence_run
+    from ecaug_feast.jobs.workspace import Workspace
+    from ecaug_feast.synth.seq_pipeline import augment_histories
+
+    ws = Workspace.from_env(repo=feast_env.repo_dir)
+    r = _redis(feast_env.redis_url)
+    before = {k: v for k, v in _dump(feast_env.redis_url).items() if not _is_synthetic_key(r, k)}
+    parent = synth_store.active_run()
+    earlier = [x.run_id for x in synth_store.list_runs() if x.manifest.get("gate") == "pass"]
+    cfg = seq_config({**TINY, "max_c2st_auc": 1.0}, seed=0)
+    th = load_training_histories(ws, cfg.gan.max_len)
+    figures = tmp_path_factory.mktemp("seq-figures")  # as augment_seq_run does, with the result kept
+    res = augment_histories(th.values, th.offsets, cfg, report_dir=figures)
+    out = write_sequence_run(ws, res, th, cfg, figures=figures)
+    return dict(ws=ws, cfg=cfg, th=th, res=res, out=out, real_before=before, parent=parent, earlier=earlier)
+
+
+def test_the_generator_reads_only_training_events(feast_env, published):
+    """The histories the generator is fitted on are each user's TRAINING events (newest max_len, in
+    order), read through Feast; items that occur only in validation/test reach neither the
+    generator's vocabulary nor any accepted history."""
+    th, res, cfg = published["th"], published["res"], published["cfg"]
+    data = feast_env.data
+    held_out = (set(data.valid["item_id"]) | set(data.test["item_id"])) - set(data.train["item_id"])
+    assert held_out, "the split should plant items seen only after training (the check could not fail otherwise)"
+    train = data.train.sort_values(["user_id", "event_timestamp"], kind="stable")
+    by_user = {int(u): g["item_id"].to_numpy()[-cfg.gan.max_len:] for u, g in train.groupby("user_id")}
+    assert sorted(int(u) for u in th.user_ids) == sorted(by_user)
+    for i, u in enumerate(th.user_ids):
+        assert np.array_equal(th.values[th.offsets[i]: th.offsets[i + 1]], by_user[int(u)]), u
+    assert not held_out & set(res.gan.vocab.tolist())
+    assert res.histories and not held_out & set(np.concatenate(res.histories).tolist())
+
+
+def test_a_passing_run_is_published_in_its_own_key_space(feast_env, published):
+    from ecaug_feast import synth_store
+
+    out, res = published["out"], published["res"]
+    assert out["gate"] == "pass" and out["activated"], out
+    assert out["rows_accepted"] == len(res.histories) > 0
+    assert synth_store.active_run() == out["run_id"]
+    run = synth_store.load_run(out["run_id"])
+    lin = run.manifest["lineage"]
+    assert lin["generator"] == "sequence" and lin["parent_run"] == published["parent"] and lin["seed"] == 0
+    assert lin["fit_window"]["positive_rows"] == len(feast_env.data.train)
+    assert (run.path / "plots" / "sequences.png").exists() and (run.path / "report.md").exists()
+    assert (run.path / "model" / "generator.pt").exists()
+
+    users, inter = run.user_features(), run.interactions()
+    start = synth_store.user_id_start(run.manifest["seq"])
+    ids = np.unique(inter["user_id"])
+    assert len(ids) == len(res.histories) and ids.min() >= start >= SYNTHETIC_USER_ID_BASE
+    assert ids.max() < start + synth_store.RUN_ID_SPACE
+    assert set(users["user_id"]) == set(ids)
+    assert (inter["label"] == 1).all() and len(inter) == sum(len(h) for h in res.histories)
+    conf = inter.groupby("user_id")["confidence"].first().sort_index().to_numpy()
+    np.testing.assert_allclose(conf, np.asarray(res.confidence, np.float32), rtol=1e-6)
+    # features follow behaviour: the serving row's history is the generated one, most recent first
+    last = users.sort_values(["user_id", "event_timestamp"], kind="stable").groupby("user_id").tail(1)
+    for (_, row), h in zip(last.sort_values("user_id").iterrows(), res.histories):
+        assert list(row["recent_items"]) == h[::-1].tolist()
+        assert row["n_interactions"] == len(h)
+
+    # Redis: every synthetic user of the run is there, under its own key; every real key unchanged
+    r = _redis(feast_env.redis_url)
+    keys = _redis_user_ids(feast_env.store, ids)
+    assert all(r.exists(k) for k in keys)
+    assert all(_is_synthetic_key(r, k) for k in keys)
+    after = _dump(feast_env.redis_url)
+    for k, blob in published["real_before"].items():
+        assert after.get(k) == blob
+    assert out["materialized"]["user_features_synth"] == len(ids)
+    got = feast_env.store.get_online_features(features=["user_features_synth:recent_items"],
+                                              entity_rows=[{"user_id": int(ids[0])}]).to_dict()
+    assert list(got["recent_items"][0]) == res.histories[0][::-1].tolist()
+
+
+def test_histories_read_through_feast_equal_the_accepted_histories(published):
+    """Parity: what fine-tuning reads from the offline store (user_features_synth, point in time)
+    is the run's in-memory accepted histories, in order; the pandas path over the run's file too."""
+    from ecaug_feast.jobs.finetune import synthetic_histories
+
+    ws, res, out = published["ws"], published["res"], published["out"]
+    via_feast, rid = synthetic_histories(ws, None, "feast")
+    in_files, _ = synthetic_histories(ws, out["run_id"], "memory")
+    assert rid == out["run_id"]
+    assert [h.tolist() for h in via_feast] == [h.tolist() for h in res.histories]
+    assert [h.tolist() for h in in_files] == [h.tolist() for h in res.histories]
+
+
+def _base_checkpoint(ws, dataset: str) -> None:
+    """A freshly initialised sequence checkpoint ``seqpub-base`` (training it first adds minutes on
+    a busy machine and nothing to what is checked here: the fine-tune's input)."""
+    from ecaug_feast.jobs.train import load_real
+    from recommender.checkpoint import named_dir, save_checkpoint
+    from recommender.seq_model import SeqTwoTower
+    from recommender.seq_train import catalog_of, seq_config_for
+
+    data, _, _ = load_real(ws, dataset, "feast", examples=False)
+    cfg = seq_config_for(data, embedding_dim=16)
+    model = SeqTwoTower(cfg, catalog=catalog_of(data))
+    save_checkpoint(named_dir("seqpub-base"), model.state_dict(), cfg, model.catalog, data={"dataset": dataset})
+
+
+def test_finetune_a_sequence_checkpoint_on_the_run(feast_env, published):
+    from ecaug_feast.cli.main import app
+    from recommender.checkpoint import load_checkpoint
+
+    _base_checkpoint(published["ws"], feast_env.data.name)
+    r = CliRunner().invoke(app, ["finetune", "--from", "seqpub-base", "--mix-ratio", "0.05", "--epochs", "1", "--dataset",
+                            feast_env.data.name, "--name", "seqpub-mixed", "--json"])
+    assert r.exit_code == 0, r.output
+    ft = json.loads(r.stdout.strip().splitlines()[-1])
+    n_real = feast_env.data.train["user_id"].nunique()
+    want = min(int(round(0.05 * n_real)), published["out"]["rows_accepted"])
+    assert ft["model"] == "sequence" and ft["run_id"] == published["out"]["run_id"]
+    assert ft["synthetic_histories"] == want > 0
+    _, meta = load_checkpoint("seqpub-mixed")
+    assert meta["data"]["run_id"] == published["out"]["run_id"] and meta["data"]["histories"] == n_real + want
+
+
+def test_finetune_refuses_a_column_run(feast_env, published):
+    """A run of the column GAN (feature rows, <= 3 recent items) is no history pool: one-line error."""
+    from ecaug_feast.cli.main import app
+    from ecaug_feast.jobs.augment import augment_run
+    from ecaug_feast.quality.gates import GateConfig
+    from ecaug_feast.synth.gan import GANConfig
+    from ecaug_feast.synth.pipeline import AugmentConfig
+
+    cfg = AugmentConfig(gan=GANConfig(max_steps=50, eval_every=25, calib_rows=1000), max_fit_rows=1500, holdout_rows=300,
+                        gates=GateConfig(max_c2st_auc=1.0, min_column_shapes=0.0, min_pair_trends=0.0, c2st_rows=500))
+    col = augment_run(published["ws"], rows=100, seed=1, config=cfg, publish=False)
+    r = CliRunner().invoke(app, ["finetune", "--from", "seqpub-base", "--run", col["run_id"], "--mix-ratio", "0.5",
+                                 "--dataset", feast_env.data.name])
+    assert isinstance(r.exception, EcaugError) and r.exception.exit_code == 2, r.output
+    msg = str(r.exception)
+    assert "column GAN" in msg and "\n" not in msg
+
+
+def test_rollback_restores_the_parent(feast_env, published):
+    from ecaug_feast import synth_store
+    from ecaug_feast.cli.main import app
+
+    out = published["out"]
+    assert synth_store.active_run() == out["run_id"]
+    r = CliRunner().invoke(app, ["runs", "rollback", "--json"])
+    assert r.exit_code == 0, r.output
+    rb = json.loads(r.stdout.strip().splitlines()[-1])
+    prev = published["earlier"][-1] if published["earlier"] else None
+    assert rb["previous"] == out["run_id"] and rb["active"] == prev == synth_store.active_run()
+    ids = np.unique(synth_store.load_run(out["run_id"]).interactions()["user_id"])
+    red = _redis(feast_env.redis_url)
+    assert not any(red.exists(k) for k in _redis_user_ids(feast_env.store, ids))  # the run's keys left Redis
+    after = _dump(feast_env.redis_url)
+    for k, blob in published["real_before"].items():
+        assert after.get(k) == blob
+    listed = CliRunner().invoke(app, ["runs", "show", out["run_id"], "--json"])
+    assert json.loads(listed.stdout.strip().splitlines()[-1])["lineage"]["generator"] == "sequence"
+
+
+def test_cli_json_keys_and_a_failed_gate_is_not_activated(feast_env, tmp_path):
+    """``augment --generator sequence --json`` with a strict gate: the run is written, not activated."""
+    from ecaug_feast import synth_store
+    from ecaug_feast.cli.main import app
+
+    active = synth_store.active_run()
+    keys_before = set(_dump(feast_env.redis_url))
+    conf = tmp_path / "tiny.json"
+    conf.write_text(json.dumps(TINY))
+    r = CliRunner().invoke(app, ["augment", "--generator", "sequence", "--config", str(conf), "--max-c2st", "0.0",
+                                 "--seed", "2", "--json"])
+    assert r.exit_code == 1, r.output  # a failed gate exits 1, as column runs do
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    for k in ("run_id", "gate", "gate_reasons", "c2st_auc", "rows_generated", "rows_accepted", "activated",
+              "c2st_auc_sequences", "catalogue_coverage", "tail_share"):
+        assert k in out, k
+    assert out["gate"] == "fail" and not out["activated"] and out["gate_reasons"]
+    assert 0.0 <= out["catalogue_coverage"] <= 1.0 and 0.0 <= out["tail_share"] <= 1.0
+    assert synth_store.active_run() == active
+    assert set(_dump(feast_env.redis_url)) == keys_before
+    run = synth_store.load_run(out["run_id"])  # on disk, for inspection
+    assert run.manifest["gate"] == "fail" and run.manifest["lineage"]["seed"] == 2
+    with pytest.raises(EcaugError, match="failed its quality gate"):
+        synth_store.activate(out["run_id"])
+
+
+def test_bad_input_is_one_line(tmp_path, monkeypatch):
+    """No ingested data, and Feast sources without a single history: one line, exit 2."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ecaug_feast import schema as S
+    from ecaug_feast.jobs.augment_seq import load_training_histories, seq_config
+    from ecaug_feast.jobs.workspace import Workspace
+
+    monkeypatch.setenv("ECAUG_HOME", str(tmp_path))
+    ws = Workspace.from_env()
+    with pytest.raises(EcaugError, match="train_interactions.parquet: missing") as e:
+        load_training_histories(ws)
+    assert e.value.exit_code == 2
+    (tmp_path / "feast").mkdir()
+    neg = pd.DataFrame({"user_id": [1, 2], "item_id": [3, 4], "event_timestamp": pd.to_datetime([0, 1], unit="s", utc=True),
+                        "label": [0, 0]})
+    pq.write_table(pa.Table.from_pandas(neg, schema=S.TRAIN_SCHEMA, preserve_index=False),
+                   tmp_path / "feast" / "train_interactions.parquet")
+    pq.write_table(S.ITEM_SCHEMA.empty_table(), tmp_path / "feast" / "item_features.parquet")
+    with pytest.raises(EcaugError, match="0 users with training events") as e:
+        load_training_histories(ws)
+    assert e.value.exit_code == 2 and "\n" not in str(e.value)
+    with pytest.raises(EcaugError, match="unknown SeqGANConfig field"):
+        seq_config({"gan": {"nope": 1}})
