@@ -441,6 +441,7 @@ class SequenceGAN:
             seen.scatter_(1, p, (x < self.n_out - 1) & (x > 0))
         out = [x]
         cache: list[list[Any]] = [[] for _ in self.gen.enc.layers]
+        noise = None
         with torch.inference_mode():
             for step in range(n_new):
                 if not cached:
@@ -449,14 +450,21 @@ class SequenceGAN:
                     logits = self.gen.decode_step(x, cache, 0)
                 else:
                     logits = self.gen.decode_step(out[-1], cache, x.shape[1] + step - 1)
-                logits = logits / self.cfg.temperature
+                # in place on [B, vocab] buffers: fresh ones per step would be allocated and
+                # page-faulted anew each time (system time)
+                if self.cfg.temperature != 1.0:
+                    logits.div_(self.cfg.temperature)
                 logits[:, 0] = -math.inf
                 if not allow_eos or step == 0:
                     logits[:, self.n_out - 1] = -math.inf
-                logits = logits.masked_fill(seen, -math.inf)
-                # Gumbel-max: an exact sample of softmax(logits), much faster than torch.multinomial on CPU
-                u = torch.rand(logits.shape, generator=rng_t, device=logits.device).clamp_(1e-10, 1.0)
-                nxt = (logits.float() - torch.log(-torch.log(u))).argmax(-1)
+                logits.masked_fill_(seen, -math.inf)
+                # Gumbel-max: an exact sample of softmax(logits), much faster than torch.multinomial
+                # on CPU; noise = log(-log(u)), subtracted
+                if noise is None:
+                    noise = torch.empty(logits.shape, device=logits.device)
+                torch.rand(logits.shape, generator=rng_t, device=logits.device, out=noise)
+                noise.clamp_(1e-10, 1.0).log_().neg_().log_()
+                nxt = logits.float().sub_(noise).argmax(-1)
                 nxt = torch.where(done, torch.zeros_like(nxt), nxt)
                 done = done | (nxt == self.n_out - 1)
                 seen[torch.arange(B, device=self.device), nxt] = True
