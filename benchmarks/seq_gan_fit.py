@@ -6,7 +6,9 @@
 
 Prints one JSON line: users, vocabulary, fit seconds (MLE / adversarial), generation seconds for
 the pipeline's two uses (expand every history shorter than 8 by 10 items; synthetic users for 25%
-of the histories), the load average while it ran, and the threads used.
+of the histories), the load average while it ran, and the threads used. ``cpu_s`` is the process's CPU time: with
+``--threads 1`` on a busy machine it is roughly what the run takes alone on one core (wall time
+is not; sharing caches inflates it somewhat), so about an upper bound for a quiet 2-core run.
 
 ``--compare REF`` also runs ``ecaug_feast/synth/seq_gan.py`` as committed at git ref ``REF`` (loaded
 from ``git show``) on the same histories with the same seeds, right before this tree's, and prints
@@ -50,6 +52,7 @@ def run(mod: ModuleType, h, a: argparse.Namespace) -> dict:
 
     torch.set_num_threads(a.threads)
     load0 = os.getloadavg()[0]
+    c0 = time.process_time()
     t0 = time.time()
     g = mod.SequenceGAN(mod.SeqGANConfig(mle_epochs=a.mle_epochs, adv_steps=a.adv_steps, threads=a.threads)).fit(h.values, h.offsets)
     fit = time.time() - t0
@@ -67,6 +70,7 @@ def run(mod: ModuleType, h, a: argparse.Namespace) -> dict:
     return {"vocab": int(len(g.vocab)), "mle_epochs": g.report["mle_epochs"], "adv_steps": g.report.get("adversarial", {}).get("steps"),
             "fit_s": round(fit, 1), "expand_s": round(t_exp, 1), "expanded": int(len(short)),
             "synthetic_s": round(t_syn, 1), "synthetic": n_syn, "total_s": round(time.time() - t0, 1),
+            "mle_s": g.report.get("mle_seconds"), "cpu_s": round(time.process_time() - c0, 1),
             "device": g.report["device"], "ddp": g.report.get("ddp"),
             "loadavg_start": round(load0, 2), "loadavg_end": round(os.getloadavg()[0], 2),
             "nll": [g.report.get("nll_mle"), g.report.get("nll_after_adversarial")]}

@@ -32,6 +32,14 @@ Two uses: ``expand`` (a real history as the prompt; ``n`` generated items prepen
 ``reverse=True`` or appended otherwise) and ``sample_users`` (whole synthetic histories for a
 segment, from the segment token alone). ``device="auto"`` picks CUDA when available.
 
+Sampling decodes incrementally: the prompt runs once, then each step feeds only the newest token
+against cached keys/values and projects only the last position onto the vocabulary (re-running the
+whole prefix and projecting every position per token made generation, and the adversarial phase's
+fakes, cost O(length^2) full-vocabulary projections). It draws the same Gumbel noise as that
+step-by-step path, so a seed gives the same tokens (``_sample_tokens(..., cached=False)`` keeps the
+reference; ``benchmarks/seq_gan_fit.py --compare`` times both). Training losses likewise project
+only the positions whose target is a token, not the padding.
+
 Data-parallel training: under ``torchrun`` call :func:`init_distributed` first (gloo on CPU, nccl on
 CUDA, one GPU per local rank), then ``fit`` as usual. Both nets are wrapped in
 ``DistributedDataParallel``; every rank draws the same batches (same seeds) and computes the loss on
@@ -332,6 +340,7 @@ class SequenceGAN:
             self._train = [rows[i] for i in perm[n_hold:]]
             self._mle(rng, t0)
             self.report["nll_mle"] = self.heldout_nll()
+            self.report["mle_seconds"] = round(time.time() - t0, 2)
             if cfg.adversarial:
                 self._adversarial(rng, t0)
                 self.report["nll_after_adversarial"] = self.heldout_nll()
