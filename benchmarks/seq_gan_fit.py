@@ -4,11 +4,13 @@
     python benchmarks/seq_gan_fit.py ... --compare main   # the same run with main's seq_gan.py too
     torchrun --nproc_per_node 2 benchmarks/seq_gan_fit.py ...   # data-parallel fit (DDP; rank 0 prints)
 
-Prints one JSON line: users, vocabulary, fit seconds (MLE / adversarial), generation seconds for
-the pipeline's two uses (expand every history shorter than 8 by 10 items; synthetic users for 25%
-of the histories), the load average while it ran, and the threads used. ``cpu_s`` is the process's CPU time: with
-``--threads 1`` on a busy machine it is roughly what the run takes alone on one core (wall time
-is not; sharing caches inflates it somewhat), so about an upper bound for a quiet 2-core run.
+Prints one JSON line: users, vocabulary, fit seconds (``mle_s`` of them the MLE phase), generation
+seconds for the pipeline's two uses (expand every history shorter than 8 by 10 items; synthetic
+users for 25% of the histories), the load average while it ran, and the threads used. ``cpu_s`` is
+the process's CPU time: with ``--threads 1`` on a busy machine it is roughly what the run takes
+alone on one core (wall time is not; sharing caches inflates it somewhat), so about an upper bound
+for a quiet 2-core run. ``sys_s`` and ``page_faults_k`` (minor page faults, thousands) show
+allocation churn: large tensors freed and allocated anew each step.
 
 ``--compare REF`` also runs ``ecaug_feast/synth/seq_gan.py`` as committed at git ref ``REF`` (loaded
 from ``git show``) on the same histories with the same seeds, right before this tree's, and prints
@@ -22,6 +24,7 @@ import argparse
 import importlib.util
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -52,6 +55,7 @@ def run(mod: ModuleType, h, a: argparse.Namespace) -> dict:
 
     torch.set_num_threads(a.threads)
     load0 = os.getloadavg()[0]
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
     c0 = time.process_time()
     t0 = time.time()
     g = mod.SequenceGAN(mod.SeqGANConfig(mle_epochs=a.mle_epochs, adv_steps=a.adv_steps, threads=a.threads)).fit(h.values, h.offsets)
@@ -67,10 +71,12 @@ def run(mod: ModuleType, h, a: argparse.Namespace) -> dict:
     n_syn = int(0.25 * len(h.user_ids))
     g.sample_users(n_syn, seed=1)
     t_syn = time.time() - t2
+    ru = resource.getrusage(resource.RUSAGE_SELF)
     return {"vocab": int(len(g.vocab)), "mle_epochs": g.report["mle_epochs"], "adv_steps": g.report.get("adversarial", {}).get("steps"),
             "fit_s": round(fit, 1), "expand_s": round(t_exp, 1), "expanded": int(len(short)),
             "synthetic_s": round(t_syn, 1), "synthetic": n_syn, "total_s": round(time.time() - t0, 1),
             "mle_s": g.report.get("mle_seconds"), "cpu_s": round(time.process_time() - c0, 1),
+            "sys_s": round(ru.ru_stime - ru0.ru_stime, 1), "page_faults_k": (ru.ru_minflt - ru0.ru_minflt) // 1000,
             "device": g.report["device"], "ddp": g.report.get("ddp"),
             "loadavg_start": round(load0, 2), "loadavg_end": round(os.getloadavg()[0], 2),
             "nll": [g.report.get("nll_mle"), g.report.get("nll_after_adversarial")]}
@@ -109,7 +115,7 @@ def main() -> None:
         old = run(reference_module(a.compare), h, a)
         new = run(seq_gan, h, a)
         if new:
-            ratio = {k: round(old[k] / max(new[k], 1e-9), 2) for k in ("fit_s", "expand_s", "synthetic_s", "total_s")}
+            ratio = {k: round(old[k] / new[k], 2) if new[k] else None for k in ("fit_s", "expand_s", "synthetic_s", "total_s", "cpu_s", "sys_s", "page_faults_k")}
             print(json.dumps({**head, "ref": a.compare, "old": old, "new": new, "old_over_new": ratio}))
         return
     res = run(seq_gan, h, a)
