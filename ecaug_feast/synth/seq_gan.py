@@ -531,11 +531,14 @@ class SequenceGAN:
         values, offsets = np.asarray(values, np.int64), np.asarray(offsets, np.int64)
         rows = np.asarray(rows, np.int64)
         n_new = np.broadcast_to(np.asarray(n_new, np.int64), rows.shape)
-        known = []
-        for r in rows:
-            h = values[offsets[r] : offsets[r + 1]]
-            known.append(h[np.isin(h, self.vocab)][-self.cfg.max_len :])
-        fr = np.array([np.isin(h, self.tail).mean() if len(h) else 0.0 for h in known])
+        # membership tests once over the whole CSR, not once per row (~20k rows at Beauty 25%)
+        in_vocab, in_tail = np.isin(values, self.vocab), np.isin(values, self.tail)
+        known, fr = [], np.zeros(len(rows))
+        for j, r in enumerate(rows):
+            sl = slice(offsets[r], offsets[r + 1])
+            keep = np.flatnonzero(in_vocab[sl])[-self.cfg.max_len :] + offsets[r]
+            known.append(values[keep])
+            fr[j] = in_tail[keep].mean() if len(keep) else 0.0
         segs = segment_of(np.array([len(h) for h in known]) + n_new, fr)
         self.gen.eval()
         g = self._torch_rng(seed)
