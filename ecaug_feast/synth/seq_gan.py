@@ -32,6 +32,14 @@ Two uses: ``expand`` (a real history as the prompt; ``n`` generated items prepen
 ``reverse=True`` or appended otherwise) and ``sample_users`` (whole synthetic histories for a
 segment, from the segment token alone). ``device="auto"`` picks CUDA when available.
 
+Sampling decodes incrementally: the prompt runs once, then each step feeds only the newest token
+against cached keys/values and projects only the last position onto the vocabulary (re-running the
+whole prefix and projecting every position per token made generation, and the adversarial phase's
+fakes, cost O(length^2) full-vocabulary projections). It draws the same Gumbel noise as that
+step-by-step path, so a seed gives the same tokens (``_sample_tokens(..., cached=False)`` keeps the
+reference; ``benchmarks/seq_gan_fit.py --compare`` times both). Training losses likewise project
+only the positions whose target is a token, not the padding.
+
 Data-parallel training: under ``torchrun`` call :func:`init_distributed` first (gloo on CPU, nccl on
 CUDA, one GPU per local rank), then ``fit`` as usual. Both nets are wrapped in
 ``DistributedDataParallel``; every rank draws the same batches (same seeds) and computes the loss on
@@ -150,6 +158,7 @@ def _nets(vocab_out: int, n_tokens: int, cfg: SeqGANConfig):
     """Generator and discriminator modules (built lazily so importing this file needs no torch)."""
     import torch
     from torch import nn
+    from torch.nn import functional as F
 
     class Generator(nn.Module):
         def __init__(self) -> None:
@@ -165,12 +174,43 @@ def _nets(vocab_out: int, n_tokens: int, cfg: SeqGANConfig):
             nn.init.normal_(self.tok.weight, std=0.02)
             nn.init.normal_(self.pos.weight, std=0.02)
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
+        def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+            """Logits [B, L, vocab_out] at every position, or [N, vocab_out] at the positions where
+            the boolean ``keep`` [B, L] is True (the output projection over the whole vocabulary is
+            most of the cost: padding and unused positions skip it)."""
             L = x.shape[1]
             h = self.tok(x) + self.pos(torch.arange(L, device=x.device))[None]
             mask = nn.Transformer.generate_square_subsequent_mask(L, device=x.device)
-            h = self.ln(self.enc(h, mask=mask, is_causal=True))
-            return h @ self.tok.weight[:vocab_out].T  # tied output: PAD, items, EOS
+            h = self.enc(h, mask=mask, is_causal=True)
+            if keep is not None:
+                h = h[keep]
+            return self.project(h)
+
+        def project(self, h: torch.Tensor) -> torch.Tensor:
+            return self.ln(h) @ self.tok.weight[:vocab_out].T  # tied output: PAD, items, EOS
+
+        def decode_step(self, x: torch.Tensor, cache: list[list[torch.Tensor]], start: int) -> torch.Tensor:
+            """Incremental decoding (eval mode only: no dropout): run the new tokens ``x`` [B, T]
+            at positions ``start..start+T-1`` against the cached keys/values of the earlier ones,
+            append theirs to ``cache`` (one [k, v] pair per layer, empty lists at first) and return
+            the logits of the LAST position [B, vocab_out]. The same computation as ``forward`` on
+            the whole prefix (pre-norm layers, tied output), without re-running the prefix."""
+            B, T = x.shape
+            h = self.tok(x) + self.pos(torch.arange(start, start + T, device=x.device))[None]
+            for layer, kv in zip(self.enc.layers, cache):
+                sa = layer.self_attn
+                H = sa.num_heads
+                dh = h.shape[-1] // H
+                q, k, v = F.linear(layer.norm1(h), sa.in_proj_weight, sa.in_proj_bias).chunk(3, -1)
+                q, k, v = (t.reshape(B, T, H, dh).transpose(1, 2) for t in (q, k, v))
+                if kv:
+                    k, v = torch.cat([kv[0], k], 2), torch.cat([kv[1], v], 2)
+                kv[:] = [k, v]
+                # a causal mask only matters within the block of new tokens (prefill: no cache yet)
+                a = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1)
+                h = h + sa.out_proj(a.transpose(1, 2).reshape(B, T, -1))
+                h = h + layer.linear2(layer.activation(layer.linear1(layer.norm2(h))))
+            return self.project(h[:, -1])
 
     class Discriminator(nn.Module):
         """Causal: a GRU over the tokens, a real/generated logit after every prefix."""
@@ -300,6 +340,7 @@ class SequenceGAN:
             self._train = [rows[i] for i in perm[n_hold:]]
             self._mle(rng, t0)
             self.report["nll_mle"] = self.heldout_nll()
+            self.report["mle_seconds"] = round(time.time() - t0, 2)
             if cfg.adversarial:
                 self._adversarial(rng, t0)
                 self.report["nll_after_adversarial"] = self.heldout_nll()
@@ -319,18 +360,20 @@ class SequenceGAN:
         import torch
         from torch.nn import functional as F
 
+        # logits only where the target is a token (not PAD): the same loss as ignore_index=0 over
+        # the padded batch, without projecting the padding onto the vocabulary
         if net is None or self.world == 1:
             x = torch.from_numpy(self._pad(batch)).to(self.device)
-            logits = (self.gen if net is None else net)(x[:, :-1])
             y = x[:, 1:]
-            return F.cross_entropy(logits.reshape(-1, self.n_out), y.reshape(-1), ignore_index=0)
+            keep = y > 0
+            return F.cross_entropy((self.gen if net is None else net)(x[:, :-1], keep), y[keep])
         n_tok = sum(len(r) - 1 for r in batch)  # every token is >= 1: PAD (0) only pads
         part = batch[self.rank :: self.world]
         w = self.world / n_tok if part else 0.0  # an empty slice still runs (DDP), weight 0
         x = torch.from_numpy(self._pad(part or batch[:1])).to(self.device)
-        logits = net(x[:, :-1])
         y = x[:, 1:]
-        return F.cross_entropy(logits.reshape(-1, self.n_out), y.reshape(-1), ignore_index=0, reduction="sum") * w
+        keep = y > 0
+        return F.cross_entropy(net(x[:, :-1], keep), y[keep], reduction="sum") * w
 
     def heldout_nll(self) -> float:
         """Mean per-token NLL on the held-out TRAINING histories (a likelihood check, not a test)."""
@@ -386,9 +429,16 @@ class SequenceGAN:
 
     # -- sampling --------------------------------------------------------------------------------
     def _sample_tokens(self, prompts: np.ndarray, n_new: int, allow_eos: bool, rng_t, ban_seen: bool = True,
-                       with_grad: bool = False):
+                       cached: bool = True):
         """Autoregressive sampling from equal-length prompts [B, P]; returns [B, P + n_new] tokens
-        (after an EOS only PAD follows)."""
+        (after an EOS only PAD follows; fewer columns when every row ended early).
+
+        ``cached`` (the default): incremental decoding, each step runs only the newest token
+        against cached keys/values and projects only the last position onto the vocabulary.
+        ``cached=False``: the step-by-step reference that re-runs the whole prefix and projects every
+        position per token (the original path, kept for tests and ``benchmarks/seq_gan_fit.py
+        --compare``). Both draw the same Gumbel noise in the same order, so with one seed they emit
+        the same tokens up to float rounding (tests/synth/test_seq_gan.py checks it)."""
         import torch
 
         x = torch.from_numpy(prompts).to(self.device)
@@ -398,23 +448,39 @@ class SequenceGAN:
         if ban_seen:
             p = x.clamp(max=self.n_out - 1)
             seen.scatter_(1, p, (x < self.n_out - 1) & (x > 0))
-        for step in range(n_new):
-            with torch.no_grad():
-                logits = self.gen(x)[:, -1] / self.cfg.temperature
-            logits[:, 0] = -math.inf
-            if not allow_eos or step == 0:
-                logits[:, self.n_out - 1] = -math.inf
-            logits = logits.masked_fill(seen, -math.inf)
-            # Gumbel-max: an exact sample of softmax(logits), much faster than torch.multinomial on CPU
-            u = torch.rand(logits.shape, generator=rng_t, device=logits.device).clamp_(1e-10, 1.0)
-            nxt = (logits.float() - torch.log(-torch.log(u))).argmax(-1)
-            nxt = torch.where(done, torch.zeros_like(nxt), nxt)
-            done = done | (nxt == self.n_out - 1)
-            seen[torch.arange(B, device=self.device), nxt] = True
-            x = torch.cat([x, nxt[:, None]], 1)
-            if bool(done.all()):
-                break
-        return x
+        out = [x]
+        cache: list[list[Any]] = [[] for _ in self.gen.enc.layers]
+        noise = None
+        with torch.inference_mode():
+            for step in range(n_new):
+                if not cached:
+                    logits = self.gen(torch.cat(out, 1))[:, -1]
+                elif step == 0:  # prefill: the whole prompt once
+                    logits = self.gen.decode_step(x, cache, 0)
+                else:
+                    logits = self.gen.decode_step(out[-1], cache, x.shape[1] + step - 1)
+                # in place on [B, vocab] buffers: fresh ones per step would be allocated and
+                # page-faulted anew each time (system time)
+                if self.cfg.temperature != 1.0:
+                    logits.div_(self.cfg.temperature)
+                logits[:, 0] = -math.inf
+                if not allow_eos or step == 0:
+                    logits[:, self.n_out - 1] = -math.inf
+                logits.masked_fill_(seen, -math.inf)
+                # Gumbel-max: an exact sample of softmax(logits), much faster than torch.multinomial
+                # on CPU; noise = log(-log(u)), subtracted
+                if noise is None:
+                    noise = torch.empty(logits.shape, device=logits.device)
+                torch.rand(logits.shape, generator=rng_t, device=logits.device, out=noise)
+                noise.clamp_(1e-10, 1.0).log_().neg_().log_()
+                nxt = logits.float().sub_(noise).argmax(-1)
+                nxt = torch.where(done, torch.zeros_like(nxt), nxt)
+                done = done | (nxt == self.n_out - 1)
+                seen[torch.arange(B, device=self.device), nxt] = True
+                out.append(nxt[:, None])
+                if bool(done.all()):
+                    break
+        return torch.cat(out, 1)
 
     def _torch_rng(self, seed: int):
         import torch
@@ -465,11 +531,14 @@ class SequenceGAN:
         values, offsets = np.asarray(values, np.int64), np.asarray(offsets, np.int64)
         rows = np.asarray(rows, np.int64)
         n_new = np.broadcast_to(np.asarray(n_new, np.int64), rows.shape)
-        known = []
-        for r in rows:
-            h = values[offsets[r] : offsets[r + 1]]
-            known.append(h[np.isin(h, self.vocab)][-self.cfg.max_len :])
-        fr = np.array([np.isin(h, self.tail).mean() if len(h) else 0.0 for h in known])
+        # membership tests once over the whole CSR, not once per row (~20k rows at Beauty 25%)
+        in_vocab, in_tail = np.isin(values, self.vocab), np.isin(values, self.tail)
+        known, fr = [], np.zeros(len(rows))
+        for j, r in enumerate(rows):
+            sl = slice(offsets[r], offsets[r + 1])
+            keep = np.flatnonzero(in_vocab[sl])[-self.cfg.max_len :] + offsets[r]
+            known.append(values[keep])
+            fr[j] = in_tail[keep].mean() if len(keep) else 0.0
         segs = segment_of(np.array([len(h) for h in known]) + n_new, fr)
         self.gen.eval()
         g = self._torch_rng(seed)
@@ -552,8 +621,11 @@ class SequenceGAN:
             fake = fake_batch(cfg.adv_batch)
             x = torch.from_numpy(fake).to(self.device)
             self._gen_t.train()
-            logp = torch.log_softmax(self._gen_t(x[:, :-1]).float(), -1).gather(-1, x[:, 1:, None]).squeeze(-1)
-            m = (x[:, 1:] > 0).float()
+            keep = x[:, 1:] > 0
+            m = keep.float()
+            # log-probabilities of the sampled tokens, projected only where a token was sampled
+            logp = torch.zeros_like(m)
+            logp[keep] = -F.cross_entropy(self._gen_t(x[:, :-1], keep).float(), x[:, 1:][keep], reduction="none")
             with torch.no_grad():
                 r = torch.sigmoid(self.disc(x))[:, 1:] * m
                 # discounted returns, right to left
