@@ -326,8 +326,14 @@ def historical_job(entity_df: pd.DataFrame, features: str | Sequence[str], store
     df = entity_df.copy()
     df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True)
     df[row_column] = range(len(df))
-    feats: Any = store.get_feature_service(features) if isinstance(features, str) else list(features)
-    return store.get_historical_features(entity_df=df, features=feats, full_feature_names=full_feature_names)
+    from feast.errors import FeatureServiceNotFoundException, FeatureViewNotFoundException
+
+    try:
+        feats: Any = store.get_feature_service(features) if isinstance(features, str) else list(features)
+        return store.get_historical_features(entity_df=df, features=feats, full_feature_names=full_feature_names)
+    except (FeatureViewNotFoundException, FeatureServiceNotFoundException) as exc:
+        # an ingested but never applied repo: one line naming the fix, not Feast's traceback
+        raise EcaugError(f"{store.repo_path}/feature_store.yaml: {exc}; run `ecaug apply` first") from None
 
 
 def online_features(

@@ -275,3 +275,18 @@ def test_bad_input_is_one_line(tmp_path, monkeypatch):
     assert e.value.exit_code == 2 and "\n" not in str(e.value)
     with pytest.raises(EcaugError, match="unknown SeqGANConfig field"):
         seq_config({"gan": {"nope": 1}})
+
+
+def test_augment_before_apply_is_one_line(tmp_path, monkeypatch):
+    """Ingested but never applied (no `ecaug apply`): one line naming the repo and the fix, exit 2,
+    not Feast's FeatureViewNotFoundException traceback."""
+    from ecaug_feast.datasets import load_dataset, subset_users
+    from ecaug_feast.features.ingest import ingest_dataset
+    from ecaug_feast.jobs.augment_seq import load_training_histories
+    from ecaug_feast.jobs.workspace import Workspace
+
+    monkeypatch.setenv("ECAUG_HOME", str(tmp_path))
+    ingest_dataset(subset_users(load_dataset("beauty"), 60))
+    with pytest.raises(EcaugError, match="run `ecaug apply` first") as e:
+        load_training_histories(Workspace.from_env())
+    assert e.value.exit_code == 2 and "\n" not in str(e.value) and "feature_store.yaml" in str(e.value)
