@@ -1,7 +1,7 @@
 """Sequence GAN fit + generation time on Beauty's TRAINING histories (no timed test: a benchmark).
 
     python benchmarks/seq_gan_fit.py --fraction 0.25 [--max-users N] [--mle-epochs 5 --adv-steps 40]
-    python benchmarks/seq_gan_fit.py ... --compare main   # the same run with main's seq_gan.py too
+    python benchmarks/seq_gan_fit.py ... --compare 0f16aa2   # also seq_gan.py as of that commit (before KV-cached decoding)
     torchrun --nproc_per_node 2 benchmarks/seq_gan_fit.py ...   # data-parallel fit (DDP; rank 0 prints)
 
 Prints one JSON line: users, vocabulary, fit seconds (``mle_s`` of them the MLE phase), generation
