@@ -152,7 +152,7 @@ def _per_batch(ticks: list[float], batches_per_epoch: int) -> dict:
         raise RuntimeError("fewer than 2 optimizer steps ran: nothing to extrapolate from")
     per = (ticks[-1] - ticks[0]) / n
     return {"seconds_per_batch": round(per, 4), "measured_batches": n, "batches_per_epoch": int(batches_per_epoch),
-            "epoch_seconds": round(per * batches_per_epoch, 2)}
+            "epoch_seconds": round(per * batches_per_epoch, 4)}
 
 
 def _name(k: float) -> str:

@@ -65,7 +65,9 @@ def test_train_epoch_full_then_extrapolated(sc, home):
     ext = _stage(sc, "train_epoch", home, max_batches=2)
     assert ext["extrapolated"] is True
     assert ext["measured_batches"] == 2 and ext["batches_per_epoch"] == per_epoch
-    assert ext["seconds"] == pytest.approx(ext["seconds_per_batch"] * per_epoch, rel=1e-3)
+    # seconds_per_batch is rounded to 4 decimals: allow that rounding times the batches (a fast
+    # machine's per-batch time makes a relative bound flaky)
+    assert ext["seconds"] == pytest.approx(ext["seconds_per_batch"] * per_epoch, abs=5e-5 * per_epoch + 1e-4)
     assert ext["checkpoint"].startswith("untrained")
     # the later stages still work on the (untrained) checkpoint it leaves
     idx = _stage(sc, "index", home)
