@@ -38,7 +38,7 @@ GENERATOR = "sequence"  # lineage ``generator``: what `ecaug finetune` checks be
 GENERATOR_VERSION = "ecaug-seq-gan/1"
 LABELER_NAME = "ecaug-seq-labeler/1"
 MIN_HISTORIES = 10  # the generator refuses fewer (SequenceGAN.fit)
-SUMMARY_KEYS = ("c2st_auc_sequences", "catalogue_coverage", "tail_share", "real_tail_share", "exact_copy_share",
+SUMMARY_KEYS = ("c2st_auc_sequences", "c2st_auc_sequences_real_vs_real", "catalogue_coverage", "tail_share", "real_tail_share", "exact_copy_share",
                 "near_copy_share", "trigram_copy_share", "dropped_low_confidence", "dropped_off_segment",
                 "dropped_privacy", "expanded", "synthetic", "fit_seconds", "generate_seconds")
 
@@ -209,7 +209,8 @@ def _write_report(path: Path, run_id: str, m: dict[str, Any]) -> None:
     rows = [("gate", m["gate"] + (f" ({'; '.join(m['gate_reasons'])})" if m["gate_reasons"] else "")),
             ("histories generated / accepted", f"{m['generated']} / {m['accepted']} ({m['expanded']} expansions, {m['synthetic']} synthetic users)"),
             ("interactions accepted", m["interactions_accepted"]),
-            ("C2ST AUC, histories (gate)", m.get("c2st_auc_sequences")), ("C2ST AUC, feature rows", m.get("c2st_auc")),
+            ("C2ST AUC, histories (gate)", m.get("c2st_auc_sequences")),
+            ("C2ST AUC, real vs real windows (the floor)", m.get("c2st_auc_sequences_real_vs_real")), ("C2ST AUC, feature rows", m.get("c2st_auc")),
             ("catalogue coverage", m.get("catalogue_coverage")), ("tail share (real)", f"{m.get('tail_share')} ({m.get('real_tail_share')})"),
             ("exact / near / trigram copies", f"{m.get('exact_copy_share')} / {m.get('near_copy_share')} / {m.get('trigram_copy_share')}"),
             ("dropped: low confidence / off segment / privacy",

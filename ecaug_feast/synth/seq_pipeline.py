@@ -137,12 +137,12 @@ def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmen
         m["c2st_auc_sequences_real_vs_real"] = w["real_vs_real"]
         m["c2st_reference"] = (f"{cfg.c2st_width}-item windows of distinct real training histories, statistics leave-one-out")
         m["c2st_rows"] = int(w["rows"])
-        rng = np.random.default_rng(cfg.seed)
-        pick = rng.choice(len(acc), min(len(acc), cfg.c2st_rows), replace=False)
-        g_sub = [acc[i] for i in pick]
-        r_win = SM.real_windows([real[i] for i in gan.holdout_rows], [len(h) for h in g_sub], seed=cfg.seed)
-        g_st, r_st = SM.history_stats(g_sub, ts), SM.history_stats(r_win, ts)
-        if report_dir is not None:
+        if report_dir is not None:  # the figure only: whole-length histories next to real windows
+            rng = np.random.default_rng(cfg.seed)
+            pick = rng.choice(len(acc), min(len(acc), cfg.c2st_rows), replace=False)
+            g_sub = [acc[i] for i in pick]
+            r_win = SM.real_windows([real[i] for i in gan.holdout_rows], [len(h) for h in g_sub], seed=cfg.seed)
+            g_st, r_st = SM.history_stats(g_sub, ts), SM.history_stats(r_win, ts)
             m["figure"] = str(SM.plot_histories(Path(report_dir) / "sequences.png", r_st, g_st, ts, g_sub, r_win))
     else:
         m["c2st_auc_sequences"] = None
