@@ -113,6 +113,7 @@ def experiment_cmd(
     max_users: Optional[int] = typer.Option(None, "--max-users", min=20, help="Subsample this many users (default: all; --quick: 1500)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default <state>/experiments/<dataset>-<time>)."),
     source: str = typer.Option("feast", "--source", help="feast (default: each fraction's features through a private Feast repo) | memory (the same rows built in pandas)."),
+    seq_protocol: str = typer.Option("finetune", "--seq-protocol", help="Sequence model: how augmented histories are used. finetune (default): real-only's model fine-tuned on real + augmented; pretrain (ASReP's order): a fresh model on real + augmented, then fine-tuned on real alone."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
 ) -> None:
     """Real-only vs GAN-augmented vs naive augmentation over history fractions and seeds."""
@@ -131,7 +132,7 @@ def experiment_cmd(
             raise EcaugError(f"--fractions: expected numbers like 0.25,1.0, got {fractions!r}") from None
     ms = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     cfg = make_config("quick" if quick else "full", dataset=dataset, fractions=fr, seeds=seeds, methods=ms, workers=workers,
-                      max_users=max_users, model_type=model, source=source)
+                      max_users=max_users, model_type=model, source=source, seq_protocol=seq_protocol)
     with Progress(TextColumn("[bold]experiment"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn(), console=err, transient=True) as prog:
         task = prog.add_task("", total=len(cfg.fractions) * cfg.seeds)

@@ -17,6 +17,7 @@ from recommender.study_methods import METHODS, MODEL_METHODS
 # get_historical_features (the one example path); memory = the same features built in pandas
 # (a shortcut a parity test holds equal row for row).
 SOURCES = ("feast", "memory")
+SEQ_PROTOCOLS = ("finetune", "pretrain")
 
 
 @dataclass
@@ -42,6 +43,10 @@ class ExperimentConfig:
     seq_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0])  # augmented histories per real one
     seq_gan: dict[str, Any] = field(default_factory=dict)  # SeqGANConfig overrides (pseudo_prior, gan_augmented)
     seq_aug: dict[str, Any] = field(default_factory=dict)  # SeqAugmentConfig scalar overrides
+    # how augmented histories enter the sequence model (SEQ_PROTOCOLS): "finetune" = real-only's
+    # model fine-tuned on real + augmented; "pretrain" = ASReP's order: a fresh model trained on
+    # real + augmented, then fine-tuned on the real histories alone
+    seq_protocol: str = "finetune"
     source: str = "feast"  # where training examples are read: feast | memory (SOURCES)
 
     def to_json(self) -> dict[str, Any]:
@@ -95,6 +100,8 @@ def make_config(preset: str = "full", **overrides: Any) -> ExperimentConfig:
         raise EcaugError(f"--model must be one of {', '.join(MODEL_METHODS)}, got {kind!r}")
     if base.get("source", "feast") not in SOURCES:
         raise EcaugError(f"--source must be one of {', '.join(SOURCES)}, got {base['source']!r}")
+    if base.get("seq_protocol", "finetune") not in SEQ_PROTOCOLS:
+        raise EcaugError(f"--seq-protocol must be one of {', '.join(SEQ_PROTOCOLS)}, got {base['seq_protocol']!r}")
     allowed = MODEL_METHODS[kind]
     base.setdefault("methods", list(allowed))
     unknown = [m for m in base["methods"] if m not in METHODS]

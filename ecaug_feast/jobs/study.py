@@ -22,9 +22,10 @@ temporal cut); the report names it and the processed dataset's path. For every h
 Sequence model (``model_type="sequence"``): ``real_only`` is trained from scratch on the truncated
 training histories; ``seq_ops``, ``pseudo_prior`` and ``gan_augmented`` each build extra histories
 from the truncated TRAINING histories only; for every size in ``seq_ratios`` (augmented histories
-per real history) the real-only model is fine-tuned on real + augmented histories; size 0 (keep
-real-only) is a candidate and the choice is made on validation NDCG@10 only; the test split is
-scored once.
+per real history) the real-only model is fine-tuned on real + augmented histories
+(``seq_protocol="finetune"``), or, in ASReP's order (``"pretrain"``), a fresh model is trained on
+real + augmented histories and then fine-tuned on the real ones alone; size 0 (keep real-only) is a
+candidate and the choice is made on validation NDCG@10 only; the test split is scored once.
 
 Cells (f, s) are independent and run in ``workers`` processes. Output: ``results.json``,
 ``table.md``, ``report.md``, ``ndcg_vs_fraction.png`` under the output directory.
@@ -227,9 +228,15 @@ def _sequence_rows(cfg: ExperimentConfig, data, valid, test, base: dict[str, Any
             if n == 0:
                 break
             mixed = combine_histories(hist, [pool[i] for i in order[:n]], scfg.max_len)
-            f = train_seq(data, valid, scfg, ft, init_state=res.state, histories=mixed)
+            extra: dict[str, Any] = {}
+            if cfg.seq_protocol == "pretrain":  # ASReP: fresh model on the mix, then real histories only
+                pre = train_seq(data, valid, scfg, SeqTrainConfig(seed=seed, **cfg.seq_train), histories=mixed)
+                extra = {"pretrain_epochs": pre.best_epoch}
+                f = train_seq(data, valid, scfg, ft, init_state=pre.state)
+            else:
+                f = train_seq(data, valid, scfg, ft, init_state=res.state, histories=mixed)
             v = evaluate_seq(f.model, data, valid, "valid", seed=seed)
-            tried.append({"ratio": r, "histories": n, "ndcg@10": v["ndcg@10"], "epochs": f.best_epoch})
+            tried.append({"ratio": r, "histories": n, "ndcg@10": v["ndcg@10"], "epochs": f.best_epoch, **extra})
             if v["ndcg@10"] > best["valid"]["ndcg@10"]:
                 best = {"ratio": r, "valid": v, "model": f.model, "epochs": f.best_epoch}
             if n == len(pool):
@@ -423,6 +430,8 @@ def run_study(ws: Any, cfg: ExperimentConfig, out_dir: str | Path | None = None,
             "tie_break": "random",
             "test_touched": "once per (method, fraction, seed), for the configuration chosen on validation",
             "history_fraction": "each user's most recent share of training events, features rebuilt from it",
+            "augmented_histories": ("sequence model: a fresh model trained on real + augmented histories, then fine-tuned on real alone (ASReP's order)"
+                                    if cfg.seq_protocol == "pretrain" else "sequence model: real-only's model fine-tuned on real + augmented histories"),
         },
         "results": results,
         "verdict": verdict(results),

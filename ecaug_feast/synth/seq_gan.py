@@ -58,6 +58,8 @@ from typing import Any
 
 import numpy as np
 
+from ecaug_feast.synth.linear_ce import linear_cross_entropy
+
 SEGMENTS = ("cold", "light", "heavy", "tail")
 
 
@@ -174,16 +176,22 @@ def _nets(vocab_out: int, n_tokens: int, cfg: SeqGANConfig):
             nn.init.normal_(self.tok.weight, std=0.02)
             nn.init.normal_(self.pos.weight, std=0.02)
 
-        def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None, target: torch.Tensor | None = None,
+                    reduction: str = "mean") -> torch.Tensor:
             """Logits [B, L, vocab_out] at every position, or [N, vocab_out] at the positions where
             the boolean ``keep`` [B, L] is True (the output projection over the whole vocabulary is
-            most of the cost: padding and unused positions skip it)."""
+            most of the cost: padding and unused positions skip it). With ``target`` [N] (the
+            tokens at the kept positions): their cross-entropy instead, never holding all N x
+            vocab_out logits at once (:func:`linear_cross_entropy`). The loss is taken inside
+            ``forward`` so that a DDP wrapper sees one forward per backward."""
             L = x.shape[1]
             h = self.tok(x) + self.pos(torch.arange(L, device=x.device))[None]
             mask = nn.Transformer.generate_square_subsequent_mask(L, device=x.device)
             h = self.enc(h, mask=mask, is_causal=True)
             if keep is not None:
                 h = h[keep]
+            if target is not None:
+                return linear_cross_entropy(self.ln(h), self.tok.weight[:vocab_out], target, reduction)
             return self.project(h)
 
         def project(self, h: torch.Tensor) -> torch.Tensor:
@@ -358,7 +366,6 @@ class SequenceGAN:
         sum over ALL the batch's tokens times the world size (DDP averages the ranks' gradients),
         so the gradient equals one process's on the whole batch."""
         import torch
-        from torch.nn import functional as F
 
         # logits only where the target is a token (not PAD): the same loss as ignore_index=0 over
         # the padded batch, without projecting the padding onto the vocabulary
@@ -366,14 +373,14 @@ class SequenceGAN:
             x = torch.from_numpy(self._pad(batch)).to(self.device)
             y = x[:, 1:]
             keep = y > 0
-            return F.cross_entropy((self.gen if net is None else net)(x[:, :-1], keep), y[keep])
+            return (self.gen if net is None else net)(x[:, :-1], keep, y[keep])
         n_tok = sum(len(r) - 1 for r in batch)  # every token is >= 1: PAD (0) only pads
         part = batch[self.rank :: self.world]
         w = self.world / n_tok if part else 0.0  # an empty slice still runs (DDP), weight 0
         x = torch.from_numpy(self._pad(part or batch[:1])).to(self.device)
         y = x[:, 1:]
         keep = y > 0
-        return F.cross_entropy(net(x[:, :-1], keep), y[keep], reduction="sum") * w
+        return net(x[:, :-1], keep, y[keep], "sum") * w
 
     def heldout_nll(self) -> float:
         """Mean per-token NLL on the held-out TRAINING histories (a likelihood check, not a test)."""

@@ -84,6 +84,32 @@ def test_experiment_sequence_model_json(tmp_path, feast_env):
     assert "History pools" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
+def test_experiment_pretrain_protocol(tmp_path, feast_env):
+    """``--seq-protocol pretrain`` (ASReP's order): a fresh model on real + augmented histories, then
+    fine-tuned on real alone; the run says so, and the size is still chosen on validation."""
+    out = tmp_path / "exp-pre"
+    cmd = [sys.executable, "-m", "ecaug_feast.cli.main", "experiment", "--quick", "--fractions", "1.0", "--seeds", "1",
+           "--max-users", "300", "--workers", "1", "--methods", "real_only,seq_ops", "--seq-protocol", "pretrain",
+           "--out", str(out), "--json"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[2])
+    assert p.returncode == 0, p.stderr[-3000:]
+    full = json.loads((out / "results.json").read_text())
+    assert full["config"]["seq_protocol"] == "pretrain" and "ASReP" in full["protocol"]["augmented_histories"]
+    run = next(r for r in full["runs"] if r["method"] == "seq_ops")
+    sized = [t for t in run["tried"] if t["ratio"] > 0]
+    assert sized and all(t["pretrain_epochs"] >= 1 for t in sized), run["tried"]
+    chosen = run["ratio"]
+    assert next(t for t in run["tried"] if t["ratio"] == chosen)["ndcg@10"] == max(t["ndcg@10"] for t in run["tried"])
+
+
+def test_bad_seq_protocol_is_one_line_error():
+    p = subprocess.run([sys.executable, "-m", "ecaug_feast.cli.main", "experiment", "--seq-protocol", "mix"],
+                       capture_output=True, text=True)
+    assert p.returncode == 2, p.stderr
+    assert "--seq-protocol must be one of finetune, pretrain" in p.stderr and "Traceback" not in p.stderr
+
+
 def test_bag_model_rejects_history_methods():
     p = subprocess.run([sys.executable, "-m", "ecaug_feast.cli.main", "experiment", "--model", "bag", "--methods", "gan_augmented"],
                        capture_output=True, text=True)
