@@ -132,14 +132,12 @@ def write_sequence_run(ws: Workspace, res: SeqAugmentResult, th: TrainingHistori
                        figures: Path | None = None) -> dict[str, Any]:
     """Write ``res`` (accepted histories of ``th``) as a run; activate and publish it if it passed."""
     from ecaug_feast import synth_store
-    from ecaug_feast.synth.seq_pipeline import features_of_events, synthetic_events
+    from ecaug_feast.synth.seq_pipeline import features_of_events, history_end_times, synthetic_events
 
     seed = cfg.seed
     run_id, seq = synth_store.new_run_id()  # under the runs lock: distinct number and id range
     try:
-        # an expansion ends where its real user's history ends; a synthetic user where a random one's does
-        syn_end = np.random.default_rng(seed).choice(th.last_ns, len(res.histories))
-        end = np.where(res.source >= 0, th.last_ns[np.maximum(res.source, 0)], syn_end)
+        end = history_end_times(res.source, th.last_ns, seed)
         events = synthetic_events(res.histories, end, th.train, synth_store.user_id_start(seq), seed)
         users = features_of_events(events, th.train, th.attributes) if len(events) else S.USER_SCHEMA.empty_table().to_pandas()
         lens = np.array([len(h) for h in res.histories], np.int64)

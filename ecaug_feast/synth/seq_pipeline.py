@@ -190,6 +190,17 @@ def synthetic_events(hists: list[np.ndarray], end_times_ns: np.ndarray, train: p
     return pd.DataFrame({S.USER_ID: uid, S.ITEM_ID: items, S.EVENT_TIMESTAMP: pd.to_datetime(row_end - back, utc=True)})
 
 
+def history_end_times(source: np.ndarray, last_ns: np.ndarray, seed: int = 0) -> np.ndarray:
+    """When each accepted history ends (ns): an expansion where its real user's history ends
+    (``last_ns[source]``), a whole synthetic user (``source`` -1) where a random real user's does.
+    Point-in-time features depend on the time (popularity so far, days since the last event): all
+    histories ending at the last training time would make the rows tell themselves apart."""
+    source = np.asarray(source, np.int64)
+    last_ns = np.asarray(last_ns, np.int64)
+    syn_end = np.random.default_rng(seed).choice(last_ns, len(source))
+    return np.where(source >= 0, last_ns[np.maximum(source, 0)], syn_end)
+
+
 def features_of_events(events: pd.DataFrame, train: pd.DataFrame, attributes: dict[int, list[int]]) -> pd.DataFrame:
     """``user_features`` rows of the synthetic users in ``events`` (:func:`synthetic_events`), by
     the same builder as real users (``ecaug_feast.features.build.build_user_features``). The real

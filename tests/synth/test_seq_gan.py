@@ -125,6 +125,16 @@ def test_feature_rows_follow_the_histories_in_the_synthetic_key_space(planted):
         feature_rows(hists, end, data.train, attrs, first_id=5)
 
 
+def test_history_end_times_follow_the_source_user():
+    """An expansion ends where its real user's history ends; a synthetic user where some real one's does."""
+    from ecaug_feast.synth.seq_pipeline import history_end_times
+
+    last = np.array([100, 200, 300], np.int64)
+    end = history_end_times(np.array([2, 0, -1, -1, 1]), last, seed=0)
+    assert end[[0, 1, 4]].tolist() == [300, 100, 200]
+    assert set(end[[2, 3]].tolist()) <= set(last.tolist())
+
+
 def test_window_c2st_tells_random_histories_apart_but_not_real_ones():
     """Histories that follow the real transitions score near .5 (and the real-vs-real control
     too); uniformly random items are caught. Each real reference window comes from a distinct
