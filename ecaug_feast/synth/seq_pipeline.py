@@ -62,13 +62,16 @@ def embedder_for(gan: SequenceGAN) -> HistoryEmbedder:
 
 
 def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmentConfig | None = None,
-                      report_dir: str | Path | None = None) -> SeqAugmentResult:
-    """The whole pipeline on TRAINING histories; ``report_dir``: where the figure goes (optional)."""
+                      report_dir: str | Path | None = None, gan: SequenceGAN | None = None) -> SeqAugmentResult:
+    """The whole pipeline on TRAINING histories; ``report_dir``: where the figure goes (optional).
+    ``gan``: a generator already fitted on these same histories (the fit is skipped: e.g. to
+    compare sampling settings, ``benchmarks/seq_realism.py``); ``config.gan`` is then unused."""
     cfg = config or SeqAugmentConfig()
     t0 = time.time()
     values, offsets = np.asarray(values, np.int64), np.asarray(offsets, np.int64)
     real = [values[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
-    gan = SequenceGAN(cfg.gan).fit(values, offsets)
+    if gan is None:
+        gan = SequenceGAN(cfg.gan).fit(values, offsets)
     t_fit = time.time() - t0
 
     # (a) expand short real histories; (b) whole users for sparse segments

@@ -67,6 +67,22 @@ def test_study_pools_are_train_only(planted):
     assert "c2st_auc_sequences" in info and "c2st_auc_features" in info
 
 
+def test_pipeline_reuses_a_fitted_generator(planted):
+    """``augment_histories(..., gan=g)`` skips the fit and samples from ``g`` with its settings:
+    the same generator at another temperature gives other histories (what seq_realism.py compares)."""
+    from ecaug_feast.synth.seq_pipeline import SeqAugmentConfig, augment_histories
+
+    _, _, _, h, _ = planted
+    cfg = SeqAugmentConfig(gan=SeqGANConfig(**TINY), synthetic_share=0.1)
+    g = SequenceGAN(cfg.gan).fit(h.values, h.offsets)
+    a = augment_histories(h.values, h.offsets, cfg, gan=g)
+    assert a.gan is g and a.metrics["generator"] is g.report and a.histories
+    g.cfg.temperature = 0.5
+    b = augment_histories(h.values, h.offsets, cfg, gan=g)
+    assert b.metrics["fit_seconds"] < 1.0 and b.gan is g
+    assert [x.tolist() for x in a.histories] != [x.tolist() for x in b.histories]
+
+
 def test_expand_prepends_in_reverse_and_appends_forward(planted):
     _, _, _, h, _ = planted
     rows = np.flatnonzero(h.lengths == 2)[:10]
