@@ -31,7 +31,7 @@ def _function() -> Any:
 
     class _LinearCE(torch.autograd.Function):
         @staticmethod
-        def forward(ctx, h, w, y, rows: int):  # type: ignore[override]
+        def forward(ctx, h, w, y, weight, rows: int):  # type: ignore[override]
             need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
             dh = torch.empty_like(h) if need_h else None
             dw = torch.zeros_like(w) if need_w else None
@@ -40,10 +40,16 @@ def _function() -> Any:
                 hc, yc = h[s : s + rows], y[s : s + rows]
                 z = hc @ w.T
                 lse = torch.logsumexp(z, 1)
-                total += (lse - z.gather(1, yc[:, None]).squeeze(1)).sum()
-                # z becomes dL/dz = softmax(z) - onehot(y), in place
+                ce = lse - z.gather(1, yc[:, None]).squeeze(1)
+                # z becomes dL/dz = weight * (softmax(z) - onehot(y)), in place
                 z.sub_(lse[:, None]).exp_()
                 z[torch.arange(len(yc), device=z.device), yc] -= 1
+                if weight is None:
+                    total += ce.sum()
+                else:
+                    wc = weight[s : s + rows]
+                    total += (wc * ce).sum()
+                    z.mul_(wc[:, None])
                 if need_h:
                     torch.mm(z, w, out=dh[s : s + rows])
                 if need_w:
@@ -54,26 +60,32 @@ def _function() -> Any:
         @staticmethod
         def backward(ctx, g):  # type: ignore[override]
             dh, dw = ctx.saved_tensors
-            return (None if dh is None else dh * g, None if dw is None else dw * g, None, None)
+            return (None if dh is None else dh * g, None if dw is None else dw * g, None, None, None)
 
     _FN = _LinearCE
     return _FN
 
 
-def linear_cross_entropy(h: Any, w: Any, y: Any, reduction: str = "mean", chunk_bytes: int = 16 << 20) -> Any:
+def linear_cross_entropy(h: Any, w: Any, y: Any, reduction: str = "mean", weight: Any = None,
+                         chunk_bytes: int = 16 << 20) -> Any:
     """``F.cross_entropy(h @ w.T, y, reduction=reduction)`` for ``h`` [n, d], ``w`` [V, d] and
     targets ``y`` [n] in ``0..V-1``, with at most ``chunk_bytes`` of logits alive at a time.
+    ``weight`` [n] (no gradient): each row's loss times its weight (``(weight * ce).sum()`` for
+    ``"sum"``, divided by n for ``"mean"``): a policy-gradient loss is ``-advantage x log p``.
     ``reduction``: ``"mean"`` or ``"sum"``. Differentiable in ``h`` and ``w``."""
     import torch
     from torch.nn import functional as F
 
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', not {reduction!r}")
+    if weight is not None:
+        weight = weight.detach().to(h.dtype)
     rows = max(1, int(chunk_bytes) // (h.element_size() * max(1, w.shape[0])))
     if torch.is_grad_enabled() and (h.requires_grad or w.requires_grad):
-        total = _function().apply(h, w, y, rows)
+        total = _function().apply(h, w, y, weight, rows)
     else:  # evaluation: chunks, no gradient buffers
         total = h.new_zeros(())
         for s in range(0, h.shape[0], rows):
-            total = total + F.cross_entropy(h[s : s + rows] @ w.T, y[s : s + rows], reduction="sum")
+            ce = F.cross_entropy(h[s : s + rows] @ w.T, y[s : s + rows], reduction="none")
+            total = total + (ce if weight is None else ce * weight[s : s + rows]).sum()
     return total / max(1, h.shape[0]) if reduction == "mean" else total

@@ -177,12 +177,13 @@ def _nets(vocab_out: int, n_tokens: int, cfg: SeqGANConfig):
             nn.init.normal_(self.pos.weight, std=0.02)
 
         def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None, target: torch.Tensor | None = None,
-                    reduction: str = "mean") -> torch.Tensor:
+                    reduction: str = "mean", weight: torch.Tensor | None = None) -> torch.Tensor:
             """Logits [B, L, vocab_out] at every position, or [N, vocab_out] at the positions where
             the boolean ``keep`` [B, L] is True (the output projection over the whole vocabulary is
             most of the cost: padding and unused positions skip it). With ``target`` [N] (the
             tokens at the kept positions): their cross-entropy instead, never holding all N x
-            vocab_out logits at once (:func:`linear_cross_entropy`). The loss is taken inside
+            vocab_out logits at once (:func:`linear_cross_entropy`; ``weight``: per-target
+            weights, the policy gradient's advantages). The loss is taken inside
             ``forward`` so that a DDP wrapper sees one forward per backward."""
             L = x.shape[1]
             h = self.tok(x) + self.pos(torch.arange(L, device=x.device))[None]
@@ -191,7 +192,7 @@ def _nets(vocab_out: int, n_tokens: int, cfg: SeqGANConfig):
             if keep is not None:
                 h = h[keep]
             if target is not None:
-                return linear_cross_entropy(self.ln(h), self.tok.weight[:vocab_out], target, reduction)
+                return linear_cross_entropy(self.ln(h), self.tok.weight[:vocab_out], target, reduction, weight)
             return self.project(h)
 
         def project(self, h: torch.Tensor) -> torch.Tensor:
@@ -630,9 +631,6 @@ class SequenceGAN:
             self._gen_t.train()
             keep = x[:, 1:] > 0
             m = keep.float()
-            # log-probabilities of the sampled tokens, projected only where a token was sampled
-            logp = torch.zeros_like(m)
-            logp[keep] = -F.cross_entropy(self._gen_t(x[:, :-1], keep).float(), x[:, 1:][keep], reduction="none")
             with torch.no_grad():
                 r = torch.sigmoid(self.disc(x))[:, 1:] * m
                 # discounted returns, right to left
@@ -646,7 +644,9 @@ class SequenceGAN:
                 std = self._gsum((((ret - mean) ** 2) * m).sum(0)).div(cnt).sqrt().clamp(min=1e-3)
                 adv = (ret - mean) / std * m
                 n_m, r_sum = self._gsum(torch.stack([m.sum(), r.sum()]))
-            pg = -(adv * logp).sum() / n_m * self.world
+            # REINFORCE: -sum(adv x log p(sampled token)) = sum(adv x cross-entropy), taken only
+            # where a token was sampled, without the full-vocabulary logits (linear_cross_entropy)
+            pg = self._gen_t(x[:, :-1], keep, x[:, 1:][keep], "sum", adv[keep] * (self.world / n_m))
             g_opt.zero_grad()
             pg.backward()
             torch.nn.utils.clip_grad_norm_(self.gen.parameters(), 1.0)

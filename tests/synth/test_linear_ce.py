@@ -25,6 +25,26 @@ def test_matches_plain_cross_entropy(reduction: str, chunk_bytes: int) -> None:
         torch.testing.assert_close(linear_cross_entropy(h, w, y, reduction, chunk_bytes=chunk_bytes), ref)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_weighted_rows_match_a_weighted_sum(reduction: str) -> None:
+    """A policy-gradient loss: sum of weight x per-row cross-entropy (weights of either sign)."""
+    g = torch.Generator().manual_seed(1)
+    h = torch.randn(17, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 6, (17,), generator=g)
+    a = torch.randn(17, generator=g, dtype=torch.float64)
+    ref = (a * F.cross_entropy(h @ w.T, y, reduction="none")).sum()
+    ref = ref / 17 if reduction == "mean" else ref
+    rh, rw = torch.autograd.grad(ref, (h, w))
+    got = linear_cross_entropy(h, w, y, reduction, weight=a, chunk_bytes=8 * 6 * 5)
+    gh, gw = torch.autograd.grad(got, (h, w))
+    torch.testing.assert_close(got, ref)
+    torch.testing.assert_close(gh, rh)
+    torch.testing.assert_close(gw, rw)
+    with torch.no_grad():
+        torch.testing.assert_close(linear_cross_entropy(h, w, y, reduction, weight=a, chunk_bytes=8 * 6 * 5), ref)
+
+
 def test_gradient_reaches_a_slice_of_a_tied_weight() -> None:
     """The generator passes ``tok.weight[:V]`` (tied embeddings): rows past V get no gradient."""
     emb = torch.nn.Embedding(10, 4)
