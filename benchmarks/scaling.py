@@ -468,7 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--machine-gb", type=float, default=128, help="memory of the one machine (projection)")
     ap.add_argument("--hours", type=float, default=24, help="wall time one stage may take on it (projection)")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--previous", help="an earlier --json output: its scales join the fit (run scales one at a time)")
+    ap.add_argument("--previous", help="an earlier --json output: its scales join the fit (run scales one at a time); "
+                    "at a scale run again, the stages run now replace its figures and the others are kept")
     ap.add_argument("--stage", help=argparse.SUPPRESS)  # internal: run one stage here
     ap.add_argument("--home", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -484,9 +485,10 @@ def main(argv: list[str] | None = None) -> int:
             rec = dict(rec)
             known_users[float(key)] = rec.pop("users", None)
             results[float(key)] = {st: v for st, v in rec.items() if isinstance(v, dict)}
-    for k in a.scales:
-        results[k] = run_scale(k, a.stages, a)
-    out = growth(results, known_users, a.stages, a.machine_gb, a.hours)
+    for k in a.scales:  # a scale run again keeps the earlier run's stages it does not rerun
+        results[k] = {**results.get(k, {}), **run_scale(k, a.stages, a)}
+    stages = [st for st in STAGES if any(st in r for r in results.values())]
+    out = growth(results, known_users, stages, a.machine_gb, a.hours)
     out.update(max_batches=a.max_batches, gen_chunks=a.gen_chunks, extrapolate_above=a.extrapolate_above, max_gb=a.max_gb,
                generator={"mle_epochs": a.gen_mle_epochs, "adv_steps": a.gen_adv_steps, "expand_shorter_than": SHORT,
                           "expand_by": EXPAND_BY, "synthetic_share": SYNTH_SHARE})

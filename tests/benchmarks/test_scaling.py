@@ -127,3 +127,20 @@ def test_memory_cap_says_cannot_run_here(sc):
     assert "0.25 GiB" in err["error"]
     other = sc._stage_error(subprocess.CompletedProcess([], 1, "", "Traceback...\nValueError: bad column"), 0.25)
     assert other == {"error": "ValueError: bad column"}
+
+
+def test_rerun_stages_replace_and_keep_the_rest(sc, tmp_path, capsys):
+    """``--previous`` with a scale run again: the stages run now replace that scale's figures, the
+    others stay (a generator change reruns gen_fit alone; its exponent joins the earlier stages')."""
+    import json
+
+    prev = {"scales": {"0.02": {"users": 447, "ingest": {"seconds": 99.0, "peak_rss_mb": 1.0, "base_rss_mb": 0.5},
+                                "index": {"seconds": 1.5, "peak_rss_mb": 400.0, "base_rss_mb": 300.0}}}}
+    f = tmp_path / "prev.json"
+    f.write_text(json.dumps(prev))
+    assert sc.main(["--scales", "0.02", "--stages", "ingest", "--previous", str(f), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    rec = out["scales"]["0.02"]
+    assert rec["index"]["seconds"] == 1.5  # kept
+    assert rec["ingest"]["seconds"] != 99.0 and rec["ingest"]["users"] == 447  # replaced by this run's
+    assert [r["stage"] for r in out["growth"]] == ["ingest", "index"]
