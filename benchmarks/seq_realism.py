@@ -36,13 +36,13 @@ def main() -> None:
     import torch
 
     from ecaug_feast import schema as S
-    from ecaug_feast.jobs.augment_seq import load_training_histories, seq_config
+    from ecaug_feast.jobs.augment_seq import load_training_histories, seq_config_file
     from ecaug_feast.jobs.workspace import Workspace
     from ecaug_feast.synth.seq_gan import SequenceGAN
     from ecaug_feast.synth.seq_pipeline import augment_histories, feature_c2st, feature_rows, history_end_times
 
     torch.set_num_threads(a.threads)
-    cfg = seq_config(json.loads(a.config.read_text()) if a.config else None, seed=a.seed)
+    cfg = seq_config_file(a.config, seed=a.seed)
     ws = Workspace.from_env()
     th = load_training_histories(ws, cfg.gan.max_len)
     real_rows = pd.read_parquet(ws.feast_dir / "user_features.parquet", columns=[S.USER_ID, *S.USER_SCALAR_COLUMNS])
@@ -71,4 +71,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from ecaug_feast.errors import EcaugError
+
+    try:
+        main()
+    except EcaugError as exc:  # a bad --config or state folder: one line, exit 2 (as the CLI)
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -118,17 +118,10 @@ def _emit_run(out: dict[str, Any], as_json: bool, head: str) -> None:
 def _augment_sequence(dataset: Optional[str], seed: int, steps: Optional[int], max_c2st: Optional[float],
                       config: Optional[Path], publish: bool, as_json: bool) -> None:
     """``ecaug augment --generator sequence``: the job, its summary, exit 1 when the gate failed."""
-    from ecaug_feast.errors import DataValidationError
-    from ecaug_feast.jobs.augment_seq import augment_seq_run, seq_config
+    from ecaug_feast.jobs.augment_seq import augment_seq_run, seq_config_file
     from ecaug_feast.jobs.workspace import Workspace
 
-    over: dict[str, Any] = {}
-    if config is not None:
-        try:
-            over = json.loads(config.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DataValidationError(config, None, f"not a readable JSON file ({type(exc).__name__}: {exc})") from None
-    cfg = seq_config(over, seed=seed, source=str(config or "--config"))
+    cfg = seq_config_file(config, seed=seed)
     if steps is not None:
         cfg.gan.adv_steps = steps
     if max_c2st is not None:

@@ -104,6 +104,18 @@ def seq_config(overrides: Any = None, seed: int = 0, source: str = "--config") -
     return _dataclass_of(SeqAugmentConfig, {"seed": seed, **over}, source)
 
 
+def seq_config_file(path: Path | None, seed: int = 0) -> SeqAugmentConfig:
+    """:func:`seq_config` from a JSON file (``ecaug augment --config``); None: the defaults.
+    An unreadable or invalid file: one-line error naming it."""
+    over: dict[str, Any] = {}
+    if path is not None:
+        try:
+            over = json.loads(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DataValidationError(path, None, f"not a readable JSON file ({type(exc).__name__}: {exc})") from None
+    return seq_config(over, seed=seed, source=str(path or "--config"))
+
+
 def _dataclass_of(cls: Any, kw: dict[str, Any], source: str) -> Any:
     from dataclasses import fields
 
