@@ -195,6 +195,7 @@ def test_finetune_refuses_a_column_run(feast_env, published):
 
     cfg = AugmentConfig(gan=GANConfig(max_steps=50, eval_every=25, calib_rows=1000), max_fit_rows=1500, holdout_rows=300,
                         gates=GateConfig(max_c2st_auc=1.0, min_column_shapes=0.0, min_pair_trends=0.0, c2st_rows=500))
+    _base_checkpoint(published["ws"], feast_env.data.name)  # its own base: not the test before's
     col = augment_run(published["ws"], rows=100, seed=1, config=cfg, publish=False)
     r = CliRunner().invoke(app, ["finetune", "--from", "seqpub-base", "--run", col["run_id"], "--mix-ratio", "0.5",
                                  "--dataset", feast_env.data.name])
