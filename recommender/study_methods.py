@@ -106,11 +106,11 @@ def seq_pool(method: str, data, hist, scfg, seed: int, seq_gan: dict[str, Any] |
         out = g.expand(hist.values, hist.offsets, short, n_new, seed=seed)
         return out, {"seconds": round(time.time() - t0, 2), "expanded": int(len(short)), "generator_nll": g.report.get("nll_mle")}
     if method == "gan_augmented":
-        from ecaug_feast.synth.seq_pipeline import SeqAugmentConfig, augment_histories, feature_c2st, feature_rows, history_end_times
+        from ecaug_feast.synth.seq_pipeline import HistoryTimes, SeqAugmentConfig, augment_histories, feature_c2st, feature_rows
 
         acfg = SeqAugmentConfig(gan=SeqGANConfig(**{"reverse": True, "adversarial": True, **gan_over}), seed=seed,
                                 **{k: v for k, v in seq_aug.items() if k in ("expand_below", "n_new", "synthetic_share", "sparse_share")})
-        res = augment_histories(hist.values, hist.offsets, acfg)
+        res = augment_histories(hist.values, hist.offsets, acfg, times=HistoryTimes.of(data.train, hist.user_ids))
         m = res.metrics
         info = {k: m.get(k) for k in ("generated", "expanded", "synthetic", "accepted", "dropped_low_confidence", "dropped_off_segment",
                                       "dropped_privacy", "gate", "c2st_auc_sequences", "c2st_auc_sequences_real_vs_real", "catalogue_coverage", "tail_share", "real_tail_share",
@@ -121,10 +121,7 @@ def seq_pool(method: str, data, hist, scfg, seed: int, seq_gan: dict[str, Any] |
         if res.histories:  # features follow behaviour: the real builder on the generated histories
             attrs = dict(zip(data.items["item_id"].astype(int), data.items["attributes"]))
             # as the augment job: each history ends where its real user's (or a random user's) does
-            ts = pd.to_datetime(data.train["event_timestamp"], utc=True).astype("int64")
-            last = ts.groupby(data.train["user_id"].to_numpy()).max()
-            end = history_end_times(res.source, last.reindex(hist.user_ids).fillna(ts.max()).to_numpy(np.int64), seed)
-            fr = feature_rows(res.histories, end, data.train, attrs, seed=seed)
+            fr = feature_rows(res.histories, res.end_ns, data.train, attrs, seed=seed)
             from ecaug_feast.features.build import build_user_features
 
             auc = feature_c2st(fr, build_user_features(data.train, attrs), seed=seed)

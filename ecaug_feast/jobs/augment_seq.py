@@ -129,13 +129,13 @@ def _dataclass_of(cls: Any, kw: dict[str, Any], source: str) -> Any:
 def augment_seq_run(ws: Workspace, config: SeqAugmentConfig | None = None, seed: int = 0, dataset: str | None = None,
                     publish: bool = True, lineage_extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run ``ecaug augment --generator sequence``; returns the summary printed with ``--json``."""
-    from ecaug_feast.synth.seq_pipeline import augment_histories
+    from ecaug_feast.synth.seq_pipeline import HistoryTimes, augment_histories
 
     cfg = config or SeqAugmentConfig(seed=seed)
     th = load_training_histories(ws, cfg.gan.max_len)
     check_dataset(dataset, th.lineage)
     with tempfile.TemporaryDirectory(prefix="ecaug-seq-") as rep:
-        res = augment_histories(th.values, th.offsets, cfg, report_dir=rep)
+        res = augment_histories(th.values, th.offsets, cfg, report_dir=rep, times=HistoryTimes.of(th.train, th.user_ids))
         return write_sequence_run(ws, res, th, cfg, publish=publish, lineage_extra=lineage_extra, figures=Path(rep))
 
 
@@ -149,7 +149,8 @@ def write_sequence_run(ws: Workspace, res: SeqAugmentResult, th: TrainingHistori
     seed = cfg.seed
     run_id, seq = synth_store.new_run_id()  # under the runs lock: distinct number and id range
     try:
-        end = history_end_times(res.source, th.last_ns, seed)
+        # the pipeline dates what it generated when given the times; else as it would have
+        end = res.end_ns if res.end_ns is not None else history_end_times(res.source, th.last_ns, seed)
         events = synthetic_events(res.histories, end, th.train, synth_store.user_id_start(seq), seed)
         users = features_of_events(events, th.train, th.attributes) if len(events) else S.USER_SCHEMA.empty_table().to_pandas()
         lens = np.array([len(h) for h in res.histories], np.int64)

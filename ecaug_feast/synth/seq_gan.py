@@ -85,6 +85,11 @@ class SeqGANConfig:
     gamma: float = 0.9            # reward discount
     gen_max_len: int = 30         # longest whole synthetic history sampled
     temperature: float = 1.0
+    transition_mix: float = 0.08  # sampling only (expand, sample_users; the adversarial phase samples the
+                                  # generator alone, on-policy): share of each step's probability taken from
+                                  # the training transitions out of the previous item (_sample_tokens); 0 = off
+    popularity_bias: float = 0.0  # sampling only: + this x log(training count) on each item's logit
+                                  # (a calibrated under-trained softmax over-samples the tail); 0 = off
     tail_share: float = 0.8       # items outside the most popular ones covering this share are "tail"
     max_seconds: float | None = None
     seed: int = 0
@@ -154,6 +159,20 @@ def history_segments(values: np.ndarray, offsets: np.ndarray, tail: np.ndarray) 
     row = np.repeat(np.arange(len(lens)), lens)
     frac = np.bincount(row, weights=is_tail, minlength=len(lens)) / np.maximum(lens, 1)
     return segment_of(lens, frac)
+
+
+def _transition_pairs(rows: list[np.ndarray], n_items: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(previous token, next item token, count) over encoded rows ``[SEG] items... [EOS]``:
+    consecutive ITEM tokens only (1..n_items), in the rows' (generation) order."""
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    cat = np.concatenate(rows)
+    ends = np.cumsum([len(r) for r in rows])
+    a, b = cat[:-1], cat[1:]
+    ok = (a >= 1) & (a <= n_items) & (b >= 1) & (b <= n_items)
+    ok &= ~np.isin(np.arange(len(a)), ends - 1)  # not across two rows
+    key, cnt = np.unique(a[ok] * (n_items + 2) + b[ok], return_counts=True)
+    return key // (n_items + 2), key % (n_items + 2), cnt.astype(np.float64)
 
 
 def _nets(vocab_out: int, n_tokens: int, cfg: SeqGANConfig):
@@ -339,6 +358,7 @@ class SequenceGAN:
                 self._gen_t = DDP(self.gen, device_ids=ids)
                 self._disc_t = DDP(self.disc, device_ids=ids)
             rows = self._encode_rows(values, offsets, seg)
+            self._pairs = _transition_pairs(rows, V)
             rows = [rows[i] for i in keep]
             self.seg_of_rows = seg[keep]
             rng = np.random.default_rng(cfg.seed)
@@ -436,8 +456,36 @@ class SequenceGAN:
         self.report["mle_heldout_nll"] = hist
 
     # -- sampling --------------------------------------------------------------------------------
+    def _transitions(self):
+        """Row-normalised counts of (previous token -> next item) over the training histories, in
+        generation order (newest to oldest when ``reverse``): CSR tensors (row pointers [tokens + 1],
+        next-token columns, probabilities)."""
+        import torch
+
+        if getattr(self, "_trans_t", None) is None:
+            a, b, c = self._pairs  # sorted by a (np.unique of a * base + b)
+            tot = np.bincount(a, weights=c, minlength=self.n_tok)
+            ptr = np.r_[0, np.cumsum(np.bincount(a, minlength=self.n_tok))]
+            val = (c / np.maximum(tot[a], 1)).astype(np.float32)
+            self._trans_t = tuple(torch.from_numpy(np.ascontiguousarray(t)).to(self.device) for t in (ptr, b, val))
+        return self._trans_t
+
+    def _transition_rows(self, trans, prev):
+        """Dense [B, outputs] rows of the transition table for the tokens ``prev`` [B]."""
+        import torch
+
+        ptr, col, val = trans
+        start = ptr[prev]
+        cnt = ptr[prev + 1] - start
+        row = torch.repeat_interleave(torch.arange(len(prev), device=prev.device), cnt)
+        first = torch.repeat_interleave(torch.cumsum(cnt, 0) - cnt, cnt)
+        idx = start[row] + torch.arange(int(cnt.sum()), device=prev.device) - first
+        out = torch.zeros(len(prev), self.n_out, device=prev.device)
+        out[row, col[idx]] = val[idx]
+        return out
+
     def _sample_tokens(self, prompts: np.ndarray, n_new: int, allow_eos: bool, rng_t, ban_seen: bool = True,
-                       cached: bool = True):
+                       cached: bool = True, bias: np.ndarray | None = None, mix: float = 0.0):
         """Autoregressive sampling from equal-length prompts [B, P]; returns [B, P + n_new] tokens
         (after an EOS only PAD follows; fewer columns when every row ended early).
 
@@ -446,16 +494,30 @@ class SequenceGAN:
         ``cached=False``: the step-by-step reference that re-runs the whole prefix and projects every
         position per token (the original path, kept for tests and ``benchmarks/seq_gan_fit.py
         --compare``). Both draw the same Gumbel noise in the same order, so with one seed they emit
-        the same tokens up to float rounding (tests/synth/test_seq_gan.py checks it)."""
+        the same tokens up to float rounding (tests/synth/test_seq_gan.py checks it).
+
+        ``bias`` [B, vocab items]: a log-prior added to every step's (tempered) item logits, i.e.
+        sampling from p_gen(item | prefix) x prior(item) (:class:`TimePrior`).
+
+        ``mix`` > 0: each step samples from (1 - mix) p_gen + mix p_train(next | previous item),
+        the second the training histories' transitions out of the row's previous token (no such
+        transition, or all of them banned: p_gen alone). Interpolating a neural model with a
+        count-based next-token distribution is kNN-LM's device (Khandelwal et al., ICLR 2020);
+        here it is the bigram of the training histories, because generated histories reuse the
+        item-to-item transitions real users share far less often than real histories do."""
         import torch
 
         x = torch.from_numpy(prompts).to(self.device)
+        if bias is not None:  # items only: PAD and EOS untouched
+            bias_t = torch.zeros(x.shape[0], self.n_out, device=self.device)
+            bias_t[:, 1 : self.n_out - 1] = torch.from_numpy(np.asarray(bias, np.float32)).to(self.device)
         B = x.shape[0]
         done = torch.zeros(B, dtype=torch.bool, device=self.device)
         seen = torch.zeros(B, self.n_out, dtype=torch.bool, device=self.device)
         if ban_seen:
             p = x.clamp(max=self.n_out - 1)
             seen.scatter_(1, p, (x < self.n_out - 1) & (x > 0))
+        trans = self._transitions() if mix > 0 else None  # built outside inference mode (kept across calls)
         out = [x]
         cache: list[list[Any]] = [[] for _ in self.gen.enc.layers]
         noise = None
@@ -471,10 +533,21 @@ class SequenceGAN:
                 # page-faulted anew each time (system time)
                 if self.cfg.temperature != 1.0:
                     logits.div_(self.cfg.temperature)
+                if bias is not None:
+                    logits.add_(bias_t)
                 logits[:, 0] = -math.inf
                 if not allow_eos or step == 0:
                     logits[:, self.n_out - 1] = -math.inf
                 logits.masked_fill_(seen, -math.inf)
+                if mix > 0:
+                    prev = (x[:, -1] if step == 0 else out[-1][:, 0]).clamp(max=self.n_tok - 1)
+                    tb = self._transition_rows(trans, prev)
+                    tb.masked_fill_(seen, 0.0)
+                    tb[:, 0] = 0.0
+                    tb[:, self.n_out - 1] = 0.0
+                    tot = tb.sum(1, keepdim=True)
+                    pg = torch.softmax(logits.float(), -1)
+                    logits = torch.where(tot > 0, (1 - mix) * pg + mix * tb / tot.clamp(min=1e-12), pg).log_()
                 # Gumbel-max: an exact sample of softmax(logits), much faster than torch.multinomial
                 # on CPU; noise = log(-log(u)), subtracted
                 if noise is None:
@@ -509,10 +582,24 @@ class SequenceGAN:
             out.append(self.vocab[r - 1])
         return out
 
+    def _item_bias(self, prior: tuple[np.ndarray, np.ndarray] | None, rows: np.ndarray | None, n: int) -> np.ndarray | None:
+        """The log-prior rows added to the item logits of ``n`` sampled histories: ``prior``'s rows
+        plus ``popularity_bias`` x log(training count) (None when neither is set)."""
+        beta = self.cfg.popularity_bias
+        if prior is None and beta == 0:
+            return None
+        b = np.zeros((n, len(self.vocab)), np.float32) if prior is None else prior[0][rows].astype(np.float32)
+        if beta:
+            lp = np.log(np.maximum(self.item_counts, 1)).astype(np.float32)
+            b += beta * (lp - lp.mean())
+        return b
+
     def sample_users(self, n: int, segment: int | np.ndarray | None = None, seed: int = 0,
-                     chunk: int = 512) -> tuple[list[np.ndarray], np.ndarray]:
+                     chunk: int = 512, prior: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[list[np.ndarray], np.ndarray]:
         """``n`` whole synthetic histories (oldest first) from segment tokens alone; ``segment``:
-        one index, one per history, or None (the training segment mix). Returns (histories, segments)."""
+        one index, one per history, or None (the training segment mix). ``prior``: (table [K, vocab]
+        of log-prior rows, row index per history), e.g. :class:`TimePrior` at each history's time.
+        Returns (histories, segments)."""
         rng = np.random.default_rng(seed)
         if segment is None:
             p = self.segment_counts / self.segment_counts.sum()
@@ -525,17 +612,19 @@ class SequenceGAN:
         V = len(self.vocab)
         for s in range(0, n, chunk):
             prompts = (V + 2 + segs[s : s + chunk])[:, None].astype(np.int64)
-            tok = self._sample_tokens(prompts, self.cfg.gen_max_len, True, g).cpu().numpy()
+            b = self._item_bias(prior, prior[1][s : s + chunk] if prior is not None else None, len(prompts))
+            tok = self._sample_tokens(prompts, self.cfg.gen_max_len, True, g, bias=b, mix=self.cfg.transition_mix).cpu().numpy()
             out.extend(self._decode(tok, 1))  # at most gen_max_len items (no EOS by then: cut)
         hists = [h[::-1].copy() if self.cfg.reverse else h for h in out]
         return hists, segs
 
     def expand(self, values: np.ndarray, offsets: np.ndarray, rows: np.ndarray, n_new: int | np.ndarray,
-               seed: int = 0, chunk: int = 512) -> list[np.ndarray]:
+               seed: int = 0, chunk: int = 512, prior: tuple[np.ndarray, np.ndarray] | None = None) -> list[np.ndarray]:
         """For each history ``rows`` of the CSR (oldest first) generate ``n_new`` items conditioned
         on it (and on the segment it will have after expansion): prepended when ``reverse``
         (pseudo-prior items), else appended. Items outside the vocabulary are dropped from the
-        prompt. Returns the expanded histories (oldest first), at most ``max_len`` items."""
+        prompt. ``prior``: (table [K, vocab] of log-prior rows, row index per entry of ``rows``), as
+        in :meth:`sample_users`. Returns the expanded histories (oldest first), at most ``max_len`` items."""
         values, offsets = np.asarray(values, np.int64), np.asarray(offsets, np.int64)
         rows = np.asarray(rows, np.int64)
         n_new = np.broadcast_to(np.asarray(n_new, np.int64), rows.shape)
@@ -560,7 +649,8 @@ class SequenceGAN:
                 sub_v = np.concatenate([known[i] for i in ii]) if len(ii) else np.zeros(0, np.int64)
                 sub_o = np.concatenate([[0], np.cumsum([len(known[i]) for i in ii])])
                 prompts = self._pad(self._encode_rows(sub_v, sub_o, segs[ii], eos=False))
-                tok = self._sample_tokens(prompts, int(n_new[ii[0]]), False, g).cpu().numpy()
+                b = self._item_bias(prior, prior[1][ii] if prior is not None else None, len(ii))
+                tok = self._sample_tokens(prompts, int(n_new[ii[0]]), False, g, bias=b, mix=self.cfg.transition_mix).cpu().numpy()
                 gen = self._decode(tok, prompts.shape[1])
                 for j, i in enumerate(ii):
                     h = known[i]
@@ -568,6 +658,84 @@ class SequenceGAN:
                     full = np.concatenate([new[::-1], h]) if self.cfg.reverse else np.concatenate([h, new])
                     res[i] = full[-self.cfg.max_len :]  # the newest max_len
         return [r if r is not None else np.zeros(0, np.int64) for r in res]
+
+    # -- discriminator rejection ---------------------------------------------------------------
+    def realism_scores(self, candidates: list[np.ndarray], reference: list[np.ndarray], folds: int = 2,
+                       epochs: int = 3, batch: int = 256, seed: int = 0) -> tuple[np.ndarray, float]:
+        """How real each generated history looks to a discriminator refitted on the FINAL generator's
+        output, for discriminator rejection sampling (Azadi et al., "Discriminator Rejection
+        Sampling", ICLR 2019: keep training D after G is fixed, then reject the samples it finds
+        most fake). ``candidates``: generated histories (oldest first); ``reference``: real
+        TRAINING histories of the same lengths (e.g. windows, ``seq_metrics.real_windows``).
+
+        Cross-fitted: the rows are split into ``folds``; a fresh causal discriminator (the GRU of
+        the adversarial phase, item vectors started from the generator's) learns real-vs-generated
+        from the whole sequence on the other folds and scores this one, so no history is scored by
+        a net that saw it. Returns (logit per candidate: higher = more real-looking, the AUC of
+        those out-of-fold scores on candidates vs reference: how separable they were before any
+        rejection; .5 = not at all)."""
+        import torch
+        from torch.nn import functional as F
+
+        seqs = [np.asarray(h, np.int64) for h in list(candidates) + list(reference)]
+        y = np.r_[np.zeros(len(candidates)), np.ones(len(reference))].astype(np.float32)
+        seqs = [h[np.isin(h, self.vocab)] for h in seqs]
+        ok = np.array([len(h) > 0 for h in seqs])
+        vals = np.concatenate([h for h in seqs if len(h)]) if ok.any() else np.zeros(0, np.int64)
+        offs = np.r_[0, np.cumsum([len(h) for h in seqs])].astype(np.int64)
+        frac = np.array([np.isin(h, self.tail).mean() if len(h) else 0.0 for h in seqs])
+        rows = self._encode_rows(vals, offs, segment_of(np.diff(offs), frac))
+        rng = np.random.default_rng(seed)
+        fold = rng.integers(0, folds, len(rows))
+        score = np.zeros(len(rows), np.float32)
+        prev = torch.get_num_threads()
+        if self.cfg.threads > 0:
+            torch.set_num_threads(self.cfg.threads)
+        try:
+            for k in range(folds):
+                torch.manual_seed(seed + k)
+                _, disc = _nets(self.n_out, self.n_tok, self.cfg)
+                with torch.no_grad():
+                    disc.tok.weight.copy_(self.gen.tok.weight)
+                # frozen item vectors: with trainable ones the net memorises which items belong to
+                # which side (most items have a handful of users), and tells two disjoint sets of
+                # REAL histories apart (AUC .96 on Beauty)
+                disc.tok.weight.requires_grad_(False)
+                disc.to(self.device)
+                opt = torch.optim.Adam([p for p in disc.parameters() if p.requires_grad], lr=1e-3)
+                tr = np.flatnonzero((fold != k) & ok)
+                for _ in range(epochs):
+                    disc.train()
+                    # similar lengths together (less padding), batch order shuffled
+                    order = tr[np.argsort(np.array([len(rows[i]) for i in tr]) + rng.random(len(tr)), kind="stable")]
+                    chunks = [order[s : s + batch] for s in range(0, len(order), batch)]
+                    for j in rng.permutation(len(chunks)):
+                        logit = self._last_logits(disc, [rows[i] for i in chunks[j]])
+                        loss = F.binary_cross_entropy_with_logits(logit, torch.from_numpy(y[chunks[j]]).to(self.device))
+                        opt.zero_grad()
+                        loss.backward()
+                        opt.step()
+                disc.eval()
+                te = np.flatnonzero(fold == k)
+                with torch.no_grad():
+                    for s in range(0, len(te), 1024):
+                        ii = te[s : s + 1024]
+                        score[ii] = self._last_logits(disc, [rows[i] for i in ii]).cpu().numpy()
+        finally:
+            torch.set_num_threads(prev)
+        score[~ok] = -np.inf  # nothing in the vocabulary: never kept
+        from sklearn.metrics import roc_auc_score
+
+        auc = float(roc_auc_score(y[ok], score[ok])) if 0 < y[ok].sum() < ok.sum() else float("nan")
+        return score[: len(candidates)], auc
+
+    def _last_logits(self, disc, rows: list[np.ndarray]):
+        """The causal discriminator's logit after each row's last token (its EOS)."""
+        import torch
+
+        x = torch.from_numpy(self._pad(rows)).to(self.device)
+        last = torch.as_tensor([len(r) - 1 for r in rows], device=self.device)
+        return disc(x)[torch.arange(len(rows), device=self.device), last]
 
     # -- adversarial phase ---------------------------------------------------------------------
     def _adversarial(self, rng: np.random.Generator, t0: float) -> None:
@@ -667,6 +835,42 @@ class SequenceGAN:
                                       "mean_reward_first10": round(float(np.mean([e["reward"] for e in log[:10]])), 4) if log else None,
                                       "mean_reward_last10": round(float(np.mean([e["reward"] for e in log[-10:]])), 4) if log else None,
                                       "d_acc_last10": round(float(np.mean([e["d_acc"] for e in log[-10:]])), 4) if log else None}
+
+
+@dataclass
+class TimePrior:
+    """What was consumed when: ``table[k]`` = log p(item | time bucket k) - log p(item), in the
+    generator's vocabulary order, over quantile buckets of the TRAINING event times. Added to the
+    generator's logits it samples p_gen(item | history) x p(item | t) / p(item) (Bayes' rule with
+    the history and the time independent given the item): items not yet on sale, or long out of
+    fashion, at a history's time are pushed down, without retraining. ``pseudo`` events of the
+    overall distribution smooth each bucket; ``strength`` scales the log-ratio (0 = off)."""
+
+    edges: np.ndarray   # inner bucket edges (ns), ascending
+    table: np.ndarray   # [buckets, vocab] float32
+
+    @classmethod
+    def fit(cls, vocab: np.ndarray, items: np.ndarray, times_ns: np.ndarray, buckets: int = 16,
+            pseudo: float = 1000.0, strength: float = 1.0) -> "TimePrior":
+        vocab = np.asarray(vocab, np.int64)
+        items, times_ns = np.asarray(items, np.int64), np.asarray(times_ns, np.int64)
+        inv = np.isin(items, vocab)
+        items, times_ns = items[inv], times_ns[inv]
+        edges = np.unique(np.quantile(times_ns, np.linspace(0, 1, buckets + 1)[1:-1]).astype(np.int64))
+        b = np.searchsorted(edges, times_ns, side="right")
+        col = np.searchsorted(vocab, items)
+        counts = np.zeros((len(edges) + 1, len(vocab)))
+        np.add.at(counts, (b, col), 1.0)
+        p = (counts.sum(0) + 1.0) / (counts.sum() + len(vocab))
+        p_b = (counts + pseudo * p) / (counts.sum(1, keepdims=True) + pseudo)
+        return cls(edges, (strength * (np.log(p_b) - np.log(p))).astype(np.float32))
+
+    def buckets(self, times_ns: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.edges, np.asarray(times_ns, np.int64), side="right")
+
+    def at(self, times_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The ``prior`` argument of ``expand`` / ``sample_users`` for histories at these times."""
+        return self.table, self.buckets(times_ns)
 
 
 def pseudo_prior_config(**overrides: Any) -> SeqGANConfig:

@@ -20,7 +20,7 @@ from ecaug_feast import schema as S
 from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
 from ecaug_feast.label.seq_labeler import HistoryEmbedder, SeqLabeler, SeqLabelerConfig
 from ecaug_feast.quality import seq_metrics as SM
-from ecaug_feast.synth.seq_gan import SEGMENTS, SeqGANConfig, SequenceGAN, sample_gaps, segment_of
+from ecaug_feast.synth.seq_gan import SEGMENTS, SeqGANConfig, SequenceGAN, TimePrior, sample_gaps, segment_of
 
 
 @dataclass
@@ -35,7 +35,34 @@ class SeqAugmentConfig:
     privacy_quantile: float = 0.05
     c2st_rows: int = 3000
     c2st_width: int = 5            # items per window the history detector reads
+    reject_share: float = 0.0      # share of the labeler-kept histories a refitted discriminator rejects
+    reject_epochs: int = 3         # (discriminator rejection sampling; 0 share = off)
+    time_strength: float = 0.0     # time-conditioned sampling (TimePrior); 0 = off; needs ``times``
+    time_buckets: int = 16
+    time_pseudo: float = 1000.0
     seed: int = 0
+
+
+@dataclass
+class HistoryTimes:
+    """When the TRAINING histories happened: per history row its first and last event time (ns),
+    and every training event's (item, time) for the time prior. Built by :meth:`of`."""
+
+    first_ns: np.ndarray
+    last_ns: np.ndarray
+    event_items: np.ndarray
+    event_ns: np.ndarray
+
+    @classmethod
+    def of(cls, train: pd.DataFrame, user_ids: np.ndarray) -> "HistoryTimes":
+        """From the training events (``user_id``, ``item_id``, ``event_timestamp``) and the user
+        of each history row; a row whose user has no event gets the last training time."""
+        ts = pd.to_datetime(train[S.EVENT_TIMESTAMP], utc=True).astype("datetime64[ns, UTC]").astype("int64")
+        by = ts.groupby(train[S.USER_ID].to_numpy())
+        end = int(ts.max()) if len(ts) else 0
+        first = by.min().reindex(user_ids).fillna(end).to_numpy(np.int64)
+        last = by.max().reindex(user_ids).fillna(end).to_numpy(np.int64)
+        return cls(first, last, train[S.ITEM_ID].to_numpy(np.int64), ts.to_numpy(np.int64))
 
 
 @dataclass
@@ -48,6 +75,7 @@ class SeqAugmentResult:
     gate_passed: bool
     metrics: dict[str, Any]
     gan: SequenceGAN | None = None
+    end_ns: np.ndarray | None = None   # when each accepted history ends (given ``times``)
 
     def csr(self) -> tuple[np.ndarray, np.ndarray]:
         from ecaug_feast.synth.seq_ops import rows_to_csr
@@ -62,10 +90,16 @@ def embedder_for(gan: SequenceGAN) -> HistoryEmbedder:
 
 
 def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmentConfig | None = None,
-                      report_dir: str | Path | None = None, gan: SequenceGAN | None = None) -> SeqAugmentResult:
+                      report_dir: str | Path | None = None, gan: SequenceGAN | None = None,
+                      times: HistoryTimes | None = None) -> SeqAugmentResult:
     """The whole pipeline on TRAINING histories; ``report_dir``: where the figure goes (optional).
     ``gan``: a generator already fitted on these same histories (the fit is skipped: e.g. to
-    compare sampling settings, ``benchmarks/seq_realism.py``); ``config.gan`` is then unused."""
+    compare sampling settings, ``benchmarks/seq_realism.py``); ``config.gan`` is then unused.
+    ``times``: when the histories happened; then each accepted history gets an end time
+    (``end_ns``: an expansion where its user's history ends, a synthetic user where a random real
+    user's does, drawn before generation) and, with ``config.time_strength`` > 0, items are sampled
+    under the :class:`TimePrior` of that time (an expansion's prepended items at its user's first
+    event, a synthetic user's at its end)."""
     cfg = config or SeqAugmentConfig()
     t0 = time.time()
     values, offsets = np.asarray(values, np.int64), np.asarray(offsets, np.int64)
@@ -77,14 +111,19 @@ def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmen
     # (a) expand short real histories; (b) whole users for sparse segments
     lens = np.diff(offsets)
     short = np.flatnonzero((lens >= 1) & (lens < cfg.expand_below))
-    expanded = gan.expand(values, offsets, short, cfg.n_new, seed=cfg.seed)
     share = gan.segment_counts / max(gan.segment_counts.sum(), 1)
     sparse = np.flatnonzero(share < cfg.sparse_share)
     n_syn = int(cfg.synthetic_share * len(real)) if len(sparse) else 0
+    syn_end = history_end_times(np.full(n_syn, -1), times.last_ns, cfg.seed) if times is not None else None
+    prior = None
+    if times is not None and cfg.time_strength > 0:
+        prior = TimePrior.fit(gan.vocab, times.event_items, times.event_ns, cfg.time_buckets, cfg.time_pseudo, cfg.time_strength)
+    expanded = gan.expand(values, offsets, short, cfg.n_new, seed=cfg.seed,
+                          prior=None if prior is None else prior.at(times.first_ns[short]))
     if n_syn:
         deficit = (cfg.sparse_share - share[sparse])
         segs = np.random.default_rng(cfg.seed).choice(sparse, n_syn, p=deficit / deficit.sum())
-        synthetic, asked = gan.sample_users(n_syn, segs, seed=cfg.seed + 1)
+        synthetic, asked = gan.sample_users(n_syn, segs, seed=cfg.seed + 1, prior=None if prior is None else prior.at(syn_end))
     else:
         synthetic, asked = [], np.zeros(0, np.int64)
     t_gen = time.time() - t0 - t_fit
@@ -120,11 +159,14 @@ def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmen
     thr = float(np.quantile(dcr_hold, cfg.privacy_quantile)) if len(dcr_hold) else 0.0
     priv = (dcr < thr) & (kind == "synthetic")  # an expansion keeps its own user's items by design
     keep = ~(low | off | priv)
+    rej, d_auc = _reject(gan, gen, keep, real, cfg)
+    keep &= ~rej
     acc = [h for h, k in zip(gen, keep) if k]
     m: dict[str, Any] = {
         "generated": len(gen), "expanded": int(len(expanded)), "synthetic": int(len(synthetic)),
         "accepted": int(keep.sum()), "dropped_low_confidence": int(low.sum()), "dropped_off_segment": int((off & ~low).sum()),
         "dropped_privacy": int((priv & ~low & ~off).sum()), "privacy_threshold": round(thr, 4),
+        "dropped_discriminator": int(rej.sum()), "discriminator_auc_before_rejection": d_auc,
         "sparse_segments": [SEGMENTS[s] for s in sparse], "labeler": lab.report, "generator": gan.report,
         "fit_seconds": round(t_fit, 2), "generate_seconds": round(t_gen, 2),
     }
@@ -158,7 +200,33 @@ def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmen
     m["gate_reasons"] = reasons
     m["total_seconds"] = round(time.time() - t0, 2)
     seg_all = seg_pred if len(gen) else np.zeros(0, np.int64)
-    return SeqAugmentResult(acc, kind[keep], source[keep], seg_all[keep], conf[keep], not reasons, m, gan)
+    end = None
+    if times is not None:
+        end = np.concatenate([times.last_ns[short], syn_end if n_syn else np.zeros(0, np.int64)])[keep]
+    m["time_prior"] = None if prior is None else {"buckets": int(len(prior.edges) + 1), "pseudo": cfg.time_pseudo,
+                                                   "strength": cfg.time_strength}
+    return SeqAugmentResult(acc, kind[keep], source[keep], seg_all[keep], conf[keep], not reasons, m, gan, end)
+
+
+def _reject(gan: SequenceGAN, gen: list[np.ndarray], keep: np.ndarray, real: list[np.ndarray],
+            cfg: SeqAugmentConfig) -> tuple[np.ndarray, float | None]:
+    """Discriminator rejection: of the histories still kept, drop the ``reject_share`` a
+    discriminator refitted on the final generator finds least real (cross-fitted scores against
+    windows of the same lengths cut from the training histories the generator fitted on;
+    ``SequenceGAN.realism_scores``). Returns (rejected mask, that discriminator's AUC before
+    rejection, or None when off)."""
+    rej = np.zeros(len(gen), bool)
+    idx = np.flatnonzero(keep)
+    if cfg.reject_share <= 0 or len(idx) < 40:
+        return rej, None
+    hold = set(np.asarray(gan.holdout_rows).tolist())
+    fitted = [h for i, h in enumerate(real) if len(h) and i not in hold]
+    cand = [gen[i] for i in idx]
+    ref = SM.real_windows(fitted, [len(h) for h in cand], seed=cfg.seed)
+    score, auc = gan.realism_scores(cand, ref, epochs=cfg.reject_epochs, seed=cfg.seed)
+    n_drop = int(round(cfg.reject_share * len(idx)))
+    rej[idx[np.argsort(score, kind="stable")[:n_drop]]] = True
+    return rej, round(auc, 4) if auc == auc else None
 
 
 def _csr_rows_except(values: np.ndarray, offsets: np.ndarray, drop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

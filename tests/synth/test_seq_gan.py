@@ -211,3 +211,87 @@ def test_cached_decoding_matches_the_step_by_step_path(planted, heads):
         assert torch.allclose(torch.stack(steps, 1), full[:, 2:], atol=1e-5)
         keep = x[:, 1:] > 0  # projecting only the kept positions: the same logits
         assert torch.allclose(g.gen(x[:, :-1], keep), full[:, :-1][keep], atol=1e-6)
+
+
+def test_time_prior_pushes_down_items_of_another_time():
+    """Items consumed only early get a negative log-ratio in the late buckets and a positive one
+    early; strength 0 is no prior. Sampled under a strong late prior, expansions emit no early-only item."""
+    from ecaug_feast.synth.seq_gan import TimePrior
+
+    rng = np.random.default_rng(0)
+    vocab = np.arange(1, 41)
+    items = np.r_[rng.integers(1, 21, 2000), rng.integers(21, 41, 2000)]   # 1-20 early, 21-40 late
+    times = np.r_[rng.integers(0, 1000, 2000), rng.integers(1000, 2000, 2000)].astype(np.int64)
+    p = TimePrior.fit(vocab, items, times, buckets=4, pseudo=10.0)
+    early, late = p.buckets(np.array([10, 1990]))
+    assert (p.table[late, :20] < -2).all() and (p.table[late, 20:] > 0).all()
+    assert (p.table[early, :20] > 0).all() and (p.table[early, 20:] < -2).all()
+    assert np.allclose(TimePrior.fit(vocab, items, times, buckets=4, strength=0.0).table, 0.0)
+
+    hists = [rng.choice(vocab[:20] if k % 2 else vocab[20:], 5, replace=False) for k in range(300)]
+    v, o = rows_to_csr(hists)
+    g = SequenceGAN(SeqGANConfig(**{**TINY, "adversarial": False})).fit(v, o)
+    strong = TimePrior.fit(g.vocab, items, times, buckets=4, pseudo=10.0, strength=20.0)
+    rows = np.arange(0, 40, 2)  # late users (items 21-40)
+    free = g.expand(v, o, rows, 4, seed=0, prior=(strong.table, strong.buckets(np.full(len(rows), 0))))
+    late_only = g.expand(v, o, rows, 4, seed=0, prior=strong.at(np.full(len(rows), 1990)))
+    assert all((e[:4] > 20).all() for e in late_only)
+    assert any((e[:4] <= 20).any() for e in free)  # control: an early prior does pull early items in
+
+
+def test_realism_scores_catch_incoherent_histories_not_real_ones():
+    """The refitted discriminator (frozen item vectors, cross-fitted) scores histories of other
+    real users like the reference (AUC near .5; with trainable item vectors it memorised which
+    items belong to which side) and catches histories that mix the item groups real users keep to."""
+    rng = np.random.default_rng(0)
+    group = lambda n: (rng.integers(0, 10) * 30 + 1 + rng.choice(30, n, replace=False))  # noqa: E731
+    hists = [group(int(n)) for n in rng.integers(2, 8, 1600)]
+    v, o = rows_to_csr(hists[:1000])
+    # trained long enough that the item vectors (frozen in the discriminator) know the groups
+    g = SequenceGAN(SeqGANConfig(**{**TINY, "mle_epochs": 25, "lr": 5e-3, "patience": 25, "adversarial": False})).fit(v, o)
+    real_c = hists[1000:1300]
+    ref = [group(len(r)) for r in real_c]  # same lengths, other real-like users
+    s_real, auc_real = g.realism_scores(real_c, ref, epochs=60, batch=64, seed=0)
+    mixed = [rng.choice(np.arange(1, 301), len(r), replace=False) for r in real_c]
+    s_mix, auc_mix = g.realism_scores(mixed, ref, epochs=60, batch=64, seed=0)
+    assert s_real.shape == (len(real_c),) and np.isfinite(s_real).all()
+    assert auc_real < 0.65 < auc_mix, (auc_real, auc_mix)
+
+
+def test_transition_mix_follows_the_training_transitions():
+    """``transition_mix`` 1: every generated item is one a training history had next to the
+    previous one (here: item j is always preceded by j - 1, and generation runs backwards); 0:
+    the barely trained generator alone does not keep to that chain."""
+    hists = [np.arange(s, s + 4) for s in range(1, 201)]
+    v, o = rows_to_csr(hists)
+    rows = np.arange(10, 60)
+    out = {}
+    for mix in (1.0, 0.0):
+        g = SequenceGAN(SeqGANConfig(**{**TINY, "mle_epochs": 1, "adversarial": False, "transition_mix": mix})).fit(v, o)
+        out[mix] = g.expand(v, o, rows, 2, seed=0)
+    for r, e in zip(rows, out[1.0]):
+        first = hists[r][0]
+        assert e[:2].tolist() == [first - 2, first - 1], (r, e)
+    assert sum(e[:2].tolist() != [hists[r][0] - 2, hists[r][0] - 1] for r, e in zip(rows, out[0.0])) > 25
+
+
+def test_pipeline_dates_what_it_generates_and_rejects_the_asked_share(planted):
+    """Given the training times, each accepted history gets an end time (an expansion's: its
+    real user's last event; a synthetic user's: some real user's), and discriminator rejection
+    drops the asked share of the histories the labeler kept."""
+    from ecaug_feast.synth.seq_pipeline import HistoryTimes, SeqAugmentConfig, augment_histories
+
+    data, _, _, h, _ = planted
+    times = HistoryTimes.of(data.train, h.user_ids)
+    cfg = SeqAugmentConfig(gan=SeqGANConfig(**TINY), synthetic_share=0.1)
+    g = SequenceGAN(cfg.gan).fit(h.values, h.offsets)
+    a = augment_histories(h.values, h.offsets, cfg, gan=g, times=times)
+    exp = a.kind == "expanded"
+    assert exp.any() and (~exp).any()
+    assert np.array_equal(a.end_ns[exp], times.last_ns[a.source[exp]])
+    assert set(a.end_ns[~exp].tolist()) <= set(times.last_ns.tolist())
+    assert augment_histories(h.values, h.offsets, cfg, gan=g).end_ns is None  # no times: the caller dates them
+    r = augment_histories(h.values, h.offsets, SeqAugmentConfig(**{**cfg.__dict__, "reject_share": 0.25}), gan=g, times=times)
+    kept = r.metrics["accepted"] + r.metrics["dropped_discriminator"]
+    assert r.metrics["dropped_discriminator"] == round(0.25 * kept) > 0
+    assert 0.0 <= r.metrics["discriminator_auc_before_rejection"] <= 1.0
