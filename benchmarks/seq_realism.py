@@ -48,12 +48,51 @@ def _setting(text: str) -> dict:
     return st
 
 
+def _probe(gan, th, res, n_new: int, seed: int) -> dict:
+    """AUC of a discriminator refitted on each group against windows of the same lengths cut from
+    the training histories the generator fitted on (``SequenceGAN.realism_scores``, cross-fitted).
+    Controls: windows of one half of those histories against the other half (the floor), and
+    items drawn at random in proportion to their training counts (no sequence at all)."""
+    import numpy as np
+
+    from ecaug_feast.quality import seq_metrics as SM
+
+    real = [th.values[th.offsets[i] : th.offsets[i + 1]] for i in range(len(th.offsets) - 1)]
+    hold = set(np.asarray(gan.holdout_rows).tolist())
+    fitted = [h for i, h in enumerate(real) if len(h) and i not in hold]
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(fitted))
+    half_a, half_b = [fitted[i] for i in perm[::2]], [fitted[i] for i in perm[1::2]]
+    exp = [h for h, k in zip(res.histories, res.kind) if k == "expanded"]
+    syn = [h for h, k in zip(res.histories, res.kind) if k == "synthetic"]
+    lens = [len(h) for h in res.histories][:8000]
+    pool = np.concatenate(half_a)
+    groups = {
+        "real_vs_real": (SM.real_windows(half_a, lens, seed=seed + 1), half_b),
+        "random_items_by_popularity": ([rng.choice(pool, n) for n in lens], half_b),
+        "synthetic_users": (syn, fitted),
+        "expansions": (exp, fitted),
+        "expansions_generated_part": ([h[:n_new] if gan.cfg.reverse else h[-n_new:] for h in exp], fitted),
+    }
+    out = {}
+    for name, (cand, ref_pool) in groups.items():
+        if len(cand) < 40:
+            out[name] = None
+            continue
+        ref = SM.real_windows(ref_pool, [len(h) for h in cand], seed=seed + 2)
+        out[name] = round(gan.realism_scores(cand, ref, seed=seed)[1], 4)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 0.9, 0.8])
     ap.add_argument("--reject-shares", type=float, nargs="+", default=None,
                     help="discriminator-rejection shares to try (default: the config's)")
     ap.add_argument("--settings", nargs="+", default=None, help="JSON objects, one per setting (see above)")
+    ap.add_argument("--probe", action="store_true",
+                    help="also: a refitted discriminator's AUC (SequenceGAN.realism_scores) on the first setting's "
+                         "histories by kind, with real-vs-real and random-item controls")
     ap.add_argument("--config", type=Path, default=None, help="SeqAugmentConfig JSON (as ecaug augment --config)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -106,6 +145,9 @@ def main() -> None:
                "seconds": round(time.time() - t1, 1)}
         print(json.dumps(row), flush=True)
         out.append(row)
+        if a.probe and len(out) == 1:
+            probe = _probe(gan, th, res, run_cfg.n_new, a.seed)
+            print(json.dumps({"probe": probe}), flush=True)
     print(json.dumps({"users": int(len(th.offsets) - 1), "vocab": int(len(gan.vocab)), "fit_seconds": fit_s,
                       "mle_epochs": gan.report.get("mle_epochs"), "threads": a.threads, "load_1m": round(os.getloadavg()[0], 2),
                       "rows": out, "seed": a.seed}))

@@ -40,6 +40,12 @@ step-by-step path, so a seed gives the same tokens (``_sample_tokens(..., cached
 reference; ``benchmarks/seq_gan_fit.py --compare`` times both). Training losses likewise project
 only the positions whose target is a token, not the padding.
 
+What is sampled can be steered after the fit (``expand`` / ``sample_users``): ``transition_mix``
+(default .08) interpolates each step with the training histories' item transitions out of the
+previous item, ``popularity_bias`` and a ``prior`` table (:class:`TimePrior`) add log-priors to the
+item logits; ``realism_scores`` refits a discriminator on the final output for rejection sampling.
+``benchmarks/seq_realism.py`` measures each on one fit.
+
 Data-parallel training: under ``torchrun`` call :func:`init_distributed` first (gloo on CPU, nccl on
 CUDA, one GPU per local rank), then ``fit`` as usual. Both nets are wrapped in
 ``DistributedDataParallel``; every rank draws the same batches (same seeds) and computes the loss on

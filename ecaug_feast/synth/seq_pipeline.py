@@ -171,11 +171,13 @@ def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmen
         "fit_seconds": round(t_fit, 2), "generate_seconds": round(t_gen, 2),
     }
     m.update(SM.copies(nonempty, ts, [g for g, k in zip(gen_part, keep) if k]))
-    m.update(SM.coverage(ts, acc))
+    # coverage of the catalogue the generator can emit (its vocabulary: every training history,
+    # the held-out ones too); over the fitted rows alone it could exceed 1 (at 25 % of Beauty: 1.027)
+    ts_all = SM.TrainingStats(values, offsets, gan.tail)
+    m.update(SM.coverage(ts_all, acc))
     if acc:
         # the detector reads 5-item windows: each real reference window from a distinct training
         # history, counts leave-one-out (see SM.window_c2st), plus a real-vs-real control
-        ts_all = SM.TrainingStats(values, offsets, gan.tail)
         src = [real[i] if i >= 0 else None for i in source[keep]]
         w = SM.window_c2st(acc, src, nonempty, ts_all, width=cfg.c2st_width, max_rows=cfg.c2st_rows, seed=cfg.seed)
         m["c2st_auc_sequences"] = w["auc"]

@@ -291,6 +291,7 @@ def test_pipeline_dates_what_it_generates_and_rejects_the_asked_share(planted):
     assert np.array_equal(a.end_ns[exp], times.last_ns[a.source[exp]])
     assert set(a.end_ns[~exp].tolist()) <= set(times.last_ns.tolist())
     assert augment_histories(h.values, h.offsets, cfg, gan=g).end_ns is None  # no times: the caller dates them
+    assert 0 < a.metrics["catalogue_coverage"] <= 1.0  # of the vocabulary (was over the fitted rows only: > 1 at 25 %)
     r = augment_histories(h.values, h.offsets, SeqAugmentConfig(**{**cfg.__dict__, "reject_share": 0.25}), gan=g, times=times)
     kept = r.metrics["accepted"] + r.metrics["dropped_discriminator"]
     assert r.metrics["dropped_discriminator"] == round(0.25 * kept) > 0
