@@ -101,6 +101,8 @@ def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmen
     under the :class:`TimePrior` of that time (an expansion's prepended items at its user's first
     event, a synthetic user's at its end)."""
     cfg = config or SeqAugmentConfig()
+    if cfg.time_strength > 0 and times is None:
+        raise ValueError("time_strength > 0 needs the histories' times (augment_histories(..., times=HistoryTimes.of(...)))")
     t0 = time.time()
     values, offsets = np.asarray(values, np.int64), np.asarray(offsets, np.int64)
     real = [values[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
