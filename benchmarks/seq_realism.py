@@ -13,7 +13,9 @@ rejection, gates) and the features follow by the same builders. A setting is a J
 ``"gan"``: the generator's sampling fields (``temperature``, ``transition_mix``,
 ``popularity_bias``); without ``--settings``, every temperature x rejection share. Prints one
 JSON line per setting (history C2ST and its real-vs-real floor, feature-row C2ST, tail share,
-coverage, copies, accepted) and a last line with all of them. Nothing is written to the state folder.
+coverage, copies, accepted, and what each detector reads one statistic at a time) and a last line
+with all of them. ``--probe``: a refitted discriminator's AUC by kind (see ``_probe``). Nothing is
+written to the state folder.
 """
 
 from __future__ import annotations
@@ -105,7 +107,8 @@ def main() -> None:
     from ecaug_feast.jobs.augment_seq import load_training_histories, seq_config, seq_config_file
     from ecaug_feast.jobs.workspace import Workspace
     from ecaug_feast.synth.seq_gan import SequenceGAN
-    from ecaug_feast.synth.seq_pipeline import HistoryTimes, augment_histories, feature_c2st, feature_rows
+    from ecaug_feast.quality.metrics import column_aucs
+    from ecaug_feast.synth.seq_pipeline import HistoryTimes, augment_histories, feature_c2st, feature_rows, matched_feature_rows
 
     torch.set_num_threads(a.threads)
     cfg = seq_config_file(a.config, seed=a.seed)
@@ -136,13 +139,17 @@ def main() -> None:
         m = res.metrics
         fr = feature_rows(res.histories, res.end_ns, th.train, th.attributes, seed=a.seed)
         auc = feature_c2st(fr, real_rows, seed=a.seed)
+        pair = matched_feature_rows(fr, real_rows, seed=a.seed)
         row = {"setting": st, "c2st_auc_sequences": m.get("c2st_auc_sequences"),
                "c2st_auc_sequences_real_vs_real": m.get("c2st_auc_sequences_real_vs_real"),
                "c2st_auc_features": round(float(auc), 4) if auc == auc else None,
                **{k: m.get(k) for k in ("discriminator_auc_before_rejection", "tail_share", "real_tail_share",
                                         "catalogue_coverage", "exact_copy_share", "near_copy_share",
                                         "trigram_copy_share", "generated", "dropped_discriminator", "accepted")},
-               "seconds": round(time.time() - t1, 1)}
+               "seconds": round(time.time() - t1, 1),
+               # what each detector reads, one statistic / column at a time
+               "sequences_by_statistic": m.get("c2st_sequences_by_statistic"),
+               "features_by_column": column_aucs(*pair) if pair is not None else None}
         print(json.dumps(row), flush=True)
         out.append(row)
         if a.probe and len(out) == 1:

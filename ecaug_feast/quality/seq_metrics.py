@@ -109,8 +109,9 @@ def window_c2st(gen: Sequence[np.ndarray], gen_sources: Sequence[np.ndarray | No
     of the same length from a DISTINCT real training history (each real history used at most once,
     so the detector cannot memorise repeated reference rows), statistics leave-one-out (a real
     window is scored without its own history's counts; an expansion without its source's).
-    Also a real-vs-real control: two disjoint sets of real windows (the floor of the test)."""
-    from ecaug_feast.quality.metrics import c2st_auc
+    Also a real-vs-real control: two disjoint sets of real windows (the floor of the test), and
+    ``by_statistic``: each window statistic's own AUC and means (``metrics.column_aucs``)."""
+    from ecaug_feast.quality.metrics import c2st_auc, column_aucs
 
     rng = np.random.default_rng(seed)
     real = [np.asarray(h, np.int64) for h in real]
@@ -143,8 +144,10 @@ def window_c2st(gen: Sequence[np.ndarray], gen_sources: Sequence[np.ndarray | No
     if len(g_rows) < 20:
         out.update(auc=None, real_vs_real=None)
         return out
-    auc = c2st_auc(history_stats(r_rows, ts, r_src), history_stats(g_rows, ts, g_src), max_rows=max_rows, seed=seed)
+    r_st, g_st = history_stats(r_rows, ts, r_src), history_stats(g_rows, ts, g_src)
+    auc = c2st_auc(r_st, g_st, max_rows=max_rows, seed=seed)
     out["auc"] = round(auc, 4) if auc == auc else None
+    out["by_statistic"] = column_aucs(r_st, g_st)  # what the detector reads, one statistic at a time
     # control: windows of further distinct real histories against the reference windows
     c_rows, c_src = [], []
     for r in r_rows:

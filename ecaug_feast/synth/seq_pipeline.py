@@ -184,6 +184,7 @@ def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmen
         w = SM.window_c2st(acc, src, nonempty, ts_all, width=cfg.c2st_width, max_rows=cfg.c2st_rows, seed=cfg.seed)
         m["c2st_auc_sequences"] = w["auc"]
         m["c2st_auc_sequences_real_vs_real"] = w["real_vs_real"]
+        m["c2st_sequences_by_statistic"] = w.get("by_statistic")
         m["c2st_reference"] = (f"{cfg.c2st_width}-item windows of distinct real training histories, statistics leave-one-out")
         m["c2st_rows"] = int(w["rows"])
         if report_dir is not None:  # the figure only: whole-length histories next to real windows
@@ -300,16 +301,16 @@ def feature_rows(hists: list[np.ndarray], end_times_ns: np.ndarray, train: pd.Da
 FEATURE_COLUMNS = S.USER_SCALAR_COLUMNS
 
 
-def feature_c2st(synth_rows: pd.DataFrame, real_rows: pd.DataFrame, seed: int = 0, max_rows: int = 3000) -> float:
-    """C2ST on derived feature rows: point-in-time rows (serving rows, the last per user, left
-    out on both sides) of synthetic users against real rows with the same ``n_interactions``."""
-    from ecaug_feast.quality.metrics import c2st_auc
+def matched_feature_rows(synth_rows: pd.DataFrame, real_rows: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The two tables the feature C2ST compares: point-in-time rows (serving rows, the last per
+    user, left out on both sides) of synthetic users, and for each a real row with the same
+    ``n_interactions``; (real, synthetic) on ``FEATURE_COLUMNS``, or None with under 20 pairs."""
+    rng = np.random.default_rng(seed)
 
     def pit(df: pd.DataFrame) -> pd.DataFrame:
         last = df.groupby("user_id").cumcount(ascending=False) == 0
         return df[~last.to_numpy() & (df[S.N_INTERACTIONS] > 0).to_numpy()]
 
-    rng = np.random.default_rng(seed)
     s, real_rows = pit(synth_rows), pit(real_rows)
     by_n = {n: g.index.to_numpy() for n, g in real_rows.groupby(S.N_INTERACTIONS)}
     pick, keep = [], []
@@ -318,6 +319,16 @@ def feature_c2st(synth_rows: pd.DataFrame, real_rows: pd.DataFrame, seed: int = 
             pick.append(rng.choice(by_n[n]))
             keep.append(i)
     if len(keep) < 20:
+        return None
+    return (real_rows.loc[pick, FEATURE_COLUMNS].reset_index(drop=True),
+            s.iloc[keep][FEATURE_COLUMNS].reset_index(drop=True))
+
+
+def feature_c2st(synth_rows: pd.DataFrame, real_rows: pd.DataFrame, seed: int = 0, max_rows: int = 3000) -> float:
+    """C2ST on derived feature rows (:func:`matched_feature_rows`)."""
+    from ecaug_feast.quality.metrics import c2st_auc
+
+    pair = matched_feature_rows(synth_rows, real_rows, seed)
+    if pair is None:
         return float("nan")
-    return c2st_auc(real_rows.loc[pick, FEATURE_COLUMNS].reset_index(drop=True),
-                    s.iloc[keep][FEATURE_COLUMNS].reset_index(drop=True), max_rows=max_rows, seed=seed)
+    return c2st_auc(*pair, max_rows=max_rows, seed=seed)
