@@ -108,7 +108,7 @@ def main() -> None:
     from ecaug_feast.jobs.workspace import Workspace
     from ecaug_feast.synth.seq_gan import SequenceGAN
     from ecaug_feast.quality.metrics import column_aucs
-    from ecaug_feast.synth.seq_pipeline import HistoryTimes, augment_histories, feature_c2st, feature_rows, matched_feature_rows
+    from ecaug_feast.synth.seq_pipeline import augment_histories, feature_c2st, feature_rows, matched_feature_rows
 
     torch.set_num_threads(a.threads)
     cfg = seq_config_file(a.config, seed=a.seed)
@@ -135,7 +135,7 @@ def main() -> None:
             setattr(gan.cfg, k, v)
         run_cfg = run_config(st, asdict(gan.cfg))
         t1 = time.time()
-        res = augment_histories(th.values, th.offsets, run_cfg, gan=gan, times=HistoryTimes.of(th.train, th.user_ids))
+        res = augment_histories(th.values, th.offsets, run_cfg, gan=gan, times=th.times)
         m = res.metrics
         fr = feature_rows(res.histories, res.end_ns, th.train, th.attributes, seed=a.seed)
         auc = feature_c2st(fr, real_rows, seed=a.seed)

@@ -32,7 +32,7 @@ from ecaug_feast import schema as S
 from ecaug_feast.errors import DataValidationError, EcaugError
 from ecaug_feast.jobs.augment import activate_and_publish, check_dataset, source_lineage
 from ecaug_feast.jobs.workspace import Workspace
-from ecaug_feast.synth.seq_pipeline import SeqAugmentConfig, SeqAugmentResult
+from ecaug_feast.synth.seq_pipeline import HistoryTimes, SeqAugmentConfig, SeqAugmentResult
 
 GENERATOR = "sequence"  # lineage ``generator``: what `ecaug finetune` checks before reading histories
 GENERATOR_VERSION = "ecaug-seq-gan/1"
@@ -50,7 +50,7 @@ class TrainingHistories:
     values: np.ndarray
     offsets: np.ndarray
     user_ids: np.ndarray
-    last_ns: np.ndarray              # each user's last training event (ns since epoch, UTC)
+    times: HistoryTimes              # each row's first/last training event and every event's time
     train: pd.DataFrame              # the training events (user_id, item_id, event_timestamp)
     attributes: dict[int, list[int]]
     lineage: dict[str, Any]
@@ -78,10 +78,8 @@ def load_training_histories(ws: Workspace, max_len: int = 50) -> TrainingHistori
     train = pos[[S.USER_ID, S.ITEM_ID, S.EVENT_TIMESTAMP]]
     data = train_data_from_store(ws.store(), pos, train, None, items, item_rows, {"source": "feast"}, examples=False)
     hist = histories_for(data, seq_config_for(data, max_len=max_len))
-    last = train.groupby(S.USER_ID)[S.EVENT_TIMESTAMP].max()
-    last_ns = pd.to_datetime(last.reindex(hist.user_ids), utc=True).astype("int64").to_numpy()
     attrs = dict(zip(items[S.ITEM_ID].astype(int), items[S.ATTRIBUTES]))
-    return TrainingHistories(hist.values, hist.offsets, hist.user_ids, last_ns, data.train, attrs,
+    return TrainingHistories(hist.values, hist.offsets, hist.user_ids, HistoryTimes.of(data.train, hist.user_ids), data.train, attrs,
                              source_lineage(src, ent, meta))
 
 
@@ -129,13 +127,13 @@ def _dataclass_of(cls: Any, kw: dict[str, Any], source: str) -> Any:
 def augment_seq_run(ws: Workspace, config: SeqAugmentConfig | None = None, seed: int = 0, dataset: str | None = None,
                     publish: bool = True, lineage_extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run ``ecaug augment --generator sequence``; returns the summary printed with ``--json``."""
-    from ecaug_feast.synth.seq_pipeline import HistoryTimes, augment_histories
+    from ecaug_feast.synth.seq_pipeline import augment_histories
 
     cfg = config or SeqAugmentConfig(seed=seed)
     th = load_training_histories(ws, cfg.gan.max_len)
     check_dataset(dataset, th.lineage)
     with tempfile.TemporaryDirectory(prefix="ecaug-seq-") as rep:
-        res = augment_histories(th.values, th.offsets, cfg, report_dir=rep, times=HistoryTimes.of(th.train, th.user_ids))
+        res = augment_histories(th.values, th.offsets, cfg, report_dir=rep, times=th.times)
         return write_sequence_run(ws, res, th, cfg, publish=publish, lineage_extra=lineage_extra, figures=Path(rep))
 
 
@@ -150,7 +148,7 @@ def write_sequence_run(ws: Workspace, res: SeqAugmentResult, th: TrainingHistori
     run_id, seq = synth_store.new_run_id()  # under the runs lock: distinct number and id range
     try:
         # the pipeline dates what it generated when given the times; else as it would have
-        end = res.end_ns if res.end_ns is not None else history_end_times(res.source, th.last_ns, seed)
+        end = res.end_ns if res.end_ns is not None else history_end_times(res.source, th.times.last_ns, seed)
         events = synthetic_events(res.histories, end, th.train, synth_store.user_id_start(seq), seed)
         users = features_of_events(events, th.train, th.attributes) if len(events) else S.USER_SCHEMA.empty_table().to_pandas()
         lens = np.array([len(h) for h in res.histories], np.int64)

@@ -167,6 +167,13 @@ def history_segments(values: np.ndarray, offsets: np.ndarray, tail: np.ndarray) 
     return segment_of(lens, frac)
 
 
+def _length_batches(lengths: np.ndarray, rng: np.random.Generator, bs: int) -> list[np.ndarray]:
+    """Index batches of rows with similar lengths (less padding), in shuffled batch order."""
+    order = np.argsort(np.asarray(lengths) + rng.random(len(lengths)), kind="stable")
+    bl = [order[i : i + bs] for i in range(0, len(order), bs)]
+    return [bl[j] for j in rng.permutation(len(bl))]
+
+
 def _transition_pairs(rows: list[np.ndarray], n_items: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(previous token, next item token, count) over encoded rows ``[SEG] items... [EOS]``:
     consecutive ITEM tokens only (1..n_items), in the rows' (generation) order."""
@@ -427,11 +434,8 @@ class SequenceGAN:
         return round(tot / max(n, 1), 4)
 
     def _batches(self, rows: list[np.ndarray], rng: np.random.Generator, bs: int):
-        # similar lengths together (less padding), batch order shuffled
-        order = np.argsort(np.array([len(r) for r in rows]) + rng.random(len(rows)), kind="stable")
-        bl = [order[i : i + bs] for i in range(0, len(order), bs)]
-        for j in rng.permutation(len(bl)):
-            yield [rows[i] for i in bl[j]]
+        for b in _length_batches(np.array([len(r) for r in rows]), rng, bs):
+            yield [rows[i] for i in b]
 
     def _mle(self, rng: np.random.Generator, t0: float) -> None:
         import torch
@@ -712,12 +716,9 @@ class SequenceGAN:
                 tr = np.flatnonzero((fold != k) & ok)
                 for _ in range(epochs):
                     disc.train()
-                    # similar lengths together (less padding), batch order shuffled
-                    order = tr[np.argsort(np.array([len(rows[i]) for i in tr]) + rng.random(len(tr)), kind="stable")]
-                    chunks = [order[s : s + batch] for s in range(0, len(order), batch)]
-                    for j in rng.permutation(len(chunks)):
-                        logit = self._last_logits(disc, [rows[i] for i in chunks[j]])
-                        loss = F.binary_cross_entropy_with_logits(logit, torch.from_numpy(y[chunks[j]]).to(self.device))
+                    for b in _length_batches(np.array([len(rows[i]) for i in tr]), rng, batch):
+                        logit = self._last_logits(disc, [rows[i] for i in tr[b]])
+                        loss = F.binary_cross_entropy_with_logits(logit, torch.from_numpy(y[tr[b]]).to(self.device))
                         opt.zero_grad()
                         loss.backward()
                         opt.step()
