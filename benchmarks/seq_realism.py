@@ -25,7 +25,6 @@ import json
 import os
 import sys
 import time
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -99,7 +98,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
-    warnings.filterwarnings("ignore")
+    from ecaug_feast.noise import quiet_known_noise
+
+    quiet_known_noise()  # known library noise only (Feast's imports re-enable DeprecationWarnings)
     import pandas as pd
     import torch
 

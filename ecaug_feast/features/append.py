@@ -107,19 +107,11 @@ def append_events(new: pd.DataFrame, seed: int = 0, feast_dir: Path | None = Non
     attributes = dict(zip(items["item_id"].astype(int), items["attributes"]))
 
     # users: their whole positive history (old + new) through the feature builder; popularity
-    # (a count over all users) recomputed globally, which is vectorized and cheap
+    # counts every user's positives (old + new), not only the touched users'
     pos = ti.loc[ti["label"] == 1, ["user_id", "item_id", "event_timestamp"]]
     allpos = pd.concat([pos, new], ignore_index=True)
-    allpos["pop"] = build.popularity_before(allpos)
     touched = allpos[allpos["user_id"].isin(new["user_id"].unique())]
-    touched = touched.sort_values(["user_id", "event_timestamp"], kind="stable").reset_index(drop=True)
-    uf = build.build_user_features(touched[["user_id", "item_id", "event_timestamp"]], attributes)
-    first = touched.groupby("user_id").cumcount().to_numpy() == 0
-    start_of = pd.Series(np.flatnonzero(first), index=touched["user_id"].to_numpy()[first])
-    csum = np.concatenate([[0.0], np.cumsum(touched["pop"].to_numpy())])
-    n = uf[S.N_INTERACTIONS].to_numpy()
-    s = start_of.reindex(uf["user_id"].to_numpy()).to_numpy()
-    uf[S.MEAN_ITEM_POPULARITY] = np.where(n > 0, (csum[s + n] - csum[s]) / np.maximum(n, 1), 0.0).astype(np.float32)
+    uf = build.build_user_features(touched, attributes, popularity_reference=allpos)
     old_last = pd.read_parquet(out / "user_features.parquet", columns=["user_id", "event_timestamp"],
                                filters=[("user_id", "in", list(map(int, new["user_id"].unique())))])
     old_last = pd.to_datetime(old_last.groupby("user_id")["event_timestamp"].max(), utc=True)

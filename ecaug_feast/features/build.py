@@ -91,13 +91,40 @@ def popularity_before(train: pd.DataFrame) -> np.ndarray:
     return (r.to_numpy() - 1).astype(np.float64)
 
 
-def build_user_features(train: pd.DataFrame, attributes: dict[int, list[int]], progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
-    """Rows described in the module docstring. ``train`` sorted by (user_id, event_timestamp)."""
+def popularity_at(rows: pd.DataFrame, reference: pd.DataFrame) -> np.ndarray:
+    """For each of ``rows``: events of ``reference`` with the same item strictly before its
+    timestamp (``popularity_before(train)`` is ``popularity_at(train, train)``)."""
+    def key(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        return df["item_id"].to_numpy(np.int64), pd.to_datetime(df["event_timestamp"], utc=True).astype("datetime64[ns, UTC]").astype("int64").to_numpy()
+
+    ri, rt = key(reference)
+    qi, qt = key(rows)
+    # one sort of both: at equal (item, time) a query row comes first, so it counts only strictly
+    # earlier reference events; the count is the reference rows of its item ahead of it
+    item = np.concatenate([ri, qi])
+    t = np.concatenate([rt, qt])
+    is_ref = np.concatenate([np.ones(len(ri), np.int64), np.zeros(len(qi), np.int64)])
+    order = np.lexsort((is_ref, t, item))
+    cum = np.cumsum(is_ref[order]) - is_ref[order]  # reference rows strictly ahead in the sort
+    item_s = item[order]
+    first = np.concatenate([[True], item_s[1:] != item_s[:-1]]) if len(item_s) else np.zeros(0, bool)
+    start = np.maximum.accumulate(np.where(first, np.arange(len(item_s)), 0)) if len(item_s) else np.zeros(0, np.int64)
+    count = cum - cum[start]
+    out = np.empty(len(item), np.float64)
+    out[order] = count
+    return out[len(ri):]
+
+
+def build_user_features(train: pd.DataFrame, attributes: dict[int, list[int]], progress: Callable[[int, int], None] | None = None,
+                        popularity_reference: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Rows described in the module docstring. ``popularity_reference``: the events an item's
+    popularity counts (default ``train`` itself); e.g. the real training events, for generated
+    users' rows, whose own consumption must not count as if it were real."""
     train = train.sort_values(["user_id", "event_timestamp"], kind="stable").reset_index(drop=True)
     users = train["user_id"].to_numpy(np.int64)
     ts = train["event_timestamp"].to_numpy("datetime64[ns]").astype(np.int64)
     items = train["item_id"].to_numpy(np.int64).tolist()
-    pop = popularity_before(train).tolist()
+    pop = (popularity_before(train) if popularity_reference is None else popularity_at(train, popularity_reference)).tolist()
     bounds = np.flatnonzero(np.diff(users)) + 1
     starts = np.concatenate([[0], bounds]).tolist()
     ends = np.concatenate([bounds, [len(users)]]).tolist()

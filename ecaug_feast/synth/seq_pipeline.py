@@ -279,15 +279,17 @@ def history_end_times(source: np.ndarray, last_ns: np.ndarray, seed: int = 0) ->
 
 def features_of_events(events: pd.DataFrame, train: pd.DataFrame, attributes: dict[int, list[int]]) -> pd.DataFrame:
     """``user_features`` rows of the synthetic users in ``events`` (:func:`synthetic_events`), by
-    the same builder as real users (``ecaug_feast.features.build.build_user_features``). The real
-    training events are passed along so popularity-so-far counts real consumption as for real users."""
+    the same builder as real users (``ecaug_feast.features.build.build_user_features``). An item's
+    popularity counts the REAL training events ``train`` only, as a real user's row does: counting
+    the generated events too made every generated row's items look more popular than any real
+    row's (all generated events sit at the end of the clock; Beauty: mean_item_popularity 24.4 vs 14.1)."""
     from ecaug_feast.features.build import build_user_features
 
     cols = [S.USER_ID, S.ITEM_ID, S.EVENT_TIMESTAMP]
-    # one timestamp dtype on both sides (a parquet source's UTC and pandas' UTC concat to objects)
-    both = pd.concat([f[cols].assign(**{S.EVENT_TIMESTAMP: pd.to_datetime(f[S.EVENT_TIMESTAMP], utc=True).astype("datetime64[ns, UTC]")})
-                      for f in (train, events)], ignore_index=True)
-    uf = build_user_features(both, attributes)
+    # one timestamp dtype on both sides (a parquet source's UTC and pandas' UTC compare as objects)
+    ev, tr = (f[cols].assign(**{S.EVENT_TIMESTAMP: pd.to_datetime(f[S.EVENT_TIMESTAMP], utc=True).astype("datetime64[ns, UTC]")})
+              for f in (events, train))
+    uf = build_user_features(ev, attributes, popularity_reference=tr)
     return uf[uf[S.USER_ID] >= SYNTHETIC_USER_ID_BASE].reset_index(drop=True)
 
 

@@ -11,7 +11,8 @@ import pytest
 
 from ecaug_feast.datasets import Dataset, load_dataset, subset_users
 from ecaug_feast.datasets.store import load_processed, write_processed
-from ecaug_feast.features.build import RECENT_ITEMS, SERVING_OFFSET, build_tables, read_feature_meta, write_features
+from ecaug_feast.features.build import (RECENT_ITEMS, SERVING_OFFSET, build_tables, build_user_features, popularity_at, popularity_before,
+                                        read_feature_meta, write_features)
 
 D = [pd.Timestamp(f"2024-01-0{d}", tz="UTC") for d in range(1, 6)]
 
@@ -44,6 +45,32 @@ def test_hand_checked_user_rows(tiny):
     np.testing.assert_allclose(u1["attr_diversity"], [0.0, math.log(2), h3, -(2 * 0.25 * math.log(0.25) + 0.5 * math.log(0.5))], rtol=1e-6)
     # popularity of the consumed item at consumption time: i1@d1 -> 0, i2@d2 -> 1 (u2@d1), i3@d3 -> 0
     np.testing.assert_allclose(u1["mean_item_popularity"], [0.0, 0.0, 0.5, 1 / 3], rtol=1e-6)
+
+
+def test_popularity_at_counts_strictly_earlier_reference_events():
+    """Against a brute-force count, with ties in time; on its own rows it is ``popularity_before``."""
+    rng = np.random.default_rng(0)
+    ev = pd.DataFrame({"user_id": rng.integers(0, 30, 2000), "item_id": rng.integers(1, 25, 2000),
+                       "event_timestamp": pd.to_datetime(rng.integers(0, 60, 2000) * 86_400 * 10**9, utc=True)})
+    np.testing.assert_array_equal(popularity_at(ev, ev), popularity_before(ev))
+    ref, q = ev.iloc[:700], ev.iloc[1200:1500]
+    brute = [int(((ref["item_id"] == i) & (ref["event_timestamp"] < t)).sum()) for i, t in zip(q["item_id"], q["event_timestamp"])]
+    np.testing.assert_array_equal(popularity_at(q, ref), brute)
+
+
+def test_popularity_reference_leaves_the_rows_own_events_uncounted(tiny):
+    """Rows built with a reference count only the reference's events: a second user consuming item 1
+    on d2 raises u1's popularity of it without a reference, not with the first user's events alone."""
+    d = tiny.interactions
+    one = d[(d["user_id"] == 1) & (d["event_timestamp"] <= D[2])][["user_id", "item_id", "event_timestamp"]]
+    other = pd.DataFrame({"user_id": [9, 9], "item_id": [2, 3], "event_timestamp": [D[0], D[1]]})
+    both = pd.concat([one, other], ignore_index=True)
+    attrs = {i: [] for i in range(1, 6)}
+    plain = build_user_features(both, attrs)
+    ref = build_user_features(both, attrs, popularity_reference=one)
+    pop = lambda uf: uf[uf["user_id"] == 1]["mean_item_popularity"].tolist()
+    np.testing.assert_allclose(pop(plain), [0.0, 0.0, 0.5, 2 / 3], rtol=1e-6)  # u9's 2@d1, 3@d2 counted
+    np.testing.assert_allclose(pop(ref), [0.0, 0.0, 0.0, 0.0], rtol=1e-6)
 
 
 def test_hand_checked_item_rows_and_no_leak(tiny):
