@@ -61,7 +61,7 @@ def test_study_pools_are_train_only(planted):
 
     data, scfg, held_out, train_hist, _ = planted
     for method in ("seq_ops", "pseudo_prior", "gan_augmented"):
-        pool, info = seq_pool(method, data, train_hist, scfg, 0, dict(TINY), dict(synthetic_share=0.2))
+        pool, _, info = seq_pool(method, data, train_hist, scfg, 0, dict(TINY), dict(synthetic_share=0.2))
         assert pool, (method, info)
         assert not held_out & set(np.concatenate(pool).tolist()), method
     assert "c2st_auc_sequences" in info and "c2st_auc_features" in info
@@ -139,6 +139,25 @@ def test_feature_rows_follow_the_histories_in_the_synthetic_key_space(planted):
     assert last.loc[SYNTHETIC_USER_ID_BASE + 1, "recent_items"] == [9]
     with pytest.raises(ValueError):
         feature_rows(hists, end, data.train, attrs, first_id=5)
+
+
+def test_generated_rows_count_only_real_events_as_popularity(planted):
+    """Two generated users consuming the same items in turn: each one's item popularity is the
+    real training count before the event, not raised by the other generated user."""
+    from ecaug_feast.features.build import popularity_at
+    from ecaug_feast.synth.seq_pipeline import features_of_events, synthetic_events
+
+    data, *_ = planted
+    attrs = dict(zip(data.items["item_id"].astype(int), data.items["attributes"]))
+    end = np.full(2, int(data.train["event_timestamp"].max().value))
+    ev = synthetic_events([np.array([5, 6, 7, 8]), np.array([8, 7, 6, 5])], end, data.train)
+    fr = features_of_events(ev, data.train, attrs)
+    real = popularity_at(ev, data.train)  # events are oldest first per user
+    for k, uid in enumerate(sorted(ev["user_id"].unique())):
+        rows = fr[fr["user_id"] == uid].sort_values("event_timestamp")
+        p = real[ev["user_id"].to_numpy() == uid]
+        want = [p[:n].mean() if n else 0.0 for n in rows["n_interactions"]]
+        np.testing.assert_allclose(rows["mean_item_popularity"], want, rtol=1e-5)
 
 
 def test_history_end_times_follow_the_source_user():
