@@ -189,11 +189,14 @@ def full_softmax_loss(H: torch.Tensor | Sequence[torch.Tensor], R: torch.Tensor,
 
 @dataclass
 class Histories:
-    """Per-user ordered item histories (oldest first) as CSR, truncated to the newest ``max_len``."""
+    """Per-user ordered item histories (oldest first) as CSR, truncated to the newest ``max_len``.
+    ``targets``: per value, whether it is a next-item training target (None: all are); False for
+    generated items that should only be context (``combine_histories(..., generated=...)``)."""
 
     user_ids: np.ndarray
     values: np.ndarray
     offsets: np.ndarray
+    targets: np.ndarray | None = None
 
     @property
     def lengths(self) -> np.ndarray:
@@ -235,13 +238,15 @@ def pad_batch(h: Histories, rows: np.ndarray, drop_last: bool = False) -> tuple[
 
 
 def target_batch(h: Histories, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Training input, next-item targets (0 = no target) and input lengths for ``rows``."""
+    """Training input, next-item targets (0 = no target, also where ``h.targets`` is False) and
+    input lengths for ``rows``."""
     x, lens = pad_batch(h, rows, drop_last=True)
     starts = h.offsets[rows] + 1
     y = np.zeros_like(x)
     r = np.repeat(np.arange(len(rows)), lens)
     c = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
-    y[r, c] = h.values[gather_index(starts, lens)]
+    at = gather_index(starts, lens)
+    y[r, c] = h.values[at] if h.targets is None else np.where(h.targets[at], h.values[at], 0)
     return x, y, lens
 
 

@@ -84,10 +84,13 @@ def column_pool(method: str, data, size: int, seed: int, gan: dict[str, Any] | N
 
 
 def seq_pool(method: str, data, hist, scfg, seed: int, seq_gan: dict[str, Any] | None = None,
-             seq_aug: dict[str, Any] | None = None) -> tuple[list[np.ndarray], dict[str, Any]]:
+             seq_aug: dict[str, Any] | None = None) -> tuple[list[np.ndarray], np.ndarray | None, dict[str, Any]]:
     """Extra training histories for ``method``, made from the truncated TRAINING histories ``hist``
     only (``histories_for(data, cfg, "valid")``: serving rows before any validation event).
-    ``seq_gan``: ``SeqGANConfig`` overrides; ``seq_aug``: ``SeqAugmentConfig`` scalar overrides."""
+    ``seq_gan``: ``SeqGANConfig`` overrides; ``seq_aug``: ``SeqAugmentConfig`` scalar overrides.
+    Returns (histories, source, facts): ``source`` is, per history of a generator, the row of
+    ``hist`` it expands or -1 for a whole synthetic user (:func:`generated_masks`); None for
+    ``seq_ops``, whose histories hold only real items, rearranged."""
     from ecaug_feast.synth.seq_gan import SeqGANConfig, SequenceGAN, pseudo_prior_config
     from ecaug_feast.synth.seq_ops import SeqOps, SeqOpsConfig, csr_rows
 
@@ -96,7 +99,7 @@ def seq_pool(method: str, data, hist, scfg, seed: int, seq_gan: dict[str, Any] |
     gan_over = {"max_len": scfg.max_len, "seed": seed, **(seq_gan or {})}
     if method == "seq_ops":
         v, o, _ = SeqOps(SeqOpsConfig(copies=2, seed=seed)).fit(hist.values, hist.offsets).sample(max_len=scfg.max_len)
-        return csr_rows(v, o), {"seconds": round(time.time() - t0, 2)}
+        return csr_rows(v, o), None, {"seconds": round(time.time() - t0, 2)}
     if method == "pseudo_prior":
         # ASReP: pseudo-prior items prepended to short histories by a reversed transformer (MLE only)
         aug = {k: v for k, v in seq_aug.items() if k in ("expand_below", "n_new")}
@@ -104,7 +107,7 @@ def seq_pool(method: str, data, hist, scfg, seed: int, seq_gan: dict[str, Any] |
         g = SequenceGAN(pseudo_prior_config(**gan_over)).fit(hist.values, hist.offsets)
         short = np.flatnonzero((hist.lengths >= 1) & (hist.lengths < below))
         out = g.expand(hist.values, hist.offsets, short, n_new, seed=seed)
-        return out, {"seconds": round(time.time() - t0, 2), "expanded": int(len(short)), "generator_nll": g.report.get("nll_mle")}
+        return out, short, {"seconds": round(time.time() - t0, 2), "expanded": int(len(short)), "generator_nll": g.report.get("nll_mle")}
     if method == "gan_augmented":
         from ecaug_feast.synth.seq_pipeline import HistoryTimes, SeqAugmentConfig, augment_histories, feature_c2st, feature_rows
 
@@ -127,17 +130,40 @@ def seq_pool(method: str, data, hist, scfg, seed: int, seq_gan: dict[str, Any] |
             auc = feature_c2st(fr, build_user_features(data.train, attrs), seed=seed)
             info["c2st_auc_features"] = round(auc, 4) if auc == auc else None
         info["seconds"] = round(time.time() - t0, 2)
-        return res.histories, info
+        return res.histories, res.source, info
     raise EcaugError(f"unknown sequence augmentation method {method!r}")
 
 
-def combine_histories(hist, extra: list[np.ndarray], max_len: int):
-    """Real histories + extra ones (newest ``max_len`` each) under synthetic user ids."""
+def combine_histories(hist, extra: list[np.ndarray], max_len: int, generated: list[np.ndarray] | None = None):
+    """Real histories + extra ones (newest ``max_len`` each) under synthetic user ids.
+    ``generated``: per extra history, which of its items a model generated (bool, same length);
+    those become context only, never a training target (``Histories.targets``)."""
     from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
     from ecaug_feast.synth.seq_ops import rows_to_csr
     from recommender.seq_model import Histories
 
     v, o = rows_to_csr([np.asarray(h, np.int64)[-max_len:] for h in extra])
     ids = SYNTHETIC_USER_ID_BASE + np.arange(len(extra), dtype=np.int64)
+    targets = None
+    if generated is not None:
+        if [len(g) for g in generated] != [len(h) for h in extra]:
+            raise ValueError("generated: one mask per extra history, of its length")
+        gen = np.concatenate([np.asarray(g, bool)[-max_len:] for g in generated]) if extra else np.zeros(0, bool)
+        real_t = np.ones(len(hist.values), bool) if hist.targets is None else hist.targets
+        targets = np.concatenate([real_t, ~gen])
     return Histories(np.concatenate([hist.user_ids, ids]), np.concatenate([hist.values, v]),
-                     np.concatenate([hist.offsets, hist.offsets[-1] + o[1:]]).astype(np.int64))
+                     np.concatenate([hist.offsets, hist.offsets[-1] + o[1:]]).astype(np.int64), targets)
+
+
+def generated_masks(pool: list[np.ndarray], source: np.ndarray | None, hist) -> list[np.ndarray]:
+    """Which items of each pool history a model generated: an expansion (``source`` row >= 0 of
+    ``hist``) keeps its real user's history as its newest items, everything before is generated;
+    a whole synthetic user (``source`` -1, or no ``source``) is generated throughout."""
+    out = []
+    for k, h in enumerate(pool):
+        src = -1 if source is None else int(source[k])
+        n_real = min(len(h), int(hist.lengths[src])) if src >= 0 else 0
+        m = np.ones(len(h), bool)
+        m[len(h) - n_real:] = False
+        out.append(m)
+    return out

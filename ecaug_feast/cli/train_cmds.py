@@ -114,6 +114,7 @@ def experiment_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default <state>/experiments/<dataset>-<time>)."),
     source: str = typer.Option("feast", "--source", help="feast (default: each fraction's features through a private Feast repo) | memory (the same rows built in pandas)."),
     seq_protocol: str = typer.Option("finetune", "--seq-protocol", help="Sequence model: how augmented histories are used. finetune (default): real-only's model fine-tuned on real + augmented; pretrain (ASReP's order): a fresh model on real + augmented, then fine-tuned on real alone."),
+    seq_targets: str = typer.Option("all", "--seq-targets", help="Sequence model, pseudo_prior and gan_augmented: which items of a generated history are training targets. all (default) | real: generated items are context only (expansions train on their real items; whole synthetic users are left out)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
 ) -> None:
     """Real-only vs GAN-augmented vs naive augmentation over history fractions and seeds."""
@@ -132,7 +133,8 @@ def experiment_cmd(
             raise EcaugError(f"--fractions: expected numbers like 0.25,1.0, got {fractions!r}") from None
     ms = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     cfg = make_config("quick" if quick else "full", dataset=dataset, fractions=fr, seeds=seeds, methods=ms, workers=workers,
-                      max_users=max_users, model_type=model, source=source, seq_protocol=seq_protocol)
+                      max_users=max_users, model_type=model, source=source, seq_protocol=seq_protocol,
+                      seq_targets=seq_targets)
     with Progress(TextColumn("[bold]experiment"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn(), console=err, transient=True) as prog:
         task = prog.add_task("", total=len(cfg.fractions) * cfg.seeds)

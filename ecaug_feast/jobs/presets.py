@@ -18,6 +18,7 @@ from recommender.study_methods import METHODS, MODEL_METHODS
 # (a shortcut a parity test holds equal row for row).
 SOURCES = ("feast", "memory")
 SEQ_PROTOCOLS = ("finetune", "pretrain")
+SEQ_TARGETS = ("all", "real")
 
 
 @dataclass
@@ -47,6 +48,10 @@ class ExperimentConfig:
     # model fine-tuned on real + augmented; "pretrain" = ASReP's order: a fresh model trained on
     # real + augmented, then fine-tuned on the real histories alone
     seq_protocol: str = "finetune"
+    # which items of a generated history are next-item targets (SEQ_TARGETS): "all"; or "real" =
+    # generated items are context only (expansions train on their real items; whole synthetic users
+    # leave the pool). pseudo_prior and gan_augmented only: seq_ops' histories hold real items.
+    seq_targets: str = "all"
     source: str = "feast"  # where training examples are read: feast | memory (SOURCES)
 
     def to_json(self) -> dict[str, Any]:
@@ -102,6 +107,8 @@ def make_config(preset: str = "full", **overrides: Any) -> ExperimentConfig:
         raise EcaugError(f"--source must be one of {', '.join(SOURCES)}, got {base['source']!r}")
     if base.get("seq_protocol", "finetune") not in SEQ_PROTOCOLS:
         raise EcaugError(f"--seq-protocol must be one of {', '.join(SEQ_PROTOCOLS)}, got {base['seq_protocol']!r}")
+    if base.get("seq_targets", "all") not in SEQ_TARGETS:
+        raise EcaugError(f"--seq-targets must be one of {', '.join(SEQ_TARGETS)}, got {base['seq_targets']!r}")
     allowed = MODEL_METHODS[kind]
     base.setdefault("methods", list(allowed))
     unknown = [m for m in base["methods"] if m not in METHODS]

@@ -24,7 +24,8 @@ training histories; ``seq_ops``, ``pseudo_prior`` and ``gan_augmented`` each bui
 from the truncated TRAINING histories only; for every size in ``seq_ratios`` (augmented histories
 per real history) the real-only model is fine-tuned on real + augmented histories
 (``seq_protocol="finetune"``), or, in ASReP's order (``"pretrain"``), a fresh model is trained on
-real + augmented histories and then fine-tuned on the real ones alone; size 0 (keep real-only) is a
+real + augmented histories and then fine-tuned on the real ones alone; with ``seq_targets="real"``
+the generated items are context only, never a next-item target; size 0 (keep real-only) is a
 candidate and the choice is made on validation NDCG@10 only; the test split is scored once.
 
 Cells (f, s) are independent and run in ``workers`` processes. Output: ``results.json``,
@@ -50,7 +51,8 @@ import pandas as pd
 
 from ecaug_feast.errors import EcaugError
 from ecaug_feast.jobs.presets import ExperimentConfig
-from recommender.study_methods import AUG_METHODS, METHODS, METRICS, SEQ_AUG_METHODS, column_pool, combine_histories, seq_pool
+from recommender.study_methods import (AUG_METHODS, METHODS, METRICS, SEQ_AUG_METHODS, column_pool, combine_histories, generated_masks,
+                                        seq_pool)
 
 if TYPE_CHECKING:
     from ecaug_feast.datasets.store import ProcessedDataset
@@ -215,11 +217,16 @@ def _sequence_rows(cfg: ExperimentConfig, data, valid, test, base: dict[str, Any
     for method in [m for m in SEQ_AUG_METHODS if m in cfg.methods]:
         t0 = time.time()
         try:
-            pool, pinfo = seq_pool(method, data, hist, scfg, seed, cfg.seq_gan, cfg.seq_aug)
+            pool, source, pinfo = seq_pool(method, data, hist, scfg, seed, cfg.seq_gan, cfg.seq_aug)
         except Exception as exc:  # a generator failing on some data must not sink the other cells
             log.warning("pool %s failed at fraction=%s seed=%s: %s", method, base["fraction"], seed, exc)
-            pool, pinfo = [], {"error": f"{type(exc).__name__}: {exc}"[:300]}
-        pool = [h for h in pool if len(h) >= 2]  # a single item has no next item to train on
+            pool, source, pinfo = [], None, {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        # generated items as context only: which items each history may train on
+        gen = generated_masks(pool, source, hist) if cfg.seq_targets == "real" and source is not None else None
+        # a history trains only if some item after its first is a target
+        ok = [len(h) >= 2 and (gen is None or not gen[i][1:].all()) for i, h in enumerate(pool)]
+        pool = [h for h, k in zip(pool, ok) if k]
+        gen = None if gen is None else [g for g, k in zip(gen, ok) if k]
         best = {"ratio": 0.0, "valid": real_valid, "model": res.model, "epochs": 0}
         tried: list[dict[str, Any]] = [{"ratio": 0.0, "ndcg@10": real_valid["ndcg@10"]}]
         order = np.random.default_rng(seed).permutation(len(pool))
@@ -227,7 +234,8 @@ def _sequence_rows(cfg: ExperimentConfig, data, valid, test, base: dict[str, Any
             n = min(len(pool), int(math.ceil(r * n_real)))
             if n == 0:
                 break
-            mixed = combine_histories(hist, [pool[i] for i in order[:n]], scfg.max_len)
+            mixed = combine_histories(hist, [pool[i] for i in order[:n]], scfg.max_len,
+                                      None if gen is None else [gen[i] for i in order[:n]])
             extra: dict[str, Any] = {}
             if cfg.seq_protocol == "pretrain":  # ASReP: fresh model on the mix, then real histories only
                 pre = train_seq(data, valid, scfg, SeqTrainConfig(seed=seed, **cfg.seq_train), histories=mixed)
@@ -432,6 +440,8 @@ def run_study(ws: Any, cfg: ExperimentConfig, out_dir: str | Path | None = None,
             "history_fraction": "each user's most recent share of training events, features rebuilt from it",
             "augmented_histories": ("sequence model: a fresh model trained on real + augmented histories, then fine-tuned on real alone (ASReP's order)"
                                     if cfg.seq_protocol == "pretrain" else "sequence model: real-only's model fine-tuned on real + augmented histories"),
+            "generated_items": ("context only: pseudo_prior and gan_augmented histories train on their real items; whole synthetic users left out"
+                                if cfg.seq_targets == "real" else "training targets like real items"),
         },
         "results": results,
         "verdict": verdict(results),

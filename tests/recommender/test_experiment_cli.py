@@ -103,11 +103,28 @@ def test_experiment_pretrain_protocol(tmp_path, feast_env):
     assert next(t for t in run["tried"] if t["ratio"] == chosen)["ndcg@10"] == max(t["ndcg@10"] for t in run["tried"])
 
 
-def test_bad_seq_protocol_is_one_line_error():
-    p = subprocess.run([sys.executable, "-m", "ecaug_feast.cli.main", "experiment", "--seq-protocol", "mix"],
+@pytest.mark.parametrize("flag, want", [("--seq-protocol", "finetune, pretrain"), ("--seq-targets", "all, real")])
+def test_bad_seq_choice_is_one_line_error(flag, want):
+    p = subprocess.run([sys.executable, "-m", "ecaug_feast.cli.main", "experiment", flag, "mix"],
                        capture_output=True, text=True)
     assert p.returncode == 2, p.stderr
-    assert "--seq-protocol must be one of finetune, pretrain" in p.stderr and "Traceback" not in p.stderr
+    assert f"{flag} must be one of {want}" in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.slow
+def test_experiment_generated_items_as_context_only(tmp_path, feast_env):
+    """``--seq-targets real``: pseudo_prior's expansions keep their generated items as context only;
+    the run says so, and its pool holds only expansions of short users (none is a whole user)."""
+    out = tmp_path / "exp-ctx"
+    cmd = [sys.executable, "-m", "ecaug_feast.cli.main", "experiment", "--quick", "--fractions", "1.0", "--seeds", "1",
+           "--max-users", "300", "--workers", "1", "--methods", "real_only,pseudo_prior", "--seq-targets", "real",
+           "--out", str(out), "--json"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[2])
+    assert p.returncode == 0, p.stderr[-3000:]
+    full = json.loads((out / "results.json").read_text())
+    assert full["config"]["seq_targets"] == "real" and "context only" in full["protocol"]["generated_items"]
+    run = next(r for r in full["runs"] if r["method"] == "pseudo_prior")
+    assert 0 < run["pool"]["rows"] <= run["pool"]["expanded"], run["pool"]
 
 
 def test_bag_model_rejects_history_methods():

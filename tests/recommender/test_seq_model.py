@@ -41,6 +41,27 @@ def test_pad_and_target_batches():
     assert ln.tolist() == [3, 1]
 
 
+def test_generated_items_are_context_but_never_targets():
+    """``combine_histories(..., generated=...)``: an expansion's generated (older) items stay in
+    the input, but only its real items are targets; a whole synthetic user has no target; the real
+    histories keep all theirs."""
+    from recommender.study_methods import combine_histories, generated_masks
+
+    real = Histories(np.array([1, 2]), np.array([1, 2, 7]), np.array([0, 2, 3]))
+    pool = [np.array([5, 6, 7]), np.array([9, 5, 6])]  # an expansion of user 2 ([7]), a synthetic user
+    gen = generated_masks(pool, np.array([1, -1]), real)
+    assert [g.tolist() for g in gen] == [[True, True, False], [True, True, True]]
+    h = combine_histories(real, pool, max_len=50, generated=gen)
+    x, y, ln = target_batch(h, np.arange(4))
+    assert x.tolist() == [[1, 0], [0, 0], [5, 6], [9, 5]] and ln.tolist() == [1, 0, 2, 2]
+    assert y.tolist() == [[2, 0], [0, 0], [0, 7], [0, 0]]
+    # without masks every item is a target, as before
+    _, y_all, _ = target_batch(combine_histories(real, pool, max_len=50), np.arange(4))
+    assert y_all.tolist() == [[2, 0], [0, 0], [6, 7], [5, 6]]
+    with pytest.raises(ValueError):
+        combine_histories(real, pool, max_len=50, generated=gen[:1])
+
+
 def test_packed_chunks_give_the_same_loss_and_gradients_as_one_padded_block():
     """Cutting a batch into chunks of similar length only removes padding: the same users, the
     same positions, the same loss value and the same gradients (dropout off)."""
