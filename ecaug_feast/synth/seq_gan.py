@@ -96,6 +96,9 @@ class SeqGANConfig:
                                   # the training transitions out of the previous item (_sample_tokens); 0 = off
     popularity_bias: float = 0.0  # sampling only: + this x log(training count) on each item's logit
                                   # (a calibrated under-trained softmax over-samples the tail); 0 = off
+    top_p: float = 1.0            # sampling only: nucleus sampling (Holtzman et al., ICLR 2020): each step
+                                  # draws from the smallest set of items holding this share of the
+                                  # probability (EOS keeps its own); 1 = off
     tail_share: float = 0.8       # items outside the most popular ones covering this share are "tail"
     max_seconds: float | None = None
     seed: int = 0
@@ -104,6 +107,19 @@ class SeqGANConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _nucleus(logits, top_p: float, keep: int):
+    """Log-probabilities of ``logits`` [B, V] restricted to each row's nucleus: the most probable
+    tokens whose mass first reaches ``top_p`` (the first always kept), plus token ``keep``."""
+    import torch
+
+    lp = torch.log_softmax(logits, -1)
+    sp, si = lp.exp().sort(-1, descending=True)
+    out_sorted = (sp.cumsum(-1) - sp) >= top_p  # mass before this token already reaches top_p
+    drop = torch.zeros_like(out_sorted).scatter_(1, si, out_sorted)
+    drop[:, keep] = False
+    return lp.masked_fill_(drop, -math.inf)
 
 
 def pick_device(name: str = "auto") -> str:
@@ -495,7 +511,7 @@ class SequenceGAN:
         return out
 
     def _sample_tokens(self, prompts: np.ndarray, n_new: int, allow_eos: bool, rng_t, ban_seen: bool = True,
-                       cached: bool = True, bias: np.ndarray | None = None, mix: float = 0.0):
+                       cached: bool = True, bias: np.ndarray | None = None, mix: float = 0.0, top_p: float = 1.0):
         """Autoregressive sampling from equal-length prompts [B, P]; returns [B, P + n_new] tokens
         (after an EOS only PAD follows; fewer columns when every row ended early).
 
@@ -514,7 +530,11 @@ class SequenceGAN:
         transition, or all of them banned: p_gen alone). Interpolating a neural model with a
         count-based next-token distribution is kNN-LM's device (Khandelwal et al., ICLR 2020);
         here it is the bigram of the training histories, because generated histories reuse the
-        item-to-item transitions real users share far less often than real histories do."""
+        item-to-item transitions real users share far less often than real histories do.
+
+        ``top_p`` < 1: nucleus sampling over that final distribution: items outside the smallest set
+        holding ``top_p`` of its mass are dropped (the low-probability tail, where an under-fitted
+        softmax puts its incoherent mass); EOS is never dropped, so lengths keep their law."""
         import torch
 
         x = torch.from_numpy(prompts).to(self.device)
@@ -558,6 +578,8 @@ class SequenceGAN:
                     tot = tb.sum(1, keepdim=True)
                     pg = torch.softmax(logits.float(), -1)
                     logits = torch.where(tot > 0, (1 - mix) * pg + mix * tb / tot.clamp(min=1e-12), pg).log_()
+                if top_p < 1.0:
+                    logits = _nucleus(logits.float(), top_p, keep=self.n_out - 1)
                 # Gumbel-max: an exact sample of softmax(logits), much faster than torch.multinomial
                 # on CPU; noise = log(-log(u)), subtracted
                 if noise is None:
@@ -623,7 +645,8 @@ class SequenceGAN:
         for s in range(0, n, chunk):
             prompts = (V + 2 + segs[s : s + chunk])[:, None].astype(np.int64)
             b = self._item_bias(prior, prior[1][s : s + chunk] if prior is not None else None, len(prompts))
-            tok = self._sample_tokens(prompts, self.cfg.gen_max_len, True, g, bias=b, mix=self.cfg.transition_mix).cpu().numpy()
+            tok = self._sample_tokens(prompts, self.cfg.gen_max_len, True, g, bias=b, mix=self.cfg.transition_mix,
+                                      top_p=self.cfg.top_p).cpu().numpy()
             out.extend(self._decode(tok, 1))  # at most gen_max_len items (no EOS by then: cut)
         hists = [h[::-1].copy() if self.cfg.reverse else h for h in out]
         return hists, segs
@@ -660,7 +683,8 @@ class SequenceGAN:
                 sub_o = np.concatenate([[0], np.cumsum([len(known[i]) for i in ii])])
                 prompts = self._pad(self._encode_rows(sub_v, sub_o, segs[ii], eos=False))
                 b = self._item_bias(prior, prior[1][ii] if prior is not None else None, len(ii))
-                tok = self._sample_tokens(prompts, int(n_new[ii[0]]), False, g, bias=b, mix=self.cfg.transition_mix).cpu().numpy()
+                tok = self._sample_tokens(prompts, int(n_new[ii[0]]), False, g, bias=b, mix=self.cfg.transition_mix,
+                                          top_p=self.cfg.top_p).cpu().numpy()
                 gen = self._decode(tok, prompts.shape[1])
                 for j, i in enumerate(ii):
                     h = known[i]

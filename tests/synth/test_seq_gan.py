@@ -329,3 +329,25 @@ def test_column_aucs_name_what_separates():
     out = column_aucs(real, syn)
     assert out["shifted"]["auc"] > 0.7 and out["same"]["auc"] < 0.56
     assert out["shifted"]["synth_mean"] > out["shifted"]["real_mean"]
+
+
+def test_nucleus_keeps_the_smallest_set_reaching_top_p_and_eos():
+    """``_nucleus``: probabilities .5 .3 .15 .05 at top_p .8 keep the first two; the protected
+    token (EOS) stays whatever its mass; top_p near 0 makes sampling greedy (seeds agree)."""
+    import torch
+
+    from ecaug_feast.synth.seq_gan import _nucleus
+
+    lp = torch.log(torch.tensor([[0.05, 0.5, 0.3, 0.15], [0.5, 0.3, 0.15, 0.05]]))
+    out = _nucleus(lp.clone(), 0.8, keep=3)
+    assert torch.isfinite(out).tolist() == [[False, True, True, True], [True, True, False, True]]
+    assert torch.allclose(out[0, 1:3].exp(), torch.tensor([0.5, 0.3]))  # log-probabilities, not renormalised
+    hists = [np.arange(s, s + 4) for s in range(1, 101)]
+    v, o = rows_to_csr(hists)
+    g = SequenceGAN(SeqGANConfig(**{**TINY, "mle_epochs": 1, "adversarial": False, "transition_mix": 0.0, "top_p": 1e-6})).fit(v, o)
+    rows = np.arange(0, 40)
+    a, b = g.expand(v, o, rows, 3, seed=0), g.expand(v, o, rows, 3, seed=1)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    g.cfg.top_p = 1.0  # plain sampling: other seeds, other items
+    a, b = g.expand(v, o, rows, 3, seed=0), g.expand(v, o, rows, 3, seed=1)
+    assert not all(np.array_equal(x, y) for x, y in zip(a, b))
