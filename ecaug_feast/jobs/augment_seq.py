@@ -159,6 +159,11 @@ def write_sequence_run(ws: Workspace, res: SeqAugmentResult, th: TrainingHistori
         if m.get("figure"):  # written to a temp folder by the pipeline; the run keeps it under plots/
             m["figure"] = "plots/sequences.png"
         m["c2st_auc"] = _feature_auc(users, ws, seed) if len(users) else None
+        # the feature rows are gated as the histories are (same bar): what Feast serves must not be
+        # told apart from real rows either
+        if m["c2st_auc"] is not None and m["c2st_auc"] > cfg.max_c2st_auc:
+            m["gate_reasons"] = [*m["gate_reasons"], f"c2st_auc (feature rows) {m['c2st_auc']} > {cfg.max_c2st_auc}"]
+            m["gate"] = "fail"
         m.update(rows_generated=m["generated"], rows_accepted=m["accepted"], interactions_accepted=int(len(inter)))
         manifest = {
             "gate": m["gate"], "gate_reasons": m["gate_reasons"], "config": asdict(cfg), "metrics": m,
@@ -184,7 +189,7 @@ def write_sequence_run(ws: Workspace, res: SeqAugmentResult, th: TrainingHistori
                            **{k: m.get(k) for k in ("rows_generated", "rows_accepted", "interactions_accepted", "gate",
                                                     "gate_reasons", "c2st_auc", *SUMMARY_KEYS)},
                            "label_agreement": m.get("labeler", {}).get("agreement"), "segment": None, "activated": False}
-    if res.gate_passed and len(res.histories) and publish:
+    if m["gate"] == "pass" and len(res.histories) and publish:
         out.update(activate_and_publish(ws, run_id))
     return out
 

@@ -31,7 +31,8 @@ class SeqAugmentConfig:
     synthetic_share: float = 0.25  # whole synthetic users, as a share of the real histories
     sparse_share: float = 0.2      # segments holding less than this share of real users are "sparse"
     labeler: SeqLabelerConfig = field(default_factory=SeqLabelerConfig)
-    max_c2st_auc: float = 0.80     # run-level gate on histories (same bar as the column gate)
+    max_c2st_auc: float = 0.80     # run-level gate on histories and (the augment job) their feature rows
+                                   # (same bar as the column gate)
     privacy_quantile: float = 0.05
     c2st_rows: int = 3000
     c2st_width: int = 5            # items per window the history detector reads

@@ -37,6 +37,11 @@ def test_demo_every_step(tmp_path, monkeypatch):
     assert bool(aug["activated"]) == (aug["gate"] == "pass")
     assert 0.0 <= aug["c2st_auc"] <= 1.0
 
+    # the default generator is the sequence GAN: both of its detectors are reported, and the gate
+    # says pass exactly when both are within the default bar
+    assert aug["generator"] == "sequence" and 0.0 <= aug["c2st_auc_sequences"] <= 1.0
+    assert (aug["gate"] == "pass") == (max(aug["c2st_auc"], aug["c2st_auc_sequences"]) <= 0.80)
+
     # train: a checkpoint from the Feast offline store, scored on the test split
     tr = out["train"]
     assert (home / "models" / "real" / "model.pt").exists()
@@ -58,3 +63,12 @@ def test_demo_every_step(tmp_path, monkeypatch):
     for m in ("popularity", "real_only", "column_gan", "oversample", "smote"):
         assert {(m, 0.25), (m, 1.0)} <= got
     assert set(out["seconds"]) >= {"ingest", "augment", "train", "serve_check", "experiment"}
+
+
+def test_demo_bad_generator_is_one_line():
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "ecaug_feast.cli.main", "demo", "--generator", "nope"], capture_output=True, text=True)
+    assert p.returncode == 2, p.stderr
+    assert "--generator must be sequence or column" in p.stderr and "Traceback" not in p.stderr

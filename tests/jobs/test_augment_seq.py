@@ -225,6 +225,24 @@ def test_rollback_restores_the_parent(feast_env, published):
     assert json.loads(listed.stdout.strip().splitlines()[-1])["lineage"]["generator"] == "sequence"
 
 
+def test_feature_rows_are_gated_too(feast_env, published):
+    """Histories that passed their gate, but feature rows over the bar: the run fails, says why,
+    and is not activated (the active run stays the published one)."""
+    from dataclasses import replace
+
+    from ecaug_feast import synth_store
+    from ecaug_feast.jobs.augment_seq import write_sequence_run
+
+    res, cfg = published["res"], published["cfg"]
+    assert res.metrics["gate"] == "pass"
+    active = synth_store.active_run()
+    out = write_sequence_run(published["ws"], res, published["th"], replace(cfg, max_c2st_auc=0.0))
+    assert out["gate"] == "fail" and not out["activated"], out
+    assert any("feature rows" in r for r in out["gate_reasons"]) and out["c2st_auc"] > 0.0
+    assert synth_store.load_run(out["run_id"]).manifest["gate"] == "fail"
+    assert synth_store.active_run() == active
+
+
 def test_cli_json_keys_and_a_failed_gate_is_not_activated(feast_env, tmp_path):
     """``augment --generator sequence --json`` with a strict gate: the run is written, not activated."""
     from ecaug_feast import synth_store
