@@ -351,3 +351,14 @@ def test_nucleus_keeps_the_smallest_set_reaching_top_p_and_eos():
     g.cfg.top_p = 1.0  # plain sampling: other seeds, other items
     a, b = g.expand(v, o, rows, 3, seed=0), g.expand(v, o, rows, 3, seed=1)
     assert not all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_epsilon_drops_items_below_min_prob_but_never_the_best_or_eos():
+    import torch
+
+    from ecaug_feast.synth.seq_gan import _epsilon
+
+    lp = torch.log(torch.tensor([[0.05, 0.5, 0.3, 0.15], [0.5, 0.3, 0.15, 0.05]]))
+    assert torch.isfinite(_epsilon(lp.clone(), 0.1, keep=3)).tolist() == [[False, True, True, True], [True, True, True, True]]
+    # a threshold above every item: the most probable one and EOS are left
+    assert torch.isfinite(_epsilon(lp.clone(), 0.9, keep=3)).tolist() == [[False, True, False, True], [True, False, False, True]]
