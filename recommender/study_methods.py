@@ -118,6 +118,7 @@ def seq_pool(method: str, data, hist, scfg, seed: int, seq_gan: dict[str, Any] |
         info = {k: m.get(k) for k in ("generated", "expanded", "synthetic", "accepted", "dropped_low_confidence", "dropped_off_segment",
                                       "dropped_privacy", "gate", "c2st_auc_sequences", "c2st_auc_sequences_real_vs_real", "catalogue_coverage", "tail_share", "real_tail_share",
                                       "exact_copy_share", "near_copy_share", "trigram_copy_share", "fit_seconds", "generate_seconds")}
+        info["accepted_synthetic"] = int((res.kind == "synthetic").sum())  # whole users among the accepted
         info["labeler_agreement"] = m["labeler"].get("agreement")
         info["adversarial"] = m["generator"].get("adversarial")
         info["generator_nll"] = {"mle": m["generator"].get("nll_mle"), "after_adversarial": m["generator"].get("nll_after_adversarial")}
@@ -155,15 +156,19 @@ def combine_histories(hist, extra: list[np.ndarray], max_len: int, generated: li
                      np.concatenate([hist.offsets, hist.offsets[-1] + o[1:]]).astype(np.int64), targets)
 
 
-def generated_masks(pool: list[np.ndarray], source: np.ndarray | None, hist) -> list[np.ndarray]:
+def generated_masks(pool: list[np.ndarray], source: np.ndarray | None, hist, prepended: bool = True) -> list[np.ndarray]:
     """Which items of each pool history a model generated: an expansion (``source`` row >= 0 of
-    ``hist``) keeps its real user's history as its newest items, everything before is generated;
-    a whole synthetic user (``source`` -1, or no ``source``) is generated throughout."""
+    ``hist``) holds its real user's history as its newest items when the generated ones were
+    ``prepended`` (a reversed generator, the default), as its oldest ones otherwise
+    (continuations); a whole synthetic user (``source`` -1, or no ``source``) is generated throughout."""
     out = []
     for k, h in enumerate(pool):
         src = -1 if source is None else int(source[k])
         n_real = min(len(h), int(hist.lengths[src])) if src >= 0 else 0
         m = np.ones(len(h), bool)
-        m[len(h) - n_real:] = False
+        if prepended:
+            m[len(h) - n_real:] = False
+        else:
+            m[:n_real] = False
         out.append(m)
     return out

@@ -219,8 +219,8 @@ def _print_summary(res: dict[str, Any]) -> None:
                     f"{_num(aug.get('c2st_auc_sequences'))}, feature rows {_num(aug.get('c2st_auc'))}; catalogue coverage "
                     f"{_num(aug.get('catalogue_coverage'))}, tail share {_num(aug.get('tail_share'))}; fit {aug['fit_seconds']} s")
         else:
-            what = (f"{aug['rows_accepted']}/{aug['rows_generated']} rows accepted; C2ST AUC {aug['c2st_auc']:.3f}, "
-                    f"shapes {aug['column_shapes']:.3f}, trends {aug['pair_trends']:.3f}, privacy dropped {aug['privacy_dropped']}, "
+            what = (f"{aug['rows_accepted']}/{aug['rows_generated']} rows accepted; C2ST AUC {_num(aug.get('c2st_auc'))}, "
+                    f"shapes {_num(aug.get('column_shapes'))}, trends {_num(aug.get('pair_trends'))}, privacy dropped {aug['privacy_dropped']}, "
                     f"fit {aug['fit_seconds']} s")
         table.add_row(f"augment ({aug.get('generator', 'column')})", f"run {aug['run_id']}: gate {aug['gate']} -> {status}; {what}"
                       + (f"; reasons: {'; '.join(aug['gate_reasons'])}" if aug.get("gate_reasons") else ""))

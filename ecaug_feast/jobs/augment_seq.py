@@ -121,7 +121,10 @@ def _dataclass_of(cls: Any, kw: dict[str, Any], source: str) -> Any:
     bad = sorted(set(kw) - known)
     if bad:
         raise EcaugError(f"{source}: unknown {cls.__name__} field(s) {', '.join(bad)} (known: {', '.join(sorted(known))})")
-    return cls(**kw)
+    try:
+        return cls(**kw)
+    except (TypeError, ValueError) as exc:  # a value out of range: one line, as an unknown field
+        raise EcaugError(f"{source}: {cls.__name__}: {exc}") from None
 
 
 def augment_seq_run(ws: Workspace, config: SeqAugmentConfig | None = None, seed: int = 0, dataset: str | None = None,
@@ -161,7 +164,7 @@ def write_sequence_run(ws: Workspace, res: SeqAugmentResult, th: TrainingHistori
         m["c2st_auc"] = _feature_auc(users, ws, seed) if len(users) else None
         # the feature rows are gated as the histories are (same bar): what Feast serves must not be
         # told apart from real rows either
-        if m["c2st_auc"] is not None and m["c2st_auc"] > cfg.max_c2st_auc:
+        if len(users) and (m["c2st_auc"] is None or m["c2st_auc"] > cfg.max_c2st_auc):  # None: too few rows to test
             m["gate_reasons"] = [*m["gate_reasons"], f"c2st_auc (feature rows) {m['c2st_auc']} > {cfg.max_c2st_auc}"]
             m["gate"] = "fail"
         m.update(rows_generated=m["generated"], rows_accepted=m["accepted"], interactions_accepted=int(len(inter)))

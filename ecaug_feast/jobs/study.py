@@ -222,7 +222,8 @@ def _sequence_rows(cfg: ExperimentConfig, data, valid, test, base: dict[str, Any
             log.warning("pool %s failed at fraction=%s seed=%s: %s", method, base["fraction"], seed, exc)
             pool, source, pinfo = [], None, {"error": f"{type(exc).__name__}: {exc}"[:300]}
         # generated items as context only: which items each history may train on
-        gen = generated_masks(pool, source, hist) if cfg.seq_targets == "real" and source is not None else None
+        gen = (generated_masks(pool, source, hist, prepended=cfg.seq_gan.get("reverse", True))
+               if cfg.seq_targets == "real" and source is not None else None)
         # a history trains only if some item after its first is a target
         ok = [len(h) >= 2 and (gen is None or not gen[i][1:].all()) for i, h in enumerate(pool)]
         pool = [h for h, k in zip(pool, ok) if k]

@@ -109,6 +109,15 @@ class SeqGANConfig:
     device: str = "auto"
     threads: int = 0              # 0 = leave torch's setting
 
+    def __post_init__(self) -> None:
+        # sampling thresholds outside these ranges would drop every item (or none, silently)
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not 0.0 <= self.min_prob < 1.0:
+            raise ValueError(f"min_prob must be in [0, 1), got {self.min_prob}")
+        if not 0.0 <= self.transition_mix <= 1.0:
+            raise ValueError(f"transition_mix must be in [0, 1], got {self.transition_mix}")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -121,6 +130,7 @@ def _nucleus(logits, top_p: float, keep: int):
     lp = torch.log_softmax(logits, -1)
     sp, si = lp.exp().sort(-1, descending=True)
     out_sorted = (sp.cumsum(-1) - sp) >= top_p  # mass before this token already reaches top_p
+    out_sorted[:, 0] = False  # the most probable token always stays
     drop = torch.zeros_like(out_sorted).scatter_(1, si, out_sorted)
     drop[:, keep] = False
     return lp.masked_fill_(drop, -math.inf)

@@ -39,8 +39,9 @@ def test_demo_every_step(tmp_path, monkeypatch):
 
     # the default generator is the sequence GAN: both of its detectors are reported, and the gate
     # says pass exactly when both are within the default bar
-    assert aug["generator"] == "sequence" and 0.0 <= aug["c2st_auc_sequences"] <= 1.0
-    assert (aug["gate"] == "pass") == (max(aug["c2st_auc"], aug["c2st_auc_sequences"]) <= 0.80)
+    assert aug["generator"] == "sequence" and aug["rows_accepted"] > 0
+    both = [aug["c2st_auc"], aug["c2st_auc_sequences"]]
+    assert (aug["gate"] == "pass") == (None not in both and max(both) <= 0.80), aug
 
     # train: a checkpoint from the Feast offline store, scored on the test split
     tr = out["train"]

@@ -113,18 +113,21 @@ def test_bad_seq_choice_is_one_line_error(flag, want):
 
 @pytest.mark.slow
 def test_experiment_generated_items_as_context_only(tmp_path, feast_env):
-    """``--seq-targets real``: pseudo_prior's expansions keep their generated items as context only;
-    the run says so, and its pool holds only expansions of short users (none is a whole user)."""
+    """``--seq-targets real``: the GAN's expansions keep their generated items as context only; the
+    run says so, and its pool holds exactly the accepted expansions (whole synthetic users, which
+    have no real item to train on, leave it)."""
     out = tmp_path / "exp-ctx"
     cmd = [sys.executable, "-m", "ecaug_feast.cli.main", "experiment", "--quick", "--fractions", "1.0", "--seeds", "1",
-           "--max-users", "300", "--workers", "1", "--methods", "real_only,pseudo_prior", "--seq-targets", "real",
+           "--max-users", "300", "--workers", "1", "--methods", "real_only,gan_augmented", "--seq-targets", "real",
            "--out", str(out), "--json"]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[2])
     assert p.returncode == 0, p.stderr[-3000:]
     full = json.loads((out / "results.json").read_text())
     assert full["config"]["seq_targets"] == "real" and "context only" in full["protocol"]["generated_items"]
-    run = next(r for r in full["runs"] if r["method"] == "pseudo_prior")
-    assert 0 < run["pool"]["rows"] <= run["pool"]["expanded"], run["pool"]
+    pool = next(r for r in full["runs"] if r["method"] == "gan_augmented")["pool"]
+    # every accepted expansion trains (it has real items); no accepted whole user does (the masks
+    # themselves: tests/recommender/test_seq_model.py::test_generated_items_are_context_but_never_targets)
+    assert pool["rows"] == pool["accepted"] - pool["accepted_synthetic"] > 0, pool
 
 
 def test_bag_model_rejects_history_methods():

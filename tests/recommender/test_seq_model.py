@@ -60,6 +60,8 @@ def test_generated_items_are_context_but_never_targets():
     assert y_all.tolist() == [[2, 0], [0, 0], [6, 7], [5, 6]]
     with pytest.raises(ValueError):
         combine_histories(real, pool, max_len=50, generated=gen[:1])
+    # a forward generator appends: the real items are the oldest
+    assert [g.tolist() for g in generated_masks(pool, np.array([1, -1]), real, prepended=False)] == [[False, True, True], [True, True, True]]
 
 
 def test_packed_chunks_give_the_same_loss_and_gradients_as_one_padded_block():
