@@ -100,9 +100,11 @@ class SeqGANConfig:
                                   # draws from the smallest set of items holding this share of the
                                   # probability (EOS keeps its own); 1 = off. Exact but a full sort of
                                   # the vocabulary per step (Beauty: generation 97 s -> 249 s)
-    min_prob: float = 0.0         # sampling only: epsilon sampling (Hewitt et al., EMNLP 2022): items below
-                                  # this probability are dropped each step (EOS kept); one comparison
-                                  # per item, no sort; 0 = off
+    # sampling only: epsilon sampling (Hewitt et al., EMNLP 2022): each step drops the items whose
+    # probability is below epsilon x 1/|vocabulary| (EOS and the most probable item stay; one
+    # comparison per item, no sort); 0 = off. .24 (= 2e-5 on Beauty's 12,068 items): on Beauty
+    # history / feature C2ST .752 / .771 -> .747 / .764, generation +8 % (README, sequence GAN)
+    epsilon: float = 0.24
     tail_share: float = 0.8       # items outside the most popular ones covering this share are "tail"
     max_seconds: float | None = None
     seed: int = 0
@@ -113,8 +115,8 @@ class SeqGANConfig:
         # sampling thresholds outside these ranges would drop every item (or none, silently)
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if not 0.0 <= self.min_prob < 1.0:
-            raise ValueError(f"min_prob must be in [0, 1), got {self.min_prob}")
+        if not 0.0 <= self.epsilon < 1.0:
+            raise ValueError(f"epsilon must be in [0, 1) (a share of the uniform probability), got {self.epsilon}")
         if not 0.0 <= self.transition_mix <= 1.0:
             raise ValueError(f"transition_mix must be in [0, 1], got {self.transition_mix}")
 
@@ -627,6 +629,10 @@ class SequenceGAN:
                     break
         return torch.cat(out, 1)
 
+    def _min_prob(self) -> float:
+        """``cfg.epsilon`` as an absolute probability over this generator's vocabulary."""
+        return self.cfg.epsilon / max(len(self.vocab), 1)
+
     def _torch_rng(self, seed: int):
         import torch
 
@@ -678,7 +684,7 @@ class SequenceGAN:
             prompts = (V + 2 + segs[s : s + chunk])[:, None].astype(np.int64)
             b = self._item_bias(prior, prior[1][s : s + chunk] if prior is not None else None, len(prompts))
             tok = self._sample_tokens(prompts, self.cfg.gen_max_len, True, g, bias=b, mix=self.cfg.transition_mix,
-                                      top_p=self.cfg.top_p, min_prob=self.cfg.min_prob).cpu().numpy()
+                                      top_p=self.cfg.top_p, min_prob=self._min_prob()).cpu().numpy()
             out.extend(self._decode(tok, 1))  # at most gen_max_len items (no EOS by then: cut)
         hists = [h[::-1].copy() if self.cfg.reverse else h for h in out]
         return hists, segs
@@ -716,7 +722,7 @@ class SequenceGAN:
                 prompts = self._pad(self._encode_rows(sub_v, sub_o, segs[ii], eos=False))
                 b = self._item_bias(prior, prior[1][ii] if prior is not None else None, len(ii))
                 tok = self._sample_tokens(prompts, int(n_new[ii[0]]), False, g, bias=b, mix=self.cfg.transition_mix,
-                                          top_p=self.cfg.top_p, min_prob=self.cfg.min_prob).cpu().numpy()
+                                          top_p=self.cfg.top_p, min_prob=self._min_prob()).cpu().numpy()
                 gen = self._decode(tok, prompts.shape[1])
                 for j, i in enumerate(ii):
                     h = known[i]

@@ -343,7 +343,7 @@ def test_nucleus_keeps_the_smallest_set_reaching_top_p_and_eos():
     assert torch.isfinite(out).tolist() == [[False, True, True, True], [True, True, False, True]]
     assert torch.allclose(out[0, 1:3].exp(), torch.tensor([0.5, 0.3]))  # log-probabilities, not renormalised
     assert torch.isfinite(_nucleus(lp.clone(), 1e-9, keep=3)).sum(-1).tolist() == [2, 2]  # the best token and EOS
-    for bad in ({"top_p": 0.0}, {"top_p": 1.5}, {"min_prob": 1.0}, {"transition_mix": -0.1}):
+    for bad in ({"top_p": 0.0}, {"top_p": 1.5}, {"epsilon": 1.0}, {"transition_mix": -0.1}):
         with pytest.raises(ValueError):
             SeqGANConfig(**bad)
     hists = [np.arange(s, s + 4) for s in range(1, 101)]
