@@ -57,6 +57,7 @@ process) nothing changes.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -65,6 +66,8 @@ from typing import Any
 import numpy as np
 
 from ecaug_feast.synth.linear_ce import linear_cross_entropy
+
+logger = logging.getLogger(__name__)  # progress of a fit: minutes on a full dataset
 
 SEGMENTS = ("cold", "light", "heavy", "tail")
 
@@ -498,6 +501,9 @@ class SequenceGAN:
                 opt.step()
             nll = self.heldout_nll()
             hist.append(nll)
+            if self.rank == 0:
+                logger.info("sequence GAN, maximum likelihood epoch %d/%d: held-out NLL %.4f (%.0f s)", ep + 1, cfg.mle_epochs,
+                            nll, time.time() - t0)
             if nll < best - 1e-4:
                 best, bad = nll, 0
                 best_state = {k: v.detach().clone() for k, v in self.gen.state_dict().items()}
@@ -900,6 +906,9 @@ class SequenceGAN:
                 dl.backward()
                 d_opt.step()
             log.append({"step": step + 1, "reward": round(float(r_sum / n_m), 4), "d_acc": round(acc, 4)})
+            if self.rank == 0 and ((step + 1) % 20 == 0 or step + 1 == cfg.adv_steps):
+                logger.info("sequence GAN, adversarial step %d/%d: reward %.3f, discriminator accuracy %.3f (%.0f s)", step + 1,
+                            cfg.adv_steps, log[-1]["reward"], acc, time.time() - t0)
         self.report["adversarial"] = {"steps": len(log), "first": log[:1], "last": log[-1:],
                                       "mean_reward_first10": round(float(np.mean([e["reward"] for e in log[:10]])), 4) if log else None,
                                       "mean_reward_last10": round(float(np.mean([e["reward"] for e in log[-10:]])), 4) if log else None,

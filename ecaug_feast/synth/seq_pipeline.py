@@ -8,6 +8,7 @@ nothing here reads validation or test data, and nothing imports ``recommender``.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,8 @@ from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
 from ecaug_feast.label.seq_labeler import HistoryEmbedder, SeqLabeler, SeqLabelerConfig
 from ecaug_feast.quality import seq_metrics as SM
 from ecaug_feast.synth.seq_gan import SEGMENTS, SeqGANConfig, SequenceGAN, TimePrior, sample_gaps, segment_of
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -121,6 +124,8 @@ def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmen
     prior = None
     if times is not None and cfg.time_strength > 0:
         prior = TimePrior.fit(gan.vocab, times.event_items, times.event_ns, cfg.time_buckets, cfg.time_pseudo, cfg.time_strength)
+    logger.info("generating: %d earlier items for each of %d short histories, %d users for sparse segments", cfg.n_new,
+                len(short), n_syn)
     expanded = gan.expand(values, offsets, short, cfg.n_new, seed=cfg.seed,
                           prior=None if prior is None else prior.at(times.first_ns[short]))
     if n_syn:
@@ -134,6 +139,7 @@ def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmen
     kind = np.array(["expanded"] * len(expanded) + ["synthetic"] * len(synthetic))
     source = np.concatenate([short, np.full(len(synthetic), -1)]).astype(np.int64)
 
+    logger.info("labelling and gating %d generated histories (%.0f s generating)", len(gen), t_gen)
     # labeler: clusters on real embeddings + classifier
     emb = embedder_for(gan)
     nonempty = [h for h in real if len(h)]
