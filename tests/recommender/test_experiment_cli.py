@@ -84,17 +84,20 @@ def test_experiment_sequence_model_json(tmp_path, feast_env):
     assert "History pools" in (out / "report.md").read_text()
 
 
+def _quick_sequence_study(out: Path, *args: str) -> dict:
+    """``ecaug experiment --quick`` at 100 %, 1 seed, 300 users, with ``args``; its results.json."""
+    cmd = [sys.executable, "-m", "ecaug_feast.cli.main", "experiment", "--quick", "--fractions", "1.0", "--seeds", "1",
+           "--max-users", "300", "--workers", "1", *args, "--out", str(out), "--json"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[2])
+    assert p.returncode == 0, p.stderr[-3000:]
+    return json.loads((out / "results.json").read_text())
+
+
 @pytest.mark.slow
 def test_experiment_pretrain_protocol(tmp_path, feast_env):
     """``--seq-protocol pretrain`` (ASReP's order): a fresh model on real + augmented histories, then
     fine-tuned on real alone; the run says so, and the size is still chosen on validation."""
-    out = tmp_path / "exp-pre"
-    cmd = [sys.executable, "-m", "ecaug_feast.cli.main", "experiment", "--quick", "--fractions", "1.0", "--seeds", "1",
-           "--max-users", "300", "--workers", "1", "--methods", "real_only,seq_ops", "--seq-protocol", "pretrain",
-           "--out", str(out), "--json"]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[2])
-    assert p.returncode == 0, p.stderr[-3000:]
-    full = json.loads((out / "results.json").read_text())
+    full = _quick_sequence_study(tmp_path / "exp-pre", "--methods", "real_only,seq_ops", "--seq-protocol", "pretrain")
     assert full["config"]["seq_protocol"] == "pretrain" and "ASReP" in full["protocol"]["augmented_histories"]
     run = next(r for r in full["runs"] if r["method"] == "seq_ops")
     sized = [t for t in run["tried"] if t["ratio"] > 0]
@@ -116,13 +119,7 @@ def test_experiment_generated_items_as_context_only(tmp_path, feast_env):
     """``--seq-targets real``: the GAN's expansions keep their generated items as context only; the
     run says so, and its pool holds exactly the accepted expansions (whole synthetic users, which
     have no real item to train on, leave it)."""
-    out = tmp_path / "exp-ctx"
-    cmd = [sys.executable, "-m", "ecaug_feast.cli.main", "experiment", "--quick", "--fractions", "1.0", "--seeds", "1",
-           "--max-users", "300", "--workers", "1", "--methods", "real_only,gan_augmented", "--seq-targets", "real",
-           "--out", str(out), "--json"]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[2])
-    assert p.returncode == 0, p.stderr[-3000:]
-    full = json.loads((out / "results.json").read_text())
+    full = _quick_sequence_study(tmp_path / "exp-ctx", "--methods", "real_only,gan_augmented", "--seq-targets", "real")
     assert full["config"]["seq_targets"] == "real" and "context only" in full["protocol"]["generated_items"]
     pool = next(r for r in full["runs"] if r["method"] == "gan_augmented")["pool"]
     # every accepted expansion trains (it has real items); no accepted whole user does (the masks
