@@ -30,7 +30,7 @@ def augment(
     segment: Optional[str] = typer.Option(None, "--segment", help="cold_users | long_tail_items | attr=<id> | <column>=<value>."),
     seed: int = typer.Option(0, "--seed", help="Seed (GAN, labeler, sampling)."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Max GAN steps (column: default 1500, at least 50, early stopping on fidelity; sequence: adversarial steps, default 60)."),
-    max_c2st: Optional[float] = typer.Option(None, "--max-c2st", help="Gate: maximum C2ST AUC (default 0.80; sequence: on histories)."),
+    max_c2st: Optional[float] = typer.Option(None, "--max-c2st", help="Gate: maximum C2ST AUC (default 0.80; sequence: on histories and on their feature rows)."),
     no_publish: bool = typer.Option(False, "--no-publish", help="Write the run but do not activate/materialize it."),
     config: Optional[Path] = typer.Option(None, "--config", help="Sequence generator settings: a JSON file of SeqAugmentConfig fields (gan: SeqGANConfig, labeler: SeqLabelerConfig fields), e.g. a small model for a quick run."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
