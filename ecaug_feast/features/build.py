@@ -83,17 +83,9 @@ class FeatureTables:
     train_interactions: pd.DataFrame
 
 
-def popularity_before(train: pd.DataFrame) -> np.ndarray:
-    """For each training row: training events of the same item strictly before its timestamp."""
-    ts = train["event_timestamp"].astype("int64")
-    # rank 'min' within item gives 1 + number of strictly earlier events of that item
-    r = ts.groupby(train["item_id"].to_numpy()).rank(method="min")
-    return (r.to_numpy() - 1).astype(np.float64)
-
-
 def popularity_at(rows: pd.DataFrame, reference: pd.DataFrame) -> np.ndarray:
     """For each of ``rows``: events of ``reference`` with the same item strictly before its
-    timestamp (``popularity_before(train)`` is ``popularity_at(train, train)``)."""
+    timestamp (``popularity_at(train, train)``: each training event's item popularity so far)."""
     def key(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         return df["item_id"].to_numpy(np.int64), pd.to_datetime(df["event_timestamp"], utc=True).astype("datetime64[ns, UTC]").astype("int64").to_numpy()
 
@@ -124,7 +116,7 @@ def build_user_features(train: pd.DataFrame, attributes: dict[int, list[int]], p
     users = train["user_id"].to_numpy(np.int64)
     ts = train["event_timestamp"].to_numpy("datetime64[ns]").astype(np.int64)
     items = train["item_id"].to_numpy(np.int64).tolist()
-    pop = (popularity_before(train) if popularity_reference is None else popularity_at(train, popularity_reference)).tolist()
+    pop = popularity_at(train, train if popularity_reference is None else popularity_reference).tolist()
     bounds = np.flatnonzero(np.diff(users)) + 1
     starts = np.concatenate([[0], bounds]).tolist()
     ends = np.concatenate([bounds, [len(users)]]).tolist()
