@@ -635,9 +635,11 @@ class SequenceGAN:
                     break
         return torch.cat(out, 1)
 
-    def _min_prob(self) -> float:
-        """``cfg.epsilon`` as an absolute probability over this generator's vocabulary."""
-        return self.cfg.epsilon / max(len(self.vocab), 1)
+    def _sampling(self) -> dict[str, float]:
+        """The config's sampling settings as :meth:`_sample_tokens` takes them (``expand`` and
+        ``sample_users``; the adversarial phase samples the generator alone, on-policy):
+        ``epsilon`` becomes an absolute probability over this generator's vocabulary."""
+        return {"mix": self.cfg.transition_mix, "top_p": self.cfg.top_p, "min_prob": self.cfg.epsilon / max(len(self.vocab), 1)}
 
     def _torch_rng(self, seed: int):
         import torch
@@ -689,8 +691,7 @@ class SequenceGAN:
         for s in range(0, n, chunk):
             prompts = (V + 2 + segs[s : s + chunk])[:, None].astype(np.int64)
             b = self._item_bias(prior, prior[1][s : s + chunk] if prior is not None else None, len(prompts))
-            tok = self._sample_tokens(prompts, self.cfg.gen_max_len, True, g, bias=b, mix=self.cfg.transition_mix,
-                                      top_p=self.cfg.top_p, min_prob=self._min_prob()).cpu().numpy()
+            tok = self._sample_tokens(prompts, self.cfg.gen_max_len, True, g, bias=b, **self._sampling()).cpu().numpy()
             out.extend(self._decode(tok, 1))  # at most gen_max_len items (no EOS by then: cut)
         hists = [h[::-1].copy() if self.cfg.reverse else h for h in out]
         return hists, segs
@@ -727,8 +728,7 @@ class SequenceGAN:
                 sub_o = np.concatenate([[0], np.cumsum([len(known[i]) for i in ii])])
                 prompts = self._pad(self._encode_rows(sub_v, sub_o, segs[ii], eos=False))
                 b = self._item_bias(prior, prior[1][ii] if prior is not None else None, len(ii))
-                tok = self._sample_tokens(prompts, int(n_new[ii[0]]), False, g, bias=b, mix=self.cfg.transition_mix,
-                                          top_p=self.cfg.top_p, min_prob=self._min_prob()).cpu().numpy()
+                tok = self._sample_tokens(prompts, int(n_new[ii[0]]), False, g, bias=b, **self._sampling()).cpu().numpy()
                 gen = self._decode(tok, prompts.shape[1])
                 for j, i in enumerate(ii):
                     h = known[i]
