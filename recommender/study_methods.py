@@ -84,13 +84,13 @@ def column_pool(method: str, data, size: int, seed: int, gan: dict[str, Any] | N
 
 
 def seq_pool(method: str, data, hist, scfg, seed: int, seq_gan: dict[str, Any] | None = None,
-             seq_aug: dict[str, Any] | None = None) -> tuple[list[np.ndarray], np.ndarray | None, dict[str, Any]]:
+             seq_aug: dict[str, Any] | None = None) -> tuple[list[np.ndarray], list[np.ndarray] | None, dict[str, Any]]:
     """Extra training histories for ``method``, made from the truncated TRAINING histories ``hist``
     only (``histories_for(data, cfg, "valid")``: serving rows before any validation event).
     ``seq_gan``: ``SeqGANConfig`` overrides; ``seq_aug``: ``SeqAugmentConfig`` scalar overrides.
-    Returns (histories, source, facts): ``source`` is, per history of a generator, the row of
-    ``hist`` it expands or -1 for a whole synthetic user (:func:`generated_masks`); None for
-    ``seq_ops``, whose histories hold only real items, rearranged."""
+    Returns (histories, generated, facts): ``generated`` is, per history of a generator, which of
+    its items the generator made (:func:`generated_masks`, with the direction of the generator
+    that made them); None for ``seq_ops``, whose histories hold only real items, rearranged."""
     from ecaug_feast.synth.seq_gan import SeqGANConfig, SequenceGAN, pseudo_prior_config
     from ecaug_feast.synth.seq_ops import SeqOps, SeqOpsConfig, csr_rows
 
@@ -107,7 +107,8 @@ def seq_pool(method: str, data, hist, scfg, seed: int, seq_gan: dict[str, Any] |
         g = SequenceGAN(pseudo_prior_config(**gan_over)).fit(hist.values, hist.offsets)
         short = np.flatnonzero((hist.lengths >= 1) & (hist.lengths < below))
         out = g.expand(hist.values, hist.offsets, short, n_new, seed=seed)
-        return out, short, {"seconds": round(time.time() - t0, 2), "expanded": int(len(short)), "generator_nll": g.report.get("nll_mle")}
+        return out, generated_masks(out, short, hist, prepended=g.cfg.reverse), {
+            "seconds": round(time.time() - t0, 2), "expanded": int(len(short)), "generator_nll": g.report.get("nll_mle")}
     if method == "gan_augmented":
         from ecaug_feast.synth.seq_pipeline import HistoryTimes, SeqAugmentConfig, augment_histories, feature_c2st, feature_rows
 
@@ -131,7 +132,7 @@ def seq_pool(method: str, data, hist, scfg, seed: int, seq_gan: dict[str, Any] |
             auc = feature_c2st(fr, build_user_features(data.train, attrs), seed=seed)
             info["c2st_auc_features"] = round(auc, 4) if auc == auc else None
         info["seconds"] = round(time.time() - t0, 2)
-        return res.histories, res.source, info
+        return res.histories, generated_masks(res.histories, res.source, hist, prepended=acfg.gan.reverse), info
     raise EcaugError(f"unknown sequence augmentation method {method!r}")
 
 

@@ -51,8 +51,7 @@ import pandas as pd
 
 from ecaug_feast.errors import EcaugError
 from ecaug_feast.jobs.presets import ExperimentConfig
-from recommender.study_methods import (AUG_METHODS, METHODS, METRICS, SEQ_AUG_METHODS, column_pool, combine_histories, generated_masks,
-                                        seq_pool)
+from recommender.study_methods import AUG_METHODS, METHODS, METRICS, SEQ_AUG_METHODS, column_pool, combine_histories, seq_pool
 
 if TYPE_CHECKING:
     from ecaug_feast.datasets.store import ProcessedDataset
@@ -217,13 +216,12 @@ def _sequence_rows(cfg: ExperimentConfig, data, valid, test, base: dict[str, Any
     for method in [m for m in SEQ_AUG_METHODS if m in cfg.methods]:
         t0 = time.time()
         try:
-            pool, source, pinfo = seq_pool(method, data, hist, scfg, seed, cfg.seq_gan, cfg.seq_aug)
+            pool, generated, pinfo = seq_pool(method, data, hist, scfg, seed, cfg.seq_gan, cfg.seq_aug)
         except Exception as exc:  # a generator failing on some data must not sink the other cells
             log.warning("pool %s failed at fraction=%s seed=%s: %s", method, base["fraction"], seed, exc)
-            pool, source, pinfo = [], None, {"error": f"{type(exc).__name__}: {exc}"[:300]}
+            pool, generated, pinfo = [], None, {"error": f"{type(exc).__name__}: {exc}"[:300]}
         # generated items as context only: which items each history may train on
-        gen = (generated_masks(pool, source, hist, prepended=cfg.seq_gan.get("reverse", True))
-               if cfg.seq_targets == "real" and source is not None else None)
+        gen = generated if cfg.seq_targets == "real" else None
         # a history trains only if some item after its first is a target
         ok = [len(h) >= 2 and (gen is None or not gen[i][1:].all()) for i, h in enumerate(pool)]
         pool = [h for h, k in zip(pool, ok) if k]
