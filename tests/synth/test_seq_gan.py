@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 
 import numpy as np
@@ -205,7 +206,7 @@ def test_window_c2st_tells_random_histories_apart_but_not_real_ones():
 def test_cached_decoding_matches_the_step_by_step_path(planted, heads):
     """The KV-cached sampler (each step runs only the newest token, projects only the last position)
     emits the SAME tokens as the reference that re-runs the whole prefix per token: both draw the
-    same Gumbel noise in the same order and their logits agree to float rounding (checked too), so
+    same uniform numbers in the same order and their logits agree to float rounding (checked too), so
     only an exact near-tie could flip a token, and the seeds below have none."""
     import torch
 
@@ -292,6 +293,58 @@ def test_transition_mix_follows_the_training_transitions():
         first = hists[r][0]
         assert e[:2].tolist() == [first - 2, first - 1], (r, e)
     assert sum(e[:2].tolist() != [hists[r][0] - 2, hists[r][0] - 1] for r, e in zip(rows, out[0.0])) > 25
+
+
+def test_categorical_draws_follow_the_softmax_and_never_a_banned_token():
+    """The two-level inverse-CDF sampler: frequencies match softmax(logits) over a vocabulary that
+    is not a multiple of the block size (a token in the padded last block included), tokens at -inf
+    are never drawn, and one seed gives one sequence of draws."""
+    import torch
+
+    from ecaug_feast.synth.seq_gan import _categorical
+
+    V = 300  # blocks of 128: the last one padded
+    logits = torch.full((V,), -math.inf)
+    live = np.array([0, 5, 127, 128, 200, 299])
+    logits[live] = torch.tensor([0.0, 1.0, -1.0, 2.0, 0.5, -3.0])
+    n = 60_000
+    draws = _categorical(logits.repeat(n, 1), torch.Generator().manual_seed(0)).numpy()
+    assert set(np.unique(draws)) <= set(live)
+    freq = np.bincount(draws, minlength=V)[live] / n
+    p = torch.softmax(logits[live], 0).numpy()
+    assert np.abs(freq - p).max() < 4 * np.sqrt(p.max() / n) + 1e-3, (freq, p)
+    again = _categorical(logits.repeat(n, 1), torch.Generator().manual_seed(0)).numpy()
+    assert np.array_equal(draws, again)
+
+
+def test_sparse_transition_mix_equals_the_dense_mixture():
+    """The per-step mixture is taken on the stored transitions only; it equals the dense
+    ``log((1 - mix) softmax + mix t / sum t)`` over seen-masked rows (rows without transitions, or
+    with all of them seen: the log-softmax alone), for mix in (0, 1]."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    B, V = 6, 40
+    for mix in (0.08, 0.5, 1.0):
+        logits = torch.from_numpy(rng.normal(size=(B, V)).astype(np.float32))
+        seen = torch.from_numpy(rng.random((B, V)) < 0.2)
+        seen[:, 0] = True
+        logits.masked_fill_(seen, -np.inf)
+        dense = torch.zeros(B, V)
+        for b in range(B - 2):  # the last two rows: no transitions at all / only seen ones
+            cols = rng.choice(np.arange(1, V), 5, replace=False)
+            dense[b, cols] = torch.from_numpy(rng.random(5).astype(np.float32))
+        seen[B - 1, 1:4] = True
+        dense[B - 1, 1:4] = 0.3
+        row, col = dense.nonzero(as_tuple=True)
+        got = SequenceGAN._mix_transitions(logits.clone(), (row, col, dense[row, col]), seen, mix)
+        tb = dense.masked_fill(seen, 0.0)
+        tot = tb.sum(1, keepdim=True)
+        pg = torch.softmax(logits, -1)
+        ref = torch.where(tot > 0, (1 - mix) * pg + mix * tb / tot.clamp(min=1e-12), pg).log()
+        fin = torch.isfinite(ref)
+        assert torch.equal(fin, torch.isfinite(got)), mix
+        assert torch.allclose(got[fin], ref[fin], atol=1e-5), mix
 
 
 def test_pipeline_dates_what_it_generates_and_rejects_the_asked_share(planted):
