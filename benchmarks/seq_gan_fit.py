@@ -36,16 +36,25 @@ from types import ModuleType
 import numpy as np
 
 
-def reference_module(ref: str) -> ModuleType:
-    """``ecaug_feast/synth/seq_gan.py`` as committed at ``ref``, imported under its own name."""
+def _module_at(ref: str, rel: str, name: str) -> ModuleType:
+    """The file ``rel`` as committed at ``ref``, imported under ``name``."""
     root = Path(__file__).resolve().parents[1]
-    src = subprocess.check_output(["git", "show", f"{ref}:ecaug_feast/synth/seq_gan.py"], cwd=root)
-    path = Path(tempfile.mkdtemp()) / "seq_gan_ref.py"
+    src = subprocess.check_output(["git", "show", f"{ref}:{rel}"], cwd=root)
+    path = Path(tempfile.mkdtemp()) / f"{name}.py"
     path.write_bytes(src)
-    spec = importlib.util.spec_from_file_location("seq_gan_ref", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
-    sys.modules["seq_gan_ref"] = mod  # dataclasses look their module up
+    sys.modules[name] = mod  # dataclasses look their module up
     spec.loader.exec_module(mod)
+    return mod
+
+
+def reference_module(ref: str) -> ModuleType:
+    """``ecaug_feast/synth/seq_gan.py`` as committed at ``ref``, with the chunked loss of that
+    commit too (``linear_ce.py``, when it had one): the generator calls it through its module name."""
+    mod = _module_at(ref, "ecaug_feast/synth/seq_gan.py", "seq_gan_ref")
+    if hasattr(mod, "linear_cross_entropy"):
+        mod.linear_cross_entropy = _module_at(ref, "ecaug_feast/synth/linear_ce.py", "linear_ce_ref").linear_cross_entropy
     return mod
 
 
