@@ -11,7 +11,7 @@ setting, the rest of the pipeline runs on it as the job does (expand + synthetic
 rejection, gates) and the features follow by the same builders. A setting is a JSON object of
 ``SeqAugmentConfig`` fields that act after the fit (``reject_share``, ``time_strength``, ...) with
 ``"gan"``: the generator's sampling fields (``temperature``, ``transition_mix``,
-``popularity_bias``, ``top_p``, ``epsilon``); without ``--settings``, every temperature x rejection share. Prints one
+``popularity_bias``, ``top_p``, ``epsilon``, ``attr_coherence``); without ``--settings``, every temperature x rejection share. Prints one
 JSON line per setting (history C2ST and its real-vs-real floor, feature-row C2ST, tail share,
 coverage, copies, accepted, and what each detector reads one statistic at a time) and a last line
 with all of them. ``--probe``: a refitted discriminator's AUC by kind (see ``_probe``). Nothing is
@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-SAMPLING = ("temperature", "transition_mix", "popularity_bias", "top_p", "epsilon")  # generator fields that act after the fit
+SAMPLING = ("temperature", "transition_mix", "popularity_bias", "top_p", "epsilon", "attr_coherence")  # generator fields that act after the fit
 
 
 def _setting(text: str) -> dict:
@@ -136,7 +136,7 @@ def main() -> None:
             setattr(gan.cfg, k, v)
         run_cfg = run_config(st, asdict(gan.cfg))
         t1 = time.time()
-        res = augment_histories(th.values, th.offsets, run_cfg, gan=gan, times=th.times)
+        res = augment_histories(th.values, th.offsets, run_cfg, gan=gan, times=th.times, attributes=th.attributes)
         m = res.metrics
         fr = feature_rows(res.histories, res.end_ns, th.train, th.attributes, seed=a.seed)
         auc = feature_c2st(fr, real_rows, seed=a.seed)

@@ -114,7 +114,8 @@ def seq_pool(method: str, data, hist, scfg, seed: int, seq_gan: dict[str, Any] |
 
         acfg = SeqAugmentConfig(gan=SeqGANConfig(**{"reverse": True, "adversarial": True, **gan_over}), seed=seed,
                                 **{k: v for k, v in seq_aug.items() if k in ("expand_below", "n_new", "synthetic_share", "sparse_share")})
-        res = augment_histories(hist.values, hist.offsets, acfg, times=HistoryTimes.of(data.train, hist.user_ids))
+        attrs = dict(zip(data.items["item_id"].astype(int), data.items["attributes"]))
+        res = augment_histories(hist.values, hist.offsets, acfg, times=HistoryTimes.of(data.train, hist.user_ids), attributes=attrs)
         m = res.metrics
         info = {k: m.get(k) for k in ("generated", "expanded", "synthetic", "accepted", "dropped_low_confidence", "dropped_off_segment",
                                       "dropped_privacy", "gate", "c2st_auc_sequences", "c2st_auc_sequences_real_vs_real", "catalogue_coverage", "tail_share", "real_tail_share",
@@ -124,7 +125,6 @@ def seq_pool(method: str, data, hist, scfg, seed: int, seq_gan: dict[str, Any] |
         info["adversarial"] = m["generator"].get("adversarial")
         info["generator_nll"] = {"mle": m["generator"].get("nll_mle"), "after_adversarial": m["generator"].get("nll_after_adversarial")}
         if res.histories:  # features follow behaviour: the real builder on the generated histories
-            attrs = dict(zip(data.items["item_id"].astype(int), data.items["attributes"]))
             # as the augment job: each history ends where its real user's (or a random user's) does
             fr = feature_rows(res.histories, res.end_ns, data.train, attrs, seed=seed)
             from ecaug_feast.features.build import build_user_features

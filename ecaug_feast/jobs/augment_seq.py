@@ -136,7 +136,7 @@ def augment_seq_run(ws: Workspace, config: SeqAugmentConfig | None = None, seed:
     th = load_training_histories(ws, cfg.gan.max_len)
     check_dataset(dataset, th.lineage)
     with tempfile.TemporaryDirectory(prefix="ecaug-seq-") as rep:
-        res = augment_histories(th.values, th.offsets, cfg, report_dir=rep, times=th.times)
+        res = augment_histories(th.values, th.offsets, cfg, report_dir=rep, times=th.times, attributes=th.attributes)
         return write_sequence_run(ws, res, th, cfg, publish=publish, lineage_extra=lineage_extra, figures=Path(rep))
 
 

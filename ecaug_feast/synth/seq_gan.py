@@ -108,6 +108,11 @@ class SeqGANConfig:
     # comparison per item, no sort); 0 = off. .24 (= 2e-5 on Beauty's 12,068 items): on Beauty
     # history / feature C2ST .752 / .771 -> .747 / .764, generation +8-20 % (README, sequence GAN)
     epsilon: float = 0.24
+    # sampling only, needs SequenceGAN.set_item_attributes: + this x the share (idf-weighted) of each
+    # item's attributes already in the row (prompt and items drawn so far) on the item's logit, so a
+    # history keeps to the categories / brands it has, as real ones do (generated users' attribute
+    # entropy 2.68 vs real 2.48 nats on Beauty); 0 = off
+    attr_coherence: float = 0.0
     tail_share: float = 0.8       # items outside the most popular ones covering this share are "tail"
     max_seconds: float | None = None
     seed: int = 0
@@ -122,6 +127,8 @@ class SeqGANConfig:
             raise ValueError(f"epsilon must be in [0, 1) (a share of the uniform probability), got {self.epsilon}")
         if not 0.0 <= self.transition_mix <= 1.0:
             raise ValueError(f"transition_mix must be in [0, 1], got {self.transition_mix}")
+        if not self.attr_coherence >= 0.0:
+            raise ValueError(f"attr_coherence must be >= 0, got {self.attr_coherence}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -593,9 +600,32 @@ class SequenceGAN:
         lp[r, c] = (lp[r, c].exp() + mix * val[sel] / tot[r]).log()
         return lp
 
+    def set_item_attributes(self, attributes: dict[int, list[int]]) -> "SequenceGAN":
+        """Item attributes (item id -> attribute ids) for ``attr_coherence`` sampling: a sparse
+        [tokens, attributes] matrix of idf weights normalised per item (an attribute every item has,
+        e.g. the root category, weighs ~0), and which item has which attribute. Call after ``fit``."""
+        import torch
+
+        cols = [np.asarray(attributes.get(int(i), []), np.int64) for i in self.vocab]
+        n_attr = int(max((c.max() for c in cols if len(c)), default=-1)) + 1
+        tok = np.repeat(np.arange(1, len(self.vocab) + 1), [len(c) for c in cols])
+        att = np.concatenate(cols) if n_attr else np.zeros(0, np.int64)
+        tok_att = np.unique(tok * max(n_attr, 1) + att)  # an attribute listed twice counts once
+        tok, att = tok_att // max(n_attr, 1), tok_att % max(n_attr, 1)
+        idf = np.log(len(self.vocab) / np.maximum(np.bincount(att, minlength=n_attr), 1))
+        w = idf[att]
+        w = w / np.maximum(np.bincount(tok, weights=w, minlength=self.n_out)[tok], 1e-12)
+        dev = self.device
+        idx = torch.from_numpy(np.vstack([tok, att]))
+        self._attr_w = torch.sparse_coo_tensor(idx, torch.from_numpy(w.astype(np.float32)), (self.n_out, n_attr)).coalesce().to(dev)
+        has = torch.zeros(self.n_out, n_attr, dtype=torch.bool)
+        has[idx[0], idx[1]] = True
+        self._attr_has = has.to(dev)
+        return self
+
     def _sample_tokens(self, prompts: np.ndarray, n_new: int, allow_eos: bool, rng_t, ban_seen: bool = True,
                        cached: bool = True, bias: np.ndarray | None = None, mix: float = 0.0, top_p: float = 1.0,
-                       min_prob: float = 0.0):
+                       min_prob: float = 0.0, coherence: float = 0.0):
         """Autoregressive sampling from equal-length prompts [B, P]; returns [B, P + n_new] tokens
         (after an EOS only PAD follows; fewer columns when every row ended early).
 
@@ -620,7 +650,11 @@ class SequenceGAN:
         holding ``top_p`` of its mass are dropped (the low-probability tail, where an under-fitted
         softmax puts its incoherent mass); EOS is never dropped, so lengths keep their law.
         ``min_prob`` > 0: items below that probability are dropped (epsilon sampling: the same
-        desmoothing by an absolute threshold, without the sort); the most probable item and EOS stay."""
+        desmoothing by an absolute threshold, without the sort); the most probable item and EOS stay.
+
+        ``coherence`` > 0 (after :meth:`set_item_attributes`): + coherence x the idf-weighted share
+        of each item's attributes that the row's items so far have (prompt included), on the
+        item logits: a product-of-experts prior for keeping to a user's categories and brands."""
         import torch
 
         x = torch.from_numpy(prompts).to(self.device)
@@ -634,6 +668,8 @@ class SequenceGAN:
             p = x.clamp(max=self.n_out - 1)
             seen.scatter_(1, p, (x < self.n_out - 1) & (x > 0))
         trans = self._transitions() if mix > 0 else None  # built outside inference mode (kept across calls)
+        if coherence > 0:  # attributes of the row's items so far: [B, attributes]
+            seen_attr = self._attr_has[x.clamp(max=self.n_out - 1)].any(1).float()
         out = [x]
         cache: list[list[Any]] = [[] for _ in self.gen.enc.layers]
         with torch.inference_mode():
@@ -650,6 +686,8 @@ class SequenceGAN:
                     logits.div_(self.cfg.temperature)
                 if bias is not None:
                     logits.add_(bias_t)
+                if coherence > 0:  # sparse [tokens, attributes] @ [attributes, B]: ~45k weights, not V x A
+                    logits.add_(torch.sparse.mm(self._attr_w, seen_attr.T).T, alpha=coherence)
                 logits[:, 0] = -math.inf
                 if not allow_eos or step == 0:
                     logits[:, self.n_out - 1] = -math.inf
@@ -665,6 +703,8 @@ class SequenceGAN:
                 nxt = torch.where(done, torch.zeros_like(nxt), nxt)
                 done = done | (nxt == self.n_out - 1)
                 seen[torch.arange(B, device=self.device), nxt] = True
+                if coherence > 0:
+                    seen_attr = torch.maximum(seen_attr, self._attr_has[nxt].float())
                 out.append(nxt[:, None])
                 if bool(done.all()):
                     break
@@ -674,7 +714,10 @@ class SequenceGAN:
         """The config's sampling settings as :meth:`_sample_tokens` takes them (``expand`` and
         ``sample_users``; the adversarial phase samples the generator alone, on-policy):
         ``epsilon`` becomes an absolute probability over this generator's vocabulary."""
-        return {"mix": self.cfg.transition_mix, "top_p": self.cfg.top_p, "min_prob": self.cfg.epsilon / max(len(self.vocab), 1)}
+        if self.cfg.attr_coherence > 0 and getattr(self, "_attr_w", None) is None:
+            raise ValueError("attr_coherence > 0 needs the items' attributes (SequenceGAN.set_item_attributes)")
+        return {"mix": self.cfg.transition_mix, "top_p": self.cfg.top_p, "min_prob": self.cfg.epsilon / max(len(self.vocab), 1),
+                "coherence": self.cfg.attr_coherence}
 
     def _torch_rng(self, seed: int):
         import torch

@@ -95,7 +95,7 @@ def embedder_for(gan: SequenceGAN) -> HistoryEmbedder:
 
 def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmentConfig | None = None,
                       report_dir: str | Path | None = None, gan: SequenceGAN | None = None,
-                      times: HistoryTimes | None = None) -> SeqAugmentResult:
+                      times: HistoryTimes | None = None, attributes: dict[int, list[int]] | None = None) -> SeqAugmentResult:
     """The whole pipeline on TRAINING histories; ``report_dir``: where the figure goes (optional).
     ``gan``: a generator already fitted on these same histories (the fit is skipped: e.g. to
     compare sampling settings, ``benchmarks/seq_realism.py``); ``config.gan`` is then unused.
@@ -103,15 +103,20 @@ def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmen
     (``end_ns``: an expansion where its user's history ends, a synthetic user where a random real
     user's does, drawn before generation) and, with ``config.time_strength`` > 0, items are sampled
     under the :class:`TimePrior` of that time (an expansion's prepended items at its user's first
-    event, a synthetic user's at its end)."""
+    event, a synthetic user's at its end). ``attributes`` (item id -> attribute ids): needed when
+    the generator samples with ``attr_coherence`` > 0."""
     cfg = config or SeqAugmentConfig()
     if cfg.time_strength > 0 and times is None:
         raise ValueError("time_strength > 0 needs the histories' times (augment_histories(..., times=HistoryTimes.of(...)))")
     t0 = time.time()
     values, offsets = np.asarray(values, np.int64), np.asarray(offsets, np.int64)
     real = [values[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+    if (gan.cfg if gan is not None else cfg.gan).attr_coherence > 0 and attributes is None:
+        raise ValueError("attr_coherence > 0 needs the items' attributes (augment_histories(..., attributes=...))")
     if gan is None:
         gan = SequenceGAN(cfg.gan).fit(values, offsets)
+    if attributes is not None and gan.cfg.attr_coherence > 0:
+        gan.set_item_attributes(attributes)
     t_fit = time.time() - t0
 
     # (a) expand short real histories; (b) whole users for sparse segments

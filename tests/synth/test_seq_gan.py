@@ -317,6 +317,31 @@ def test_categorical_draws_follow_the_softmax_and_never_a_banned_token():
     assert np.array_equal(draws, again)
 
 
+def test_attr_coherence_keeps_a_row_to_its_attributes():
+    """``attr_coherence``: items sharing the row's (idf-weighted) attributes get the bonus. Two
+    disjoint item groups (attributes 1 and 2; attribute 0 on every item weighs nothing): with a
+    strong coherence an expansion of a group-1 prompt stays in group 1; off, the barely trained
+    generator mixes the groups. Without attributes it refuses to sample (one line)."""
+    rng = np.random.default_rng(0)
+    hists = [rng.choice(np.arange(1, 201), 4, replace=False) for _ in range(300)]
+    v, o = rows_to_csr(hists)
+    attrs = {i: [0, 1 if i <= 100 else 2] for i in range(1, 201)}
+    group1 = np.array([r for r in range(len(hists)) if (hists[r] <= 100).all()])
+    assert len(group1) >= 5
+    share = {}
+    for coh in (30.0, 0.0):
+        g = SequenceGAN(SeqGANConfig(**{**TINY, "mle_epochs": 1, "adversarial": False, "transition_mix": 0.0,
+                                        "attr_coherence": coh})).fit(v, o)
+        if coh:
+            with pytest.raises(ValueError, match="set_item_attributes"):
+                g.expand(v, o, group1, 3, seed=0)
+        g.set_item_attributes(attrs)
+        out = g.expand(v, o, group1, 3, seed=0)
+        new = np.concatenate([e[:3] for e in out])
+        share[coh] = float((new <= 100).mean())
+    assert share[30.0] == 1.0 and share[0.0] < 0.8, share
+
+
 def test_sparse_transition_mix_equals_the_dense_mixture():
     """The per-step mixture is taken on the stored transitions only; it equals the dense
     ``log((1 - mix) softmax + mix t / sum t)`` over seen-masked rows (rows without transitions, or
