@@ -58,8 +58,9 @@ def reference_module(ref: str) -> ModuleType:
     return mod
 
 
-def run(mod: ModuleType, h, a: argparse.Namespace) -> dict:
-    """Fit ``mod.SequenceGAN`` and generate as the pipeline does; seconds per stage (rank 0)."""
+def run(mod: ModuleType, h, a: argparse.Namespace, attributes: dict) -> dict:
+    """Fit ``mod.SequenceGAN`` and generate as the pipeline does (with the items' attributes, for
+    ``attr_coherence``, where that version has it); seconds per stage (rank 0)."""
     import torch
 
     torch.set_num_threads(a.threads)
@@ -73,6 +74,8 @@ def run(mod: ModuleType, h, a: argparse.Namespace) -> dict:
         return {}
     torch.set_num_threads(a.threads)
     t1 = time.time()
+    if hasattr(g, "set_item_attributes"):
+        g.set_item_attributes(attributes)
     short = np.flatnonzero(h.lengths < 8)
     g.expand(h.values, h.offsets, short, 10, seed=0)
     t_exp = time.time() - t1
@@ -86,7 +89,7 @@ def run(mod: ModuleType, h, a: argparse.Namespace) -> dict:
             "synthetic_s": round(t_syn, 1), "synthetic": n_syn, "total_s": round(time.time() - t0, 1),
             "mle_s": g.report.get("mle_seconds"), "cpu_s": round(time.process_time() - c0, 1),
             "sys_s": round(ru.ru_stime - ru0.ru_stime, 1), "page_faults_k": (ru.ru_minflt - ru0.ru_minflt) // 1000,
-            "device": g.report["device"], "ddp": g.report.get("ddp"),
+            "device": g.report["device"], "ddp": g.report.get("ddp"), "attr_coherence": getattr(g, "attr_coherence_applied", None),
             "loadavg_start": round(load0, 2), "loadavg_end": round(os.getloadavg()[0], 2),
             "nll": [g.report.get("nll_mle"), g.report.get("nll_after_adversarial")]}
 
@@ -119,15 +122,16 @@ def main() -> None:
     train, _, _ = sample_users(sp.train, sp.valid, sp.test, a.max_users)  # the study's user sample
     data = build_in_memory(truncate_history(train, a.fraction), ds.items)
     h = histories_for(data, seq_config_for(data), "valid")
+    attrs = dict(zip(ds.items["item_id"].astype(int), ds.items["attributes"]))
     head = {"fraction": a.fraction, "users": int(len(h.user_ids)), "events": int(len(h.values)), "threads": a.threads}
     if a.compare:
-        old = run(reference_module(a.compare), h, a)
-        new = run(seq_gan, h, a)
+        old = run(reference_module(a.compare), h, a, attrs)
+        new = run(seq_gan, h, a, attrs)
         if new:
             ratio = {k: round(old[k] / new[k], 2) if new[k] else None for k in ("fit_s", "expand_s", "synthetic_s", "total_s", "cpu_s", "sys_s", "page_faults_k")}
             print(json.dumps({**head, "ref": a.compare, "old": old, "new": new, "old_over_new": ratio}))
         return
-    res = run(seq_gan, h, a)
+    res = run(seq_gan, h, a, attrs)
     if res:
         print(json.dumps({**head, **res}))
 

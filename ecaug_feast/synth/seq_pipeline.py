@@ -103,16 +103,15 @@ def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmen
     (``end_ns``: an expansion where its user's history ends, a synthetic user where a random real
     user's does, drawn before generation) and, with ``config.time_strength`` > 0, items are sampled
     under the :class:`TimePrior` of that time (an expansion's prepended items at its user's first
-    event, a synthetic user's at its end). ``attributes`` (item id -> attribute ids): needed when
-    the generator samples with ``attr_coherence`` > 0."""
+    event, a synthetic user's at its end). ``attributes`` (item id -> attribute ids): what the
+    generator's ``attr_coherence`` reads (without them it is not applied; ``metrics["attr_coherence"]``
+    says what was)."""
     cfg = config or SeqAugmentConfig()
     if cfg.time_strength > 0 and times is None:
         raise ValueError("time_strength > 0 needs the histories' times (augment_histories(..., times=HistoryTimes.of(...)))")
     t0 = time.time()
     values, offsets = np.asarray(values, np.int64), np.asarray(offsets, np.int64)
     real = [values[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
-    if (gan.cfg if gan is not None else cfg.gan).attr_coherence > 0 and attributes is None:
-        raise ValueError("attr_coherence > 0 needs the items' attributes (augment_histories(..., attributes=...))")
     if gan is None:
         gan = SequenceGAN(cfg.gan).fit(values, offsets)
     if attributes is not None and gan.cfg.attr_coherence > 0:
@@ -182,7 +181,7 @@ def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmen
         "dropped_privacy": int((priv & ~low & ~off).sum()), "privacy_threshold": round(thr, 4),
         "dropped_discriminator": int(rej.sum()), "discriminator_auc_before_rejection": d_auc,
         "sparse_segments": [SEGMENTS[s] for s in sparse], "labeler": lab.report, "generator": gan.report,
-        "fit_seconds": round(t_fit, 2), "generate_seconds": round(t_gen, 2),
+        "fit_seconds": round(t_fit, 2), "generate_seconds": round(t_gen, 2), "attr_coherence": gan.attr_coherence_applied,
     }
     m.update(SM.copies(nonempty, ts, [g for g, k in zip(gen_part, keep) if k]))
     # coverage of the catalogue the generator can emit (its vocabulary: every training history,

@@ -321,7 +321,7 @@ def test_attr_coherence_keeps_a_row_to_its_attributes():
     """``attr_coherence``: items sharing the row's (idf-weighted) attributes get the bonus. Two
     disjoint item groups (attributes 1 and 2; attribute 0 on every item weighs nothing): with a
     strong coherence an expansion of a group-1 prompt stays in group 1; off, the barely trained
-    generator mixes the groups. Without attributes it refuses to sample (one line)."""
+    generator mixes the groups. Without attributes it is not applied."""
     rng = np.random.default_rng(0)
     hists = [rng.choice(np.arange(1, 201), 4, replace=False) for _ in range(300)]
     v, o = rows_to_csr(hists)
@@ -332,14 +332,24 @@ def test_attr_coherence_keeps_a_row_to_its_attributes():
     for coh in (30.0, 0.0):
         g = SequenceGAN(SeqGANConfig(**{**TINY, "mle_epochs": 1, "adversarial": False, "transition_mix": 0.0,
                                         "attr_coherence": coh})).fit(v, o)
-        if coh:
-            with pytest.raises(ValueError, match="set_item_attributes"):
-                g.expand(v, o, group1, 3, seed=0)
+        assert g.attr_coherence_applied == 0.0  # no attributes yet
         g.set_item_attributes(attrs)
+        assert g.attr_coherence_applied == coh
         out = g.expand(v, o, group1, 3, seed=0)
         new = np.concatenate([e[:3] for e in out])
         share[coh] = float((new <= 100).mean())
     assert share[30.0] == 1.0 and share[0.0] < 0.8, share
+    # the bonus kept up to date step by step equals the one computed from scratch on the whole rows
+    import torch
+
+    g.set_item_attributes({i: [0, 1 + i % 7, 9 + i % 3] for i in range(1, 201)})
+    x = torch.from_numpy(rng.integers(0, g.n_tok, (16, 3)))
+    seen, coh = g._coherence_start(x, 2.0)
+    for _ in range(5):
+        nxt = torch.from_numpy(rng.integers(0, g.n_out, 16))
+        g._coherence_update(seen, coh, nxt, 2.0)
+        x = torch.cat([x, nxt[:, None]], 1)
+    assert torch.allclose(coh, g._coherence_start(x, 2.0)[1], atol=1e-5)
 
 
 def test_sparse_transition_mix_equals_the_dense_mixture():
