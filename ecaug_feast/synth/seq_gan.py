@@ -42,8 +42,10 @@ only the positions whose target is a token, not the padding.
 
 What is sampled can be steered after the fit (``expand`` / ``sample_users``): ``transition_mix``
 (default .08) interpolates each step with the training histories' item transitions out of the
-previous item, ``popularity_bias`` and a ``prior`` table (:class:`TimePrior`) add log-priors to the
-item logits; ``realism_scores`` refits a discriminator on the final output for rejection sampling.
+previous item, ``attr_coherence`` (default 2, once :meth:`SequenceGAN.set_item_attributes` gave the
+items' attributes) favours items whose attributes the row already has, ``popularity_bias`` and a
+``prior`` table (:class:`TimePrior`) add log-priors to the item logits, ``epsilon`` / ``top_p``
+truncate; ``realism_scores`` refits a discriminator on the final output for rejection sampling.
 ``benchmarks/seq_realism.py`` measures each on one fit.
 
 Data-parallel training: under ``torchrun`` call :func:`init_distributed` first (gloo on CPU, nccl on
