@@ -657,7 +657,8 @@ class SequenceGAN:
         ``cached=False``: the step-by-step reference that re-runs the whole prefix and projects every
         position per token (the original path, kept for tests and ``benchmarks/seq_gan_fit.py
         --compare``). Both draw the same uniform numbers in the same order (one per row and step,
-        :func:`_categorical`), so with one seed they emit the same tokens up to float rounding (tests/synth/test_seq_gan.py checks it).
+        :func:`_categorical`), so with one seed they emit the same tokens up to float rounding
+        (tests/synth/test_seq_gan.py checks it).
 
         ``bias`` [B, vocab items]: a log-prior added to every step's (tempered) item logits, i.e.
         sampling from p_gen(item | prefix) x prior(item) (:class:`TimePrior`).
