@@ -8,7 +8,7 @@ step page-faulted ~1 GB back in: half the fit's time was system time (85M page f
 
 Here the rows go through in chunks of at most ``chunk_bytes`` of logits (4 MB by default: under
 that ceiling, so the buffers are reused from the heap, and about the size of the cache the passes
-over a chunk run in; 16 MB chunks made the whole MLE phase ~8 % slower). The gradient is taken
+over a chunk run in; 16 MB chunks: ~10 % slower, ``benchmarks/seq_sampling_ops.py``). The gradient is taken
 in the same pass (``softmax - onehot``), as in Liger-Kernel's fused linear cross-entropy (Hsu et al., 2024) and
 Apple's Cut Cross-Entropy (Wijmans et al., ICLR 2025): forward keeps ``dL/dh`` ([n, d]) and
 ``dL/dw`` ([V, d]) and backward scales them. Same FLOPs as the plain path, a fraction of its
