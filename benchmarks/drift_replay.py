@@ -117,9 +117,10 @@ def weekly(ex: pd.DataFrame, fit_until: pd.Timestamp, th, loop: bool, min_rows: 
 
 def part_weekly(args, th) -> dict:
     from ecaug_feast.datasets.diginetica import load_diginetica
+    from ecaug_feast.features.build import item_attributes
 
     ds = load_diginetica()
-    attributes = dict(zip(ds.items["item_id"].astype(int), ds.items["attributes"]))
+    attributes = item_attributes(ds.items)
     items = ds.items["item_id"].to_numpy(np.int64)
     ev = ds.interactions[["user_id", "item_id", "event_timestamp"]].copy()
     ev["event_timestamp"] = pd.to_datetime(ev["event_timestamp"], utc=True)

@@ -109,6 +109,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     from recommender.data import build_in_memory, truncate_history
     from ecaug_feast.datasets import load_dataset
+    from ecaug_feast.features.build import item_attributes
     from ecaug_feast.features.split import split_interactions
     from recommender.seq_train import histories_for, seq_config_for
     from recommender.study_methods import sample_users
@@ -122,7 +123,7 @@ def main() -> None:
     train, _, _ = sample_users(sp.train, sp.valid, sp.test, a.max_users)  # the study's user sample
     data = build_in_memory(truncate_history(train, a.fraction), ds.items)
     h = histories_for(data, seq_config_for(data), "valid")
-    attrs = dict(zip(ds.items["item_id"].astype(int), ds.items["attributes"]))
+    attrs = item_attributes(ds.items)
     head = {"fraction": a.fraction, "users": int(len(h.user_ids)), "events": int(len(h.values)), "threads": a.threads}
     if a.compare:
         old = run(reference_module(a.compare), h, a, attrs)

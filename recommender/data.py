@@ -82,9 +82,9 @@ def asof_join(left: pd.DataFrame, right: pd.DataFrame, key: str, cols: list[str]
 
 def serving_rows(history: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
     """One ``user_features`` row per user, computed from all of ``history`` (the serving row)."""
-    from ecaug_feast.features.build import build_user_features
+    from ecaug_feast.features.build import build_user_features, item_attributes
 
-    attributes = dict(zip(items["item_id"].astype(int), items[S.ATTRIBUTES]))
+    attributes = item_attributes(items)
     h = history.sort_values(["user_id", "event_timestamp"], kind="stable").reset_index(drop=True)
     uf = build_user_features(h, attributes)
     return uf.groupby("user_id", sort=True).tail(1).reset_index(drop=True)
@@ -94,12 +94,12 @@ def build_in_memory(train: pd.DataFrame, items: pd.DataFrame, valid: pd.DataFram
     """Features exactly as ``ecaug_feast.features.build`` writes them for Feast, joined as of each
     training event, plus serving rows (after each user's last training event). With ``valid``,
     also the test-time rows (training + validation events as history)."""
-    from ecaug_feast.features.build import ITEM_BASE_OFFSET, build_item_features, build_user_features
+    from ecaug_feast.features.build import ITEM_BASE_OFFSET, build_item_features, build_user_features, item_attributes
 
     if len(train) == 0:
         raise EcaugError("no training interactions")
     train = train.sort_values(["user_id", "event_timestamp"], kind="stable").reset_index(drop=True)
-    attributes = dict(zip(items["item_id"].astype(int), items[S.ATTRIBUTES]))
+    attributes = item_attributes(items)
     uf = build_user_features(train, attributes)
     itf = build_item_features(train, items, train["event_timestamp"].min() - ITEM_BASE_OFFSET)
     ent = train[["user_id", "item_id", "event_timestamp"]]

@@ -114,7 +114,9 @@ def seq_pool(method: str, data, hist, scfg, seed: int, seq_gan: dict[str, Any] |
 
         acfg = SeqAugmentConfig(gan=SeqGANConfig(**{"reverse": True, "adversarial": True, **gan_over}), seed=seed,
                                 **{k: v for k, v in seq_aug.items() if k in ("expand_below", "n_new", "synthetic_share", "sparse_share")})
-        attrs = dict(zip(data.items["item_id"].astype(int), data.items["attributes"]))
+        from ecaug_feast.features.build import item_attributes
+
+        attrs = item_attributes(data.items)
         res = augment_histories(hist.values, hist.offsets, acfg, times=HistoryTimes.of(data.train, hist.user_ids), attributes=attrs)
         m = res.metrics
         info = {k: m.get(k) for k in ("generated", "expanded", "synthetic", "accepted", "dropped_low_confidence", "dropped_off_segment",

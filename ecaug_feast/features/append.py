@@ -104,7 +104,7 @@ def append_events(new: pd.DataFrame, seed: int = 0, feast_dir: Path | None = Non
     unknown = ~new["item_id"].isin(items["item_id"])
     if unknown.any():
         raise DataValidationError(source, "item_id", f"item {int(new.loc[unknown, 'item_id'].iloc[0])} is not in {items_path} (new items need an ingest)")
-    attributes = dict(zip(items["item_id"].astype(int), items["attributes"]))
+    attributes = build.item_attributes(items)
 
     # users: their whole positive history (old + new) through the feature builder; popularity
     # counts every user's positives (old + new), not only the touched users'

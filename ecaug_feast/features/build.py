@@ -107,6 +107,12 @@ def popularity_at(rows: pd.DataFrame, reference: pd.DataFrame) -> np.ndarray:
     return out[len(ri):]
 
 
+def item_attributes(items: pd.DataFrame) -> dict[int, list[int]]:
+    """Item id -> attribute ids, from an items table (``item_id``, ``attributes``): the form
+    :func:`build_user_features` and the sequence generator's ``attr_coherence`` read."""
+    return dict(zip(items[S.ITEM_ID].astype(int), items[S.ATTRIBUTES]))
+
+
 def build_user_features(train: pd.DataFrame, attributes: dict[int, list[int]], progress: Callable[[int, int], None] | None = None,
                         popularity_reference: pd.DataFrame | None = None) -> pd.DataFrame:
     """Rows described in the module docstring. ``popularity_reference``: the events an item's
@@ -234,7 +240,7 @@ def sample_negatives(train: pd.DataFrame, item_ids: np.ndarray, neg_per_pos: int
 def build_tables(data: ProcessedDataset, neg_per_pos: int = 1, seed: int = 0, progress: Callable[[int, int], None] | None = None) -> FeatureTables:
     """Compute the three Feast sources from the train split of ``data``."""
     train = data.train
-    attributes = dict(zip(data.items["item_id"].astype(int), data.items[S.ATTRIBUTES]))
+    attributes = item_attributes(data.items)
     uf = build_user_features(train, attributes, progress)
     base_time = data.interactions["event_timestamp"].min() - ITEM_BASE_OFFSET
     itf = build_item_features(train, data.items, base_time)

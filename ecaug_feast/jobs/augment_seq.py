@@ -58,7 +58,7 @@ class TrainingHistories:
 
 def load_training_histories(ws: Workspace, max_len: int = 50) -> TrainingHistories:
     """Real TRAINING histories through Feast, as ``ecaug train --model sequence`` reads them."""
-    from ecaug_feast.features.build import read_feature_meta
+    from ecaug_feast.features.build import item_attributes, read_feature_meta
     from recommender.data import normalise_lists, train_data_from_store
     from recommender.seq_train import histories_for, seq_config_for
 
@@ -78,7 +78,7 @@ def load_training_histories(ws: Workspace, max_len: int = 50) -> TrainingHistori
     train = pos[[S.USER_ID, S.ITEM_ID, S.EVENT_TIMESTAMP]]
     data = train_data_from_store(ws.store(), pos, train, None, items, item_rows, {"source": "feast"}, examples=False)
     hist = histories_for(data, seq_config_for(data, max_len=max_len))
-    attrs = dict(zip(items[S.ITEM_ID].astype(int), items[S.ATTRIBUTES]))
+    attrs = item_attributes(items)
     return TrainingHistories(hist.values, hist.offsets, hist.user_ids, HistoryTimes.of(data.train, hist.user_ids), data.train, attrs,
                              source_lineage(src, ent, meta))
 

@@ -362,6 +362,7 @@ class SequenceGAN:
         self.cfg = config or SeqGANConfig()
         self.report: dict[str, Any] = {}
         self.rank, self.world = 0, 1
+        self._attr_w = self._attr_has = None  # set_item_attributes: what attr_coherence reads
 
     @property
     def is_writer(self) -> bool:
@@ -743,7 +744,7 @@ class SequenceGAN:
     @property
     def attr_coherence_applied(self) -> float:
         """The ``attr_coherence`` sampling uses: the config's once the items' attributes are set, else 0."""
-        return self.cfg.attr_coherence if getattr(self, "_attr_w", None) is not None else 0.0
+        return self.cfg.attr_coherence if self._attr_w is not None else 0.0
 
     def _torch_rng(self, seed: int):
         import torch
