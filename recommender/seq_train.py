@@ -105,22 +105,25 @@ def user_vectors(model: SeqTwoTower, R: torch.Tensor, hist: Histories, user_ids:
     return out
 
 
-def seq_scorer(model: SeqTwoTower, data: TrainData, es: EvalSet, split: str = "valid") -> Callable[[np.ndarray], torch.Tensor]:
-    """``score_fn`` for :func:`recommender.evaluate.evaluate`: user states x the item matrix."""
+def seq_scorer(model: SeqTwoTower, data: TrainData, es: EvalSet, split: str = "valid",
+               inputs: Histories | None = None) -> Callable[[np.ndarray], torch.Tensor]:
+    """``score_fn`` for :func:`recommender.evaluate.evaluate`: user states x the item matrix.
+    ``inputs``: the histories the user tower reads (default: the split's real ones)."""
     was = model.training
     model.eval()
     with torch.no_grad():
         R = model.item_matrix().float()
-        U = user_vectors(model, R, histories_for(data, model.cfg, split), es.users)
+        U = user_vectors(model, R, histories_for(data, model.cfg, split) if inputs is None else inputs, es.users)
     model.train(was)
     return lambda pos: U[torch.from_numpy(pos)] @ R.T
 
 
 def evaluate_seq(model: SeqTwoTower, data: TrainData, es: EvalSet, split: str = "valid", seed: int = 0,
-                 tie_break: str = "random", buckets: bool = False) -> dict[str, Any]:
-    """Full-ranking metrics; with ``buckets`` also per kept training-history length."""
+                 tie_break: str = "random", buckets: bool = False, inputs: Histories | None = None) -> dict[str, Any]:
+    """Full-ranking metrics; with ``buckets`` also per kept training-history length (the REAL
+    training history's, whatever ``inputs`` the user tower reads; see :func:`seq_scorer`)."""
     n = catalog_of(data).num_items
-    m = evaluate(seq_scorer(model, data, es, split), es, n, seed=seed, tie_break=tie_break, per_user=buckets)
+    m = evaluate(seq_scorer(model, data, es, split, inputs), es, n, seed=seed, tie_break=tie_break, per_user=buckets)
     if buckets:
         m["buckets"] = bucket_metrics(m.pop("_per_user"), es.users, data.train)
     return m

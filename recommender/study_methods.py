@@ -14,7 +14,7 @@ A library (it takes arguments, imports nothing above it); the study job
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -83,14 +83,26 @@ def column_pool(method: str, data, size: int, seed: int, gan: dict[str, Any] | N
     raise EcaugError(f"unknown augmentation method {method!r}")
 
 
+class SeqPool(NamedTuple):
+    """A sequence method's extra histories. ``generated``: per history, which of its items a model
+    made (None for ``seq_ops``); ``source``: per history, the row of the training histories it
+    expands (-1: a whole synthetic user; None: no such mapping, ``seq_ops``); ``info``: facts for
+    the report."""
+
+    histories: list[np.ndarray]
+    generated: list[np.ndarray] | None
+    source: np.ndarray | None
+    info: dict[str, Any]
+
+
 def seq_pool(method: str, data, hist, scfg, seed: int, seq_gan: dict[str, Any] | None = None,
-             seq_aug: dict[str, Any] | None = None) -> tuple[list[np.ndarray], list[np.ndarray] | None, dict[str, Any]]:
+             seq_aug: dict[str, Any] | None = None) -> SeqPool:
     """Extra training histories for ``method``, made from the truncated TRAINING histories ``hist``
     only (``histories_for(data, cfg, "valid")``: serving rows before any validation event).
     ``seq_gan``: ``SeqGANConfig`` overrides; ``seq_aug``: ``SeqAugmentConfig`` scalar overrides.
-    Returns (histories, generated, facts): ``generated`` is, per history of a generator, which of
-    its items the generator made (:func:`generated_masks`, with the direction of the generator
-    that made them); None for ``seq_ops``, whose histories hold only real items, rearranged."""
+    Returns a :class:`SeqPool`: ``generated`` is, per history of a generator, which of its items
+    the generator made (:func:`generated_masks`, with the direction of the generator that made
+    them); None for ``seq_ops``, whose histories hold only real items, rearranged."""
     from ecaug_feast.synth.seq_gan import SeqGANConfig, SequenceGAN, pseudo_prior_config
     from ecaug_feast.synth.seq_ops import SeqOps, SeqOpsConfig, csr_rows
 
@@ -99,7 +111,7 @@ def seq_pool(method: str, data, hist, scfg, seed: int, seq_gan: dict[str, Any] |
     gan_over = {"max_len": scfg.max_len, "seed": seed, **(seq_gan or {})}
     if method == "seq_ops":
         v, o, _ = SeqOps(SeqOpsConfig(copies=2, seed=seed)).fit(hist.values, hist.offsets).sample(max_len=scfg.max_len)
-        return csr_rows(v, o), None, {"seconds": round(time.time() - t0, 2)}
+        return SeqPool(csr_rows(v, o), None, None, {"seconds": round(time.time() - t0, 2)})
     if method == "pseudo_prior":
         # ASReP: pseudo-prior items prepended to short histories by a reversed transformer (MLE only)
         aug = {k: v for k, v in seq_aug.items() if k in ("expand_below", "n_new")}
@@ -107,8 +119,9 @@ def seq_pool(method: str, data, hist, scfg, seed: int, seq_gan: dict[str, Any] |
         g = SequenceGAN(pseudo_prior_config(**gan_over)).fit(hist.values, hist.offsets)
         short = np.flatnonzero((hist.lengths >= 1) & (hist.lengths < below))
         out = g.expand(hist.values, hist.offsets, short, n_new, seed=seed)
-        return out, generated_masks(out, short, hist, prepended=g.cfg.reverse), {
-            "seconds": round(time.time() - t0, 2), "expanded": int(len(short)), "generator_nll": g.report.get("nll_mle")}
+        return SeqPool(out, generated_masks(out, short, hist, prepended=g.cfg.reverse), short, {
+            "seconds": round(time.time() - t0, 2), "expanded": int(len(short)), "generator_nll": g.report.get("nll_mle"),
+            "prepended": bool(g.cfg.reverse)})
     if method == "gan_augmented":
         from ecaug_feast.synth.seq_pipeline import HistoryTimes, SeqAugmentConfig, augment_histories, feature_c2st, feature_rows
 
@@ -134,7 +147,9 @@ def seq_pool(method: str, data, hist, scfg, seed: int, seq_gan: dict[str, Any] |
             auc = feature_c2st(fr, build_user_features(data.train, attrs), seed=seed)
             info["c2st_auc_features"] = round(auc, 4) if auc == auc else None
         info["seconds"] = round(time.time() - t0, 2)
-        return res.histories, generated_masks(res.histories, res.source, hist, prepended=acfg.gan.reverse), info
+        info["prepended"] = bool(acfg.gan.reverse)
+        return SeqPool(res.histories, generated_masks(res.histories, res.source, hist, prepended=acfg.gan.reverse),
+                       np.asarray(res.source, np.int64), info)
     raise EcaugError(f"unknown sequence augmentation method {method!r}")
 
 
@@ -157,6 +172,35 @@ def combine_histories(hist, extra: list[np.ndarray], max_len: int, generated: li
         targets = np.concatenate([real_t, ~gen])
     return Histories(np.concatenate([hist.user_ids, ids]), np.concatenate([hist.values, v]),
                      np.concatenate([hist.offsets, hist.offsets[-1] + o[1:]]).astype(np.int64), targets)
+
+
+def expanded_inputs(split_hist, train_hist, pool: SeqPool, max_len: int):
+    """The histories the user tower reads at evaluation when expanded users read their expansion
+    (ASReP's evaluation reads the augmented training sequence): for each user of ``split_hist`` (a
+    split's real histories: validation rows, or test rows that also hold the validation event)
+    with an expansion in ``pool`` (the first, when several), its generated earlier items + its
+    real history, newest ``max_len``; every other user reads its real history. ``pool.source``
+    indexes ``train_hist`` (the training histories the pool was made from). Only generated items
+    that were PREPENDED fit here (a reversed generator's): continuations would sit after the
+    user's real events in time, and ahead of an evaluation event they never came before."""
+    from ecaug_feast.synth.seq_ops import rows_to_csr
+    from recommender.seq_model import Histories
+
+    if pool.source is None or pool.generated is None:
+        raise EcaugError("expanded inputs need a generator's pool (pseudo_prior or gan_augmented), not seq_ops")
+    if not pool.info.get("prepended", True):
+        raise EcaugError("expanded inputs need generated items prepended (a reversed generator), not continuations")
+    prefix: dict[int, np.ndarray] = {}
+    for h, g, s in zip(pool.histories, pool.generated, pool.source):
+        uid = int(train_hist.user_ids[s]) if s >= 0 else None
+        if uid is not None and uid not in prefix and g.any():
+            n_gen = int(np.argmax(~g)) if (~g).any() else len(g)  # the leading generated run
+            prefix[uid] = np.asarray(h, np.int64)[:n_gen]
+    v, o = split_hist.values, split_hist.offsets
+    rows = [np.concatenate([prefix[int(u)], v[o[i] : o[i + 1]]])[-max_len:] if int(u) in prefix else v[o[i] : o[i + 1]]
+            for i, u in enumerate(split_hist.user_ids)]
+    nv, no = rows_to_csr(rows)
+    return Histories(split_hist.user_ids, nv.astype(split_hist.values.dtype), no.astype(np.int64))
 
 
 def generated_masks(pool: list[np.ndarray], source: np.ndarray | None, hist, prepended: bool = True) -> list[np.ndarray]:

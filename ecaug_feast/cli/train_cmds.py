@@ -115,6 +115,7 @@ def experiment_cmd(
     source: str = typer.Option("feast", "--source", help="feast (default: each fraction's features through a private Feast repo) | memory (the same rows built in pandas)."),
     seq_protocol: str = typer.Option("finetune", "--seq-protocol", help="Sequence model: how augmented histories are used. finetune (default): real-only's model fine-tuned on real + augmented; pretrain (ASReP's order): a fresh model on real + augmented, then fine-tuned on real alone."),
     seq_targets: str = typer.Option("all", "--seq-targets", help="Sequence model, pseudo_prior and gan_augmented: which items of a generated history are training targets. all (default) | real: generated items are context only (expansions train on their real items; whole synthetic users are left out)."),
+    seq_inference: str = typer.Option("real", "--seq-inference", help="Sequence model, pseudo_prior and gan_augmented: what the user tower reads at validation and test. real (default) | expanded (ASReP's evaluation): an expanded user reads its generated earlier items + its real history; validation chooses."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
 ) -> None:
     """Real-only vs GAN-augmented vs naive augmentation over history fractions and seeds."""
@@ -134,7 +135,7 @@ def experiment_cmd(
     ms = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     cfg = make_config("quick" if quick else "full", dataset=dataset, fractions=fr, seeds=seeds, methods=ms, workers=workers,
                       max_users=max_users, model_type=model, source=source, seq_protocol=seq_protocol,
-                      seq_targets=seq_targets)
+                      seq_targets=seq_targets, seq_inference=seq_inference)
     with Progress(TextColumn("[bold]experiment"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn(), console=err, transient=True) as prog:
         task = prog.add_task("", total=len(cfg.fractions) * cfg.seeds)

@@ -19,6 +19,7 @@ from recommender.study_methods import METHODS, MODEL_METHODS
 SOURCES = ("feast", "memory")
 SEQ_PROTOCOLS = ("finetune", "pretrain")
 SEQ_TARGETS = ("all", "real")
+SEQ_INFERENCE = ("real", "expanded")
 
 
 @dataclass
@@ -52,6 +53,12 @@ class ExperimentConfig:
     # generated items are context only (expansions train on their real items; whole synthetic users
     # leave the pool). pseudo_prior and gan_augmented only: seq_ops' histories hold real items.
     seq_targets: str = "all"
+    # what the user tower reads at validation / test time (SEQ_INFERENCE): "real" histories; or
+    # "expanded" (ASReP's evaluation, which reads the augmented training sequences): an expanded
+    # user reads its generated earlier items + its real history, for every augmented candidate and
+    # for real-only's model as one more candidate; real-only with real histories stays candidate 0.
+    # pseudo_prior and gan_augmented only (the methods that prepend generated items).
+    seq_inference: str = "real"
     source: str = "feast"  # where training examples are read: feast | memory (SOURCES)
 
     def to_json(self) -> dict[str, Any]:
@@ -109,6 +116,8 @@ def make_config(preset: str = "full", **overrides: Any) -> ExperimentConfig:
         raise EcaugError(f"--seq-protocol must be one of {', '.join(SEQ_PROTOCOLS)}, got {base['seq_protocol']!r}")
     if base.get("seq_targets", "all") not in SEQ_TARGETS:
         raise EcaugError(f"--seq-targets must be one of {', '.join(SEQ_TARGETS)}, got {base['seq_targets']!r}")
+    if base.get("seq_inference", "real") not in SEQ_INFERENCE:
+        raise EcaugError(f"--seq-inference must be one of {', '.join(SEQ_INFERENCE)}, got {base['seq_inference']!r}")
     allowed = MODEL_METHODS[kind]
     base.setdefault("methods", list(allowed))
     unknown = [m for m in base["methods"] if m not in METHODS]

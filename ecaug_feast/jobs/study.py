@@ -25,8 +25,11 @@ from the truncated TRAINING histories only; for every size in ``seq_ratios`` (au
 per real history) the real-only model is fine-tuned on real + augmented histories
 (``seq_protocol="finetune"``), or, in ASReP's order (``"pretrain"``), a fresh model is trained on
 real + augmented histories and then fine-tuned on the real ones alone; with ``seq_targets="real"``
-the generated items are context only, never a next-item target; size 0 (keep real-only) is a
-candidate and the choice is made on validation NDCG@10 only; the test split is scored once.
+the generated items are context only, never a next-item target; with ``seq_inference="expanded"``
+each model is also validated reading, for every expanded user, its generated earlier items + its
+real history (ASReP's evaluation reads the augmented sequences); size 0 (keep real-only, real
+histories) is a candidate and the choice is made on validation NDCG@10 only; the test split is
+scored once, with the inputs chosen.
 
 Cells (f, s) are independent and run in ``workers`` processes. Output: ``results.json``,
 ``table.md``, ``report.md``, ``ndcg_vs_fraction.png`` under the output directory.
@@ -51,7 +54,8 @@ import pandas as pd
 
 from ecaug_feast.errors import EcaugError
 from ecaug_feast.jobs.presets import ExperimentConfig
-from recommender.study_methods import AUG_METHODS, METHODS, METRICS, SEQ_AUG_METHODS, column_pool, combine_histories, seq_pool
+from recommender.study_methods import (AUG_METHODS, METHODS, METRICS, SEQ_AUG_METHODS, SeqPool, column_pool, combine_histories,
+                                       expanded_inputs, seq_pool)
 
 if TYPE_CHECKING:
     from ecaug_feast.datasets.store import ProcessedDataset
@@ -216,18 +220,30 @@ def _sequence_rows(cfg: ExperimentConfig, data, valid, test, base: dict[str, Any
     for method in [m for m in SEQ_AUG_METHODS if m in cfg.methods]:
         t0 = time.time()
         try:
-            pool, generated, pinfo = seq_pool(method, data, hist, scfg, seed, cfg.seq_gan, cfg.seq_aug)
+            made = seq_pool(method, data, hist, scfg, seed, cfg.seq_gan, cfg.seq_aug)
         except Exception as exc:  # a generator failing on some data must not sink the other cells
             log.warning("pool %s failed at fraction=%s seed=%s: %s", method, base["fraction"], seed, exc)
-            pool, generated, pinfo = [], None, {"error": f"{type(exc).__name__}: {exc}"[:300]}
+            made = SeqPool([], None, None, {"error": f"{type(exc).__name__}: {exc}"[:300]})
+        pool, generated, pinfo = made.histories, made.generated, made.info
+        # what the user tower reads at evaluation, per candidate: real histories, and with
+        # seq_inference="expanded" also each expanded user's expansion (ASReP's evaluation)
+        inputs: dict[str, dict[str, Any]] = {"real": {"valid": None, "test": None}}
+        if cfg.seq_inference == "expanded" and method != "seq_ops" and made.histories:
+            inputs["expanded"] = {"valid": expanded_inputs(hist, hist, made, scfg.max_len),
+                                  "test": expanded_inputs(histories_for(data, scfg, "test"), hist, made, scfg.max_len)}
+            v_exp0 = evaluate_seq(res.model, data, valid, "valid", seed=seed, inputs=inputs["expanded"]["valid"])
         # generated items as context only: which items each history may train on
         gen = generated if cfg.seq_targets == "real" else None
         # a history trains only if some item after its first is a target
         ok = [len(h) >= 2 and (gen is None or not gen[i][1:].all()) for i, h in enumerate(pool)]
         pool = [h for h, k in zip(pool, ok) if k]
         gen = None if gen is None else [g for g, k in zip(gen, ok) if k]
-        best = {"ratio": 0.0, "valid": real_valid, "model": res.model, "epochs": 0}
+        best = {"ratio": 0.0, "valid": real_valid, "model": res.model, "epochs": 0, "inputs": "real"}
         tried: list[dict[str, Any]] = [{"ratio": 0.0, "ndcg@10": real_valid["ndcg@10"]}]
+        if "expanded" in inputs:  # real-only's model reading the expansions: one more candidate
+            tried.append({"ratio": 0.0, "inputs": "expanded", "ndcg@10": v_exp0["ndcg@10"]})
+            if v_exp0["ndcg@10"] > best["valid"]["ndcg@10"]:
+                best = {**best, "valid": v_exp0, "inputs": "expanded"}
         order = np.random.default_rng(seed).permutation(len(pool))
         for r in sorted(cfg.seq_ratios):
             n = min(len(pool), int(math.ceil(r * n_real)))
@@ -242,15 +258,20 @@ def _sequence_rows(cfg: ExperimentConfig, data, valid, test, base: dict[str, Any
                 f = train_seq(data, valid, scfg, ft, init_state=pre.state)
             else:
                 f = train_seq(data, valid, scfg, ft, init_state=res.state, histories=mixed)
-            v = evaluate_seq(f.model, data, valid, "valid", seed=seed)
-            tried.append({"ratio": r, "histories": n, "ndcg@10": v["ndcg@10"], "epochs": f.best_epoch, **extra})
-            if v["ndcg@10"] > best["valid"]["ndcg@10"]:
-                best = {"ratio": r, "valid": v, "model": f.model, "epochs": f.best_epoch}
+            for how, split_inputs in inputs.items():
+                v = evaluate_seq(f.model, data, valid, "valid", seed=seed, inputs=split_inputs["valid"])
+                tried.append({"ratio": r, "histories": n, "ndcg@10": v["ndcg@10"], "epochs": f.best_epoch, **extra,
+                              **({"inputs": how} if len(inputs) > 1 else {})})
+                if v["ndcg@10"] > best["valid"]["ndcg@10"]:
+                    best = {"ratio": r, "valid": v, "model": f.model, "epochs": f.best_epoch, "inputs": how}
             if n == len(pool):
                 break
-        tst = real_test if best["ratio"] == 0.0 else evaluate_seq(best["model"], data, test, "test", seed=seed, buckets=True)
+        chose_real_only = best["ratio"] == 0.0 and best["inputs"] == "real"
+        tst = real_test if chose_real_only else evaluate_seq(best["model"], data, test, "test", seed=seed, buckets=True,
+                                                             inputs=inputs[best["inputs"]]["test"])
         rows.append({**base, "method": method, "model": "sequence", "ratio": best["ratio"], "valid": best["valid"], "test": tst,
-                     "tried": tried, "pool": {**pinfo, "rows": int(len(pool))}, "seconds": round(time.time() - t0, 1)})
+                     "tried": tried, "pool": {**pinfo, "rows": int(len(pool))}, "seconds": round(time.time() - t0, 1),
+                     **({"inputs": best["inputs"]} if len(inputs) > 1 else {})})
         log.info("cell fraction=%s seed=%s %s: size %s, valid NDCG@10 %.4f, test NDCG@10 %.4f (real-only %.4f)",
                  base["fraction"], seed, method, best["ratio"], best["valid"]["ndcg@10"], tst["ndcg@10"], real_test["ndcg@10"])
     for r in rows:
@@ -441,6 +462,9 @@ def run_study(ws: Any, cfg: ExperimentConfig, out_dir: str | Path | None = None,
                                     if cfg.seq_protocol == "pretrain" else "sequence model: real-only's model fine-tuned on real + augmented histories"),
             "generated_items": ("context only: pseudo_prior and gan_augmented histories train on their real items; whole synthetic users left out"
                                 if cfg.seq_targets == "real" else "training targets like real items"),
+            "inference_inputs": ("real histories, and (pseudo_prior, gan_augmented) each expanded user's generated earlier items + real history "
+                                 "as further candidates (ASReP's evaluation); validation chooses; ranking still excludes only real training items"
+                                 if cfg.seq_inference == "expanded" else "real histories"),
         },
         "results": results,
         "verdict": verdict(results),

@@ -106,7 +106,8 @@ def test_experiment_pretrain_protocol(tmp_path, feast_env):
     assert next(t for t in run["tried"] if t["ratio"] == chosen)["ndcg@10"] == max(t["ndcg@10"] for t in run["tried"])
 
 
-@pytest.mark.parametrize("flag, want", [("--seq-protocol", "finetune, pretrain"), ("--seq-targets", "all, real")])
+@pytest.mark.parametrize("flag, want", [("--seq-protocol", "finetune, pretrain"), ("--seq-targets", "all, real"),
+                                        ("--seq-inference", "real, expanded")])
 def test_bad_seq_choice_is_one_line_error(flag, want):
     p = subprocess.run([sys.executable, "-m", "ecaug_feast.cli.main", "experiment", flag, "mix"],
                        capture_output=True, text=True)
@@ -125,6 +126,23 @@ def test_experiment_generated_items_as_context_only(tmp_path, feast_env):
     # every accepted expansion trains (it has real items); no accepted whole user does (the masks
     # themselves: tests/recommender/test_seq_model.py::test_generated_items_are_context_but_never_targets)
     assert pool["rows"] == pool["accepted"] - pool["accepted_synthetic"] > 0, pool
+
+
+@pytest.mark.slow
+def test_experiment_expanded_inference_inputs(tmp_path, feast_env):
+    """``--seq-inference expanded`` (ASReP's evaluation): each candidate is also validated reading
+    the expansions; real-only's model reading them is one more candidate; the run says so, the
+    choice is the validation best, and real-only reading real histories stays candidate 0."""
+    full = _quick_sequence_study(tmp_path / "exp-inf", "--methods", "real_only,pseudo_prior", "--seq-inference", "expanded")
+    assert full["config"]["seq_inference"] == "expanded" and "ASReP" in full["protocol"]["inference_inputs"]
+    run = next(r for r in full["runs"] if r["method"] == "pseudo_prior")
+    kinds = {(t["ratio"], t.get("inputs", "real")) for t in run["tried"]}
+    assert {(0.0, "real"), (0.0, "expanded")} <= kinds and any(r > 0 and i == "expanded" for r, i in kinds), run["tried"]
+    best = max(run["tried"], key=lambda t: t["ndcg@10"])
+    assert (run["ratio"], run["inputs"]) == (best["ratio"], best.get("inputs", "real"))
+    real = next(r for r in full["runs"] if r["method"] == "real_only")
+    if (run["ratio"], run["inputs"]) == (0.0, "real"):
+        assert run["test"]["ndcg@10"] == real["test"]["ndcg@10"]
 
 
 def test_bag_model_rejects_history_methods():

@@ -64,6 +64,45 @@ def test_generated_items_are_context_but_never_targets():
     assert [g.tolist() for g in generated_masks(pool, np.array([1, -1]), real, prepended=False)] == [[False, True, True], [True, True, True]]
 
 
+def test_expanded_inputs_put_each_expansions_generated_items_before_the_real_history():
+    """``--seq-inference expanded`` (ASReP's evaluation): an expanded user's evaluation input is its
+    generated earlier items + its real history (the test split's, which also holds the validation
+    event), newest ``max_len``; other users and whole synthetic users change nothing."""
+    from ecaug_feast.errors import EcaugError
+    from recommender.study_methods import SeqPool, expanded_inputs, generated_masks
+
+    train = Histories(np.array([10, 20, 30]), np.array([1, 2, 7, 4]), np.array([0, 2, 3, 4]))
+    # expansions of user 20 ([7]) twice (the first counts) and of user 30 ([4]); a synthetic user
+    pool = [np.array([5, 6, 7]), np.array([8, 7]), np.array([3, 9, 4]), np.array([9, 5, 6])]
+    src = np.array([1, 1, 2, -1])
+    made = SeqPool(pool, generated_masks(pool, src, train), src, {"prepended": True})
+    valid = expanded_inputs(train, train, made, max_len=50)
+    rows = [valid.values[valid.offsets[i] : valid.offsets[i + 1]].tolist() for i in range(3)]
+    assert valid.user_ids.tolist() == [10, 20, 30] and rows == [[1, 2], [5, 6, 7], [3, 9, 4]]
+    # the test split: users in another order, each with its validation event; max_len keeps the newest
+    test = Histories(np.array([30, 20, 10]), np.array([4, 11, 7, 12, 1, 2, 13]), np.array([0, 2, 4, 7]))
+    t = expanded_inputs(test, train, made, max_len=3)
+    rows = [t.values[t.offsets[i] : t.offsets[i + 1]].tolist() for i in range(3)]
+    assert rows == [[9, 4, 11], [6, 7, 12], [1, 2, 13]]
+    with pytest.raises(EcaugError, match="seq_ops"):
+        expanded_inputs(train, train, SeqPool(pool, None, None, {}), max_len=50)
+    with pytest.raises(EcaugError, match="continuations"):
+        expanded_inputs(train, train, made._replace(info={"prepended": False}), max_len=50)
+
+
+def test_evaluation_reads_the_inputs_it_is_given():
+    """``evaluate_seq(..., inputs=)`` scores users from the histories given, not the split's own."""
+    from recommender.seq_train import seq_scorer
+
+    m = _model()
+    es = type("ES", (), {"users": np.array([1, 2])})()
+    data = type("D", (), {"info": {}})()
+    a = Histories(np.array([1, 2]), np.array([3, 4, 5]), np.array([0, 2, 3]))
+    b = Histories(np.array([1, 2]), np.array([9, 3, 4, 5]), np.array([0, 3, 4]))
+    sa, sb = seq_scorer(m, data, es, inputs=a)(np.arange(2)), seq_scorer(m, data, es, inputs=b)(np.arange(2))
+    assert torch.allclose(sa[1], sb[1]) and not torch.allclose(sa[0], sb[0])
+
+
 def test_packed_chunks_give_the_same_loss_and_gradients_as_one_padded_block():
     """Cutting a batch into chunks of similar length only removes padding: the same users, the
     same positions, the same loss value and the same gradients (dropout off)."""

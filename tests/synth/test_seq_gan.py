@@ -62,7 +62,7 @@ def test_study_pools_are_train_only(planted):
 
     data, scfg, held_out, train_hist, _ = planted
     for method in ("seq_ops", "pseudo_prior", "gan_augmented"):
-        pool, _, info = seq_pool(method, data, train_hist, scfg, 0, dict(TINY), dict(synthetic_share=0.2))
+        pool, _, _, info = seq_pool(method, data, train_hist, scfg, 0, dict(TINY), dict(synthetic_share=0.2))
         assert pool, (method, info)
         assert not held_out & set(np.concatenate(pool).tolist()), method
     assert "c2st_auc_sequences" in info and "c2st_auc_features" in info
