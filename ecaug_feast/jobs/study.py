@@ -569,6 +569,16 @@ def report_markdown(summary: dict[str, Any]) -> str:
             out.append(f"| {r['fraction']:g} | {r['seed']} | {r['method']} | {p.get('rows', '-')} | {p.get('gate', p.get('error', '-'))} | "
                        f"{p.get('c2st_auc_sequences', '-')} | {p.get('c2st_auc_features', '-')} | {p.get('catalogue_coverage', '-')} | "
                        f"{p.get('tail_share', '-')} | {p.get('labeler_agreement', '-')} | {p.get('seconds', '-')} | {r['ratio']:g} |")
+    tried = [r for r in summary["runs"] if r.get("model") == "sequence" and r.get("tried")]
+    if tried:  # what validation saw: every candidate of every augmented run, the chosen one in bold
+        out += ["", "## Candidates on validation (NDCG@10; size 0 with real histories = real-only)", "",
+                "| fraction | seed | method | candidates (size, inputs: NDCG@10) |", "|---|---|---|---|"]
+        for r in sorted(tried, key=lambda r: (r["fraction"], r["seed"], r["method"])):
+            chosen = (r["ratio"], r.get("inputs", "real"))
+            cells = [(f"**{t['ratio']:g}, {t.get('inputs', 'real')}: {t['ndcg@10']:.4f}**"
+                      if (t["ratio"], t.get("inputs", "real")) == chosen else f"{t['ratio']:g}, {t.get('inputs', 'real')}: {t['ndcg@10']:.4f}")
+                     for t in r["tried"]]
+            out.append(f"| {r['fraction']:g} | {r['seed']} | {r['method']} | {'; '.join(cells)} |")
     return "\n".join(out) + "\n"
 
 
