@@ -648,7 +648,7 @@ class SequenceGAN:
 
     def _sample_tokens(self, prompts: np.ndarray, n_new: int, allow_eos: bool, rng_t, ban_seen: bool = True,
                        cached: bool = True, bias: np.ndarray | None = None, mix: float = 0.0, top_p: float = 1.0,
-                       min_prob: float = 0.0, coherence: float = 0.0):
+                       min_prob: float = 0.0, coherence: float = 0.0, first_log_probs: bool = False):
         """Autoregressive sampling from equal-length prompts [B, P]; returns [B, P + n_new] tokens
         (after an EOS only PAD follows; fewer columns when every row ended early).
 
@@ -678,7 +678,10 @@ class SequenceGAN:
 
         ``coherence`` > 0 (needs :meth:`set_item_attributes`): + coherence x the idf-weighted share
         of each item's attributes that the row's items so far have (prompt included), on the
-        item logits: a product-of-experts prior for keeping to a user's categories and brands."""
+        item logits: a product-of-experts prior for keeping to a user's categories and brands.
+
+        ``first_log_probs``: return, instead of tokens, the log-probabilities [B, outputs] of the
+        first step's draw, every setting above applied (what :meth:`next_log_probs` reads)."""
         import torch
 
         x = torch.from_numpy(prompts).to(self.device)
@@ -723,6 +726,8 @@ class SequenceGAN:
                     logits = _nucleus(logits.float(), top_p, keep=self.n_out - 1)
                 if min_prob > 0.0:
                     logits = _epsilon(logits.float(), min_prob, keep=self.n_out - 1)
+                if first_log_probs:
+                    return torch.log_softmax(logits.float(), -1)
                 nxt = _categorical(logits.float(), rng_t)
                 nxt = torch.where(done, torch.zeros_like(nxt), nxt)
                 done = done | (nxt == self.n_out - 1)
@@ -808,6 +813,44 @@ class SequenceGAN:
         (pseudo-prior items), else appended. Items outside the vocabulary are dropped from the
         prompt. ``prior``: (table [K, vocab] of log-prior rows, row index per entry of ``rows``), as
         in :meth:`sample_users`. Returns the expanded histories (oldest first), at most ``max_len`` items."""
+        self.gen.eval()
+        g = self._torch_rng(seed)
+        res: list[np.ndarray | None] = [None] * len(rows)
+        for ii, known, prompts, n in self._expansion_batches(values, offsets, rows, n_new, chunk):
+            b = self._item_bias(prior, prior[1][ii] if prior is not None else None, len(ii))
+            tok = self._sample_tokens(prompts, n, False, g, bias=b, **self._sampling()).cpu().numpy()
+            gen = self._decode(tok, prompts.shape[1])
+            for j, i in enumerate(ii):
+                h, new = known[j], gen[j]
+                full = np.concatenate([new[::-1], h]) if self.cfg.reverse else np.concatenate([h, new])
+                res[i] = full[-self.cfg.max_len :]  # the newest max_len
+        return [r if r is not None else np.zeros(0, np.int64) for r in res]
+
+    def next_log_probs(self, values: np.ndarray, offsets: np.ndarray, rows: np.ndarray, chunk: int = 512,
+                       prior: tuple[np.ndarray, np.ndarray] | None = None):
+        """For each history ``rows`` of the CSR: the log-probabilities of the first item
+        :meth:`expand` would draw for it (the next item of a forward generator, the one before for
+        a reversed one), every sampling setting applied, as a float tensor [len(rows), vocabulary]
+        whose column j is item ``vocab[j]`` (the row's own items: -inf). What a generator teaches
+        when its samples become training targets: ``benchmarks/seq_teacher.py`` ranks with it."""
+        import torch
+
+        rows = np.asarray(rows, np.int64)
+        out = torch.full((len(rows), len(self.vocab)), -math.inf)
+        self.gen.eval()
+        g = self._torch_rng(0)
+        for ii, _, prompts, _ in self._expansion_batches(values, offsets, rows, 1, chunk):
+            b = self._item_bias(prior, prior[1][ii] if prior is not None else None, len(ii))
+            lp = self._sample_tokens(prompts, 1, False, g, bias=b, first_log_probs=True, **self._sampling())
+            out[torch.from_numpy(ii)] = lp[:, 1 : self.n_out - 1].cpu()  # items only: not PAD, not EOS
+        return out
+
+    def _expansion_batches(self, values: np.ndarray, offsets: np.ndarray, rows: np.ndarray, n_new: int | np.ndarray,
+                           chunk: int):
+        """The prompts :meth:`expand` samples from, in batches of equal prompt length and ``n_new``:
+        yields (indices into ``rows``, their known items (oldest first), prompts [b, P], n_new).
+        Items outside the vocabulary are dropped; the segment token is the one each history will
+        have after ``n_new`` more items."""
         values, offsets = np.asarray(values, np.int64), np.asarray(offsets, np.int64)
         rows = np.asarray(rows, np.int64)
         n_new = np.broadcast_to(np.asarray(n_new, np.int64), rows.shape)
@@ -820,9 +863,6 @@ class SequenceGAN:
             known.append(values[keep])
             fr[j] = in_tail[keep].mean() if len(keep) else 0.0
         segs = segment_of(np.array([len(h) for h in known]) + n_new, fr)
-        self.gen.eval()
-        g = self._torch_rng(seed)
-        res: list[np.ndarray | None] = [None] * len(rows)
         # prompts of equal length (and the same n_new) are sampled together
         key = np.array([len(h) for h in known]) * 10_000 + n_new
         for k in np.unique(key):
@@ -831,16 +871,7 @@ class SequenceGAN:
                 ii = idx[s : s + chunk]
                 sub_v = np.concatenate([known[i] for i in ii]) if len(ii) else np.zeros(0, np.int64)
                 sub_o = np.concatenate([[0], np.cumsum([len(known[i]) for i in ii])])
-                prompts = self._pad(self._encode_rows(sub_v, sub_o, segs[ii], eos=False))
-                b = self._item_bias(prior, prior[1][ii] if prior is not None else None, len(ii))
-                tok = self._sample_tokens(prompts, int(n_new[ii[0]]), False, g, bias=b, **self._sampling()).cpu().numpy()
-                gen = self._decode(tok, prompts.shape[1])
-                for j, i in enumerate(ii):
-                    h = known[i]
-                    new = gen[j]
-                    full = np.concatenate([new[::-1], h]) if self.cfg.reverse else np.concatenate([h, new])
-                    res[i] = full[-self.cfg.max_len :]  # the newest max_len
-        return [r if r is not None else np.zeros(0, np.int64) for r in res]
+                yield ii, [known[i] for i in ii], self._pad(self._encode_rows(sub_v, sub_o, segs[ii], eos=False)), int(n_new[ii[0]])
 
     # -- discriminator rejection ---------------------------------------------------------------
     def realism_scores(self, candidates: list[np.ndarray], reference: list[np.ndarray], folds: int = 2,

@@ -295,6 +295,33 @@ def test_transition_mix_follows_the_training_transitions():
     assert sum(e[:2].tolist() != [hists[r][0] - 2, hists[r][0] - 1] for r, e in zip(rows, out[0.0])) > 25
 
 
+def test_next_log_probs_are_the_first_draws_distribution():
+    """``next_log_probs``: the distribution ``expand``'s first draw comes from, sampling settings
+    applied. With ``transition_mix`` 1 it is the training transitions out of the row's newest item
+    (forward: item j is followed by j + 1 or j + 2, 3:1); a row's own items get -inf; each row
+    sums to 1; and ``expand`` draws what it gives mass to."""
+    hists = [np.array([s, s + 1, s + 2]) if s % 4 else np.array([s, s + 2]) for s in range(1, 201)]
+    v, o = rows_to_csr(hists)
+    g = SequenceGAN(SeqGANConfig(**{**TINY, "mle_epochs": 1, "adversarial": False, "reverse": False,
+                                    "transition_mix": 1.0, "epsilon": 0.0})).fit(v, o)
+    rows = np.arange(20, 60)
+    lp = g.next_log_probs(v, o, rows)
+    assert lp.shape == (len(rows), len(g.vocab))
+    assert np.allclose(lp.exp().sum(1).numpy(), 1.0, atol=1e-5)
+    col = {int(x): j for j, x in enumerate(g.vocab)}
+    for r, row in zip(rows, lp.numpy()):
+        last = int(hists[r][-1])
+        assert all(row[col[int(x)]] == -np.inf for x in hists[r])
+        # the training pairs (last -> last + 1) and (last -> last + 2), counted over all histories
+        pairs = [(a, b) for h in hists for a, b in zip(h[:-1], h[1:]) if a == last]
+        want = {b: n / len(pairs) for b, n in zip(*np.unique([b for _, b in pairs], return_counts=True))} if pairs else {}
+        got = {int(g.vocab[j]): float(np.exp(row[j])) for j in np.flatnonzero(row > -np.inf) if np.exp(row[j]) > 1e-6}
+        if want:
+            assert got.keys() == want.keys() and all(abs(got[b] - p) < 1e-5 for b, p in want.items()), (r, got, want)
+    first = [e[-1] for e in g.expand(v, o, rows, 1, seed=3)]
+    assert all(lp[j, col[int(x)]] > -np.inf for j, x in enumerate(first))
+
+
 def test_categorical_draws_follow_the_softmax_and_never_a_banned_token():
     """The two-level inverse-CDF sampler: frequencies match softmax(logits) over a vocabulary that
     is not a multiple of the block size (a token in the padded last block included), tokens at -inf
