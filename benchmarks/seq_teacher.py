@@ -13,7 +13,10 @@ sample, the same full ranking that excludes training items), per history fractio
   its first draw comes from, with the transition mix, epsilon and attribute coherence applied;
 - ``generator alone``: the same network's softmax, no sampling settings;
 - ``training transitions``: the transition table alone (``transition_mix`` 1), a first-order
-  Markov chain; rows whose last item has no unseen transition fall back to the softmax.
+  Markov chain; rows whose last item has no unseen transition fall back to the softmax;
+- ``recommender + sampling`` / ``+ transitions`` / ``+ coherence``: the recommender's own scores
+  under the generator's sampling settings (all; the transition mix alone; attribute coherence
+  alone): what a generator built on the recommender's network would teach.
 
 The study's generator runs backwards (pseudo-prior items), so it cannot rank the NEXT item itself;
 its forward twin measures what this generator class learns from the same data.
@@ -58,7 +61,7 @@ def main() -> None:
     from ecaug_feast.synth.seq_gan import SeqGANConfig, SequenceGAN
     from recommender.data import build_in_memory, truncate_history
     from recommender.evaluate import bucket_metrics, evaluate, make_eval_set
-    from recommender.seq_train import SeqTrainConfig, evaluate_seq, histories_for, seq_config_for, train_seq
+    from recommender.seq_train import SeqTrainConfig, evaluate_seq, histories_for, seq_config_for, seq_scorer, train_seq
 
     torch.set_num_threads(a.threads)
     ds = load_dataset(a.dataset)
@@ -86,21 +89,28 @@ def main() -> None:
                   f"one kept item: NDCG@10 {one.get('ndcg@10', float('nan')):.4f} (n={one.get('users')})  {seconds:.0f} s", flush=True)
 
         print(f"fraction {f:g}: {int((hist.lengths > 0).sum())} training histories, {len(valid.users)} validation users", flush=True)
+        rec = None
         if not a.no_recommender:
             t = time.time()
             res = train_seq(data, valid, scfg, SeqTrainConfig(seed=a.seed, **{**PRESETS["full"]["seq_train"], "threads": a.threads}))
             line("recommender (real_only)", evaluate_seq(res.model, data, valid, "valid", seed=a.seed, buckets=True), time.time() - t)
+            rec = seq_scorer(res.model, data, valid, "valid")  # logits <h_u, r_i>: its softmax is its distribution
         t = time.time()
         g = SequenceGAN(SeqGANConfig(reverse=False, adversarial=False, max_len=scfg.max_len, seed=a.seed, threads=a.threads))
         g.fit(hist.values, hist.offsets).set_item_attributes(item_attributes(data.items))
         fit_s = time.time() - t
         as_sampled = g.cfg
-        for name, cfg in [("generator (as sampled)", as_sampled),
-                          ("generator alone", replace(as_sampled, transition_mix=0.0, epsilon=0.0, attr_coherence=0.0)),
-                          ("training transitions", replace(as_sampled, transition_mix=1.0, epsilon=0.0, attr_coherence=0.0))]:
+        rankers = [("generator (as sampled)", as_sampled, False),
+                   ("generator alone", replace(as_sampled, transition_mix=0.0, epsilon=0.0, attr_coherence=0.0), False),
+                   ("training transitions", replace(as_sampled, transition_mix=1.0, epsilon=0.0, attr_coherence=0.0), False)]
+        if rec is not None:  # the recommender's scores under the generator's sampling settings
+            rankers += [("recommender + sampling", as_sampled, True),
+                        ("recommender + transitions", replace(as_sampled, epsilon=0.0, attr_coherence=0.0), True),
+                        ("recommender + coherence", replace(as_sampled, transition_mix=0.0, epsilon=0.0), True)]
+        vocab_cols = torch.from_numpy(g.vocab.astype(np.int64))
+        for name, cfg, on_rec in rankers:
             g.cfg = cfg
             t = time.time()
-            vocab_cols = torch.from_numpy(g.vocab.astype(np.int64))
 
             def score(p_idx: np.ndarray) -> torch.Tensor:
                 S = torch.full((len(p_idx), n_items + 1), -float("inf"))
@@ -108,14 +118,15 @@ def main() -> None:
                 ok = ~np.isnan(r)
                 if ok.any():
                     known = r[ok].astype(np.int64)
-                    lp = g.next_log_probs(hist.values, hist.offsets, known)
+                    base = rec(p_idx[ok])[:, vocab_cols] if on_rec else None
+                    lp = g.next_log_probs(hist.values, hist.offsets, known, base_logits=base)
                     sub = torch.full((int(ok.sum()), n_items + 1), -float("inf"))
                     sub[:, vocab_cols] = lp
                     S[torch.from_numpy(np.flatnonzero(ok))] = sub
                 return S
 
             m = evaluate(score, valid, n_items, seed=a.seed, per_user=True)
-            line(name, m, time.time() - t + (fit_s if cfg is as_sampled else 0.0))
+            line(name, m, time.time() - t + (fit_s if name == "generator (as sampled)" else 0.0))
         g.cfg = as_sampled
     if a.out:
         with open(a.out, "w") as fh:

@@ -648,7 +648,8 @@ class SequenceGAN:
 
     def _sample_tokens(self, prompts: np.ndarray, n_new: int, allow_eos: bool, rng_t, ban_seen: bool = True,
                        cached: bool = True, bias: np.ndarray | None = None, mix: float = 0.0, top_p: float = 1.0,
-                       min_prob: float = 0.0, coherence: float = 0.0, first_log_probs: bool = False):
+                       min_prob: float = 0.0, coherence: float = 0.0, first_log_probs: bool = False,
+                       first_logits=None):
         """Autoregressive sampling from equal-length prompts [B, P]; returns [B, P + n_new] tokens
         (after an EOS only PAD follows; fewer columns when every row ended early).
 
@@ -681,8 +682,13 @@ class SequenceGAN:
         item logits: a product-of-experts prior for keeping to a user's categories and brands.
 
         ``first_log_probs``: return, instead of tokens, the log-probabilities [B, outputs] of the
-        first step's draw, every setting above applied (what :meth:`next_log_probs` reads)."""
+        first step's draw, every setting above applied (what :meth:`next_log_probs` reads);
+        ``first_logits`` [B, outputs] then stand in for the network's (another model's scores
+        under the same sampling settings)."""
         import torch
+
+        if first_logits is not None and not first_log_probs:
+            raise ValueError("first_logits only with first_log_probs (later steps need the network's cache)")
 
         x = torch.from_numpy(prompts).to(self.device)
         if bias is not None:  # items only: PAD and EOS untouched
@@ -701,7 +707,9 @@ class SequenceGAN:
         cache: list[list[Any]] = [[] for _ in self.gen.enc.layers]
         with torch.inference_mode():
             for step in range(n_new):
-                if not cached:
+                if first_logits is not None:
+                    logits = first_logits.to(self.device, torch.float32).clone()
+                elif not cached:
                     logits = self.gen(torch.cat(out, 1))[:, -1]
                 elif step == 0:  # prefill: the whole prompt once
                     logits = self.gen.decode_step(x, cache, 0)
@@ -827,12 +835,14 @@ class SequenceGAN:
         return [r if r is not None else np.zeros(0, np.int64) for r in res]
 
     def next_log_probs(self, values: np.ndarray, offsets: np.ndarray, rows: np.ndarray, chunk: int = 512,
-                       prior: tuple[np.ndarray, np.ndarray] | None = None):
+                       prior: tuple[np.ndarray, np.ndarray] | None = None, base_logits=None):
         """For each history ``rows`` of the CSR: the log-probabilities of the first item
         :meth:`expand` would draw for it (the next item of a forward generator, the one before for
         a reversed one), every sampling setting applied, as a float tensor [len(rows), vocabulary]
         whose column j is item ``vocab[j]`` (the row's own items: -inf). What a generator teaches
-        when its samples become training targets: ``benchmarks/seq_teacher.py`` ranks with it."""
+        when its samples become training targets: ``benchmarks/seq_teacher.py`` ranks with it.
+        ``base_logits`` [len(rows), vocabulary] (vocabulary order): another model's next-item
+        scores in place of the network's, under the same sampling settings."""
         import torch
 
         rows = np.asarray(rows, np.int64)
@@ -841,7 +851,11 @@ class SequenceGAN:
         g = self._torch_rng(0)
         for ii, _, prompts, _ in self._expansion_batches(values, offsets, rows, 1, chunk):
             b = self._item_bias(prior, prior[1][ii] if prior is not None else None, len(ii))
-            lp = self._sample_tokens(prompts, 1, False, g, bias=b, first_log_probs=True, **self._sampling())
+            base = None
+            if base_logits is not None:
+                base = torch.full((len(ii), self.n_out), -math.inf)
+                base[:, 1 : self.n_out - 1] = torch.as_tensor(base_logits[torch.from_numpy(ii)], dtype=torch.float32)
+            lp = self._sample_tokens(prompts, 1, False, g, bias=b, first_log_probs=True, first_logits=base, **self._sampling())
             out[torch.from_numpy(ii)] = lp[:, 1 : self.n_out - 1].cpu()  # items only: not PAD, not EOS
         return out
 

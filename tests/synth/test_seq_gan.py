@@ -320,6 +320,19 @@ def test_next_log_probs_are_the_first_draws_distribution():
             assert got.keys() == want.keys() and all(abs(got[b] - p) < 1e-5 for b, p in want.items()), (r, got, want)
     first = [e[-1] for e in g.expand(v, o, rows, 1, seed=3)]
     assert all(lp[j, col[int(x)]] > -np.inf for j, x in enumerate(first))
+    # another model's scores in the network's place, no sampling settings: their softmax over the
+    # items the row does not have
+    import torch
+    from dataclasses import replace
+
+    g.cfg = replace(g.cfg, transition_mix=0.0)
+    base = torch.randn(len(rows), len(g.vocab))
+    lp = g.next_log_probs(v, o, rows, base_logits=base)
+    for j, r in enumerate(rows):
+        own = torch.tensor([col[int(x)] for x in hists[r]])
+        want = base[j].clone()
+        want[own] = -math.inf
+        assert torch.allclose(lp[j], torch.log_softmax(want, -1))
 
 
 def test_categorical_draws_follow_the_softmax_and_never_a_banned_token():
