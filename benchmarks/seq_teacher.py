@@ -45,6 +45,9 @@ def main() -> None:
     p.add_argument("--valid-users", type=int, default=8000, help="the study's validation sample (0 = all)")
     p.add_argument("--no-recommender", action="store_true", help="skip training the sequence model")
     p.add_argument("--out", default=None, help="write the rows here (JSON)")
+    p.add_argument("--rec-settings", default="[]",
+                   help='further sampling settings for the recommender\'s scores, a JSON list of SeqGANConfig overrides, '
+                        'e.g. \'[{"transition_mix": 0.2}, {"attr_coherence": 4}]\'')
     a = p.parse_args()
 
     from ecaug_feast.noise import quiet_known_noise
@@ -107,6 +110,8 @@ def main() -> None:
             rankers += [("recommender + sampling", as_sampled, True),
                         ("recommender + transitions", replace(as_sampled, epsilon=0.0, attr_coherence=0.0), True),
                         ("recommender + coherence", replace(as_sampled, transition_mix=0.0, epsilon=0.0), True)]
+            rankers += [(f"recommender + {json.dumps(o, separators=(',', ':'))}", replace(as_sampled, **o), True)
+                        for o in json.loads(a.rec_settings)]
         vocab_cols = torch.from_numpy(g.vocab.astype(np.int64))
         for name, cfg, on_rec in rankers:
             g.cfg = cfg
