@@ -61,6 +61,7 @@ def main() -> None:
     from ecaug_feast.features.build import item_attributes
     from ecaug_feast.features.split import split_interactions
     from ecaug_feast.jobs.presets import PRESETS
+    from ecaug_feast.jobs.study import validation_sample
     from ecaug_feast.synth.seq_gan import SeqGANConfig, SequenceGAN
     from recommender.data import build_in_memory, truncate_history
     from recommender.evaluate import bucket_metrics, evaluate, make_eval_set
@@ -69,11 +70,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     ds = load_dataset(a.dataset)
     sp = split_interactions(ds)
-    vdf = sp.valid
-    if a.valid_users and vdf["user_id"].nunique() > a.valid_users:  # the study's fixed sample
-        vu = np.random.default_rng(777).choice(np.sort(vdf["user_id"].unique()), a.valid_users, replace=False)
-        vdf = vdf[vdf["user_id"].isin(vu)]
-    valid = make_eval_set(vdf, [sp.train])
+    valid = make_eval_set(validation_sample(sp.valid, a.valid_users), [sp.train])  # the study's users
     rows_out = []
     for f in [float(x) for x in a.fractions.split(",") if x.strip()]:
         data = build_in_memory(truncate_history(sp.train, f), ds.items, sp.valid)

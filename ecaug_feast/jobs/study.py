@@ -117,6 +117,15 @@ def prepare_sources(cfg: ExperimentConfig, data_dir: Path, work_dir: Path) -> di
 # one cell: (fraction, seed)
 
 
+def validation_sample(valid: pd.DataFrame, n: int | None) -> pd.DataFrame:
+    """The validation rows of at most ``n`` users (None or 0: all): a fixed, seed-independent
+    sample, so every method, seed and benchmark is selected on the same users."""
+    if not n or valid["user_id"].nunique() <= n:
+        return valid
+    vu = np.random.default_rng(777).choice(np.sort(valid["user_id"].unique()), n, replace=False)
+    return valid[valid["user_id"].isin(vu)]
+
+
 def run_cell(cfg: ExperimentConfig, fraction: float, seed: int, data_dir: str | Path,
              feast_state: str | Path | None = None) -> list[dict[str, Any]]:
     """All methods for one (fraction, seed); returns one row per method with valid/test metrics.
@@ -135,12 +144,7 @@ def run_cell(cfg: ExperimentConfig, fraction: float, seed: int, data_dir: str | 
     tr = truncate_history(sp_train, fraction)
     data = train_data(cfg.source, tr, ds.items, sp_valid, feast_state)
     # exclusions use the full training split so every fraction ranks the same candidate set
-    vdf = sp_valid
-    if cfg.valid_users and vdf["user_id"].nunique() > cfg.valid_users:
-        # a fixed (seed-independent) sample, so every method is selected on the same users
-        vu = np.random.default_rng(777).choice(np.sort(vdf["user_id"].unique()), cfg.valid_users, replace=False)
-        vdf = vdf[vdf["user_id"].isin(vu)]
-    valid = make_eval_set(vdf, [sp_train])
+    valid = make_eval_set(validation_sample(sp_valid, cfg.valid_users), [sp_train])
     test = make_eval_set(sp_test, [sp_train, sp_valid])
     n_items = data.num_items
     rows: list[dict[str, Any]] = []
