@@ -16,13 +16,15 @@ sample, the same full ranking that excludes training items), per history fractio
   Markov chain; rows whose last item has no unseen transition fall back to the softmax;
 - ``recommender + sampling`` / ``+ transitions`` / ``+ coherence``: the recommender's own scores
   under the generator's sampling settings (all; the transition mix alone; attribute coherence
-  alone): what a generator built on the recommender's network would teach.
+  alone): what a generator built on the recommender's network would teach;
+- ``twin {...}``: with ``--gen-settings``, further forward twins fitted with other training
+  settings (as sampled, and alone): whether the network itself can be made a better ranker.
 
 The study's generator runs backwards (pseudo-prior items), so it cannot rank the NEXT item itself;
 its forward twin measures what this generator class learns from the same data.
 
     ECAUG_HOME=<state with the dataset ingested> python benchmarks/seq_teacher.py \\
-        --fractions 0.1,0.25 --seed 0 --threads 2 [--no-recommender] [--out FILE.json]
+        --fractions 0.1,0.25 --seed 0 --threads 2 [--no-recommender] [--gen-settings JSON] [--out FILE.json]
 
 Prints one table per fraction (validation NDCG@10 / Recall@10, all users and users with one kept
 item) and writes the rows as JSON with ``--out``.
@@ -48,6 +50,9 @@ def main() -> None:
     p.add_argument("--rec-settings", default="[]",
                    help='further sampling settings for the recommender\'s scores, a JSON list of SeqGANConfig overrides, '
                         'e.g. \'[{"transition_mix": 0.2}, {"attr_coherence": 4}]\'')
+    p.add_argument("--gen-settings", default="[]",
+                   help='further forward twins to fit and rank with (as sampled, and alone), a JSON list of SeqGANConfig overrides, '
+                        'e.g. \'[{"dropout": 0.5, "patience": 5}]\'')
     a = p.parse_args()
 
     from ecaug_feast.noise import quiet_known_noise
@@ -109,27 +114,40 @@ def main() -> None:
                         ("recommender + coherence", replace(as_sampled, transition_mix=0.0, epsilon=0.0), True)]
             rankers += [(f"recommender + {json.dumps(o, separators=(',', ':'))}", replace(as_sampled, **o), True)
                         for o in json.loads(a.rec_settings)]
-        vocab_cols = torch.from_numpy(g.vocab.astype(np.int64))
+
+        def _rank(gen: SequenceGAN, p_idx: np.ndarray, base_scorer) -> torch.Tensor:
+            """Scores [users, items + 1] of validation users ``p_idx``: ``gen``'s first-draw
+            log-probabilities (``base_scorer``'s logits in place of its network's, when given)."""
+            cols = torch.from_numpy(gen.vocab.astype(np.int64))
+            S = torch.full((len(p_idx), n_items + 1), -float("inf"))
+            r = pos[p_idx]
+            ok = ~np.isnan(r)
+            if ok.any():
+                known = r[ok].astype(np.int64)
+                base = base_scorer(p_idx[ok])[:, cols] if base_scorer is not None else None
+                sub = torch.full((int(ok.sum()), n_items + 1), -float("inf"))
+                sub[:, cols] = gen.next_log_probs(hist.values, hist.offsets, known, base_logits=base)
+                S[torch.from_numpy(np.flatnonzero(ok))] = sub
+            return S
+
         for name, cfg, on_rec in rankers:
             g.cfg = cfg
             t = time.time()
 
-            def score(p_idx: np.ndarray) -> torch.Tensor:
-                S = torch.full((len(p_idx), n_items + 1), -float("inf"))
-                r = pos[p_idx]
-                ok = ~np.isnan(r)
-                if ok.any():
-                    known = r[ok].astype(np.int64)
-                    base = rec(p_idx[ok])[:, vocab_cols] if on_rec else None
-                    lp = g.next_log_probs(hist.values, hist.offsets, known, base_logits=base)
-                    sub = torch.full((int(ok.sum()), n_items + 1), -float("inf"))
-                    sub[:, vocab_cols] = lp
-                    S[torch.from_numpy(np.flatnonzero(ok))] = sub
-                return S
-
-            m = evaluate(score, valid, n_items, seed=a.seed, per_user=True)
+            m = evaluate(lambda p_idx, on_rec=on_rec: _rank(g, p_idx, rec if on_rec else None), valid, n_items, seed=a.seed, per_user=True)
             line(name, m, time.time() - t + (fit_s if name == "generator (as sampled)" else 0.0))
         g.cfg = as_sampled
+        for o in json.loads(a.gen_settings):  # other forward twins: what their training settings buy
+            t = time.time()
+            tw = SequenceGAN(replace(as_sampled, **o)).fit(hist.values, hist.offsets).set_item_attributes(item_attributes(data.items))
+            fit_s = time.time() - t
+            tag = json.dumps(o, separators=(",", ":"))
+            for name, cfg in ((f"twin {tag} (as sampled)", tw.cfg), (f"twin {tag} alone", replace(tw.cfg, transition_mix=0.0, epsilon=0.0, attr_coherence=0.0))):
+                tw.cfg = cfg
+                t = time.time()
+                m = evaluate(lambda p_idx, tw=tw: _rank(tw, p_idx, None), valid, n_items, seed=a.seed, per_user=True)
+                line(name, m, time.time() - t + fit_s)
+                fit_s = 0.0
     if a.out:
         with open(a.out, "w") as fh:
             json.dump({"dataset": a.dataset, "seed": a.seed, "threads": a.threads, "rows": rows_out}, fh, indent=1)

@@ -118,6 +118,27 @@ def seq_scorer(model: SeqTwoTower, data: TrainData, es: EvalSet, split: str = "v
     return lambda pos: U[torch.from_numpy(pos)] @ R.T
 
 
+def next_item_scorer(model: SeqTwoTower, chunk: int = 2048) -> Callable[[np.ndarray, np.ndarray], torch.Tensor]:
+    """The model as a next-item teacher (:meth:`SequenceGAN.expand`'s ``teacher``): a CSR of
+    histories (item ids, oldest first; the newest ``max_len`` are read) -> logits
+    [histories, num_items + 1], column = item id (the padding column 0 is -inf)."""
+    model.eval()
+    with torch.no_grad():
+        R = model.item_matrix().float()
+
+    def score(values: np.ndarray, offsets: np.ndarray) -> torch.Tensor:
+        n = len(offsets) - 1
+        ids = np.arange(n, dtype=np.int64)
+        rows = [np.asarray(values[offsets[i] : offsets[i + 1]], np.int64)[-model.cfg.max_len :] for i in range(n)]
+        v = np.concatenate(rows) if n else np.zeros(0, np.int64)
+        o = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
+        S = user_vectors(model, R, Histories(ids, v, o), ids, chunk) @ R.T
+        S[:, 0] = -float("inf")
+        return S
+
+    return score
+
+
 def evaluate_seq(model: SeqTwoTower, data: TrainData, es: EvalSet, split: str = "valid", seed: int = 0,
                  tie_break: str = "random", buckets: bool = False, inputs: Histories | None = None) -> dict[str, Any]:
     """Full-ranking metrics; with ``buckets`` also per kept training-history length (the REAL

@@ -27,6 +27,9 @@ SEQ_AUG_METHODS = ["seq_ops", "pseudo_prior", "gan_augmented"]  # sequence model
 # What each model can be studied with: the column methods make feature rows, which only the bag
 # model reads; the sequence methods make histories, which only the sequence model reads.
 MODEL_METHODS = {"bag": ["popularity", "real_only", *AUG_METHODS], "sequence": ["popularity", "real_only", *SEQ_AUG_METHODS]}
+# the SeqAugmentConfig settings a study may override (``ExperimentConfig.seq_aug``, ``--seq-aug``);
+# pseudo_prior reads the first two
+SEQ_AUG_KEYS = ("expand_below", "n_new", "synthetic_share", "sparse_share", "expansions")
 METRICS = ["recall@10", "ndcg@10", "recall@20", "ndcg@20", "coverage@10"]
 
 USER_SAMPLE_SEED = 12345  # the user subsample is the same for every fraction, seed and method
@@ -96,13 +99,16 @@ class SeqPool(NamedTuple):
 
 
 def seq_pool(method: str, data, hist, scfg, seed: int, seq_gan: dict[str, Any] | None = None,
-             seq_aug: dict[str, Any] | None = None) -> SeqPool:
+             seq_aug: dict[str, Any] | None = None, teacher=None) -> SeqPool:
     """Extra training histories for ``method``, made from the truncated TRAINING histories ``hist``
     only (``histories_for(data, cfg, "valid")``: serving rows before any validation event).
     ``seq_gan``: ``SeqGANConfig`` overrides; ``seq_aug``: ``SeqAugmentConfig`` scalar overrides.
     Returns a :class:`SeqPool`: ``generated`` is, per history of a generator, which of its items
     the generator made (:func:`generated_masks`, with the direction of the generator that made
-    them); None for ``seq_ops``, whose histories hold only real items, rearranged."""
+    them); None for ``seq_ops``, whose histories hold only real items, rearranged.
+    ``teacher`` (``gan_augmented`` only): a next-item scorer (:func:`recommender.seq_train.next_item_scorer`)
+    whose scores replace the generator network's: the expansions become continuations drawn from it
+    under the generator's sampling settings."""
     from ecaug_feast.synth.seq_gan import SeqGANConfig, SequenceGAN, pseudo_prior_config
     from ecaug_feast.synth.seq_ops import SeqOps, SeqOpsConfig, csr_rows
 
@@ -114,7 +120,7 @@ def seq_pool(method: str, data, hist, scfg, seed: int, seq_gan: dict[str, Any] |
         return SeqPool(csr_rows(v, o), None, None, {"seconds": round(time.time() - t0, 2)})
     if method == "pseudo_prior":
         # ASReP: pseudo-prior items prepended to short histories by a reversed transformer (MLE only)
-        aug = {k: v for k, v in seq_aug.items() if k in ("expand_below", "n_new")}
+        aug = {k: v for k, v in seq_aug.items() if k in SEQ_AUG_KEYS[:2]}
         below, n_new = aug.get("expand_below", 8), aug.get("n_new", 10)
         g = SequenceGAN(pseudo_prior_config(**gan_over)).fit(hist.values, hist.offsets)
         short = np.flatnonzero((hist.lengths >= 1) & (hist.lengths < below))
@@ -125,12 +131,14 @@ def seq_pool(method: str, data, hist, scfg, seed: int, seq_gan: dict[str, Any] |
     if method == "gan_augmented":
         from ecaug_feast.synth.seq_pipeline import HistoryTimes, SeqAugmentConfig, augment_histories, feature_c2st, feature_rows
 
-        acfg = SeqAugmentConfig(gan=SeqGANConfig(**{"reverse": True, "adversarial": True, **gan_over}), seed=seed,
-                                **{k: v for k, v in seq_aug.items() if k in ("expand_below", "n_new", "synthetic_share", "sparse_share")})
+        # a teacher predicts next items: it continues histories (the generator runs forward)
+        acfg = SeqAugmentConfig(gan=SeqGANConfig(**{"reverse": teacher is None, "adversarial": True, **gan_over}), seed=seed,
+                                **{k: v for k, v in seq_aug.items() if k in SEQ_AUG_KEYS})
         from ecaug_feast.features.build import item_attributes
 
         attrs = item_attributes(data.items)
-        res = augment_histories(hist.values, hist.offsets, acfg, times=HistoryTimes.of(data.train, hist.user_ids), attributes=attrs)
+        res = augment_histories(hist.values, hist.offsets, acfg, times=HistoryTimes.of(data.train, hist.user_ids), attributes=attrs,
+                                teacher=teacher)
         m = res.metrics
         info = {k: m.get(k) for k in ("generated", "expanded", "synthetic", "accepted", "dropped_low_confidence", "dropped_off_segment",
                                       "dropped_privacy", "gate", "c2st_auc_sequences", "c2st_auc_sequences_real_vs_real", "catalogue_coverage", "tail_share", "real_tail_share",
@@ -148,6 +156,7 @@ def seq_pool(method: str, data, hist, scfg, seed: int, seq_gan: dict[str, Any] |
             info["c2st_auc_features"] = round(auc, 4) if auc == auc else None
         info["seconds"] = round(time.time() - t0, 2)
         info["prepended"] = bool(acfg.gan.reverse)
+        info["teacher"] = teacher is not None
         return SeqPool(res.histories, generated_masks(res.histories, res.source, hist, prepended=acfg.gan.reverse),
                        np.asarray(res.source, np.int64), info)
     raise EcaugError(f"unknown sequence augmentation method {method!r}")

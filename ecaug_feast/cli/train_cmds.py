@@ -7,6 +7,7 @@ Progress and logs go to stderr; with ``--json`` the last stdout line is one JSON
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any, Optional
@@ -116,6 +117,8 @@ def experiment_cmd(
     seq_protocol: str = typer.Option("finetune", "--seq-protocol", help="Sequence model: how augmented histories are used. finetune (default): real-only's model fine-tuned on real + augmented; pretrain (ASReP's order): a fresh model on real + augmented, then fine-tuned on real alone."),
     seq_targets: str = typer.Option("all", "--seq-targets", help="Sequence model, pseudo_prior and gan_augmented: which items of a generated history are training targets. all (default) | real: generated items are context only (expansions train on their real items; whole synthetic users are left out)."),
     seq_inference: str = typer.Option("real", "--seq-inference", help="Sequence model, pseudo_prior and gan_augmented: what the user tower reads at validation and test. real (default) | expanded (ASReP's evaluation): an expanded user reads its generated earlier items + its real history; validation chooses."),
+    seq_teacher: str = typer.Option("none", "--seq-teacher", help="Sequence model, gan_augmented: where expansions come from. none (default): the generator's network, earlier items | recommender: real-only's model as the teacher, continuations drawn from its scores under the generator's sampling settings."),
+    seq_aug: Optional[str] = typer.Option(None, "--seq-aug", help='Sequence model, pseudo_prior and gan_augmented: pipeline settings as JSON, e.g. \'{"n_new": 2, "synthetic_share": 0}\' (keys: expand_below, n_new, synthetic_share, sparse_share, expansions).'),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
 ) -> None:
     """Real-only vs GAN-augmented vs naive augmentation over history fractions and seeds."""
@@ -133,9 +136,15 @@ def experiment_cmd(
         except ValueError:
             raise EcaugError(f"--fractions: expected numbers like 0.25,1.0, got {fractions!r}") from None
     ms = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    aug = None
+    if seq_aug is not None:
+        try:
+            aug = json.loads(seq_aug)
+        except ValueError:
+            raise EcaugError(f"--seq-aug: expected a JSON object, got {seq_aug!r}") from None
     cfg = make_config("quick" if quick else "full", dataset=dataset, fractions=fr, seeds=seeds, methods=ms, workers=workers,
                       max_users=max_users, model_type=model, source=source, seq_protocol=seq_protocol,
-                      seq_targets=seq_targets, seq_inference=seq_inference)
+                      seq_targets=seq_targets, seq_inference=seq_inference, seq_teacher=seq_teacher, seq_aug=aug)
     with Progress(TextColumn("[bold]experiment"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn(), console=err, transient=True) as prog:
         task = prog.add_task("", total=len(cfg.fractions) * cfg.seeds)

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ecaug_feast.errors import EcaugError
-from recommender.study_methods import METHODS, MODEL_METHODS
+from recommender.study_methods import METHODS, MODEL_METHODS, SEQ_AUG_KEYS
 
 # Where the study reads its training examples (see ecaug_feast.jobs.study_data):
 # feast = each fraction's features written to a private Feast repo and read back with
@@ -20,6 +20,7 @@ SOURCES = ("feast", "memory")
 SEQ_PROTOCOLS = ("finetune", "pretrain")
 SEQ_TARGETS = ("all", "real")
 SEQ_INFERENCE = ("real", "expanded")
+SEQ_TEACHERS = ("none", "recommender")
 
 
 @dataclass
@@ -59,6 +60,11 @@ class ExperimentConfig:
     # for real-only's model as one more candidate; real-only with real histories stays candidate 0.
     # pseudo_prior and gan_augmented only (the methods that prepend generated items).
     seq_inference: str = "real"
+    # where gan_augmented's expansions come from (SEQ_TEACHERS): "none" = the generator's network
+    # (earlier items, prepended); "recommender" = real-only's sequence model as the teacher:
+    # continuations drawn from its next-item scores under the generator's sampling settings (the
+    # transition mix, epsilon, attribute coherence), gated like the generator's own
+    seq_teacher: str = "none"
     source: str = "feast"  # where training examples are read: feast | memory (SOURCES)
 
     def to_json(self) -> dict[str, Any]:
@@ -110,14 +116,10 @@ def make_config(preset: str = "full", **overrides: Any) -> ExperimentConfig:
     kind = base.get("model_type", "sequence")
     if kind not in MODEL_METHODS:
         raise EcaugError(f"--model must be one of {', '.join(MODEL_METHODS)}, got {kind!r}")
-    if base.get("source", "feast") not in SOURCES:
-        raise EcaugError(f"--source must be one of {', '.join(SOURCES)}, got {base['source']!r}")
-    if base.get("seq_protocol", "finetune") not in SEQ_PROTOCOLS:
-        raise EcaugError(f"--seq-protocol must be one of {', '.join(SEQ_PROTOCOLS)}, got {base['seq_protocol']!r}")
-    if base.get("seq_targets", "all") not in SEQ_TARGETS:
-        raise EcaugError(f"--seq-targets must be one of {', '.join(SEQ_TARGETS)}, got {base['seq_targets']!r}")
-    if base.get("seq_inference", "real") not in SEQ_INFERENCE:
-        raise EcaugError(f"--seq-inference must be one of {', '.join(SEQ_INFERENCE)}, got {base['seq_inference']!r}")
+    for key, choices in (("source", SOURCES), ("seq_protocol", SEQ_PROTOCOLS), ("seq_targets", SEQ_TARGETS),
+                         ("seq_inference", SEQ_INFERENCE), ("seq_teacher", SEQ_TEACHERS)):
+        if base.get(key, choices[0]) not in choices:
+            raise EcaugError(f"--{key.replace('_', '-')} must be one of {', '.join(choices)}, got {base[key]!r}")
     allowed = MODEL_METHODS[kind]
     base.setdefault("methods", list(allowed))
     unknown = [m for m in base["methods"] if m not in METHODS]
@@ -134,4 +136,7 @@ def make_config(preset: str = "full", **overrides: Any) -> ExperimentConfig:
             raise EcaugError(f"fractions must lie in (0, 1], got {f}")
     if int(base.get("seeds", 3)) < 1:
         raise EcaugError("seeds must be >= 1")
+    aug = base.get("seq_aug", {})
+    if not isinstance(aug, dict) or set(aug) - set(SEQ_AUG_KEYS) or not all(isinstance(v, (int, float)) for v in aug.values()):
+        raise EcaugError(f"--seq-aug: expected a JSON object of numbers with keys from {', '.join(SEQ_AUG_KEYS)}, got {aug!r}")
     return ExperimentConfig(**base)

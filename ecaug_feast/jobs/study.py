@@ -207,7 +207,7 @@ def _sequence_rows(cfg: ExperimentConfig, data, valid, test, base: dict[str, Any
     """``real_only`` with the sequence model (trained from scratch on the truncated histories), then
     each history augmentation: real-only fine-tuned on real + augmented histories, size chosen on
     validation (0 = keep real-only), test scored once."""
-    from recommender.seq_train import SeqTrainConfig, evaluate_seq, histories_for, seq_config_for, train_seq
+    from recommender.seq_train import SeqTrainConfig, evaluate_seq, histories_for, next_item_scorer, seq_config_for, train_seq
 
     t0 = time.time()
     scfg = seq_config_for(data, **cfg.seq_model)
@@ -224,7 +224,8 @@ def _sequence_rows(cfg: ExperimentConfig, data, valid, test, base: dict[str, Any
     for method in [m for m in SEQ_AUG_METHODS if m in cfg.methods]:
         t0 = time.time()
         try:
-            made = seq_pool(method, data, hist, scfg, seed, cfg.seq_gan, cfg.seq_aug)
+            teacher = next_item_scorer(res.model) if method == "gan_augmented" and cfg.seq_teacher == "recommender" else None
+            made = seq_pool(method, data, hist, scfg, seed, cfg.seq_gan, cfg.seq_aug, teacher=teacher)
         except Exception as exc:  # a generator failing on some data must not sink the other cells
             log.warning("pool %s failed at fraction=%s seed=%s: %s", method, base["fraction"], seed, exc)
             made = SeqPool([], None, None, {"error": f"{type(exc).__name__}: {exc}"[:300]})
@@ -232,7 +233,8 @@ def _sequence_rows(cfg: ExperimentConfig, data, valid, test, base: dict[str, Any
         # what the user tower reads at evaluation, per candidate: real histories, and with
         # seq_inference="expanded" also each expanded user's expansion (ASReP's evaluation)
         inputs: dict[str, dict[str, Any]] = {"real": {"valid": None, "test": None}}
-        if cfg.seq_inference == "expanded" and method != "seq_ops" and made.histories:
+        # (only prepended items can be read before a user's history: not a teacher's continuations)
+        if cfg.seq_inference == "expanded" and method != "seq_ops" and made.histories and made.info.get("prepended", True):
             inputs["expanded"] = {"valid": expanded_inputs(hist, hist, made, scfg.max_len),
                                   "test": expanded_inputs(histories_for(data, scfg, "test"), hist, made, scfg.max_len)}
             v_exp0 = evaluate_seq(res.model, data, valid, "valid", seed=seed, inputs=inputs["expanded"]["valid"])
@@ -469,6 +471,9 @@ def run_study(ws: Any, cfg: ExperimentConfig, out_dir: str | Path | None = None,
             "inference_inputs": ("real histories, and (pseudo_prior, gan_augmented) each expanded user's generated earlier items + real history "
                                  "as further candidates (ASReP's evaluation); validation chooses; ranking still excludes only real training items"
                                  if cfg.seq_inference == "expanded" else "real histories"),
+            "expansions": ("gan_augmented: continuations drawn from real-only's sequence model (the teacher) under the generator's "
+                           "sampling settings, labelled and gated like the generator's" if cfg.seq_teacher == "recommender"
+                           else "gan_augmented: earlier items from the sequence GAN's network"),
         },
         "results": results,
         "verdict": verdict(results),

@@ -63,7 +63,7 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -815,12 +815,20 @@ class SequenceGAN:
         return hists, segs
 
     def expand(self, values: np.ndarray, offsets: np.ndarray, rows: np.ndarray, n_new: int | np.ndarray,
-               seed: int = 0, chunk: int = 512, prior: tuple[np.ndarray, np.ndarray] | None = None) -> list[np.ndarray]:
+               seed: int = 0, chunk: int = 512, prior: tuple[np.ndarray, np.ndarray] | None = None,
+               teacher: Callable[[np.ndarray, np.ndarray], Any] | None = None) -> list[np.ndarray]:
         """For each history ``rows`` of the CSR (oldest first) generate ``n_new`` items conditioned
         on it (and on the segment it will have after expansion): prepended when ``reverse``
         (pseudo-prior items), else appended. Items outside the vocabulary are dropped from the
         prompt. ``prior``: (table [K, vocab] of log-prior rows, row index per entry of ``rows``), as
-        in :meth:`sample_users`. Returns the expanded histories (oldest first), at most ``max_len`` items."""
+        in :meth:`sample_users`. Returns the expanded histories (oldest first), at most ``max_len`` items.
+
+        ``teacher``: another next-item model in place of this network (continuations only): called
+        with a CSR of histories (item ids, oldest first), it returns their next-item logits
+        [histories, largest item id + 1] (column = item id); each item is drawn from them under this
+        generator's sampling settings (:meth:`next_log_probs`), one step at a time."""
+        if teacher is not None:
+            return self._teacher_expand(values, offsets, rows, n_new, teacher, seed, chunk, prior)
         self.gen.eval()
         g = self._torch_rng(seed)
         res: list[np.ndarray | None] = [None] * len(rows)
@@ -833,6 +841,38 @@ class SequenceGAN:
                 full = np.concatenate([new[::-1], h]) if self.cfg.reverse else np.concatenate([h, new])
                 res[i] = full[-self.cfg.max_len :]  # the newest max_len
         return [r if r is not None else np.zeros(0, np.int64) for r in res]
+
+    def _teacher_expand(self, values: np.ndarray, offsets: np.ndarray, rows: np.ndarray, n_new: int | np.ndarray,
+                        teacher: Callable[[np.ndarray, np.ndarray], Any], seed: int, chunk: int,
+                        prior: tuple[np.ndarray, np.ndarray] | None) -> list[np.ndarray]:
+        """:meth:`expand` with ``teacher``'s logits in place of the network's, step by step (the
+        teacher re-reads each history with the items drawn so far)."""
+        import torch
+
+        if self.cfg.reverse:
+            raise ValueError("a teacher predicts the NEXT item: it can only continue histories (reverse=False)")
+        rows = np.asarray(rows, np.int64)
+        n_new = np.broadcast_to(np.asarray(n_new, np.int64), rows.shape)
+        in_vocab = np.isin(values, self.vocab)
+        cur = [values[offsets[r] : offsets[r + 1]][in_vocab[offsets[r] : offsets[r + 1]]][-self.cfg.max_len :] for r in rows]
+        g = self._torch_rng(seed)
+        cols = None
+        for step in range(int(n_new.max(initial=0))):
+            active = np.flatnonzero((n_new > step) & np.array([len(h) > 0 for h in cur]))
+            for s in range(0, len(active), 8 * chunk):  # the teacher's logits: [8 chunks, vocabulary] at a time
+                part = active[s : s + 8 * chunk]
+                lens = np.array([len(cur[i]) for i in part])
+                v = np.concatenate([cur[i] for i in part])
+                o = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+                pr = None if prior is None else (prior[0], prior[1][part])
+                logits = teacher(v, o)
+                if cols is None:
+                    cols = torch.from_numpy(self.vocab.astype(np.int64))
+                lp = self.next_log_probs(v, o, np.arange(len(part)), chunk, prior=pr, base_logits=logits[:, cols])
+                nxt = self.vocab[_categorical(lp.to(self.device), g).cpu().numpy()]
+                for j, i in enumerate(part):
+                    cur[i] = np.append(cur[i], nxt[j])[-self.cfg.max_len :]
+        return [np.asarray(h, np.int64) for h in cur]
 
     def next_log_probs(self, values: np.ndarray, offsets: np.ndarray, rows: np.ndarray, chunk: int = 512,
                        prior: tuple[np.ndarray, np.ndarray] | None = None, base_logits=None):

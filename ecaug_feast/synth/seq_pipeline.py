@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,7 @@ class SeqAugmentConfig:
     gan: SeqGANConfig = field(default_factory=SeqGANConfig)
     expand_below: int = 8          # real histories shorter than this get generated items
     n_new: int = 10                # generated items per expanded history (ASReP used up to 15)
+    expansions: int = 1            # expansions per short history (independent draws: more of a teacher's distribution)
     synthetic_share: float = 0.25  # whole synthetic users, as a share of the real histories
     sparse_share: float = 0.2      # segments holding less than this share of real users are "sparse"
     labeler: SeqLabelerConfig = field(default_factory=SeqLabelerConfig)
@@ -95,7 +96,8 @@ def embedder_for(gan: SequenceGAN) -> HistoryEmbedder:
 
 def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmentConfig | None = None,
                       report_dir: str | Path | None = None, gan: SequenceGAN | None = None,
-                      times: HistoryTimes | None = None, attributes: dict[int, list[int]] | None = None) -> SeqAugmentResult:
+                      times: HistoryTimes | None = None, attributes: dict[int, list[int]] | None = None,
+                      teacher: Callable[[np.ndarray, np.ndarray], Any] | None = None) -> SeqAugmentResult:
     """The whole pipeline on TRAINING histories; ``report_dir``: where the figure goes (optional).
     ``gan``: a generator already fitted on these same histories (the fit is skipped: e.g. to
     compare sampling settings, ``benchmarks/seq_realism.py``); ``config.gan`` is then unused.
@@ -105,7 +107,9 @@ def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmen
     under the :class:`TimePrior` of that time (an expansion's prepended items at its user's first
     event, a synthetic user's at its end). ``attributes`` (item id -> attribute ids): what the
     generator's ``attr_coherence`` reads (without them it is not applied; ``metrics["attr_coherence"]``
-    says what was)."""
+    says what was). ``teacher``: a next-item model whose scores replace the generator network's
+    when expanding (continuations only; :meth:`SequenceGAN.expand`); whole synthetic users still
+    come from the network."""
     cfg = config or SeqAugmentConfig()
     if cfg.time_strength > 0 and times is None:
         raise ValueError("time_strength > 0 needs the histories' times (augment_histories(..., times=HistoryTimes.of(...)))")
@@ -120,7 +124,7 @@ def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmen
 
     # (a) expand short real histories; (b) whole users for sparse segments
     lens = np.diff(offsets)
-    short = np.flatnonzero((lens >= 1) & (lens < cfg.expand_below))
+    short = np.repeat(np.flatnonzero((lens >= 1) & (lens < cfg.expand_below)), max(1, int(cfg.expansions)))
     share = gan.segment_counts / max(gan.segment_counts.sum(), 1)
     sparse = np.flatnonzero(share < cfg.sparse_share)
     n_syn = int(cfg.synthetic_share * len(real)) if len(sparse) else 0
@@ -128,10 +132,10 @@ def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmen
     prior = None
     if times is not None and cfg.time_strength > 0:
         prior = TimePrior.fit(gan.vocab, times.event_items, times.event_ns, cfg.time_buckets, cfg.time_pseudo, cfg.time_strength)
-    logger.info("generating: %d earlier items for each of %d short histories, %d users for sparse segments", cfg.n_new,
-                len(short), n_syn)
+    logger.info("generating: %d %s items for each of %d short histories%s, %d users for sparse segments", cfg.n_new,
+                "earlier" if gan.cfg.reverse else "later", len(short), " (from the teacher)" if teacher is not None else "", n_syn)
     expanded = gan.expand(values, offsets, short, cfg.n_new, seed=cfg.seed,
-                          prior=None if prior is None else prior.at(times.first_ns[short]))
+                          prior=None if prior is None else prior.at(times.first_ns[short]), teacher=teacher)
     if n_syn:
         deficit = (cfg.sparse_share - share[sparse])
         segs = np.random.default_rng(cfg.seed).choice(sparse, n_syn, p=deficit / deficit.sum())
@@ -162,7 +166,8 @@ def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmen
     # gates: privacy (set DCR of generated items vs holdout rule), copies, C2ST, coverage
     fit_v, fit_o = _csr_rows_except(values, offsets, gan.holdout_rows)
     ts = SM.TrainingStats(fit_v, fit_o, gan.tail)  # statistics from the rows the generator fitted on
-    gen_part = [h[: cfg.n_new] if k == "expanded" else h for h, k in zip(gen, kind)]  # what the GAN made
+    # what the GAN made: an expansion's first n_new items when prepended, its last ones when continued
+    gen_part = [(h[: cfg.n_new] if gan.cfg.reverse else h[max(0, len(h) - cfg.n_new) :]) if k == "expanded" else h for h, k in zip(gen, kind)]
     dcr = SM.set_dcr(nonempty, gen_part)
     # holdout rule: real histories the generator never fitted on, measured against the others
     is_hold = np.zeros(len(real), bool)

@@ -107,7 +107,7 @@ def test_experiment_pretrain_protocol(tmp_path, feast_env):
 
 
 @pytest.mark.parametrize("flag, want", [("--seq-protocol", "finetune, pretrain"), ("--seq-targets", "all, real"),
-                                        ("--seq-inference", "real, expanded")])
+                                        ("--seq-inference", "real, expanded"), ("--seq-teacher", "none, recommender")])
 def test_bad_seq_choice_is_one_line_error(flag, want):
     p = subprocess.run([sys.executable, "-m", "ecaug_feast.cli.main", "experiment", flag, "mix"],
                        capture_output=True, text=True)
@@ -143,6 +143,29 @@ def test_experiment_expanded_inference_inputs(tmp_path, feast_env):
     real = next(r for r in full["runs"] if r["method"] == "real_only")
     if (run["ratio"], run["inputs"]) == (0.0, "real"):
         assert run["test"]["ndcg@10"] == real["test"]["ndcg@10"]
+
+
+@pytest.mark.slow
+def test_experiment_recommender_as_teacher(tmp_path, feast_env):
+    """``--seq-teacher recommender``: gan_augmented's expansions are continuations drawn from
+    real-only's model, gated as usual; with ``--seq-inference expanded`` they are not read as
+    earlier items (continuations come after a user's history), so only real inputs are tried."""
+    full = _quick_sequence_study(tmp_path / "exp-teach", "--methods", "real_only,gan_augmented", "--seq-teacher", "recommender",
+                                 "--seq-inference", "expanded", "--seq-aug", '{"n_new": 2, "synthetic_share": 0}')
+    assert full["config"]["seq_teacher"] == "recommender" and "teacher" in full["protocol"]["expansions"]
+    run = next(r for r in full["runs"] if r["method"] == "gan_augmented")
+    assert run["pool"]["teacher"] is True and run["pool"]["prepended"] is False and run["pool"]["rows"] > 0, run["pool"]
+    assert all(t.get("inputs", "real") == "real" for t in run["tried"]) and len(run["tried"]) >= 2, run["tried"]
+    # --seq-aug reached the pipeline: two items a short user, no whole synthetic users
+    assert full["config"]["seq_aug"] == {"n_new": 2, "synthetic_share": 0} and run["pool"]["synthetic"] == 0, run["pool"]
+
+
+@pytest.mark.parametrize("value", ["{bad", '{"n_new": 2, "copies": 3}', '{"n_new": "two"}', "[2]"])
+def test_bad_seq_aug_is_one_line_error(value):
+    p = subprocess.run([sys.executable, "-m", "ecaug_feast.cli.main", "experiment", "--seq-aug", value],
+                       capture_output=True, text=True)
+    assert p.returncode == 2, p.stderr
+    assert "--seq-aug: expected a JSON object" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_bag_model_rejects_history_methods():

@@ -103,6 +103,22 @@ def test_evaluation_reads_the_inputs_it_is_given():
     assert torch.allclose(sa[1], sb[1]) and not torch.allclose(sa[0], sb[0])
 
 
+def test_next_item_scorer_scores_as_evaluation_does_reading_the_newest_max_len():
+    """The teacher's scores (``next_item_scorer``) equal the evaluation scorer's for the same
+    histories; a history longer than ``max_len`` (6) scores as its newest 6 items; the padding
+    column is -inf."""
+    from recommender.seq_train import next_item_scorer, seq_scorer
+
+    m = _model()
+    v, o = np.array([3, 4, 5, 1, 2, 3, 4, 5, 6, 7, 8]), np.array([0, 3, 11])
+    got = next_item_scorer(m)(v, o)
+    es = type("ES", (), {"users": np.array([10, 11])})()
+    data = type("D", (), {"info": {}})()
+    want = seq_scorer(m, data, es, inputs=Histories(np.array([10, 11]), np.array([3, 4, 5, 3, 4, 5, 6, 7, 8]), np.array([0, 3, 9])))(np.arange(2))
+    assert got.shape == (2, 31) and torch.isinf(got[:, 0]).all()
+    assert torch.allclose(got[:, 1:], want[:, 1:], atol=1e-5)
+
+
 def test_packed_chunks_give_the_same_loss_and_gradients_as_one_padded_block():
     """Cutting a batch into chunks of similar length only removes padding: the same users, the
     same positions, the same loss value and the same gradients (dropout off)."""

@@ -335,6 +335,70 @@ def test_next_log_probs_are_the_first_draws_distribution():
         assert torch.allclose(lp[j], torch.log_softmax(want, -1))
 
 
+def test_a_teacher_continues_histories_in_the_networks_place():
+    """``expand(teacher=)``: each appended item is drawn from the teacher's scores for the history
+    so far (here: always the newest item + 1, a certain choice), the real items stay first, each
+    row gets its own ``n_new``; a reversed generator refuses a teacher (it predicts next items)."""
+    import torch
+
+    hists = [np.array([s, s + 1]) for s in range(1, 201)]
+    v, o = rows_to_csr(hists)
+    g = SequenceGAN(SeqGANConfig(**{**TINY, "mle_epochs": 1, "adversarial": False, "reverse": False,
+                                    "transition_mix": 0.0, "epsilon": 0.0})).fit(v, o)
+    calls = []
+
+    def teacher(values, offsets):
+        calls.append(len(offsets) - 1)
+        S = torch.full((len(offsets) - 1, 400), -30.0)
+        last = values[offsets[1:] - 1]
+        S[torch.arange(len(last)), torch.from_numpy(last + 1)] = 30.0
+        return S
+
+    rows = np.arange(10, 20)
+    n_new = np.array([3] * 5 + [1] * 5)
+    out = g.expand(v, o, rows, n_new, seed=0, teacher=teacher)
+    for r, k, e in zip(rows, n_new, out):
+        s0 = int(hists[r][0])
+        assert e.tolist() == list(range(s0, s0 + 2 + k))
+    assert calls == [10, 5, 5]  # the rows still growing, re-read each step
+    rev = SequenceGAN(SeqGANConfig(**{**TINY, "mle_epochs": 1, "adversarial": False})).fit(v, o)
+    with pytest.raises(ValueError, match="continue"):
+        rev.expand(v, o, rows, 2, teacher=teacher)
+
+
+def test_pipeline_gates_a_teachers_continuations_not_the_real_items_before_them(planted):
+    """With a teacher, the copy gate reads what was generated: the items APPENDED to each short
+    history (each expanded twice, ``expansions`` 2). A teacher that always continues with a real three-item history (a, b, c) makes every
+    generated part an exact copy of it, whatever the real items before it."""
+    import torch
+
+    from ecaug_feast.synth.seq_pipeline import SeqAugmentConfig, augment_histories
+
+    _, _, _, h, _ = planted
+    rows = [h.values[h.offsets[i] : h.offsets[i + 1]] for i in range(len(h.user_ids))]
+    counts = np.bincount(h.values)
+    copy = min((r for r in rows if len(r) == 3), key=lambda r: counts[r].sum()).tolist()  # the rarest such history
+    a, b, c = copy
+
+    def teacher(values, offsets):
+        last = torch.from_numpy(values[offsets[1:] - 1])
+        S = torch.full((len(offsets) - 1, int(h.values.max()) + 1), -30.0)
+        S[:, a] = 30.0
+        S[last == a, b] = 60.0  # after a comes b, after b comes c
+        S[last == b, c] = 60.0
+        return S
+
+    cfg = SeqAugmentConfig(gan=SeqGANConfig(**{**TINY, "reverse": False, "adversarial": False, "transition_mix": 0.0, "epsilon": 0.0}),
+                           n_new=3, synthetic_share=0.0, expand_below=30, expansions=2)
+    res = augment_histories(h.values, h.offsets, cfg, teacher=teacher)
+    # two expansions of each short history (independent draws; here the same certain ones)
+    n_short = int(((h.lengths >= 1) & (h.lengths < 30)).sum())
+    assert res.metrics["expanded"] == 2 * n_short and np.all(np.bincount(res.source)[np.unique(res.source)] <= 2)
+    clean = [x for x in res.histories if not set(copy) & set(x[:-3].tolist())]  # users holding none of a, b, c
+    assert len(clean) >= 0.8 * len(res.histories) and all(x[-3:].tolist() == copy for x in clean)
+    assert res.metrics["exact_copy_share"] >= len(clean) / len(res.histories) - 1e-4, res.metrics["exact_copy_share"]  # rounded to 4 places
+
+
 def test_categorical_draws_follow_the_softmax_and_never_a_banned_token():
     """The two-level inverse-CDF sampler: frequencies match softmax(logits) over a vocabulary that
     is not a multiple of the block size (a token in the padded last block included), tokens at -inf
