@@ -119,6 +119,7 @@ def experiment_cmd(
     seq_inference: str = typer.Option("real", "--seq-inference", help="Sequence model, pseudo_prior and gan_augmented: what the user tower reads at validation and test. real (default) | expanded (ASReP's evaluation): an expanded user reads its generated earlier items + its real history; validation chooses."),
     seq_teacher: str = typer.Option("none", "--seq-teacher", help="Sequence model, gan_augmented: where expansions come from. none (default): the generator's network, earlier items | recommender: real-only's model as the teacher, continuations drawn from its scores under the generator's sampling settings."),
     seq_aug: Optional[str] = typer.Option(None, "--seq-aug", help='Sequence model, pseudo_prior and gan_augmented: pipeline settings as JSON, e.g. \'{"n_new": 2, "synthetic_share": 0}\' (keys: expand_below, n_new, synthetic_share, sparse_share, expansions).'),
+    seq_ratios: Optional[str] = typer.Option(None, "--seq-ratios", help="Sequence model: augmented histories per real one to try, e.g. 1,3 (validation chooses; 0 = keep real-only is always a candidate). Default: the preset's (full: 1)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
 ) -> None:
     """Real-only vs GAN-augmented vs naive augmentation over history fractions and seeds."""
@@ -136,6 +137,12 @@ def experiment_cmd(
         except ValueError:
             raise EcaugError(f"--fractions: expected numbers like 0.25,1.0, got {fractions!r}") from None
     ms = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    sr = None
+    if seq_ratios:
+        try:
+            sr = [float(x) for x in seq_ratios.split(",") if x.strip()]
+        except ValueError:
+            raise EcaugError(f"--seq-ratios: expected numbers like 1,3, got {seq_ratios!r}") from None
     aug = None
     if seq_aug is not None:
         try:
@@ -144,7 +151,7 @@ def experiment_cmd(
             raise EcaugError(f"--seq-aug: expected a JSON object, got {seq_aug!r}") from None
     cfg = make_config("quick" if quick else "full", dataset=dataset, fractions=fr, seeds=seeds, methods=ms, workers=workers,
                       max_users=max_users, model_type=model, source=source, seq_protocol=seq_protocol,
-                      seq_targets=seq_targets, seq_inference=seq_inference, seq_teacher=seq_teacher, seq_aug=aug)
+                      seq_targets=seq_targets, seq_inference=seq_inference, seq_teacher=seq_teacher, seq_aug=aug, seq_ratios=sr)
     with Progress(TextColumn("[bold]experiment"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn(), console=err, transient=True) as prog:
         task = prog.add_task("", total=len(cfg.fractions) * cfg.seeds)

@@ -136,6 +136,8 @@ def make_config(preset: str = "full", **overrides: Any) -> ExperimentConfig:
             raise EcaugError(f"fractions must lie in (0, 1], got {f}")
     if int(base.get("seeds", 3)) < 1:
         raise EcaugError("seeds must be >= 1")
+    if not base.get("seq_ratios") or any(not 0 < float(r) <= 100 for r in base["seq_ratios"]):
+        raise EcaugError(f"--seq-ratios: expected numbers in (0, 100], got {base.get('seq_ratios')!r}")
     aug = base.get("seq_aug", {})
     if not isinstance(aug, dict) or set(aug) - set(SEQ_AUG_KEYS) or not all(isinstance(v, (int, float)) for v in aug.values()):
         raise EcaugError(f"--seq-aug: expected a JSON object of numbers with keys from {', '.join(SEQ_AUG_KEYS)}, got {aug!r}")

@@ -151,13 +151,16 @@ def test_experiment_recommender_as_teacher(tmp_path, feast_env):
     real-only's model, gated as usual; with ``--seq-inference expanded`` they are not read as
     earlier items (continuations come after a user's history), so only real inputs are tried."""
     full = _quick_sequence_study(tmp_path / "exp-teach", "--methods", "real_only,gan_augmented", "--seq-teacher", "recommender",
-                                 "--seq-inference", "expanded", "--seq-aug", '{"n_new": 2, "synthetic_share": 0}')
+                                 "--seq-inference", "expanded", "--seq-aug", '{"n_new": 2, "synthetic_share": 0, "expansions": 2}',
+                                 "--seq-ratios", "2")
     assert full["config"]["seq_teacher"] == "recommender" and "teacher" in full["protocol"]["expansions"]
     run = next(r for r in full["runs"] if r["method"] == "gan_augmented")
     assert run["pool"]["teacher"] is True and run["pool"]["prepended"] is False and run["pool"]["rows"] > 0, run["pool"]
     assert all(t.get("inputs", "real") == "real" for t in run["tried"]) and len(run["tried"]) >= 2, run["tried"]
     # --seq-aug reached the pipeline: two items a short user, no whole synthetic users
-    assert full["config"]["seq_aug"] == {"n_new": 2, "synthetic_share": 0} and run["pool"]["synthetic"] == 0, run["pool"]
+    assert full["config"]["seq_aug"] == {"n_new": 2, "synthetic_share": 0, "expansions": 2} and run["pool"]["synthetic"] == 0, run["pool"]
+    assert full["config"]["seq_ratios"] == [2.0] and [t["ratio"] for t in run["tried"]] == [0.0, 2.0], run["tried"]
+    assert run["pool"]["expanded"] % 2 == 0  # two expansions of each short history
 
 
 @pytest.mark.parametrize("value", ["{bad", '{"n_new": 2, "copies": 3}', '{"n_new": "two"}', "[2]"])
@@ -166,6 +169,14 @@ def test_bad_seq_aug_is_one_line_error(value):
                        capture_output=True, text=True)
     assert p.returncode == 2, p.stderr
     assert "--seq-aug: expected a JSON object" in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("value, want", [("x", "expected numbers like 1,3"), ("0", "expected numbers in (0, 100]")])
+def test_bad_seq_ratios_is_one_line_error(value, want):
+    p = subprocess.run([sys.executable, "-m", "ecaug_feast.cli.main", "experiment", "--seq-ratios", value],
+                       capture_output=True, text=True)
+    assert p.returncode == 2, p.stderr
+    assert f"--seq-ratios: {want}" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_bag_model_rejects_history_methods():
