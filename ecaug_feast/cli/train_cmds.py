@@ -130,19 +130,9 @@ def experiment_cmd(
     from ecaug_feast.jobs.study import run_study, table_markdown
     from ecaug_feast.jobs.workspace import Workspace
 
-    fr = None
-    if fractions:
-        try:
-            fr = [float(x) for x in fractions.split(",") if x.strip()]
-        except ValueError:
-            raise EcaugError(f"--fractions: expected numbers like 0.25,1.0, got {fractions!r}") from None
+    fr = _numbers("--fractions", fractions, "0.25,1.0")
     ms = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
-    sr = None
-    if seq_ratios:
-        try:
-            sr = [float(x) for x in seq_ratios.split(",") if x.strip()]
-        except ValueError:
-            raise EcaugError(f"--seq-ratios: expected numbers like 1,3, got {seq_ratios!r}") from None
+    sr = _numbers("--seq-ratios", seq_ratios, "1,3")
     aug = None
     if seq_aug is not None:
         try:
@@ -160,6 +150,16 @@ def experiment_cmd(
     js["model"] = cfg.model_type
     js["fractions"], js["seeds"] = cfg.fractions, cfg.seeds
     _emit(js, as_json, table_markdown(summary["results"]) + f"\nreport: {summary['out_dir']}/report.md")
+
+
+def _numbers(flag: str, text: str | None, example: str) -> list[float] | None:
+    """A comma-separated list of numbers from the command line (None when not given); one-line error."""
+    if not text:
+        return None
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise EcaugError(f"{flag}: expected numbers like {example}, got {text!r}") from None
 
 
 def register(app: typer.Typer) -> None:
