@@ -366,6 +366,26 @@ def test_a_teacher_continues_histories_in_the_networks_place():
         rev.expand(v, o, rows, 2, teacher=teacher)
 
 
+def test_a_teacher_cannot_put_held_out_items_into_a_history(planted):
+    """A teacher scores the whole catalogue (the item tower reads attributes, so items seen only in
+    validation or test have scores too); its draws are limited to the generator's train-only
+    vocabulary, so even a teacher that prefers the held-out items never emits one."""
+    import torch
+
+    _, _, held_out, h, _ = planted
+    g = SequenceGAN(SeqGANConfig(**{**TINY, "mle_epochs": 1, "adversarial": False, "reverse": False})).fit(h.values, h.offsets)
+    hot = torch.tensor(sorted(held_out))
+
+    def teacher(values, offsets):
+        S = torch.zeros(len(offsets) - 1, max(int(h.values.max()), int(hot.max())) + 1)
+        S[:, hot] = 50.0
+        return S
+
+    out = g.expand(h.values, h.offsets, np.arange(len(h.user_ids)), 3, teacher=teacher)
+    new = np.concatenate([e[-3:] for e in out])
+    assert len(new) == 3 * len(h.user_ids) and not set(new.tolist()) & held_out and np.isin(new, g.vocab).all()
+
+
 def test_pipeline_gates_a_teachers_continuations_not_the_real_items_before_them(planted):
     """With a teacher, the copy gate reads what was generated: the items APPENDED to each short
     history (each expanded twice, ``expansions`` 2). A teacher that always continues with a real three-item history (a, b, c) makes every
