@@ -68,6 +68,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ecaug_feast.synth.linear_ce import linear_cross_entropy
+from ecaug_feast.synth.seq_ops import rows_to_csr
 
 logger = logging.getLogger(__name__)  # progress of a fit: minutes on a full dataset
 
@@ -861,9 +862,7 @@ class SequenceGAN:
             active = np.flatnonzero((n_new > step) & np.array([len(h) > 0 for h in cur]))
             for s in range(0, len(active), 8 * chunk):  # the teacher's logits: [8 chunks, vocabulary] at a time
                 part = active[s : s + 8 * chunk]
-                lens = np.array([len(cur[i]) for i in part])
-                v = np.concatenate([cur[i] for i in part])
-                o = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+                v, o = rows_to_csr([cur[i] for i in part])
                 pr = None if prior is None else (prior[0], prior[1][part])
                 logits = teacher(v, o)
                 if cols is None:
