@@ -105,7 +105,7 @@ def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmen
     (``end_ns``: an expansion where its user's history ends, a synthetic user where a random real
     user's does, drawn before generation) and, with ``config.time_strength`` > 0, items are sampled
     under the :class:`TimePrior` of that time (an expansion's prepended items at its user's first
-    event, a synthetic user's at its end). ``attributes`` (item id -> attribute ids): what the
+    event, its continuations at its last, a synthetic user's at its end). ``attributes`` (item id -> attribute ids): what the
     generator's ``attr_coherence`` reads (without them it is not applied; ``metrics["attr_coherence"]``
     says what was). ``teacher``: a next-item model whose scores replace the generator network's
     when expanding (continuations only; :meth:`SequenceGAN.expand`); whole synthetic users still
@@ -134,8 +134,11 @@ def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmen
         prior = TimePrior.fit(gan.vocab, times.event_items, times.event_ns, cfg.time_buckets, cfg.time_pseudo, cfg.time_strength)
     logger.info("generating: %d %s items for each of %d short histories%s, %d users for sparse segments", cfg.n_new,
                 "earlier" if gan.cfg.reverse else "later", len(short), " (from the teacher)" if teacher is not None else "", n_syn)
+    # the time prior at when the new items happen: before a user's first event (prepended) or
+    # after its last one (continued)
+    at_ns = None if times is None else (times.first_ns if gan.cfg.reverse else times.last_ns)[short]
     expanded = gan.expand(values, offsets, short, cfg.n_new, seed=cfg.seed,
-                          prior=None if prior is None else prior.at(times.first_ns[short]), teacher=teacher)
+                          prior=None if prior is None else prior.at(at_ns), teacher=teacher)
     if n_syn:
         deficit = (cfg.sparse_share - share[sparse])
         segs = np.random.default_rng(cfg.seed).choice(sparse, n_syn, p=deficit / deficit.sum())

@@ -529,6 +529,33 @@ def test_pipeline_dates_what_it_generates_and_rejects_the_asked_share(planted):
     assert 0.0 <= r.metrics["discriminator_auc_before_rejection"] <= 1.0
 
 
+def test_the_time_prior_dates_new_items_where_they_go(planted):
+    """With ``time_strength`` > 0, prepended items are sampled under the prior at the user's FIRST
+    event and continuations at its LAST (they come after it): the buckets ``expand`` receives."""
+    from ecaug_feast.synth.seq_gan import TimePrior
+    from ecaug_feast.synth.seq_pipeline import HistoryTimes, SeqAugmentConfig, augment_histories
+
+    data, _, _, h, _ = planted
+    times = HistoryTimes.of(data.train, h.user_ids)
+    for reverse, when in ((True, times.first_ns), (False, times.last_ns)):
+        cfg = SeqAugmentConfig(gan=SeqGANConfig(**{**TINY, "reverse": reverse, "adversarial": False}), synthetic_share=0.0,
+                               expand_below=30, time_strength=1.0, time_buckets=8)
+        g = SequenceGAN(cfg.gan).fit(h.values, h.offsets)
+        seen = {}
+        real_expand = g.expand
+
+        def spy(values, offsets, rows, n_new, **kw):
+            seen["rows"], seen["buckets"] = rows, kw["prior"][1]
+            return real_expand(values, offsets, rows, n_new, **kw)
+
+        g.expand = spy
+        augment_histories(h.values, h.offsets, cfg, gan=g, times=times)
+        prior = TimePrior.fit(g.vocab, times.event_items, times.event_ns, buckets=8)
+        want = prior.buckets(when[seen["rows"]])
+        other = prior.buckets((times.last_ns if reverse else times.first_ns)[seen["rows"]])
+        assert np.array_equal(seen["buckets"], want) and not np.array_equal(want, other)
+
+
 def test_column_aucs_name_what_separates():
     """One column at a time: a shifted column reads well above .5, an identical one .5."""
     import pandas as pd
