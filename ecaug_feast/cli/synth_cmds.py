@@ -33,6 +33,7 @@ def augment(
     max_c2st: Optional[float] = typer.Option(None, "--max-c2st", help="Gate: maximum C2ST AUC (default 0.80; sequence: on histories and on their feature rows)."),
     no_publish: bool = typer.Option(False, "--no-publish", help="Write the run but do not activate/materialize it."),
     config: Optional[Path] = typer.Option(None, "--config", help="Sequence generator settings: a JSON file of SeqAugmentConfig fields (gan: SeqGANConfig, labeler: SeqLabelerConfig fields), e.g. a small model for a quick run."),
+    teacher: Optional[str] = typer.Option(None, "--teacher", help="Sequence generator: a real-only sequence checkpoint (`ecaug train --model sequence`) whose next-item scores draw the expansions, as continuations under the generator's sampling settings. Defaults then: 2 items, 3 expansions per short history, no whole synthetic users (--config overrides). Use the run with `ecaug finetune --protocol pretrain`."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
     repo: Optional[str] = typer.Option(None, "--repo", help="A shop's own Feast repo to expand (docs/plugin.md); needs --entity and --view."),
     entity: Optional[str] = typer.Option(None, "--entity", help="With --repo: the entity of the view."),
@@ -53,10 +54,10 @@ def augment(
         if segment is not None or rows is not None:
             raise EcaugError("--segment and --rows go with the column generator; the sequence generator expands short "
                              "histories and adds users for the sparse segments it finds")
-        _augment_sequence(dataset, seed, steps, max_c2st, config, not no_publish, as_json)
+        _augment_sequence(dataset, seed, steps, max_c2st, config, not no_publish, as_json, teacher)
         return
-    if config is not None:
-        raise EcaugError("--config holds sequence generator settings: use it with --generator sequence")
+    if config is not None or teacher is not None:
+        raise EcaugError("--config and --teacher go with the sequence generator: use them with --generator sequence")
     rows = 10_000 if rows is None else rows
     if steps is not None and steps < 50:
         raise EcaugError(f"--steps {steps}: the column GAN needs at least 50")
@@ -116,18 +117,19 @@ def _emit_run(out: dict[str, Any], as_json: bool, head: str) -> None:
 
 
 def _augment_sequence(dataset: Optional[str], seed: int, steps: Optional[int], max_c2st: Optional[float],
-                      config: Optional[Path], publish: bool, as_json: bool) -> None:
+                      config: Optional[Path], publish: bool, as_json: bool, teacher: Optional[str] = None) -> None:
     """``ecaug augment --generator sequence``: the job, its summary, exit 1 when the gate failed."""
-    from ecaug_feast.jobs.augment_seq import augment_seq_run, seq_config_file
+    from ecaug_feast.jobs.augment_seq import TEACHER_DEFAULTS, augment_seq_run, seq_config_file
     from ecaug_feast.jobs.workspace import Workspace
 
-    cfg = seq_config_file(config, seed=seed)
+    cfg = seq_config_file(config, seed=seed, defaults=TEACHER_DEFAULTS if teacher is not None else None)
     if steps is not None:
         cfg.gan.adv_steps = steps
     if max_c2st is not None:
         cfg.max_c2st_auc = max_c2st
-    err.print("augment: fitting the sequence GAN on the training histories (MLE, then adversarial), generating, labelling")
-    out = augment_seq_run(Workspace.from_env(), cfg, seed=seed, dataset=dataset, publish=publish)
+    err.print("augment: fitting the sequence GAN on the training histories (MLE, then adversarial), generating"
+              + (f" (continuations from the teacher {teacher})" if teacher is not None else "") + ", labelling")
+    out = augment_seq_run(Workspace.from_env(), cfg, seed=seed, dataset=dataset, publish=publish, teacher=teacher)
     _emit_run(out, as_json, f"run {out['run_id']} (sequence): gate {out['gate']}, {out['rows_accepted']}/{out['rows_generated']} "
                             f"histories accepted ({out['interactions_accepted']} interactions), C2ST AUC histories "
                             f"{out['c2st_auc_sequences']}, features {out['c2st_auc']}, catalogue coverage "

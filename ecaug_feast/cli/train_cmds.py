@@ -81,6 +81,7 @@ def finetune_cmd(
     from_: str = typer.Option(..., "--from", help="Checkpoint to continue from (dir or name under <state>/models/)."),
     mix_ratio: float = typer.Option(0.5, "--mix-ratio", min=0.0, help="Synthetic rows per real row; for a sequence checkpoint, synthetic histories (of a `--generator sequence` run) per real history (0 = real only)."),
     mode: str = typer.Option("full", "--mode", help="full | towers (freeze embeddings) | adapters (train adapters only)."),
+    protocol: str = typer.Option("finetune", "--protocol", help="Sequence checkpoints: finetune (default): continue the checkpoint on real + synthetic histories | pretrain: a fresh model of its shape on real + synthetic, then fine-tuned on real alone (the study's --seq-protocol pretrain; with a `--teacher` run, e.g. --mix-ratio 3)."),
     run_id: Optional[str] = typer.Option(None, "--run", help="Synthetic run id (default: the active run)."),
     dataset: str = typer.Option("beauty", "--dataset", "-d"),
     name: Optional[str] = typer.Option(None, "--name", help="Output checkpoint name (default: <from>-ft-<mode>)."),
@@ -95,12 +96,9 @@ def finetune_cmd(
     from ecaug_feast.jobs.workspace import Workspace
 
     out = finetune(Workspace.from_env(), from_, mix_ratio=mix_ratio, mode=mode, run_id=run_id, dataset=dataset, name=name,
-                   source=source, epochs=epochs, seed=seed, progress=_epoch_printer(as_json), log=err.print)
-    if out["model"] == "sequence":
-        _emit(out, as_json, f"saved {out['checkpoint']}  test: {_metrics_line(out['test'])}")
-    else:
-        _emit(out, as_json, f"saved {out['checkpoint']}  valid NDCG@10 {out['valid_before']['ndcg@10']:.4f} -> "
-                            f"{out['valid'].get('ndcg@10', float('nan')):.4f}  test: {_metrics_line(out['test'])}")
+                   source=source, epochs=epochs, seed=seed, progress=_epoch_printer(as_json), log=err.print, protocol=protocol)
+    _emit(out, as_json, f"saved {out['checkpoint']}  valid NDCG@10 {out['valid_before']['ndcg@10']:.4f} -> "
+                        f"{out['valid'].get('ndcg@10', float('nan')):.4f}  test: {_metrics_line(out['test'])}")
 
 
 def experiment_cmd(

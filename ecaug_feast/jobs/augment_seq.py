@@ -14,6 +14,11 @@ GAN (expansions + whole synthetic users, labeler, gates) -> run dir -> Feast vie
    the run's own key space (``synth_store.user_id_start``), lineage with ``generator: sequence``;
 4. gate passed (``c2st_auc_sequences`` <= the gate): activated and published as a column run.
    Gate failed: the run stays on disk, not activated.
+
+With ``teacher`` (``--teacher CHECKPOINT``, a real-only sequence checkpoint of the same dataset),
+the expansions are continuations drawn from that model's next-item scores under the generator's
+sampling settings (the study's ``--seq-teacher recommender``), and the lineage names the teacher.
+The teacher reads the same Feast training histories as the generator, nothing else.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ class TrainingHistories:
     train: pd.DataFrame              # the training events (user_id, item_id, event_timestamp)
     attributes: dict[int, list[int]]
     lineage: dict[str, Any]
+    num_items: int = 0               # the catalogue's size (item ids 1..num_items): what a teacher must score
 
 
 def load_training_histories(ws: Workspace, max_len: int = 50) -> TrainingHistories:
@@ -80,29 +86,38 @@ def load_training_histories(ws: Workspace, max_len: int = 50) -> TrainingHistori
     hist = histories_for(data, seq_config_for(data, max_len=max_len))
     attrs = item_attributes(items)
     return TrainingHistories(hist.values, hist.offsets, hist.user_ids, HistoryTimes.of(data.train, hist.user_ids), data.train, attrs,
-                             source_lineage(src, ent, meta))
+                             source_lineage(src, ent, meta), int(data.num_items))
 
 
-def seq_config(overrides: Any = None, seed: int = 0, source: str = "--config") -> SeqAugmentConfig:
+# ``--teacher``'s defaults: the settings the study measured with the teacher (README, Beauty and
+# Toys at 25 %: 2 items continued, 3 independent expansions of each short history, no whole
+# synthetic users); a --config file's fields override them
+TEACHER_DEFAULTS: dict[str, Any] = {"n_new": 2, "synthetic_share": 0.0, "expansions": 3, "gan": {"reverse": False}}
+
+
+def seq_config(overrides: Any = None, seed: int = 0, source: str = "--config",
+               defaults: dict[str, Any] | None = None) -> SeqAugmentConfig:
     """A ``SeqAugmentConfig`` from JSON-like overrides: its fields, with ``gan`` and ``labeler``
     taking ``SeqGANConfig`` / ``SeqLabelerConfig`` fields. ``seed`` seeds all three unless the
-    overrides set it. Not an object or an unknown field: one-line error naming ``source``."""
+    overrides set it; ``defaults`` (same shape) stand under the overrides. Not an object or an
+    unknown field: one-line error naming ``source``."""
     from ecaug_feast.label.seq_labeler import SeqLabelerConfig
     from ecaug_feast.synth.seq_gan import SeqGANConfig
 
     over = {} if overrides is None else overrides
     if not isinstance(over, dict):
         raise EcaugError(f"{source}: expected a JSON object of SeqAugmentConfig fields")
-    over = dict(over)
+    base = dict(defaults or {})
+    over = {**base, **over}
     for key, cls in (("gan", SeqGANConfig), ("labeler", SeqLabelerConfig)):
         given = over.pop(key, {})
         if not isinstance(given, dict):
             raise EcaugError(f"{source}, field {key!r}: expected a JSON object of {cls.__name__} fields")
-        over[key] = _dataclass_of(cls, {"seed": seed, **given}, source)
+        over[key] = _dataclass_of(cls, {"seed": seed, **base.get(key, {}), **given}, source)
     return _dataclass_of(SeqAugmentConfig, {"seed": seed, **over}, source)
 
 
-def seq_config_file(path: Path | None, seed: int = 0) -> SeqAugmentConfig:
+def seq_config_file(path: Path | None, seed: int = 0, defaults: dict[str, Any] | None = None) -> SeqAugmentConfig:
     """:func:`seq_config` from a JSON file (``ecaug augment --config``); None: the defaults.
     An unreadable or invalid file: one-line error naming it."""
     over: dict[str, Any] = {}
@@ -111,7 +126,7 @@ def seq_config_file(path: Path | None, seed: int = 0) -> SeqAugmentConfig:
             over = json.loads(Path(path).read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise DataValidationError(path, None, f"not a readable JSON file ({type(exc).__name__}: {exc})") from None
-    return seq_config(over, seed=seed, source=str(path or "--config"))
+    return seq_config(over, seed=seed, source=str(path or "--config"), defaults=defaults)
 
 
 def _dataclass_of(cls: Any, kw: dict[str, Any], source: str) -> Any:
@@ -128,16 +143,45 @@ def _dataclass_of(cls: Any, kw: dict[str, Any], source: str) -> Any:
 
 
 def augment_seq_run(ws: Workspace, config: SeqAugmentConfig | None = None, seed: int = 0, dataset: str | None = None,
-                    publish: bool = True, lineage_extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run ``ecaug augment --generator sequence``; returns the summary printed with ``--json``."""
+                    publish: bool = True, lineage_extra: dict[str, Any] | None = None,
+                    teacher: str | Path | None = None) -> dict[str, Any]:
+    """Run ``ecaug augment --generator sequence``; returns the summary printed with ``--json``.
+    ``teacher``: a sequence checkpoint whose next-item scores draw the continuations (see the
+    module docstring); the config's generator must then run forward (``gan.reverse`` false)."""
     from ecaug_feast.synth.seq_pipeline import augment_histories
 
     cfg = config or SeqAugmentConfig(seed=seed)
+    if teacher is not None and cfg.gan.reverse:
+        raise EcaugError("--teacher continues histories: the generator must run forward (set gan.reverse false in --config)")
     th = load_training_histories(ws, cfg.gan.max_len)
     check_dataset(dataset, th.lineage)
+    score, extra = None, dict(lineage_extra or {})
+    if teacher is not None:
+        score, extra["teacher"] = load_teacher(teacher, th)
     with tempfile.TemporaryDirectory(prefix="ecaug-seq-") as rep:
-        res = augment_histories(th.values, th.offsets, cfg, report_dir=rep, times=th.times, attributes=th.attributes)
-        return write_sequence_run(ws, res, th, cfg, publish=publish, lineage_extra=lineage_extra, figures=Path(rep))
+        res = augment_histories(th.values, th.offsets, cfg, report_dir=rep, times=th.times, attributes=th.attributes,
+                                teacher=score)
+        return write_sequence_run(ws, res, th, cfg, publish=publish, lineage_extra=extra, figures=Path(rep))
+
+
+def load_teacher(path: str | Path, th: TrainingHistories) -> tuple[Any, dict[str, Any]]:
+    """``(next-item scorer, lineage)`` of a sequence checkpoint trained on the dataset ``th`` holds.
+    A bag checkpoint, another catalogue or another dataset: one-line error."""
+    from recommender.checkpoint import load_checkpoint, resolve
+    from recommender.seq_train import next_item_scorer
+
+    model, meta = load_checkpoint(path)
+    where = resolve(path)
+    if getattr(model.cfg, "kind", "bag") != "sequence":
+        raise EcaugError(f"--teacher {where}: a bag checkpoint; the teacher must be a sequence model (`ecaug train --model sequence`)")
+    if model.cfg.num_items != th.num_items:
+        raise EcaugError(f"--teacher {where}: scores {model.cfg.num_items} items, the Feast sources hold {th.num_items}")
+    trained_on = (meta.get("data") or {}).get("dataset")
+    if trained_on and th.lineage.get("dataset") and trained_on != th.lineage["dataset"]:
+        raise EcaugError(f"--teacher {where}: trained on {trained_on!r}, the Feast sources hold {th.lineage['dataset']!r}")
+    valid = (meta.get("metrics") or {}).get("valid") or {}
+    return next_item_scorer(model), {"checkpoint": str(where), "dataset": trained_on, "valid_ndcg@10": valid.get("ndcg@10"),
+                                     "run_id": (meta.get("data") or {}).get("run_id")}
 
 
 def write_sequence_run(ws: Workspace, res: SeqAugmentResult, th: TrainingHistories, cfg: SeqAugmentConfig,
@@ -191,7 +235,8 @@ def write_sequence_run(ws: Workspace, res: SeqAugmentResult, th: TrainingHistori
     out: dict[str, Any] = {"run_id": run_id, "run_dir": str(run.path), "generator": GENERATOR,
                            **{k: m.get(k) for k in ("rows_generated", "rows_accepted", "interactions_accepted", "gate",
                                                     "gate_reasons", "c2st_auc", *SUMMARY_KEYS)},
-                           "label_agreement": m.get("labeler", {}).get("agreement"), "segment": None, "activated": False}
+                           "label_agreement": m.get("labeler", {}).get("agreement"), "segment": None, "activated": False,
+                           "teacher": ((lineage_extra or {}).get("teacher") or {}).get("checkpoint")}
     if m["gate"] == "pass" and len(res.histories) and publish:
         out.update(activate_and_publish(ws, run_id))
     return out

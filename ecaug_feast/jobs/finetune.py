@@ -2,7 +2,10 @@
 
 Bag checkpoints mix in the accepted rows of a synthetic run (``mix_ratio`` synthetic rows per real
 row); sequence checkpoints mix in the accepted histories of a sequence run (``mix_ratio`` synthetic
-histories per real one, read from the Feast offline store; see :func:`finetune_sequence`).
+histories per real one, read from the Feast offline store; see :func:`finetune_sequence`), either
+continuing the checkpoint (``protocol="finetune"``) or, in the order the study measured with a
+teacher's runs (``"pretrain"``), training a fresh model of the checkpoint's shape on real + synthetic
+histories and then fine-tuning it on the real histories alone.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from ecaug_feast.jobs.train import EpochCallback, load_real, run_training, train
 from ecaug_feast.jobs.workspace import Workspace
 
 MODES = ("full", "towers", "adapters")
+PROTOCOLS = ("finetune", "pretrain")  # sequence checkpoints (the study's --seq-protocol)
 
 
 def synthetic_examples(ws: Workspace, data: Any, run_id: Optional[str], source: str = "feast") -> tuple[Any, str]:
@@ -109,10 +113,10 @@ def cap_histories(extra: list[Any], ratio: float, n_real: int, seed: int) -> lis
 def finetune(ws: Workspace, from_: str, mix_ratio: float = 0.5, mode: str = "full", run_id: Optional[str] = None,
              dataset: str = "beauty", name: Optional[str] = None, source: str = "feast", epochs: Optional[int] = None,
              seed: int = 0, progress: EpochCallback | None = None,
-             log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+             log: Callable[[str], None] = lambda s: None, protocol: str = "finetune") -> dict[str, Any]:
     """Continue training checkpoint ``from_`` (early stopping on validation); returns the summary
     (``checkpoint``, ``from``, ``mode``, ``mix_ratio``, ``run_id``, ``valid_before``, ``valid``,
-    ``test``, ``epochs``)."""
+    ``test``, ``epochs``). ``protocol`` (sequence checkpoints): see the module docstring."""
     from dataclasses import replace
 
     from recommender.checkpoint import load_checkpoint, named_dir, resolve, save_checkpoint
@@ -122,10 +126,14 @@ def finetune(ws: Workspace, from_: str, mix_ratio: float = 0.5, mode: str = "ful
 
     if mode not in MODES:
         raise EcaugError(f"--mode must be full, towers or adapters, got {mode!r}")
+    if protocol not in PROTOCOLS:
+        raise EcaugError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     base, _meta = load_checkpoint(from_)
     if getattr(base.cfg, "kind", "bag") == "sequence":
         return finetune_sequence(ws, base, from_, dataset=dataset, name=name, source=source, mix_ratio=mix_ratio,
-                                 epochs=epochs, seed=seed, progress=progress, run_id=run_id, log=log)
+                                 epochs=epochs, seed=seed, progress=progress, run_id=run_id, log=log, protocol=protocol)
+    if protocol != "finetune":
+        raise EcaugError(f"--protocol {protocol}: sequence checkpoints only; {resolve(from_)} is a bag checkpoint")
     out_dir = named_dir(name or f"{resolve(from_).name}-ft-{mode}")  # a bad --name fails before training
     data, valid, test = load_real(ws, dataset, source)
     if base.cfg.num_items != data.num_items:
@@ -150,38 +158,53 @@ def finetune(ws: Workspace, from_: str, mix_ratio: float = 0.5, mode: str = "ful
 
 def finetune_sequence(ws: Workspace, base: Any, from_: str, dataset: str, name: Optional[str], source: str, mix_ratio: float,
                       epochs: Optional[int], seed: int, progress: EpochCallback | None = None, run_id: Optional[str] = None,
-                      log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+                      log: Callable[[str], None] = lambda s: None, protocol: str = "finetune") -> dict[str, Any]:
     """Continue training a sequence checkpoint (early stopping on validation) on the real
     histories, plus, with ``mix_ratio`` > 0, up to ``mix_ratio`` x as many accepted histories of a
     sequence run (:func:`synthetic_histories`, read from the Feast offline store) under synthetic
-    user ids. Runs of the column GAN hold feature rows, not histories: refused."""
+    user ids. Runs of the column GAN hold feature rows, not histories: refused.
+
+    ``protocol="pretrain"`` (ASReP's order; with a teacher's run it is what lifted the study):
+    a fresh model of the checkpoint's shape trained on real + synthetic histories, then fine-tuned
+    on the real histories alone. The checkpoint itself then gives the shape and ``valid_before``."""
     from recommender.checkpoint import named_dir, resolve, save_checkpoint
     from recommender.seq_train import SeqTrainConfig, config_dict, evaluate_seq, histories_for, train_seq
     from recommender.study_methods import combine_histories
 
     if mix_ratio < 0:
         raise EcaugError(f"mix ratio must be >= 0, got {mix_ratio}")
-    out_dir = named_dir(name or f"{resolve(from_).name}-ft")  # a bad --name fails before training
+    if protocol == "pretrain" and mix_ratio <= 0:
+        raise EcaugError("--protocol pretrain trains on a synthetic run: give --mix-ratio > 0")
+    out_dir = named_dir(name or f"{resolve(from_).name}-{'pt' if protocol == 'pretrain' else 'ft'}")  # a bad --name fails before training
     extra, syn_id = [], None
     if mix_ratio > 0:  # the run is checked (sequence, known) before the real data is read
         extra, syn_id = synthetic_histories(ws, run_id, source, dataset)
     data, valid, test = load_real(ws, dataset, source, examples=False)
     if base.cfg.num_items != data.num_items:
         raise EcaugError(f"{resolve(from_)}: checkpoint has {base.cfg.num_items} items, dataset '{dataset}' has {data.num_items}")
-    hist = histories_for(data, base.cfg, "valid")
-    extra = cap_histories(extra, mix_ratio, len(hist.user_ids), seed)
-    if extra:
-        hist = combine_histories(hist, extra, base.cfg.max_len)
-    log(f"fine-tuning the sequence model on {len(hist.user_ids):,} histories ({len(extra):,} synthetic, run {syn_id})")
+    real = histories_for(data, base.cfg, "valid")  # training events only
+    extra = cap_histories(extra, mix_ratio, len(real.user_ids), seed)
+    hist = combine_histories(real, extra, base.cfg.max_len) if extra else real
     tcfg = SeqTrainConfig(**{"epochs": 10, "patience": 2, **train_overrides(epochs, None, seed)})
     before = evaluate_seq(base, data, valid, "valid", seed=seed)
-    res = run_training(lambda: train_seq(data, valid, base.cfg, tcfg, init_state=base.state_dict(), progress=progress,
-                                         histories=hist), dataset)
+    pre_out: dict[str, Any] = {}
+    if protocol == "pretrain":  # a fresh model on the mix (train_real's budget), then real histories only
+        log(f"pre-training a fresh sequence model on {len(hist.user_ids):,} histories ({len(extra):,} synthetic, run {syn_id})")
+        pcfg = SeqTrainConfig(**train_overrides(epochs, None, seed))
+        pre = run_training(lambda: train_seq(data, valid, base.cfg, pcfg, progress=progress, histories=hist), dataset)
+        pre_out = {"valid_pretrain": pre.best_valid, "pretrain_epochs": pre.best_epoch}
+        log(f"fine-tuning it on the {len(real.user_ids):,} real histories")
+        res = run_training(lambda: train_seq(data, valid, base.cfg, tcfg, init_state=pre.state, progress=progress,
+                                             histories=real), dataset)
+    else:
+        log(f"fine-tuning the sequence model on {len(hist.user_ids):,} histories ({len(extra):,} synthetic, run {syn_id})")
+        res = run_training(lambda: train_seq(data, valid, base.cfg, tcfg, init_state=base.state_dict(), progress=progress,
+                                             histories=hist), dataset)
     test_m = evaluate_seq(res.model, data, test, "test", seed=seed, buckets=True)
-    info = {"dataset": dataset, "from": str(resolve(from_)), "mix_ratio": mix_ratio, "run_id": syn_id,
+    info = {"dataset": dataset, "from": str(resolve(from_)), "mix_ratio": mix_ratio, "run_id": syn_id, "protocol": protocol,
             "histories": int(len(hist.user_ids)), "synthetic_histories": len(extra)}
     path = save_checkpoint(out_dir, res.state, base.cfg, res.model.catalog, train=config_dict(tcfg),
-                           metrics={"valid_before": before, "valid": res.best_valid, "test": test_m}, data=info)
-    return {"checkpoint": str(path), "from": str(resolve(from_)), "model": "sequence", "mode": "full", "mix_ratio": mix_ratio,
-            "run_id": syn_id, "synthetic_histories": len(extra), "valid_before": before, "valid": res.best_valid,
-            "test": test_m, "epochs": res.best_epoch}
+                           metrics={"valid_before": before, **pre_out, "valid": res.best_valid, "test": test_m}, data=info)
+    return {"checkpoint": str(path), "from": str(resolve(from_)), "model": "sequence", "mode": "full", "protocol": protocol,
+            "mix_ratio": mix_ratio, "run_id": syn_id, "synthetic_histories": len(extra), "valid_before": before, **pre_out,
+            "valid": res.best_valid, "test": test_m, "epochs": res.best_epoch}

@@ -204,6 +204,94 @@ def test_finetune_refuses_a_column_run(feast_env, published):
     assert "column GAN" in msg and "\n" not in msg
 
 
+def test_a_teachers_run_continues_real_histories(feast_env, published, tmp_path):
+    """``augment --teacher CHECKPOINT``: the run's expansions are real training histories continued
+    by 2 items (the teacher's defaults: 3 expansions of each short history, no whole synthetic
+    users), and its lineage names the teacher. Not published: the active run stays."""
+    from ecaug_feast import synth_store
+    from ecaug_feast.cli.main import app
+    from recommender.checkpoint import resolve
+
+    _base_checkpoint(published["ws"], feast_env.data.name)
+    active = synth_store.active_run()
+    conf = tmp_path / "teacher.json"
+    conf.write_text(json.dumps({"gan": TINY_GAN, "expand_below": 4, "c2st_rows": 500, "max_c2st_auc": 1.0}))
+    r = CliRunner().invoke(app, ["augment", "--generator", "sequence", "--teacher", "seqpub-base", "--config", str(conf),
+                                 "--no-publish", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["teacher"] == str(resolve("seqpub-base")) and not out["activated"] and synth_store.active_run() == active
+    th = published["th"]
+    lens = np.diff(th.offsets)
+    assert out["expanded"] == 3 * int(((lens >= 1) & (lens < 4)).sum()) > 0 and out["synthetic"] == 0
+    run = synth_store.load_run(out["run_id"])
+    assert run.manifest["lineage"]["teacher"]["checkpoint"] == out["teacher"]
+    gan_cfg = run.manifest["config"]
+    assert gan_cfg["n_new"] == 2 and gan_cfg["expansions"] == 3 and gan_cfg["gan"]["reverse"] is False
+    real = {tuple(th.values[th.offsets[i]: th.offsets[i + 1]].tolist()) for i in range(len(th.user_ids))}
+    inter = run.interactions().sort_values(["user_id", "event_timestamp"], kind="stable")
+    hists = [g["item_id"].tolist() for _, g in inter.groupby("user_id")]
+    assert len(hists) == out["rows_accepted"] > 0
+    assert all(tuple(h[:-2]) in real and len(h[:-2]) < 4 for h in hists)  # a short real history, then 2 new items
+
+
+def test_teacher_input_is_checked_in_one_line(feast_env, published, tmp_path):
+    """A teacher of another catalogue, a reversed generator with a teacher, and --teacher with the
+    column generator: one line each, exit 2, before any generator is fitted."""
+    from dataclasses import replace
+
+    from ecaug_feast.cli.main import app
+    from ecaug_feast.jobs.train import load_real
+    from recommender.checkpoint import named_dir, save_checkpoint
+    from recommender.seq_model import SeqTwoTower
+    from recommender.seq_train import catalog_of, seq_config_for
+
+    data, _, _ = load_real(published["ws"], feast_env.data.name, "feast", examples=False)
+    cfg = seq_config_for(data, embedding_dim=8)
+    cfg = replace(cfg, num_items=cfg.num_items + 5)  # another catalogue
+    save_checkpoint(named_dir("seqpub-other"), SeqTwoTower(cfg).state_dict(), cfg, catalog_of(data))
+    rev = tmp_path / "rev.json"
+    rev.write_text(json.dumps({"gan": {**TINY_GAN, "reverse": True}}))
+    for args, want in ((["--teacher", "seqpub-other"], "scores"), (["--teacher", "seqpub-base", "--config", str(rev)], "forward"),
+                       (["--teacher", "seqpub-nope"], "not found")):
+        r = CliRunner().invoke(app, ["augment", "--generator", "sequence", *args])
+        assert isinstance(r.exception, EcaugError) and r.exception.exit_code == 2, (args, r.output)
+        assert want in str(r.exception) and "\n" not in str(r.exception), str(r.exception)
+    r = CliRunner().invoke(app, ["augment", "--teacher", "seqpub-base"])
+    assert isinstance(r.exception, EcaugError) and "--generator sequence" in str(r.exception)
+
+
+def test_finetune_pretrain_protocol_trains_fresh_on_the_mix_then_on_real(feast_env, published, monkeypatch):
+    """``finetune --protocol pretrain``: a fresh model (no initial state) on real + the run's
+    histories, then that model (its state) on the real histories alone; both reported and saved."""
+    import recommender.seq_train as st
+    from ecaug_feast.cli.main import app
+    from recommender.checkpoint import load_checkpoint
+
+    _base_checkpoint(published["ws"], feast_env.data.name)
+    calls = []
+    real_train = st.train_seq
+
+    def spy(data, valid, cfg, tcfg, init_state=None, progress=None, histories=None):
+        calls.append((init_state is None, len(histories.user_ids)))
+        return real_train(data, valid, cfg, tcfg, init_state=init_state, progress=progress, histories=histories)
+
+    monkeypatch.setattr(st, "train_seq", spy)
+    r = CliRunner().invoke(app, ["finetune", "--from", "seqpub-base", "--protocol", "pretrain", "--mix-ratio", "0.05", "--epochs", "1",
+                                 "--dataset", feast_env.data.name, "--name", "seqpub-pt", "--json"])
+    assert r.exit_code == 0, r.output
+    ft = json.loads(r.stdout.strip().splitlines()[-1])
+    n_real = feast_env.data.train["user_id"].nunique()
+    want = min(int(round(0.05 * n_real)), published["out"]["rows_accepted"])
+    assert calls == [(True, n_real + want), (False, n_real)], calls
+    assert ft["protocol"] == "pretrain" and ft["synthetic_histories"] == want > 0 and "ndcg@10" in ft["valid_pretrain"]
+    _, meta = load_checkpoint("seqpub-pt")
+    assert meta["data"]["protocol"] == "pretrain" and "valid_pretrain" in meta["metrics"]
+    r = CliRunner().invoke(app, ["finetune", "--from", "seqpub-base", "--protocol", "pretrain", "--mix-ratio", "0",
+                                 "--dataset", feast_env.data.name])
+    assert isinstance(r.exception, EcaugError) and "--mix-ratio" in str(r.exception)
+
+
 def test_rollback_restores_the_parent(feast_env, published):
     from ecaug_feast import synth_store
     from ecaug_feast.cli.main import app
