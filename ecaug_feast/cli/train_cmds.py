@@ -84,7 +84,7 @@ def finetune_cmd(
     protocol: str = typer.Option("finetune", "--protocol", help="Sequence checkpoints: finetune (default): continue the checkpoint on real + synthetic histories | pretrain: a fresh model of its shape on real + synthetic, then fine-tuned on real alone (the study's --seq-protocol pretrain; with a `--teacher` run, e.g. --mix-ratio 3)."),
     run_id: Optional[str] = typer.Option(None, "--run", help="Synthetic run id (default: the active run)."),
     dataset: str = typer.Option("beauty", "--dataset", "-d"),
-    name: Optional[str] = typer.Option(None, "--name", help="Output checkpoint name (default: <from>-ft-<mode>)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Output checkpoint name (default: <from>-ft-<mode>; sequence: <from>-ft, or <from>-pt with --protocol pretrain)."),
     source: str = typer.Option("feast", "--source", help="feast | memory (real examples)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1),
     seed: int = typer.Option(0, "--seed"),
