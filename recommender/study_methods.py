@@ -141,7 +141,8 @@ def seq_pool(method: str, data, hist, scfg, seed: int, seq_gan: dict[str, Any] |
                                 teacher=teacher)
         m = res.metrics
         info = {k: m.get(k) for k in ("generated", "expanded", "synthetic", "accepted", "dropped_low_confidence", "dropped_off_segment",
-                                      "dropped_privacy", "gate", "c2st_auc_sequences", "c2st_auc_sequences_real_vs_real", "catalogue_coverage", "tail_share", "real_tail_share",
+                                      "dropped_privacy", "gate", "c2st_auc_sequences", "c2st_auc_sequences_real_vs_real", "c2st_sequences_by_statistic",
+                                      "catalogue_coverage", "tail_share", "real_tail_share",
                                       "exact_copy_share", "near_copy_share", "trigram_copy_share", "fit_seconds", "generate_seconds")}
         info["accepted_synthetic"] = int((res.kind == "synthetic").sum())  # whole users among the accepted
         info["labeler_agreement"] = m["labeler"].get("agreement")

@@ -116,6 +116,7 @@ def experiment_cmd(
     seq_targets: str = typer.Option("all", "--seq-targets", help="Sequence model, pseudo_prior and gan_augmented: which items of a generated history are training targets. all (default) | real: generated items are context only (expansions train on their real items; whole synthetic users are left out)."),
     seq_inference: str = typer.Option("real", "--seq-inference", help="Sequence model, pseudo_prior and gan_augmented: what the user tower reads at validation and test. real (default) | expanded (ASReP's evaluation): an expanded user reads its generated earlier items + its real history; validation chooses."),
     seq_teacher: str = typer.Option("none", "--seq-teacher", help="Sequence model, gan_augmented: where expansions come from. none (default): the generator's network, earlier items | recommender: real-only's model as the teacher, continuations drawn from its scores under the generator's sampling settings."),
+    seq_teacher_rounds: int = typer.Option(1, "--seq-teacher-rounds", min=1, help="Sequence model, gan_augmented with --seq-teacher recommender: rounds of teaching (default 1). Round k > 1 draws a new pool from the model validation chose in round k - 1 (born-again) and trains it the same way; validation chooses among all rounds. Stops when a round does not beat the one before."),
     seq_aug: Optional[str] = typer.Option(None, "--seq-aug", help='Sequence model, pseudo_prior and gan_augmented: pipeline settings as JSON, e.g. \'{"n_new": 2, "synthetic_share": 0}\' (keys: expand_below, n_new, synthetic_share, sparse_share, expansions).'),
     seq_ratios: Optional[str] = typer.Option(None, "--seq-ratios", help="Sequence model: augmented histories per real one to try, e.g. 1,3 (validation chooses; 0 = keep real-only is always a candidate). Default: the preset's (full: 1)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
@@ -139,7 +140,8 @@ def experiment_cmd(
             raise EcaugError(f"--seq-aug: expected a JSON object, got {seq_aug!r}") from None
     cfg = make_config("quick" if quick else "full", dataset=dataset, fractions=fr, seeds=seeds, methods=ms, workers=workers,
                       max_users=max_users, model_type=model, source=source, seq_protocol=seq_protocol,
-                      seq_targets=seq_targets, seq_inference=seq_inference, seq_teacher=seq_teacher, seq_aug=aug, seq_ratios=sr)
+                      seq_targets=seq_targets, seq_inference=seq_inference, seq_teacher=seq_teacher, seq_teacher_rounds=seq_teacher_rounds, seq_aug=aug,
+                      seq_ratios=sr)
     with Progress(TextColumn("[bold]experiment"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn(), console=err, transient=True) as prog:
         task = prog.add_task("", total=len(cfg.fractions) * cfg.seeds)

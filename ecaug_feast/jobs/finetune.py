@@ -188,9 +188,11 @@ def finetune_sequence(ws: Workspace, base: Any, from_: str, dataset: str, name: 
     tcfg = SeqTrainConfig(**{"epochs": 10, "patience": 2, **train_overrides(epochs, None, seed)})
     before = evaluate_seq(base, data, valid, "valid", seed=seed)
     pre_out: dict[str, Any] = {}
+    pre_train: dict[str, Any] = {}  # the pre-training stage's budget, saved with the checkpoint
     if protocol == "pretrain":  # a fresh model on the mix (train_real's budget), then real histories only
         log(f"pre-training a fresh sequence model on {len(hist.user_ids):,} histories ({len(extra):,} synthetic, run {syn_id})")
         pcfg = SeqTrainConfig(**train_overrides(epochs, None, seed))
+        pre_train = {"pretrain_train": config_dict(pcfg)}
         pre = run_training(lambda: train_seq(data, valid, base.cfg, pcfg, progress=progress, histories=hist), dataset)
         pre_out = {"valid_pretrain": pre.best_valid, "pretrain_epochs": pre.best_epoch}
         log(f"fine-tuning it on the {len(real.user_ids):,} real histories")
@@ -202,7 +204,7 @@ def finetune_sequence(ws: Workspace, base: Any, from_: str, dataset: str, name: 
                                              histories=hist), dataset)
     test_m = evaluate_seq(res.model, data, test, "test", seed=seed, buckets=True)
     info = {"dataset": dataset, "from": str(resolve(from_)), "mix_ratio": mix_ratio, "run_id": syn_id, "protocol": protocol,
-            "histories": int(len(hist.user_ids)), "synthetic_histories": len(extra)}
+            "histories": int(len(hist.user_ids)), "synthetic_histories": len(extra), **pre_train}
     path = save_checkpoint(out_dir, res.state, base.cfg, res.model.catalog, train=config_dict(tcfg),
                            metrics={"valid_before": before, **pre_out, "valid": res.best_valid, "test": test_m}, data=info)
     return {"checkpoint": str(path), "from": str(resolve(from_)), "model": "sequence", "mode": "full", "protocol": protocol,

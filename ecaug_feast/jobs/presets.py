@@ -65,6 +65,11 @@ class ExperimentConfig:
     # continuations drawn from its next-item scores under the generator's sampling settings (the
     # transition mix, epsilon, attribute coherence), gated like the generator's own
     seq_teacher: str = "none"
+    # with seq_teacher="recommender": rounds of teaching. Round k > 1 draws a new pool from the model
+    # validation chose in round k - 1 (born-again distillation: a better teacher each round) and
+    # trains it as round 1 did; validation chooses among every round's candidates and real-only.
+    # Stops early when a round's model did not beat the one before on validation.
+    seq_teacher_rounds: int = 1
     source: str = "feast"  # where training examples are read: feast | memory (SOURCES)
 
     def to_json(self) -> dict[str, Any]:
@@ -134,6 +139,10 @@ def make_config(preset: str = "full", **overrides: Any) -> ExperimentConfig:
     for f in base.get("fractions", []):
         if not 0 < float(f) <= 1:
             raise EcaugError(f"fractions must lie in (0, 1], got {f}")
+    if int(base.get("seq_teacher_rounds", 1)) < 1:
+        raise EcaugError("--seq-teacher-rounds must be >= 1")
+    if int(base.get("seq_teacher_rounds", 1)) > 1 and base.get("seq_teacher", "none") != "recommender":
+        raise EcaugError("--seq-teacher-rounds > 1 needs --seq-teacher recommender (the rounds re-teach from the chosen model)")
     if int(base.get("seeds", 3)) < 1:
         raise EcaugError("seeds must be >= 1")
     if not base.get("seq_ratios") or any(not 0 < float(r) <= 100 for r in base["seq_ratios"]):

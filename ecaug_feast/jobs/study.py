@@ -223,61 +223,71 @@ def _sequence_rows(cfg: ExperimentConfig, data, valid, test, base: dict[str, Any
     ft = SeqTrainConfig(seed=seed, **{**cfg.seq_train, **cfg.seq_finetune})
     for method in [m for m in SEQ_AUG_METHODS if m in cfg.methods]:
         t0 = time.time()
-        try:
-            teacher = next_item_scorer(res.model) if method == "gan_augmented" and cfg.seq_teacher == "recommender" else None
-            made = seq_pool(method, data, hist, scfg, seed, cfg.seq_gan, cfg.seq_aug, teacher=teacher)
-        except Exception as exc:  # a generator failing on some data must not sink the other cells
-            log.warning("pool %s failed at fraction=%s seed=%s: %s", method, base["fraction"], seed, exc)
-            made = SeqPool([], None, None, {"error": f"{type(exc).__name__}: {exc}"[:300]})
-        pool, generated, pinfo = made.histories, made.generated, made.info
-        # what the user tower reads at evaluation, per candidate: real histories, and with
-        # seq_inference="expanded" also each expanded user's expansion (ASReP's evaluation)
-        inputs: dict[str, dict[str, Any]] = {"real": {"valid": None, "test": None}}
-        # (only prepended items can be read before a user's history: not a teacher's continuations)
-        if cfg.seq_inference == "expanded" and method != "seq_ops" and made.histories and made.info.get("prepended", True):
-            inputs["expanded"] = {"valid": expanded_inputs(hist, hist, made, scfg.max_len),
-                                  "test": expanded_inputs(histories_for(data, scfg, "test"), hist, made, scfg.max_len)}
-            v_exp0 = evaluate_seq(res.model, data, valid, "valid", seed=seed, inputs=inputs["expanded"]["valid"])
-        # generated items as context only: which items each history may train on
-        gen = generated if cfg.seq_targets == "real" else None
-        # a history trains only if some item after its first is a target
-        ok = [len(h) >= 2 and (gen is None or not gen[i][1:].all()) for i, h in enumerate(pool)]
-        pool = [h for h, k in zip(pool, ok) if k]
-        gen = None if gen is None else [g for g, k in zip(gen, ok) if k]
-        best = {"ratio": 0.0, "valid": real_valid, "model": res.model, "epochs": 0, "inputs": "real"}
+        teaching = method == "gan_augmented" and cfg.seq_teacher == "recommender"
+        best = {"ratio": 0.0, "valid": real_valid, "model": res.model, "epochs": 0, "inputs": "real", "round": 0}
         tried: list[dict[str, Any]] = [{"ratio": 0.0, "ndcg@10": real_valid["ndcg@10"]}]
-        if "expanded" in inputs:  # real-only's model reading the expansions: one more candidate
-            tried.append({"ratio": 0.0, "inputs": "expanded", "ndcg@10": v_exp0["ndcg@10"]})
-            if v_exp0["ndcg@10"] > best["valid"]["ndcg@10"]:
-                best = {**best, "valid": v_exp0, "inputs": "expanded"}
-        order = np.random.default_rng(seed).permutation(len(pool))
-        for r in sorted(cfg.seq_ratios):
-            n = min(len(pool), int(math.ceil(r * n_real)))
-            if n == 0:
+        pools: list[dict[str, Any]] = []  # pool info per round
+        inputs: dict[str, dict[str, Any]] = {"real": {"valid": None, "test": None}}
+        # rounds > 1 (teacher only): the model validation chose so far teaches the next round
+        # (born-again distillation; Furlanello et al., ICML 2018); it stops once real-only is kept
+        for rnd in range(1, (max(1, cfg.seq_teacher_rounds) if teaching else 1) + 1):
+            if rnd > 1 and best["round"] != rnd - 1:
                 break
-            mixed = combine_histories(hist, [pool[i] for i in order[:n]], scfg.max_len,
-                                      None if gen is None else [gen[i] for i in order[:n]])
-            extra: dict[str, Any] = {}
-            if cfg.seq_protocol == "pretrain":  # ASReP: fresh model on the mix, then real histories only
-                pre = train_seq(data, valid, scfg, SeqTrainConfig(seed=seed, **cfg.seq_train), histories=mixed)
-                extra = {"pretrain_epochs": pre.best_epoch}
-                f = train_seq(data, valid, scfg, ft, init_state=pre.state)
-            else:
-                f = train_seq(data, valid, scfg, ft, init_state=res.state, histories=mixed)
-            for how, split_inputs in inputs.items():
-                v = evaluate_seq(f.model, data, valid, "valid", seed=seed, inputs=split_inputs["valid"])
-                tried.append({"ratio": r, "histories": n, "ndcg@10": v["ndcg@10"], "epochs": f.best_epoch, **extra,
-                              **({"inputs": how} if len(inputs) > 1 else {})})
-                if v["ndcg@10"] > best["valid"]["ndcg@10"]:
-                    best = {"ratio": r, "valid": v, "model": f.model, "epochs": f.best_epoch, "inputs": how}
-            if n == len(pool):
-                break
+            try:
+                teacher = next_item_scorer(best["model"]) if teaching else None
+                made = seq_pool(method, data, hist, scfg, seed + 1000 * (rnd - 1), cfg.seq_gan, cfg.seq_aug, teacher=teacher)
+            except Exception as exc:  # a generator failing on some data must not sink the other cells
+                log.warning("pool %s failed at fraction=%s seed=%s: %s", method, base["fraction"], seed, exc)
+                made = SeqPool([], None, None, {"error": f"{type(exc).__name__}: {exc}"[:300]})
+            pool, generated, pinfo = made.histories, made.generated, made.info
+            # what the user tower reads at evaluation, per candidate: real histories, and with
+            # seq_inference="expanded" also each expanded user's expansion (ASReP's evaluation)
+            # (only prepended items can be read before a user's history: not a teacher's continuations)
+            if cfg.seq_inference == "expanded" and method != "seq_ops" and made.histories and made.info.get("prepended", True):
+                inputs["expanded"] = {"valid": expanded_inputs(hist, hist, made, scfg.max_len),
+                                      "test": expanded_inputs(histories_for(data, scfg, "test"), hist, made, scfg.max_len)}
+                v_exp0 = evaluate_seq(res.model, data, valid, "valid", seed=seed, inputs=inputs["expanded"]["valid"])
+            # generated items as context only: which items each history may train on
+            gen = generated if cfg.seq_targets == "real" else None
+            # a history trains only if some item after its first is a target
+            ok = [len(h) >= 2 and (gen is None or not gen[i][1:].all()) for i, h in enumerate(pool)]
+            pool = [h for h, k in zip(pool, ok) if k]
+            gen = None if gen is None else [g for g, k in zip(gen, ok) if k]
+            pools.append({**pinfo, "rows": int(len(pool)), **({"round": rnd} if teaching else {})})
+            if "expanded" in inputs:  # real-only's model reading the expansions: one more candidate
+                tried.append({"ratio": 0.0, "inputs": "expanded", "ndcg@10": v_exp0["ndcg@10"]})
+                if v_exp0["ndcg@10"] > best["valid"]["ndcg@10"]:
+                    best = {**best, "valid": v_exp0, "inputs": "expanded"}
+            order = np.random.default_rng(seed).permutation(len(pool))
+            for r in sorted(cfg.seq_ratios):
+                n = min(len(pool), int(math.ceil(r * n_real)))
+                if n == 0:
+                    break
+                mixed = combine_histories(hist, [pool[i] for i in order[:n]], scfg.max_len,
+                                          None if gen is None else [gen[i] for i in order[:n]])
+                extra: dict[str, Any] = {"round": rnd} if cfg.seq_teacher_rounds > 1 and teaching else {}
+                if cfg.seq_protocol == "pretrain":  # ASReP: fresh model on the mix, then real histories only
+                    pre = train_seq(data, valid, scfg, SeqTrainConfig(seed=seed, **cfg.seq_train), histories=mixed)
+                    extra["pretrain_epochs"] = pre.best_epoch
+                    f = train_seq(data, valid, scfg, ft, init_state=pre.state)
+                else:
+                    f = train_seq(data, valid, scfg, ft, init_state=res.state, histories=mixed)
+                for how, split_inputs in inputs.items():
+                    v = evaluate_seq(f.model, data, valid, "valid", seed=seed, inputs=split_inputs["valid"])
+                    tried.append({"ratio": r, "histories": n, "ndcg@10": v["ndcg@10"], "epochs": f.best_epoch, **extra,
+                                  **({"inputs": how} if len(inputs) > 1 else {})})
+                    if v["ndcg@10"] > best["valid"]["ndcg@10"]:
+                        best = {"ratio": r, "valid": v, "model": f.model, "epochs": f.best_epoch, "inputs": how, "round": rnd}
+                if n == len(pool):
+                    break
         chose_real_only = best["ratio"] == 0.0 and best["inputs"] == "real"
         tst = real_test if chose_real_only else evaluate_seq(best["model"], data, test, "test", seed=seed, buckets=True,
                                                              inputs=inputs[best["inputs"]]["test"])
+        # the pool of the chosen round (round 1's when real-only was kept)
         rows.append({**base, "method": method, "model": "sequence", "ratio": best["ratio"], "valid": best["valid"], "test": tst,
-                     "tried": tried, "pool": {**pinfo, "rows": int(len(pool))}, "seconds": round(time.time() - t0, 1),
-                     **({"inputs": best["inputs"]} if len(inputs) > 1 else {})})
+                     "tried": tried, "pool": pools[max(0, best["round"] - 1)], "seconds": round(time.time() - t0, 1),
+                     **({"inputs": best["inputs"]} if len(inputs) > 1 else {}),
+                     **({"round": best["round"], "pools": pools} if len(pools) > 1 else {})})
         log.info("cell fraction=%s seed=%s %s: size %s, valid NDCG@10 %.4f, test NDCG@10 %.4f (real-only %.4f)",
                  base["fraction"], seed, method, best["ratio"], best["valid"]["ndcg@10"], tst["ndcg@10"], real_test["ndcg@10"])
     for r in rows:
@@ -472,7 +482,10 @@ def run_study(ws: Any, cfg: ExperimentConfig, out_dir: str | Path | None = None,
                                  "as further candidates (ASReP's evaluation); validation chooses; ranking still excludes only real training items"
                                  if cfg.seq_inference == "expanded" else "real histories"),
             "expansions": ("gan_augmented: continuations drawn from real-only's sequence model (the teacher) under the generator's "
-                           "sampling settings, labelled and gated like the generator's" if cfg.seq_teacher == "recommender"
+                           "sampling settings, labelled and gated like the generator's"
+                           + (f"; up to {cfg.seq_teacher_rounds} rounds, each later one taught by the model validation chose in the round "
+                              "before (a new pool, trained the same way; stops when a round is not chosen)" if cfg.seq_teacher_rounds > 1 else "")
+                           if cfg.seq_teacher == "recommender"
                            else "gan_augmented: earlier items from the sequence GAN's network"),
         },
         "results": results,
@@ -574,19 +587,24 @@ def report_markdown(summary: dict[str, Any]) -> str:
                 "| fraction | seed | method | histories | gate | C2ST histories | C2ST features | coverage | tail share | labeler agreement | fit+gen s | chosen size |",
                 "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in sorted(pools, key=lambda r: (r["fraction"], r["seed"], r["method"])):
-            p = r.get("pool", {})
-            out.append(f"| {r['fraction']:g} | {r['seed']} | {r['method']} | {p.get('rows', '-')} | {p.get('gate', p.get('error', '-'))} | "
-                       f"{p.get('c2st_auc_sequences', '-')} | {p.get('c2st_auc_features', '-')} | {p.get('catalogue_coverage', '-')} | "
-                       f"{p.get('tail_share', '-')} | {p.get('labeler_agreement', '-')} | {p.get('seconds', '-')} | {r['ratio']:g} |")
+            for p in r.get("pools") or [r.get("pool", {})]:  # teacher rounds: one line per round
+                how = f"{r['method']} (round {p['round']})" if "pools" in r else r["method"]
+                size = f"{r['ratio']:g}" if p.get("round", 0) in (0, r.get("round", 0)) or "pools" not in r else "-"
+                out.append(f"| {r['fraction']:g} | {r['seed']} | {how} | {p.get('rows', '-')} | {p.get('gate', p.get('error', '-'))} | "
+                           f"{p.get('c2st_auc_sequences', '-')} | {p.get('c2st_auc_features', '-')} | {p.get('catalogue_coverage', '-')} | "
+                           f"{p.get('tail_share', '-')} | {p.get('labeler_agreement', '-')} | {p.get('seconds', '-')} | {size} |")
     tried = [r for r in summary["runs"] if r.get("model") == "sequence" and r.get("tried")]
     if tried:  # what validation saw: every candidate of every augmented run, the chosen one in bold
         out += ["", "## Candidates on validation (NDCG@10; size 0 with real histories = real-only)", "",
                 "| fraction | seed | method | candidates (size, inputs: NDCG@10) |", "|---|---|---|---|"]
         for r in sorted(tried, key=lambda r: (r["fraction"], r["seed"], r["method"])):
-            chosen = (r["ratio"], r.get("inputs", "real"))
-            cells = [(f"**{t['ratio']:g}, {t.get('inputs', 'real')}: {t['ndcg@10']:.4f}**"
-                      if (t["ratio"], t.get("inputs", "real")) == chosen else f"{t['ratio']:g}, {t.get('inputs', 'real')}: {t['ndcg@10']:.4f}")
-                     for t in r["tried"]]
+            chosen = (r["ratio"], r.get("inputs", "real"), r.get("round") if r["ratio"] else None)
+
+            def label(t: dict[str, Any]) -> str:
+                return f"{t['ratio']:g}, {t.get('inputs', 'real')}" + (f", round {t['round']}" if "round" in t else "")
+
+            cells = [(f"**{label(t)}: {t['ndcg@10']:.4f}**" if (t["ratio"], t.get("inputs", "real"), t.get("round") if t["ratio"] else None) == chosen
+                      else f"{label(t)}: {t['ndcg@10']:.4f}") for t in r["tried"]]
             out.append(f"| {r['fraction']:g} | {r['seed']} | {r['method']} | {'; '.join(cells)} |")
     return "\n".join(out) + "\n"
 

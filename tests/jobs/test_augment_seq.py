@@ -287,6 +287,7 @@ def test_finetune_pretrain_protocol_trains_fresh_on_the_mix_then_on_real(feast_e
     assert ft["protocol"] == "pretrain" and ft["synthetic_histories"] == want > 0 and "ndcg@10" in ft["valid_pretrain"]
     _, meta = load_checkpoint("seqpub-pt")
     assert meta["data"]["protocol"] == "pretrain" and "valid_pretrain" in meta["metrics"]
+    assert meta["data"]["pretrain_train"]["epochs"] >= 1 and meta["train"]["epochs"] == 1  # both stages' budgets
     r = CliRunner().invoke(app, ["finetune", "--from", "seqpub-base", "--protocol", "pretrain", "--mix-ratio", "0",
                                  "--dataset", feast_env.data.name])
     assert isinstance(r.exception, EcaugError) and "--mix-ratio" in str(r.exception)
