@@ -118,6 +118,7 @@ def experiment_cmd(
     seq_teacher: str = typer.Option("none", "--seq-teacher", help="Sequence model, gan_augmented: where expansions come from. none (default): the generator's network, earlier items | recommender: real-only's model as the teacher, continuations drawn from its scores under the generator's sampling settings."),
     seq_teacher_rounds: int = typer.Option(1, "--seq-teacher-rounds", min=1, help="Sequence model, gan_augmented with --seq-teacher recommender: rounds of teaching (default 1). Round k > 1 draws a new pool from the model validation chose in round k - 1 (born-again) and trains it the same way; validation chooses among all rounds. Stops when a round does not beat the one before."),
     seq_aug: Optional[str] = typer.Option(None, "--seq-aug", help='Sequence model, pseudo_prior and gan_augmented: pipeline settings as JSON, e.g. \'{"n_new": 2, "synthetic_share": 0}\' (keys: expand_below, n_new, synthetic_share, sparse_share, expansions).'),
+    seq_gan: Optional[str] = typer.Option(None, "--seq-gan", help='Sequence model, pseudo_prior and gan_augmented: generator settings (SeqGANConfig) as JSON over the preset\'s, e.g. \'{"transition_mix": 0}\' (sampling: temperature, transition_mix, popularity_bias, top_p, epsilon, attr_coherence).'),
     seq_ratios: Optional[str] = typer.Option(None, "--seq-ratios", help="Sequence model: augmented histories per real one to try, e.g. 1,3 (validation chooses; 0 = keep real-only is always a candidate). Default: the preset's (full: 1)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
 ) -> None:
@@ -132,15 +133,11 @@ def experiment_cmd(
     fr = _numbers("--fractions", fractions, "0.25,1.0")
     ms = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     sr = _numbers("--seq-ratios", seq_ratios, "1,3")
-    aug = None
-    if seq_aug is not None:
-        try:
-            aug = json.loads(seq_aug)
-        except ValueError:
-            raise EcaugError(f"--seq-aug: expected a JSON object, got {seq_aug!r}") from None
+    aug, gan = _json_object("--seq-aug", seq_aug), _json_object("--seq-gan", seq_gan)
     cfg = make_config("quick" if quick else "full", dataset=dataset, fractions=fr, seeds=seeds, methods=ms, workers=workers,
                       max_users=max_users, model_type=model, source=source, seq_protocol=seq_protocol,
                       seq_targets=seq_targets, seq_inference=seq_inference, seq_teacher=seq_teacher, seq_teacher_rounds=seq_teacher_rounds, seq_aug=aug,
+                      seq_gan=gan,
                       seq_ratios=sr)
     with Progress(TextColumn("[bold]experiment"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn(), console=err, transient=True) as prog:
@@ -150,6 +147,19 @@ def experiment_cmd(
     js["model"] = cfg.model_type
     js["fractions"], js["seeds"] = cfg.fractions, cfg.seeds
     _emit(js, as_json, table_markdown(summary["results"]) + f"\nreport: {summary['out_dir']}/report.md")
+
+
+def _json_object(flag: str, text: str | None) -> dict | None:
+    """A JSON object from the command line (None when not given); one-line error."""
+    if text is None:
+        return None
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        obj = None
+    if not isinstance(obj, dict):
+        raise EcaugError(f"{flag}: expected a JSON object, got {text!r}")
+    return obj
 
 
 def _numbers(flag: str, text: str | None, example: str) -> list[float] | None:

@@ -117,7 +117,22 @@ def make_config(preset: str = "full", **overrides: Any) -> ExperimentConfig:
     if preset not in PRESETS:
         raise EcaugError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
     base = dict(PRESETS[preset])
+    gan = overrides.pop("seq_gan", None)
     base.update({k: v for k, v in overrides.items() if v is not None})
+    if gan is not None:  # generator settings go over the preset's (its sizes, one thread), not in their place
+        from dataclasses import fields
+
+        from ecaug_feast.synth.seq_gan import SeqGANConfig
+
+        known = {f.name for f in fields(SeqGANConfig)}
+        if not isinstance(gan, dict) or set(gan) - known:
+            raise EcaugError(f"--seq-gan: unknown setting(s) {sorted(set(gan) - known) if isinstance(gan, dict) else gan!r} "
+                             f"(SeqGANConfig has {', '.join(sorted(known))})")
+        base["seq_gan"] = {**base.get("seq_gan", {}), **gan}
+        try:
+            SeqGANConfig(**base["seq_gan"])
+        except (TypeError, ValueError) as exc:
+            raise EcaugError(f"--seq-gan: {exc}") from None
     kind = base.get("model_type", "sequence")
     if kind not in MODEL_METHODS:
         raise EcaugError(f"--model must be one of {', '.join(MODEL_METHODS)}, got {kind!r}")

@@ -1,4 +1,5 @@
-"""The study's sequence cell (``ecaug_feast.jobs.study``), in process on the session's Feast data."""
+"""The study's teacher rounds and generator settings (``ecaug_feast.jobs.study``, ``jobs.presets``); the
+rounds in process on the session's Feast data."""
 
 from __future__ import annotations
 
@@ -6,9 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 def test_teacher_rounds_reteach_from_the_chosen_model(feast_env, tmp_path, monkeypatch):
     """``seq_teacher_rounds`` 3: round 1 is taught by real-only's model, round k > 1 by the model
     validation chose in round k - 1, each from a fresh pool (its own seed); the chosen model is the
@@ -61,6 +61,7 @@ def test_teacher_rounds_reteach_from_the_chosen_model(feast_env, tmp_path, monke
     assert "gan_augmented (round 2)" in report and "**0.5, real, round 3: 0.4000**" in report, report[-1500:]
 
 
+@pytest.mark.slow
 def test_teacher_rounds_stop_when_a_round_does_not_win(feast_env, tmp_path, monkeypatch):
     """When validation keeps real-only after round 1, no round 2 is drawn."""
     import ecaug_feast.jobs.study as study
@@ -106,3 +107,26 @@ def test_rounds_need_the_teacher():
         make_config("quick", seq_teacher_rounds=2)
     with pytest.raises(EcaugError, match=">= 1"):
         make_config("quick", seq_teacher="recommender", seq_teacher_rounds=0)
+
+
+def test_seq_gan_settings_go_over_the_preset():
+    """``--seq-gan``: generator settings merged over the preset's (its sizes and one thread kept);
+    an unknown setting or a bad value is a one-line error."""
+    from ecaug_feast.errors import EcaugError
+    from ecaug_feast.jobs.presets import PRESETS, make_config
+
+    cfg = make_config("quick", seq_gan={"transition_mix": 0})
+    assert cfg.seq_gan == {**PRESETS["quick"]["seq_gan"], "transition_mix": 0}
+    with pytest.raises(EcaugError, match="unknown setting"):
+        make_config("quick", seq_gan={"nope": 1})
+    with pytest.raises(EcaugError, match="transition_mix must be in"):
+        make_config("quick", seq_gan={"transition_mix": 2})
+
+
+@pytest.mark.parametrize("text, want", [("[1]", "expected a JSON object"), ('{"nope": 1}', "unknown setting")])
+def test_bad_seq_gan_is_one_line_error(text, want):
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "ecaug_feast.cli.main", "experiment", "--seq-gan", text], capture_output=True, text=True)
+    assert p.returncode == 2 and want in p.stderr and "Traceback" not in p.stderr, p.stderr
