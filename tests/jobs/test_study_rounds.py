@@ -8,15 +8,24 @@ from types import SimpleNamespace
 import pytest
 
 
-@pytest.mark.slow
-def test_teacher_rounds_reteach_from_the_chosen_model(feast_env, tmp_path, monkeypatch):
-    """``seq_teacher_rounds`` 3: round 1 is taught by real-only's model, round k > 1 by the model
-    validation chose in round k - 1, each from a fresh pool (its own seed); the chosen model is the
-    best on validation and the row keeps every round's pool. Validation is rigged so that each
-    newer model wins: the rounds then must all run."""
+def _three_round_study(feast_env, out):
+    """The quick study, 300 users at 100 %, 1 seed: real_only and gan_augmented taught by the
+    recommender for up to 3 rounds (finetune protocol, one size); its summary."""
+    import ecaug_feast.jobs.study as study
+    from ecaug_feast.jobs.presets import make_config
+
+    cfg = make_config("quick", dataset=feast_env.data.name, fractions=[1.0], seeds=1, max_users=300, workers=1,
+                      methods=["real_only", "gan_augmented"], seq_teacher="recommender", seq_teacher_rounds=3,
+                      seq_aug={"n_new": 2, "synthetic_share": 0, "expansions": 1}, seq_ratios=[0.5], source="memory")
+    return study.run_study(SimpleNamespace(state_dir=feast_env.state_dir), cfg, out)
+
+
+def _rig(monkeypatch, score) -> tuple[list, list, list]:
+    """Spy on the cell's training, teachers and pools; validation NDCG@10 of the i-th model
+    train_seq returned (0 = real-only) becomes ``score(i)``. Returns (models trained, models that
+    taught, pool seeds), filled as the study runs."""
     import ecaug_feast.jobs.study as study
     import recommender.seq_train as st
-    from ecaug_feast.jobs.presets import make_config
 
     trained, taught_by, pool_seeds = [], [], []
     real_train, real_eval, real_scorer, real_pool = st.train_seq, st.evaluate_seq, st.next_item_scorer, study.seq_pool
@@ -29,9 +38,7 @@ def test_teacher_rounds_reteach_from_the_chosen_model(feast_env, tmp_path, monke
     def eval_spy(model, data, es, split="valid", *a, **k):
         out = real_eval(model, data, es, split, *a, **k)
         done = [i for i, m in enumerate(trained) if m is model]  # not while train_seq early-stops
-        if split == "valid" and done:  # newer models score higher: real-only < round 1 < round 2 < round 3
-            out = {**out, "ndcg@10": 0.1 * (1 + done[0])}
-        return out
+        return {**out, "ndcg@10": score(done[0])} if split == "valid" and done else out
 
     def scorer_spy(model, *a, **k):
         taught_by.append(model)
@@ -45,10 +52,17 @@ def test_teacher_rounds_reteach_from_the_chosen_model(feast_env, tmp_path, monke
     monkeypatch.setattr(st, "evaluate_seq", eval_spy)
     monkeypatch.setattr(st, "next_item_scorer", scorer_spy)
     monkeypatch.setattr(study, "seq_pool", pool_spy)
-    cfg = make_config("quick", dataset=feast_env.data.name, fractions=[1.0], seeds=1, max_users=300, workers=1,
-                      methods=["real_only", "gan_augmented"], seq_teacher="recommender", seq_teacher_rounds=3,
-                      seq_aug={"n_new": 2, "synthetic_share": 0, "expansions": 1}, seq_ratios=[0.5], source="memory")
-    summary = study.run_study(SimpleNamespace(state_dir=feast_env.state_dir), cfg, tmp_path / "rounds")
+    return trained, taught_by, pool_seeds
+
+
+@pytest.mark.slow
+def test_teacher_rounds_reteach_from_the_chosen_model(feast_env, tmp_path, monkeypatch):
+    """``seq_teacher_rounds`` 3: round 1 is taught by real-only's model, round k > 1 by the model
+    validation chose in round k - 1, each from a fresh pool (its own seed); the chosen model is the
+    best on validation and the row keeps every round's pool. Validation is rigged so that each
+    newer model wins (real-only < round 1 < round 2 < round 3): the rounds then must all run."""
+    trained, taught_by, pool_seeds = _rig(monkeypatch, lambda i: 0.1 * (1 + i))
+    summary = _three_round_study(feast_env, tmp_path / "rounds")
     run = next(r for r in summary["runs"] if r["method"] == "gan_augmented")
     # trained: real-only, then one fine-tuned model per round (finetune protocol, one ratio)
     assert len(trained) == 4 and taught_by == trained[:3], (len(trained), len(taught_by))
@@ -64,38 +78,12 @@ def test_teacher_rounds_reteach_from_the_chosen_model(feast_env, tmp_path, monke
 @pytest.mark.slow
 def test_teacher_rounds_stop_when_a_round_does_not_win(feast_env, tmp_path, monkeypatch):
     """When validation keeps real-only after round 1, no round 2 is drawn."""
-    import ecaug_feast.jobs.study as study
-    import recommender.seq_train as st
-    from ecaug_feast.jobs.presets import make_config
-
-    real_train, real_eval, calls, trained = st.train_seq, st.evaluate_seq, [], []
-
-    def train_spy(*a, **k):
-        res = real_train(*a, **k)
-        trained.append(res.model)
-        return res
-
-    def eval_spy(model, data, es, split="valid", *a, **k):
-        out = real_eval(model, data, es, split, *a, **k)
-        if split == "valid" and any(m is model for m in trained):  # real-only (trained first) wins
-            out = {**out, "ndcg@10": 0.9 if model is trained[0] else 0.1}
-        return out
-
-    def pool_spy(*a, **k):
-        calls.append(a[4])
-        return real_pool(*a, **k)
-
-    real_pool = study.seq_pool
-    monkeypatch.setattr(st, "train_seq", train_spy)
-    monkeypatch.setattr(st, "evaluate_seq", eval_spy)
-    monkeypatch.setattr(study, "seq_pool", pool_spy)
-    cfg = make_config("quick", dataset=feast_env.data.name, fractions=[1.0], seeds=1, max_users=300, workers=1,
-                      methods=["real_only", "gan_augmented"], seq_teacher="recommender", seq_teacher_rounds=3,
-                      seq_aug={"n_new": 2, "synthetic_share": 0, "expansions": 1}, seq_ratios=[0.5], source="memory")
-    summary = study.run_study(SimpleNamespace(state_dir=feast_env.state_dir), cfg, tmp_path / "stop")
+    trained, taught_by, pool_seeds = _rig(monkeypatch, lambda i: 0.9 if i == 0 else 0.1)
+    summary = _three_round_study(feast_env, tmp_path / "stop")
     run = next(r for r in summary["runs"] if r["method"] == "gan_augmented")
     real = next(r for r in summary["runs"] if r["method"] == "real_only")
-    assert calls == [0] and run["ratio"] == 0.0 and "pools" not in run and "round" not in run, run
+    assert pool_seeds == [0] and taught_by == trained[:1] and len(trained) == 2, pool_seeds
+    assert run["ratio"] == 0.0 and "pools" not in run and "round" not in run, run
     assert run["test"] == real["test"]
 
 
