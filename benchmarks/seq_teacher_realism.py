@@ -43,11 +43,8 @@ def main() -> None:
     import torch
 
     from ecaug_feast.jobs.presets import make_config
-    from ecaug_feast.jobs.study import dataset_path, load_split, validation_sample
-    from ecaug_feast.jobs.study_data import train_data
+    from ecaug_feast.jobs.study import cell_data, dataset_path
     from ecaug_feast.paths import state_dir
-    from recommender.data import truncate_history
-    from recommender.evaluate import make_eval_set
     from recommender.seq_train import SeqTrainConfig, histories_for, next_item_scorer, seq_config_for, train_seq
     from recommender.study_methods import seq_pool
 
@@ -55,9 +52,7 @@ def main() -> None:
     settings = [json.loads(s) for s in a.settings]
     aug = json.loads(a.aug)
     cfg = make_config("full", dataset=a.dataset, fractions=[a.fraction], seeds=1, source="memory", seq_aug=aug)
-    ds, sp_train, sp_valid, _ = load_split(cfg, dataset_path(cfg, state_dir()))
-    data = train_data("memory", truncate_history(sp_train, a.fraction), ds.items, sp_valid, None)
-    valid = make_eval_set(validation_sample(sp_valid, cfg.valid_users), [sp_train])
+    data, valid, _ = cell_data(cfg, a.fraction, dataset_path(cfg, state_dir()))
     scfg = seq_config_for(data, **cfg.seq_model)
     t = time.time()
     res = train_seq(data, valid, scfg, SeqTrainConfig(seed=a.seed, **cfg.seq_train))

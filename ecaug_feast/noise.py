@@ -13,6 +13,7 @@ What was seen on ``ecaug demo`` (feast 0.67, torchrec 1.x, fbgemm_gpu, faiss 1.x
 - fbgemm_gpu's INFO lines on the root logger ("Successfully loaded: '...so'", "[TBE=...]");
 - ``faiss.loader`` INFO lines (it probes AVX512/AVX2 builds one by one);
 - torchrec planner WARNING lines about its own topology/storage heuristics;
+- torchrec's "Sharding Type is data_parallel, caching params will be ignored" (once per table);
 - torch.fx's "is_fx_tracing will return true ..." warning (torch's own logger);
 - starlette's warning about httpx when FastAPI's TestClient is imported, httpx's per-request INFO.
 
@@ -73,6 +74,25 @@ class _RootInfoFromPackages(logging.Filter):
         return not any(p in path for p in ROOT_LOGGING_PACKAGES)
 
 
+# logger name -> WARNING messages of that logger that are known noise (other messages still show).
+# torchrec's sharding utils say this once per data-parallel table whenever a model is built (the
+# sequence model's tables are data-parallel on one CPU process: there is no cache to configure).
+KNOWN_LOGGER_MESSAGES: dict[str, re.Pattern[str]] = {
+    "torchrec.distributed.utils": re.compile(r"^(Sharding Type is data_parallel|Compute Kernel is dense), caching params will be ignored$"),
+}
+
+
+class _KnownMessages(logging.Filter):
+    """Drops the records of one logger whose message matches its known-noise pattern."""
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        super().__init__()
+        self.pattern = pattern
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.pattern.search(record.getMessage())
+
+
 _ROOT_FILTER = _RootInfoFromPackages()
 _COMPILED = [(c, re.compile(r"(^|\.)" + m), re.compile(t, re.IGNORECASE) if t else None) for c, m, t in KNOWN_WARNINGS]
 
@@ -113,6 +133,10 @@ def quiet_known_noise() -> None:
         logger = logging.getLogger(name)
         if logger.level < level:
             logger.setLevel(level)
+    for name, pattern in KNOWN_LOGGER_MESSAGES.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _KnownMessages) for f in logger.filters):
+            logger.addFilter(_KnownMessages(pattern))
     root = logging.getLogger()
     if _ROOT_FILTER not in root.filters:
         root.addFilter(_ROOT_FILTER)

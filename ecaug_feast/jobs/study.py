@@ -126,26 +126,37 @@ def validation_sample(valid: pd.DataFrame, n: int | None) -> pd.DataFrame:
     return valid[valid["user_id"].isin(vu)]
 
 
+def cell_data(cfg: ExperimentConfig, fraction: float, data_dir: str | Path,
+              feast_state: str | Path | None = None) -> tuple[Any, Any, Any]:
+    """``(training data, validation set, test set)`` of one fraction's cells: the training split
+    truncated to ``fraction`` (read from ``cfg.source``; ``feast_state`` for ``"feast"``), the
+    validation users ``cfg.valid_users`` samples, and the test split. Exclusions use the full
+    training split so every fraction ranks the same candidate set."""
+    from ecaug_feast.jobs.study_data import train_data
+    from recommender.data import truncate_history
+    from recommender.evaluate import make_eval_set
+
+    ds, sp_train, sp_valid, sp_test = load_split(cfg, data_dir)
+    data = train_data(cfg.source, truncate_history(sp_train, fraction), ds.items, sp_valid, feast_state)
+    valid = make_eval_set(validation_sample(sp_valid, cfg.valid_users), [sp_train])
+    test = make_eval_set(sp_test, [sp_train, sp_valid])
+    return data, valid, test
+
+
 def run_cell(cfg: ExperimentConfig, fraction: float, seed: int, data_dir: str | Path,
              feast_state: str | Path | None = None) -> list[dict[str, Any]]:
     """All methods for one (fraction, seed); returns one row per method with valid/test metrics.
     ``feast_state``: the fraction's private Feast repo (:func:`prepare_sources`) for ``source="feast"``."""
     import torch
 
-    from ecaug_feast.jobs.study_data import train_data
     from recommender.baselines import popularity_scorer
-    from recommender.data import mix_examples, truncate_history
-    from recommender.evaluate import evaluate, make_eval_set
+    from recommender.data import mix_examples
+    from recommender.evaluate import evaluate
     from recommender.train import TrainConfig, evaluate_model, model_config_for, train
 
     torch.set_num_threads(1)
     t_cell = time.time()
-    ds, sp_train, sp_valid, sp_test = load_split(cfg, data_dir)
-    tr = truncate_history(sp_train, fraction)
-    data = train_data(cfg.source, tr, ds.items, sp_valid, feast_state)
-    # exclusions use the full training split so every fraction ranks the same candidate set
-    valid = make_eval_set(validation_sample(sp_valid, cfg.valid_users), [sp_train])
-    test = make_eval_set(sp_test, [sp_train, sp_valid])
+    data, valid, test = cell_data(cfg, fraction, data_dir, feast_state)
     n_items = data.num_items
     rows: list[dict[str, Any]] = []
     base = {"fraction": fraction, "seed": seed, "train_examples": int(len(data.examples))}
@@ -589,7 +600,7 @@ def report_markdown(summary: dict[str, Any]) -> str:
         for r in sorted(pools, key=lambda r: (r["fraction"], r["seed"], r["method"])):
             for p in r.get("pools") or [r.get("pool", {})]:  # teacher rounds: one line per round
                 how = f"{r['method']} (round {p['round']})" if "pools" in r else r["method"]
-                size = f"{r['ratio']:g}" if p.get("round", 0) in (0, r.get("round", 0)) or "pools" not in r else "-"
+                size = _chosen_size(r, p)
                 out.append(f"| {r['fraction']:g} | {r['seed']} | {how} | {p.get('rows', '-')} | {p.get('gate', p.get('error', '-'))} | "
                            f"{p.get('c2st_auc_sequences', '-')} | {p.get('c2st_auc_features', '-')} | {p.get('catalogue_coverage', '-')} | "
                            f"{p.get('tail_share', '-')} | {p.get('labeler_agreement', '-')} | {p.get('seconds', '-')} | {size} |")
@@ -607,6 +618,14 @@ def report_markdown(summary: dict[str, Any]) -> str:
                       else f"{label(t)}: {t['ndcg@10']:.4f}") for t in r["tried"]]
             out.append(f"| {r['fraction']:g} | {r['seed']} | {r['method']} | {'; '.join(cells)} |")
     return "\n".join(out) + "\n"
+
+
+def _chosen_size(run: dict[str, Any], pool: dict[str, Any]) -> str:
+    """The report's "chosen size" of one pool line: the run's chosen ratio, except on the lines of
+    a teacher-rounds run (``run["pools"]``) for a round other than the chosen one: "-"."""
+    if "pools" not in run or pool.get("round", 0) in (0, run.get("round", 0)):
+        return f"{run['ratio']:g}"
+    return "-"
 
 
 def _data_lines(data: dict[str, Any] | None) -> list[str]:

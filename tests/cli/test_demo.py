@@ -48,6 +48,14 @@ def test_demo_every_step(tmp_path, monkeypatch):
     assert (home / "models" / "real" / "model.pt").exists()
     assert 0.0 <= tr["test"]["recall@10"] <= 1.0
 
+    # the train step runs first, and its sequence model is the augment step's teacher, under the
+    # teacher's settings (no whole synthetic users; no transition mix), as the lineage records
+    assert list(out["seconds"]).index("train") < list(out["seconds"]).index("augment")
+    assert aug["teacher"] == tr["checkpoint"] and aug["synthetic"] == 0
+    manifest = json.loads((home / "runs" / aug["run_id"] / "manifest.json").read_text())
+    assert manifest["lineage"]["teacher"]["checkpoint"] == tr["checkpoint"], manifest["lineage"]
+    assert manifest["config"]["gan"]["transition_mix"] == 0.0 and manifest["config"]["expansions"] == 3
+
     # serve check: 10 distinct catalogue items, none of them in the user's training history
     sc = out["serve_check"]
     uid = out["online_read"]["user_id"]

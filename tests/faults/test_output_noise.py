@@ -16,7 +16,7 @@ import pytest
 from _ecaug_cli import REPO, run_subprocess
 
 NOISE = ("Successfully loaded", "DeprecationWarning", "FutureWarning", "faiss.loader", "is_fx_tracing",
-         "HeuristicalStorageReservation", "TopologyFactory", "[TBE=")
+         "HeuristicalStorageReservation", "TopologyFactory", "[TBE=", "caching params will be ignored")
 
 
 def _python(code: str) -> subprocess.CompletedProcess:
@@ -71,6 +71,25 @@ def test_fbgemm_root_logger_info_is_dropped_but_others_stay():
     """)
     assert "Successfully loaded" not in proc.stderr and "AVX512" not in proc.stderr
     assert "our own info line" in proc.stderr and "faiss has a real problem" in proc.stderr
+
+
+def test_torchrec_caching_params_warning_is_dropped_but_its_other_warnings_stay():
+    # seen on every sequence-model build (one line per data-parallel table) in the demo and benchmarks
+    proc = _python("""
+        import logging, sys
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+        from ecaug_feast.noise import quiet_known_noise
+        quiet_known_noise()
+        quiet_known_noise()  # idempotent: one filter
+        log = logging.getLogger("torchrec.distributed.utils")
+        assert len(log.filters) == 1
+        log.warning("Sharding Type is data_parallel, caching params will be ignored")
+        log.warning("Compute Kernel is dense, caching params will be ignored")
+        log.warning("torchrec has a real problem")
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert "caching params" not in proc.stderr
+    assert "torchrec has a real problem" in proc.stderr
 
 
 def test_plain_progress_lines():

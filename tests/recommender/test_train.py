@@ -118,3 +118,12 @@ def test_two_process_dmp_matches_single_process(tmp_path, tiny_model):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-4), (k, float((a[k] - b[k]).abs().max()))
+
+
+def test_epoch_line_is_one_readable_line():
+    from recommender.early_stopping import epoch_line
+
+    rec = {"epoch": 2, "loss": 8.1234, "train_s": 95.04, "valid_ndcg@10": 0.03123, "valid_recall@10": 0.05512,
+           "valid_buckets": {"1": {"ndcg@10": 0.1}}}
+    assert epoch_line(rec) == "epoch 2: loss 8.123, valid NDCG@10 0.0312, Recall@10 0.0551 (95.0 s)"
+    assert epoch_line({"epoch": 3, "loss": 1.0, "budget_stop": True}) == "epoch 3: loss 1.000 (time budget spent)"
