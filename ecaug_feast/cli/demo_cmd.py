@@ -268,7 +268,7 @@ def demo(
     gan_steps: int = typer.Option(1500, "--gan-steps", min=50, help="Column generator: GAN step budget (early stopping on fidelity)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Training epochs (default: early stopping on validation)."),
     model: str = typer.Option("sequence", "--model", help="Model of the train and serve steps: sequence (default) or bag."),
-    generator: str = typer.Option("sequence", "--generator", help="Augment step: sequence (default: the sequence GAN, with the train step's model as its teacher, expands real short histories; about 9 min on full Beauty, 2 cores) or column (the column GAN's feature rows; --rows, --gan-steps)."),
+    generator: str = typer.Option("sequence", "--generator", help="Augment step: sequence (default: the sequence GAN, with the train step's model as its teacher, expands real short histories; about 5 min on full Beauty, 2 cores, after the train step) or column (the column GAN's feature rows; --rows, --gan-steps)."),
     teacher: bool = typer.Option(True, "--teacher/--no-teacher", help="Sequence generator: the train step's sequence model draws the continuations of short histories (its realistic settings: 2 items, 3 expansions, no transition mix). --no-teacher: the generator's own network draws (10 items, whole synthetic users)."),
     train_seconds: Optional[float] = typer.Option(300, "--train-seconds", min=1, help="Wall-clock budget of the train step (best epoch kept)."),
     max_c2st: Optional[float] = typer.Option(None, "--max-c2st", help="Relax the realism gate (default: the gate's 0.80). "
