@@ -81,3 +81,11 @@ def test_demo_bad_generator_is_one_line():
     p = subprocess.run([sys.executable, "-m", "ecaug_feast.cli.main", "demo", "--generator", "nope"], capture_output=True, text=True)
     assert p.returncode == 2, p.stderr
     assert "--generator must be sequence or column" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_demo_teacher_is_the_train_steps_sequence_model_only():
+    from ecaug_feast.cli.demo_cmd import _teacher
+
+    assert _teacher({"model": "sequence", "model_dir": "/m/real", "teacher": True}) == "/m/real"
+    assert _teacher({"model": "bag", "model_dir": "/m/real", "teacher": True}) is None  # a bag model cannot teach
+    assert _teacher({"model": "sequence", "model_dir": "/m/real", "teacher": False}) is None  # --no-teacher
