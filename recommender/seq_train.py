@@ -32,7 +32,7 @@ from ecaug_feast.schema import RECENT_ITEMS
 from recommender.data import TrainData
 from recommender.early_stopping import EarlyStopping, agree_to_stop
 from recommender.evaluate import EvalSet, bucket_metrics, evaluate
-from recommender.seq_model import Histories, SeqConfig, SeqTwoTower, full_softmax_loss, packed_target_batch, pad_batch
+from recommender.seq_model import Histories, SeqConfig, SeqTwoTower, distill_loss, full_softmax_loss, packed_target_batch, pad_batch
 from recommender.train import TrainResult, catalog_for
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,10 @@ class SeqTrainConfig:
     # longest history (``seq_model.packed_target_batch``): same users per step, same loss, far
     # less padding (1 = one padded block per batch)
     pack_chunks: int = 8
+    # knowledge distillation from ``train_seq(..., teacher=)``: weight of the teacher's soft
+    # targets in the loss (0 = plain next-item cross-entropy) and their temperature
+    distill: float = 0.0
+    distill_temperature: float = 1.0
 
 
 # the result of either trainer: best model by validation NDCG@10, its state, history, speed
@@ -158,9 +162,14 @@ def train_seq(
     init_state: dict[str, torch.Tensor] | None = None,
     progress: Callable[[int, dict[str, Any]], None] | None = None,
     histories: Histories | None = None,
+    teacher: SeqTwoTower | None = None,
 ) -> SeqTrainResult:
     """Train (or continue from ``init_state``); returns the best model by validation NDCG@10.
-    ``histories``: training histories (default: the real users' serving rows of ``data``)."""
+    ``histories``: training histories (default: the real users' serving rows of ``data``).
+    ``teacher``: a trained sequence model whose soft next-item distribution joins the loss with
+    weight ``tcfg.distill`` (it must be given exactly when ``tcfg.distill`` > 0)."""
+    if (teacher is not None) != (tcfg.distill > 0):
+        raise ValueError("distillation needs both a teacher and tcfg.distill > 0")
     from recommender import distributed as D
 
     info = D.init_distributed()
@@ -168,7 +177,7 @@ def train_seq(
     if tcfg.threads > 0:
         torch.set_num_threads(tcfg.threads)
     try:
-        return _train(data, valid, cfg, tcfg, init_state, progress, info, histories)
+        return _train(data, valid, cfg, tcfg, init_state, progress, info, histories, teacher)
     finally:
         torch.set_num_threads(prev)
         D.shutdown(info)
@@ -203,7 +212,7 @@ def wrap_dmp(module: SeqTwoTower, info: Any) -> Any:
     return DistributedModelParallel(module=module, device=info.device, plan=plan)
 
 
-def _train(data, valid, cfg, tcfg, init_state, progress, info, histories) -> SeqTrainResult:
+def _train(data, valid, cfg, tcfg, init_state, progress, info, histories, teacher) -> SeqTrainResult:
     from recommender import distributed as D
 
     t_start = time.time()
@@ -229,6 +238,8 @@ def _train(data, valid, cfg, tcfg, init_state, progress, info, histories) -> Seq
     if len(trainable) < tcfg.batch_size:
         raise ValueError(f"{len(trainable)} users with at least 2 training events is fewer than one batch of {tcfg.batch_size}")
     eval_model = SeqTwoTower(cfg, catalog=cat)
+    if teacher is not None:
+        teacher = teacher.to(info.device).eval()  # no dropout: the teacher's best guess
     es = EarlyStopping(tcfg.patience, valid is not None, tcfg.max_seconds, progress, t_start)
     seen, train_time = 0, 0.0
     for epoch in range(tcfg.epochs):
@@ -245,7 +256,12 @@ def _train(data, valid, cfg, tcfg, init_state, progress, info, histories) -> Seq
             xs, ys, ls = ([torch.from_numpy(p[i]).to(info.device) for p in parts] for i in range(3))
             H, R = dmp(xs, ls)  # one call through DMP's forward, so DDP syncs gradients under torchrun
             with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=tcfg.bf16):
-                loss = full_softmax_loss(H, R, ys)
+                if teacher is None:
+                    loss = full_softmax_loss(H, R, ys)
+                else:
+                    with torch.no_grad():
+                        TH, TR = teacher(xs, ls)
+                    loss = distill_loss(H, R, ys, TH, TR, tcfg.distill, tcfg.distill_temperature)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -21,12 +21,15 @@ import pandas as pd
 
 from ecaug_feast.errors import EcaugError
 
-METHODS = ["popularity", "real_only", "seq_ops", "pseudo_prior", "gan_augmented", "column_gan", "oversample", "smote"]
+METHODS = ["popularity", "real_only", "seq_ops", "pseudo_prior", "gan_augmented", "distilled", "column_gan", "oversample", "smote"]
 AUG_METHODS = ["column_gan", "oversample", "smote"]  # bag model: extra feature rows
-SEQ_AUG_METHODS = ["seq_ops", "pseudo_prior", "gan_augmented"]  # sequence model: extra histories
+# sequence model: extra histories. ``distilled`` adds none: it is the control for a distilling
+# gan_augmented (``seq_distill``): real-only's model teaches a fresh one on the real histories alone
+SEQ_AUG_METHODS = ["seq_ops", "pseudo_prior", "gan_augmented", "distilled"]
 # What each model can be studied with: the column methods make feature rows, which only the bag
 # model reads; the sequence methods make histories, which only the sequence model reads.
 MODEL_METHODS = {"bag": ["popularity", "real_only", *AUG_METHODS], "sequence": ["popularity", "real_only", *SEQ_AUG_METHODS]}
+DISTILL_KEYS = ("distill", "distill_temperature")  # the SeqTrainConfig settings ``seq_distill`` may set
 # the SeqAugmentConfig settings a study may override (``ExperimentConfig.seq_aug``, ``--seq-aug``);
 # pseudo_prior reads the first two
 SEQ_AUG_KEYS = ("expand_below", "n_new", "synthetic_share", "sparse_share", "expansions")

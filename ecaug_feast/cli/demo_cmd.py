@@ -116,8 +116,11 @@ def _teacher(ctx: dict[str, Any]) -> Optional[str]:
     else None (the generator's own network draws), said in the log."""
     if not ctx.get("teacher", True):
         return None
-    if ctx.get("model", "sequence") != "sequence" or not ctx.get("model_dir"):
+    if ctx.get("model", "sequence") != "sequence":
         log.info("augment: no teacher (the train step's model is not a sequence model); the generator's own network draws")
+        return None
+    if not ctx.get("model_dir"):
+        log.info("augment: no teacher (no train step ran before it); the generator's own network draws")
         return None
     return str(ctx["model_dir"])
 

@@ -107,7 +107,7 @@ def experiment_cmd(
     fractions: Optional[str] = typer.Option(None, "--fractions", help="Comma-separated history fractions, e.g. 0.25,1.0."),
     seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Seeds per configuration (default 3)."),
     model: str = typer.Option("sequence", "--model", help="sequence (default) or bag; the column methods (column_gan, oversample, smote) need bag; seq_ops, pseudo_prior, gan_augmented (sequence GAN) need sequence."),
-    methods: Optional[str] = typer.Option(None, "--methods", help="Subset of popularity,real_only,seq_ops,pseudo_prior,gan_augmented (sequence) or column_gan,oversample,smote (bag); default: all the model supports."),
+    methods: Optional[str] = typer.Option(None, "--methods", help="Subset of popularity,real_only,seq_ops,pseudo_prior,gan_augmented,distilled (sequence; distilled needs --seq-distill) or column_gan,oversample,smote (bag); default: all the model supports."),
     workers: int = typer.Option(2, "--workers", min=1, help="Parallel processes (one thread each)."),
     max_users: Optional[int] = typer.Option(None, "--max-users", min=20, help="Subsample this many users (default: all; --quick: 1500)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default <state>/experiments/<dataset>-<time>)."),
@@ -119,6 +119,7 @@ def experiment_cmd(
     seq_teacher_rounds: int = typer.Option(1, "--seq-teacher-rounds", min=1, help="Sequence model, gan_augmented with --seq-teacher recommender: rounds of teaching (default 1). Round k > 1 draws a new pool from the model validation chose in round k - 1 (born-again) and trains it the same way; validation chooses among all rounds. Stops when a round does not beat the one before."),
     seq_aug: Optional[str] = typer.Option(None, "--seq-aug", help='Sequence model, pseudo_prior and gan_augmented: pipeline settings as JSON, e.g. \'{"n_new": 2, "synthetic_share": 0}\' (keys: expand_below, n_new, synthetic_share, sparse_share, expansions).'),
     seq_gan: Optional[str] = typer.Option(None, "--seq-gan", help='Sequence model, pseudo_prior and gan_augmented: generator settings (SeqGANConfig) as JSON over the preset\'s, e.g. \'{"transition_mix": 0}\' (sampling: temperature, transition_mix, popularity_bias, top_p, epsilon, attr_coherence).'),
+    seq_distill: Optional[str] = typer.Option(None, "--seq-distill", help='Sequence model, with --seq-teacher recommender: knowledge distillation as JSON, e.g. \'{"distill": 0.5, "distill_temperature": 1}\': every model gan_augmented trains also learns the teacher\'s soft next-item distribution (weight distill), and the control method distilled (the same teaching on real histories alone, no pool) runs beside it.'),
     seq_ratios: Optional[str] = typer.Option(None, "--seq-ratios", help="Sequence model: augmented histories per real one to try, e.g. 1,3 (validation chooses; 0 = keep real-only is always a candidate). Default: the preset's (full: 1)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
 ) -> None:
@@ -134,10 +135,11 @@ def experiment_cmd(
     ms = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     sr = _numbers("--seq-ratios", seq_ratios, "1,3")
     aug, gan = _json_object("--seq-aug", seq_aug), _json_object("--seq-gan", seq_gan)
+    dist = _json_object("--seq-distill", seq_distill)
     cfg = make_config("quick" if quick else "full", dataset=dataset, fractions=fr, seeds=seeds, methods=ms, workers=workers,
                       max_users=max_users, model_type=model, source=source, seq_protocol=seq_protocol,
                       seq_targets=seq_targets, seq_inference=seq_inference, seq_teacher=seq_teacher, seq_teacher_rounds=seq_teacher_rounds, seq_aug=aug,
-                      seq_gan=gan,
+                      seq_gan=gan, seq_distill=dist,
                       seq_ratios=sr)
     with Progress(TextColumn("[bold]experiment"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn(), console=err, transient=True) as prog:

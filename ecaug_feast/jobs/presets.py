@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ecaug_feast.errors import EcaugError
-from recommender.study_methods import METHODS, MODEL_METHODS, SEQ_AUG_KEYS
+from recommender.study_methods import DISTILL_KEYS, METHODS, MODEL_METHODS, SEQ_AUG_KEYS
 
 # Where the study reads its training examples (see ecaug_feast.jobs.study_data):
 # feast = each fraction's features written to a private Feast repo and read back with
@@ -70,6 +70,11 @@ class ExperimentConfig:
     # trains it as round 1 did; validation chooses among every round's candidates and real-only.
     # Stops early when a round's model did not beat the one before on validation.
     seq_teacher_rounds: int = 1
+    # knowledge distillation (SeqTrainConfig ``distill``, ``distill_temperature``): with a weight > 0,
+    # the teacher's soft next-item distribution joins the loss of every model trained for
+    # gan_augmented under seq_teacher="recommender" (the teacher is the one that drew the pool), and
+    # of the ``distilled`` control (the same teaching on the real histories alone, no pool)
+    seq_distill: dict[str, Any] = field(default_factory=dict)
     source: str = "feast"  # where training examples are read: feast | memory (SOURCES)
 
     def to_json(self) -> dict[str, Any]:
@@ -141,7 +146,20 @@ def make_config(preset: str = "full", **overrides: Any) -> ExperimentConfig:
         if base.get(key, choices[0]) not in choices:
             raise EcaugError(f"--{key.replace('_', '-')} must be one of {', '.join(choices)}, got {base[key]!r}")
     allowed = MODEL_METHODS[kind]
-    base.setdefault("methods", list(allowed))
+    dist = base.get("seq_distill") or {}
+    if not isinstance(dist, dict) or set(dist) - set(DISTILL_KEYS) or not all(isinstance(v, (int, float)) for v in dist.values()):
+        raise EcaugError(f"--seq-distill: expected a JSON object of numbers with keys from {', '.join(DISTILL_KEYS)}, got {dist!r}")
+    distilling = float(dist.get("distill", 0)) > 0
+    if distilling and not 0 < float(dist["distill"]) <= 1 or float(dist.get("distill_temperature", 1)) <= 0:
+        raise EcaugError(f"--seq-distill: distill must lie in (0, 1] and distill_temperature be > 0, got {dist!r}")
+    if dist and not distilling:
+        raise EcaugError("--seq-distill: set distill > 0 (the weight of the teacher's soft targets)")
+    if distilling and base.get("seq_teacher", "none") != "recommender":
+        raise EcaugError("--seq-distill needs --seq-teacher recommender (the teacher is real-only's model)")
+    # the distilled control runs only when distilling (without a teacher it would be real-only again)
+    base.setdefault("methods", [m for m in allowed if m != "distilled" or distilling])
+    if "distilled" in base["methods"] and not distilling:
+        raise EcaugError("method distilled needs --seq-distill '{\"distill\": <weight>}' and --seq-teacher recommender")
     unknown = [m for m in base["methods"] if m not in METHODS]
     if unknown:
         raise EcaugError(f"unknown method(s) {unknown} (choose from {', '.join(METHODS)})")

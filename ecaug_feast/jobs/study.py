@@ -29,7 +29,9 @@ the generated items are context only, never a next-item target; with ``seq_infer
 each model is also validated reading, for every expanded user, its generated earlier items + its
 real history (ASReP's evaluation reads the augmented sequences); size 0 (keep real-only, real
 histories) is a candidate and the choice is made on validation NDCG@10 only; the test split is
-scored once, with the inputs chosen.
+scored once, with the inputs chosen. With ``seq_distill`` (and the recommender as teacher), every
+model ``gan_augmented`` trains also learns the teacher's soft next-item distribution, and the
+``distilled`` control trains the same way on the real histories alone (one candidate).
 
 Cells (f, s) are independent and run in ``workers`` processes. Output: ``results.json``,
 ``table.md``, ``report.md``, ``ndcg_vs_fraction.png`` under the output directory.
@@ -235,6 +237,8 @@ def _sequence_rows(cfg: ExperimentConfig, data, valid, test, base: dict[str, Any
     for method in [m for m in SEQ_AUG_METHODS if m in cfg.methods]:
         t0 = time.time()
         teaching = method == "gan_augmented" and cfg.seq_teacher == "recommender"
+        # knowledge distillation: the teacher's soft targets in every fine-tune of this method
+        dist = cfg.seq_distill if (teaching or method == "distilled") and cfg.seq_distill.get("distill", 0) > 0 else {}
         best = {"ratio": 0.0, "valid": real_valid, "model": res.model, "epochs": 0, "inputs": "real", "round": 0}
         tried: list[dict[str, Any]] = [{"ratio": 0.0, "ndcg@10": real_valid["ndcg@10"]}]
         pools: list[dict[str, Any]] = []  # pool info per round
@@ -244,9 +248,11 @@ def _sequence_rows(cfg: ExperimentConfig, data, valid, test, base: dict[str, Any
         for rnd in range(1, (max(1, cfg.seq_teacher_rounds) if teaching else 1) + 1):
             if rnd > 1 and best["round"] != rnd - 1:
                 break
+            kd = best["model"] if dist else None  # the model that teaches this round, soft targets too
             try:
                 teacher = next_item_scorer(best["model"]) if teaching else None
-                made = seq_pool(method, data, hist, scfg, seed + 1000 * (rnd - 1), cfg.seq_gan, cfg.seq_aug, teacher=teacher)
+                made = (SeqPool([], None, None, {"teacher": True, "seconds": 0.0}) if method == "distilled" else
+                        seq_pool(method, data, hist, scfg, seed + 1000 * (rnd - 1), cfg.seq_gan, cfg.seq_aug, teacher=teacher))
             except Exception as exc:  # a generator failing on some data must not sink the other cells
                 log.warning("pool %s failed at fraction=%s seed=%s: %s", method, base["fraction"], seed, exc)
                 made = SeqPool([], None, None, {"error": f"{type(exc).__name__}: {exc}"[:300]})
@@ -270,34 +276,39 @@ def _sequence_rows(cfg: ExperimentConfig, data, valid, test, base: dict[str, Any
                 if v_exp0["ndcg@10"] > best["valid"]["ndcg@10"]:
                     best = {**best, "valid": v_exp0, "inputs": "expanded"}
             order = np.random.default_rng(seed).permutation(len(pool))
-            for r in sorted(cfg.seq_ratios):
+            # distilled: one candidate, the real histories alone (size 0, taught)
+            for r in ([0.0] if method == "distilled" else sorted(cfg.seq_ratios)):
                 n = min(len(pool), int(math.ceil(r * n_real)))
-                if n == 0:
+                if n == 0 and method != "distilled":
                     break
-                mixed = combine_histories(hist, [pool[i] for i in order[:n]], scfg.max_len,
-                                          None if gen is None else [gen[i] for i in order[:n]])
+                mixed = hist if method == "distilled" else combine_histories(
+                    hist, [pool[i] for i in order[:n]], scfg.max_len, None if gen is None else [gen[i] for i in order[:n]])
                 extra: dict[str, Any] = {"round": rnd} if cfg.seq_teacher_rounds > 1 and teaching else {}
+                if dist:
+                    extra["distill"] = dict(dist)
                 if cfg.seq_protocol == "pretrain":  # ASReP: fresh model on the mix, then real histories only
-                    pre = train_seq(data, valid, scfg, SeqTrainConfig(seed=seed, **cfg.seq_train), histories=mixed)
+                    pre = train_seq(data, valid, scfg, SeqTrainConfig(seed=seed, **{**cfg.seq_train, **dist}), histories=mixed, teacher=kd)
                     extra["pretrain_epochs"] = pre.best_epoch
-                    f = train_seq(data, valid, scfg, ft, init_state=pre.state)
+                    f = train_seq(data, valid, scfg, replace(ft, **dist), init_state=pre.state, teacher=kd)
                 else:
-                    f = train_seq(data, valid, scfg, ft, init_state=res.state, histories=mixed)
+                    f = train_seq(data, valid, scfg, replace(ft, **dist), init_state=res.state, histories=mixed, teacher=kd)
                 for how, split_inputs in inputs.items():
                     v = evaluate_seq(f.model, data, valid, "valid", seed=seed, inputs=split_inputs["valid"])
                     tried.append({"ratio": r, "histories": n, "ndcg@10": v["ndcg@10"], "epochs": f.best_epoch, **extra,
                                   **({"inputs": how} if len(inputs) > 1 else {})})
                     if v["ndcg@10"] > best["valid"]["ndcg@10"]:
-                        best = {"ratio": r, "valid": v, "model": f.model, "epochs": f.best_epoch, "inputs": how, "round": rnd}
+                        best = {"ratio": r, "valid": v, "model": f.model, "epochs": f.best_epoch, "inputs": how, "round": rnd,
+                                "taught": bool(dist)}
                 if n == len(pool):
                     break
-        chose_real_only = best["ratio"] == 0.0 and best["inputs"] == "real"
+        chose_real_only = best["model"] is res.model and best["inputs"] == "real"
         tst = real_test if chose_real_only else evaluate_seq(best["model"], data, test, "test", seed=seed, buckets=True,
                                                              inputs=inputs[best["inputs"]]["test"])
         # the pool of the chosen round (round 1's when real-only was kept)
         rows.append({**base, "method": method, "model": "sequence", "ratio": best["ratio"], "valid": best["valid"], "test": tst,
                      "tried": tried, "pool": pools[max(0, best["round"] - 1)], "seconds": round(time.time() - t0, 1),
                      **({"inputs": best["inputs"]} if len(inputs) > 1 else {}),
+                     **({"distill": dict(dist), "taught": best.get("taught", False)} if dist else {}),
                      **({"round": best["round"], "pools": pools} if len(pools) > 1 else {})})
         log.info("cell fraction=%s seed=%s %s: size %s, valid NDCG@10 %.4f, test NDCG@10 %.4f (real-only %.4f)",
                  base["fraction"], seed, method, best["ratio"], best["valid"]["ndcg@10"], tst["ndcg@10"], real_test["ndcg@10"])
@@ -498,6 +509,10 @@ def run_study(ws: Any, cfg: ExperimentConfig, out_dir: str | Path | None = None,
                               "before (a new pool, trained the same way; stops when a round is not chosen)" if cfg.seq_teacher_rounds > 1 else "")
                            if cfg.seq_teacher == "recommender"
                            else "gan_augmented: earlier items from the sequence GAN's network"),
+            **({"distillation": (f"knowledge distillation, weight {cfg.seq_distill['distill']:g}, temperature "
+                                 f"{cfg.seq_distill.get('distill_temperature', 1.0):g}: every model gan_augmented trains also learns the "
+                                 "teacher's soft next-item distribution; distilled = the same teaching on the real histories alone")}
+               if cfg.seq_distill.get("distill", 0) > 0 else {}),
         },
         "results": results,
         "verdict": verdict(results),
@@ -555,7 +570,9 @@ def report_markdown(summary: dict[str, Any]) -> str:
     cfg = summary["config"]
     v = summary["verdict"]
     out = [f"# ecaug experiment: {summary['dataset']}", "",
-           f"Model: `{cfg.get('model_type', 'bag')}`. Fractions {cfg['fractions']}, {cfg['seeds']} seeds, mix ratios {[0.0] + list(cfg['ratios'])} chosen on validation "
+           f"Model: `{cfg.get('model_type', 'bag')}`. Fractions {cfg['fractions']}, {cfg['seeds']} seeds, "
+           + (f"augmented histories per real one {[0.0] + list(cfg.get('seq_ratios', []))}" if cfg.get("model_type") == "sequence"
+              else f"mix ratios {[0.0] + list(cfg['ratios'])}") + " chosen on validation "
            f"NDCG@10; fine-tune mode `{cfg['finetune_mode']}`. Wall time {summary['seconds']:.0f} s.", "",
            *_data_lines(summary.get("data")),
            "Protocol: " + "; ".join(f"{k}: {x}" for k, x in summary["protocol"].items()) + ".", "",
@@ -592,7 +609,7 @@ def report_markdown(summary: dict[str, Any]) -> str:
             p = r.get("pool", {})
             out.append(f"| {r['fraction']:g} | {r['seed']} | {p.get('rows_accepted', '-')} | {p.get('gate', p.get('error', '-'))} | "
                        f"{p.get('c2st_auc', '-')} | {p.get('positives', '-')} | {r['ratio']:g} |")
-    pools = [r for r in summary["runs"] if r["method"] in SEQ_AUG_METHODS]
+    pools = [r for r in summary["runs"] if r["method"] in SEQ_AUG_METHODS and r["method"] != "distilled"]  # distilled: no pool
     if pools:
         out += ["", "## History pools (sequence model)", "",
                 "| fraction | seed | method | histories | gate | C2ST histories | C2ST features | coverage | tail share | labeler agreement | fit+gen s | chosen size |",
@@ -609,12 +626,14 @@ def report_markdown(summary: dict[str, Any]) -> str:
         out += ["", "## Candidates on validation (NDCG@10; size 0 with real histories = real-only)", "",
                 "| fraction | seed | method | candidates (size, inputs: NDCG@10) |", "|---|---|---|---|"]
         for r in sorted(tried, key=lambda r: (r["fraction"], r["seed"], r["method"])):
-            chosen = (r["ratio"], r.get("inputs", "real"), r.get("round") if r["ratio"] else None)
+            chosen = (r["ratio"], r.get("inputs", "real"), r.get("round") if r["ratio"] else None, bool(r.get("taught")))
 
             def label(t: dict[str, Any]) -> str:
-                return f"{t['ratio']:g}, {t.get('inputs', 'real')}" + (f", round {t['round']}" if "round" in t else "")
+                return (f"{t['ratio']:g}, {t.get('inputs', 'real')}" + (f", round {t['round']}" if "round" in t else "")
+                        + (", taught" if "distill" in t else ""))
 
-            cells = [(f"**{label(t)}: {t['ndcg@10']:.4f}**" if (t["ratio"], t.get("inputs", "real"), t.get("round") if t["ratio"] else None) == chosen
+            cells = [(f"**{label(t)}: {t['ndcg@10']:.4f}**"
+                      if (t["ratio"], t.get("inputs", "real"), t.get("round") if t["ratio"] else None, "distill" in t) == chosen
                       else f"{label(t)}: {t['ndcg@10']:.4f}") for t in r["tried"]]
             out.append(f"| {r['fraction']:g} | {r['seed']} | {r['method']} | {'; '.join(cells)} |")
     return "\n".join(out) + "\n"

@@ -83,9 +83,15 @@ def test_demo_bad_generator_is_one_line():
     assert "--generator must be sequence or column" in p.stderr and "Traceback" not in p.stderr
 
 
-def test_demo_teacher_is_the_train_steps_sequence_model_only():
+def test_demo_teacher_is_the_train_steps_sequence_model_only(caplog):
+    import logging
+
     from ecaug_feast.cli.demo_cmd import _teacher
 
     assert _teacher({"model": "sequence", "model_dir": "/m/real", "teacher": True}) == "/m/real"
-    assert _teacher({"model": "bag", "model_dir": "/m/real", "teacher": True}) is None  # a bag model cannot teach
+    with caplog.at_level(logging.INFO):
+        assert _teacher({"model": "bag", "model_dir": "/m/real", "teacher": True}) is None  # a bag model cannot teach
+        assert _teacher({"model": "sequence", "teacher": True}) is None  # no train step before augment
+    assert "not a sequence model" in caplog.records[0].getMessage()
+    assert "no train step ran" in caplog.records[1].getMessage()
     assert _teacher({"model": "sequence", "model_dir": "/m/real", "teacher": False}) is None  # --no-teacher

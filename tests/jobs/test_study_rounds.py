@@ -118,3 +118,59 @@ def test_bad_seq_gan_is_one_line_error(text, want):
 
     p = subprocess.run([sys.executable, "-m", "ecaug_feast.cli.main", "experiment", "--seq-gan", text], capture_output=True, text=True)
     assert p.returncode == 2 and want in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_distill_settings_are_checked():
+    """``--seq-distill``: needs the recommender teacher and a weight in (0, 1]; the ``distilled``
+    control runs by default only when distilling, and cannot be asked for without it."""
+    from ecaug_feast.errors import EcaugError
+    from ecaug_feast.jobs.presets import make_config
+
+    assert "distilled" not in make_config("quick").methods
+    cfg = make_config("quick", seq_teacher="recommender", seq_distill={"distill": 0.5})
+    assert "distilled" in cfg.methods and cfg.seq_distill == {"distill": 0.5}
+    for bad, want in [({"distill": 0.5}, "--seq-teacher recommender"), ({"distil": 0.5}, "keys from"),
+                      ({"distill": 1.5}, "must lie in"), ({"distill_temperature": 2}, "set distill > 0")]:
+        with pytest.raises(EcaugError, match=want):
+            make_config("quick", seq_teacher="recommender" if "teacher" not in want else "none", seq_distill=bad)
+    with pytest.raises(EcaugError, match="method distilled needs"):
+        make_config("quick", seq_teacher="recommender", methods=["real_only", "distilled"])
+
+
+@pytest.mark.slow
+def test_distilling_study_teaches_every_model_and_runs_the_control(feast_env, tmp_path, monkeypatch):
+    """With ``seq_distill``: every model trained for gan_augmented (pretrain and fine-tune) and for
+    the ``distilled`` control is taught by real-only's model with the given weight; the control
+    trains on the real histories alone; rows and report say so."""
+    import ecaug_feast.jobs.study as study
+    import recommender.seq_train as st
+    from ecaug_feast.jobs.presets import make_config
+
+    calls = []
+    real_train = st.train_seq
+
+    def train_spy(data, valid, cfg, tcfg, *a, **k):
+        res = real_train(data, valid, cfg, tcfg, *a, **k)
+        calls.append({"teacher": k.get("teacher"), "distill": tcfg.distill, "histories": k.get("histories"), "model": res.model})
+        return res
+
+    monkeypatch.setattr(st, "train_seq", train_spy)
+    cfg = make_config("quick", dataset=feast_env.data.name, fractions=[1.0], seeds=1, max_users=300, workers=1,
+                      methods=["real_only", "gan_augmented", "distilled"], seq_teacher="recommender", seq_protocol="pretrain",
+                      seq_distill={"distill": 0.5, "distill_temperature": 2}, seq_aug={"n_new": 2, "synthetic_share": 0, "expansions": 1},
+                      seq_ratios=[0.5], source="memory")
+    summary = study.run_study(SimpleNamespace(state_dir=feast_env.state_dir), cfg, tmp_path / "kd")
+    real, *taught = calls
+    assert real["teacher"] is None and real["distill"] == 0
+    # gan_augmented: pretrain on the mix + fine-tune; distilled: pretrain on real alone + fine-tune
+    assert len(taught) == 4 and all(c["teacher"] is real["model"] and c["distill"] == 0.5 for c in taught), taught
+    mix, control = taught[0]["histories"], taught[2]["histories"]
+    n_real = len(control.user_ids)
+    assert len(mix.user_ids) > n_real and (control.lengths >= 1).sum() == (mix.lengths[:n_real] >= 1).sum()
+    rows = {r["method"]: r for r in summary["runs"]}
+    assert rows["distilled"]["distill"] == {"distill": 0.5, "distill_temperature": 2}
+    assert [t.get("distill") is not None for t in rows["distilled"]["tried"]] == [False, True]
+    report = (tmp_path / "kd" / "report.md").read_text()
+    assert "| 1 | 0 | distilled |" in report and ", taught" in report, report[-1500:]
+    assert "distillation: knowledge distillation, weight 0.5, temperature 2" in report
+    assert "augmented histories per real one [0.0, 0.5]" in report

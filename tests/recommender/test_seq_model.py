@@ -256,3 +256,50 @@ def test_a_dmp_training_step_updates_both_tables():
         D.shutdown(info)
     for k in ("ec.embeddings.t_item.weight", "ebc.embedding_bags.t_attr.weight"):
         assert (after[k] - before[k]).abs().sum() > 0, k
+
+
+def test_distill_loss_is_cross_entropy_at_weight_0_and_pulls_towards_the_teacher():
+    """``distill_loss``: weight 0 is the plain next-item loss; the soft term's gradient vanishes
+    when the student already equals the teacher, and it is smaller for a student nearer to it."""
+    from recommender.seq_model import distill_loss
+
+    torch.manual_seed(0)
+    H, R = torch.randn(2, 3, 4), torch.randn(6, 4)
+    y = torch.tensor([[1, 2, 0], [3, 0, 0]])
+    TH, TR = torch.randn(2, 3, 4), torch.randn(6, 4)
+    assert torch.allclose(distill_loss(H, R, y, TH, TR, alpha=0.0), full_softmax_loss(H, R, y))
+    Hs = TH.clone().requires_grad_(True)
+    distill_loss(Hs, TR, y, TH, TR, alpha=1.0, temperature=2.0).backward()
+    assert Hs.grad.abs().max() < 1e-5
+    near = distill_loss(TH + 0.05 * H, TR, y, TH, TR, alpha=1.0)
+    far = distill_loss(H, R, y, TH, TR, alpha=1.0)
+    assert near < far
+    # padding positions (target 0) take no part: changing the teacher there changes nothing
+    TH2 = TH.clone()
+    TH2[y == 0] = 100.0
+    assert torch.allclose(distill_loss(H, R, y, TH2, TR, alpha=0.7), distill_loss(H, R, y, TH, TR, alpha=0.7))
+
+
+def test_train_seq_wants_a_teacher_exactly_when_distilling(chain_data):
+    from recommender.seq_train import SeqTrainConfig, seq_config_for, train_seq
+
+    data, valid, _ = chain_data
+    cfg = seq_config_for(data, embedding_dim=8, num_blocks=1, max_len=10)
+    with pytest.raises(ValueError, match="distillation needs"):
+        train_seq(data, valid, cfg, SeqTrainConfig(epochs=1, distill=0.5))
+    with pytest.raises(ValueError, match="distillation needs"):
+        train_seq(data, valid, cfg, SeqTrainConfig(epochs=1), teacher=_model())
+
+
+def test_distilled_training_runs_and_learns(chain_data):
+    """A student taught by a trained model (half soft targets) still learns the chains."""
+    from recommender.seq_train import SeqTrainConfig, evaluate_seq, seq_config_for, train_seq
+
+    data, valid, test = chain_data
+    cfg = seq_config_for(data, embedding_dim=16, num_blocks=1, max_len=10, dropout=0.1)
+    teacher = train_seq(data, valid, cfg, SeqTrainConfig(epochs=15, batch_size=32, lr=5e-3, patience=15, threads=1)).model
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    student = train_seq(data, valid, cfg, SeqTrainConfig(epochs=15, batch_size=32, lr=5e-3, patience=15, threads=1, seed=1,
+                                                         distill=0.5, distill_temperature=2.0), teacher=teacher)
+    assert evaluate_seq(student.model, data, test, "test")["recall@10"] > 0.9
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())  # the teacher was only read
