@@ -150,7 +150,7 @@ def make_config(preset: str = "full", **overrides: Any) -> ExperimentConfig:
     if not isinstance(dist, dict) or set(dist) - set(DISTILL_KEYS) or not all(isinstance(v, (int, float)) for v in dist.values()):
         raise EcaugError(f"--seq-distill: expected a JSON object of numbers with keys from {', '.join(DISTILL_KEYS)}, got {dist!r}")
     distilling = float(dist.get("distill", 0)) > 0
-    if distilling and not 0 < float(dist["distill"]) <= 1 or float(dist.get("distill_temperature", 1)) <= 0:
+    if (distilling and float(dist["distill"]) > 1) or float(dist.get("distill_temperature", 1)) <= 0:
         raise EcaugError(f"--seq-distill: distill must lie in (0, 1] and distill_temperature be > 0, got {dist!r}")
     if dist and not distilling:
         raise EcaugError("--seq-distill: set distill > 0 (the weight of the teacher's soft targets)")
