@@ -240,6 +240,8 @@ def _train(data, valid, cfg, tcfg, init_state, progress, info, histories, teache
     eval_model = SeqTwoTower(cfg, catalog=cat)
     if teacher is not None:
         teacher = teacher.to(info.device).eval()  # no dropout: the teacher's best guess
+        with torch.no_grad():
+            teacher_R = teacher.item_matrix()  # frozen: one catalogue pass, not one per step
     es = EarlyStopping(tcfg.patience, valid is not None, tcfg.max_seconds, progress, t_start)
     seen, train_time = 0, 0.0
     for epoch in range(tcfg.epochs):
@@ -260,8 +262,8 @@ def _train(data, valid, cfg, tcfg, init_state, progress, info, histories, teache
                     loss = full_softmax_loss(H, R, ys)
                 else:
                     with torch.no_grad():
-                        TH, TR = teacher(xs, ls)
-                    loss = distill_loss(H, R, ys, TH, TR, tcfg.distill, tcfg.distill_temperature)
+                        TH = [teacher.encode(teacher_R, x, n) for x, n in zip(xs, ls)]
+                    loss = distill_loss(H, R, ys, TH, teacher_R, tcfg.distill, tcfg.distill_temperature)
             opt.zero_grad()
             loss.backward()
             opt.step()
