@@ -167,7 +167,8 @@ def train_seq(
     """Train (or continue from ``init_state``); returns the best model by validation NDCG@10.
     ``histories``: training histories (default: the real users' serving rows of ``data``).
     ``teacher``: a trained sequence model whose soft next-item distribution joins the loss with
-    weight ``tcfg.distill`` (it must be given exactly when ``tcfg.distill`` > 0)."""
+    weight ``tcfg.distill`` (it must be given exactly when ``tcfg.distill`` > 0); it is put in eval
+    mode (no dropout) and only read."""
     if (teacher is not None) != (tcfg.distill > 0):
         raise ValueError("distillation needs both a teacher and tcfg.distill > 0")
     from recommender import distributed as D

@@ -146,9 +146,7 @@ def make_config(preset: str = "full", **overrides: Any) -> ExperimentConfig:
         if base.get(key, choices[0]) not in choices:
             raise EcaugError(f"--{key.replace('_', '-')} must be one of {', '.join(choices)}, got {base[key]!r}")
     allowed = MODEL_METHODS[kind]
-    dist = base.get("seq_distill") or {}
-    if not isinstance(dist, dict) or set(dist) - set(DISTILL_KEYS) or not all(isinstance(v, (int, float)) for v in dist.values()):
-        raise EcaugError(f"--seq-distill: expected a JSON object of numbers with keys from {', '.join(DISTILL_KEYS)}, got {dist!r}")
+    dist = _numbers_object("--seq-distill", base.get("seq_distill") or {}, DISTILL_KEYS)
     distilling = float(dist.get("distill", 0)) > 0
     if (distilling and float(dist["distill"]) > 1) or float(dist.get("distill_temperature", 1)) <= 0:
         raise EcaugError(f"--seq-distill: distill must lie in (0, 1] and distill_temperature be > 0, got {dist!r}")
@@ -180,7 +178,12 @@ def make_config(preset: str = "full", **overrides: Any) -> ExperimentConfig:
         raise EcaugError("seeds must be >= 1")
     if not base.get("seq_ratios") or any(not 0 < float(r) <= 100 for r in base["seq_ratios"]):
         raise EcaugError(f"--seq-ratios: expected numbers in (0, 100], got {base.get('seq_ratios')!r}")
-    aug = base.get("seq_aug", {})
-    if not isinstance(aug, dict) or set(aug) - set(SEQ_AUG_KEYS) or not all(isinstance(v, (int, float)) for v in aug.values()):
-        raise EcaugError(f"--seq-aug: expected a JSON object of numbers with keys from {', '.join(SEQ_AUG_KEYS)}, got {aug!r}")
+    _numbers_object("--seq-aug", base.get("seq_aug", {}), SEQ_AUG_KEYS)
     return ExperimentConfig(**base)
+
+
+def _numbers_object(flag: str, obj: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    """``obj`` if it is a dict of numbers whose keys are all in ``keys``; else a one-line error."""
+    if not isinstance(obj, dict) or set(obj) - set(keys) or not all(isinstance(v, (int, float)) for v in obj.values()):
+        raise EcaugError(f"{flag}: expected a JSON object of numbers with keys from {', '.join(keys)}, got {obj!r}")
+    return obj
