@@ -30,7 +30,7 @@ def main() -> None:
     from torch.nn import functional as F
     from recommender.data import build_in_memory, truncate_history
     from ecaug_feast.datasets import load_dataset
-    from ecaug_feast.features.split import split_interactions
+    from ecaug_feast.datasets.split import split_interactions
     from recommender.seq_train import histories_for, seq_config_for
     from recommender.study_methods import sample_users
     from ecaug_feast.synth.seq_gan import SeqGANConfig, SequenceGAN

@@ -64,7 +64,7 @@ def main() -> None:
 
     from ecaug_feast.datasets import load_dataset
     from ecaug_feast.features.build import item_attributes
-    from ecaug_feast.features.split import split_interactions
+    from ecaug_feast.datasets.split import split_interactions
     from ecaug_feast.jobs.presets import PRESETS
     from ecaug_feast.jobs.study import validation_sample
     from ecaug_feast.synth.seq_gan import SeqGANConfig, SequenceGAN

@@ -25,7 +25,7 @@ def main() -> None:
     a = ap.parse_args()
     warnings.filterwarnings("ignore")
     from ecaug_feast.datasets import load_dataset
-    from ecaug_feast.features.split import split_interactions
+    from ecaug_feast.datasets.split import split_interactions
     from ecaug_feast.jobs.study_data import train_data, write_feast_repo
     from recommender.data import truncate_history
     from recommender.study_methods import sample_users

@@ -65,7 +65,7 @@ def sequence_throughput(a) -> dict:
     from torch import nn
 
     from ecaug_feast.datasets import load_dataset
-    from ecaug_feast.features.split import split_interactions
+    from ecaug_feast.datasets.split import split_interactions
     from recommender import distributed as D
     from recommender.data import build_in_memory
     from recommender.seq_model import SeqTwoTower, full_softmax_loss, packed_target_batch
@@ -187,7 +187,7 @@ def main() -> None:
         return
     a.batch_size = a.batch_size or 1024
     from ecaug_feast.datasets import load_dataset
-    from ecaug_feast.features.split import split_interactions
+    from ecaug_feast.datasets.split import split_interactions
     from recommender import distributed as D
     from recommender.batching import make_kjt
     from recommender.data import build_in_memory

@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
 
     from ecaug_feast.datasets import load_dataset
-    from ecaug_feast.features.split import split_interactions
+    from ecaug_feast.datasets.split import split_interactions
     from recommender.checkpoint import save_checkpoint
     from recommender.data import build_in_memory, truncate_history
     from recommender.evaluate import make_eval_set

@@ -1,8 +1,9 @@
-"""Module layers (docs/CONTRACT.md section 6) and no side effects at import.
+"""Module layers (docs/CONTRACT.md sections 6 and 7) and no side effects at import.
 
 The layers are import-linter contracts in ``pyproject.toml``: libraries and adapters never import
 jobs, entry points or the serving app; jobs never import entry points; entry points reach the
-recommender only through jobs. Every import counts, also the lazy ones inside functions.
+recommender only through jobs; and the rules of issue 29 (one contract each). Every import counts,
+also the lazy ones inside functions: each contract is shown catching one planted import.
 """
 
 from __future__ import annotations
@@ -26,23 +27,40 @@ def test_import_contracts_hold(capsys):
     assert "BROKEN" not in out and "0 broken" in out
 
 
-def test_the_contracts_catch_a_library_importing_a_job(tmp_path):
-    """The same contracts on a copy of the tree with one bad (lazy) import planted: reported broken."""
-    pytest.importorskip("importlinter.cli", reason="import-linter is in the test extra")
+def _lint_copy_with(tmp_path: Path, module: str, planted: str) -> subprocess.CompletedProcess:
+    """Run the contracts on a copy of the tree where ``module`` (a file under the root) ends with a
+    function holding the ``planted`` (lazy) import; the copy comes first on sys.path."""
     import shutil
 
     for pkg in ("ecaug_feast", "recommender"):
         shutil.copytree(ROOT / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__", "bundled"))
-    lib = tmp_path / "ecaug_feast" / "quality" / "gates.py"
-    lib.write_text(lib.read_text() + "\n\ndef _bad():\n    from ecaug_feast.jobs.augment import augment_run  # noqa\n")
+    lib = tmp_path / module
+    lib.write_text(lib.read_text() + f"\n\ndef _bad():\n    {planted}  # noqa\n")
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     code = ("import sys\nfrom importlinter.cli import lint_imports\n"
             "sys.exit(lint_imports(config_filename='pyproject.toml', no_cache=True, no_logo=True))")
-    # the copy comes first on sys.path, before the editable install of the checkout
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
+# (rule, file the import is planted in, the planted import, the edge the report must name)
+PLANTED = [
+    ("library imports a job", "ecaug_feast/quality/gates.py",
+     "from ecaug_feast.jobs.augment import augment_run",
+     "ecaug_feast.quality.gates -> ecaug_feast.jobs.augment"),
+    ("rule 4: datasets import features", "ecaug_feast/datasets/store.py",
+     "from ecaug_feast.features.build import build_tables",
+     "ecaug_feast.datasets.store -> ecaug_feast.features.build"),
+]
+
+
+@pytest.mark.parametrize("rule,module,planted,edge", PLANTED, ids=[p[0] for p in PLANTED])
+def test_the_contracts_catch_a_planted_import(tmp_path, rule, module, planted, edge):
+    """The same contracts on a copy of the tree with one bad (lazy) import planted: reported broken."""
+    pytest.importorskip("importlinter.cli", reason="import-linter is in the test extra")
+    proc = _lint_copy_with(tmp_path, module, planted)
     assert proc.returncode != 0, proc.stdout
-    assert "ecaug_feast.quality.gates -> ecaug_feast.jobs.augment" in proc.stdout, proc.stdout[-3000:]
+    assert edge in proc.stdout, proc.stdout[-3000:]
 
 
 _IMPORT_ALL = r"""

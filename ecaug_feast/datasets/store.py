@@ -22,6 +22,7 @@ import pandas as pd
 
 from ecaug_feast import paths
 from ecaug_feast.datasets.base import INTERACTION_COLUMNS, Dataset
+from ecaug_feast.datasets.split import assign_split
 from ecaug_feast.atomic import pid_alive
 from ecaug_feast.errors import EcaugError
 from ecaug_feast.names import owned_child
@@ -82,8 +83,6 @@ def write_processed(ds: Dataset, valid_frac: float = 0.1, test_frac: float = 0.1
 def stage_processed(ds: Dataset, valid_frac: float = 0.1, test_frac: float = 0.1) -> Path:
     """Split ``ds`` and write it into a hidden temp folder beside ``<state>/datasets/<ds.name>/``
     (nothing visible changes); :func:`commit_processed` swaps it in. Returns the temp folder."""
-    from ecaug_feast.features.split import assign_split
-
     inter = ds.interactions[INTERACTION_COLUMNS].copy()
     labels, info = assign_split(inter, ds.split_kind, valid_frac, test_frac)
     inter["split"] = pd.Categorical(labels, categories=["train", "valid", "test"]).astype(str)

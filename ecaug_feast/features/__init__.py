@@ -1,1 +1,1 @@
-"""Split, then point-in-time features for Feast (``split``, ``build``)."""
+"""Point-in-time features for Feast (``build``, ``append``, ``ingest``); the split is ``datasets.split``."""

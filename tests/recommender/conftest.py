@@ -20,7 +20,7 @@ def _quiet_torchrec():
 def beauty_small():
     """(dataset, split) for 400 Beauty users, ids as in the file."""
     from ecaug_feast.datasets import load_dataset
-    from ecaug_feast.features.split import split_interactions
+    from ecaug_feast.datasets.split import split_interactions
 
     ds = load_dataset("beauty")
     sp = split_interactions(ds)

@@ -49,7 +49,7 @@ def assert_same_train_data(got, want) -> None:
 def beauty_300():
     """300 Beauty users (leave-last-out split, as ingest splits it)."""
     from ecaug_feast.datasets import load_dataset
-    from ecaug_feast.features.split import split_interactions
+    from ecaug_feast.datasets.split import split_interactions
 
     ds = load_dataset("beauty")
     sp = split_interactions(ds)

@@ -27,7 +27,7 @@ def planted():
     """400 Beauty users as the study samples them; ``held_out``: items that occur in validation or
     test but in no training event (the leave-last-out split plants them; at least 20 are checked)."""
     from ecaug_feast.datasets import load_dataset
-    from ecaug_feast.features.split import split_interactions
+    from ecaug_feast.datasets.split import split_interactions
     from recommender.data import build_in_memory
     from recommender.seq_train import histories_for, seq_config_for
     from recommender.study_methods import sample_users

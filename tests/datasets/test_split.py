@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from ecaug_feast.datasets import Dataset, load_dataset, subset_users
-from ecaug_feast.features.split import split_interactions
+from ecaug_feast.datasets.split import split_interactions
 
 
 def test_leave_last_out_on_beauty():
