@@ -2,7 +2,7 @@
 refresh against a full rebuild, all in one run.
 
     nice -n 5 .venv/bin/python benchmarks/drift_replay.py [--shuffles 3] [--control-seed 1000] \
-        [--out docs/readme/drift-results] [--json]
+        [--out docs/results/drift] [--json]
 
 Needs ``../shared/data/diginetica`` (18,025 purchases, 2016-01-02 .. 2016-06-17). Three parts:
 
@@ -447,7 +447,7 @@ def main() -> None:
     ap.add_argument("--warm-steps", type=int, default=500, help="Max GAN steps of the warm-started refresh fit.")
     ap.add_argument("--skip-refresh", action="store_true", help="Only the weekly drift part.")
     ap.add_argument("--out", type=Path, default=None,
-                    help="Write drift_replay.json/.md here (a complete run only: both parts, no error), e.g. docs/readme/drift-results.")
+                    help="Write drift_replay.json/.md here (a complete run only: both parts, no error), e.g. docs/results/drift.")
     ap.add_argument("--name", default="drift_replay", help="File name (no suffix) of the --out files.")
     ap.add_argument("--json", action="store_true", help="Print one JSON object as the last stdout line.")
     args = ap.parse_args()

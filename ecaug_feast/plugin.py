@@ -1,4 +1,4 @@
-"""ecaug as a Feast plugin for a shop's own feature repo (docs/plugin.md).
+"""ecaug as a Feast plugin for a shop's own feature repo (docs/guide/plugin.md).
 
 In a repo file, next to the shop's real views (so the stock ``feast apply``, which deletes registry
 objects no repo file declares, keeps them)::
@@ -239,7 +239,7 @@ def find_twin(store: "FeatureStore", view: str) -> FeatureView:
     twins = [v for v in store.list_feature_views() if (v.tags or {}).get(TWIN_OF_TAG) == view and is_run_sourced(v)]
     if not twins:
         raise EcaugError(f"feature view {view!r} has no synthetic twin in the registry: declare one in a repo file "
-                         f"(`synthetic_twins([{view}], entities=[...])`, docs/plugin.md) and run `feast apply`")
+                         f"(`synthetic_twins([{view}], entities=[...])`, docs/guide/plugin.md) and run `feast apply`")
     if len(twins) > 1:
         raise EcaugError(f"feature view {view!r} has several twins: {sorted(t.name for t in twins)}")
     return twins[0]

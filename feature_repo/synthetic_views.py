@@ -1,6 +1,6 @@
 """Synthetic feature views: the active synthetic run under ``$ECAUG_HOME/runs/active/``.
 
-The example use of the plugin (docs/plugin.md): ``user_features_synth`` is the synthetic twin of
+The example use of the plugin (docs/guide/plugin.md): ``user_features_synth`` is the synthetic twin of
 ``user_features``, declared with the one ``synthetic_twins`` call a shop puts in its own repo.
 Same entity (``user``) as the real views; synthetic users have ids >= 2**40
 (``ecaug_feast.ids.SYNTHETIC_USER_ID_BASE``), so Redis keys (entity key + project) never collide

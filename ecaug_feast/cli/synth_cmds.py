@@ -35,7 +35,7 @@ def augment(
     config: Optional[Path] = typer.Option(None, "--config", help="Sequence generator settings: a JSON file of SeqAugmentConfig fields (gan: SeqGANConfig, labeler: SeqLabelerConfig fields), e.g. a small model for a quick run."),
     teacher: Optional[str] = typer.Option(None, "--teacher", help="Sequence generator: a real-only sequence checkpoint (`ecaug train --model sequence`) whose next-item scores draw the expansions, as continuations under the generator's sampling settings. Defaults then: 2 items, 3 expansions per short history, no whole synthetic users (--config overrides). Use the run with `ecaug finetune --protocol pretrain`."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
-    repo: Optional[str] = typer.Option(None, "--repo", help="A shop's own Feast repo to expand (docs/plugin.md); needs --entity and --view."),
+    repo: Optional[str] = typer.Option(None, "--repo", help="A shop's own Feast repo to expand (docs/guide/plugin.md); needs --entity and --view."),
     entity: Optional[str] = typer.Option(None, "--entity", help="With --repo: the entity of the view."),
     view: Optional[str] = typer.Option(None, "--view", help="With --repo: the real feature view whose twin gets the run."),
     service: Optional[str] = typer.Option(None, "--service", help="With --repo: the feature service training reads (checked to serve the view)."),

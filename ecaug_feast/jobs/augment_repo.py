@@ -1,5 +1,5 @@
 """``ecaug augment --repo PATH --entity NAME --view NAME [--service NAME]``: expand one feature view
-of a shop's own Feast repo (the plugin use, docs/plugin.md).
+of a shop's own Feast repo (the plugin use, docs/guide/plugin.md).
 
 1. ``feast apply`` of the shop's repo (what its stock CLI does: registers the twins its repo files
    declare with ``synthetic_twins``; writes the twins' empty placeholders);

@@ -8,7 +8,7 @@ Per column:
   CDF interval, so decoding returns the atom exactly and the round trip is exact up to float error.
   Decoding clips to the observed range, so the generator cannot emit out-of-range values.
   ``mode`` is CTGAN's mode-specific normalization (a Gaussian mixture per column, value scaled inside
-  its mode + one-hot of the mode) kept for comparison; ``docs/readme/synth.md`` gives the measurement.
+  its mode + one-hot of the mode) kept for comparison; ``docs/research/column-gan.md`` gives the measurement.
 * **one-hot** for categoricals with at most ``max_onehot`` categories (softmax output).
 * **rank** (frequency encoding) for high-cardinality ids (items, attributes): categories are ordered
   by frequency, each owns an interval of the empirical CDF, a value is a uniform draw inside its

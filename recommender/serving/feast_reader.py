@@ -1,6 +1,6 @@
 """Online ``user_features`` from Redis through Feast, failing fast when Redis is gone.
 
-Failure policy (documented in docs/readme/serving.md): when a read fails, the reader raises
+Failure policy (documented in docs/guide/serving.md): when a read fails, the reader raises
 :class:`FeatureStoreUnavailable` and stays "open" for ``retry_s`` seconds, answering every read in
 that window with the same exception *without* touching Redis; so while Redis is down each request
 costs microseconds (the API serves a flagged popularity answer), and one request per ``retry_s``

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_airflow_dag_parses_and_calls_existing_commands():
-    """apache-airflow is not installed (too heavy, see docs/scheduling.md): parse, don't import."""
+    """apache-airflow is not installed (too heavy, see docs/guide/scheduling.md): parse, don't import."""
     src = (ROOT / "docs" / "examples" / "airflow_ecaug_dag.py").read_text()
     tree = ast.parse(src)
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
@@ -34,5 +34,5 @@ def test_compose_refresh_service():
 
 
 def test_scheduling_doc_has_cron_and_cronjob():
-    text = (ROOT / "docs" / "scheduling.md").read_text()
+    text = (ROOT / "docs" / "guide" / "scheduling.md").read_text()
     assert "kind: CronJob" in text and "ecaug refresh" in text and "0 3 * * *" in text
