@@ -86,12 +86,13 @@ def score(name: str, train: pd.DataFrame, hold: pd.DataFrame, synth: pd.DataFram
           extra: dict[str, Any] | None = None) -> dict[str, Any]:
     from ecaug_feast.quality import metrics as M
     from ecaug_feast.quality.gates import GateConfig, row_filters
+    from ecaug_feast.threads import single_thread
 
     synth = synth[train.columns].reset_index(drop=True)
     for c in train.columns:  # common dtypes for the metric libraries
         synth[c] = synth[c].astype(train[c].dtype) if not synth[c].isna().any() else synth[c]
     shapes, trends = sdm_quality(train, synth)
-    with M.single_thread():
+    with single_thread():
         auc = M.c2st_auc(train, synth, DISCRETE, max_rows=5000, seed=0)
     keep, info = row_filters(train, hold, synth, DISCRETE, GateConfig())
     out = {"fit_seconds": round(fit_s, 2), "sample_rows_per_s": round(rows_per_s), "column_shapes": round(shapes, 4),

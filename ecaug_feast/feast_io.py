@@ -21,7 +21,7 @@ import logging
 import os
 import shutil
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
@@ -213,6 +213,22 @@ def _source_path(view: Any) -> Path | None:
     return Path(path) if path else None
 
 
+def item_catalog(store: "FeatureStore", view: str = ITEM_VIEW) -> tuple[pd.DataFrame, Path]:
+    """The item catalogue as the ``item_features`` view holds it: one row per item (``item_id``,
+    ``attributes`` of its latest row; ingest writes a row for every catalogue item), sorted by id,
+    and the parquet source it was read from (the view's batch source, as registered)."""
+    path = _source_path(store.get_feature_view(view))
+    if path is None:
+        raise EcaugError(f"Feast view '{view}' has no file source; the item catalogue is read from its parquet source")
+    if not path.exists():
+        raise EcaugError(f"{path}: Feast source of '{view}' does not exist (run `ecaug ingest`)")
+    rows = pd.read_parquet(path, columns=["item_id", "event_timestamp", "attributes"])
+    last = rows.sort_values(["item_id", "event_timestamp"], kind="stable").groupby("item_id", sort=True).tail(1)
+    out = last[["item_id", "attributes"]].reset_index(drop=True)
+    out["attributes"] = [[int(a) for a in x] for x in out["attributes"]]
+    return out, path
+
+
 def materialize(
     repo_dir: str | Path | None = None,
     start: datetime | None = None,
@@ -365,14 +381,3 @@ def copy_repo_files(target: str | Path) -> list[Path]:
     target.mkdir(parents=True, exist_ok=True)
     return [Path(shutil.copy2(p, target / p.name)) for p in paths.feature_repo_dir().glob("*.py")]
 
-
-def materialize_window_from_meta() -> tuple[datetime, datetime] | None:
-    """``(first, last + 1 s)`` feature times of the last ``ecaug ingest`` (None before any ingest)."""
-    from ecaug_feast.features.build import read_feature_meta
-
-    meta = read_feature_meta()
-    if not meta:
-        return None
-    first = datetime.fromisoformat(meta["first_feature_time"])
-    last = datetime.fromisoformat(meta["last_feature_time"]) + timedelta(seconds=1)
-    return first, last

@@ -48,9 +48,15 @@ PLANTED = [
     ("library imports a job", "ecaug_feast/quality/gates.py",
      "from ecaug_feast.jobs.augment import augment_run",
      "ecaug_feast.quality.gates -> ecaug_feast.jobs.augment"),
+    ("rule 2: a labeler imports quality", "ecaug_feast/label/seq_labeler.py",
+     "from ecaug_feast.quality.metrics import c2st_auc",
+     "ecaug_feast.label.seq_labeler -> ecaug_feast.quality.metrics"),
     ("rule 4: datasets import features", "ecaug_feast/datasets/store.py",
      "from ecaug_feast.features.build import build_tables",
      "ecaug_feast.datasets.store -> ecaug_feast.features.build"),
+    ("rule 5: serving reads the processed dataset", "recommender/serving/wiring.py",
+     "from ecaug_feast.datasets.store import load_processed",
+     "recommender.serving.wiring -> ecaug_feast.datasets.store"),
 ]
 
 

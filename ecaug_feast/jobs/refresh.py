@@ -300,7 +300,8 @@ def quick_study(new_run: Any, old_run: Any, recent: pd.DataFrame, reference: pd.
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import roc_auc_score
 
-    from ecaug_feast.quality.metrics import c2st_auc, single_thread
+    from ecaug_feast.quality.metrics import c2st_auc
+    from ecaug_feast.threads import single_thread
 
     pop = reference["item_id"].value_counts()
 

@@ -29,6 +29,7 @@ import pandas as pd
 
 from ecaug_feast.errors import DataValidationError
 from ecaug_feast.schema import USER_SCALAR_COLUMNS
+from ecaug_feast.threads import single_thread
 
 
 @dataclass
@@ -84,8 +85,6 @@ class ClusterLabeler:
     report: dict[str, Any] = field(default_factory=dict)
 
     def fit(self, flat: pd.DataFrame, labels: np.ndarray | pd.Series) -> "ClusterLabeler":
-        from ecaug_feast.quality.metrics import single_thread
-
         with single_thread():
             return self._fit(flat, labels)
 
@@ -167,8 +166,6 @@ class ClusterLabeler:
 
     def predict(self, flat: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """``(labels, confidence)`` for flat example rows."""
-        from ecaug_feast.quality.metrics import single_thread
-
         with single_thread():
             lab, conf, _ = self._predict(flat)
         return lab, conf

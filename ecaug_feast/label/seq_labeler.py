@@ -17,6 +17,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ecaug_feast.threads import single_thread
+
 
 @dataclass
 class SeqLabelerConfig:
@@ -63,8 +65,6 @@ class SeqLabeler:
         from sklearn.linear_model import LogisticRegression
         from sklearn.metrics import silhouette_score
         from sklearn.preprocessing import StandardScaler
-
-        from ecaug_feast.quality.metrics import single_thread
 
         cfg = self.config
         t0 = time.perf_counter()
@@ -115,8 +115,6 @@ class SeqLabeler:
 
     def predict(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(segment label, confidence) per generated history."""
-        from ecaug_feast.quality.metrics import single_thread
-
         with single_thread():
             p = self.clf.predict_proba(self.scaler.transform(emb))
         return self.clf.classes_[p.argmax(1)], p.max(1)

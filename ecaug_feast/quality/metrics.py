@@ -26,13 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-
-def single_thread():
-    """OpenMP/BLAS pools limited to one thread: on a small shared CPU, spinning OpenMP workers
-    made gradient boosting several times slower than one thread (same reason as the GAN)."""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(1)
+from ecaug_feast.threads import single_thread
 
 
 def _is_cat(df: pd.DataFrame, col: str, discrete: Sequence[str]) -> bool:

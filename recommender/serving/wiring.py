@@ -1,6 +1,6 @@
 """Assemble the production :class:`Services`: Feast+Redis reader, the checkpoint (hot reloaded),
-training history (seen items, popularity: read from the Feast offline store) and the item catalogue
-of the processed dataset."""
+training history (seen items, popularity) and the item catalogue, all read from the Feast offline
+store (the catalogue from the ``item_features`` view's source)."""
 
 from __future__ import annotations
 
@@ -108,7 +108,6 @@ def build_services(
     ``relocate``: how the reader finds a Redis that moved (default for the rendered store:
     :func:`redis_relocator`; a given ``store`` keeps its address unless ``relocate`` is given)."""
     from ecaug_feast import feast_io
-    from ecaug_feast.datasets.store import load_processed
 
     from recommender.serving.feast_reader import FeastFeatureReader
     from recommender.serving.loader import checkpoint_fingerprint, feast_item_popularity, feast_seen_items, load_bundle
@@ -116,16 +115,16 @@ def build_services(
 
     first = resolve_model(model)
     name = dataset_of(first, dataset)
-    data = load_processed(name)  # the item catalogue (/items); training history comes from Feast
     if store is None:
         store = feast_io.get_store()
         relocate = relocate or redis_relocator()
-    item_pop = feast_item_popularity(store, data.items["item_id"])
+    items, items_source = feast_io.item_catalog(store)  # the catalogue (/items), as Feast holds it
+    item_pop = feast_item_popularity(store, items["item_id"])
     popularity = Popularity(item_pop.index.to_numpy(np.int64), item_pop.to_numpy(np.float64))
     seen = feast_seen_items(store)
     metrics = ServingMetrics()
 
-    n_items = int(data.items["item_id"].max())
+    n_items = int(items["item_id"].max())
 
     def loader():
         d = resolve_model(model)
@@ -148,13 +147,13 @@ def build_services(
         on_reload=lambda result, b: metrics.reloads.labels(result).inc(),
     )
     reader = FeastFeatureReader(store, retry_s=retry_s, relocate=relocate)
-    log.info("serving dataset %s: %d items, %d users with history", name, len(data.items), seen.n_users)
+    log.info("serving dataset %s: %d items, %d users with history", name, len(items), seen.n_users)
     return Services(
         features=reader,
         models=holder,
         seen=seen,
         popularity=popularity,
-        catalog=ItemCatalog(data.items, source=str(data.path / "items.parquet")),
+        catalog=ItemCatalog(items, source=str(items_source)),
         metrics=metrics,
         max_k=max_k,
     )

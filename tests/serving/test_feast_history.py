@@ -1,4 +1,4 @@
-"""Serving's training history comes from Feast, not from the processed dataset: the popularity
+"""Serving's training history and item catalogue come from Feast, not from the processed dataset: the popularity
 fallback (and the item tower's popularity input) is the latest ``item_features`` row of each item in
 the offline store, the seen items are the positive rows of the ``train_interactions`` source.
 Real parts: the session's Feast repo (duckdb offline store) from ``feast_env``."""
@@ -61,7 +61,11 @@ def test_build_services_reads_history_from_feast_not_the_processed_split(feast_e
     def no_train(self):
         raise AssertionError("serving read the processed dataset's training split")
 
+    def no_processed(*_a, **_k):
+        raise AssertionError("serving read the processed dataset (the catalogue comes from item_features)")
+
     monkeypatch.setattr(ProcessedDataset, "train", property(no_train))
+    monkeypatch.setattr("ecaug_feast.datasets.store.load_processed", no_processed)
     store = feast_io.get_store(feast_env.repo_dir)  # own store: the reader retunes its Redis client
     services = build_services("history-test", store=store)
     want_pop, want_seen = _offline_truth(store)
@@ -70,5 +74,11 @@ def test_build_services_reads_history_from_feast_not_the_processed_split(feast_e
     assert services.seen.n_users == len(want_seen)
     u = next(iter(want_seen))
     assert set(services.seen.get(u).tolist()) == want_seen[u]
+    # the catalogue (/items) is the item_features view's latest row of each item
+    itf = pd.read_parquet(store.get_feature_view("item_features").batch_source.path)
+    assert len(services.catalog) == itf[S.ITEM_ID].nunique() == cat.num_items
+    item = int(itf[S.ITEM_ID].iloc[-1])
+    want_attrs = itf[itf[S.ITEM_ID] == item].sort_values(S.EVENT_TIMESTAMP)[S.ATTRIBUTES].iloc[-1]
+    assert services.catalog.get(item) == {"item_id": item, "attributes": [int(a) for a in want_attrs]}
     # the model's item tower got the same popularity (the bundle loads from it)
     assert len(services.models.load().index) == cat.num_items
