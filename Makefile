@@ -18,11 +18,11 @@ help:
 
 venv: $(STAMP)
 
-# The install a user does (README: "Installing into an existing environment"), editable:
+# The install a user does (docs/guide/install.md), editable:
 # the package's extras under the shipped constraints, then torchrec without its dependencies (its
 # metadata asks for an unpinned CUDA `fbgemm-gpu`; `train` already lists what it really needs).
 # torch==2.13.0 (pinned by the constraints) is the CPU build on this kind of machine's disk; a
-# machine on the public index installs the CPU build first: see README.
+# machine on the public index installs the CPU build first: see docs/guide/install.md.
 CONSTRAINTS := ecaug_feast/constraints.txt
 EXTRAS      := train,serve,test
 
@@ -40,7 +40,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-# Spark profile (README, "Running on a cluster"): pyspark is not a dependency of ecaug; its workers
+# Spark profile (docs/guide/cluster.md): pyspark is not a dependency of ecaug; its workers
 # run $$PYSPARK_PYTHON, which must be the venv's interpreter (it has Feast).
 test-spark: $(STAMP)
 	$(PIP) install -q -c $(CONSTRAINTS) 'pyspark>=4.0,<4.4'

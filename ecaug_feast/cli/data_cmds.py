@@ -68,7 +68,7 @@ def ingest(
     users: Optional[Path] = typer.Option(None, "--users", help="Optional user attribute table."),
     items: Optional[Path] = typer.Option(None, "--items", help="Optional item attribute table."),
     map_: Optional[str] = typer.Option(None, "--map", help="Column mapping: user=COL,item=COL,timestamp=COL[,label=COL][,weight=COL]."),
-    mapping: Optional[Path] = typer.Option(None, "--mapping", help="Column mapping YAML (see README: bringing your own data)."),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", help="Column mapping YAML (see docs/guide/data.md: bringing your own data)."),
     name: Optional[str] = typer.Option(None, "--name", help="Dataset name for your own data (default: mapping's name or 'custom')."),
     split: Optional[str] = typer.Option(None, "--split", help="Own data: temporal (default) | leave_last_out."),
     negatives: int = typer.Option(1, "--negatives", min=0, help="Sampled negatives per training interaction."),

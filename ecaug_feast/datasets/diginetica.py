@@ -1,6 +1,6 @@
 """Diginetica (CIKM Cup 2016): purchases with dates and in-session time, one category per item.
 
-Rules (documented in the README):
+Rules (documented in docs/guide/data.md):
 
 - **Interactions** are the rows of ``train-purchases.csv`` (implicit feedback, weight 1.0).
   ``event_timestamp = eventdate (00:00 UTC) + timeframe`` milliseconds (``timeframe`` is the time

@@ -1,7 +1,7 @@
 """The example Spark profile (feature_repo/profiles/spark/feature_store.yaml).
 
-pyspark is not installed here (pyspark 4.3 is a ~460 MB download, see the README, "Running on a
-cluster"): the shape check runs always; the RepoConfig check runs only where pyspark is
+pyspark is not installed here (pyspark 4.3 is a ~460 MB download, see docs/guide/cluster.md):
+the shape check runs always; the RepoConfig check runs only where pyspark is
 installed (marker ``spark``)."""
 
 from __future__ import annotations
