@@ -24,6 +24,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ecaug_feast import DIST_NAME, paths, version
+from ecaug_feast.errors import EcaugError
+from ecaug_feast.redact import redact
+from ecaug_feast.redis_server import ENV_URL, RedisAuthError, parse_url, ping, redis_binary
 
 # fbgemm-gpu(-cpu) and torchrec are released together (same version) and built against one torch
 # minor. The one table of that pairing: fbgemm/torchrec minor -> torch minor.
@@ -237,20 +240,19 @@ def _core_checks(fx: Fixes) -> list[Check]:
 
 
 def _redis_server_check(fx: Fixes) -> Check:
-    from ecaug_feast.errors import EcaugError
-    from ecaug_feast.redis_server import external_url, redis_binary
-
-    url = external_url()
-    if url:
+    url = os.environ.get(ENV_URL, "").strip()
+    if url:  # shown by parse_url's display(): never the password
         try:
-            from ecaug_feast.redis_server import ping
-
-            alive = ping(url)
-        except Exception as exc:  # noqa: BLE001
-            alive, url = False, f"{url} ({exc})"
+            shown = parse_url(url).display()
+        except EcaugError as exc:
+            return Check("redis-server", FAIL, None, str(exc), [f"fix or unset {ENV_URL}"])
+        try:
+            alive, why = ping(url), "does not answer"
+        except RedisAuthError:
+            alive, why = False, "answers but authentication failed"
         return Check("redis-server", OK if alive else FAIL, None,
-                     f"external $ECAUG_REDIS_URL {url} " + ("answers" if alive else "does not answer"),
-                     [] if alive else ["start that Redis, or unset ECAUG_REDIS_URL to use the embedded one"])
+                     f"external ${ENV_URL} {shown} " + ("answers" if alive else why),
+                     [] if alive else [f"start that Redis, fix the password in {ENV_URL}, or unset it to use the embedded one"])
     try:
         exe = redis_binary()
         r = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30)
@@ -280,7 +282,10 @@ def _serve_checks(fx: Fixes) -> list[Check]:
 
 def _place_checks() -> list[Check]:
     out = []
-    state = paths.state_dir()
+    try:
+        state = paths.state_dir()
+    except EcaugError as exc:
+        return [Check("state dir", FAIL, None, str(exc), ["set ECAUG_HOME to a folder (or unset it)"])]
     src = "$ECAUG_HOME" if os.environ.get("ECAUG_HOME", "").strip() else "./.ecaug (set ECAUG_HOME to choose)"
     inside = state == paths.PACKAGE_DIR or paths.PACKAGE_DIR in state.parents or "site-packages" in state.parts
     out.append(Check("state dir", FAIL if inside else OK, None, f"{state}  [{src}]",
@@ -303,6 +308,8 @@ def run_checks(import_check: bool = True) -> list[Check]:
     for part in (lambda: _core_checks(fx), lambda: _train_checks(fx, gpu, import_check), lambda: _serve_checks(fx),
                  _place_checks):
         checks.extend(_safe(part))
+    for c in checks:  # a secret that reached a detail (an exception's text) never leaves
+        c.detail, c.fix = redact(c.detail), [redact(f) for f in c.fix]
     return checks
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ecaug_feast.errors import EcaugError
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 # The checkout root when running from source (an installed wheel: site-packages). Only the
 # checkout's own files live here (feature_repo/, ../shared); state never does.
@@ -21,9 +23,15 @@ STATE_DIRNAME = ".ecaug"
 
 
 def state_dir() -> Path:
-    """Root of all state written by ecaug: ``$ECAUG_HOME``, else ``./.ecaug`` (not created here)."""
+    """Root of all state written by ecaug: ``$ECAUG_HOME``, else ``./.ecaug`` (not created here).
+    A path that is (or lies under) a file is an :class:`EcaugError`: nothing could be written there."""
     home = os.environ.get("ECAUG_HOME", "").strip()
-    return (Path(home).expanduser() if home else Path.cwd() / STATE_DIRNAME).resolve()
+    path = (Path(home).expanduser() if home else Path.cwd() / STATE_DIRNAME).resolve()
+    blocker = next((p for p in (path, *path.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        what = "ECAUG_HOME" if home else "the state folder"
+        raise EcaugError(f"{what}={path}: {blocker} is a file, not a folder; point ECAUG_HOME at a folder")
+    return path
 
 
 def feature_repo_dir() -> Path:

@@ -14,9 +14,12 @@ from typing import Any
 MASK = "***"
 
 # scheme://[user][:password]@host: the password is whatever lies between the first ':' after
-# the scheme's '//' and the last '@' before the host.
-_URL_PW = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)(?P<tail>@)")
-_KV_PW = re.compile(r"(?P<head>\b(?:password|passwd|pwd|token|secret)\s*[=:]\s*)(?P<pw>[^,\s'\"}]+)", re.IGNORECASE)
+# the scheme's '//' and the last '@' of that word (an unencoded '@' in a password is masked too).
+_URL_PW = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^\s]*?)(?P<tail>@)(?=[^@\s]*(?:\s|$))")
+# key=value / key: value. The key must stand on its own: not the end of a path or a file name
+# ("/data/token: unsupported file type" is a path and its error, not a token).
+_KV_PW = re.compile(r"(?P<head>(?<![\w/\\.~-])(?:password|passwd|pwd|token|secret)\s*[=:]\s*)(?P<pw>[^,\s'\"}&]+)",
+                    re.IGNORECASE)
 _ENV_SECRETS = ("ECAUG_ADMIN_TOKEN", "ECAUG_REDIS_PASSWORD")
 
 

@@ -6,7 +6,7 @@ ecaug against ``online_store: redis_type: redis_cluster`` (tests/scale/test_redi
 a real deployment runs its cluster elsewhere and only hands ecaug its address.
 
 Cluster URLs: ``redis-cluster://[:password@]host:port,host:port,...`` (``rediss-cluster://`` for
-TLS). :func:`feast_cluster_string` turns one into Feast's ``host:port,host:port[,password=..]``
+TLS), read by :func:`ecaug_feast.redis_server.parse_url`. :func:`feast_cluster_string` turns one into Feast's ``host:port,host:port[,password=..]``
 connection string; :func:`ecaug_feast.feast_io.render_repo` renders ``redis_type: redis_cluster``
 for such a URL.
 
@@ -24,9 +24,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote
 
 from ecaug_feast.errors import EcaugError
+from ecaug_feast.redis_server import parse_url
 
 SLOTS = 16384
 SCHEMES = ("redis-cluster", "rediss-cluster")
@@ -37,53 +38,27 @@ def is_cluster_url(url: str | None) -> bool:
     return bool(url) and str(url).split("://", 1)[0] in SCHEMES
 
 
-def _split(url: str) -> tuple[str, str | None, list[tuple[str, int]]]:
-    """``(scheme, password, [(host, port), ...])`` of a cluster URL (urlparse cannot read a
-    comma-separated host list)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme not in SCHEMES:
-        raise EcaugError(f"{url!r}: not a cluster URL (use redis-cluster://host:port,host:port)")
-    rest = rest.split("/", 1)[0]
-    password = None
-    if "@" in rest:
-        cred, rest = rest.rsplit("@", 1)
-        password = unquote(cred.split(":", 1)[1]) if ":" in cred else None
-    nodes = []
-    for part in filter(None, rest.split(",")):
-        host, _, port = part.rpartition(":")
-        if not host or not port.isdigit():
-            raise EcaugError(f"cluster URL: node {part!r} is not host:port")
-        nodes.append((host, int(port)))
-    if not nodes:
-        raise EcaugError("cluster URL: no nodes")
-    return scheme, password, nodes
+def _parse(url: str) -> Any:
+    """The :class:`~ecaug_feast.redis_server.RedisAddress` of a cluster URL (the one URL parser)."""
+    if not is_cluster_url(url):
+        raise EcaugError(f"{url.split('@')[-1]!r}: not a cluster URL (use redis-cluster://host:port,host:port)")
+    return parse_url(url, source="cluster URL")
 
 
 def cluster_url(nodes: list[tuple[str, int]], password: str | None = None) -> str:
-    """``redis-cluster://[:pw@]host:port,...`` for ``nodes``."""
-    cred = f":{password}@" if password else ""
+    """``redis-cluster://[:pw@]host:port,...`` for ``nodes`` (the password %-encoded)."""
+    cred = f":{quote(password, safe='')}@" if password else ""
     return "redis-cluster://" + cred + ",".join(f"{h}:{p}" for h, p in nodes)
 
 
 def feast_cluster_string(url: str) -> str:
     """Feast's connection string for a cluster URL: ``host:port,host:port[,password=..][,ssl=true]``."""
-    scheme, password, nodes = _split(url)
-    parts = [f"{h}:{p}" for h, p in nodes]
-    if password:
-        parts.append(f"password={password}")
-    if scheme == "rediss-cluster":
-        parts.append("ssl=true")
-    return ",".join(parts)
+    return _parse(url).feast_string()
 
 
 def cluster_client(url: str, timeout: float = 2.0) -> Any:
     """A redis-py ``RedisCluster`` client for a cluster URL."""
-    from redis.cluster import ClusterNode, RedisCluster
-
-    scheme, password, nodes = _split(url)
-    return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in nodes], password=password,
-                        ssl=scheme == "rediss-cluster", socket_timeout=timeout,
-                        socket_connect_timeout=timeout, require_full_coverage=False)
+    return _parse(url).client(timeout)
 
 
 @dataclass
@@ -106,7 +81,7 @@ class LocalRedisCluster:
         return cluster_url([(self.host, p) for p in self.ports], self.password)
 
     def node_url(self, i: int) -> str:
-        cred = f":{self.password}@" if self.password else ""
+        cred = f":{quote(self.password, safe='')}@" if self.password else ""
         return f"redis://{cred}{self.host}:{self.ports[i]}/0"
 
     def _client(self, i: int, timeout: float = 1.0) -> Any:
@@ -131,7 +106,7 @@ class LocalRedisCluster:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
             raise EcaugError(f"redis-server (cluster node {port}) failed to start: {(proc.stderr or proc.stdout).strip()[:300]}")
-        cred = f":{self.password}@" if self.password else ""
+        cred = f":{quote(self.password, safe='')}@" if self.password else ""
         deadline = time.monotonic() + timeout
         while not ping(f"redis://{cred}{self.host}:{port}/0", timeout=0.5):
             if time.monotonic() > deadline:

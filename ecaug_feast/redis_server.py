@@ -7,8 +7,10 @@ It listens on 127.0.0.1 only: the default state dir uses port 6390 (the one
 and a small ``server.json`` under ``<state>/redis/`` so ``ecaug redis start|stop|status`` work
 across processes. Snapshots (``dump.rdb``) keep the online store across restarts.
 
-``$ECAUG_REDIS_URL`` (``redis://[:password@]host:port[/db]``) points ecaug at an external server
-instead; then nothing is started or stopped.
+``$ECAUG_REDIS_URL`` points ecaug at an external server instead; then nothing is started or
+stopped. :func:`parse_url` is the one reader of Redis addresses (``redis://[user][:password]@host:port[/db]``,
+``?password=``, %-encoded credentials, ``rediss://``, ``redis-cluster://``, Feast's ``host:port,...``):
+every command, the rendered ``feature_store.yaml`` and the server use what it reads.
 
 A recorded pid is never trusted on its own: before any signal, :meth:`EmbeddedRedis.identify`
 checks that the Redis answering on the recorded port reports that pid (``INFO server``), or, for a
@@ -30,7 +32,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from ecaug_feast import paths
 from ecaug_feast.atomic import pid_alive as _pid_alive
@@ -59,27 +60,158 @@ def redis_binary() -> str:
 
 
 def external_url() -> str | None:
-    """The external Redis URL from ``$ECAUG_REDIS_URL``, if set."""
+    """The external Redis URL from ``$ECAUG_REDIS_URL``, if set. A URL that does not parse (bad
+    scheme, port or db) is an :class:`EcaugError` here, so every command says so in one line."""
     url = os.environ.get(ENV_URL, "").strip()
-    return url or None
+    if not url:
+        return None
+    parse_url(url)
+    return url
+
+
+SCHEMES = ("redis", "rediss", "redis-cluster", "rediss-cluster")
+_QUERY_KEYS = ("password", "username", "db", "ssl")
+# What Feast's connection string cannot carry: it splits on ',', json-decodes each value, and sits
+# in a double-quoted YAML string ("..." and \ are YAML syntax there).
+_FEAST_UNSAFE = (",", '"', "\\", "\n", "\r")
+
+
+@dataclass(frozen=True)
+class RedisAddress:
+    """A parsed Redis address: one node (``redis://``, ``rediss://``, Feast's ``host:port,...``)
+    or a cluster's node list (``redis-cluster://``). The one reading of a Redis URL in ecaug:
+    clients, Feast connection strings and what is shown to a user all come from here."""
+
+    nodes: tuple[tuple[str, int], ...]
+    db: int | None = None
+    username: str | None = None
+    password: str | None = None
+    ssl: bool = False
+    cluster: bool = False
+
+    @property
+    def host(self) -> str:
+        return self.nodes[0][0]
+
+    @property
+    def port(self) -> int:
+        return self.nodes[0][1]
+
+    def display(self) -> str:
+        """The address as a URL without its password (safe to print)."""
+        scheme = ("rediss" if self.ssl else "redis") + ("-cluster" if self.cluster else "")
+        cred = f"{self.username or ''}:***@" if self.password else (f"{self.username}@" if self.username else "")
+        db = f"/{self.db}" if self.db is not None else ""
+        return f"{scheme}://{cred}{','.join(f'{h}:{p}' for h, p in self.nodes)}{db}"
+
+    def feast_string(self) -> str:
+        """Feast's ``host:port[,host:port][,db=N][,username=..][,password=..][,ssl=true]``."""
+        parts = [f"{h}:{p}" for h, p in self.nodes]
+        if self.db is not None:
+            parts.append(f"db={self.db}")
+        for key, value in (("username", self.username), ("password", self.password)):
+            if value is None:
+                continue
+            if any(c in value for c in _FEAST_UNSAFE) or _json_changes(value):
+                raise EcaugError(f"{self.display()}: the {key} contains characters Feast's connection string cannot "
+                                 "carry (',', quotes, backslash, or a value such as true/null/1.5): choose another")
+            parts.append(f"{key}={value}")
+        if self.ssl:
+            parts.append("ssl=true")
+        return ",".join(parts)
+
+    def client(self, timeout: float = 1.0) -> Any:
+        """A redis-py client (``RedisCluster`` for a cluster address)."""
+        if self.cluster:
+            from redis.cluster import ClusterNode, RedisCluster
+
+            return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in self.nodes], username=self.username,
+                                password=self.password, ssl=self.ssl, socket_timeout=timeout,
+                                socket_connect_timeout=timeout, require_full_coverage=False)
+        import redis
+
+        return redis.Redis(host=self.host, port=self.port, db=self.db or 0, username=self.username,
+                           password=self.password, ssl=self.ssl, socket_timeout=timeout,
+                           socket_connect_timeout=timeout)
+
+
+def _json_changes(value: str) -> bool:
+    """True when Feast's ``json.loads`` of the value would turn it into something else."""
+    try:
+        decoded = json.loads(value)
+    except ValueError:
+        return False
+    return not isinstance(decoded, (str, int)) or isinstance(decoded, bool) or str(decoded) != value
+
+
+def parse_url(url: str, source: str = ENV_URL) -> RedisAddress:
+    """Read a Redis address: ``redis[s]://[user][:password]@host[:port][/db][?password=..&db=..]``
+    (user and password %-decoded), ``redis[s]-cluster://[..@]host:port,host:port``, or Feast's own
+    ``host:port[,db=N][,password=..]``. Anything else is one :class:`EcaugError` line naming
+    ``source`` (never the password)."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    url = str(url).strip()
+    if "://" not in url:  # Feast's form
+        nodes, opts = [], {}
+        for part in filter(None, url.split(",")):
+            key, sep, value = part.partition("=")
+            if sep:
+                opts[key.strip()] = value
+            else:
+                nodes.append(part)
+        return _address(source, nodes, opts, cluster=len(nodes) > 1, default_host=False)
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in SCHEMES:
+        raise EcaugError(f"{source}: unsupported scheme {scheme!r} (use redis://, rediss:// or redis-cluster://)")
+    parts = urlsplit(url)
+    creds, at, hosts = parts.netloc.rpartition("@")
+    opts: dict[str, str] = {}
+    if at:
+        user, colon, pw = creds.partition(":")
+        if user:
+            opts["username"] = unquote(user)
+        if colon:
+            opts["password"] = unquote(pw)
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key not in _QUERY_KEYS:
+            raise EcaugError(f"{source}: unknown URL option {key!r} (known: {', '.join(_QUERY_KEYS)})")
+        opts[key] = value
+    if parts.path.strip("/"):
+        opts.setdefault("db", parts.path.strip("/"))
+    if scheme.startswith("rediss"):
+        opts["ssl"] = "true"
+    cluster = scheme.endswith("-cluster")
+    return _address(source, hosts.split(",") if hosts else [], opts, cluster=cluster, default_host=not cluster)
+
+
+def _address(source: str, nodes: list[str], opts: dict[str, str], cluster: bool, default_host: bool) -> RedisAddress:
+    out: list[tuple[str, int]] = []
+    for node in nodes or ([""] if default_host else []):
+        node = node.strip()
+        if node.startswith("["):  # [ipv6]:port
+            host, _, port = node[1:].partition("]")
+            port = port.removeprefix(":")
+        else:
+            host, _, port = node.rpartition(":") if ":" in node else (node, "", "")
+        if not default_host and not (host and port):
+            raise EcaugError(f"{source}: node {node!r} is not host:port")
+        if port and not (port.isdigit() and int(port) <= 65535):
+            raise EcaugError(f"{source}: bad port {port!r} (a number 1-65535)")
+        out.append((host or "127.0.0.1", int(port) if port else 6379))
+    if not out:
+        raise EcaugError(f"{source}: no host:port in the address")
+    db = opts.get("db")
+    if db is not None and not db.isdigit():
+        raise EcaugError(f"{source}: bad database number {db!r} (a number such as /0)")
+    return RedisAddress(nodes=tuple(out), db=int(db) if db is not None else None, username=opts.get("username") or None,
+                        password=opts.get("password") or None, ssl=str(opts.get("ssl", "")).lower() in ("true", "1", "yes"),
+                        cluster=cluster)
 
 
 def feast_connection_string(url: str) -> str:
-    """``redis://[:pw@]host:port/db`` -> Feast's ``host:port[,db=N][,password=...][,ssl=true]``."""
-    if "://" not in url:  # already host:port[,opts]
-        return url
-    u = urlparse(url)
-    if u.scheme not in ("redis", "rediss"):
-        raise EcaugError(f"{ENV_URL}: unsupported scheme {u.scheme!r} (use redis:// or rediss://)")
-    parts = [f"{u.hostname or '127.0.0.1'}:{u.port or 6379}"]
-    db = (u.path or "/").strip("/")
-    if db:
-        parts.append(f"db={int(db)}")
-    if u.password:
-        parts.append(f"password={u.password}")
-    if u.scheme == "rediss":
-        parts.append("ssl=true")
-    return ",".join(parts)
+    """Feast's connection string for any address :func:`parse_url` reads."""
+    return parse_url(url).feast_string()
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -111,7 +243,7 @@ def _server_identity(url: str, timeout: float = 1.0) -> tuple[int, str] | None:
     """``(process_id, dir)`` of the Redis answering at ``url`` (None when none answers)."""
     import redis
 
-    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    client = parse_url(url).client(timeout)
     try:
         pid = int(client.info("server")["process_id"])
     except (redis.exceptions.RedisError, OSError, KeyError, ValueError):
@@ -128,14 +260,29 @@ class RedisStopError(EcaugError):
     exit_code = 1
 
 
+class RedisAuthError(EcaugError):
+    """A Redis answers but refuses the credentials: a wrong password is not an outage (waiting or
+    retrying does not help), so it is said as such, never as "no Redis answers"."""
+
+
 def ping(url: str, timeout: float = 1.0) -> bool:
-    """True when a Redis server answers PING at ``url``."""
+    """True when a Redis server answers PING at ``url``; False when none answers. Raises
+    :class:`RedisAuthError` when one answers but refuses the user/password."""
     import redis
 
+    addr = parse_url(url)
     try:
-        return bool(redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout).ping())
+        return bool(addr.client(timeout).ping())
+    except redis.exceptions.AuthenticationError as exc:
+        raise RedisAuthError(f"{addr.display()}: authentication failed ({_first_line(exc)}): "
+                             f"check the user and password in {ENV_URL}") from None
     except (redis.exceptions.RedisError, OSError):
         return False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
 
 
 @dataclass
@@ -294,7 +441,7 @@ class EmbeddedRedis:
         assert info is not None
         if state == "ours":
             try:  # SHUTDOWN SAVE writes dump.rdb so the online store survives a restart
-                redis.Redis.from_url(info["url"], socket_timeout=timeout).shutdown(save=True)
+                parse_url(info["url"]).client(timeout).shutdown(save=True)
             except redis.exceptions.ResponseError as exc:  # the save failed: Redis refuses to exit
                 raise RedisStopError(
                     f"redis (pid {pid}) refused SHUTDOWN SAVE: {exc}{self._log_hint()}; it is still running with "
@@ -342,5 +489,10 @@ def redis_status() -> dict[str, Any]:
     """Status of the Redis ecaug would use now (external URL or the embedded server)."""
     url = external_url()
     if url:
-        return {"mode": "external", "url": url, "running": ping(url)}
+        out: dict[str, Any] = {"mode": "external", "url": parse_url(url).display()}
+        try:
+            out["running"] = ping(url)
+        except RedisAuthError as exc:
+            out.update(running=False, detail=str(exc))
+        return out
     return EmbeddedRedis.for_state().status()

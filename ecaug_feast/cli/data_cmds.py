@@ -168,7 +168,7 @@ def redis_status_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
     from ecaug_feast.redis_server import redis_status
 
     st = redis_status()
-    detail = f" ({st['detail']})" if st.get("record") not in (None, "ours", "none") else ""
+    detail = f" ({st['detail']})" if st.get("detail") and st.get("record") not in ("ours", "none") else ""
     emit({"command": "redis status", "ok": True, **st}, as_json,
          f"redis ({st['mode']}) {'running at ' + st['url'] if st['running'] else 'not running'}{detail}")
     if not st["running"]:
