@@ -58,7 +58,7 @@ def _probe(gan, th, res, n_new: int, seed: int) -> dict:
 
     from ecaug_feast.quality import seq_metrics as SM
 
-    real = [th.values[th.offsets[i] : th.offsets[i + 1]] for i in range(len(th.offsets) - 1)]
+    real = th.histories.to_lists()
     hold = set(np.asarray(gan.holdout_rows).tolist())
     fitted = [h for i, h in enumerate(real) if len(h) and i not in hold]
     rng = np.random.default_rng(seed)
@@ -127,7 +127,7 @@ def main() -> None:
     th = load_training_histories(ws, cfg.gan.max_len)
     real_rows = pd.read_parquet(ws.feast_dir / "user_features.parquet", columns=[S.USER_ID, *S.USER_SCALAR_COLUMNS])
     t0 = time.time()
-    gan = SequenceGAN(cfg.gan).fit(th.values, th.offsets)
+    gan = SequenceGAN(cfg.gan).fit(th.histories.values, th.histories.offsets)
     fit_s = round(time.time() - t0, 1)
     out = []
     fitted = {k: getattr(gan.cfg, k) for k in SAMPLING}
@@ -136,7 +136,7 @@ def main() -> None:
             setattr(gan.cfg, k, v)
         run_cfg = run_config(st, asdict(gan.cfg))
         t1 = time.time()
-        res = augment_histories(th.values, th.offsets, run_cfg, gan=gan, times=th.times, attributes=th.attributes)
+        res = augment_histories(th.histories.values, th.histories.offsets, run_cfg, gan=gan, times=th.times, attributes=th.attributes)
         m = res.metrics
         fr = feature_rows(res.histories, res.end_ns, th.train, th.attributes, seed=a.seed)
         auc = feature_c2st(fr, real_rows, seed=a.seed)
@@ -156,7 +156,7 @@ def main() -> None:
         if a.probe and len(out) == 1:
             probe = _probe(gan, th, res, run_cfg.n_new, a.seed)
             print(json.dumps({"probe": probe}), flush=True)
-    print(json.dumps({"users": int(len(th.offsets) - 1), "vocab": int(len(gan.vocab)), "fit_seconds": fit_s,
+    print(json.dumps({"users": len(th.histories), "vocab": int(len(gan.vocab)), "fit_seconds": fit_s,
                       "mle_epochs": gan.report.get("mle_epochs"), "threads": a.threads, "load_1m": round(os.getloadavg()[0], 2),
                       "rows": out, "seed": a.seed}))
 

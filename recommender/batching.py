@@ -26,6 +26,7 @@ import pandas as pd
 
 from ecaug_feast import schema as S
 from ecaug_feast.errors import DataValidationError
+from ecaug_feast.histories import csr_from_lists, csr_take, truncate_csr
 from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
 
 if TYPE_CHECKING:  # torch / torchrec only imported where tensors are built
@@ -43,53 +44,6 @@ LOG_DENSE = S.HEAVY_TAILED_COLUMNS
 USER_COLUMNS = [*S.USER_LIST_COLUMNS, *USER_DENSE]
 ITEM_COLUMNS = ["item_id", S.ATTRIBUTES, S.POPULARITY]
 MAX_RECENT = 20
-
-
-def csr_from_lists(col: pd.Series | Sequence[Any], *, max_len: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """A column of int lists (None/NaN = empty) -> (values int64, offsets int64 of len n+1).
-
-    Goes through pyarrow once (C speed) instead of a Python loop per batch.
-    """
-    import pyarrow as pa
-
-    seq = col.tolist() if isinstance(col, pd.Series) else list(col)
-    seq = [None if (x is None or (isinstance(x, float) and np.isnan(x))) else x for x in seq]
-    arr = pa.array([None if x is None else np.asarray(x, dtype=np.int64) for x in seq], type=pa.list_(pa.int64()))
-    arr = arr.fill_null(pa.scalar([], type=pa.list_(pa.int64())))
-    offsets = np.asarray(arr.offsets, dtype=np.int64)
-    values = np.asarray(arr.values, dtype=np.int64) if len(arr.values) else np.zeros(0, dtype=np.int64)
-    values = values[offsets[0] : offsets[-1]]
-    offsets = offsets - offsets[0]
-    if max_len is not None:
-        values, offsets = truncate_csr(values, offsets, max_len)
-    return values, offsets
-
-
-def truncate_csr(values: np.ndarray, offsets: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """Keep the first ``max_len`` entries of each row (recent_items are most recent first)."""
-    lengths = np.diff(offsets)
-    if len(lengths) == 0 or lengths.max(initial=0) <= max_len:
-        return values, offsets
-    new_len = np.minimum(lengths, max_len)
-    idx = gather_index(offsets[:-1], new_len)
-    return values[idx], np.concatenate([[0], np.cumsum(new_len)]).astype(np.int64)
-
-
-def gather_index(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Flat positions ``starts[i] .. starts[i]+lengths[i]-1`` for all i, vectorised."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    total = int(lengths.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    row_start_in_out = np.cumsum(lengths) - lengths
-    return np.repeat(np.asarray(starts, dtype=np.int64) - row_start_in_out, lengths) + np.arange(total, dtype=np.int64)
-
-
-def csr_take(values: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows ``rows`` of a CSR matrix -> (values, lengths)."""
-    starts = offsets[rows]
-    lengths = offsets[rows + 1] - starts
-    return values[gather_index(starts, lengths)], lengths
 
 
 def user_bucket(user_id: np.ndarray, buckets: int) -> np.ndarray:

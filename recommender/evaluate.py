@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from recommender.batching import csr_take
+from ecaug_feast.histories import csr_group, csr_take
 
 ScoreFn = Callable[[np.ndarray], torch.Tensor]
 # buckets of kept training-history length: where augmentation is expected to matter
@@ -49,10 +49,7 @@ def _csr_by_user(users: np.ndarray, df: pd.DataFrame) -> tuple[np.ndarray, np.nd
     """Item ids of ``df`` grouped by ``users`` order -> (values, offsets)."""
     pos = pd.Series(np.arange(len(users)), index=users)
     df = df[df["user_id"].isin(pos.index)]
-    row = pos.loc[df["user_id"].to_numpy()].to_numpy()
-    order = np.argsort(row, kind="stable")
-    counts = np.bincount(row, minlength=len(users))
-    return df["item_id"].to_numpy(np.int64)[order], np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return csr_group(pos.loc[df["user_id"].to_numpy()].to_numpy(), df["item_id"].to_numpy(np.int64), len(users))
 
 
 def make_eval_set(targets: pd.DataFrame, exclude: Sequence[pd.DataFrame]) -> EvalSet:

@@ -34,8 +34,9 @@ from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, EmbeddingCollec
 from torchrec.modules.embedding_configs import PoolingType
 
 from ecaug_feast import schema as S
+from ecaug_feast.histories import Histories, gather_index
 
-from recommender.batching import ItemCatalog, gather_index
+from recommender.batching import ItemCatalog
 from recommender.model import JsonConfig
 
 
@@ -205,42 +206,6 @@ def distill_loss(H: torch.Tensor | Sequence[torch.Tensor], R: torch.Tensor, targ
 
 # ------------------------------------------------------------------------------------------------
 # histories as CSR (chronological), padded batches
-
-
-@dataclass
-class Histories:
-    """Per-user ordered item histories (oldest first) as CSR, truncated to the newest ``max_len``.
-    ``targets``: per value, whether it is a next-item training target (None: all are); False for
-    generated items that should only be context (``combine_histories(..., generated=...)``)."""
-
-    user_ids: np.ndarray
-    values: np.ndarray
-    offsets: np.ndarray
-    targets: np.ndarray | None = None
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
-    @classmethod
-    def from_recent_items(cls, user_ids: np.ndarray, recent_items: Any, max_len: int, num_items: int) -> "Histories":
-        """From the Feast list feature ``recent_items`` (most recent first): reversed, clipped to
-        the vocabulary (unknown ids -> dropped), newest ``max_len`` kept."""
-        from recommender.batching import csr_from_lists, truncate_csr
-
-        v, o = csr_from_lists(recent_items)
-        v, o = truncate_csr(v, o, max_len)  # most recent first: the first max_len are the newest
-        n = len(o) - 1
-        lens = np.diff(o)
-        # reverse each row: position j of row r -> o[r] + len[r] - 1 - (j - o[r])
-        row = np.repeat(np.arange(n), lens)
-        idx = np.arange(len(v)) - o[row]
-        rev = v[o[row] + lens[row] - 1 - idx]
-        ok = (rev >= 1) & (rev <= num_items)
-        if not ok.all():
-            rev, row = rev[ok], row[ok]
-            lens = np.bincount(row, minlength=n)
-        return cls(np.asarray(user_ids, dtype=np.int64), rev.astype(np.int64), np.concatenate([[0], np.cumsum(lens)]).astype(np.int64))
 
 
 def pad_batch(h: Histories, rows: np.ndarray, drop_last: bool = False) -> tuple[np.ndarray, np.ndarray]:

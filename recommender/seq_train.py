@@ -27,12 +27,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ecaug_feast.histories import Histories
 from ecaug_feast.schema import RECENT_ITEMS
 
 from recommender.data import TrainData
 from recommender.early_stopping import EarlyStopping, agree_to_stop
 from recommender.evaluate import EvalSet, bucket_metrics, evaluate
-from recommender.seq_model import Histories, SeqConfig, SeqTwoTower, distill_loss, full_softmax_loss, packed_target_batch, pad_batch
+from recommender.seq_model import SeqConfig, SeqTwoTower, distill_loss, full_softmax_loss, packed_target_batch, pad_batch
 from recommender.train import TrainResult, catalog_for
 
 log = logging.getLogger(__name__)
@@ -131,12 +132,9 @@ def next_item_scorer(model: SeqTwoTower, chunk: int = 2048) -> Callable[[np.ndar
         R = model.item_matrix().float()
 
     def score(values: np.ndarray, offsets: np.ndarray) -> torch.Tensor:
-        n = len(offsets) - 1
-        ids = np.arange(n, dtype=np.int64)
-        rows = [np.asarray(values[offsets[i] : offsets[i + 1]], np.int64)[-model.cfg.max_len :] for i in range(n)]
-        v = np.concatenate(rows) if n else np.zeros(0, np.int64)
-        o = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
-        S = user_vectors(model, R, Histories(ids, v, o), ids, chunk) @ R.T
+        ids = np.arange(len(offsets) - 1, dtype=np.int64)
+        hist = Histories(ids, np.asarray(values, np.int64), np.asarray(offsets, np.int64)).truncate(model.cfg.max_len)
+        S = user_vectors(model, R, hist, ids, chunk) @ R.T
         S[:, 0] = -float("inf")
         return S
 

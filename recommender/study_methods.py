@@ -113,7 +113,8 @@ def seq_pool(method: str, data, hist, scfg, seed: int, seq_gan: dict[str, Any] |
     whose scores replace the generator network's: the expansions become continuations drawn from it
     under the generator's sampling settings."""
     from ecaug_feast.synth.seq_gan import SeqGANConfig, SequenceGAN, pseudo_prior_config
-    from ecaug_feast.synth.seq_ops import SeqOps, SeqOpsConfig, csr_rows
+    from ecaug_feast.histories import csr_rows
+    from ecaug_feast.synth.seq_ops import SeqOps, SeqOpsConfig
 
     seq_aug = seq_aug or {}
     t0 = time.time()
@@ -171,8 +172,7 @@ def combine_histories(hist, extra: list[np.ndarray], max_len: int, generated: li
     ``generated``: per extra history, which of its items a model generated (bool, same length);
     those become context only, never a training target (``Histories.targets``)."""
     from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
-    from ecaug_feast.synth.seq_ops import rows_to_csr
-    from recommender.seq_model import Histories
+    from ecaug_feast.histories import Histories, rows_to_csr
 
     v, o = rows_to_csr([np.asarray(h, np.int64)[-max_len:] for h in extra])
     ids = SYNTHETIC_USER_ID_BASE + np.arange(len(extra), dtype=np.int64)
@@ -196,8 +196,7 @@ def expanded_inputs(split_hist, train_hist, pool: SeqPool, max_len: int):
     indexes ``train_hist`` (the training histories the pool was made from). Only generated items
     that were PREPENDED fit here (a reversed generator's): continuations would sit after the
     user's real events in time, and ahead of an evaluation event they never came before."""
-    from ecaug_feast.synth.seq_ops import rows_to_csr
-    from recommender.seq_model import Histories
+    from ecaug_feast.histories import Histories, rows_to_csr
 
     if pool.source is None or pool.generated is None:
         raise EcaugError("expanded inputs need a generator's pool (pseudo_prior or gan_augmented), not seq_ops")

@@ -35,6 +35,7 @@ import pandas as pd
 
 from ecaug_feast import schema as S
 from ecaug_feast.errors import DataValidationError, EcaugError
+from ecaug_feast.histories import Histories
 from ecaug_feast.jobs.augment import activate_and_publish, check_dataset, source_lineage
 from ecaug_feast.jobs.workspace import Workspace
 from ecaug_feast.synth.seq_pipeline import HistoryTimes, SeqAugmentConfig, SeqAugmentResult
@@ -50,11 +51,9 @@ SUMMARY_KEYS = ("c2st_auc_sequences", "c2st_auc_sequences_real_vs_real", "catalo
 
 @dataclass
 class TrainingHistories:
-    """Real training histories (oldest-first CSR, one row per user) and what features need."""
+    """Real training histories (one row per user) and what features need."""
 
-    values: np.ndarray
-    offsets: np.ndarray
-    user_ids: np.ndarray
+    histories: Histories
     times: HistoryTimes              # each row's first/last training event and every event's time
     train: pd.DataFrame              # the training events (user_id, item_id, event_timestamp)
     attributes: dict[int, list[int]]
@@ -85,7 +84,7 @@ def load_training_histories(ws: Workspace, max_len: int = 50) -> TrainingHistori
     data = train_data_from_store(ws.store(), pos, train, None, items, item_rows, {"source": "feast"}, examples=False)
     hist = histories_for(data, seq_config_for(data, max_len=max_len))
     attrs = item_attributes(items)
-    return TrainingHistories(hist.values, hist.offsets, hist.user_ids, HistoryTimes.of(data.train, hist.user_ids), data.train, attrs,
+    return TrainingHistories(hist, HistoryTimes.of(data.train, hist.user_ids), data.train, attrs,
                              source_lineage(src, ent, meta), int(data.num_items))
 
 
@@ -159,7 +158,7 @@ def augment_seq_run(ws: Workspace, config: SeqAugmentConfig | None = None, seed:
     if teacher is not None:
         score, extra["teacher"] = load_teacher(teacher, th)
     with tempfile.TemporaryDirectory(prefix="ecaug-seq-") as rep:
-        res = augment_histories(th.values, th.offsets, cfg, report_dir=rep, times=th.times, attributes=th.attributes,
+        res = augment_histories(th.histories.values, th.histories.offsets, cfg, report_dir=rep, times=th.times, attributes=th.attributes,
                                 teacher=score)
         return write_sequence_run(ws, res, th, cfg, publish=publish, lineage_extra=extra, figures=Path(rep))
 

@@ -24,16 +24,14 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-
-def _lists(values: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
-    return [values[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+from ecaug_feast.histories import csr_rows
 
 
 class TrainingStats:
     """Item counts and transition counts of TRAINING histories."""
 
     def __init__(self, values: np.ndarray, offsets: np.ndarray, tail: np.ndarray) -> None:
-        self.hists = [h for h in _lists(np.asarray(values, np.int64), np.asarray(offsets, np.int64)) if len(h)]
+        self.hists = [h for h in csr_rows(np.asarray(values, np.int64), np.asarray(offsets, np.int64)) if len(h)]
         self.counts = pd.Series(np.asarray(values, np.int64)).value_counts()
         pairs = [(a, b) for h in self.hists for a, b in zip(h[:-1], h[1:])]
         self.trans = pd.Series(1, index=pd.MultiIndex.from_tuples(pairs)).groupby(level=[0, 1]).size() if pairs else pd.Series(dtype=float)

@@ -67,8 +67,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ecaug_feast.histories import offsets_of, rows_to_csr
 from ecaug_feast.synth.linear_ce import linear_cross_entropy
-from ecaug_feast.synth.seq_ops import rows_to_csr
 
 logger = logging.getLogger(__name__)  # progress of a fit: minutes on a full dataset
 
@@ -266,7 +266,7 @@ def _transition_pairs(rows: list[np.ndarray], n_items: int) -> tuple[np.ndarray,
     if not rows:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
     cat = np.concatenate(rows)
-    ends = np.cumsum([len(r) for r in rows])
+    ends = offsets_of([len(r) for r in rows])[1:]
     a, b = cat[:-1], cat[1:]
     ok = (a >= 1) & (a <= n_items) & (b >= 1) & (b <= n_items)
     ok &= ~np.isin(np.arange(len(a)), ends - 1)  # not across two rows
@@ -922,8 +922,7 @@ class SequenceGAN:
             idx = np.flatnonzero(key == k)
             for s in range(0, len(idx), chunk):
                 ii = idx[s : s + chunk]
-                sub_v = np.concatenate([known[i] for i in ii]) if len(ii) else np.zeros(0, np.int64)
-                sub_o = np.concatenate([[0], np.cumsum([len(known[i]) for i in ii])])
+                sub_v, sub_o = rows_to_csr([known[i] for i in ii])
                 yield ii, [known[i] for i in ii], self._pad(self._encode_rows(sub_v, sub_o, segs[ii], eos=False)), int(n_new[ii[0]])
 
     # -- discriminator rejection ---------------------------------------------------------------
@@ -948,8 +947,7 @@ class SequenceGAN:
         y = np.r_[np.zeros(len(candidates)), np.ones(len(reference))].astype(np.float32)
         seqs = [h[np.isin(h, self.vocab)] for h in seqs]
         ok = np.array([len(h) > 0 for h in seqs])
-        vals = np.concatenate([h for h in seqs if len(h)]) if ok.any() else np.zeros(0, np.int64)
-        offs = np.r_[0, np.cumsum([len(h) for h in seqs])].astype(np.int64)
+        vals, offs = rows_to_csr(seqs)
         frac = np.array([np.isin(h, self.tail).mean() if len(h) else 0.0 for h in seqs])
         rows = self._encode_rows(vals, offs, segment_of(np.diff(offs), frac))
         rng = np.random.default_rng(seed)

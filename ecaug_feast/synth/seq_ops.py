@@ -7,7 +7,7 @@ histories only (the insert distribution and the item vocabulary); ``sample`` ret
 histories as CSR (values, offsets) plus the index of the real history each copy came from.
 
 Histories are oldest-first CSR arrays (``values``, ``offsets``), the layout of
-``recommender.seq_model.Histories``; this module imports nothing from ``recommender``.
+:class:`ecaug_feast.histories.Histories`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from ecaug_feast.histories import csr_rows, rows_to_csr
 
 OPS = ("crop", "mask", "reorder", "insert")
 
@@ -29,18 +31,6 @@ class SeqOpsConfig:
     insert_rate: float = 0.3   # this share of the length inserted (at least 1)
     ops: tuple[str, ...] = OPS
     seed: int = 0
-
-
-def csr_rows(values: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
-    """CSR -> list of per-row arrays (views)."""
-    return [values[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
-
-
-def rows_to_csr(rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """List of int arrays -> (values, offsets) int64."""
-    lens = np.array([len(r) for r in rows], dtype=np.int64)
-    vals = np.concatenate(rows).astype(np.int64) if rows and lens.sum() else np.zeros(0, np.int64)
-    return vals, np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
 
 
 class SeqOps:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ecaug_feast import schema as S
+from ecaug_feast.histories import csr_rows, csr_take, offsets_of, rows_to_csr
 from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
 from ecaug_feast.label.seq_labeler import HistoryEmbedder, SeqLabeler, SeqLabelerConfig
 from ecaug_feast.quality import seq_metrics as SM
@@ -83,8 +84,6 @@ class SeqAugmentResult:
     end_ns: np.ndarray | None = None   # when each accepted history ends (given ``times``)
 
     def csr(self) -> tuple[np.ndarray, np.ndarray]:
-        from ecaug_feast.synth.seq_ops import rows_to_csr
-
         return rows_to_csr(self.histories)
 
 
@@ -115,7 +114,7 @@ def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmen
         raise ValueError("time_strength > 0 needs the histories' times (augment_histories(..., times=HistoryTimes.of(...)))")
     t0 = time.time()
     values, offsets = np.asarray(values, np.int64), np.asarray(offsets, np.int64)
-    real = [values[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+    real = csr_rows(values, offsets)
     if gan is None:
         gan = SequenceGAN(cfg.gan).fit(values, offsets)
     if attributes is not None and gan.cfg.attr_coherence > 0:
@@ -167,7 +166,9 @@ def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmen
     low = conf < cfg.labeler.threshold
 
     # gates: privacy (set DCR of generated items vs holdout rule), copies, C2ST, coverage
-    fit_v, fit_o = _csr_rows_except(values, offsets, gan.holdout_rows)
+    fit = np.setdiff1d(np.arange(len(offsets) - 1), gan.holdout_rows)
+    fit_v, fit_lens = csr_take(values, offsets, fit)
+    fit_o = offsets_of(fit_lens)
     ts = SM.TrainingStats(fit_v, fit_o, gan.tail)  # statistics from the rows the generator fitted on
     # what the GAN made: an expansion's first n_new items when prepended, its last ones when continued
     gen_part = [(h[: cfg.n_new] if gan.cfg.reverse else h[max(0, len(h) - cfg.n_new) :]) if k == "expanded" else h for h, k in zip(gen, kind)]
@@ -251,14 +252,6 @@ def _reject(gan: SequenceGAN, gen: list[np.ndarray], keep: np.ndarray, real: lis
     n_drop = int(round(cfg.reject_share * len(idx)))
     rej[idx[np.argsort(score, kind="stable")[:n_drop]]] = True
     return rej, round(auc, 4) if auc == auc else None
-
-
-def _csr_rows_except(values: np.ndarray, offsets: np.ndarray, drop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from ecaug_feast.synth.seq_ops import csr_rows, rows_to_csr
-
-    rows = csr_rows(values, offsets)
-    d = set(np.asarray(drop).tolist())
-    return rows_to_csr([r for i, r in enumerate(rows) if i not in d])
 
 
 def synthetic_events(hists: list[np.ndarray], end_times_ns: np.ndarray, train: pd.DataFrame,

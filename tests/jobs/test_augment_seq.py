@@ -76,7 +76,7 @@ def published(feast_env, tmp_path_factory):
     cfg = seq_config({**TINY, "max_c2st_auc": 1.0}, seed=0)
     th = load_training_histories(ws, cfg.gan.max_len)
     figures = tmp_path_factory.mktemp("seq-figures")  # as augment_seq_run does, with the result kept
-    res = augment_histories(th.values, th.offsets, cfg, report_dir=figures)
+    res = augment_histories(th.histories.values, th.histories.offsets, cfg, report_dir=figures)
     out = write_sequence_run(ws, res, th, cfg, figures=figures)
     return dict(ws=ws, cfg=cfg, th=th, res=res, out=out, real_before=before, parent=parent, earlier=earlier)
 
@@ -91,9 +91,9 @@ def test_the_generator_reads_only_training_events(feast_env, published):
     assert held_out, "the split should plant items seen only after training (the check could not fail otherwise)"
     train = data.train.sort_values(["user_id", "event_timestamp"], kind="stable")
     by_user = {int(u): g["item_id"].to_numpy()[-cfg.gan.max_len:] for u, g in train.groupby("user_id")}
-    assert sorted(int(u) for u in th.user_ids) == sorted(by_user)
-    for i, u in enumerate(th.user_ids):
-        assert np.array_equal(th.values[th.offsets[i]: th.offsets[i + 1]], by_user[int(u)]), u
+    assert sorted(int(u) for u in th.histories.user_ids) == sorted(by_user)
+    for u, h in zip(th.histories.user_ids, th.histories.to_lists()):
+        assert np.array_equal(h, by_user[int(u)]), u
     assert not held_out & set(res.gan.vocab.tolist())
     assert res.histories and not held_out & set(np.concatenate(res.histories).tolist())
 
@@ -222,13 +222,13 @@ def test_a_teachers_run_continues_real_histories(feast_env, published, tmp_path)
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["teacher"] == str(resolve("seqpub-base")) and not out["activated"] and synth_store.active_run() == active
     th = published["th"]
-    lens = np.diff(th.offsets)
+    lens = th.histories.lengths
     assert out["expanded"] == 3 * int(((lens >= 1) & (lens < 4)).sum()) > 0 and out["synthetic"] == 0
     run = synth_store.load_run(out["run_id"])
     assert run.manifest["lineage"]["teacher"]["checkpoint"] == out["teacher"]
     gan_cfg = run.manifest["config"]
     assert gan_cfg["n_new"] == 2 and gan_cfg["expansions"] == 3 and gan_cfg["gan"]["reverse"] is False
-    real = {tuple(th.values[th.offsets[i]: th.offsets[i + 1]].tolist()) for i in range(len(th.user_ids))}
+    real = {tuple(h.tolist()) for h in th.histories.to_lists()}
     inter = run.interactions().sort_values(["user_id", "event_timestamp"], kind="stable")
     hists = [g["item_id"].tolist() for _, g in inter.groupby("user_id")]
     assert len(hists) == out["rows_accepted"] > 0

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 
 from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
-from recommender.batching import ItemCatalog, KJT_KEYS, csr_from_lists, csr_take, encode_users, make_kjt, user_bucket
+from ecaug_feast.histories import csr_from_lists, csr_take
+from recommender.batching import ItemCatalog, KJT_KEYS, encode_users, make_kjt, user_bucket
 
 
 def test_csr_take_matches_python_loop():

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from recommender.batching import ItemCatalog
-from recommender.seq_model import Histories, SeqConfig, SeqTwoTower, SeqUserEncoder, full_softmax_loss, packed_target_batch, pad_batch, target_batch
+from ecaug_feast.histories import Histories
+from recommender.seq_model import SeqConfig, SeqTwoTower, SeqUserEncoder, full_softmax_loss, packed_target_batch, pad_batch, target_batch
 
 
 def _catalog(n_items: int = 30) -> ItemCatalog:

@@ -9,8 +9,8 @@ import warnings
 import numpy as np
 import pytest
 
+from ecaug_feast.histories import rows_to_csr
 from ecaug_feast.synth.seq_gan import SEGMENTS, SeqGANConfig, SequenceGAN, segment_of
-from ecaug_feast.synth.seq_ops import rows_to_csr
 
 TINY = dict(embedding_dim=16, num_layers=1, num_heads=1, max_len=20, mle_epochs=2, adv_steps=3, adv_batch=16,
             batch_size=32, gen_max_len=8, threads=1, device="cpu")
@@ -177,7 +177,7 @@ def test_window_c2st_tells_random_histories_apart_but_not_real_ones():
     history: with few long real histories the old whole-length reference repeated them and the
     detector memorised the repeats."""
     from ecaug_feast.quality import seq_metrics as SM
-    from ecaug_feast.synth.seq_ops import rows_to_csr
+    from ecaug_feast.histories import rows_to_csr
 
     rng = np.random.default_rng(0)
     nxt = rng.integers(1, 400, size=(401, 3))  # each item has 3 likely successors

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ecaug_feast.synth.seq_ops import SeqOps, SeqOpsConfig, csr_rows, rows_to_csr
+from ecaug_feast.histories import csr_rows, rows_to_csr
+from ecaug_feast.synth.seq_ops import SeqOps, SeqOpsConfig
 
 
 def _hists():
