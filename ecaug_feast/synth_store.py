@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ecaug_feast import paths
+from ecaug_feast import intents, paths
 from ecaug_feast import schema as S
 from ecaug_feast.atomic import exclusive_lock, pid_alive, swap_symlink
 from ecaug_feast.errors import EcaugError
@@ -376,7 +376,8 @@ def publish(run_id: str | None = None, repo_dir: Path | None = None) -> dict[str
     active run (or None)."""
     from ecaug_feast import feast_io
 
-    with runs_lock():
+    # the intent record: a publish killed mid-way is redone by `ecaug repair` (jobs/repair.py)
+    with runs_lock(), intents.intent(paths.state_dir(), "publish", run_id=run_id, repo=str(repo_dir) if repo_dir else None):
         if run_id is not None and run_id != active_run():
             log.warning("publish(%s): run %s is active now; publishing that one", run_id, active_run())
         ensure_sources()

@@ -1,4 +1,4 @@
-"""``ecaug ingest | apply | materialize | redis``: the data layer on the command line.
+"""``ecaug ingest | apply | materialize | repair | redis``: the data layer on the command line.
 
 Logs and progress go to stderr; with ``--json`` the last stdout line is one JSON object.
 Heavy imports (pandas, feast) happen inside the commands so ``ecaug --help`` stays fast.
@@ -132,6 +132,20 @@ def materialize_cmd(
     emit({"command": "materialize", "ok": True, **out}, as_json, "materialized " + "; ".join(lines))
 
 
+def repair_cmd(as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line.")) -> None:
+    """Redo every step a crash interrupted (materialize, publish, refresh's append + materialize),
+    so the online store matches the offline one again. Commands that need the online store do
+    this first on their own; `ecaug repair` does only this."""
+    from ecaug_feast.jobs.repair import repair
+    from ecaug_feast.jobs.workspace import Workspace
+
+    out = repair(Workspace.from_env())
+    done = ", ".join(f"{d['step']} (interrupted {d['started_at']})" for d in out["repaired"])
+    busy = ", ".join(f"{d['step']} ({d['reason']})" for d in out["running"])
+    human = (f"repaired: {done}" if done else "nothing to repair") + (f"; left alone: {busy}" if busy else "")
+    emit({"command": "repair", "ok": True, **out}, as_json, human)
+
+
 redis_app = typer.Typer(help="The embedded Redis online store: start | stop | status.", no_args_is_help=True)
 
 
@@ -180,4 +194,5 @@ def register(app: typer.Typer) -> None:
     app.command("ingest")(ingest)
     app.command("apply")(apply_cmd)
     app.command("materialize")(materialize_cmd)
+    app.command("repair")(repair_cmd)
     app.add_typer(redis_app, name="redis")

@@ -48,6 +48,8 @@ def refresh(
     seed: int = typer.Option(0, "--seed"),
     max_c2st: Optional[float] = typer.Option(None, "--max-c2st", help="Gate: maximum C2ST AUC (default: the active run's)."),
     config: Optional[Path] = typer.Option(None, "--config", help="Drift thresholds YAML."),
+    allow_new_users: bool = typer.Option(False, "--allow-new-users", help="Append events of users the store does not know as new users (default: refused)."),
+    skip_late: bool = typer.Option(False, "--skip-late", help="Leave out events at or before the store's last event (default: refused)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
 ) -> None:
     """Append new events (incrementally), check drift, and when it crossed a threshold (or with
@@ -56,7 +58,8 @@ def refresh(
     from ecaug_feast.jobs.refresh import refresh_job
     from ecaug_feast.jobs.workspace import Workspace
 
-    out = refresh_job(Workspace.from_env(), force=force, events=events, rows=rows, steps=steps, seed=seed, max_c2st=max_c2st, config=config)
+    out = refresh_job(Workspace.from_env(), force=force, events=events, rows=rows, steps=steps, seed=seed, max_c2st=max_c2st, config=config,
+                      allow_new_users=allow_new_users, skip_late=skip_late)
     human = (f"refresh: run {out['run_id'] or '-'} (parent {out['parent_run_id']}), "
              f"{'activated' if out['activated'] else 'not activated'} in {out['seconds']} s"
              + (f": {out['reason']}" if out.get("reason") else ""))

@@ -19,6 +19,7 @@ import pandas as pd
 
 from ecaug_feast import paths
 from ecaug_feast import schema as S
+from ecaug_feast.datasets.base import FUTURE_SLACK
 from ecaug_feast.errors import DataValidationError
 
 APPENDED_LOG = "appended_events.parquet"
@@ -69,12 +70,52 @@ def read_events(path: str | Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def append_events(new: pd.DataFrame, seed: int = 0, feast_dir: Path | None = None, source: str | None = None) -> dict[str, Any]:
+def _event_keys(df: pd.DataFrame) -> pd.MultiIndex:
+    """(user, item, time in ns) of each event: the identity of an event across files and units."""
+    ts = pd.to_datetime(df["event_timestamp"], utc=True).dt.as_unit("ns").astype("int64")
+    return pd.MultiIndex.from_arrays([df["user_id"].to_numpy(np.int64), df["item_id"].to_numpy(np.int64), ts.to_numpy()])
+
+
+def check_events(new: pd.DataFrame, ti: pd.DataFrame, source: str | None, allow_new_users: bool = False,
+                 skip_late: bool = False) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The events to append, and what was left out. Refused (one line: source, column, reason):
+    an event dated after now + one day (it would hide every later event), an event at or before
+    the store's last event that is not already in the store (unless ``skip_late``), an event of
+    a user the store does not know (unless ``allow_new_users``). Events already in the store
+    (appended by an earlier, maybe interrupted, refresh) are skipped: rerunning converges."""
+    limit = pd.Timestamp.now(tz="UTC") + FUTURE_SLACK
+    future = new["event_timestamp"] > limit
+    if future.any():
+        r = new[future].iloc[0]
+        raise DataValidationError(source, "event_timestamp", f"{int(future.sum())} events dated in the future (first: user "
+                                  f"{int(r.user_id)} at {r.event_timestamp}; now is {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M} UTC)")
+    pos = ti[ti["label"] == 1]
+    already = _event_keys(new).isin(_event_keys(pos))
+    done, new = new[already], new[~already]
+    last = ti["event_timestamp"].max()
+    late = new["event_timestamp"] <= last
+    if late.any() and not skip_late:
+        r = new[late].iloc[0]
+        raise DataValidationError(source, "event_timestamp", f"{int(late.sum())} events at or before the store's last event "
+                                  f"({last}; first: user {int(r.user_id)} at {r.event_timestamp}); pass --skip-late to leave them out")
+    new = new[~late]
+    unknown = ~new["user_id"].isin(ti["user_id"].unique())
+    if unknown.any() and not allow_new_users:
+        raise DataValidationError(source, "user_id", f"{int(new.loc[unknown, 'user_id'].nunique())} users not in the store "
+                                  f"(first: {int(new.loc[unknown, 'user_id'].iloc[0])}); pass --allow-new-users to add them as new users")
+    info = {"skipped_late": int(late.sum()), "already_appended": int(len(done)),
+            "first_already_appended": done["event_timestamp"].min().isoformat() if len(done) else None,
+            "new_users": int(new.loc[unknown, "user_id"].nunique())}
+    return new.sort_values(["event_timestamp"], kind="stable").reset_index(drop=True), info
+
+
+def append_events(new: pd.DataFrame, seed: int = 0, feast_dir: Path | None = None, source: str | None = None,
+                  allow_new_users: bool = False, skip_late: bool = False) -> dict[str, Any]:
     """Append positive events after the store's last training event to the Feast sources and
     publish them as a new version. Only the touched users' feature rows are computed (from their
     own history) and only the touched items get new popularity rows; negatives are sampled for the
-    new events at the ingest's ratio. Events at or before the store's last training time are
-    skipped (already covered, or late). Returns a summary."""
+    new events at the ingest's ratio. What is refused or skipped: :func:`check_events`.
+    Returns a summary."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -87,9 +128,8 @@ def append_events(new: pd.DataFrame, seed: int = 0, feast_dir: Path | None = Non
     ti = store_events(out)
     last = ti["event_timestamp"].max()
     new = new.drop_duplicates(["user_id", "item_id", "event_timestamp"])
-    late = new["event_timestamp"] <= last
-    new = new[~late].sort_values(["event_timestamp"], kind="stable").reset_index(drop=True)
-    summary: dict[str, Any] = {"events": int(len(new)), "skipped_not_after_last": int(late.sum()), "version": None}
+    new, info = check_events(new, ti, source, allow_new_users=allow_new_users, skip_late=skip_late)
+    summary: dict[str, Any] = {"events": int(len(new)), **info, "version": None}
     if len(new) == 0:
         return summary
     bad = (new["user_id"] <= 0) | (new["user_id"] >= SYNTHETIC_USER_ID_BASE)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ecaug_feast.errors import DataValidationError, EcaugError
+from ecaug_feast.jobs import repair
 from ecaug_feast.jobs.workspace import Workspace
 from ecaug_feast.schema import USER_FEATURE_COLUMNS
 
@@ -71,6 +72,7 @@ def activate_and_publish(ws: Workspace, run_id: str) -> dict[str, Any]:
     from ecaug_feast import synth_store
 
     with ws.online() as url, synth_store.runs_lock():  # activation + online store as one exclusive step
+        repair.redo_pending(ws, skip=("publish",))  # an interrupted step first; this publish redoes one
         synth_store.activate(run_id)
         pub = synth_store.publish(run_id, ws.feast_repo(url))
     return {"activated": True,
@@ -130,6 +132,7 @@ def rollback(ws: Workspace, to: str | None = None) -> dict[str, Any]:
     from ecaug_feast import synth_store
 
     with ws.online() as url, synth_store.runs_lock():
+        repair.redo_pending(ws, skip=("publish",))
         before = synth_store.active_run()
         now = synth_store.rollback(to)
         pub = synth_store.publish(now, ws.feast_repo(url))

@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 
 from ecaug_feast import schema as S
 from ecaug_feast.errors import EcaugError
+from ecaug_feast.jobs import repair
 from ecaug_feast.jobs.workspace import Workspace
 from ecaug_feast.names import check_name
 
@@ -75,12 +76,14 @@ def apply(ws: Workspace) -> dict[str, Any]:
 
 def materialize(ws: Workspace, start: datetime | None = None, end: datetime | None = None,
                 views: Sequence[str] | None = None, incremental: bool = False) -> dict[str, Any]:
-    """Load the latest feature values of ``views`` (default: all with data) into the online store."""
-    from ecaug_feast import feast_io
-
-    with ws.online() as url:
+    """Load the latest feature values of ``views`` (default: all with data) into the online store,
+    under an intent record; an interrupted earlier step is redone first (``ecaug repair``)."""
+    with ws.online():
         try:
-            return feast_io.materialize(ws.feast_repo(url), start=start, end=end, views=views or None, incremental=incremental)
+            # a full materialize redoes an interrupted one itself: no need to run it twice
+            full = start is None and end is None and not views and not incremental
+            repair.redo_pending(ws, skip=("materialize",) if full else ())
+            return repair.materialize_step(ws, start=start, end=end, views=views or None, incremental=incremental)
         except EcaugError:
             raise
         except Exception as exc:  # noqa: BLE001

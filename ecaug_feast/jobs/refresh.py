@@ -4,9 +4,8 @@
   active run was fitted on (its manifest's ``lineage.fit_window``), scored by
   :func:`ecaug_feast.drift.compare`; a report (markdown, JSON, PNG plots) in
   ``<state>/drift/<time>/``.
-* :func:`materialize_appended`: after :func:`ecaug_feast.features.append.append_events` (new
-  real events appended to the Feast sources as a new published version; only the users and items
-  the events touch are recomputed), the real views are materialized for the appended window only.
+* the append of new events and the materialize of the appended window are one step under an
+  intent record (:func:`ecaug_feast.jobs.repair.append_step`), redone after a crash.
 * :func:`refresh_job`: append (optional), drift check, then a new run warm-started from the active
   run's generator, gated, compared with the active run on the quick study, activated only if both
   pass; ``parent_run_id`` in its lineage. Any failure before the switch leaves the active run (and
@@ -34,7 +33,8 @@ import pandas as pd
 from ecaug_feast import paths
 from ecaug_feast.drift import DriftResult, DriftThresholds, compare, limit_of
 from ecaug_feast.errors import DataValidationError, EcaugError
-from ecaug_feast.features.append import append_events, checked_feast_dir, read_events, store_events
+from ecaug_feast.features.append import checked_feast_dir, store_events
+from ecaug_feast.jobs import repair
 from ecaug_feast.jobs.workspace import Workspace
 from ecaug_feast.schema import USER_SCALAR_COLUMNS
 
@@ -256,25 +256,6 @@ def write_drift_report(res: DriftResult, th: DriftThresholds, reference: pd.Data
     return final
 
 
-def materialize_appended(ws: Workspace, first: str) -> dict[str, Any]:
-    """Load the appended rows of the real views into Redis: ``materialize-incremental`` when the
-    events are newer than the last materialization, else the window from the first appended event
-    (back-filled or replayed events lie before it, and incremental would skip them)."""
-    from ecaug_feast import feast_io
-    from ecaug_feast.features.build import ITEM_FEATURES, USER_FEATURES
-
-    with ws.online() as url:
-        repo = ws.feast_repo(url)
-        store = feast_io.get_store(repo)
-        views = [USER_FEATURES, ITEM_FEATURES]
-        ends = [store.get_feature_view(v).most_recent_end_time for v in views]
-        t_first = pd.Timestamp(first).to_pydatetime()
-        if all(e is not None and (e if e.tzinfo else e.replace(tzinfo=timezone.utc)) <= t_first for e in ends):
-            return {**feast_io.materialize(repo, views=views, incremental=True), "mode": "incremental"}
-        start = t_first - pd.Timedelta(seconds=1).to_pytimedelta()
-        return {**feast_io.materialize(repo, start=start, views=views), "mode": "window"}
-
-
 # ------------------------------------------------------------------ quick study
 QUICK_COLS = [*USER_SCALAR_COLUMNS, "item_pop"]
 MIN_QUICK_ROWS = 20  # fewer synthetic examples than this cannot be compared (TSTR is not fitted)
@@ -345,14 +326,17 @@ def quick_study(new_run: Any, old_run: Any, recent: pd.DataFrame, reference: pd.
 def refresh_job(ws: Workspace, force: bool = False, events: str | Path | None = None, rows: int | None = None, steps: int = 500,
                 seed: int = 0, max_c2st: float | None = None, config: str | Path | None = None,
                 tolerance: float = 0.02, augment: Callable[..., dict[str, Any]] | None = None,
-                hooks: dict[str, Callable[[], None]] | None = None) -> dict[str, Any]:
+                hooks: dict[str, Callable[[], None]] | None = None, allow_new_users: bool = False,
+                skip_late: bool = False) -> dict[str, Any]:
     """``ecaug refresh``; returns the ``--json`` summary (``run_id``, ``parent_run_id``,
     ``activated``, ``seconds`` and the steps' details).
 
     ``augment``: the run builder (default :func:`ecaug_feast.jobs.augment.augment_run`); it gets
     the workspace, ``config`` (an ``AugmentConfig`` whose ``gan.warm_start`` names the parent's saved generator),
     ``publish=False`` and ``lineage_extra``; another generator plugs in here. ``hooks``: called by
-    name at ``after_append``, ``after_fit``, ``before_publish`` (tests inject failures there)."""
+    name at ``after_append``, ``after_fit``, ``before_publish`` (tests inject failures there).
+    ``allow_new_users``: events of users the store does not know are appended as new users (else
+    refused); ``skip_late``: events at or before the store's last event are skipped (else refused)."""
     from ecaug_feast import synth_store
 
     t0 = time.perf_counter()
@@ -360,14 +344,13 @@ def refresh_job(ws: Workspace, force: bool = False, events: str | Path | None = 
     hook = (lambda name: (hooks or {}).get(name, lambda: None)())
     parent = _active_parent()
     out: dict[str, Any] = {"run_id": None, "parent_run_id": parent.run_id, "activated": False}
+    # an interrupted materialize/publish/refresh is redone first, so a rerun after a crash converges
+    repaired = repair.redo_pending(ws)
+    if repaired:
+        out["repaired"] = repaired
     if events is not None:
-        new = read_events(events)
-        app = append_events(new, seed=seed, feast_dir=feast_dir, source=str(events))
-        out["appended"] = app
-        hook("after_append")
-        if app["events"]:
-            mat = materialize_appended(ws, app["first"])
-            out["materialized_real"] = {"mode": mat["mode"], **{k: v.get("entities_written") for k, v in mat["views"].items()}}
+        out.update(repair.append_step(ws, events, seed=seed, allow_new_users=allow_new_users, skip_late=skip_late,
+                                      after_append=lambda: hook("after_append")))
     drift = drift_job(ws, config=config)
     out["drift"] = {k: drift.get(k) for k in ("drifted", "crossed", "scores", "report", "reason")}
     if not (force or drift["drifted"]):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ecaug_feast.errors import EcaugError
+from ecaug_feast.jobs import repair
 from ecaug_feast.jobs.workspace import Workspace
 
 
@@ -49,6 +50,7 @@ def serve(ws: Workspace, host: str = "127.0.0.1", port: int = 8000, model: str =
 
     configure_threads(1)
     with ws.online():
+        repair.redo_pending(ws)  # a crash left Redis behind the offline store: redo that step before serving
         services, bundle = build(ws, model, dataset, poll_s=poll_s, max_k=max_k)
         announce(f"serving {bundle.version} ({len(bundle.index)} items, {bundle.index.metric}) "
                  f"on http://{host}:{port}  (try: curl 'http://{host}:{port}/recommend?user_id=1&k=10')")

@@ -132,7 +132,7 @@ def test_append_events_equals_full_rebuild_and_leaves_other_keys(env, tmp_path):
     from ecaug_feast.datasets.store import ProcessedDataset
     from ecaug_feast.features.build import write_features
     from ecaug_feast.features.append import append_events, read_events
-    from ecaug_feast.jobs.refresh import materialize_appended
+    from ecaug_feast.jobs.repair import materialize_appended
 
     before = _real_keys(env.url)
     new = read_events(env.events_path)

@@ -1,0 +1,256 @@
+"""Fault suite: a crash between the offline and the online store is repaired (issue 32, item 2).
+
+Before: a kill -9 during ``ecaug materialize`` left Redis without the views it had not reached,
+with nothing on record; a kill -9 during ``ecaug refresh`` after its append left Redis stale, and
+a rerun appended 0 events and materialized nothing; a kill -9 during a publish left the synthetic
+views half written. Now each step writes ``<state>/intents/<step>.json`` first and removes it at
+the end; ``ecaug repair`` (and the next command that needs the online store) redoes it.
+
+The kills are real: the ``ecaug`` process sends itself SIGKILL when Feast is asked to
+materialize a chosen view (after the views before it were written), so the crash point is the
+same on every machine. Own state dir and own embedded Redis (the Redis is flushed here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ecaug_feast import intents
+
+REAL_VIEWS = (b"_ts:user_features", b"_ts:item_features")
+SYNTH_VIEW = b"_ts:user_features_synth"
+
+# ecaug's CLI with Feast's materialize patched to SIGKILL the process when it reaches KILL_AT
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    from feast import FeatureStore
+
+    kill_at = os.environ["KILL_AT"]
+    for name in ("materialize", "materialize_incremental"):
+        orig = getattr(FeatureStore, name)
+        def patched(self, *a, _orig=orig, **kw):
+            if kill_at in (kw.get("feature_views") or []):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return _orig(self, *a, **kw)
+        setattr(FeatureStore, name, patched)
+    from ecaug_feast.cli.main import main
+    sys.argv = ["ecaug", *sys.argv[1:]]
+    main()
+""")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, redis_url):
+    from ecaug_feast import feast_io
+    from ecaug_feast.datasets import load_dataset, subset_users
+    from ecaug_feast.datasets.store import load_processed
+    from ecaug_feast.features.ingest import ingest_dataset
+    from ecaug_feast.redis_server import EmbeddedRedis, free_port
+
+    home = tmp_path_factory.mktemp("crash_home")
+    old = {k: os.environ.get(k) for k in ("ECAUG_HOME", "ECAUG_REDIS_URL")}
+    server = EmbeddedRedis.for_state(home, port=free_port())
+    url = server.start()
+    os.environ["ECAUG_HOME"], os.environ["ECAUG_REDIS_URL"] = str(home), url
+    try:
+        ds = subset_users(load_dataset("beauty"), 150)
+        ingest_dataset(ds)
+        repo = feast_io.render_repo(home / "feature_repo", state_dir=home, redis_url=url)
+        feast_io.apply(repo)
+        feast_io.materialize(repo)
+        yield SimpleNamespace(home=home, url=url, repo=repo, data=load_processed(ds.name))
+    finally:
+        server.stop()
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _env(env, **extra: str) -> dict[str, str]:
+    return {**os.environ, "ECAUG_HOME": str(env.home), "ECAUG_REDIS_URL": env.url, "OMP_NUM_THREADS": "1", **extra}
+
+
+def _cli(env, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ecaug_feast.cli.main", *args], capture_output=True, text=True,
+                          env=_env(env), timeout=300)
+
+
+def _killed(env, kill_at: str, *args: str) -> subprocess.CompletedProcess:
+    p = subprocess.run([sys.executable, "-c", KILLER, *args], capture_output=True, text=True,
+                       env=_env(env, KILL_AT=kill_at), timeout=300)
+    assert p.returncode == -signal.SIGKILL, (p.returncode, p.stderr[-2000:])
+    return p
+
+
+def _hashes(url: str, fields: tuple[bytes, ...]) -> dict[bytes, dict[bytes, bytes]]:
+    """Every Redis hash holding one of ``fields`` (a view's timestamp field), field by field."""
+    import redis
+
+    r = redis.Redis.from_url(url)
+    out = {}
+    for k in r.scan_iter(count=1000):
+        h = r.hgetall(k)
+        if any(f in h for f in fields):
+            out[k] = h
+    return out
+
+
+def _flush(url: str) -> None:
+    import redis
+
+    redis.Redis.from_url(url).flushdb()
+
+
+def _clean_materialize(env) -> dict:
+    from ecaug_feast import feast_io
+
+    _flush(env.url)
+    feast_io.materialize(env.repo)
+    return _hashes(env.url, REAL_VIEWS)
+
+
+def test_intent_is_written_first_and_removed_only_on_success(tmp_path):
+    with intents.intent(tmp_path, "materialize", views=["a"]) as rec:
+        on_disk = intents.pending(tmp_path)
+        assert [r["step"] for r in on_disk] == ["materialize"] and on_disk[0]["args"] == {"views": ["a"]}
+        assert on_disk[0]["pid"] == os.getpid() and rec["started_at"]
+    assert intents.pending(tmp_path) == []
+    with pytest.raises(RuntimeError):
+        with intents.intent(tmp_path, "publish", run_id="r1"):
+            raise RuntimeError("crash")
+    (left,) = intents.pending(tmp_path)
+    assert left["step"] == "publish" and left["args"] == {"run_id": "r1"} and not left["running"]
+    assert intents.clear(tmp_path, "publish") and intents.pending(tmp_path) == []
+    (tmp_path / "intents" / "refresh.json").write_text("{not json")
+    assert [(r["step"], bool(r.get("corrupt"))) for r in intents.pending(tmp_path)] == [("refresh", True)]
+    assert intents.pending(tmp_path / "nowhere") == []
+
+
+def test_killed_materialize_is_repaired(env):
+    clean = _clean_materialize(env)
+    _flush(env.url)
+    _killed(env, "user_features", "materialize")  # item_features written, user_features not
+    (rec,) = intents.pending(env.home)
+    assert rec["step"] == "materialize" and not rec["running"]
+    assert _hashes(env.url, REAL_VIEWS) != clean  # the crash is real: users are missing
+
+    p = _cli(env, "repair", "--json")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert [d["step"] for d in out["repaired"]] == ["materialize"] and out["pending"] == []
+    assert intents.pending(env.home) == []
+    assert _hashes(env.url, REAL_VIEWS) == clean
+
+
+def test_next_materialize_redoes_the_interrupted_one(env):
+    clean = _clean_materialize(env)
+    _flush(env.url)
+    _killed(env, "user_features", "materialize")
+    p = _cli(env, "materialize", "--view", "item_features")  # a narrower command repairs the wider step first
+    assert p.returncode == 0, p.stderr
+    assert "redoing the materialize" in p.stderr
+    assert intents.pending(env.home) == [] and _hashes(env.url, REAL_VIEWS) == clean
+
+
+def _fake_run(n: int = 30) -> str:
+    """A gate-passing run of ``n`` synthetic users (feature rows shaped like real ones)."""
+    from ecaug_feast import synth_store
+
+    rid, seq = synth_store.new_run_id()
+    acc = pd.DataFrame({
+        "event_timestamp": pd.date_range("2014-01-01", periods=n, freq="h", tz="UTC"),
+        "n_interactions": np.arange(n) % 7, "days_since_last": np.full(n, 1.5, "float32"),
+        "recent_items": [[1, 2]] * n, "top_attributes": [[3]] * n,
+        "attr_diversity": np.full(n, 0.5, "float32"), "mean_item_popularity": np.full(n, 2.0, "float32"),
+        "item_id": np.arange(n) % 5 + 1})
+    acc["user_id"] = synth_store.user_id_start(seq) + np.arange(n, dtype=np.int64)
+    acc["label"], acc["confidence"] = 1, np.float32(0.9)
+    acc["is_synthetic"], acc["run_id"], acc["generator_version"] = True, rid, "test/1"
+    synth_store.write_run(rid, seq, acc, {"gate": "pass", "gate_reasons": []})
+    return rid
+
+
+def _synth_users(url: str) -> int:
+    return len(_hashes(url, (SYNTH_VIEW,)))
+
+
+def test_killed_publish_is_repaired(env):
+    from ecaug_feast import synth_store
+
+    a, b = _fake_run(), _fake_run()
+    with synth_store.runs_lock():
+        synth_store.activate(a)
+        synth_store.publish(a, env.repo)
+    assert _synth_users(env.url) == 30
+    _killed(env, "user_features_synth", "runs", "rollback", "--to", b)  # A's keys deleted, B's not yet written
+    assert synth_store.active_run() == b
+    assert [r["step"] for r in intents.pending(env.home)] == ["publish"]
+    assert _synth_users(env.url) == 0
+
+    p = _cli(env, "repair")
+    assert p.returncode == 0 and "repaired: publish" in p.stdout, p.stderr
+    assert intents.pending(env.home) == []
+    keys = _hashes(env.url, (SYNTH_VIEW,))
+    ids = set(synth_store._run_user_ids(synth_store.load_run(b)).tolist())
+    assert len(keys) == 30 and len(ids) == 30
+
+
+def _serving_rows(env) -> pd.DataFrame:
+    uf = pd.read_parquet(env.home / "feast" / "user_features.parquet")
+    return uf.sort_values("event_timestamp").groupby("user_id").tail(1).set_index("user_id")
+
+
+def test_killed_refresh_converges_on_rerun(env, tmp_path):
+    """kill -9 after the append, before Redis has the appended window; the rerun of the same
+    refresh appends nothing twice and redoes the materialize: Redis then equals a clean
+    materialize of the appended store."""
+    from ecaug_feast import synth_store
+
+    if synth_store.active_run() is None:
+        rid = _fake_run()
+        with synth_store.runs_lock():
+            synth_store.activate(rid)
+            synth_store.publish(rid, env.repo)
+    events = env.data.valid[["user_id", "item_id", "event_timestamp"]].head(40)
+    ev_path = tmp_path / "events.parquet"
+    events.to_parquet(ev_path, index=False)
+    quiet = tmp_path / "quiet.yaml"
+    quiet.write_text("".join(f"{k}: null\n" for k in (
+        "psi", "ks", "c2st_auc", "item_js", "item_topk_overlap", "new_item_share", "label_rate_change")))
+    _killed(env, "user_features", "refresh", "--events", str(ev_path), "--config", str(quiet))
+    (rec,) = intents.pending(env.home)
+    assert rec["step"] == "refresh" and rec["args"]["first"]
+    assert len(pd.read_parquet(env.home / "feast" / "current" / "appended_events.parquet")) == len(events)  # the append happened
+    from ecaug_feast import feast_io
+
+    users = sorted(set(events["user_id"]))[:10]
+    serving = _serving_rows(env)
+
+    def online() -> list:
+        return feast_io.online_user_features(users, ["user_features:n_interactions"], repo_dir=env.repo)["n_interactions"].tolist()
+
+    assert online() != serving.loc[users, "n_interactions"].tolist()  # the crash is real: Redis is stale
+
+    p = _cli(env, "refresh", "--events", str(ev_path), "--config", str(quiet), "--json")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out["appended"]["events"] == 0 and out["appended"]["already_appended"] == len(events)
+    assert [d["step"] for d in out["repaired"]] == ["refresh"]
+    assert intents.pending(env.home) == []
+    assert len(pd.read_parquet(env.home / "feast" / "current" / "appended_events.parquet")) == len(events)  # not appended twice
+    assert online() == serving.loc[users, "n_interactions"].tolist()
+    repaired = _hashes(env.url, REAL_VIEWS)
+    assert repaired == _clean_materialize(env)
