@@ -1,7 +1,7 @@
 """One place that hides secrets before text leaves the process (logs, errors, JSON, files).
 
 Covered: passwords in URLs (``redis://:pw@host``, ``redis://user:pw@host``), Feast connection
-strings (``host:port,password=pw``), and the admin token. ``redact`` is idempotent and leaves
+strings (``host:port,password=pw``), and the admin and metrics tokens. ``redact`` is idempotent and leaves
 text without secrets unchanged.
 """
 
@@ -20,7 +20,7 @@ _URL_PW = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^
 # ("/data/token: unsupported file type" is a path and its error, not a token).
 _KV_PW = re.compile(r"(?P<head>(?<![\w/\\.~-])(?:password|passwd|pwd|token|secret)\s*[=:]\s*)(?P<pw>[^,\s'\"}&]+)",
                     re.IGNORECASE)
-_ENV_SECRETS = ("ECAUG_ADMIN_TOKEN", "ECAUG_REDIS_PASSWORD")
+_ENV_SECRETS = ("ECAUG_ADMIN_TOKEN", "ECAUG_METRICS_TOKEN", "ECAUG_REDIS_PASSWORD")
 
 
 def redact(text: str) -> str:

@@ -22,34 +22,36 @@ an unknown item in ``/items/{id}`` is a 404. The API answers 200 with a flagged 
 rather than 503 while Redis is down: a shop page would rather show best-sellers than nothing.
 A 422 body never echoes a long input back (a 10 KB ``user_id`` comes back as its length).
 
-Exposure: ``/admin/*`` exists only when an admin token is configured (``$ECAUG_ADMIN_TOKEN``, or
-the file named by ``$ECAUG_ADMIN_TOKEN_FILE``); requests carry it as ``Authorization: Bearer
-<token>`` (or ``X-Admin-Token``), compared in constant time, and at most ``admin_rate`` admin
-requests per minute are served (429 above). ``/docs``, ``/redoc`` and ``/openapi.json`` are off
-unless ``$ECAUG_DOCS=1``.
+``/health`` says ``degraded`` (200) while the feature store is down or a materialize/publish was
+interrupted and not yet redone (an unfinished intent under ``<state>/intents/``), ``no_model`` (503)
+while no model is loaded.
+
+Exposure (:mod:`recommender.serving.auth`): ``/admin/*`` needs the admin token, ``/metrics`` the
+metrics token or the admin token; a route without a configured token does not exist (404).
+Repeated bad tokens lock out the client address that sent them, never a request with the right
+token. ``/docs``, ``/redoc`` and ``/openapi.json`` are off unless ``$ECAUG_DOCS=1``.
 """
 
 from __future__ import annotations
 
 import gc
-import hmac
 import logging
 import os
-import threading
 import time
-from collections import deque
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path as FsPath
+from typing import Any, Callable
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from ecaug_feast.errors import EcaugError
+from ecaug_feast import paths
 from ecaug_feast.redact import redact
 
+from recommender.serving.auth import ADMIN_TOKEN_ENV, METRICS_TOKEN_ENV, Guard, token_from_env
 from recommender.serving.components import (
     FeatureReader,
     FeatureStoreUnavailable,
@@ -61,57 +63,22 @@ from recommender.serving.components import (
 from recommender.serving.metrics import ServingMetrics
 from recommender.serving.model_bundle import ModelBundle, ModelHolder
 
+try:  # the intent records of issue 32 (crash consistency between the offline and online stores)
+    from ecaug_feast.intents import pending as pending_intents
+except ImportError:  # not landed in this tree yet: nothing can be pending
+    pending_intents = None
+
 log = logging.getLogger(__name__)
 
 MAX_ID = (1 << 63) - 1
-ADMIN_TOKEN_ENV = "ECAUG_ADMIN_TOKEN"
-ADMIN_TOKEN_FILE_ENV = "ECAUG_ADMIN_TOKEN_FILE"
 DOCS_ENV = "ECAUG_DOCS"
 ADMIN_RATE_PER_MIN = 10
 _FROM_ENV: Any = object()  # sentinel: read the setting from the environment
 _MAX_ECHO = 64  # longest input echoed back in a 422 body
 
 
-def admin_token_from_env() -> str | None:
-    """The admin token: ``$ECAUG_ADMIN_TOKEN``, else the first line of ``$ECAUG_ADMIN_TOKEN_FILE``;
-    None (admin routes off) when neither is set. A named file that cannot be read is an error
-    (serving without the admin routes the operator asked for would be a silent surprise)."""
-    token = os.environ.get(ADMIN_TOKEN_ENV, "").strip()
-    if token:
-        return token
-    path = os.environ.get(ADMIN_TOKEN_FILE_ENV, "").strip()
-    if not path:
-        return None
-    try:
-        token = open(path, encoding="utf-8").read().strip()  # noqa: SIM115 - tiny file
-    except OSError as exc:
-        raise EcaugError(f"{path}: cannot read the admin token ({ADMIN_TOKEN_FILE_ENV}): {exc.strerror}") from None
-    if not token:
-        raise EcaugError(f"{path}: admin token file is empty ({ADMIN_TOKEN_FILE_ENV})")
-    return token
-
-
 def docs_from_env() -> bool:
     return os.environ.get(DOCS_ENV, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-class _RateLimit:
-    """At most ``n`` events per ``window_s`` (sliding window; thread-safe)."""
-
-    def __init__(self, n: int, window_s: float = 60.0):
-        self.n, self.window_s = n, window_s
-        self._times: deque[float] = deque()
-        self._lock = threading.Lock()
-
-    def allow(self) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            while self._times and now - self._times[0] >= self.window_s:
-                self._times.popleft()
-            if len(self._times) >= self.n:
-                return False
-            self._times.append(now)
-            return True
 
 
 def _short(value: Any) -> Any:
@@ -185,28 +152,8 @@ def _warm_up(s: Services) -> None:
         log.info("warm-up skipped: %s", exc)
 
 
-def create_app(
-    services: Services,
-    inline: bool = True,
-    *,
-    admin_token: str | None = _FROM_ENV,
-    docs: bool | None = None,
-    admin_rate: int = ADMIN_RATE_PER_MIN,
-) -> FastAPI:
-    """Build the FastAPI app around ``services``. The model is loaded before the first request
-    (if it is not already) and watched for new checkpoints while the app runs.
-
-    ``inline``: run ``/recommend`` on the event loop (lowest latency for one client) instead of
-    FastAPI's thread pool (lets slow Redis reads of several clients overlap).
-    ``admin_token``: token of ``/admin/*`` (default: from the environment; None: routes off).
-    ``docs``: serve ``/docs`` + ``/openapi.json`` (default: ``$ECAUG_DOCS``).
-    ``admin_rate``: admin requests per minute (429 above), counted before the token check so
-    guessing is rate limited too."""
-    s = services
-    m = s.metrics
-    token = admin_token_from_env() if admin_token is _FROM_ENV else admin_token
-    show_docs = docs_from_env() if docs is None else docs
-    admin_limit = _RateLimit(admin_rate, 60.0)
+def _lifespan(s: Services) -> Callable[[FastAPI], Any]:
+    """Load the model before the first request and watch for new checkpoints while serving."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -225,59 +172,22 @@ def create_app(
         finally:
             s.models.stop()
 
-    app = FastAPI(
-        title="ecaug-feast recommender",
-        description="Top-K items from Redis features (Feast) + the TorchRec user tower + FAISS.",
-        version="0.1.0",
-        lifespan=lifespan,
-        docs_url="/docs" if show_docs else None,
-        redoc_url="/redoc" if show_docs else None,
-        openapi_url="/openapi.json" if show_docs else None,
-    )
-    app.state.services = s
-    app.add_middleware(_MetricsMiddleware, metrics=m)
+    return lifespan
 
-    @app.exception_handler(RequestValidationError)
-    async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", ""),
-             "input": _short(e.get("input"))}
-            for e in exc.errors()[:10]
-        ]
-        return JSONResponse({"detail": errors}, status_code=422)
 
-    def _items(ids: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
-        return [
-            {"item_id": int(i), "score": round(float(sc), 6)}
-            for i, sc in zip(ids.tolist(), scores.tolist())
-            if i >= 0
-        ]
+def _items(ids: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
+    return [{"item_id": int(i), "score": round(float(sc), 6)} for i, sc in zip(ids.tolist(), scores.tolist()) if i >= 0]
 
-    def _popular(user_id: int, k: int, seen: np.ndarray, reason: str, degraded: bool,
-                 bundle: ModelBundle | None, feats: UserFeatures | None, t0: float) -> JSONResponse:
-        m.fallbacks.labels(reason).inc()
-        ids, sc = s.popularity.top(k, exclude=seen)
-        return _answer(user_id, k, _items(ids, sc), reason, degraded, bundle, feats, len(seen), t0)
 
-    def _answer(user_id: int, k: int, items: list, fallback: str | None, degraded: bool,
-                bundle: ModelBundle | None, feats: UserFeatures | None, n_seen: int, t0: float) -> JSONResponse:
-        ts = feats.event_timestamp if feats is not None else None
-        return JSONResponse(
-            {
-                "user_id": user_id,
-                "k": k,
-                "items": items,
-                "fallback": fallback,
-                "degraded": degraded,
-                "model_version": bundle.version if bundle else None,
-                "feature_timestamp": ts.isoformat() if ts else None,
-                "excluded_seen": n_seen,
-                "took_ms": round((time.perf_counter() - t0) * 1e3, 3),
-            }
-        )
+class Recommender:
+    """The ``/recommend`` answer policy (the table in the module docstring)."""
 
-    def recommend(user_id: int, k: int) -> JSONResponse:
-        t0 = time.perf_counter()
+    def __init__(self, services: Services):
+        self.s = services
+        self.m = services.metrics
+
+    def __call__(self, user_id: int, k: int) -> JSONResponse:
+        s, m, t0 = self.s, self.m, time.perf_counter()
         if k > s.max_k:
             raise HTTPException(422, detail=f"k must be between 1 and {s.max_k}, got {k}")
         bundle = s.models.current  # read once: a reload mid-request must not mix models
@@ -288,19 +198,18 @@ def create_app(
             feats = s.features.read([user_id])[0]
         except FeatureStoreUnavailable:
             m.feature_store_up.set(0)
-            return _popular(user_id, k, history, "feature_store_unavailable", True, bundle, None, t0)
+            return self.popular(user_id, k, history, "feature_store_unavailable", True, bundle, None, t0)
         m.feature_store_up.set(1)
         m.stage.labels("features").observe(time.perf_counter() - t)
 
         if not feats.found:
             reason = "unknown_user" if user_id not in s.seen else "no_online_features"
-            return _popular(user_id, k, history, reason, False, bundle, feats, t0)
+            return self.popular(user_id, k, history, reason, False, bundle, feats, t0)
         seen = np.union1d(history, np.asarray(feats.recent_items, dtype=np.int64))
         if feats.n_interactions == 0 and len(seen) == 0:
-            return _popular(user_id, k, seen, "cold_user", False, bundle, feats, t0)
+            return self.popular(user_id, k, seen, "cold_user", False, bundle, feats, t0)
         if bundle is None:
-            return _popular(user_id, k, seen, "model_unavailable", True, None, feats, t0)
-
+            return self.popular(user_id, k, seen, "model_unavailable", True, None, feats, t0)
         try:
             t = time.perf_counter()
             q = bundle.encode_users([feats])
@@ -310,9 +219,51 @@ def create_app(
             m.stage.labels("search").observe(time.perf_counter() - t)
         except Exception:  # a bad checkpoint or feature row must not take the endpoint down
             log.exception("model failed for user %d", user_id)
-            return _popular(user_id, k, seen, "model_error", True, bundle, feats, t0)
-        return _answer(user_id, k, _items(res.item_ids[0], res.scores[0]), None, False, bundle, feats, len(seen), t0)
+            return self.popular(user_id, k, seen, "model_error", True, bundle, feats, t0)
+        return self.answer(user_id, k, _items(res.item_ids[0], res.scores[0]), None, False, bundle, feats, len(seen), t0)
 
+    def popular(self, user_id: int, k: int, seen: np.ndarray, reason: str, degraded: bool,
+                bundle: ModelBundle | None, feats: UserFeatures | None, t0: float) -> JSONResponse:
+        self.m.fallbacks.labels(reason).inc()
+        ids, sc = self.s.popularity.top(k, exclude=seen)
+        return self.answer(user_id, k, _items(ids, sc), reason, degraded, bundle, feats, len(seen), t0)
+
+    @staticmethod
+    def answer(user_id: int, k: int, items: list, fallback: str | None, degraded: bool,
+               bundle: ModelBundle | None, feats: UserFeatures | None, n_seen: int, t0: float) -> JSONResponse:
+        ts = feats.event_timestamp if feats is not None else None
+        return JSONResponse({
+            "user_id": user_id, "k": k, "items": items, "fallback": fallback, "degraded": degraded,
+            "model_version": bundle.version if bundle else None,
+            "feature_timestamp": ts.isoformat() if ts else None,
+            "excluded_seen": n_seen,
+            "took_ms": round((time.perf_counter() - t0) * 1e3, 3),
+        })
+
+
+def _new_app(s: Services, show_docs: bool) -> FastAPI:
+    app = FastAPI(
+        title="ecaug-feast recommender",
+        description="Top-K items from Redis features (Feast) + the TorchRec user tower + FAISS.",
+        version="0.1.0",
+        lifespan=_lifespan(s),
+        docs_url="/docs" if show_docs else None,
+        redoc_url="/redoc" if show_docs else None,
+        openapi_url="/openapi.json" if show_docs else None,
+    )
+    app.state.services = s
+    app.add_middleware(_MetricsMiddleware, metrics=s.metrics)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", ""),
+                   "input": _short(e.get("input"))} for e in exc.errors()[:10]]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    return app
+
+
+def _add_recommend(app: FastAPI, recommend: Recommender, inline: bool) -> None:
     user_q = Query(..., ge=1, le=MAX_ID, description="Real user id (>= 1).")
     k_q = Query(10, ge=1, description="Number of items (1..max_k).")
     if inline:
@@ -326,6 +277,18 @@ def create_app(
         def recommend_route(user_id: int = user_q, k: int = k_q) -> JSONResponse:  # type: ignore[no-redef]
             return recommend(user_id, k)
 
+
+def _unfinished(state_dir: FsPath | None) -> list[str]:
+    """Steps (materialize, publish, refresh) interrupted and not yet redone."""
+    if state_dir is None or pending_intents is None:
+        return []
+    try:
+        return [str(i.get("step", "?")) for i in pending_intents(state_dir)]
+    except Exception as exc:  # noqa: BLE001 - /health reports, it does not fail
+        return [f"unreadable intents: {type(exc).__name__}"]
+
+
+def _add_info(app: FastAPI, s: Services, state_dir: FsPath | None) -> None:
     @app.get("/items/{item_id}", summary="One item's attributes and popularity")
     def item(item_id: int = Path(..., ge=1, le=MAX_ID)) -> JSONResponse:
         row = s.catalog.get(item_id)
@@ -335,47 +298,70 @@ def create_app(
         in_index = bool(bundle is not None and np.isin(item_id, bundle.index.item_ids))
         return JSONResponse({**row, "train_interactions": s.popularity.count(item_id), "in_index": in_index})
 
-    @app.get("/health", summary="200 when a model is loaded")
+    @app.get("/health", summary="200 when a model is loaded; degraded: store down or a step unfinished")
     def health() -> JSONResponse:
         bundle = s.models.current
         fs_up = s.features.ping()
-        m.feature_store_up.set(1 if fs_up else 0)
+        s.metrics.feature_store_up.set(1 if fs_up else 0)
+        unfinished = _unfinished(state_dir)
         body = {
-            "status": "ok" if bundle and fs_up else ("degraded" if bundle else "no_model"),
+            "status": ("ok" if fs_up and not unfinished else "degraded") if bundle else "no_model",
             "model_version": bundle.version if bundle else None,
             "index_items": len(bundle.index) if bundle else 0,
             "feature_store": "up" if fs_up else "down",
+            "unfinished_steps": unfinished,
             "last_reload_error": s.models.last_error,
         }
         return JSONResponse(body, status_code=200 if bundle else 503)
 
-    @app.get("/metrics", summary="Prometheus text format")
-    def metrics() -> Response:
-        bundle = s.models.current
-        if bundle is not None:
-            m.index_items.set(len(bundle.index))
-            m.model_loaded_at.set(bundle.loaded_at)
-        return Response(m.render(), media_type=m.content_type)
 
-    def _check_admin(request: Request) -> None:
-        if not admin_limit.allow():
-            raise HTTPException(429, detail=f"too many admin requests (at most {admin_rate} per minute)")
-        auth = request.headers.get("authorization", "")
-        given = auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get("x-admin-token", "")
-        if not given:
-            raise HTTPException(401, detail="admin token required (Authorization: Bearer <token>)",
-                                headers={"WWW-Authenticate": "Bearer"})
-        if not hmac.compare_digest(given.encode("utf-8"), str(token).encode("utf-8")):
-            raise HTTPException(403, detail="wrong admin token")
+def _add_protected(app: FastAPI, s: Services, guard: Guard) -> None:
+    """``/metrics`` and ``/admin/reload``: each only when a token lets someone in."""
+    if guard.enabled("metrics"):
+        @app.get("/metrics", summary="Prometheus text format (metrics or admin token)")
+        def metrics(request: Request) -> Response:
+            guard.check(request, "metrics")
+            bundle = s.models.current
+            if bundle is not None:
+                s.metrics.index_items.set(len(bundle.index))
+                s.metrics.model_loaded_at.set(bundle.loaded_at)
+            return Response(s.metrics.render(), media_type=s.metrics.content_type)
 
-    if token:  # without a configured token the admin routes do not exist (404)
+    if guard.enabled("admin"):
         @app.post("/admin/reload", summary="Reload the model from disk now (admin token)")
         def reload(request: Request) -> JSONResponse:
-            _check_admin(request)
+            guard.check(request, "admin")
             try:
                 bundle = s.models.load()
             except Exception as exc:
                 raise HTTPException(503, detail=redact(f"no model could be loaded: {exc}")) from exc
             return JSONResponse({"model_version": bundle.version, "error": s.models.last_error})
 
+
+def create_app(
+    services: Services,
+    inline: bool = True,
+    *,
+    admin_token: str | None = _FROM_ENV,
+    metrics_token: str | None = _FROM_ENV,
+    docs: bool | None = None,
+    admin_rate: int = ADMIN_RATE_PER_MIN,
+    state_dir: FsPath | None = _FROM_ENV,
+) -> FastAPI:
+    """Build the FastAPI app around ``services``. The model is loaded before the first request
+    (if it is not already) and watched for new checkpoints while the app runs.
+
+    ``inline``: run ``/recommend`` on the event loop (lowest latency for one client) instead of
+    FastAPI's thread pool (lets slow Redis reads of several clients overlap).
+    ``admin_token`` / ``metrics_token``: tokens of ``/admin/*`` and ``/metrics`` (default: from the
+    environment, :mod:`recommender.serving.auth`; None: that token is not set).
+    ``docs``: serve ``/docs`` + ``/openapi.json`` (default: ``$ECAUG_DOCS``).
+    ``admin_rate``: admin requests per minute, and bad tokens per client address per minute (429 above).
+    ``state_dir``: where ``/health`` looks for unfinished steps (default ``$ECAUG_HOME``; None: not checked)."""
+    guard = Guard(token_from_env(ADMIN_TOKEN_ENV) if admin_token is _FROM_ENV else admin_token,
+                  token_from_env(METRICS_TOKEN_ENV) if metrics_token is _FROM_ENV else metrics_token, admin_rate)
+    app = _new_app(services, docs_from_env() if docs is None else docs)
+    _add_recommend(app, Recommender(services), inline)
+    _add_info(app, services, paths.state_dir() if state_dir is _FROM_ENV else state_dir)
+    _add_protected(app, services, guard)
     return app

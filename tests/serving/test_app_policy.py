@@ -73,6 +73,10 @@ def _loader(d: Path):
     return load
 
 
+METRICS_TOKEN = "scrape-" + "m" * 24
+SCRAPER = {"Authorization": f"Bearer {METRICS_TOKEN}"}  # /metrics needs a token
+
+
 @pytest.fixture()
 def env(tmp_path):
     model_dir = tmp_path / "model"
@@ -101,7 +105,7 @@ def env(tmp_path):
         metrics=metrics,
         max_k=100,
     )
-    with TestClient(create_app(services)) as client:
+    with TestClient(create_app(services, metrics_token=METRICS_TOKEN), headers=SCRAPER) as client:
         yield client, reader, model_dir, holder
 
 

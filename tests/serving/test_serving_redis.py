@@ -60,6 +60,10 @@ class _Server:
         self.thread.join(timeout=10)
 
 
+METRICS_TOKEN = "scrape-" + "m" * 24
+SCRAPER = {"Authorization": f"Bearer {METRICS_TOKEN}"}  # /metrics needs a token
+
+
 @pytest.fixture(scope="module")
 def served(feast_env):
     import faiss
@@ -77,7 +81,8 @@ def served(feast_env):
     store = feast_io.get_store(feast_env.repo_dir)
     services = build_services(MODEL, store=store, poll_s=0.2, retry_s=0.3)
     try:
-        with _Server(create_app(services)) as base, httpx.Client(base_url=base, timeout=10) as client:
+        with _Server(create_app(services, metrics_token=METRICS_TOKEN)) as base, \
+                httpx.Client(base_url=base, timeout=10, headers=SCRAPER) as client:
             yield client, services, feast_env, ckpt
     finally:
         torch.set_num_threads(threads[0])
