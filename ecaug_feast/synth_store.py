@@ -48,14 +48,13 @@ from ecaug_feast.atomic import exclusive_lock, pid_alive, swap_symlink
 from ecaug_feast.errors import EcaugError
 from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
 from ecaug_feast.names import check_name, owned_child
+from ecaug_feast.runs_link import ACTIVE, EMPTY, active_run_in
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
-ACTIVE = "active"
-EMPTY = "_empty"
 RUN_ID_SPACE = 1 << 24
 USER_FILE = "user_features_synth.parquet"
 INTER_FILE = "interactions_synth.parquet"
@@ -145,12 +144,7 @@ class RunInfo:
 
 def active_run(root: Path | None = None) -> str | None:
     """Id of the run the synthetic views point at (None: none, or the empty placeholder)."""
-    link = runs_root(root) / ACTIVE
-    if not link.is_symlink():
-        return None
-    target = os.readlink(link)
-    name = Path(target).name
-    return None if name == EMPTY else name
+    return active_run_in(runs_root(root))
 
 
 def list_runs(root: Path | None = None) -> list[RunInfo]:

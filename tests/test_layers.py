@@ -8,6 +8,7 @@ also the lazy ones inside functions: each contract is shown catching one planted
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -54,6 +55,15 @@ PLANTED = [
     ("rule 4: datasets import features", "ecaug_feast/datasets/store.py",
      "from ecaug_feast.features.build import build_tables",
      "ecaug_feast.datasets.store -> ecaug_feast.features.build"),
+    ("rule 6: Feast declarations import the generator", "ecaug_feast/plugin.py",
+     "from ecaug_feast.synth.gan import ConditionalGAN",
+     "ecaug_feast.plugin -> ecaug_feast.synth.gan"),
+    ("rule 6: Feast declarations import the runs engine", "ecaug_feast/plugin.py",
+     "from ecaug_feast.synth_store import active_run",
+     "ecaug_feast.plugin -> ecaug_feast.synth_store"),
+    ("the feast_io -> plugin -> synth_store -> feast_io loop", "ecaug_feast/feast_io.py",
+     "from ecaug_feast.synth_store import active_run",
+     "ecaug_feast.feast_io -> ecaug_feast.synth_store"),
     ("rule 5: serving reads the processed dataset", "recommender/serving/wiring.py",
      "from ecaug_feast.datasets.store import load_processed",
      "recommender.serving.wiring -> ecaug_feast.datasets.store"),
@@ -67,6 +77,36 @@ def test_the_contracts_catch_a_planted_import(tmp_path, rule, module, planted, e
     proc = _lint_copy_with(tmp_path, module, planted)
     assert proc.returncode != 0, proc.stdout
     assert edge in proc.stdout, proc.stdout[-3000:]
+
+
+# feature_repo/ is not a package (Feast imports its files by name): its imports are read from the
+# source. Rule 6: the definitions import only ecaug's declarations, paths and schema, never an engine.
+FEATURE_REPO_MAY_IMPORT = {"ecaug_feast.plugin", "ecaug_feast.paths", "ecaug_feast.schema"}
+
+
+def _ecaug_imports(source: str) -> set[str]:
+    """Every ``ecaug_feast`` module a file imports (also inside functions)."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.split(".")[0] == "ecaug_feast"}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "ecaug_feast":
+            out |= {f"ecaug_feast.{a.name}" for a in node.names} if node.module == "ecaug_feast" else {node.module}
+    return out
+
+
+def test_feature_repo_imports_only_declarations():
+    files = sorted((ROOT / "feature_repo").glob("*.py"))
+    assert files
+    for f in files:
+        bad = _ecaug_imports(f.read_text(encoding="utf-8")) - FEATURE_REPO_MAY_IMPORT
+        assert not bad, f"feature_repo/{f.name} imports {sorted(bad)}"
+
+
+def test_the_feature_repo_check_catches_a_planted_import():
+    src = (ROOT / "feature_repo" / "synthetic_views.py").read_text(encoding="utf-8")
+    planted = src + "\n\ndef _bad():\n    from ecaug_feast.synth.gan import ConditionalGAN  # noqa\n    from ecaug_feast import synth_store  # noqa\n"
+    assert _ecaug_imports(planted) - FEATURE_REPO_MAY_IMPORT == {"ecaug_feast.synth.gan", "ecaug_feast.synth_store"}
 
 
 _IMPORT_ALL = r"""

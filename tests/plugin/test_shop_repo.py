@@ -63,6 +63,7 @@ def test_shop_repo_expanded_end_to_end(shop_repo: Path, redis_url: str, monkeypa
 
     from ecaug_feast import plugin
     from ecaug_feast.errors import EcaugError
+    from ecaug_feast.jobs.augment_repo import remove_twin_keys
     from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
 
     u = urlparse(redis_url)
@@ -158,5 +159,5 @@ def test_shop_repo_expanded_end_to_end(shop_repo: Path, redis_url: str, monkeypa
     #    the synthetic keys, even when real ids are passed along
     twin = store.get_feature_view("courier_hourly_synth")
     ids = np.concatenate([synth["courier_id"].to_numpy(), np.arange(1001, 1041)])
-    assert plugin.remove_twin_keys(store, twin, ids) == res["rows_accepted"]
+    assert remove_twin_keys(store, twin, ids) == res["rows_accepted"]
     assert _dump(client) == before

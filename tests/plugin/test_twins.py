@@ -111,10 +111,10 @@ def test_run_file_with_nanosecond_times(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ecaug_feast.plugin import _write_table
+    from ecaug_feast.plugin import write_table
 
     schema = pa.schema([pa.field("k", pa.int64()), pa.field("ts", pa.timestamp("us", tz="UTC"))])
     df = pd.DataFrame({"k": [1], "ts": pd.to_datetime([1_700_000_000_123_456_789], utc=True)})
-    _write_table(df, schema, tmp_path / "x.parquet")
+    write_table(df, schema, tmp_path / "x.parquet")
     got = pq.read_table(tmp_path / "x.parquet").to_pandas()["ts"].iloc[0]
     assert got == pd.Timestamp(1_700_000_000_123_456_000, tz="UTC")
