@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
 
 
@@ -22,9 +24,10 @@ def register(app: typer.Typer) -> None:
         poll: float = typer.Option(2.0, "--poll", min=0.1, help="Seconds between checks for a new checkpoint."),
         max_k: int = typer.Option(1000, "--max-k", min=1, help="Largest k accepted (422 above)."),
         log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
-        workers: int = typer.Option(
-            1, "--workers", min=1,
-            help="Worker processes (each loads the model; /metrics is per worker).",
+        workers: Optional[int] = typer.Option(
+            None, "--workers", min=1,
+            help="Worker processes, each loading the model once (default: one per core). "
+                 "/metrics counts per worker.",
         ),
         threadpool: bool = typer.Option(
             False, "--threadpool/--inline",
@@ -33,8 +36,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Serve GET /recommend?user_id=&k=, /items/{id}, /health, /metrics.
 
-        Features come from Feast's online store (Redis: $ECAUG_REDIS_URL, else the embedded
-        server, started if needed); the model is hot-reloaded when a new checkpoint lands.
+        Features come from Feast's online store (Redis: $ECAUG_REDIS_URL, else
+        the embedded server, started if needed). A new checkpoint is hot-reloaded.
+
+        /metrics needs $ECAUG_METRICS_TOKEN (scrape only) or $ECAUG_ADMIN_TOKEN
+        as 'Authorization: Bearer <token>' (or from a file: ..._TOKEN_FILE);
+        without either it is off (404). POST /admin/reload: the admin token.
+
+        A port in use exits 2 before anything is loaded.
         """
         from ecaug_feast.jobs.serve import serve as serve_job
         from ecaug_feast.jobs.workspace import Workspace

@@ -1,12 +1,17 @@
-"""The serve job (``ecaug serve``): Redis up, services built and checked, then uvicorn.
+"""The serve job (``ecaug serve``): the port bound, Redis up, services built and checked, then
+uvicorn: one process, or (default: one per core) uvicorn's supervisor with N worker processes on
+the bound socket, each loading the model once (the work is GIL-bound Python: threads would not
+use a second core).
 
 The API itself lives in :mod:`recommender.serving`; this job only composes it for a workspace.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,32 +42,92 @@ def build(ws: Workspace, model: str | Path = "latest", dataset: str | None = Non
     return services, bundle
 
 
+SERVE_ENV = "ECAUG_SERVE_CONFIG"  # what each worker process builds (JSON), set by serve()
+WORKER_HEALTHCHECK_S = 60  # a worker loading its model on a busy machine answers the supervisor late
+
+
+def default_workers() -> int:
+    """The cores this process may run on (its CPU affinity; ``os.cpu_count()`` where unknown)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything is loaded or announced: a port in use (or a
+    host that is not this machine's) is one line, exit 2."""
+    try:
+        family, _, _, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise EcaugError(f"--host {host}: cannot resolve it ({exc.strerror})") from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise EcaugError(f"port {port} on {host} is in use: stop what listens there or choose another --port") from None
+        raise EcaugError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)  # the worker processes serve on this socket
+    return sock
+
+
 def serve(ws: Workspace, host: str = "127.0.0.1", port: int = 8000, model: str = "latest", dataset: str | None = None,
-          poll_s: float = 2.0, max_k: int = 1000, log_level: str = "warning", workers: int = 1, threadpool: bool = False,
-          announce: Callable[[str], None] = lambda s: None) -> None:
-    """Serve ``/recommend`` until stopped. Starts (or attaches) Redis first; ``announce`` gets the
-    one line saying what is served where. ``workers`` > 1: each uvicorn worker builds its own
-    services from ``$ECAUG_SERVE_CONFIG`` (:func:`recommender.serving.wiring.app_from_env`)."""
+          poll_s: float = 2.0, max_k: int = 1000, log_level: str = "warning", workers: int | None = None,
+          threadpool: bool = False, announce: Callable[[str], None] = lambda s: None) -> None:
+    """Serve ``/recommend`` until stopped. Binds the port first, starts (or attaches) Redis, loads
+    and checks the model once here; ``announce`` then gets the one line saying what is served
+    where. ``workers`` (default: the number of cores) > 1: uvicorn's supervisor runs that many
+    processes on the one socket, each building its own services (:func:`worker_app`)."""
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from recommender.serving.app import create_app
-    from recommender.serving.wiring import SERVE_ENV, configure_threads
+    from recommender.serving.wiring import configure_threads
 
+    workers = workers or default_workers()
+    sock = bind(host, port)
+    try:
+        configure_threads(1)
+        with ws.online():
+            services, bundle = build(ws, model, dataset, poll_s=poll_s, max_k=max_k)
+            announce(f"serving {bundle.version} ({len(bundle.index)} items, {bundle.index.metric}) "
+                     f"on http://{host}:{port} with {workers} worker{'s' if workers > 1 else ''}  "
+                     f"(try: curl 'http://{host}:{port}/recommend?user_id=1&k=10')")
+            common = dict(log_level=log_level, access_log=False, timeout_worker_healthcheck=WORKER_HEALTHCHECK_S)
+            if workers == 1:
+                server = uvicorn.Server(uvicorn.Config(create_app(services, inline=not threadpool, state_dir=ws.state_dir),
+                                                       **common))
+                server.run(sockets=[sock])
+                if not server.started:
+                    raise EcaugError("the server did not start (see the log lines above)")
+                return
+            del services, bundle  # checked; each worker loads its own copy
+            os.environ[SERVE_ENV] = json.dumps({"state_dir": str(ws.state_dir), "repo_dir": ws.repo_dir and str(ws.repo_dir),
+                                                "model": model, "dataset": dataset, "poll_s": poll_s, "max_k": max_k,
+                                                "inline": not threadpool})
+            config = uvicorn.Config(f"{__name__}:worker_app", factory=True, workers=workers, **common)
+            Multiprocess(config, sockets=[sock]).run()
+    finally:
+        sock.close()
+
+
+def worker_app() -> Any:
+    """uvicorn app factory of one worker process (``ecaug serve --workers N``): the same services
+    as a single-process server, built from ``$ECAUG_SERVE_CONFIG``, the model loaded once."""
+    from recommender.serving.app import create_app
+    from recommender.serving.wiring import configure_threads
+
+    from ecaug_feast.redis_server import external_url
+
+    cfg = json.loads(os.environ[SERVE_ENV])
     configure_threads(1)
-    with ws.online():
-        repair.redo_pending(ws)  # a crash left Redis behind the offline store: redo that step before serving
-        services, bundle = build(ws, model, dataset, poll_s=poll_s, max_k=max_k)
-        announce(f"serving {bundle.version} ({len(bundle.index)} items, {bundle.index.metric}) "
-                 f"on http://{host}:{port}  (try: curl 'http://{host}:{port}/recommend?user_id=1&k=10')")
-        if workers > 1:  # validated above; the workers load their own copies
-            del services, bundle
-            os.environ[SERVE_ENV] = json.dumps(
-                {"model": model, "dataset": dataset, "poll_s": poll_s, "max_k": max_k, "inline": not threadpool}
-            )
-            uvicorn.run("recommender.serving.wiring:app_from_env", factory=True, workers=workers,
-                        host=host, port=port, log_level=log_level, access_log=False)
-            return
-        uvicorn.run(create_app(services, inline=not threadpool), host=host, port=port, log_level=log_level, access_log=False)
+    repo = cfg.get("repo_dir")
+    ws = Workspace(state_dir=Path(cfg["state_dir"]), repo_dir=Path(repo) if repo else None, redis_url=external_url())
+    services, _bundle = build(ws, cfg["model"], cfg.get("dataset"), poll_s=float(cfg["poll_s"]), max_k=int(cfg["max_k"]))
+    return create_app(services, inline=bool(cfg["inline"]), state_dir=Path(cfg["state_dir"]))
 
 
 def check(ws: Workspace, model: str | Path, dataset: str | None, user_id: int, k: int = 10) -> dict[str, Any]:
@@ -74,7 +139,7 @@ def check(ws: Workspace, model: str | Path, dataset: str | None, user_id: int, k
 
     with ws.online():
         services, _bundle = build(ws, model, dataset)
-        with TestClient(create_app(services)) as client:
+        with TestClient(create_app(services, state_dir=ws.state_dir)) as client:
             r = client.get("/recommend", params={"user_id": user_id, "k": k})
     if r.status_code != 200:
         raise EcaugError(f"/recommend answered {r.status_code}: {r.text[:200]}")

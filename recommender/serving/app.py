@@ -49,6 +49,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from ecaug_feast import paths
+from ecaug_feast.intents import pending as pending_intents
 from ecaug_feast.redact import redact
 
 from recommender.serving.auth import ADMIN_TOKEN_ENV, METRICS_TOKEN_ENV, Guard, token_from_env
@@ -62,11 +63,6 @@ from recommender.serving.components import (
 )
 from recommender.serving.metrics import ServingMetrics
 from recommender.serving.model_bundle import ModelBundle, ModelHolder
-
-try:  # the intent records of issue 32 (crash consistency between the offline and online stores)
-    from ecaug_feast.intents import pending as pending_intents
-except ImportError:  # not landed in this tree yet: nothing can be pending
-    pending_intents = None
 
 log = logging.getLogger(__name__)
 
@@ -278,14 +274,13 @@ def _add_recommend(app: FastAPI, recommend: Recommender, inline: bool) -> None:
             return recommend(user_id, k)
 
 
-def _unfinished(state_dir: FsPath | None) -> list[str]:
-    """Steps (materialize, publish, refresh) interrupted and not yet redone."""
-    if state_dir is None or pending_intents is None:
+def _unfinished(state_dir: FsPath | None) -> list[dict[str, Any]]:
+    """Steps (materialize, publish, refresh) with an intent on record: running now, or
+    interrupted and not yet redone (``ecaug repair``). Either way Redis may lag the offline store."""
+    if state_dir is None:
         return []
-    try:
-        return [str(i.get("step", "?")) for i in pending_intents(state_dir)]
-    except Exception as exc:  # noqa: BLE001 - /health reports, it does not fail
-        return [f"unreadable intents: {type(exc).__name__}"]
+    return [{"step": str(i.get("step")), "running": bool(i.get("running")), "started_at": i.get("started_at")}
+            for i in pending_intents(state_dir)]
 
 
 def _add_info(app: FastAPI, s: Services, state_dir: FsPath | None) -> None:

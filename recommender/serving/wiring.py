@@ -157,21 +157,3 @@ def build_services(
         metrics=metrics,
         max_k=max_k,
     )
-
-
-SERVE_ENV = "ECAUG_SERVE_CONFIG"
-
-
-def app_from_env():
-    """uvicorn factory for ``ecaug serve --workers N``: each worker process builds its own
-    services from the JSON in ``$ECAUG_SERVE_CONFIG`` (model, dataset, poll_s, max_k, inline)."""
-    import json
-    import os
-
-    from recommender.serving.app import create_app
-
-    cfg = json.loads(os.environ.get(SERVE_ENV, "{}"))
-    configure_threads(1)
-    services = build_services(cfg.get("model", LATEST), cfg.get("dataset"),
-                              poll_s=float(cfg.get("poll_s", 2.0)), max_k=int(cfg.get("max_k", 1000)))
-    return create_app(services, inline=bool(cfg.get("inline", True)))
