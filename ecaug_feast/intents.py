@@ -77,11 +77,17 @@ def clear(state_dir: str | Path, step: str, pid: int | None = None) -> bool:
 
 
 @contextlib.contextmanager
-def intent(state_dir: str | Path, step: str, **args: Any) -> Iterator[dict[str, Any]]:
-    """Hold an intent record for the ``with`` block: written before, removed only on success
-    (an exception or a kill leaves it for :func:`pending`)."""
+def intent(state_dir: str | Path, step: str, nothing_written: tuple[type[BaseException], ...] = (),
+           **args: Any) -> Iterator[dict[str, Any]]:
+    """Hold an intent record for the ``with`` block: written before, removed on success. An
+    exception leaves it for :func:`pending` (as a kill does), unless it is one of
+    ``nothing_written``: errors the step raises before it writes anything (refused input)."""
     rec = record(state_dir, step, **args)
-    yield rec
+    try:
+        yield rec
+    except nothing_written:
+        clear(state_dir, step, pid=os.getpid())
+        raise
     clear(state_dir, step, pid=os.getpid())
 
 

@@ -16,6 +16,7 @@ Layout under ``<state>/runs/``::
     active -> <run_id> | _empty     symlink swapped atomically; the Feast FileSources point through it
     .lock                           flock: run numbers, activation and publication are exclusive
     .seq                            the last run number handed out (reserved before a run is written)
+    published.json                  the synthetic user-id range of every run whose keys may be online
 
 Only a run whose gate passed can become active. Synthetic users of run number ``seq`` get ids
 ``SYNTHETIC_USER_ID_BASE + seq * 2**24 + i`` so runs never share a user id either: run numbers are
@@ -23,7 +24,10 @@ handed out under the lock and recorded at once, so concurrent ``ecaug augment`` 
 numbers (and disjoint id ranges) although neither has written its run folder yet.
 
 Redis holds the synthetic keys of the active run only: :func:`publish` (under the lock) deletes
-the online keys of every other run, then materializes the active one. Run ids are checked as
+the online keys of every other run, then materializes the active one. The runs whose keys may be
+online are recorded with their id ranges in ``published.json`` before their keys are written, so
+keys of a run whose folder was deleted are removed too. A run folder whose manifest is missing or
+corrupt is listed as broken (with the reason), never hidden. Run ids are checked as
 names (:mod:`ecaug_feast.names`) before they are joined to a path.
 """
 
@@ -63,6 +67,7 @@ LINEAGE_COLUMNS = S.LINEAGE_COLUMNS
 LOCK_FILE = ".lock"
 SEQ_FILE = ".seq"
 OWNER_FILE = ".owner-pid"
+PUBLISHED_FILE = "published.json"  # synthetic user-id ranges that may have keys in the online store
 
 
 def runs_root(root: Path | None = None) -> Path:
@@ -126,6 +131,7 @@ class RunInfo:
     path: Path
     manifest: dict[str, Any]
     active: bool
+    broken: str | None = None  # why the run cannot be read (missing or corrupt manifest)
 
     def user_features(self) -> pd.DataFrame:
         return pd.read_parquet(self.path / USER_FILE)
@@ -139,7 +145,8 @@ class RunInfo:
                 "gate": self.manifest.get("gate"), "rows_accepted": m.get("rows_accepted"),
                 "c2st_auc": m.get("c2st_auc"), "column_shapes": m.get("column_shapes"),
                 "pair_trends": m.get("pair_trends"), "segment": self.manifest.get("config", {}).get("segment"),
-                "dataset": self.manifest.get("lineage", {}).get("dataset"), "path": str(self.path)}
+                "dataset": self.manifest.get("lineage", {}).get("dataset"), "path": str(self.path),
+                "broken": self.broken}
 
 
 def active_run(root: Path | None = None) -> str | None:
@@ -147,19 +154,31 @@ def active_run(root: Path | None = None) -> str | None:
     return active_run_in(runs_root(root))
 
 
+def _read_manifest(d: Path) -> tuple[dict[str, Any], str | None]:
+    """A run folder's manifest, or ``({}, reason)`` when it is missing or corrupt."""
+    mf = d / "manifest.json"
+    try:
+        man = json.loads(mf.read_text())
+    except FileNotFoundError:
+        return {}, "manifest.json missing"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return {}, f"corrupt manifest.json ({type(exc).__name__}: {exc})"
+    if not isinstance(man, dict):
+        return {}, "corrupt manifest.json (not a JSON object)"
+    return man, None
+
+
 def list_runs(root: Path | None = None) -> list[RunInfo]:
-    """All finished runs, oldest first."""
+    """All run folders, oldest first; one whose manifest is missing or corrupt is listed with
+    ``broken`` set (it has no gate, so it is never activated or published)."""
     act = active_run(root)
     root = runs_root(root)
     out = []
     for d in root.iterdir():
-        if d.is_dir() and not d.is_symlink() and not d.name.startswith((".", "_")) and (d / "manifest.json").exists():
-            try:
-                man = json.loads((d / "manifest.json").read_text())
-            except json.JSONDecodeError:
-                continue
-            out.append(RunInfo(d.name, d, man, d.name == act))
-    return sorted(out, key=lambda r: (r.manifest.get("seq", 0), r.manifest.get("created", "")))
+        if d.is_dir() and not d.is_symlink() and not d.name.startswith((".", "_")):
+            man, broken = _read_manifest(d)
+            out.append(RunInfo(d.name, d, man, d.name == act, broken))
+    return sorted(out, key=lambda r: (r.manifest.get("seq", 0), r.manifest.get("created", ""), r.run_id))
 
 
 def load_run(run_id: str) -> RunInfo:
@@ -335,15 +354,17 @@ def rollback(to: str | None = None) -> str | None:
 
     The target is checked (known, gate passed, sources readable) before ``active`` moves. The
     online store is brought in line by :func:`publish`."""
-    ensure_sources()
     with runs_lock():
+        cur = active_run()  # read before ensure_sources, which re-points a link whose run folder is gone
+        ensure_sources()
         if to:
             return _activate_locked(to).run_id
-        cur = active_run()
         if cur is None:
             raise EcaugError("no synthetic run is active; nothing to roll back")
         ids = [r.run_id for r in list_runs() if r.manifest.get("gate") == "pass"]
-        parent = load_run(cur).manifest.get("lineage", {}).get("parent_run_id")
+        # the active run's folder may be gone (deleted by hand): then the newest passing run
+        man, _ = _read_manifest(runs_root() / cur)
+        parent = man.get("lineage", {}).get("parent_run_id")
         if parent in ids:  # a refreshed run goes back to the run it was refreshed from
             return _activate_locked(parent).run_id
         before = ids[: ids.index(cur)] if cur in ids else ids
@@ -382,7 +403,9 @@ def publish(run_id: str | None = None, repo_dir: Path | None = None) -> dict[str
         out["removed_keys"] = remove_online_keys(feast_io.get_store(repo), keep=cur)
         if cur is None:
             return out
-        inter = load_run(cur).interactions()
+        run = load_run(cur)
+        _record_published(run)  # before its keys are written: a crash mid-way leaves them known
+        inter = run.interactions()
         if len(inter) == 0:
             return out
         ts = pd.to_datetime(inter["event_timestamp"], utc=True)
@@ -392,20 +415,60 @@ def publish(run_id: str | None = None, repo_dir: Path | None = None) -> dict[str
         return out
 
 
+def _published() -> dict[str, list[int]]:
+    """``published.json``: run id -> [first, last] synthetic user id of runs whose keys may be online."""
+    try:
+        data = json.loads((runs_root() / PUBLISHED_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    runs = data.get("runs") if isinstance(data, dict) else None
+    return {str(k): [int(v[0]), int(v[1])] for k, v in (runs or {}).items()
+            if isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) for x in v)}
+
+
+def _write_published(runs: dict[str, list[int]]) -> None:
+    p = runs_root() / PUBLISHED_FILE
+    tmp = p.with_name(f".{PUBLISHED_FILE}-{os.getpid()}")
+    tmp.write_text(json.dumps({"runs": runs}, indent=1))
+    os.replace(tmp, p)
+
+
+def _record_published(run: RunInfo) -> None:
+    """Add ``run``'s synthetic user-id range to ``published.json`` (under the runs lock)."""
+    rng = run.manifest.get("user_id_range") or []
+    if not (len(rng) == 2 and all(isinstance(x, int) for x in rng)):
+        ids = _run_user_ids(run)
+        if not len(ids):
+            return
+        rng = [int(ids.min()), int(ids.max())]
+    _write_published({**_published(), run.run_id: [int(rng[0]), int(rng[1])]})
+
+
 def remove_online_keys(store: Any, keep: str | None) -> int:
-    """Delete from the online store the synthetic keys of every gate-passing run but ``keep``
-    (:func:`delete_synthetic_keys` over ``VIEWS``). Returns the number of keys changed."""
+    """Delete from the online store the synthetic keys of every run but ``keep``: each
+    gate-passing run folder's ids, and each id range in ``published.json`` (a run whose folder
+    is gone or whose manifest broke) (:func:`delete_synthetic_keys` over ``VIEWS``). Returns the
+    number of keys changed."""
     views = [store.get_feature_view(v) for v in VIEWS]
     changed = 0
+    published = _published()
     for run in list_runs():
         if run.run_id == keep or run.manifest.get("gate") != "pass":
             continue
         try:
             ids = _run_user_ids(run)
-        except Exception as exc:  # noqa: BLE001 - a broken run: its keys cannot be named
-            log.warning("run %s: cannot read its user ids (%s); its online keys are left", run.run_id, exc)
+        except Exception as exc:  # noqa: BLE001 - a broken run: its keys cannot be named from its files
+            log.warning("run %s: cannot read its user ids (%s); its recorded id range is used", run.run_id, exc)
             continue
         changed += delete_synthetic_keys(store, views, ids)
+        published.pop(run.run_id, None)
+    for rid, (lo, hi) in list(published.items()):
+        if rid == keep:
+            continue
+        for start in range(lo, hi + 1, 1 << 20):  # a range of ids, in bounded slices
+            changed += delete_synthetic_keys(store, views, np.arange(start, min(hi, start + (1 << 20) - 1) + 1, dtype=np.int64))
+        published.pop(rid)
+    _write_published({k: v for k, v in _published().items() if k == keep})
     return changed
 
 

@@ -138,11 +138,13 @@ def _augment_sequence(dataset: Optional[str], seed: int, steps: Optional[int], m
 
 @runs_app.command("list")
 def runs_list(as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line.")) -> None:
-    """All synthetic runs, oldest first (* = active)."""
+    """All synthetic runs, oldest first (* = active); a run whose manifest is missing or corrupt
+    is listed as BROKEN with the reason."""
     from ecaug_feast import synth_store
 
     runs = [r.summary() for r in synth_store.list_runs()]
-    lines = [f"{'*' if r['active'] else ' '} {r['run_id']}  gate={r['gate']}  rows={r['rows_accepted']}  "
+    lines = [f"{'*' if r['active'] else ' '} {r['run_id']}  BROKEN: {r['broken']}" if r["broken"] else
+             f"{'*' if r['active'] else ' '} {r['run_id']}  gate={r['gate']}  rows={r['rows_accepted']}  "
              f"c2st={r['c2st_auc'] if r['c2st_auc'] is None else round(r['c2st_auc'], 3)}  segment={r['segment']}" for r in runs]
     _emit({"runs": runs, "active": synth_store.active_run()}, as_json, "\n".join(lines) or "no runs")
 

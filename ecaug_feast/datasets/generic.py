@@ -14,11 +14,14 @@ The column mapping comes from a YAML file or ``--map user=COL,item=COL,timestamp
       weight: quantity            # optional: positive numbers, default 1.0
     item_attributes: [brand, category]   # optional; default = every other column of `items`
     user_attributes: [age_band]          # optional; default = every other column of `users`
-    timestamp_unit: s             # for numeric timestamps: s | ms | us | ns (default s)
+    timestamp_unit: s             # for numeric timestamps: s | ms | us | ns (default s; --map timestamp_unit=ms)
     csv_sep: ","                  # optional
     split: temporal               # temporal (default) | leave_last_out
 
-Raw ids of any type are re-indexed to 1..N. Every (attribute column, value) pair becomes one
+Raw ids of any type are re-indexed to 1..N; id columns of a CSV are read as text, so ``007``,
+``7`` and ``0007`` stay three ids (``datasets/<name>/user_map.parquet`` keeps the exact strings).
+Numeric timestamps must fall in 1990 .. now + 1 day in the given unit (else the error names the
+unit that fits). Every (attribute column, value) pair becomes one
 attribute id; a text cell with ``|`` separators holds several values (``"lipstick|matte"``).
 Without an item table every item gets the single attribute id 1 ("no attribute data").
 """
@@ -32,10 +35,14 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ecaug_feast.datasets.base import Dataset, SplitKind, reindex, sort_interactions, validate_dataset
+from ecaug_feast.datasets.base import FUTURE_SLACK, Dataset, SplitKind, reindex, sort_interactions, validate_dataset
 from ecaug_feast.errors import DataValidationError, EcaugError
 
 MAPPING_KEYS = {"user", "item", "timestamp", "label", "weight"}
+OPTION_KEYS = {"timestamp_unit"}  # settings --map may carry besides columns (KEY=VALUE)
+UNIT_SECONDS = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
+# numeric epochs before this are taken as a wrong unit (ms data read as ns lands in 1970)
+PLAUSIBLE_FROM = pd.Timestamp("1990-01-01", tz="UTC")
 TOP_KEYS = {
     "name", "interactions", "items", "users", "columns", "item_attributes", "user_attributes",
     "timestamp_unit", "csv_sep", "split",
@@ -43,15 +50,16 @@ TOP_KEYS = {
 
 
 def parse_map_flag(spec: str) -> dict[str, str]:
-    """``user=a,item=b,timestamp=c`` -> dict; raises ``EcaugError`` on a malformed spec."""
+    """``user=a,item=b,timestamp=c[,timestamp_unit=ms]`` -> dict; raises ``EcaugError`` on a
+    malformed spec."""
     out: dict[str, str] = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
         key, sep, col = part.partition("=")
         if not sep or not col.strip():
             raise EcaugError(f"--map: expected KEY=COLUMN, got {part!r}")
         key = key.strip()
-        if key not in MAPPING_KEYS:
-            raise EcaugError(f"--map: unknown key {key!r} (use {', '.join(sorted(MAPPING_KEYS))})")
+        if key not in MAPPING_KEYS | OPTION_KEYS:
+            raise EcaugError(f"--map: unknown key {key!r} (use {', '.join(sorted(MAPPING_KEYS | OPTION_KEYS))})")
         if key in out:  # keeping the last one silently would read the wrong column
             raise EcaugError(f"--map: key {key!r} given twice ({out[key]!r} and {col.strip()!r})")
         out[key] = col.strip()
@@ -83,7 +91,9 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
     return cfg
 
 
-def _read_table(path: str | Path, sep: str | None) -> pd.DataFrame:
+def _read_table(path: str | Path, sep: str | None, text_cols: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A table from CSV/TSV/parquet; ``text_cols`` (the id columns) of a CSV are read as text,
+    never cast to numbers (``007`` and ``7`` are different ids)."""
     path = Path(path)
     if not path.exists():
         raise DataValidationError(path, None, "file not found")
@@ -92,7 +102,8 @@ def _read_table(path: str | Path, sep: str | None) -> pd.DataFrame:
         if suffix.endswith(".parquet") or suffix.endswith(".pq"):
             df = pd.read_parquet(path)
         elif suffix.endswith((".csv", ".csv.gz", ".tsv", ".txt")):
-            df = pd.read_csv(path, sep=sep or ("\t" if ".tsv" in suffix else ","), low_memory=False)
+            df = pd.read_csv(path, sep=sep or ("\t" if ".tsv" in suffix else ","), low_memory=False,
+                             dtype={c: str for c in text_cols})
         else:
             raise DataValidationError(path, None, "unsupported file type (use .csv, .tsv or .parquet)")
     except DataValidationError:
@@ -127,6 +138,10 @@ def _key(s: pd.Series, path: str | Path, col: str) -> pd.Series:
     Categorical columns (parquet dictionary encoding) are read as their values; a cell holding a
     list or array is refused (it would turn into the same text for many different ids)."""
     s = _plain(s)
+    if s.dtype == object and isinstance(s.iloc[0], str):  # CSV ids read as text: numbers stay as written
+        num = pd.to_numeric(s, errors="coerce")
+        if num.notna().all() and not np.all(np.mod(num.to_numpy(dtype=np.float64), 1) == 0):
+            raise DataValidationError(path, col, "ids must be integers or strings, got fractional numbers")
     if pd.api.types.is_float_dtype(s.dtype):
         if not np.all(np.mod(s.to_numpy(), 1) == 0):
             raise DataValidationError(path, col, "ids must be integers or strings, got fractional numbers")
@@ -152,7 +167,7 @@ def _preview(value: Any, limit: int = 40) -> str:
 
 def _keyed_table(path: str | Path, sep: str | None, col: str, what: str) -> tuple[pd.DataFrame, pd.Series]:
     """Read an item or user table and its normalised key column; a key listed twice is refused."""
-    df = _read_table(path, sep)
+    df = _read_table(path, sep, (col,))
     key = _key(_require(df, col, path), path, col)
     if key.duplicated().any():
         raise DataValidationError(path, col, f"duplicate key: {what} {key[key.duplicated()].iloc[0]!r} listed twice")
@@ -210,8 +225,7 @@ def _timestamps(s: pd.Series, path: str | Path, col: str, unit: str) -> pd.Serie
     if pd.api.types.is_bool_dtype(s.dtype):
         raise DataValidationError(path, col, "expected timestamps, got booleans")
     if pd.api.types.is_numeric_dtype(s.dtype):
-        if unit not in ("s", "ms", "us", "ns"):
-            raise DataValidationError(path, col, f"timestamp_unit must be s, ms, us or ns, got {unit!r}")
+        _check_epoch_unit(s, path, col, unit)
         ts = pd.to_datetime(s, unit=unit, utc=True, errors="coerce")
     elif isinstance(s.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(s.dtype):
         ts = pd.to_datetime(s, utc=True)
@@ -223,6 +237,32 @@ def _timestamps(s: pd.Series, path: str | Path, col: str, unit: str) -> pd.Serie
             path, col, f"{int(ts.isna().sum())} unparseable timestamps (first: {s.iloc[first]!r} at row {first})"
         )
     return ts.dt.as_unit("ns") if hasattr(ts.dt, "as_unit") else ts
+
+
+def check_unit(unit: Any, source: str | Path | None) -> str:
+    """``timestamp_unit`` must be one of s, ms, us, ns (an unknown unit is refused, not ignored)."""
+    if str(unit) not in UNIT_SECONDS:
+        raise DataValidationError(source, "timestamp_unit", f"unknown unit {unit!r} (use s, ms, us or ns)")
+    return str(unit)
+
+
+def _check_epoch_unit(s: pd.Series, path: str | Path, col: str, unit: str) -> None:
+    """Numeric epochs must land in 1990 .. now + 1 day in ``unit``; else the error names the unit
+    in which they would (ms data read as ns would otherwise land in 1970, seconds apart)."""
+    v = s.to_numpy(dtype=np.float64)
+    if not np.isfinite(v).all():
+        return  # NaN/inf: reported as unparseable below
+    lo_s, hi_s = PLAUSIBLE_FROM.timestamp(), (pd.Timestamp.now(tz="UTC") + FUTURE_SLACK).timestamp()
+    secs = v / UNIT_SECONDS[unit]
+    bad = (secs < lo_s) | (secs > hi_s)
+    if not bad.any():
+        return
+    fits = [u for u, f in UNIT_SECONDS.items() if u != unit and lo_s <= v.min() / f and v.max() / f <= hi_s]
+    i = int(np.flatnonzero(bad)[0])
+    hint = (f"the values fit timestamp_unit {fits[0]!r} (--map timestamp_unit={fits[0]} or `timestamp_unit: {fits[0]}`)"
+            if fits else "no unit (s, ms, us, ns) puts them there")
+    raise DataValidationError(path, col, f"{int(bad.sum())} timestamps outside 1990 .. now+1 day read as timestamp_unit "
+                              f"{unit!r} (first: {s.iloc[i]} at row {i}); {hint}")
 
 
 def _numeric(s: pd.Series, path: str | Path, col: str) -> np.ndarray:
@@ -270,7 +310,10 @@ def load_generic(
     """Load a shop's data through a column mapping (flags override the mapping file)."""
     cfg: dict[str, Any] = read_mapping(mapping_file) if mapping_file else {}
     cols = dict(cfg.get("columns") or {})
-    cols.update(mapping or {})
+    flags = dict(mapping or {})
+    unit = check_unit(flags.pop("timestamp_unit", None) or cfg.get("timestamp_unit", "s"),
+                      "--map" if "timestamp_unit" in (mapping or {}) else mapping_file)
+    cols.update(flags)
     inter_path = interactions or cfg.get("interactions")
     if not inter_path:
         raise EcaugError("no interactions table given (--interactions PATH or `interactions:` in the mapping file)")
@@ -284,10 +327,10 @@ def load_generic(
     if split_kind not in ("temporal", "leave_last_out"):
         raise EcaugError(f"split must be 'temporal' or 'leave_last_out', got {split_kind!r}")
 
-    df = _read_table(inter_path, sep)
+    df = _read_table(inter_path, sep, (cols["user"], cols["item"]))
     raw_user = _key(_require(df, cols["user"], inter_path), inter_path, cols["user"])
     raw_item = _key(_require(df, cols["item"], inter_path), inter_path, cols["item"])
-    ts = _timestamps(_require(df, cols["timestamp"], inter_path), inter_path, cols["timestamp"], str(cfg.get("timestamp_unit", "s")))
+    ts = _timestamps(_require(df, cols["timestamp"], inter_path), inter_path, cols["timestamp"], unit)
     weight = np.ones(len(df))
     if "weight" in cols:
         weight = _numeric(_require(df, cols["weight"], inter_path), inter_path, cols["weight"])
@@ -372,6 +415,7 @@ def load_generic(
             "columns": cols,
             "item_attributes": list(attr_cols),
             "timestamp_scheme": "from the mapped timestamp column (UTC)",
+            "timestamp_unit": unit,
             "negative_label_rows_dropped": int((~keep).sum()),
             **({"mapping_file": cfg["_mapping_file"]} if "_mapping_file" in cfg else {}),
         },

@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 
 from ecaug_feast import feast_io, intents, synth_store
-from ecaug_feast.errors import EcaugError
+from ecaug_feast.errors import DataValidationError, EcaugError
 from ecaug_feast.features.append import append_events, read_events
 from ecaug_feast.jobs.workspace import Workspace
 
@@ -46,7 +46,8 @@ def _time(s: str | None) -> datetime | None:
 def materialize_step(ws: Workspace, start: datetime | None = None, end: datetime | None = None,
                      views: Sequence[str] | None = None, incremental: bool = False) -> dict[str, Any]:
     """``feast_io.materialize`` on the workspace's repo under the ``materialize`` intent."""
-    with ws.online() as url, intents.intent(ws.state_dir, "materialize", start=_iso(start), end=_iso(end),
+    # an EcaugError (unknown view, no source data) is raised before anything is written
+    with ws.online() as url, intents.intent(ws.state_dir, "materialize", (EcaugError,), start=_iso(start), end=_iso(end),
                                             views=list(views) if views else None, incremental=incremental):
         return feast_io.materialize(ws.feast_repo(url), start=start, end=end, views=views or None, incremental=incremental)
 
@@ -73,7 +74,8 @@ def append_step(ws: Workspace, events: str | Path, seed: int = 0, allow_new_user
     under the ``refresh`` intent. Rerun after a crash it converges: events already appended are
     skipped (not appended twice) and the materialize covers the first of them."""
     flags = {"seed": seed, "allow_new_users": allow_new_users, "skip_late": skip_late}
-    with intents.intent(ws.state_dir, "refresh", events=str(events), **flags):
+    # refused input (DataValidationError) is raised before the append writes anything
+    with intents.intent(ws.state_dir, "refresh", (DataValidationError,), events=str(events), **flags):
         new = read_events(events)
         app = append_events(new, seed=seed, feast_dir=ws.feast_dir, source=str(events),
                             allow_new_users=allow_new_users, skip_late=skip_late)
