@@ -92,6 +92,7 @@ def serve(ws: Workspace, host: str = "127.0.0.1", port: int = 8000, model: str =
     try:
         configure_threads(1)
         with ws.online():
+            repair.redo_pending(ws)  # a crash left Redis behind the offline store: redo that step before serving
             services, bundle = build(ws, model, dataset, poll_s=poll_s, max_k=max_k)
             announce(f"serving {bundle.version} ({len(bundle.index)} items, {bundle.index.metric}) "
                      f"on http://{host}:{port} with {workers} worker{'s' if workers > 1 else ''}  "
