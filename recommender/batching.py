@@ -19,18 +19,17 @@ Feature columns (names as in the Feast views ``user_features`` / ``item_features
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
+from torchrec import KeyedJaggedTensor
 
 from ecaug_feast import schema as S
 from ecaug_feast.errors import DataValidationError
 from ecaug_feast.histories import csr_from_lists, csr_take, truncate_csr
 from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
-
-if TYPE_CHECKING:  # torch / torchrec only imported where tensors are built
-    from torchrec import KeyedJaggedTensor
 
 # KJT keys: the list features of the views plus two derived from recent_items (``last_item``,
 # ``recent_attributes``); the dense inputs are the views' scalar features.
@@ -264,9 +263,6 @@ def make_kjt(
     batch_size: int,
 ) -> "KeyedJaggedTensor":
     """One KJT with every key in :data:`KJT_KEYS`; absent sides get zero lengths."""
-    import torch
-    from torchrec import KeyedJaggedTensor
-
     values, lengths = [], []
     empty = (np.zeros(0, dtype=np.int64), np.zeros(batch_size, dtype=np.int64))
     for k in KJT_KEYS:

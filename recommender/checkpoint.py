@@ -20,18 +20,17 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
 
 from ecaug_feast.errors import EcaugError
 from ecaug_feast.names import assert_strict_child, check_name, owned_child
 from ecaug_feast.paths import models_dir
 
-if TYPE_CHECKING:
-    import torch
-
-    from recommender.model import ModelConfig, TwoTower
-
-    from recommender.batching import ItemCatalog
+from recommender.batching import ItemCatalog
+from recommender.model import ModelConfig, TwoTower
+from recommender.seq_model import SeqConfig, SeqTwoTower
 
 FORMAT = "ecaug-two-tower"
 VERSION = 1
@@ -73,8 +72,6 @@ def save_checkpoint(
     **extra: Any,
 ) -> Path:
     """Write ``state_dict`` + config atomically; returns the directory. ``extra`` goes into config.json."""
-    import torch
-
     given = Path(path).expanduser()
     check_name(given.name, "checkpoint name")  # "..", "" (and "/" as a name) never get here
     final = given.resolve()
@@ -135,8 +132,6 @@ def load_checkpoint(path: str | Path) -> tuple["TwoTower", dict[str, Any]]:
     ``config_dict["model"]`` holds the :class:`~recommender.model.ModelConfig` fields; the parsed
     dataclass is ``model.cfg`` and the item catalog ``model.catalog``.
     """
-    import torch
-
     d = resolve(path)
     meta = read_config(d)
     try:
@@ -179,19 +174,11 @@ def model_classes(model_cfg: dict[str, Any]) -> tuple[type, type]:
     if not isinstance(model_cfg, dict):
         raise TypeError("model section is not an object")
     if model_cfg.get("kind") == "sequence":
-        from recommender.seq_model import SeqConfig, SeqTwoTower
-
         return SeqConfig, SeqTwoTower
-    from recommender.model import ModelConfig, TwoTower
-
     return ModelConfig, TwoTower
 
 
 def _load_catalog(path: Path) -> "ItemCatalog":
-    import torch
-
-    from recommender.batching import ItemCatalog
-
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint item catalog missing")
     try:

@@ -18,6 +18,13 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.distributed._shard.sharded_tensor import ShardedTensor
+from torchrec.distributed import DistributedModelParallel
+from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
+from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
+from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
+from torchrec.optim.optimizers import in_backward_optimizer_filter
+from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
 
 
 @dataclass
@@ -65,11 +72,6 @@ def wrap_dmp(module: torch.nn.Module, info: DistInfo, lr_sparse: float, eps: flo
     ``auto`` (the planner's choice; for small tables on several ranks it picks data-parallel with
     the dense kernel, whose optimizer is not the fused one, so runs would not match 1 process).
     """
-    from torchrec.distributed import DistributedModelParallel
-    from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
-    from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
-    from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
-
     apply_optimizer_in_backward(RowWiseAdagrad, module.ebc.parameters(), {"lr": lr_sparse, "eps": eps})
     topo = Topology(world_size=info.world_size, compute_device=info.device.type)
     constraints = None
@@ -87,9 +89,6 @@ def wrap_dmp(module: torch.nn.Module, info: DistInfo, lr_sparse: float, eps: flo
 
 def dense_optimizer(dmp: Any, lr: float, weight_decay: float = 0.0) -> Any:
     """Adam over every trainable non-embedding parameter, combined with DMP's fused optimizer."""
-    from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
-    from torchrec.optim.optimizers import in_backward_optimizer_filter
-
     params = {k: p for k, p in in_backward_optimizer_filter(dmp.named_parameters()) if p.requires_grad}
     dense = KeyedOptimizerWrapper(params, lambda ps: torch.optim.Adam(ps, lr=lr, weight_decay=weight_decay))
     return CombinedOptimizer([dmp.fused_optimizer, dense])
@@ -106,8 +105,6 @@ def _strip(k: str) -> str:
 @torch.no_grad()
 def load_into_dmp(dmp: Any, state: dict[str, torch.Tensor]) -> None:
     """Copy a plain state dict into a DMP model (each rank writes its own shards)."""
-    from torch.distributed._shard.sharded_tensor import ShardedTensor
-
     own = dmp.state_dict()
     for k, t in own.items():
         src = state[_strip(k)]
@@ -123,8 +120,6 @@ def load_into_dmp(dmp: Any, state: dict[str, torch.Tensor]) -> None:
 @torch.no_grad()
 def export_state(dmp: Any, info: DistInfo) -> dict[str, torch.Tensor] | None:
     """Full, unsharded CPU state dict on rank 0 (None on other ranks). Collective: call on all ranks."""
-    from torch.distributed._shard.sharded_tensor import ShardedTensor
-
     out: dict[str, torch.Tensor] = {}
     for k, t in dmp.state_dict().items():
         if isinstance(t, ShardedTensor):

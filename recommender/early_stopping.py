@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import torch.distributed as dist
+
 log = logging.getLogger("recommender.train")
 
 
@@ -67,8 +69,6 @@ def epoch_line(rec: dict[str, Any]) -> str:
 def agree_to_stop(stop: bool, world: int) -> bool:
     """Rank 0's decision, broadcast to every rank (collective when ``world`` > 1)."""
     if world > 1:
-        import torch.distributed as dist
-
         flag = [stop]
         dist.broadcast_object_list(flag, src=0)
         stop = bool(flag[0])

@@ -26,10 +26,14 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 import torch
+import torch.distributed as dist
+from torchrec.distributed import DistributedModelParallel
+from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
 
 from ecaug_feast.histories import Histories
 from ecaug_feast.schema import RECENT_ITEMS
 
+from recommender import distributed as D
 from recommender.data import TrainData
 from recommender.early_stopping import EarlyStopping, agree_to_stop
 from recommender.evaluate import EvalSet, bucket_metrics, evaluate
@@ -169,8 +173,6 @@ def train_seq(
     mode (no dropout) and only read."""
     if (teacher is not None) != (tcfg.distill > 0):
         raise ValueError("distillation needs both a teacher and tcfg.distill > 0")
-    from recommender import distributed as D
-
     info = D.init_distributed()
     prev = torch.get_num_threads()
     if tcfg.threads > 0:
@@ -201,10 +203,6 @@ def length_buckets(rows: np.ndarray, lengths: np.ndarray, batch_size: int, rng: 
 
 def wrap_dmp(module: SeqTwoTower, info: Any) -> Any:
     """DMP with both tables data-parallel on TorchRec's dense kernel (gradients are dense here)."""
-    import torch.distributed as dist
-    from torchrec.distributed import DistributedModelParallel
-    from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
-
     cons = {t: ParameterConstraints(sharding_types=["data_parallel"], compute_kernels=["dense"]) for t in ("t_item", "t_attr")}
     planner = EmbeddingShardingPlanner(topology=Topology(world_size=info.world_size, compute_device=info.device.type), constraints=cons)
     plan = planner.collective_plan(module, None, dist.GroupMember.WORLD)
@@ -212,8 +210,6 @@ def wrap_dmp(module: SeqTwoTower, info: Any) -> Any:
 
 
 def _train(data, valid, cfg, tcfg, init_state, progress, info, histories, teacher) -> SeqTrainResult:
-    from recommender import distributed as D
-
     t_start = time.time()
     rank, world = info.rank, info.world_size
     if tcfg.batch_size % world:

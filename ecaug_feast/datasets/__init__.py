@@ -6,7 +6,9 @@ All return a validated :class:`Dataset` (see ``datasets.base`` for the invariant
 from __future__ import annotations
 
 from ecaug_feast.datasets.base import INTERACTION_COLUMNS, Dataset, subset_users, validate_dataset
+from ecaug_feast.datasets.diginetica import load_diginetica
 from ecaug_feast.datasets.generic import load_generic
+from ecaug_feast.datasets.s3rec import load_s3rec
 from ecaug_feast.errors import EcaugError
 
 DATASETS = ("beauty", "sports", "toys", "diginetica")
@@ -16,12 +18,8 @@ def load_dataset(name: str) -> Dataset:
     """Load ``beauty`` | ``sports`` | ``toys`` (S3-Rec format) or ``diginetica``."""
     key = name.lower()
     if key in ("beauty", "sports", "toys"):
-        from ecaug_feast.datasets.s3rec import load_s3rec
-
         return load_s3rec(key)
     if key == "diginetica":
-        from ecaug_feast.datasets.diginetica import load_diginetica
-
         return load_diginetica()
     raise EcaugError(f"unknown dataset '{name}' (choose from {', '.join(DATASETS)}, or use --interactions with --map)")
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ecaug_feast.datasets.base import INTERACTION_COLUMNS, Dataset
+from ecaug_feast.errors import EcaugError
 
 SPLITS = ("train", "valid", "test")
 
@@ -52,8 +53,6 @@ def assign_split(inter: pd.DataFrame, kind: str, valid_frac: float = 0.1, test_f
         labels[(ts >= t_valid).to_numpy()] = "valid"
         labels[(ts >= t_test).to_numpy()] = "test"
         if (labels == "train").sum() == 0:
-            from ecaug_feast.errors import EcaugError
-
             raise EcaugError("temporal split left no training rows (all events share one timestamp?)")
         return labels, {"kind": kind, "valid_from": str(t_valid), "test_from": str(t_test)}
     raise ValueError(f"unknown split kind {kind!r}")

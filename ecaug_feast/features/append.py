@@ -16,11 +16,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ecaug_feast import paths
 from ecaug_feast import schema as S
 from ecaug_feast.datasets.base import FUTURE_SLACK
+from ecaug_feast.datasets.store import dataset_dir
 from ecaug_feast.errors import DataValidationError
+from ecaug_feast.features import build
+from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
 
 APPENDED_LOG = "appended_events.parquet"
 
@@ -116,12 +121,6 @@ def append_events(new: pd.DataFrame, seed: int = 0, feast_dir: Path | None = Non
     own history) and only the touched items get new popularity rows; negatives are sampled for the
     new events at the ingest's ratio. What is refused or skipped: :func:`check_events`.
     Returns a summary."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from ecaug_feast.features import build
-    from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
-
     t0 = time.perf_counter()
     out = checked_feast_dir(feast_dir)
     meta = build.read_feature_meta(out) or {}
@@ -135,8 +134,6 @@ def append_events(new: pd.DataFrame, seed: int = 0, feast_dir: Path | None = Non
     bad = (new["user_id"] <= 0) | (new["user_id"] >= SYNTHETIC_USER_ID_BASE)
     if bad.any():
         raise DataValidationError(source, "user_id", f"id {int(new.loc[bad, 'user_id'].iloc[0])} outside the real key space [1, 2^40)")
-    from ecaug_feast.datasets.store import dataset_dir
-
     items_path = dataset_dir(meta.get("dataset") or "") / "items.parquet"
     if not meta.get("dataset") or not items_path.exists():
         raise DataValidationError(items_path, None, "the ingested dataset's item table is missing: run `ecaug ingest` first")

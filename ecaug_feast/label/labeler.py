@@ -26,6 +26,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.cluster import KMeans
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.metrics import silhouette_score
+from sklearn.preprocessing import StandardScaler
 
 from ecaug_feast.errors import DataValidationError
 from ecaug_feast.schema import USER_SCALAR_COLUMNS
@@ -89,11 +93,6 @@ class ClusterLabeler:
             return self._fit(flat, labels)
 
     def _fit(self, flat: pd.DataFrame, labels: np.ndarray | pd.Series) -> "ClusterLabeler":
-        from sklearn.cluster import KMeans
-        from sklearn.ensemble import HistGradientBoostingClassifier
-        from sklearn.metrics import silhouette_score
-        from sklearn.preprocessing import StandardScaler
-
         cfg = self.config
         t0 = time.perf_counter()
         y = np.asarray(labels)

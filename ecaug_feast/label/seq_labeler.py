@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import silhouette_score
+from sklearn.preprocessing import StandardScaler
 
 from ecaug_feast.threads import single_thread
 
@@ -61,11 +65,6 @@ class SeqLabeler:
 
     def fit(self, real: np.ndarray) -> "SeqLabeler":
         """``real``: embeddings of real training histories."""
-        from sklearn.cluster import KMeans
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.metrics import silhouette_score
-        from sklearn.preprocessing import StandardScaler
-
         cfg = self.config
         t0 = time.perf_counter()
         if len(real) < 50:

@@ -25,6 +25,9 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold, cross_val_score
 
 from ecaug_feast.threads import single_thread
 
@@ -117,9 +120,6 @@ def c2st_auc(real: pd.DataFrame, synth: pd.DataFrame, discrete: Sequence[str] = 
     """5-fold ROC AUC of a gradient-boosted real-vs-synthetic classifier (0.5 = indistinguishable).
     ``reference``: the real table category frequencies come from (default ``real``; pass the full
     training table when ``real`` is itself a part of it, e.g. for a real-vs-real baseline)."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-
     rng = np.random.default_rng(seed)
     n = min(len(real), len(synth), max_rows)
     if n < folds * 2:
@@ -138,8 +138,6 @@ def c2st_auc(real: pd.DataFrame, synth: pd.DataFrame, discrete: Sequence[str] = 
 def column_aucs(real: pd.DataFrame, synth: pd.DataFrame, columns: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     """One column at a time: how well it alone tells ``synth`` from ``real`` (ROC AUC of the raw
     value, folded to >= .5: .5 = no signal), with both means. What a C2ST detector reads."""
-    from sklearn.metrics import roc_auc_score
-
     out: dict[str, dict[str, float]] = {}
     for c in columns or [c for c in real.columns if c in synth.columns]:
         r = pd.to_numeric(real[c], errors="coerce").dropna().to_numpy(float)
@@ -184,7 +182,7 @@ class GowerSpace:
 def distance_to_closest_record(train: pd.DataFrame, query: pd.DataFrame, discrete: Sequence[str] = (),
                                space: GowerSpace | None = None) -> np.ndarray:
     """Distance of each ``query`` row to its nearest ``train`` row (exact, FAISS flat L2)."""
-    import faiss
+    import faiss  # optional (the serve extra) and heavy: loaded only when a distance is asked for
 
     space = space or GowerSpace(train, discrete)
     xt, xq = space.embed(train), space.embed(query)

@@ -11,7 +11,7 @@ import pandas as pd
 
 def _plots(real: pd.DataFrame, synth: pd.DataFrame, discrete: Sequence[str], history: list[dict[str, Any]],
            out: Path) -> list[str]:
-    import matplotlib
+    import matplotlib  # heavy, and the backend is chosen before pyplot loads: only when a figure is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -23,8 +23,10 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from ecaug_feast.histories import csr_rows
+from ecaug_feast.quality.metrics import c2st_auc, column_aucs
 
 
 class TrainingStats:
@@ -109,8 +111,6 @@ def window_c2st(gen: Sequence[np.ndarray], gen_sources: Sequence[np.ndarray | No
     window is scored without its own history's counts; an expansion without its source's).
     Also a real-vs-real control: two disjoint sets of real windows (the floor of the test), and
     ``by_statistic``: each window statistic's own AUC and means (``metrics.column_aucs``)."""
-    from ecaug_feast.quality.metrics import c2st_auc, column_aucs
-
     rng = np.random.default_rng(seed)
     real = [np.asarray(h, np.int64) for h in real]
     order = rng.permutation(len(real))
@@ -163,8 +163,6 @@ def window_c2st(gen: Sequence[np.ndarray], gen_sources: Sequence[np.ndarray | No
 
 
 def _incidence(hists: Sequence[np.ndarray], n_items: int):
-    from scipy import sparse
-
     rows = np.repeat(np.arange(len(hists)), [len(h) for h in hists])
     cols = np.concatenate([np.asarray(h, np.int64) for h in hists]) if len(hists) else np.zeros(0, np.int64)
     m = sparse.csr_matrix((np.ones(len(cols)), (rows, cols)), shape=(len(hists), n_items + 1))
@@ -220,7 +218,7 @@ def coverage(ts: TrainingStats, gen: Sequence[np.ndarray]) -> dict[str, float]:
 def plot_histories(path: str | Path, real: pd.DataFrame, gen: pd.DataFrame, ts: TrainingStats,
                    gen_hists: Sequence[np.ndarray], real_hists: Sequence[np.ndarray]) -> Path:
     """One figure: length, mean log popularity, popularity by position, item frequency by rank."""
-    import matplotlib
+    import matplotlib  # heavy, and the backend is chosen before pyplot loads: only when a figure is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

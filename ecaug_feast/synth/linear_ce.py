@@ -20,55 +20,48 @@ from __future__ import annotations
 
 from typing import Any
 
-_FN: Any = None
+import torch
+from torch.nn import functional as F
 
 
-def _function() -> Any:
-    """The autograd Function, built on first use (importing this module needs no torch)."""
-    global _FN
-    if _FN is not None:
-        return _FN
-    import torch
+class _LinearCE(torch.autograd.Function):
+    """Forward computes the loss and keeps dL/dh and dL/dw (chunk by chunk); backward scales them."""
 
-    class _LinearCE(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, h, w, y, weight, rows: int):  # type: ignore[override]
-            need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-            dh = torch.empty_like(h) if need_h else None
-            dw = torch.zeros_like(w) if need_w else None
-            total = h.new_zeros(())
-            for s in range(0, h.shape[0], rows):
-                hc, yc = h[s : s + rows], y[s : s + rows]
-                z = hc @ w.T
-                zy = z.gather(1, yc[:, None]).squeeze(1)
-                # z becomes dL/dz = weight * (softmax(z) - onehot(y)), in place, with one exp per
-                # logit (logsumexp and then exp(z - lse) took two: the exps were the cost)
-                m = z.amax(1, keepdim=True)
-                z.sub_(m).exp_()
-                tot = z.sum(1, keepdim=True)
-                z.div_(tot)
-                ce = m.squeeze(1) + tot.squeeze(1).log() - zy
-                z[torch.arange(len(yc), device=z.device), yc] -= 1
-                if weight is None:
-                    total += ce.sum()
-                else:
-                    wc = weight[s : s + rows]
-                    total += (wc * ce).sum()
-                    z.mul_(wc[:, None])
-                if need_h:
-                    torch.mm(z, w, out=dh[s : s + rows])
-                if need_w:
-                    dw.addmm_(z.T, hc)
-            ctx.save_for_backward(dh, dw)
-            return total
+    @staticmethod
+    def forward(ctx, h, w, y, weight, rows: int):  # type: ignore[override]
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        dh = torch.empty_like(h) if need_h else None
+        dw = torch.zeros_like(w) if need_w else None
+        total = h.new_zeros(())
+        for s in range(0, h.shape[0], rows):
+            hc, yc = h[s : s + rows], y[s : s + rows]
+            z = hc @ w.T
+            zy = z.gather(1, yc[:, None]).squeeze(1)
+            # z becomes dL/dz = weight * (softmax(z) - onehot(y)), in place, with one exp per
+            # logit (logsumexp and then exp(z - lse) took two: the exps were the cost)
+            m = z.amax(1, keepdim=True)
+            z.sub_(m).exp_()
+            tot = z.sum(1, keepdim=True)
+            z.div_(tot)
+            ce = m.squeeze(1) + tot.squeeze(1).log() - zy
+            z[torch.arange(len(yc), device=z.device), yc] -= 1
+            if weight is None:
+                total += ce.sum()
+            else:
+                wc = weight[s : s + rows]
+                total += (wc * ce).sum()
+                z.mul_(wc[:, None])
+            if need_h:
+                torch.mm(z, w, out=dh[s : s + rows])
+            if need_w:
+                dw.addmm_(z.T, hc)
+        ctx.save_for_backward(dh, dw)
+        return total
 
-        @staticmethod
-        def backward(ctx, g):  # type: ignore[override]
-            dh, dw = ctx.saved_tensors
-            return (None if dh is None else dh * g, None if dw is None else dw * g, None, None, None)
-
-    _FN = _LinearCE
-    return _FN
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        dh, dw = ctx.saved_tensors
+        return (None if dh is None else dh * g, None if dw is None else dw * g, None, None, None)
 
 
 def linear_cross_entropy(h: Any, w: Any, y: Any, reduction: str = "mean", weight: Any = None,
@@ -78,16 +71,13 @@ def linear_cross_entropy(h: Any, w: Any, y: Any, reduction: str = "mean", weight
     ``weight`` [n] (no gradient): each row's loss times its weight (``(weight * ce).sum()`` for
     ``"sum"``, divided by n for ``"mean"``): a policy-gradient loss is ``-advantage x log p``.
     ``reduction``: ``"mean"`` or ``"sum"``. Differentiable in ``h`` and ``w``."""
-    import torch
-    from torch.nn import functional as F
-
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', not {reduction!r}")
     if weight is not None:
         weight = weight.detach().to(h.dtype)
     rows = max(1, int(chunk_bytes) // (h.element_size() * max(1, w.shape[0])))
     if torch.is_grad_enabled() and (h.requires_grad or w.requires_grad):
-        total = _function().apply(h, w, y, weight, rows)
+        total = _LinearCE.apply(h, w, y, weight, rows)
     else:  # evaluation: chunks, no gradient buffers
         total = h.new_zeros(())
         for s in range(0, h.shape[0], rows):

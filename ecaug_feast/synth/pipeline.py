@@ -17,6 +17,7 @@ import math
 import re
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -24,6 +25,9 @@ import pandas as pd
 
 from ecaug_feast.errors import DataValidationError
 from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
+from ecaug_feast.label import ClusterLabeler, LabelerConfig
+from ecaug_feast.paths import feast_data_dir
+from ecaug_feast.quality.gates import GateConfig, evaluate
 from ecaug_feast.schema import N_INTERACTIONS
 from ecaug_feast.synth.examples import ExampleSchema, flatten, unflatten, user_tier
 from ecaug_feast.synth.gan import GENERATOR_VERSION, ConditionalGAN, GANConfig
@@ -124,9 +128,6 @@ def augment_frame(train_examples: pd.DataFrame, n_rows: int, seed: int = 0, conf
                   progress: Callable[[dict[str, float]], None] | None = None, source: str | None = None) -> AugmentResult:
     """Fit the GAN and the labeler on ``train_examples``, generate ``n_rows`` synthetic examples,
     label and gate them. Returns the accepted rows (possibly fewer than ``n_rows``) and metrics."""
-    from ecaug_feast.label import ClusterLabeler, LabelerConfig
-    from ecaug_feast.quality.gates import GateConfig, evaluate
-
     cfg = config or AugmentConfig()
     if n_rows <= 0:
         raise DataValidationError(source, None, f"n_rows must be positive, got {n_rows}")
@@ -282,10 +283,6 @@ def examples_from_parquet(feast_dir: str | None = None) -> pd.DataFrame:
     ``train_interactions`` joined with the ``user_features`` row at the same event time (the feature
     builder writes one row per training event time, so this equals Feast's point-in-time join).
     For tests and benchmarks; ``ecaug augment`` goes through Feast itself."""
-    from pathlib import Path
-
-    from ecaug_feast.paths import feast_data_dir
-
     d = Path(feast_dir) if feast_dir else feast_data_dir()
     ti, uf = d / "train_interactions.parquet", d / "user_features.parquet"
     for p in (ti, uf):

@@ -61,11 +61,18 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import numpy as np
+import torch
+import torch.distributed as dist
+from sklearn.metrics import roc_auc_score
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ecaug_feast.histories import offsets_of, rows_to_csr
 from ecaug_feast.synth.linear_ce import linear_cross_entropy
@@ -141,8 +148,6 @@ class SeqGANConfig:
 def _nucleus(logits, top_p: float, keep: int):
     """Log-probabilities of ``logits`` [B, V] restricted to each row's nucleus: the most probable
     tokens whose mass first reaches ``top_p`` (the first always kept), plus token ``keep``."""
-    import torch
-
     lp = torch.log_softmax(logits, -1)
     sp, si = lp.exp().sort(-1, descending=True)
     out_sorted = (sp.cumsum(-1) - sp) >= top_p  # mass before this token already reaches top_p
@@ -156,8 +161,6 @@ def _epsilon(logits, min_prob: float, keep: int):
     """``logits`` [B, V] (in place) without the tokens of probability below ``min_prob``; each row's
     most probable token and token ``keep`` always stay. One pass for the log-normaliser, one
     comparison: no softmax, no copy (sampling time is spent per step on [B, vocabulary] buffers)."""
-    import torch
-
     thr = torch.minimum(torch.logsumexp(logits, -1, keepdim=True) + math.log(min_prob), logits.max(-1, keepdim=True).values)
     kept = logits[:, keep].clone()
     logits.masked_fill_(logits < thr, -math.inf)
@@ -172,8 +175,6 @@ def _categorical(logits, generator, block: int = 128):
     them (512 x 12,068: 4.4 vs 31.2 ms a step, ``benchmarks/seq_sampling_ops.py``). Cumulative sums in float64, so even the smallest kept probabilities keep their
     share; ``side="right"`` with the uniform clamped below the total never lands on a zero-mass
     token (a banned one)."""
-    import torch
-
     B, V = logits.shape
     nb = -(-V // block)
     p = logits.new_zeros(B, nb * block)
@@ -193,8 +194,6 @@ def _categorical(logits, generator, block: int = 128):
 
 
 def pick_device(name: str = "auto") -> str:
-    import torch
-
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return name
@@ -203,11 +202,6 @@ def pick_device(name: str = "auto") -> str:
 def init_distributed(device: str = "auto") -> tuple[int, int]:
     """Join torchrun's process group when ``WORLD_SIZE`` > 1 (nccl on CUDA, with this process's
     ``LOCAL_RANK`` GPU; gloo on CPU). Returns (rank, world); (0, 1) outside torchrun."""
-    import os
-
-    import torch
-    import torch.distributed as dist
-
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return 0, 1
     if not dist.is_initialized():
@@ -219,8 +213,6 @@ def init_distributed(device: str = "auto") -> tuple[int, int]:
 
 
 def _dist_rank_world() -> tuple[int, int]:
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -275,11 +267,7 @@ def _transition_pairs(rows: list[np.ndarray], n_items: int) -> tuple[np.ndarray,
 
 
 def _nets(vocab_out: int, n_tokens: int, cfg: SeqGANConfig):
-    """Generator and discriminator modules (built lazily so importing this file needs no torch)."""
-    import torch
-    from torch import nn
-    from torch.nn import functional as F
-
+    """Generator and discriminator modules for a vocabulary of ``n_tokens`` (classes built per config)."""
     class Generator(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -375,8 +363,6 @@ class SequenceGAN:
         """Sum of a (detached) tensor over the ranks."""
         if self.world == 1:
             return t
-        import torch.distributed as dist
-
         t = t.detach().clone()
         dist.all_reduce(t)
         return t
@@ -385,8 +371,6 @@ class SequenceGAN:
         """True on every rank when it is True on any (stops must be taken together)."""
         if self.world == 1:
             return flag
-        import torch
-
         return bool(self._gsum(torch.tensor([float(flag)], device=self.device)) > 0)
 
     def _mine(self, items):
@@ -418,8 +402,6 @@ class SequenceGAN:
     def fit(self, values: np.ndarray, offsets: np.ndarray) -> "SequenceGAN":
         """``values``/``offsets``: TRAINING histories only (oldest first). Validation and test
         events must not be in them: the vocabulary is taken from these items."""
-        import torch
-
         cfg = self.cfg
         t0 = time.time()
         values, offsets = np.asarray(values, np.int64), np.asarray(offsets, np.int64)
@@ -452,8 +434,6 @@ class SequenceGAN:
             # use the bare modules, whose weights are the same on every rank
             self._gen_t, self._disc_t = self.gen, self.disc
             if self.world > 1:
-                from torch.nn.parallel import DistributedDataParallel as DDP
-
                 ids = [self.device.index] if self.device.type == "cuda" else None
                 self._gen_t = DDP(self.gen, device_ids=ids)
                 self._disc_t = DDP(self.disc, device_ids=ids)
@@ -486,8 +466,6 @@ class SequenceGAN:
         """Mean per-token NLL of ``batch``. With ``net`` a DDP wrapper: this rank's slice, its token
         sum over ALL the batch's tokens times the world size (DDP averages the ranks' gradients),
         so the gradient equals one process's on the whole batch."""
-        import torch
-
         # logits only where the target is a token (not PAD): the same loss as ignore_index=0 over
         # the padded batch, without projecting the padding onto the vocabulary
         if net is None or self.world == 1:
@@ -505,8 +483,6 @@ class SequenceGAN:
 
     def heldout_nll(self) -> float:
         """Mean per-token NLL on the held-out TRAINING histories (a likelihood check, not a test)."""
-        import torch
-
         self.gen.eval()
         tot, n = 0.0, 0
         hold = self._hold[self.rank :: self.world]  # each rank scores its share
@@ -525,8 +501,6 @@ class SequenceGAN:
             yield [rows[i] for i in b]
 
     def _mle(self, rng: np.random.Generator, t0: float) -> None:
-        import torch
-
         cfg = self.cfg
         opt = torch.optim.Adam(self.gen.parameters(), lr=cfg.lr)
         self._gen_opt = opt
@@ -560,8 +534,6 @@ class SequenceGAN:
         """Row-normalised counts of (previous token -> next item) over the training histories, in
         generation order (newest to oldest when ``reverse``): CSR tensors (row pointers [tokens + 1],
         next-token columns, probabilities)."""
-        import torch
-
         if getattr(self, "_trans_t", None) is None:
             a, b, c = self._pairs  # sorted by a (np.unique of a * base + b)
             tot = np.bincount(a, weights=c, minlength=self.n_tok)
@@ -573,8 +545,6 @@ class SequenceGAN:
     def _transition_entries(self, trans, prev):
         """The transition table's stored entries for the tokens ``prev`` [B], as (batch row, next
         token, probability) triples: a few dozen per row, not a dense [B, vocabulary] row."""
-        import torch
-
         ptr, col, val = trans
         start = ptr[prev]
         cnt = ptr[prev + 1] - start
@@ -591,8 +561,6 @@ class SequenceGAN:
         times (1 - mix), a shift of the log-softmax; only the entries are mixed in linear space
         (the dense path built a [B, vocabulary] transition row, its softmax and a ``where`` per
         step: generation took twice as long with the mix on)."""
-        import torch
-
         row, col, val = entries
         val = val.masked_fill(seen[row, col], 0.0)
         tot = torch.zeros(logits.shape[0], device=logits.device).index_add_(0, row, val)
@@ -608,8 +576,6 @@ class SequenceGAN:
         """Item attributes (item id -> attribute ids) for ``attr_coherence`` sampling: per token, idf
         weights of its attributes normalised to sum to 1 (an attribute every item has, e.g. the root
         category, weighs ~0), and which token has which attribute. Call after ``fit``."""
-        import torch
-
         cols = [np.unique(np.asarray(attributes.get(int(i), []), np.int64)) for i in self.vocab]
         n_attr = int(max((c.max() for c in cols if len(c)), default=-1)) + 1
         tok = np.repeat(np.arange(1, len(self.vocab) + 1), [len(c) for c in cols])
@@ -635,8 +601,6 @@ class SequenceGAN:
         """In place: add the tokens ``nxt`` [B] to the rows. Only the attributes new to a row change
         its bonus, one row of weights each (``benchmarks/seq_sampling_ops.py``: 5.4 ms a step at
         512 x 12k tokens with 4 new attributes a row; recomputing the whole product: 26.9 ms)."""
-        import torch
-
         new_attr = self._attr_has[nxt] & ~seen_attr
         idx = new_attr.nonzero().T  # row-major order: already coalesced
         if idx.shape[1]:
@@ -686,8 +650,6 @@ class SequenceGAN:
         first step's draw, every setting above applied (what :meth:`next_log_probs` reads);
         ``first_logits`` [B, outputs] then stand in for the network's (another model's scores
         under the same sampling settings)."""
-        import torch
-
         if first_logits is not None and not first_log_probs:
             raise ValueError("first_logits only with first_log_probs (later steps need the network's cache)")
 
@@ -761,8 +723,6 @@ class SequenceGAN:
         return self.cfg.attr_coherence if self._attr_w is not None else 0.0
 
     def _torch_rng(self, seed: int):
-        import torch
-
         g = torch.Generator(device=self.device)
         g.manual_seed(int(seed))
         return g
@@ -848,8 +808,6 @@ class SequenceGAN:
                         prior: tuple[np.ndarray, np.ndarray] | None) -> list[np.ndarray]:
         """:meth:`expand` with ``teacher``'s logits in place of the network's, step by step (the
         teacher re-reads each history with the items drawn so far)."""
-        import torch
-
         if self.cfg.reverse:
             raise ValueError("a teacher predicts the NEXT item: it can only continue histories (reverse=False)")
         rows = np.asarray(rows, np.int64)
@@ -882,8 +840,6 @@ class SequenceGAN:
         when its samples become training targets: ``benchmarks/seq_teacher.py`` ranks with it.
         ``base_logits`` [len(rows), vocabulary] (vocabulary order): another model's next-item
         scores in place of the network's, under the same sampling settings."""
-        import torch
-
         rows = np.asarray(rows, np.int64)
         out = torch.full((len(rows), len(self.vocab)), -math.inf)
         self.gen.eval()
@@ -940,9 +896,6 @@ class SequenceGAN:
         a net that saw it. Returns (logit per candidate: higher = more real-looking, the AUC of
         those out-of-fold scores on candidates vs reference: how separable they were before any
         rejection; .5 = not at all)."""
-        import torch
-        from torch.nn import functional as F
-
         seqs = [np.asarray(h, np.int64) for h in list(candidates) + list(reference)]
         y = np.r_[np.zeros(len(candidates)), np.ones(len(reference))].astype(np.float32)
         seqs = [h[np.isin(h, self.vocab)] for h in seqs]
@@ -986,24 +939,17 @@ class SequenceGAN:
         finally:
             torch.set_num_threads(prev)
         score[~ok] = -np.inf  # nothing in the vocabulary: never kept
-        from sklearn.metrics import roc_auc_score
-
         auc = float(roc_auc_score(y[ok], score[ok])) if 0 < y[ok].sum() < ok.sum() else float("nan")
         return score[: len(candidates)], auc
 
     def _last_logits(self, disc, rows: list[np.ndarray]):
         """The causal discriminator's logit after each row's last token (its EOS)."""
-        import torch
-
         x = torch.from_numpy(self._pad(rows)).to(self.device)
         last = torch.as_tensor([len(r) - 1 for r in rows], device=self.device)
         return disc(x)[torch.arange(len(rows), device=self.device), last]
 
     # -- adversarial phase ---------------------------------------------------------------------
     def _adversarial(self, rng: np.random.Generator, t0: float) -> None:
-        import torch
-        from torch.nn import functional as F
-
         cfg = self.cfg
         V = len(self.vocab)
         g_opt = torch.optim.Adam(self.gen.parameters(), lr=cfg.adv_lr)

@@ -18,10 +18,12 @@ import numpy as np
 import pandas as pd
 
 from ecaug_feast import schema as S
+from ecaug_feast.features.build import build_user_features
 from ecaug_feast.histories import csr_rows, csr_take, offsets_of, rows_to_csr
 from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
 from ecaug_feast.label.seq_labeler import HistoryEmbedder, SeqLabeler, SeqLabelerConfig
 from ecaug_feast.quality import seq_metrics as SM
+from ecaug_feast.quality.metrics import c2st_auc
 from ecaug_feast.synth.seq_gan import SEGMENTS, SeqGANConfig, SequenceGAN, TimePrior, sample_gaps, segment_of
 
 logger = logging.getLogger(__name__)
@@ -295,8 +297,6 @@ def features_of_events(events: pd.DataFrame, train: pd.DataFrame, attributes: di
     popularity counts the REAL training events ``train`` only, as a real user's row does: counting
     the generated events too made every generated row's items look more popular than any real
     row's (all generated events sit at the end of the clock; Beauty: mean_item_popularity 24.4 vs 14.1)."""
-    from ecaug_feast.features.build import build_user_features
-
     ev = events[[S.USER_ID, S.ITEM_ID, S.EVENT_TIMESTAMP]]
     uf = build_user_features(ev, attributes, popularity_reference=train)  # popularity_at reads either timestamp dtype
     return uf[uf[S.USER_ID] >= SYNTHETIC_USER_ID_BASE].reset_index(drop=True)
@@ -337,8 +337,6 @@ def matched_feature_rows(synth_rows: pd.DataFrame, real_rows: pd.DataFrame, seed
 
 def feature_c2st(synth_rows: pd.DataFrame, real_rows: pd.DataFrame, seed: int = 0, max_rows: int = 3000) -> float:
     """C2ST on derived feature rows (:func:`matched_feature_rows`)."""
-    from ecaug_feast.quality.metrics import c2st_auc
-
     pair = matched_feature_rows(synth_rows, real_rows, seed)
     if pair is None:
         return float("nan")

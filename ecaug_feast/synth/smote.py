@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.neighbors import NearestNeighbors
 
 from ecaug_feast.errors import EcaugError
 from ecaug_feast.synth.transformer import DataTransformer
@@ -33,8 +34,6 @@ class SmoteSynthesizer:
 
     def fit(self, df: pd.DataFrame, discrete_columns: list[str] | tuple[str, ...] = (),
             source: str | None = None) -> "SmoteSynthesizer":
-        from sklearn.neighbors import NearestNeighbors
-
         t0 = time.perf_counter()
         tr = DataTransformer(seed=self.seed).fit(df, discrete_columns, source)
         rng = np.random.default_rng(self.seed)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.special import ndtr, ndtri
+from sklearn.mixture import BayesianGaussianMixture
 
 from ecaug_feast.errors import DataValidationError
 
@@ -125,8 +126,6 @@ class DataTransformer:
         return self
 
     def _fit_modes(self, col: str, xs: np.ndarray, rng: np.random.Generator) -> None:
-        from sklearn.mixture import BayesianGaussianMixture
-
         sub = xs if xs.size <= 5000 else rng.choice(xs, 5000, replace=False)
         gm = BayesianGaussianMixture(n_components=self.n_modes, weight_concentration_prior=1e-3,
                                      max_iter=100, random_state=self.seed, n_init=1)
