@@ -112,7 +112,7 @@ def main() -> None:
     from ecaug_feast.features.build import item_attributes
     from ecaug_feast.datasets.split import split_interactions
     from recommender.seq_train import histories_for, seq_config_for
-    from recommender.study_methods import sample_users
+    from ecaug_feast.study.cell import sample_users
     from ecaug_feast.synth import seq_gan
     from ecaug_feast.synth.seq_gan import init_distributed
 

@@ -32,7 +32,7 @@ def main() -> None:
     from ecaug_feast.datasets import load_dataset
     from ecaug_feast.datasets.split import split_interactions
     from recommender.seq_train import histories_for, seq_config_for
-    from recommender.study_methods import sample_users
+    from ecaug_feast.study.cell import sample_users
     from ecaug_feast.synth.seq_gan import SeqGANConfig, SequenceGAN
     ds = load_dataset("beauty"); sp = split_interactions(ds)
     train, _, _ = sample_users(sp.train, sp.valid, sp.test, a.max_users)

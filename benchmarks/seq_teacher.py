@@ -65,8 +65,6 @@ def main() -> None:
     from ecaug_feast.datasets import load_dataset
     from ecaug_feast.features.build import item_attributes
     from ecaug_feast.datasets.split import split_interactions
-    from ecaug_feast.jobs.presets import PRESETS
-    from ecaug_feast.jobs.study import validation_sample
     from ecaug_feast.synth.seq_gan import SeqGANConfig, SequenceGAN
     from recommender.data import build_in_memory, truncate_history
     from recommender.evaluate import bucket_metrics, evaluate, make_eval_set
@@ -75,7 +73,10 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     ds = load_dataset(a.dataset)
     sp = split_interactions(ds)
-    valid = make_eval_set(validation_sample(sp.valid, a.valid_users), [sp.train])  # the study's users
+    vu = np.sort(sp.valid["user_id"].unique())  # the old study's fixed validation sample (seed 777)
+    if a.valid_users and len(vu) > a.valid_users:
+        vu = np.random.default_rng(777).choice(vu, a.valid_users, replace=False)
+    valid = make_eval_set(sp.valid[sp.valid["user_id"].isin(vu)], [sp.train])
     rows_out = []
     for f in [float(x) for x in a.fractions.split(",") if x.strip()]:
         data = build_in_memory(truncate_history(sp.train, f), ds.items, sp.valid)
@@ -97,7 +98,7 @@ def main() -> None:
         rec = None
         if not a.no_recommender:
             t = time.time()
-            res = train_seq(data, valid, scfg, SeqTrainConfig(seed=a.seed, **{**PRESETS["full"]["seq_train"], "threads": a.threads}))
+            res = train_seq(data, valid, scfg, SeqTrainConfig(seed=a.seed, epochs=60, patience=5, batch_size=128, lr=2e-3, threads=a.threads))
             line("recommender (real_only)", evaluate_seq(res.model, data, valid, "valid", seed=a.seed, buckets=True), time.time() - t)
             rec = seq_scorer(res.model, data, valid, "valid")  # logits <h_u, r_i>: its softmax is its distribution
         t = time.time()

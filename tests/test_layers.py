@@ -141,3 +141,22 @@ def test_importing_every_module_writes_nothing_and_starts_nothing(tmp_path):
     assert res["children"] == []
     assert not home.exists()
     assert sorted(p.name for p in cwd.iterdir()) == []
+
+
+def test_the_contracts_catch_the_study_importing_synth_internals(tmp_path):
+    """Issue 29, rule 1: the study imports jobs, not ``ecaug_feast.synth`` / ``label`` / ``quality``;
+    a planted (lazy) import of a synth module in the study is reported broken."""
+    pytest.importorskip("importlinter.cli", reason="import-linter is in the test extra")
+    import shutil
+
+    for pkg in ("ecaug_feast", "recommender"):
+        shutil.copytree(ROOT / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__", "bundled"))
+    mod = tmp_path / "ecaug_feast" / "study" / "report.py"
+    mod.write_text(mod.read_text() + "\n\ndef _bad():\n    from ecaug_feast.synth.seq_ops import SeqOps  # noqa\n")
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    code = ("import sys\nfrom importlinter.cli import lint_imports\n"
+            "sys.exit(lint_imports(config_filename='pyproject.toml', no_cache=True, no_logo=True))")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0, proc.stdout
+    assert "ecaug_feast.study.report -> ecaug_feast.synth.seq_ops" in proc.stdout, proc.stdout[-3000:]

@@ -152,19 +152,18 @@ def step_serve_check(ctx: dict[str, Any]) -> dict[str, Any]:
 
 
 def step_experiment(ctx: dict[str, Any]) -> dict[str, Any]:
-    """The before/after study, quick preset (a user subsample, tiny model, 2 fractions)."""
-    from ecaug_feast.jobs.presets import make_config
-    from ecaug_feast.jobs.study import run_study
+    """The before/after study, quick settings (a user subsample, tiny model, 2 fractions)."""
+    from ecaug_feast.study.protocol import QUICK, make_protocol
+    from ecaug_feast.study.registry import BAG_METHODS
+    from ecaug_feast.study.run import run_study
 
-    over = {"max_users": ctx["max_users"]} if ctx.get("max_users") else {}
-    if ctx.get("seeds"):
-        over["seeds"] = ctx["seeds"]
-    # the augmentation methods of this study make feature rows, which only the bag model reads
-    # (the sequence model's methods train a transformer per cell: too slow for the demo's budget),
-    # so the demo's study runs on the bag model
-    summary = run_study(ctx["ws"], make_config("quick", dataset=ctx["dataset"], workers=2, model_type="bag", **over))
-    return {"out_dir": str(summary["out_dir"]), "verdict": summary["verdict"],
-            "results": [{k: r[k] for k in ("method", "fraction", "ndcg@10", "recall@10") if k in r} for r in summary["results"]]}
+    # the bag model's pools (feature rows) train in seconds; the sequence methods train a
+    # transformer per pool: too slow for the demo's budget
+    over = {"dataset": ctx["dataset"], "model": "bag", "methods": list(BAG_METHODS), "fractions": [0.25, 1.0], "workers": 2,
+            "bag": {"preset": "quick"}, "max_users": ctx.get("max_users") or 1500, "seeds": ctx.get("seeds")}
+    summary = run_study(ctx["ws"].state_dir, make_protocol(QUICK, over, source="demo"), command="ecaug demo")
+    return {"out_dir": str(summary["out_dir"]),
+            "results": [{k: r[k] for k in ("method", "fraction", "ndcg@10", "recall@10", "lift") if k in r} for r in summary["results"]]}
 
 
 def step_summary(ctx: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,8 @@ COMMAND_MODULES = [
     "ecaug_feast.cli.data_cmds",  # ingest, apply, materialize, redis
     "ecaug_feast.cli.synth_cmds",  # augment, runs
     "ecaug_feast.cli.drift_cmds",  # drift, refresh
-    "ecaug_feast.cli.train_cmds",  # train, finetune, experiment
+    "ecaug_feast.cli.train_cmds",  # train, finetune
+    "ecaug_feast.cli.study_cmd",  # experiment
     "ecaug_feast.cli.serve_cmd",  # serve
     "ecaug_feast.cli.demo_cmd",  # demo
     "ecaug_feast.cli.doctor_cmd",  # doctor

@@ -19,19 +19,31 @@ With ``teacher`` (``--teacher CHECKPOINT``, a real-only sequence checkpoint of t
 the expansions are continuations drawn from that model's next-item scores under the generator's
 sampling settings (the study's ``--seq-teacher recommender``), and the lineage names the teacher.
 The teacher reads the same Feast training histories as the generator, nothing else.
+
+``method`` picks the pool builder (:data:`POOLS`): ``gan`` (the default: the pipeline above),
+or one of the study's controls, built here so the study runs what ``ecaug augment`` runs:
+``self_distill`` (continuations sampled from the teacher alone: no generator, no labeler, no
+discriminator), ``gan_no_labeler`` (the generator's expansions, unfiltered), ``pseudo_prior``
+(ASReP's reversed transformer, MLE only), ``seq_ops``, ``slide_window`` and ``reppad``
+(parameter-free rearrangements of real histories). Every builder but ``gan`` makes exactly
+:func:`pool_size` histories: ``expansions`` per real history shorter than ``expand_below`` items,
+so pools of different methods are size-matched; ``gan`` keeps what its labeler accepts, and with
+``match_size`` (the study) draws more and keeps that many of them (all when fewer pass).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ecaug_feast import schema as S
 from ecaug_feast.errors import DataValidationError, EcaugError
@@ -143,24 +155,232 @@ def _dataclass_of(cls: Any, kw: dict[str, Any], source: str) -> Any:
 
 def augment_seq_run(ws: Workspace, config: SeqAugmentConfig | None = None, seed: int = 0, dataset: str | None = None,
                     publish: bool = True, lineage_extra: dict[str, Any] | None = None,
-                    teacher: str | Path | None = None) -> dict[str, Any]:
+                    teacher: str | Path | None = None, method: str = "gan", match_size: bool = False) -> dict[str, Any]:
     """Run ``ecaug augment --generator sequence``; returns the summary printed with ``--json``.
     ``teacher``: a sequence checkpoint whose next-item scores draw the continuations (see the
-    module docstring); the config's generator must then run forward (``gan.reverse`` false)."""
-    from ecaug_feast.synth.seq_pipeline import augment_histories
-
+    module docstring); the config's generator must then run forward (``gan.reverse`` false).
+    ``method``: the pool builder (:data:`POOLS`); ``match_size`` (the study): ``gan`` draws more
+    and keeps :func:`pool_size` of the accepted histories, as every other builder makes."""
+    if method not in POOLS:
+        raise EcaugError(f"--method must be one of {', '.join(POOLS)}, got {method!r}")
     cfg = config or SeqAugmentConfig(seed=seed)
-    if teacher is not None and cfg.gan.reverse:
+    pool = POOLS[method]
+    if teacher is not None and cfg.gan.reverse and method == "gan":
         raise EcaugError("--teacher continues histories: the generator must run forward (set gan.reverse false in --config)")
+    if pool.needs_teacher and teacher is None:
+        raise EcaugError(f"method {method}: needs --teacher CHECKPOINT (the model whose continuations are drawn)")
     th = load_training_histories(ws, cfg.gan.max_len)
     check_dataset(dataset, th.lineage)
-    score, extra = None, dict(lineage_extra or {})
-    if teacher is not None:
+    score, extra = None, {**(lineage_extra or {}), "method": method}
+    if teacher is not None and pool.reads_teacher:
         score, extra["teacher"] = load_teacher(teacher, th)
     with tempfile.TemporaryDirectory(prefix="ecaug-seq-") as rep:
-        res = augment_histories(th.histories.values, th.histories.offsets, cfg, report_dir=rep, times=th.times, attributes=th.attributes,
-                                teacher=score)
+        res = pool.build(th, cfg, score, Path(rep), match_size)
         return write_sequence_run(ws, res, th, cfg, publish=publish, lineage_extra=extra, figures=Path(rep))
+
+
+# ----------------------------------------------------------------------------------------------
+# pool builders (``method=``): each takes the training histories, the config, the teacher's
+# scorer (or None) and a folder for figures, and returns a SeqAugmentResult
+
+
+Scorer = Callable[[np.ndarray, np.ndarray], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A pool builder and what it needs: ``needs_teacher`` (refused without one), ``reads_teacher``
+    (a given teacher is passed on; ``gan`` reads one when given)."""
+
+    build: Callable[[TrainingHistories, SeqAugmentConfig, Scorer | None, Path, bool], SeqAugmentResult]
+    needs_teacher: bool = False
+    reads_teacher: bool = False
+    doc: str = ""
+
+
+def short_rows(lengths: np.ndarray, expand_below: int) -> np.ndarray:
+    """Rows of the real histories that get expanded: 1 <= length < ``expand_below``."""
+    return np.flatnonzero((lengths >= 1) & (lengths < expand_below))
+
+
+def pool_size(lengths: np.ndarray, cfg: SeqAugmentConfig) -> int:
+    """The size every pool is matched to: ``expansions`` x the real histories shorter than ``expand_below``."""
+    return int(max(1, cfg.expansions) * len(short_rows(lengths, cfg.expand_below)))
+
+
+def _lengths(th: TrainingHistories) -> np.ndarray:
+    return th.histories.lengths
+
+
+def _rows(th: TrainingHistories) -> list[np.ndarray]:
+    return th.histories.to_lists()
+
+
+def _to_size(hist: list[np.ndarray], source: np.ndarray, size: int, seed: int) -> tuple[list[np.ndarray], np.ndarray, int]:
+    """Exactly ``size`` of ``hist`` (seeded): a sample without replacement when there are more,
+    all of them plus a draw with replacement when fewer. Returns (histories, source, filled)."""
+    rng = np.random.default_rng(seed)
+    n = len(hist)
+    if n == 0 or size <= 0:
+        return [], np.zeros(0, np.int64), 0
+    idx = np.sort(rng.choice(n, size, replace=False)) if n >= size else np.concatenate([np.arange(n), rng.choice(n, size - n)])
+    return [hist[i] for i in idx], np.asarray(source, np.int64)[idx], max(0, size - n)
+
+
+def _plain_result(th: TrainingHistories, cfg: SeqAugmentConfig, hist: list[np.ndarray], source: np.ndarray,
+                  info: dict[str, Any], filled: int = 0) -> SeqAugmentResult:
+    """A pool no labeler or gate looked at: every history accepted with confidence 1, dated where
+    its source user's history ends (a random user's for source -1)."""
+    from ecaug_feast.synth.seq_pipeline import history_end_times
+
+    src = np.asarray(source, np.int64)
+    m: dict[str, Any] = {"generated": len(hist), "accepted": len(hist), "expanded": int((src >= 0).sum()),
+                         "synthetic": int((src < 0).sum()), "dropped_low_confidence": 0, "dropped_off_segment": 0,
+                         "dropped_privacy": 0, "privacy_threshold": None, "labeler": {}, "generator": {},
+                         "gate": "pass" if hist else "fail", "gate_reasons": [] if hist else ["no history made"],
+                         "pool_size": len(hist), "filled_by_repeats": filled, **info}
+    return SeqAugmentResult(hist, np.where(src >= 0, "expanded", "synthetic"), src, np.zeros(len(hist), np.int64),
+                            np.ones(len(hist), np.float32), bool(hist), m, None, history_end_times(src, th.times.last_ns, cfg.seed))
+
+
+def _gan_pool(th: TrainingHistories, cfg: SeqAugmentConfig, teacher: Scorer | None, rep: Path, match: bool = False) -> SeqAugmentResult:
+    """The pipeline (generator, or the teacher's continuations, + labeler + gates). With ``match``
+    it draws half as many again (the labeler drops about a quarter) and keeps :func:`pool_size`."""
+    from ecaug_feast.synth.seq_pipeline import augment_histories
+
+    size = pool_size(_lengths(th), cfg)
+    over = replace(cfg, expansions=int(math.ceil(1.5 * max(1, cfg.expansions)))) if match else cfg
+    res = augment_histories(th.histories.values, th.histories.offsets, over, report_dir=rep, times=th.times, attributes=th.attributes, teacher=teacher)
+    if not match or len(res.histories) <= size:
+        return res
+    keep = np.sort(np.random.default_rng(cfg.seed).choice(len(res.histories), size, replace=False))
+    m = {**res.metrics, "accepted": size, "pool_size": size, "accepted_before_size": len(res.histories)}
+    return replace(res, histories=[res.histories[i] for i in keep], kind=res.kind[keep], source=res.source[keep],
+                   segment=res.segment[keep], confidence=res.confidence[keep], metrics=m,
+                   end_ns=None if res.end_ns is None else res.end_ns[keep])
+
+
+def _generator_pool(th: TrainingHistories, cfg: SeqAugmentConfig, gan_cfg: Any, name: str) -> SeqAugmentResult:
+    """Expansions of every short history (``expansions`` each) by a generator fitted on the
+    training histories, kept unfiltered: no labeler, no gate on single histories."""
+    from ecaug_feast.synth.seq_gan import SequenceGAN
+
+    gan = SequenceGAN(gan_cfg).fit(th.histories.values, th.histories.offsets)
+    if gan.cfg.attr_coherence > 0:
+        gan.set_item_attributes(th.attributes)
+    rows = np.repeat(short_rows(_lengths(th), cfg.expand_below), max(1, cfg.expansions))
+    hist = gan.expand(th.histories.values, th.histories.offsets, rows, cfg.n_new, seed=cfg.seed)
+    return _plain_result(th, cfg, hist, rows, {"method": name, "generator": gan.report, "prepended": bool(gan.cfg.reverse)})
+
+
+def _gan_no_labeler(th: TrainingHistories, cfg: SeqAugmentConfig, teacher: Scorer | None, rep: Path, match: bool = False) -> SeqAugmentResult:
+    return _generator_pool(th, cfg, cfg.gan, "gan_no_labeler")
+
+
+def _pseudo_prior(th: TrainingHistories, cfg: SeqAugmentConfig, teacher: Scorer | None, rep: Path, match: bool = False) -> SeqAugmentResult:
+    from ecaug_feast.synth.seq_gan import pseudo_prior_config
+
+    gan_cfg = pseudo_prior_config(**{**asdict(cfg.gan), "reverse": True, "adversarial": False})
+    return _generator_pool(th, cfg, gan_cfg, "pseudo_prior")
+
+
+@torch.no_grad()
+def sample_continuations(score: Scorer, rows: list[np.ndarray], n_new: int, seed: int, temperature: float = 1.0,
+                         chunk: int = 1024) -> list[np.ndarray]:
+    """Each history of ``rows`` continued by ``n_new`` items drawn one at a time from the softmax
+    of ``score``'s next-item logits (at ``temperature``; column = item id, 0 the padding); an item
+    already in the history is not drawn."""
+    g = torch.Generator().manual_seed(int(seed))
+    out = [np.asarray(r, np.int64) for r in rows]
+    for s in range(0, len(out), chunk):
+        part = out[s : s + chunk]
+        for _ in range(n_new):
+            lens = np.array([len(r) for r in part], np.int64)
+            offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+            logits = score(np.concatenate(part) if part else np.zeros(0, np.int64), offsets).float() / temperature
+            seen_rows = np.repeat(np.arange(len(part)), lens)
+            logits[torch.from_numpy(seen_rows), torch.from_numpy(np.concatenate(part))] = -float("inf")
+            logits[:, 0] = -float("inf")  # the padding id
+            nxt = torch.multinomial(torch.softmax(logits, dim=1), 1, generator=g).squeeze(1).numpy()
+            part = [np.append(r, i) for r, i in zip(part, nxt)]
+        out[s : s + chunk] = part
+    return out
+
+
+def _self_distill(th: TrainingHistories, cfg: SeqAugmentConfig, teacher: Scorer | None, rep: Path, match: bool = False) -> SeqAugmentResult:
+    """Self-distillation through sampled continuations: each short history continued by
+    ``n_new`` items drawn from the teacher (the real-only recommender) alone."""
+    assert teacher is not None
+    rows = np.repeat(short_rows(_lengths(th), cfg.expand_below), max(1, cfg.expansions))
+    all_rows = _rows(th)
+    hist = sample_continuations(teacher, [all_rows[i] for i in rows], cfg.n_new, cfg.seed, cfg.gan.temperature)
+    hist = [h[-cfg.gan.max_len :] for h in hist]
+    return _plain_result(th, cfg, hist, rows, {"method": "self_distill", "prepended": False})
+
+
+def _seq_ops(th: TrainingHistories, cfg: SeqAugmentConfig, teacher: Scorer | None, rep: Path, match: bool = False) -> SeqAugmentResult:
+    """Random crop / mask / reorder / insert (``synth.seq_ops``) of the short histories, ``expansions`` each."""
+    from ecaug_feast.synth.seq_ops import SeqOps, SeqOpsConfig
+
+    rows = np.repeat(short_rows(_lengths(th), cfg.expand_below), max(1, cfg.expansions))
+    picked = th.histories.take(rows)
+    ops = SeqOps(SeqOpsConfig(copies=1, seed=cfg.seed, min_len=1)).fit(picked.values, picked.offsets)
+    sv, so, src = ops.sample(max_len=cfg.gan.max_len)
+    made = Histories(np.zeros(len(so) - 1, np.int64), sv, so).to_lists()
+    hist, source, filled = _to_size(made, rows[src], pool_size(_lengths(th), cfg), cfg.seed)
+    return _plain_result(th, cfg, hist, source, {"method": "seq_ops"}, filled)
+
+
+def _slide_window(th: TrainingHistories, cfg: SeqAugmentConfig, teacher: Scorer | None, rep: Path, match: bool = False) -> SeqAugmentResult:
+    """Sliding-window sub-histories: prefixes (at least 2 items, ending before the last) of real
+    histories of 3 items or more, drawn uniformly over (history, end)."""
+    lens = _lengths(th)
+    elig = np.flatnonzero(lens >= 3)
+    size = pool_size(lens, cfg)
+    if len(elig) == 0:
+        return _plain_result(th, cfg, [], np.zeros(0, np.int64), {"method": "slide_window"})
+    rng = np.random.default_rng(cfg.seed)
+    w = (lens[elig] - 2).astype(np.float64)  # ends 2 .. len-1
+    pick = rng.choice(elig, size, p=w / w.sum())
+    ends = np.array([int(rng.integers(2, lens[i])) for i in pick], np.int64)
+    all_rows = _rows(th)
+    hist = [all_rows[i][:e][-cfg.gan.max_len :].copy() for i, e in zip(pick, ends)]
+    return _plain_result(th, cfg, hist, pick, {"method": "slide_window"})
+
+
+def reppad(h: np.ndarray, max_len: int, repeats: int) -> np.ndarray:
+    """RepPad (Dang et al., "Repeated Padding for Sequential Recommendation", RecSys 2024;
+    github.com/KingGugu/RepPad): the padding positions are filled with copies of the sequence
+    itself, ``repeats`` copies before the original (at most what fits in ``max_len``). No delimiter:
+    item id 0 is this model's padding."""
+    h = np.asarray(h, np.int64)
+    k = max(0, min(int(repeats), max_len // max(len(h), 1) - 1))
+    return np.tile(h, k + 1)[-max_len:]
+
+
+def _reppad(th: TrainingHistories, cfg: SeqAugmentConfig, teacher: Scorer | None, rep: Path, match: bool = False) -> SeqAugmentResult:
+    """RepPad on the short histories, ``expansions`` each, with a random number of repeats (1 to
+    what fits), so the copies of one history differ."""
+    rows = np.repeat(short_rows(_lengths(th), cfg.expand_below), max(1, cfg.expansions))
+    rng = np.random.default_rng(cfg.seed)
+    all_rows = _rows(th)
+    hist = []
+    for i in rows:
+        fit = max(1, cfg.gan.max_len // max(len(all_rows[i]), 1) - 1)
+        hist.append(reppad(all_rows[i], cfg.gan.max_len, int(rng.integers(1, fit + 1))))
+    return _plain_result(th, cfg, hist, rows, {"method": "reppad"})
+
+
+POOLS: dict[str, Pool] = {
+    "gan": Pool(_gan_pool, reads_teacher=True, doc="generator (or a --teacher's continuations) + labeler + gates"),
+    "gan_no_labeler": Pool(_gan_no_labeler, doc="the generator's expansions, no labeler"),
+    "self_distill": Pool(_self_distill, needs_teacher=True, reads_teacher=True,
+                         doc="continuations sampled from the teacher alone (no generator, labeler or discriminator)"),
+    "pseudo_prior": Pool(_pseudo_prior, doc="ASReP: earlier items from a reversed transformer (MLE only)"),
+    "seq_ops": Pool(_seq_ops, doc="crop / mask / reorder / insert of real histories"),
+    "slide_window": Pool(_slide_window, doc="prefixes of real histories"),
+    "reppad": Pool(_reppad, doc="RepPad (RecSys 2024): a history repeated into its padding"),
+}
 
 
 def load_teacher(path: str | Path, th: TrainingHistories) -> tuple[Any, dict[str, Any]]:

@@ -5,7 +5,10 @@ row); sequence checkpoints mix in the accepted histories of a sequence run (``mi
 histories per real one, read from the Feast offline store; see :func:`finetune_sequence`), either
 continuing the checkpoint (``protocol="finetune"``) or, in the order the study measured with a
 teacher's runs (``"pretrain"``), training a fresh model of the checkpoint's shape on real + synthetic
-histories and then fine-tuning it on the real histories alone.
+histories and then fine-tuning it on the real histories alone. Pre-train -> fine-tune is coded
+here once: the study (``ecaug_feast.study``) runs this job for every method that uses it, and for
+its ``real_twice`` control (``protocol="pretrain"`` with no run: pre-trained and fine-tuned on the
+real histories, the same stages and epochs).
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from ecaug_feast.jobs.train import EpochCallback, load_real, run_training, train
 from ecaug_feast.jobs.workspace import Workspace
 
 MODES = ("full", "towers", "adapters")
-PROTOCOLS = ("finetune", "pretrain")  # sequence checkpoints (the study's --seq-protocol)
+# sequence checkpoints: "finetune" continues the checkpoint on real + synthetic histories;
+# "pretrain" trains a fresh model of its shape on them, then fine-tunes it on the real ones alone
+PROTOCOLS = ("finetune", "pretrain")
 
 
 def synthetic_examples(ws: Workspace, data: Any, run_id: Optional[str], source: str = "feast") -> tuple[Any, str]:
@@ -113,10 +118,13 @@ def cap_histories(extra: list[Any], ratio: float, n_real: int, seed: int) -> lis
 def finetune(ws: Workspace, from_: str, mix_ratio: float = 0.5, mode: str = "full", run_id: Optional[str] = None,
              dataset: str = "beauty", name: Optional[str] = None, source: str = "feast", epochs: Optional[int] = None,
              seed: int = 0, progress: EpochCallback | None = None,
-             log: Callable[[str], None] = lambda s: None, protocol: str = "finetune") -> dict[str, Any]:
+             log: Callable[[str], None] = lambda s: None, protocol: str = "finetune",
+             pretrain_epochs: Optional[int] = None, batch_size: Optional[int] = None) -> dict[str, Any]:
     """Continue training checkpoint ``from_`` (early stopping on validation); returns the summary
     (``checkpoint``, ``from``, ``mode``, ``mix_ratio``, ``run_id``, ``valid_before``, ``valid``,
-    ``test``, ``epochs``). ``protocol`` (sequence checkpoints): see the module docstring."""
+    ``test``, ``epochs``). ``protocol`` (sequence checkpoints): see the module docstring;
+    ``pretrain_epochs`` / ``batch_size``: the pre-training stage's epochs (default: ``epochs``) and
+    the users per batch of every stage (sequence checkpoints; default: the trainer's)."""
     from dataclasses import replace
 
     from recommender.checkpoint import load_checkpoint, named_dir, resolve, save_checkpoint
@@ -131,7 +139,8 @@ def finetune(ws: Workspace, from_: str, mix_ratio: float = 0.5, mode: str = "ful
     base, _meta = load_checkpoint(from_)
     if getattr(base.cfg, "kind", "bag") == "sequence":
         return finetune_sequence(ws, base, from_, dataset=dataset, name=name, source=source, mix_ratio=mix_ratio,
-                                 epochs=epochs, seed=seed, progress=progress, run_id=run_id, log=log, protocol=protocol)
+                                 epochs=epochs, seed=seed, progress=progress, run_id=run_id, log=log, protocol=protocol,
+                                 pretrain_epochs=pretrain_epochs, batch_size=batch_size)
     if protocol != "finetune":
         raise EcaugError(f"--protocol {protocol}: sequence checkpoints only; {resolve(from_)} is a bag checkpoint")
     out_dir = named_dir(name or f"{resolve(from_).name}-ft-{mode}")  # a bad --name fails before training
@@ -158,7 +167,8 @@ def finetune(ws: Workspace, from_: str, mix_ratio: float = 0.5, mode: str = "ful
 
 def finetune_sequence(ws: Workspace, base: Any, from_: str, dataset: str, name: Optional[str], source: str, mix_ratio: float,
                       epochs: Optional[int], seed: int, progress: EpochCallback | None = None, run_id: Optional[str] = None,
-                      log: Callable[[str], None] = lambda s: None, protocol: str = "finetune") -> dict[str, Any]:
+                      log: Callable[[str], None] = lambda s: None, protocol: str = "finetune",
+                      pretrain_epochs: Optional[int] = None, batch_size: Optional[int] = None) -> dict[str, Any]:
     """Continue training a sequence checkpoint (early stopping on validation) on the real
     histories, plus, with ``mix_ratio`` > 0, up to ``mix_ratio`` x as many accepted histories of a
     sequence run (:func:`synthetic_histories`, read from the Feast offline store) under synthetic
@@ -166,15 +176,13 @@ def finetune_sequence(ws: Workspace, base: Any, from_: str, dataset: str, name: 
 
     ``protocol="pretrain"`` (ASReP's order; with a teacher's run it is what lifted the study):
     a fresh model of the checkpoint's shape trained on real + synthetic histories, then fine-tuned
-    on the real histories alone. The checkpoint itself then gives the shape and ``valid_before``."""
+    on the real histories alone. The checkpoint itself then gives the shape and ``valid_before``.
+    With ``mix_ratio`` 0 both stages read the real histories alone (the study's ``real_twice``)."""
     from recommender.checkpoint import named_dir, resolve, save_checkpoint
     from recommender.seq_train import SeqTrainConfig, config_dict, evaluate_seq, histories_for, train_seq
-    from recommender.study_methods import combine_histories
 
     if mix_ratio < 0:
         raise EcaugError(f"mix ratio must be >= 0, got {mix_ratio}")
-    if protocol == "pretrain" and mix_ratio <= 0:
-        raise EcaugError("--protocol pretrain trains on a synthetic run: give --mix-ratio > 0")
     out_dir = named_dir(name or f"{resolve(from_).name}-{'pt' if protocol == 'pretrain' else 'ft'}")  # a bad --name fails before training
     extra, syn_id = [], None
     if mix_ratio > 0:  # the run is checked (sequence, known) before the real data is read
@@ -185,13 +193,13 @@ def finetune_sequence(ws: Workspace, base: Any, from_: str, dataset: str, name: 
     real = histories_for(data, base.cfg, "valid")  # training events only
     extra = cap_histories(extra, mix_ratio, len(real.user_ids), seed)
     hist = combine_histories(real, extra, base.cfg.max_len) if extra else real
-    tcfg = SeqTrainConfig(**{"epochs": 10, "patience": 2, **train_overrides(epochs, None, seed)})
+    tcfg = SeqTrainConfig(**{"epochs": 10, "patience": 2, **train_overrides(epochs, batch_size, seed)})
     before = evaluate_seq(base, data, valid, "valid", seed=seed)
     pre_out: dict[str, Any] = {}
     pre_train: dict[str, Any] = {}  # the pre-training stage's budget, saved with the checkpoint
     if protocol == "pretrain":  # a fresh model on the mix (train_real's budget), then real histories only
         log(f"pre-training a fresh sequence model on {len(hist.user_ids):,} histories ({len(extra):,} synthetic, run {syn_id})")
-        pcfg = SeqTrainConfig(**train_overrides(epochs, None, seed))
+        pcfg = SeqTrainConfig(**train_overrides(pretrain_epochs or epochs, batch_size, seed))
         pre_train = {"pretrain_train": config_dict(pcfg)}
         pre = run_training(lambda: train_seq(data, valid, base.cfg, pcfg, progress=progress, histories=hist), dataset)
         pre_out = {"valid_pretrain": pre.best_valid, "pretrain_epochs": pre.best_epoch}
@@ -210,3 +218,14 @@ def finetune_sequence(ws: Workspace, base: Any, from_: str, dataset: str, name: 
     return {"checkpoint": str(path), "from": str(resolve(from_)), "model": "sequence", "mode": "full", "protocol": protocol,
             "mix_ratio": mix_ratio, "run_id": syn_id, "synthetic_histories": len(extra), "valid_before": before, **pre_out,
             "valid": res.best_valid, "test": test_m, "epochs": res.best_epoch}
+
+
+def combine_histories(hist: Any, extra: list[Any], max_len: int) -> Any:
+    """Real histories + ``extra`` ones (newest ``max_len`` each) under synthetic user ids."""
+    import numpy as np
+
+    from ecaug_feast.histories import Histories
+    from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
+
+    ids = SYNTHETIC_USER_ID_BASE + np.arange(len(extra), dtype=np.int64)
+    return Histories.concat([hist, Histories.from_lists(ids, extra).truncate(max_len)])

@@ -42,53 +42,19 @@ def test_pad_and_target_batches():
     assert ln.tolist() == [3, 1]
 
 
-def test_generated_items_are_context_but_never_targets():
-    """``combine_histories(..., generated=...)``: an expansion's generated (older) items stay in
-    the input, but only its real items are targets; a whole synthetic user has no target; the real
-    histories keep all theirs."""
-    from recommender.study_methods import combine_histories, generated_masks
+def test_combined_histories_train_on_every_item_under_synthetic_ids():
+    """``jobs.finetune.combine_histories``: the real histories first, then the extra ones (newest
+    ``max_len`` each) under synthetic user ids; every item is a target."""
+    from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
+    from ecaug_feast.jobs.finetune import combine_histories
 
     real = Histories(np.array([1, 2]), np.array([1, 2, 7]), np.array([0, 2, 3]))
-    pool = [np.array([5, 6, 7]), np.array([9, 5, 6])]  # an expansion of user 2 ([7]), a synthetic user
-    gen = generated_masks(pool, np.array([1, -1]), real)
-    assert [g.tolist() for g in gen] == [[True, True, False], [True, True, True]]
-    h = combine_histories(real, pool, max_len=50, generated=gen)
+    pool = [np.array([5, 6, 7]), np.array([9, 5, 6, 4])]
+    h = combine_histories(real, pool, max_len=3)
+    assert h.user_ids.tolist() == [1, 2, SYNTHETIC_USER_ID_BASE, SYNTHETIC_USER_ID_BASE + 1]
     x, y, ln = target_batch(h, np.arange(4))
-    assert x.tolist() == [[1, 0], [0, 0], [5, 6], [9, 5]] and ln.tolist() == [1, 0, 2, 2]
-    assert y.tolist() == [[2, 0], [0, 0], [0, 7], [0, 0]]
-    # without masks every item is a target, as before
-    _, y_all, _ = target_batch(combine_histories(real, pool, max_len=50), np.arange(4))
-    assert y_all.tolist() == [[2, 0], [0, 0], [6, 7], [5, 6]]
-    with pytest.raises(ValueError):
-        combine_histories(real, pool, max_len=50, generated=gen[:1])
-    # a forward generator appends: the real items are the oldest
-    assert [g.tolist() for g in generated_masks(pool, np.array([1, -1]), real, prepended=False)] == [[False, True, True], [True, True, True]]
-
-
-def test_expanded_inputs_put_each_expansions_generated_items_before_the_real_history():
-    """``--seq-inference expanded`` (ASReP's evaluation): an expanded user's evaluation input is its
-    generated earlier items + its real history (the test split's, which also holds the validation
-    event), newest ``max_len``; other users and whole synthetic users change nothing."""
-    from ecaug_feast.errors import EcaugError
-    from recommender.study_methods import SeqPool, expanded_inputs, generated_masks
-
-    train = Histories(np.array([10, 20, 30]), np.array([1, 2, 7, 4]), np.array([0, 2, 3, 4]))
-    # expansions of user 20 ([7]) twice (the first counts) and of user 30 ([4]); a synthetic user
-    pool = [np.array([5, 6, 7]), np.array([8, 7]), np.array([3, 9, 4]), np.array([9, 5, 6])]
-    src = np.array([1, 1, 2, -1])
-    made = SeqPool(pool, generated_masks(pool, src, train), src, {"prepended": True})
-    valid = expanded_inputs(train, train, made, max_len=50)
-    rows = [valid.values[valid.offsets[i] : valid.offsets[i + 1]].tolist() for i in range(3)]
-    assert valid.user_ids.tolist() == [10, 20, 30] and rows == [[1, 2], [5, 6, 7], [3, 9, 4]]
-    # the test split: users in another order, each with its validation event; max_len keeps the newest
-    test = Histories(np.array([30, 20, 10]), np.array([4, 11, 7, 12, 1, 2, 13]), np.array([0, 2, 4, 7]))
-    t = expanded_inputs(test, train, made, max_len=3)
-    rows = [t.values[t.offsets[i] : t.offsets[i + 1]].tolist() for i in range(3)]
-    assert rows == [[9, 4, 11], [6, 7, 12], [1, 2, 13]]
-    with pytest.raises(EcaugError, match="seq_ops"):
-        expanded_inputs(train, train, SeqPool(pool, None, None, {}), max_len=50)
-    with pytest.raises(EcaugError, match="continuations"):
-        expanded_inputs(train, train, made._replace(info={"prepended": False}), max_len=50)
+    assert x.tolist() == [[1, 0], [0, 0], [5, 6], [5, 6]] and ln.tolist() == [1, 0, 2, 2]
+    assert y.tolist() == [[2, 0], [0, 0], [6, 7], [6, 4]]
 
 
 def test_evaluation_reads_the_inputs_it_is_given():

@@ -30,7 +30,7 @@ def planted():
     from ecaug_feast.datasets.split import split_interactions
     from recommender.data import build_in_memory
     from recommender.seq_train import histories_for, seq_config_for
-    from recommender.study_methods import sample_users
+    from ecaug_feast.study.cell import sample_users
 
     ds = load_dataset("beauty")
     sp = split_interactions(ds)
@@ -56,16 +56,21 @@ def test_held_out_items_never_reach_the_generator(planted):
     assert not held_out & gen
 
 
-def test_study_pools_are_train_only(planted):
-    """The study's pools (the real path: ``recommender.study_methods.seq_pool``) emit no held-out item."""
-    from recommender.study_methods import seq_pool
+def test_study_pools_are_train_only(planted, tmp_path):
+    """The study's pools (the real path: ``ecaug augment``'s builders, ``jobs.augment_seq.POOLS``)
+    emit no held-out item."""
+    from ecaug_feast.features.build import item_attributes
+    from ecaug_feast.jobs.augment_seq import POOLS, TrainingHistories, seq_config
+    from ecaug_feast.synth.seq_pipeline import HistoryTimes
 
-    data, scfg, held_out, train_hist, _ = planted
-    for method in ("seq_ops", "pseudo_prior", "gan_augmented"):
-        pool, _, _, info = seq_pool(method, data, train_hist, scfg, 0, dict(TINY), dict(synthetic_share=0.2))
-        assert pool, (method, info)
-        assert not held_out & set(np.concatenate(pool).tolist()), method
-    assert "c2st_auc_sequences" in info and "c2st_auc_features" in info
+    data, scfg, held_out, h, _ = planted
+    th = TrainingHistories(h, HistoryTimes.of(data.train, h.user_ids), data.train, item_attributes(data.items), {}, data.num_items)
+    cfg = seq_config({"gan": dict(TINY), "synthetic_share": 0.2}, seed=0)
+    for method in ("seq_ops", "slide_window", "reppad", "pseudo_prior", "gan_no_labeler", "gan"):
+        res = POOLS[method].build(th, cfg, None, tmp_path)
+        assert res.histories, (method, res.metrics)
+        assert not held_out & set(np.concatenate(res.histories).tolist()), method
+    assert "c2st_auc_sequences" in res.metrics
 
 
 def test_pipeline_reuses_a_fitted_generator(planted):

@@ -1,0 +1,79 @@
+"""The study's methods: each a small :class:`Method` with its own config.
+
+A sequence method names the pool builder of ``ecaug augment`` (``jobs.augment_seq.POOLS``) that
+makes its extra histories, the generator settings it changes, whether the real-only model is its
+teacher, and the fine-tune protocol (``jobs.finetune.PROTOCOLS``) that trains on the pool. Every
+pool holds the same number of histories (``expansions`` x the real users with fewer than
+``expand_below`` items, ``jobs.augment_seq.pool_size``): the comparisons are size-matched. Names
+say what a method is: only a pool from an adversarially trained generator is ``gan_augmented``.
+
+Bag-model methods (``model: bag``, extra feature rows) are the secondary study (``study.bag``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ecaug_feast.errors import EcaugError
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    doc: str
+    model: str = "sequence"          # which recommender reads it: sequence | bag
+    stages: str = "pool"             # baseline (no training) | once (real-only) | twice (real_twice) | pool
+    pool: str | None = None          # jobs.augment_seq.POOLS key (stages "pool")
+    protocol: str = "pretrain"       # jobs.finetune.PROTOCOLS: how the pool is trained on
+    teacher: bool = False            # the real-only checkpoint is the pool's teacher
+    gan: dict[str, Any] = field(default_factory=dict)  # SeqGANConfig settings this method fixes
+
+
+_SEQ = [
+    Method("popularity", "items by training count", stages="baseline"),
+    Method("real_only", "the sequence model trained once on the real histories", stages="once"),
+    Method("real_twice", "control for the extra stage: pre-trained then fine-tuned on the real histories alone, "
+                         "the augmented methods' stages and epochs", stages="twice"),
+    Method("self_distill", "continuations sampled from the real-only model itself; no generator, labeler or "
+                           "discriminator", pool="self_distill", teacher=True),
+    Method("self_distill_labeled", "the old headline: the real-only model's continuations under the GAN's sampling "
+                                   "settings, filtered by the GAN's labeler", pool="gan", teacher=True,
+           gan={"reverse": False, "adversarial": True}),
+    Method("gan_augmented", "expansions from the adversarially trained generator, labeler-filtered",
+           pool="gan", gan={"adversarial": True}),
+    Method("gan_no_labeler", "ablation: gan_augmented's generator, no labeler filter", pool="gan_no_labeler",
+           gan={"adversarial": True}),
+    Method("gan_no_adversarial", "ablation: gan_augmented with the adversarial stage off (MLE generator)", pool="gan",
+           gan={"adversarial": False}),
+    Method("seq_ops", "crop / mask / reorder / insert of short real histories", pool="seq_ops"),
+    Method("slide_window", "prefixes of real histories (sliding window)", pool="slide_window"),
+    Method("reppad", "RepPad (RecSys 2024): each short history repeated into its padding", pool="reppad"),
+    Method("pseudo_prior", "ASReP: earlier items from a reversed transformer, MLE only", pool="pseudo_prior"),
+]
+_BAG = [
+    Method("popularity", "items by training count", model="bag", stages="baseline"),
+    Method("real_only", "the bag two-tower trained once on real examples", model="bag", stages="once"),
+    Method("column_gan", "column GAN + labeler + gates (feature rows)", model="bag", pool="column_gan", protocol="finetune"),
+    Method("oversample", "copies of sparse users' rows", model="bag", pool="oversample", protocol="finetune"),
+    Method("smote", "SMOTE-style interpolation of example rows", model="bag", pool="smote", protocol="finetune"),
+]
+
+METHODS: dict[str, Method] = {m.name: m for m in _SEQ}
+BAG_METHODS: dict[str, Method] = {m.name: m for m in _BAG}
+
+
+def methods_for(model: str) -> dict[str, Method]:
+    return BAG_METHODS if model == "bag" else METHODS
+
+
+def check_methods(names: Any, model: str, source: str = "protocol") -> None:
+    """Every name is a method of ``model``'s registry; else one-line error."""
+    reg = methods_for(model)
+    bad = [m for m in names if m not in reg]
+    if bad or not names:
+        other = METHODS if model == "bag" else BAG_METHODS
+        hint = f" ({', '.join(m for m in bad if m in other)} need model {'sequence' if model == 'bag' else 'bag'})" \
+            if any(m in other for m in bad) else ""
+        raise EcaugError(f"{source}: unknown method(s) {bad or '(none given)'} for model {model}{hint} "
+                         f"(choose from {', '.join(reg)})")

@@ -1,0 +1,79 @@
+"""The study's report: paired 95 % intervals of each method's lift over ``real_only``.
+
+Lift = mean NDCG@10 of the method / mean NDCG@10 of ``real_only`` - 1, over the same users.
+Interval: a two-stage bootstrap (:func:`lift_interval`): each resample draws the seeds with
+replacement, then, within each drawn seed, the scored users with replacement (the same users for
+the method and ``real_only``: paired), and averages the per-seed lifts; the 2.5 and 97.5
+percentiles bound it. The per-seed lifts and their spread are reported beside it. One row per
+(fraction, method). A screen's rows are validation (``choose`` half) figures and say so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+BASE = "real_only"
+
+
+def lift_interval(method: list[np.ndarray], base: list[np.ndarray], resamples: int = 1000, seed: int = 0,
+                  level: float = 0.95) -> dict[str, Any]:
+    """Lift of ``method`` over ``base`` (per seed: per-user metric arrays over the same users) with
+    its two-stage bootstrap interval; see the module docstring."""
+    if len(method) != len(base) or not method:
+        raise ValueError("one per-user array per seed for both, same seeds")
+    for m, b in zip(method, base):
+        if len(m) != len(b):
+            raise ValueError("paired arrays: the same users for the method and the base")
+    lifts = np.array([m.mean() / b.mean() - 1 if b.mean() > 0 else np.nan for m, b in zip(method, base)])
+    rng = np.random.default_rng(seed)
+    n_s = len(method)
+    boot = np.empty(resamples)
+    for r in range(resamples):
+        seeds = rng.integers(0, n_s, n_s) if n_s > 1 else np.zeros(1, np.int64)
+        per = []
+        for s in seeds:
+            w = np.bincount(rng.integers(0, len(base[s]), len(base[s])), minlength=len(base[s]))
+            b = w @ base[s]
+            per.append(w @ method[s] / b - 1 if b > 0 else np.nan)
+        boot[r] = np.mean(per)
+    a = (1 - level) / 2
+    lo, hi = np.nanquantile(boot, [a, 1 - a]) if np.isfinite(boot).any() else (np.nan, np.nan)
+    return {"lift": float(np.nanmean(lifts)), "low": float(lo), "high": float(hi), "seed_lifts": [float(x) for x in lifts],
+            "seed_std": float(np.nanstd(lifts, ddof=1)) if n_s > 1 else 0.0}
+
+
+def summarize(rows: list[dict[str, Any]], resamples: int = 1000, seed: int = 0) -> list[dict[str, Any]]:
+    """One row per (fraction, method): mean NDCG@10 / Recall@10 over seeds and the lift interval
+    against ``real_only`` (when it ran in the same cells)."""
+    out = []
+    keys = sorted({(r["fraction"], r["method"]) for r in rows}, key=lambda k: k[0])
+    order = {m: i for i, m in enumerate(dict.fromkeys(r["method"] for r in rows))}
+    for f, meth in sorted(keys, key=lambda k: (k[0], order[k[1]])):
+        mine = sorted([r for r in rows if r["fraction"] == f and r["method"] == meth], key=lambda r: r["seed"])
+        rec: dict[str, Any] = {"fraction": f, "method": meth, "seeds": len(mine), "scored_on": mine[0]["scored_on"],
+                               "ndcg@10": float(np.mean([r["metrics"]["ndcg@10"] for r in mine])),
+                               "recall@10": float(np.mean([r["metrics"]["recall@10"] for r in mine]))}
+        base = {r["seed"]: r for r in rows if r["fraction"] == f and r["method"] == BASE}
+        paired = [r for r in mine if r["seed"] in base and r.get("per_user")]
+        if meth != BASE and paired and all(base[r["seed"]].get("per_user") for r in paired):
+            rec.update(lift_interval([r["per_user"]["ndcg@10"] for r in paired], [base[r["seed"]]["per_user"]["ndcg@10"] for r in paired],
+                                     resamples, seed))
+        out.append(rec)
+    return out
+
+
+def table_markdown(summary: list[dict[str, Any]], screen: bool) -> str:
+    """The report table; a screen's header says its figures are validation (``choose`` half)."""
+    split = "validation (choose half)" if screen else "test"
+    lines = [f"| fraction | method | seeds | lift NDCG@10 vs real_only ({split}) | 95 % interval | per-seed lifts | "
+             f"NDCG@10 ({split}) | Recall@10 ({split}) |", "|---|---|---|---|---|---|---|---|"]
+    for r in summary:
+        if "lift" in r:
+            lift, ci = f"{r['lift']:+.1%}", f"[{r['low']:+.1%}, {r['high']:+.1%}]"
+            seeds = ", ".join(f"{x:+.1%}" for x in r["seed_lifts"])
+        else:
+            lift, ci, seeds = "-", "-", "-"
+        lines.append(f"| {r['fraction']:g} | {r['method']} | {r['seeds']} | {lift} | {ci} | {seeds} | {r['ndcg@10']:.4f} | {r['recall@10']:.4f} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,137 @@
+"""The whole study: every (fraction, seed) cell of a protocol, then the report.
+
+Reads the dataset ``ecaug ingest`` wrote (``<state>/datasets/<name>``), runs the cells
+(``study.cell``; ``workers`` processes, one thread each) in private workspaces beside the output,
+and writes ``results.json`` (protocol, command, rows, summary), ``per_user.npz`` (the per-user
+arrays the intervals come from), ``table.md`` and ``report.md``, through a temp folder renamed
+into place. A screen's outputs hold validation figures only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ecaug_feast.errors import EcaugError
+from ecaug_feast.names import owned_child
+from ecaug_feast.study.cell import run_cell
+from ecaug_feast.study.protocol import Protocol, make_protocol
+from ecaug_feast.study.report import summarize, table_markdown
+
+OUTPUT_FILES = {"results.json", "per_user.npz", "table.md", "report.md"}
+
+
+def _cell_entry(args: tuple[dict[str, Any], str, float, int, str]) -> list[dict[str, Any]]:
+    pj, data_dir, fraction, seed, work = args
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from ecaug_feast.noise import quiet_known_noise
+
+    quiet_known_noise()
+    return run_cell(make_protocol(pj), data_dir, fraction, seed, work)
+
+
+def run_study(state_dir: Path, p: Protocol, out_dir: Path | None = None, command: str = "",
+              progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
+    """Run protocol ``p`` on ``<state_dir>/datasets/<p.dataset>``; returns the summary written to
+    ``results.json`` (``out_dir``, default ``<state>/experiments/<name>-<time>``)."""
+    t0 = time.time()
+    data_dir = owned_child(Path(state_dir) / "datasets", p.dataset, "dataset name")
+    if not (data_dir / "meta.json").exists():
+        raise EcaugError(f"{data_dir}: no processed dataset '{p.dataset}' (run `ecaug ingest --dataset {p.dataset}` first)")
+    out_dir = Path(out_dir or Path(state_dir) / "experiments" / f"{p.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    check_out_dir(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.cells-", dir=out_dir.parent))
+    cells = sorted(((float(f), int(s)) for f in p.fractions for s in range(p.seeds)), key=lambda c: -c[0])
+    args = [(p.to_json(), str(data_dir), f, s, str(work)) for f, s in cells]
+    rows: list[dict[str, Any]] = []
+    try:
+        if p.workers > 1 and len(cells) > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            with ProcessPoolExecutor(max_workers=p.workers, mp_context=mp.get_context("spawn")) as ex:
+                futs = {ex.submit(_cell_entry, a): a for a in args}
+                for i, fut in enumerate(as_completed(futs), 1):
+                    rows += fut.result()
+                    if progress:
+                        progress(i, len(cells), f"fraction={futs[fut][2]} seed={futs[fut][3]}")
+        else:
+            for i, a in enumerate(args, 1):
+                rows += _cell_entry(a)
+                if progress:
+                    progress(i, len(cells), f"fraction={a[2]} seed={a[3]}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    summary = {
+        "protocol": p.to_json(), "command": command, "screen": p.screen,
+        "scored_on": "validation, choose half (a screen: no test figure)" if p.screen else "test, once per (fraction, seed, method)",
+        "results": summarize(rows, p.bootstrap, p.bootstrap_seed),
+        "runs": [{k: v for k, v in r.items() if k not in ("per_user", "users")} for r in rows],
+        "seconds": round(time.time() - t0, 1), "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    summary["out_dir"] = str(write_outputs(summary, rows, out_dir))
+    return summary
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """``--out`` must be new, empty, or an earlier study's output (replaced), never anything else."""
+    out_dir = Path(out_dir).expanduser()
+    if not out_dir.exists() and not out_dir.is_symlink():
+        return
+    if out_dir.is_symlink() or not out_dir.is_dir():
+        raise EcaugError(f"{out_dir}: the output exists and is not a folder")
+    names = {q.name for q in out_dir.iterdir()}
+    if names and not ("results.json" in names and names <= OUTPUT_FILES):
+        raise EcaugError(f"{out_dir}: the output folder holds other files; give a new or empty folder")
+
+
+def report_markdown(summary: dict[str, Any]) -> str:
+    p = summary["protocol"]
+    head = ("**Screen: validation figures only (the choose half); no test figure was computed.**" if summary["screen"]
+            else "Test scored once per (fraction, seed, method), after every choice was made on the choose half.")
+    return "\n".join([f"# ecaug experiment: protocol `{p['name']}` on `{p['dataset']}`", "", head, "",
+                      f"Command: `{summary['command']}`. Wall time {summary['seconds']:.0f} s.", "",
+                      "Lift: NDCG@10 vs real_only over the same users; interval: two-stage bootstrap (seeds, then users "
+                      "within each seed, paired), 2.5-97.5 percentiles.", "",
+                      table_markdown(summary["results"], summary["screen"]), "## Protocol", "", "```json",
+                      json.dumps(p, indent=1), "```", ""])
+
+
+def write_outputs(summary: dict[str, Any], rows: list[dict[str, Any]], out_dir: Path) -> Path:
+    """The output files, written to a temp folder and renamed into place."""
+    out_dir = out_dir.expanduser().resolve()
+    check_out_dir(out_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        (tmp / "results.json").write_text(json.dumps(summary, indent=1, default=_jsonable))
+        arrays = {f"{r['method']}|{r['fraction']:g}|{r['seed']}|{k}": v for r in rows for k, v in r.get("per_user", {}).items()}
+        arrays.update({f"users|{r['fraction']:g}|{r['seed']}": r["users"] for r in rows})
+        np.savez_compressed(tmp / "per_user.npz", **arrays)
+        (tmp / "table.md").write_text(table_markdown(summary["results"], summary["screen"]))
+        (tmp / "report.md").write_text(report_markdown(summary))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.floating):
+        return float(x)
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    return str(x)

@@ -1,0 +1,237 @@
+"""The study package (``ecaug_feast.study``): protocol, validation halves, the pool registry, the
+interval math, the screen, and one tiny cell end to end through the product's jobs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ROOT / "tests" / "study" / "protocol-tiny.yaml"
+
+
+def _cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "ecaug_feast.cli.main", *args], capture_output=True, text=True, env=env,
+                          timeout=timeout, cwd=ROOT)
+
+
+# ---------------------------------------------------------------------------------------------- protocol
+
+
+def test_validation_halves_are_disjoint_deterministic_and_order_free():
+    from ecaug_feast.study.protocol import validation_halves
+
+    users = np.arange(1, 20_001, dtype=np.int64)
+    stop, choose = validation_halves(users, 2026)
+    assert not (stop & choose).any() and (stop | choose).all()
+    assert 0.47 < stop.mean() < 0.53
+    perm = np.random.default_rng(0).permutation(len(users))
+    s2, _ = validation_halves(users[perm], 2026)
+    assert np.array_equal(s2, stop[perm])  # a user's half does not depend on the order or the others
+    s3, _ = validation_halves(users, 7)
+    assert not np.array_equal(s3, stop)  # the seed changes the split
+
+
+def test_committed_protocols_load_and_bad_settings_are_one_line(tmp_path):
+    from ecaug_feast.errors import EcaugError
+    from ecaug_feast.study.protocol import Protocol, make_protocol, read_file
+
+    for f in (ROOT / "benchmarks" / "protocols").glob("*.yaml"):
+        p = make_protocol(read_file(f), source=str(f))
+        assert p.methods and p.fractions
+    main = make_protocol(read_file(ROOT / "benchmarks" / "protocols" / "seq-study.yaml"))
+    assert set(main.methods) == set(Protocol().methods) and not main.screen
+    assert make_protocol(read_file(ROOT / "benchmarks" / "protocols" / "seq-screen-beauty25.yaml")).screen
+    with pytest.raises(EcaugError, match="unknown setting"):
+        make_protocol({"seq_teacher": "recommender"})
+    with pytest.raises(EcaugError, match="need model bag"):
+        make_protocol({"methods": ["real_only", "smote"]})
+    with pytest.raises(EcaugError, match=r"fractions must lie in \(0, 1\]"):
+        make_protocol({}, {"fractions": [1.5]})
+    bad = tmp_path / "p.yaml"
+    bad.write_text("- a list\n")
+    with pytest.raises(EcaugError, match="expected a mapping"):
+        read_file(bad)
+
+
+def test_experiment_help_has_at_most_ten_options_and_bad_input_is_one_line():
+    r = _cli("experiment", "--help")
+    assert r.returncode == 0, r.stderr
+    opts = {w.strip("│ ,") for line in r.stdout.splitlines() for w in line.split() if w.strip("│ ,").startswith("--")}
+    assert opts == {"--dataset", "--fractions", "--seeds", "--methods", "--quick", "--config", "--protocol", "--workers",
+                    "--json", "--help"}, opts
+    r = _cli("experiment", "--fractions", "1.5")
+    assert r.returncode == 2 and "fractions must lie in (0, 1]" in r.stderr and "Traceback" not in r.stderr
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def test_lift_interval_on_known_arrays():
+    from ecaug_feast.study.report import lift_interval
+
+    rng = np.random.default_rng(0)
+    base = [rng.random(2000) for _ in range(3)]
+    exact = lift_interval([b * 1.1 for b in base], base, resamples=200)
+    # a method 10 % better for every user: the lift is 10 % in every resample
+    assert exact["lift"] == pytest.approx(0.1) and exact["low"] == pytest.approx(0.1) and exact["high"] == pytest.approx(0.1)
+    assert exact["seed_lifts"] == pytest.approx([0.1] * 3) and exact["seed_std"] == pytest.approx(0.0, abs=1e-12)
+    # independent noise: the interval holds the true lift (0) and narrows with more users
+    small = lift_interval([rng.random(500) for _ in range(3)], [rng.random(500) for _ in range(3)], resamples=300)
+    big = lift_interval([rng.random(20_000) for _ in range(3)], [rng.random(20_000) for _ in range(3)], resamples=300)
+    assert small["low"] < 0 < small["high"] and big["low"] < 0 < big["high"]
+    assert big["high"] - big["low"] < (small["high"] - small["low"]) / 3
+    # paired: a shared user effect cancels, so the interval is far tighter than unpaired noise would give
+    u = rng.gamma(0.3, 1.0, 5000)
+    paired = lift_interval([u * 1.05], [u], resamples=300)
+    assert paired["high"] - paired["low"] < 1e-9
+    with pytest.raises(ValueError, match="paired"):
+        lift_interval([np.ones(3)], [np.ones(4)])
+
+
+def test_screen_table_says_validation_and_shows_no_test_column():
+    from ecaug_feast.study.report import summarize, table_markdown
+
+    rows = [{"fraction": 0.25, "seed": 0, "method": m, "scored_on": "choose", "metrics": {"ndcg@10": x, "recall@10": x},
+             "per_user": {"ndcg@10": np.full(10, x)}} for m, x in (("real_only", 0.04), ("self_distill", 0.05))]
+    t = table_markdown(summarize(rows, resamples=50), screen=True)
+    assert "validation (choose half)" in t and "test" not in t and "+25.0%" in t
+
+
+# ---------------------------------------------------------------------------------------------- the pools
+
+
+def _tiny_histories():
+    from ecaug_feast.histories import Histories
+    from ecaug_feast.jobs.augment_seq import TrainingHistories
+    from ecaug_feast.synth.seq_pipeline import HistoryTimes
+
+    rng = np.random.default_rng(0)
+    lens = rng.integers(1, 15, 200)
+    rows = [rng.integers(1, 61, n) for n in lens]
+    user_ids = np.arange(1, 201, dtype=np.int64)
+    t0 = pd.Timestamp("2020-01-01", tz="UTC")
+    train = pd.DataFrame({"user_id": np.repeat(user_ids, lens), "item_id": np.concatenate(rows),
+                          "event_timestamp": [t0 + pd.Timedelta(days=int(d)) for d in rng.integers(0, 300, lens.sum())]})
+    offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    attrs = {i: [i % 5] for i in range(1, 61)}
+    return TrainingHistories(Histories(user_ids, np.concatenate(rows).astype(np.int64), offsets), HistoryTimes.of(train, user_ids),
+                             train, attrs, {"dataset": "tiny"}, 60)
+
+
+@pytest.mark.slow
+def test_every_registered_pool_is_size_matched(tmp_path):
+    """Each sequence method of the registry builds, through its ``jobs.augment_seq.POOLS`` builder,
+    a pool of exactly the protocol's size (``gan`` at most that: what its labeler accepts)."""
+    import torch
+
+    from ecaug_feast.jobs.augment_seq import POOLS, pool_size, seq_config
+    from ecaug_feast.study.protocol import make_protocol, read_file
+    from ecaug_feast.study.registry import METHODS
+
+    p = make_protocol(read_file(TINY))
+    th = _tiny_histories()
+    g = torch.Generator().manual_seed(0)
+    teacher = lambda v, o: torch.randn(len(o) - 1, 61, generator=g)  # noqa: E731 - any next-item scorer
+    for m in METHODS.values():
+        if m.pool is None:
+            continue
+        cfg = seq_config({"expand_below": p.expand_below, "n_new": p.n_new, "expansions": 2, "synthetic_share": 0.0,
+                          "max_c2st_auc": 1.0, "gan": {**p.generator, **m.gan, "max_len": 20}}, seed=0)
+        want = pool_size(th.histories.lengths, cfg)
+        res = POOLS[m.pool].build(th, cfg, teacher if m.teacher else None, tmp_path, True)
+        assert want > 0
+        if m.pool == "gan":
+            assert 0 < len(res.histories) <= want, m.name
+        else:
+            assert len(res.histories) == want, m.name
+        assert all(1 <= len(h) <= 20 and h.min() >= 1 for h in res.histories), m.name
+        assert len(res.source) == len(res.histories) == len(res.confidence)
+    # self-distillation continues each short history with items drawn from the teacher
+    cfg = seq_config({"expand_below": 8, "n_new": 2, "expansions": 1}, seed=0)
+    res = POOLS["self_distill"].build(th, cfg, teacher, tmp_path)
+    lens = th.histories.lengths
+    for h, s in zip(res.histories, res.source):
+        real = th.histories.to_lists()[s]
+        assert len(h) == len(real) + 2 and np.array_equal(h[: len(real)], real) and not set(h[-2:]) & set(real)
+    assert (lens[res.source] < 8).all()
+
+
+def test_reppad_repeats_the_history_into_its_padding():
+    from ecaug_feast.jobs.augment_seq import reppad
+
+    h = np.array([3, 4, 5])
+    assert reppad(h, 10, 2).tolist() == [3, 4, 5, 3, 4, 5, 3, 4, 5]
+    assert reppad(h, 10, 9).tolist() == [3, 4, 5, 3, 4, 5, 3, 4, 5]  # at most what fits
+    assert reppad(np.arange(1, 12), 10, 1).tolist() == list(range(2, 12))  # too long: the newest max_len
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.slow
+def test_tiny_study_end_to_end_through_the_jobs(feast_env, tmp_path):
+    """The tiny protocol through ``ecaug experiment``: every method scored once on test, lifts with
+    intervals, the pools made by ``ecaug augment``'s job (runs in the cell's private workspace)."""
+    r = _cli("experiment", "--protocol", str(TINY), "--dataset", feast_env.data.name, "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert not res["screen"] and res["scored_on"].startswith("test")
+    rows = {x["method"]: x for x in res["results"]}
+    assert set(rows) == {"popularity", "real_only", "real_twice", "self_distill"}
+    for m in ("popularity", "real_twice", "self_distill"):
+        x = rows[m]
+        assert "lift" in x and x["scored_on"] == "test"
+        if rows["real_only"]["ndcg@10"] > 0:  # a tiny model may rank no test item in its top 10
+            assert x["low"] <= x["lift"] <= x["high"], json.dumps(res["results"])
+        assert 0 <= x["ndcg@10"] <= 1
+    full = json.loads((Path(res["out_dir"]) / "results.json").read_text())
+    assert len(full["runs"]) == 4  # test scored once per (fraction, seed, method)
+    sd = next(x for x in full["runs"] if x["method"] == "self_distill")
+    assert sd["pool"]["histories"] > 0 and sd["tried"][0]["choose_ndcg@10"] >= 0
+    assert (Path(res["out_dir"]) / "per_user.npz").exists()
+
+
+@pytest.mark.slow
+def test_a_screen_never_scores_or_prints_test(feast_env, tmp_path, monkeypatch):
+    """``screen: true``: every eval set the study builds holds validation users' validation items,
+    never a test row, and the printed table says validation."""
+    import ecaug_feast.study.cell as cell
+    from ecaug_feast.study.protocol import make_protocol, read_file
+    from ecaug_feast.study.run import run_study
+
+    test_rows = set(map(tuple, feast_env.data.test[["user_id", "item_id"]].to_numpy().tolist()))
+    valid_rows = set(map(tuple, feast_env.data.valid[["user_id", "item_id"]].to_numpy().tolist()))
+    seen: list[pd.DataFrame] = []
+    real = cell.make_eval_set
+    monkeypatch.setattr(cell, "make_eval_set", lambda targets, exclude: seen.append(targets) or real(targets, exclude))
+    p = make_protocol(read_file(TINY), {"screen": True, "methods": ["popularity", "real_only"], "dataset": feast_env.data.name})
+    out = run_study(feast_env.state_dir, p, tmp_path / "screen")
+    assert seen and all(set(map(tuple, t[["user_id", "item_id"]].to_numpy().tolist())) <= valid_rows - test_rows for t in seen)
+    assert all(r["scored_on"] == "choose" for r in out["runs"])
+    table = (tmp_path / "screen" / "table.md").read_text()
+    assert "validation (choose half)" in table and "test" not in table
+    assert "no test figure" in (tmp_path / "screen" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_the_bag_study_runs_its_pools(feast_env, tmp_path):
+    """``model: bag`` (the secondary study): the column methods' pools mixed in, the ratio chosen on
+    the choose half, test scored once per method."""
+    from ecaug_feast.study.protocol import QUICK, make_protocol
+    from ecaug_feast.study.run import run_study
+
+    p = make_protocol(QUICK, {"dataset": feast_env.data.name, "model": "bag", "methods": ["popularity", "real_only", "oversample"],
+                              "bag": {"preset": "quick"}, "max_users": 300})
+    out = run_study(feast_env.state_dir, p, tmp_path / "bag")
+    runs = {r["method"]: r for r in out["runs"]}
+    assert set(runs) == {"popularity", "real_only", "oversample"} and all(r["scored_on"] == "test" for r in runs.values())
+    assert runs["oversample"]["pool"]["rows"] > 0 and runs["oversample"]["tried"]
