@@ -29,11 +29,18 @@ from ecaug_feast.names import assert_strict_child, check_name, owned_child
 from ecaug_feast.paths import models_dir
 
 from recommender.batching import ItemCatalog
-from recommender.model import ModelConfig, TwoTower
+from recommender.model import JsonConfig, ModelConfig, TwoTower
 from recommender.seq_model import SeqConfig, SeqTwoTower
 
 FORMAT = "ecaug-two-tower"
 VERSION = 1
+
+# the model kinds a checkpoint's ``model.kind`` names -> (config class, model class); the kind is
+# read here only (``model_kind``), everything else asks the config class (``cfg.sequential``)
+MODEL_KINDS: dict[str, tuple[type[JsonConfig], type[torch.nn.Module]]] = {
+    "sequence": (SeqConfig, SeqTwoTower),  # self-attention user tower over the ordered history
+    "bag": (ModelConfig, TwoTower),        # mean-of-bags two-tower (older checkpoints carry no kind)
+}
 
 
 class CheckpointError(EcaugError):
@@ -66,9 +73,9 @@ def _is_checkpoint_dir(d: Path) -> bool:
 
 def save_checkpoint(
     path: str | Path,
-    state_dict: dict[str, "torch.Tensor"],
-    cfg: "ModelConfig",
-    catalog: "ItemCatalog",
+    state_dict: dict[str, torch.Tensor],
+    cfg: JsonConfig,
+    catalog: ItemCatalog,
     **extra: Any,
 ) -> Path:
     """Write ``state_dict`` + config atomically; returns the directory. ``extra`` goes into config.json."""
@@ -126,7 +133,7 @@ def read_config(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def load_checkpoint(path: str | Path) -> tuple["TwoTower", dict[str, Any]]:
+def load_checkpoint(path: str | Path) -> tuple[Any, dict[str, Any]]:
     """Rebuild the model on CPU in eval mode; returns ``(model, config_dict)``.
 
     ``config_dict["model"]`` holds the :class:`~recommender.model.ModelConfig` fields; the parsed
@@ -168,17 +175,30 @@ def load_checkpoint(path: str | Path) -> tuple["TwoTower", dict[str, Any]]:
     return model, meta
 
 
-def model_classes(model_cfg: dict[str, Any]) -> tuple[type, type]:
-    """(config class, model class) for a checkpoint's ``model`` section: ``kind`` "sequence" is
-    the self-attention two-tower, anything else (older checkpoints have no kind) the bag model."""
+def model_kind(model_cfg: dict[str, Any]) -> str:
+    """The kind (a key of ``MODEL_KINDS``) a checkpoint's ``model`` section names."""
     if not isinstance(model_cfg, dict):
         raise TypeError("model section is not an object")
-    if model_cfg.get("kind") == "sequence":
-        return SeqConfig, SeqTwoTower
-    return ModelConfig, TwoTower
+    kind = model_cfg.get("kind", "bag")
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r} (known: {', '.join(MODEL_KINDS)})")
+    return kind
 
 
-def _load_catalog(path: Path) -> "ItemCatalog":
+def model_classes(model_cfg: dict[str, Any]) -> tuple[type, type]:
+    """(config class, model class) for a checkpoint's ``model`` section."""
+    return MODEL_KINDS[model_kind(model_cfg)]
+
+
+def sequential(meta: dict[str, Any]) -> bool:
+    """Whether a checkpoint's ``config.json`` (:func:`read_config`) holds a sequence model."""
+    try:
+        return model_classes(meta.get("model"))[0].sequential
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"bad model config ({exc})") from None
+
+
+def _load_catalog(path: Path) -> ItemCatalog:
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint item catalog missing")
     try:

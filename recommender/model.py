@@ -15,7 +15,7 @@ index over item vectors uses inner product on the normalised vectors.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -30,6 +30,10 @@ from recommender.batching import ITEM_DENSE, USER_DENSE, USER_SPARSE, ItemCatalo
 class JsonConfig:
     """``to_dict`` / ``from_dict`` for the model config dataclasses saved in ``config.json``
     (unknown keys are refused, so a checkpoint of another shape fails loudly)."""
+
+    # the model reads the ordered history: it scores the next item (a teacher), fine-tunes on
+    # histories, serves with the self-attention encoder (recommender.checkpoint.MODEL_KINDS)
+    sequential: ClassVar[bool] = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)  # type: ignore[call-overload]
@@ -46,6 +50,8 @@ class JsonConfig:
 @dataclass
 class ModelConfig(JsonConfig):
     """Everything needed to rebuild the model and encode its inputs (saved as JSON)."""
+
+    kind: ClassVar[str] = "bag"  # not saved: older checkpoints carry no kind
 
     num_items: int
     num_attributes: int

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -53,6 +53,7 @@ class SeqConfig(JsonConfig):
     dropout: float = 0.5
     use_attributes: bool = True
     kind: str = "sequence"
+    sequential: ClassVar[bool] = True
 
 
 class _Block(nn.Module):

@@ -288,6 +288,7 @@ def _train(data, valid, cfg, tcfg, init_state, progress, info, histories, teache
     return SeqTrainResult(
         model=result, cfg=cfg, history=es.history, best_epoch=es.best_epoch, best_valid=es.best_valid,
         seconds=time.time() - t_start, examples_per_s=seen / max(train_time, 1e-9), state=es.best_state,
+        rank=rank, world_size=world,
     )
 
 

@@ -67,6 +67,8 @@ class TrainResult:
     seconds: float
     examples_per_s: float
     state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+    rank: int = 0  # under torchrun: this process's rank (only rank 0 holds ``model``)
+    world_size: int = 1
 
 
 def model_config_for(data: TrainData, **overrides: Any) -> ModelConfig:
@@ -282,6 +284,8 @@ def _train(data, valid, cfg, tcfg, init_state, progress, info) -> TrainResult:
         seconds=time.time() - t_start,
         examples_per_s=seen / max(train_time, 1e-9),
         state=es.best_state,
+        rank=rank,
+        world_size=world,
     )
 
 
@@ -296,56 +300,3 @@ def finetune_config(base: ModelConfig, mode: str, adapter_dim: int = 16) -> Mode
 
 def config_dict(tcfg: TrainConfig) -> dict[str, Any]:
     return asdict(tcfg)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``[torchrun --nproc_per_node=N] python -m recommender.train --dataset beauty --out DIR``.
-
-    Trains on the in-memory features of a dataset (the same as the experiment) and writes a
-    checkpoint from rank 0. Used by the distributed test and for multi-process runs.
-    """
-    import argparse
-    import json
-    import os
-    from ecaug_feast.noise import quiet_known_noise
-
-    quiet_known_noise()  # known library noise only; real warnings stay visible
-    for name in ("torchrun", "root", "torchrec", "fbgemm_gpu"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    p = argparse.ArgumentParser(prog="python -m recommender.train")
-    p.add_argument("--dataset", default="beauty")
-    p.add_argument("--max-users", type=int, default=None, help="keep user ids <= N")
-    p.add_argument("--fraction", type=float, default=1.0)
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=1024)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-valid", action="store_true", help="no early stopping: keep the last epoch")
-    p.add_argument("--model", default="{}", help="JSON ModelConfig overrides")
-    p.add_argument("--sharding", default="table_wise", help="table_wise | row_wise | column_wise | auto")
-    p.add_argument("--out", default=None, help="checkpoint directory (rank 0 writes it)")
-    a = p.parse_args(argv)
-
-    from ecaug_feast.datasets import load_dataset
-    from ecaug_feast.datasets.split import split_interactions
-    from recommender.checkpoint import save_checkpoint
-    from recommender.data import build_in_memory, truncate_history
-    from recommender.evaluate import make_eval_set
-
-    ds = load_dataset(a.dataset)
-    sp = split_interactions(ds)
-    if a.max_users:
-        sp.train, sp.valid, sp.test = (df[df["user_id"] <= a.max_users].reset_index(drop=True) for df in (sp.train, sp.valid, sp.test))
-    data = build_in_memory(truncate_history(sp.train, a.fraction), ds.items, sp.valid)
-    valid = None if a.no_valid else make_eval_set(sp.valid, [sp.train])
-    cfg = model_config_for(data, **json.loads(a.model))
-    res = train(data, valid, cfg, TrainConfig(epochs=a.epochs, batch_size=a.batch_size, seed=a.seed, patience=a.epochs, sharding=a.sharding))
-    if res.model is not None:  # rank 0
-        out = {"world_size": int(os.environ.get("WORLD_SIZE", "1")), "epochs": res.best_epoch, "valid": res.best_valid,
-               "loss": [h["loss"] for h in res.history], "examples_per_s": round(res.examples_per_s)}
-        if a.out:
-            save_checkpoint(a.out, res.state, cfg, res.model.catalog, train=out)
-        print(json.dumps(out))
-
-
-if __name__ == "__main__":
-    main()

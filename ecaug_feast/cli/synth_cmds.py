@@ -11,8 +11,10 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ecaug_feast.cli.jsonout import summary_json
+from ecaug_feast.cli.progress import PlainProgress, is_terminal
 from ecaug_feast.names import check_name
 
 err = Console(stderr=True)
@@ -25,86 +27,46 @@ def _emit(obj: dict[str, Any], as_json: bool, human: str) -> None:
 
 def augment(
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset the Feast sources must hold (default: whatever was ingested)."),
-    generator: str = typer.Option("column", "--generator", help="column (per-user feature rows, the default) | sequence (item histories: expands short real histories, creates users for sparse segments)."),
-    rows: Optional[int] = typer.Option(None, "--rows", "-n", min=1, help="Synthetic examples to accept (column generator; default 10000)."),
-    segment: Optional[str] = typer.Option(None, "--segment", help="cold_users | long_tail_items | attr=<id> | <column>=<value>."),
-    seed: int = typer.Option(0, "--seed", help="Seed (GAN, labeler, sampling)."),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Max GAN steps (column: default 1500, at least 50, early stopping on fidelity; sequence: adversarial steps, default 60)."),
+    generator: Optional[str] = typer.Option(None, "--generator", help="sequence (the default: item histories; expands short real histories, as continuations drawn by the trained recommender when there is one) | column (per-user feature rows of the column GAN, what `--model bag` reads; the only one for --repo, and its default there)."),
+    teacher: Optional[str] = typer.Option(None, "--teacher", help="Sequence generator: the real-only sequence checkpoint whose next-item scores draw the continuations. Default: <state>/models/real, the checkpoint `ecaug train` wrote, when it is a sequence model of the ingested dataset (the run's lineage says which was used and why). Its settings: 2 items, 3 expansions per short history, no whole synthetic users, no transition mix (--config overrides)."),
+    no_teacher: bool = typer.Option(False, "--no-teacher", help="Sequence generator: no teacher; the generator's own network draws (10 earlier items, whole synthetic users for sparse segments)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Sequence generator settings: a JSON file of SeqAugmentConfig fields (gan: SeqGANConfig, labeler: SeqLabelerConfig fields), e.g. a small model for a quick run."),
+    seed: int = typer.Option(0, "--seed", help="Seed (generator, labeler, sampling)."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Generator steps (sequence: adversarial steps, default 60; column: max GAN steps, default 1500, at least 50, early stopping on fidelity)."),
     max_c2st: Optional[float] = typer.Option(None, "--max-c2st", help="Gate: maximum C2ST AUC (default 0.80; sequence: on histories and on their feature rows)."),
     no_publish: bool = typer.Option(False, "--no-publish", help="Write the run but do not activate/materialize it."),
-    config: Optional[Path] = typer.Option(None, "--config", help="Sequence generator settings: a JSON file of SeqAugmentConfig fields (gan: SeqGANConfig, labeler: SeqLabelerConfig fields), e.g. a small model for a quick run."),
-    teacher: Optional[str] = typer.Option(None, "--teacher", help="Sequence generator: a real-only sequence checkpoint (`ecaug train --model sequence`) whose next-item scores draw the expansions, as continuations under the generator's sampling settings. Defaults then: 2 items, 3 expansions per short history, no whole synthetic users (--config overrides). Use the run with `ecaug finetune --protocol pretrain`."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
-    repo: Optional[str] = typer.Option(None, "--repo", help="A shop's own Feast repo to expand (docs/guide/plugin.md); needs --entity and --view."),
+    rows: Optional[int] = typer.Option(None, "--rows", "-n", min=1, help="Column generator: synthetic examples to accept (default 10000)."),
+    segment: Optional[str] = typer.Option(None, "--segment", help="Column generator: cold_users | long_tail_items | attr=<id> | <column>=<value>."),
+    repo: Optional[str] = typer.Option(None, "--repo", help="Column generator: a shop's own Feast repo to expand (docs/guide/plugin.md); needs --entity and --view."),
     entity: Optional[str] = typer.Option(None, "--entity", help="With --repo: the entity of the view."),
     view: Optional[str] = typer.Option(None, "--view", help="With --repo: the real feature view whose twin gets the run."),
     service: Optional[str] = typer.Option(None, "--service", help="With --repo: the feature service training reads (checked to serve the view)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
 ) -> None:
-    """Fit the GAN on real training examples from Feast, generate, label, gate; write the run and,
-    if its gate passes, register and materialize the synthetic feature views. With --repo: the same
-    for one view of a shop's own Feast repo (its twin view only). With --generator sequence: the
-    sequence GAN on the real training histories (runs, gate and publication as for column runs)."""
-    from ecaug_feast.errors import EcaugError
-
-    if generator not in ("column", "sequence"):
-        raise EcaugError(f"--generator must be column or sequence, got {generator!r}")
-    if generator == "sequence":
-        if repo is not None or entity is not None or view is not None or service is not None:
-            raise EcaugError("--generator sequence expands ecaug's own repo; --repo/--entity/--view go with the column generator")
-        if segment is not None or rows is not None:
-            raise EcaugError("--segment and --rows go with the column generator; the sequence generator expands short "
-                             "histories and adds users for the sparse segments it finds")
-        _augment_sequence(dataset, seed, steps, max_c2st, config, not no_publish, as_json, teacher)
-        return
-    if config is not None or teacher is not None:
-        raise EcaugError("--config and --teacher go with the sequence generator: use them with --generator sequence")
-    rows = 10_000 if rows is None else rows
-    if steps is not None and steps < 50:
-        raise EcaugError(f"--steps {steps}: the column GAN needs at least 50")
-    if repo is not None or entity is not None or view is not None or service is not None:
-        from ecaug_feast.jobs.augment_repo import augment_repo
-
-        if not (repo and entity and view):
-            raise EcaugError("--repo, --entity and --view go together (and --service with them)")
-        if dataset or segment:
-            raise EcaugError("--dataset and --segment apply to ecaug's own repo, not with --repo")
-        out = augment_repo(repo, entity, view, service, rows=rows, seed=seed, steps=steps, max_c2st=max_c2st,
-                           publish=not no_publish)
-        _emit(out, as_json, f"run {out['run_id']} of {out['twin']}: gate {out['gate']}, "
-                            f"{out['rows_accepted']}/{out['rows_generated']} rows accepted"
-                            + (", active and materialized" if out["activated"] else ", not materialized"))
-        if out["gate"] != "pass":
-            raise typer.Exit(1)
-        return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from ecaug_feast.quality.gates import GateConfig
-    from ecaug_feast.synth.gan import GANConfig
-    from ecaug_feast.synth.pipeline import AugmentConfig
-    from ecaug_feast.jobs.augment import augment_run
+    """Fit a generator on the real training data in Feast, generate, label, gate; write the run and,
+    if its gate passes, register and materialize the synthetic feature views. Then `ecaug finetune`
+    trains on it. With --repo: the column GAN on one view of a shop's own Feast repo (its twin view only)."""
+    from ecaug_feast.jobs.augment import DEFAULT_GENERATOR, GENERATORS, AugmentRequest
+    from ecaug_feast.jobs.augment import augment as augment_job
     from ecaug_feast.jobs.workspace import Workspace
 
-    gan = GANConfig(**({"max_steps": steps} if steps else {}))
-    gates = GateConfig(seed=seed, **({"max_c2st_auc": max_c2st} if max_c2st is not None else {}))
-    cfg = AugmentConfig(gan=gan, gates=gates)
-    from ecaug_feast.cli.progress import PlainProgress, is_terminal
-
+    name = generator or ("column" if repo is not None else DEFAULT_GENERATOR)  # a shop's repo: feature rows
+    req = AugmentRequest(dataset=dataset, seed=seed, steps=steps, max_c2st=max_c2st, publish=not no_publish, rows=rows,
+                         segment=segment, repo=repo, entity=entity, view=view, service=service, config=config,
+                         teacher=teacher, no_teacher=no_teacher, log=err.print)
     ws = Workspace.from_env()
-
-    def run(progress):
-        return augment_run(ws, rows=rows, segment=segment, seed=seed, dataset=dataset, config=cfg, publish=not no_publish,
-                           progress=progress)
-
-    if not is_terminal():  # CI, logs: plain lines every 10% of the GAN's step budget
+    if not is_terminal():  # CI, logs: plain lines every 10 % of the GAN's step budget
         plain = PlainProgress("augment: GAN")
-        out = run(lambda r: plain.update(r["step"], gan.max_steps, f"fidelity {r['fidelity']:.3f}"))
+        req.progress = lambda done, total, text: plain.update(done, total, text)
+        out = augment_job(ws, name, req)
     else:
         with Progress(TextColumn("[bold]GAN"), BarColumn(), TextColumn("step {task.completed}/{task.total}"),
-                      TextColumn("fidelity {task.fields[fid]}"), TimeElapsedColumn(), console=err, transient=True) as prog:
-            task = prog.add_task("gan", total=gan.max_steps, fid="-")
-            out = run(lambda r: prog.update(task, completed=r["step"], fid=f"{r['fidelity']:.3f}"))
-    _emit_run(out, as_json, f"run {out['run_id']}: gate {out['gate']}, {out['rows_accepted']}/{out['rows_generated']} rows accepted, "
-                            f"C2ST AUC {out['c2st_auc']:.3f}, shapes {out['column_shapes']:.3f}, trends {out['pair_trends']:.3f}")
+                      TextColumn("{task.fields[text]}"), TimeElapsedColumn(), console=err, transient=True) as prog:
+            task = prog.add_task("gan", total=None, text="", visible=False)
+            req.progress = lambda done, total, text: prog.update(task, completed=done, total=total, text=text, visible=True)
+            out = augment_job(ws, name, req)
+    spec = GENERATORS[name]
+    _emit_run(out, as_json, spec.headline(out))
 
 
 def _emit_run(out: dict[str, Any], as_json: bool, head: str) -> None:
@@ -114,26 +76,6 @@ def _emit_run(out: dict[str, Any], as_json: bool, head: str) -> None:
     _emit(out, as_json, human)
     if out["gate"] != "pass":
         raise typer.Exit(1)
-
-
-def _augment_sequence(dataset: Optional[str], seed: int, steps: Optional[int], max_c2st: Optional[float],
-                      config: Optional[Path], publish: bool, as_json: bool, teacher: Optional[str] = None) -> None:
-    """``ecaug augment --generator sequence``: the job, its summary, exit 1 when the gate failed."""
-    from ecaug_feast.jobs.augment_seq import TEACHER_DEFAULTS, augment_seq_run, seq_config_file
-    from ecaug_feast.jobs.workspace import Workspace
-
-    cfg = seq_config_file(config, seed=seed, defaults=TEACHER_DEFAULTS if teacher is not None else None)
-    if steps is not None:
-        cfg.gan.adv_steps = steps
-    if max_c2st is not None:
-        cfg.max_c2st_auc = max_c2st
-    err.print("augment: fitting the sequence GAN on the training histories (MLE, then adversarial), generating"
-              + (f" (continuations from the teacher {teacher})" if teacher is not None else "") + ", labelling")
-    out = augment_seq_run(Workspace.from_env(), cfg, seed=seed, dataset=dataset, publish=publish, teacher=teacher)
-    _emit_run(out, as_json, f"run {out['run_id']} (sequence): gate {out['gate']}, {out['rows_accepted']}/{out['rows_generated']} "
-                            f"histories accepted ({out['interactions_accepted']} interactions), C2ST AUC histories "
-                            f"{out['c2st_auc_sequences']}, features {out['c2st_auc']}, catalogue coverage "
-                            f"{out['catalogue_coverage']}, tail share {out['tail_share']}")
 
 
 @runs_app.command("list")

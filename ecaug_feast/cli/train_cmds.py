@@ -60,43 +60,50 @@ def train_cmd(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=8),
     embedding_dim: int = typer.Option(64, "--dim", min=4, help="Embedding and tower output size."),
     seed: int = typer.Option(0, "--seed"),
-    model: str = typer.Option("sequence", "--model", help="sequence: self-attention over the ordered history (SASRec-style); bag: mean-of-bags two-tower."),
+    model: Optional[str] = typer.Option(None, "--model", help="sequence (the default): self-attention over the ordered history (SASRec-style); bag: mean-of-bags two-tower."),
     max_seconds: Optional[float] = typer.Option(None, "--max-seconds", min=1, help="Wall-clock budget for training; the best epoch so far is kept."),
     bf16: bool = typer.Option(False, "--bf16", help="Sequence model: bfloat16 autocast for the catalogue logits (fast on CPUs with AMX and on GPUs)."),
     lr: Optional[float] = typer.Option(None, "--lr", min=1e-6, help="Sequence model: Adam learning rate (default 2e-3; 1e-3 is SASRec's, about twice the epochs, see the README)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
 ) -> None:
-    """Train a real-only model (early stopping on validation NDCG@10) and save a checkpoint."""
+    """Train a real-only model (early stopping on validation NDCG@10) and save a checkpoint
+    (<state>/models/real by default: `ecaug augment`'s teacher and `ecaug finetune`'s start).
+    Also under `torchrun --nproc_per_node=N -m ecaug_feast.cli.main train ...` (rank 0 saves)."""
     _quiet()
-    from ecaug_feast.jobs.train import train_real
+    from ecaug_feast.jobs.train import DEFAULT_MODEL, train_real
     from ecaug_feast.jobs.workspace import Workspace
 
     out = train_real(Workspace.from_env(), dataset, name=name, source=source, epochs=epochs, batch_size=batch_size, embedding_dim=embedding_dim,
-                     seed=seed, progress=_epoch_printer(as_json), log=err.print, model=model, max_seconds=max_seconds,
-                     bf16=bf16, lr=lr)
-    _emit(out, as_json, f"saved {out['checkpoint']}  test: {_metrics_line(out['test'])}")
+                     seed=seed, progress=_epoch_printer(as_json), log=err.print, model=model or DEFAULT_MODEL,
+                     max_seconds=max_seconds, bf16=bf16, lr=lr)
+    if "checkpoint" in out:  # under torchrun only rank 0 saves and reports
+        _emit(out, as_json, f"saved {out['checkpoint']}  test: {_metrics_line(out['test'])}")
 
 
 def finetune_cmd(
-    from_: str = typer.Option(..., "--from", help="Checkpoint to continue from (dir or name under <state>/models/)."),
-    mix_ratio: float = typer.Option(0.5, "--mix-ratio", min=0.0, help="Synthetic rows per real row; for a sequence checkpoint, synthetic histories (of a `--generator sequence` run) per real history (0 = real only)."),
-    mode: str = typer.Option("full", "--mode", help="full | towers (freeze embeddings) | adapters (train adapters only)."),
-    protocol: str = typer.Option("finetune", "--protocol", help="Sequence checkpoints: finetune (default): continue the checkpoint on real + synthetic histories | pretrain: a fresh model of its shape on real + synthetic, then fine-tuned on real alone (the study's --seq-protocol pretrain; with a `--teacher` run, e.g. --mix-ratio 3)."),
+    from_: str = typer.Option("real", "--from", help="Checkpoint to start from (dir or name under <state>/models/; default: real, what `ecaug train` wrote)."),
+    mix_ratio: Optional[float] = typer.Option(None, "--mix-ratio", min=0.0, help="Sequence checkpoint: synthetic histories (of a sequence run) per real history (default 3); bag checkpoint: synthetic rows (of a column run) per real row (default 0.5); 0 = real only."),
+    mode: str = typer.Option("full", "--mode", help="Bag checkpoints: full | towers (freeze embeddings) | adapters (train adapters only)."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", help="Sequence checkpoints: pretrain (default, the order the study measured): a fresh model of its shape on real + synthetic histories, then fine-tuned on real alone | finetune: continue the checkpoint on real + synthetic histories. Bag checkpoints: finetune."),
     run_id: Optional[str] = typer.Option(None, "--run", help="Synthetic run id (default: the active run)."),
-    dataset: str = typer.Option("beauty", "--dataset", "-d"),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Default: the dataset the checkpoint was trained on."),
     name: Optional[str] = typer.Option(None, "--name", help="Output checkpoint name (default: <from>-ft-<mode>; sequence: <from>-ft, or <from>-pt with --protocol pretrain)."),
     source: str = typer.Option("feast", "--source", help="feast | memory (real examples)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1),
+    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", min=1, help="Wall-clock budget of each training stage; the best epoch so far is kept."),
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
 ) -> None:
-    """Continue training a checkpoint on real + synthetic examples (early stopping on validation)."""
+    """Train on real + the synthetic run's data (the active run by default), from checkpoint --from
+    (early stopping on validation); saves <from>-pt (sequence, pretrain) or <from>-ft[-<mode>]."""
     _quiet()
     from ecaug_feast.jobs.finetune import finetune
+    from ecaug_feast.jobs.train import finetune_defaults
     from ecaug_feast.jobs.workspace import Workspace
 
-    out = finetune(Workspace.from_env(), from_, mix_ratio=mix_ratio, mode=mode, run_id=run_id, dataset=dataset, name=name,
-                   source=source, epochs=epochs, seed=seed, progress=_epoch_printer(as_json), log=err.print, protocol=protocol)
+    settings = finetune_defaults(from_, mix_ratio=mix_ratio, protocol=protocol, dataset=dataset)
+    out = finetune(Workspace.from_env(), from_, mode=mode, run_id=run_id, name=name, source=source, epochs=epochs, seed=seed,
+                   max_seconds=max_seconds, progress=_epoch_printer(as_json), log=err.print, **settings)
     _emit(out, as_json, f"saved {out['checkpoint']}  valid NDCG@10 {out['valid_before']['ndcg@10']:.4f} -> "
                         f"{out['valid'].get('ndcg@10', float('nan')):.4f}  test: {_metrics_line(out['test'])}")
 

@@ -1,4 +1,11 @@
-"""``ecaug augment`` end to end: real examples from Feast -> augment -> run dir -> Feast views.
+"""``ecaug augment``: the generators (``GENERATORS``) and the column GAN's job.
+
+``GENERATORS`` maps ``--generator`` to what runs: ``sequence`` (the default, item histories:
+:mod:`ecaug_feast.jobs.augment_seq`; continuations drawn by the real-only recommender of
+``ecaug train`` when it exists) and ``column`` (per-user feature rows of the column GAN, what the
+bag model reads; also a shop's own Feast repo, :mod:`ecaug_feast.jobs.augment_repo`).
+
+The column GAN's job, end to end:
 
 1. entity rows = the training interactions source (``train_interactions.parquet``), subsampled to
    what the GAN learns from; their ``user_features`` via Feast ``get_historical_features``
@@ -15,25 +22,85 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
+from ecaug_feast import feast_io, synth_store
 from ecaug_feast.errors import DataValidationError, EcaugError
 from ecaug_feast.jobs import repair
+from ecaug_feast.features.build import read_feature_meta
+from ecaug_feast.jobs.augment_repo import augment_repo
+from ecaug_feast.jobs.augment_seq import TEACHER_DEFAULTS, augment_seq_run, seq_config_file
+from ecaug_feast.jobs.runs import activate_and_publish, check_dataset, materialized, source_lineage
 from ecaug_feast.jobs.workspace import Workspace
+from ecaug_feast.quality.gates import GateConfig
+from ecaug_feast.quality.report import write_report
 from ecaug_feast.schema import USER_FEATURE_COLUMNS
+from ecaug_feast.synth.gan import GANConfig
+from ecaug_feast.synth.pipeline import AugmentConfig, augment_frame
+from recommender.checkpoint import CheckpointError, read_config, sequential
 
 log = logging.getLogger(__name__)
 USER_FEATURES = USER_FEATURE_COLUMNS
+DEFAULT_TEACHER = "real"  # the checkpoint name `ecaug train` writes by default (<state>/models/real)
+
+
+@dataclass
+class AugmentRequest:
+    """What ``ecaug augment`` (or the demo's augment step) asks of a generator; None: its default.
+    The fields after ``publish`` belong to one generator each (``Generator.options``)."""
+
+    dataset: str | None = None
+    seed: int = 0
+    steps: int | None = None
+    max_c2st: float | None = None
+    publish: bool = True
+    rows: int | None = None          # column
+    segment: str | None = None       # column
+    repo: str | None = None          # column: a shop's own Feast repo (with entity, view, service)
+    entity: str | None = None
+    view: str | None = None
+    service: str | None = None
+    config: Path | None = None       # sequence: a JSON file of SeqAugmentConfig fields
+    teacher: str | None = None       # sequence: a real-only sequence checkpoint (default: models/real)
+    no_teacher: bool = False         # sequence: the generator's own network draws
+    progress: Callable[[int, int, str], None] | None = None  # (step, total, text) while the GAN fits
+    log: Callable[[str], None] = log.info
+
+
+@dataclass(frozen=True)
+class Generator:
+    """One ``--generator``: the job that makes its run, the request fields only it reads, and the
+    summary's headline."""
+
+    run: Callable[[Workspace, AugmentRequest], dict[str, Any]]
+    options: tuple[str, ...]
+    headline: Callable[[dict[str, Any]], str]
+
+
+def augment(ws: Workspace, generator: str, req: AugmentRequest) -> dict[str, Any]:
+    """Run ``generator`` (a key of ``GENERATORS``) on ``req``; an option of another generator, or
+    an unknown name: one-line error before anything is fitted."""
+    spec = GENERATORS.get(generator)
+    if spec is None:
+        raise EcaugError(f"--generator must be one of {', '.join(GENERATORS)}, got {generator!r}")
+    for name, other in GENERATORS.items():
+        for opt in set(other.options) - set(spec.options):
+            if getattr(req, opt) not in (None, False):
+                raise EcaugError(f"{_flag(opt)} goes with the {name} generator (--generator {name}), not with {generator}")
+    return spec.run(ws, req)
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
 
 
 def load_training_examples(ws: Workspace, max_rows: int | None = None, seed: int = 0) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Real training examples through Feast (entity rows from the training interactions source)."""
-    from ecaug_feast import feast_io
-    from ecaug_feast.features.build import read_feature_meta
-
     meta = read_feature_meta() or {}
     src = ws.feast_dir / "train_interactions.parquet"
     if not src.exists():
@@ -49,46 +116,12 @@ def load_training_examples(ws: Workspace, max_rows: int | None = None, seed: int
     return df, source_lineage(src, ent, meta)
 
 
-def source_lineage(src: Any, ent: pd.DataFrame, meta: dict[str, Any]) -> dict[str, Any]:
-    """Lineage of a run's input: the source file, the dataset and the fit window of ``ent`` (the
-    training interaction rows the generator learned from), so `ecaug drift` can compare later
-    data with exactly this window."""
-    ts = pd.to_datetime(ent["event_timestamp"], utc=True)
-    fit_window = {"start": ts.min().isoformat(), "end": ts.max().isoformat(), "rows": int(len(ent)),
-                  "positive_rows": int((ent["label"] == 1).sum()), "feature_version": meta.get("version")}
-    return {"dataset": meta.get("dataset"), "source": str(src), "feature_meta_written_at": meta.get("written_at"),
-            "entity_rows": int(len(ent)), "fit_window": fit_window}
-
-
-def check_dataset(dataset: str | None, lineage: dict[str, Any]) -> None:
-    """``--dataset`` must name what the Feast sources hold."""
-    if dataset and lineage.get("dataset") and dataset != lineage["dataset"]:
-        raise EcaugError(f"--dataset {dataset}: the Feast sources hold {lineage['dataset']!r}; run `ecaug ingest --dataset {dataset}` first")
-
-
-def activate_and_publish(ws: Workspace, run_id: str) -> dict[str, Any]:
-    """Activate a gate-passing run and bring the online store in line, as one exclusive step;
-    returns ``activated`` and ``materialized`` (entities written per synthetic view)."""
-    from ecaug_feast import synth_store
-
-    with ws.online() as url, synth_store.runs_lock():  # activation + online store as one exclusive step
-        repair.redo_pending(ws, skip=("publish",))  # an interrupted step first; this publish redoes one
-        synth_store.activate(run_id)
-        pub = synth_store.publish(run_id, ws.feast_repo(url))
-    return {"activated": True,
-            "materialized": {k: v.get("entities_written") for k, v in pub.get("materialize", {}).get("views", {}).items()}}
-
-
 def augment_run(ws: Workspace, rows: int = 10_000, segment: str | None = None, seed: int = 0, dataset: str | None = None,
                 config: Any = None, progress: Callable[[dict[str, float]], None] | None = None,
                 publish: bool = True, lineage_extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run ``ecaug augment``; returns the summary printed with ``--json``. ``lineage_extra`` is
     added to the manifest's lineage (``ecaug refresh``: ``parent_run_id``, the appended versions).
     Redis is started (or attached) only to publish a run that passed its gate."""
-    from ecaug_feast import synth_store
-    from ecaug_feast.quality.report import write_report
-    from ecaug_feast.synth.pipeline import AugmentConfig, augment_frame
-
     cfg = config or AugmentConfig()
     cfg.segment = segment
     examples, lineage = load_training_examples(ws, cfg.max_fit_rows + cfg.holdout_rows, seed)
@@ -129,12 +162,92 @@ def augment_run(ws: Workspace, rows: int = 10_000, segment: str | None = None, s
 def rollback(ws: Workspace, to: str | None = None) -> dict[str, Any]:
     """``ecaug runs rollback``: point the synthetic views at ``to`` (default: the previous passing
     run, or none) and bring the online store in line, as one exclusive step."""
-    from ecaug_feast import synth_store
-
     with ws.online() as url, synth_store.runs_lock():
         repair.redo_pending(ws, skip=("publish",))
         before = synth_store.active_run()
         now = synth_store.rollback(to)
         pub = synth_store.publish(now, ws.feast_repo(url))
-    return {"previous": before, "active": now, "removed_keys": pub.get("removed_keys"),
-            "materialized": {k: v.get("entities_written") for k, v in pub.get("materialize", {}).get("views", {}).items()}}
+    return {"previous": before, "active": now, "removed_keys": pub.get("removed_keys"), "materialized": materialized(pub)}
+
+
+def run_column(ws: Workspace, req: AugmentRequest) -> dict[str, Any]:
+    """``--generator column``: the column GAN's feature rows (``req.rows``, default 10000), of
+    ecaug's own repo (:func:`augment_run`) or of one view of a shop's repo (``req.repo``)."""
+    rows = 10_000 if req.rows is None else req.rows
+    if req.steps is not None and req.steps < 50:
+        raise EcaugError(f"--steps {req.steps}: the column GAN needs at least 50")
+    if req.repo is not None or req.entity is not None or req.view is not None or req.service is not None:
+        if not (req.repo and req.entity and req.view):
+            raise EcaugError("--repo, --entity and --view go together (and --service with them)")
+        if req.dataset or req.segment:
+            raise EcaugError("--dataset and --segment apply to ecaug's own repo, not with --repo")
+        return augment_repo(req.repo, req.entity, req.view, req.service, rows=rows, seed=req.seed, steps=req.steps,
+                            max_c2st=req.max_c2st, publish=req.publish)
+    gan = GANConfig(**({"max_steps": req.steps} if req.steps else {}))
+    gates = GateConfig(seed=req.seed, **({"max_c2st_auc": req.max_c2st} if req.max_c2st is not None else {}))
+    show = req.progress
+    progress = None if show is None else (lambda r: show(r["step"], gan.max_steps, f"fidelity {r['fidelity']:.3f}"))
+    return augment_run(ws, rows=rows, segment=req.segment, seed=req.seed, dataset=req.dataset,
+                       config=AugmentConfig(gan=gan, gates=gates), publish=req.publish, progress=progress)
+
+
+def run_sequence(ws: Workspace, req: AugmentRequest) -> dict[str, Any]:
+    """``--generator sequence`` (the default): the sequence generator on the real training
+    histories, its expansions drawn by the teacher :func:`pick_teacher` chose (under
+    ``TEACHER_DEFAULTS``), else by its own network; the lineage records which and why."""
+    teacher, why = pick_teacher(ws, req)
+    req.log(f"augment: continuations from the teacher {teacher} ({why})" if teacher is not None
+            else f"augment: no teacher ({why}); the generator's own network draws the expansions")
+    cfg = seq_config_file(req.config, seed=req.seed, defaults=TEACHER_DEFAULTS if teacher is not None else None)
+    if req.steps is not None:
+        cfg.gan.adv_steps = req.steps
+    if req.max_c2st is not None:
+        cfg.max_c2st_auc = req.max_c2st
+    return augment_seq_run(ws, cfg, seed=req.seed, dataset=req.dataset, publish=req.publish, teacher=teacher,
+                           lineage_extra={"teacher_choice": why})
+
+
+def pick_teacher(ws: Workspace, req: AugmentRequest) -> tuple[str | None, str]:
+    """``(checkpoint or None, why)``: ``--teacher``; none with ``--no-teacher``; else the
+    real-only checkpoint ``ecaug train`` wrote (``models/real``) when it is a sequence model
+    trained on the dataset the Feast sources hold."""
+    if req.teacher is not None and req.no_teacher:
+        raise EcaugError("--teacher and --no-teacher exclude each other")
+    if req.teacher is not None:
+        return req.teacher, "--teacher"
+    if req.no_teacher:
+        return None, "--no-teacher"
+    where = ws.models_dir / DEFAULT_TEACHER
+    try:
+        meta = read_config(where)
+    except CheckpointError:
+        return None, f"no real-only checkpoint at {where}: run `ecaug train` first to have one"
+    if not sequential(meta):
+        return None, f"{where} is a bag model; the teacher must be a sequence model"
+    held = (read_feature_meta(ws.feast_dir) or {}).get("dataset")
+    trained_on = (meta.get("data") or {}).get("dataset")
+    if held and trained_on and held != trained_on:
+        return None, f"{where} was trained on {trained_on!r}, the Feast sources hold {held!r}"
+    return str(where), f"default: {where}, the real-only model `ecaug train` wrote"
+
+
+def _column_headline(out: dict[str, Any]) -> str:
+    if "twin" in out:  # a shop's repo
+        return f"run {out['run_id']} of {out['twin']}: gate {out['gate']}, {out['rows_accepted']}/{out['rows_generated']} rows accepted"
+    return (f"run {out['run_id']}: gate {out['gate']}, {out['rows_accepted']}/{out['rows_generated']} rows accepted, "
+            f"C2ST AUC {out['c2st_auc']:.3f}, shapes {out['column_shapes']:.3f}, trends {out['pair_trends']:.3f}")
+
+
+def _sequence_headline(out: dict[str, Any]) -> str:
+    return (f"run {out['run_id']} (sequence{', teacher ' + out['teacher'] if out.get('teacher') else ''}): gate {out['gate']}, "
+            f"{out['rows_accepted']}/{out['rows_generated']} histories accepted ({out['interactions_accepted']} interactions), "
+            f"C2ST AUC histories {out['c2st_auc_sequences']}, features {out['c2st_auc']}, catalogue coverage "
+            f"{out['catalogue_coverage']}, tail share {out['tail_share']}")
+
+
+# ``--generator``: name -> what runs. The first is the default (`ecaug augment`, the demo).
+GENERATORS: dict[str, Generator] = {
+    "sequence": Generator(run_sequence, ("config", "teacher", "no_teacher"), _sequence_headline),
+    "column": Generator(run_column, ("rows", "segment", "repo", "entity", "view", "service"), _column_headline),
+}
+DEFAULT_GENERATOR = next(iter(GENERATORS))

@@ -119,7 +119,8 @@ def finetune(ws: Workspace, from_: str, mix_ratio: float = 0.5, mode: str = "ful
              dataset: str = "beauty", name: Optional[str] = None, source: str = "feast", epochs: Optional[int] = None,
              seed: int = 0, progress: EpochCallback | None = None,
              log: Callable[[str], None] = lambda s: None, protocol: str = "finetune",
-             pretrain_epochs: Optional[int] = None, batch_size: Optional[int] = None) -> dict[str, Any]:
+             pretrain_epochs: Optional[int] = None, batch_size: Optional[int] = None,
+             max_seconds: Optional[float] = None) -> dict[str, Any]:
     """Continue training checkpoint ``from_`` (early stopping on validation); returns the summary
     (``checkpoint``, ``from``, ``mode``, ``mix_ratio``, ``run_id``, ``valid_before``, ``valid``,
     ``test``, ``epochs``). ``protocol`` (sequence checkpoints): see the module docstring;
@@ -137,10 +138,10 @@ def finetune(ws: Workspace, from_: str, mix_ratio: float = 0.5, mode: str = "ful
     if protocol not in PROTOCOLS:
         raise EcaugError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     base, _meta = load_checkpoint(from_)
-    if getattr(base.cfg, "kind", "bag") == "sequence":
+    if base.cfg.sequential:
         return finetune_sequence(ws, base, from_, dataset=dataset, name=name, source=source, mix_ratio=mix_ratio,
                                  epochs=epochs, seed=seed, progress=progress, run_id=run_id, log=log, protocol=protocol,
-                                 pretrain_epochs=pretrain_epochs, batch_size=batch_size)
+                                 pretrain_epochs=pretrain_epochs, batch_size=batch_size, max_seconds=max_seconds)
     if protocol != "finetune":
         raise EcaugError(f"--protocol {protocol}: sequence checkpoints only; {resolve(from_)} is a bag checkpoint")
     out_dir = named_dir(name or f"{resolve(from_).name}-ft-{mode}")  # a bad --name fails before training
@@ -152,7 +153,7 @@ def finetune(ws: Workspace, from_: str, mix_ratio: float = 0.5, mode: str = "ful
         syn, syn_id = synthetic_examples(ws, data, run_id, source=source)
         data = replace(data, examples=mix_examples(data.examples, syn, mix_ratio, seed))
     cfg = finetune_config(base.cfg, mode)
-    tcfg = TrainConfig(**{**PRESETS["full"]["finetune"], **train_overrides(epochs, None, seed), "finetune_mode": mode})
+    tcfg = TrainConfig(**{**PRESETS["full"]["finetune"], **train_overrides(epochs, None, seed, max_seconds), "finetune_mode": mode})
     log(f"fine-tuning ({mode}) on {len(data.examples):,} examples ({int(data.examples['is_synthetic'].sum()):,} synthetic)")
     before = evaluate_model(base, data, valid, "valid", seed=seed)
     res = run_training(lambda: train(data, valid, cfg, tcfg, init_state=base.state_dict(), progress=progress), dataset)
@@ -168,7 +169,8 @@ def finetune(ws: Workspace, from_: str, mix_ratio: float = 0.5, mode: str = "ful
 def finetune_sequence(ws: Workspace, base: Any, from_: str, dataset: str, name: Optional[str], source: str, mix_ratio: float,
                       epochs: Optional[int], seed: int, progress: EpochCallback | None = None, run_id: Optional[str] = None,
                       log: Callable[[str], None] = lambda s: None, protocol: str = "finetune",
-                      pretrain_epochs: Optional[int] = None, batch_size: Optional[int] = None) -> dict[str, Any]:
+                      pretrain_epochs: Optional[int] = None, batch_size: Optional[int] = None,
+                      max_seconds: Optional[float] = None) -> dict[str, Any]:
     """Continue training a sequence checkpoint (early stopping on validation) on the real
     histories, plus, with ``mix_ratio`` > 0, up to ``mix_ratio`` x as many accepted histories of a
     sequence run (:func:`synthetic_histories`, read from the Feast offline store) under synthetic
@@ -193,13 +195,13 @@ def finetune_sequence(ws: Workspace, base: Any, from_: str, dataset: str, name: 
     real = histories_for(data, base.cfg, "valid")  # training events only
     extra = cap_histories(extra, mix_ratio, len(real.user_ids), seed)
     hist = combine_histories(real, extra, base.cfg.max_len) if extra else real
-    tcfg = SeqTrainConfig(**{"epochs": 10, "patience": 2, **train_overrides(epochs, batch_size, seed)})
+    tcfg = SeqTrainConfig(**{"epochs": 10, "patience": 2, **train_overrides(epochs, batch_size, seed, max_seconds)})
     before = evaluate_seq(base, data, valid, "valid", seed=seed)
     pre_out: dict[str, Any] = {}
     pre_train: dict[str, Any] = {}  # the pre-training stage's budget, saved with the checkpoint
     if protocol == "pretrain":  # a fresh model on the mix (train_real's budget), then real histories only
         log(f"pre-training a fresh sequence model on {len(hist.user_ids):,} histories ({len(extra):,} synthetic, run {syn_id})")
-        pcfg = SeqTrainConfig(**train_overrides(pretrain_epochs or epochs, batch_size, seed))
+        pcfg = SeqTrainConfig(**train_overrides(pretrain_epochs or epochs, batch_size, seed, max_seconds))
         pre_train = {"pretrain_train": config_dict(pcfg)}
         pre = run_training(lambda: train_seq(data, valid, base.cfg, pcfg, progress=progress, histories=hist), dataset)
         pre_out = {"valid_pretrain": pre.best_valid, "pretrain_epochs": pre.best_epoch}

@@ -102,7 +102,7 @@ def load_bundle(
     version = model_version(d)  # before loading: hashes exactly the files we then read
     model, meta = load_checkpoint(d)
     model.eval()
-    if getattr(model.cfg, "kind", "bag") == "sequence":
+    if model.cfg.sequential:
         return _sequence_bundle(model, meta, d, version, index_kind)
     n_items = int(model.catalog.num_items)
     ids = np.arange(1, n_items + 1, dtype=np.int64)  # real item ids are contiguous from 1

@@ -122,7 +122,7 @@ def test_ingest_train_augment_output_without_a_terminal(tmp_path):
 
     try:  # augment: GAN progress as plain lines (apply starts an embedded Redis in this home)
         assert run_subprocess(["apply"], env=env).code == 0
-        res = run_subprocess(["augment", "--rows", "200", "--steps", "200", "--no-publish"], env=env)
+        res = run_subprocess(["augment", "--generator", "column", "--rows", "200", "--steps", "200", "--no-publish"], env=env)
     finally:
         run_subprocess(["redis", "stop"], env=env)
     assert res.code in (0, 1) and not res.traceback, res.err[-3000:]  # 1: the run failed its gate

@@ -173,8 +173,8 @@ def test_finetune_a_sequence_checkpoint_on_the_run(feast_env, published):
     from recommender.checkpoint import load_checkpoint
 
     _base_checkpoint(published["ws"], feast_env.data.name)
-    r = CliRunner().invoke(app, ["finetune", "--from", "seqpub-base", "--mix-ratio", "0.05", "--epochs", "1", "--dataset",
-                            feast_env.data.name, "--name", "seqpub-mixed", "--json"])
+    r = CliRunner().invoke(app, ["finetune", "--from", "seqpub-base", "--protocol", "finetune", "--mix-ratio", "0.05", "--epochs",
+                                 "1", "--dataset", feast_env.data.name, "--name", "seqpub-mixed", "--json"])
     assert r.exit_code == 0, r.output
     ft = json.loads(r.stdout.strip().splitlines()[-1])
     n_real = feast_env.data.train["user_id"].nunique()
@@ -257,8 +257,8 @@ def test_teacher_input_is_checked_in_one_line(feast_env, published, tmp_path):
         r = CliRunner().invoke(app, ["augment", "--generator", "sequence", *args])
         assert isinstance(r.exception, EcaugError) and r.exception.exit_code == 2, (args, r.output)
         assert want in str(r.exception) and "\n" not in str(r.exception), str(r.exception)
-    r = CliRunner().invoke(app, ["augment", "--teacher", "seqpub-base"])
-    assert isinstance(r.exception, EcaugError) and "--generator sequence" in str(r.exception)
+    r = CliRunner().invoke(app, ["augment", "--generator", "column", "--teacher", "seqpub-base"])
+    assert isinstance(r.exception, EcaugError) and "--teacher goes with the sequence generator" in str(r.exception)
 
 
 def test_finetune_pretrain_protocol_trains_fresh_on_the_mix_then_on_real(feast_env, published, monkeypatch):

@@ -100,14 +100,12 @@ def test_bad_checkpoints_are_refused_clearly(trained, tmp_path):
 def test_two_process_dmp_matches_single_process(tmp_path, tiny_model):
     """torchrun --nproc_per_node=2 (gloo, table-wise sharding) = one process with the same global batch."""
     model = json.dumps({**tiny_model, "dropout": 0.0})
-    args = ["-m", "recommender.train", "--max-users", "150", "--epochs", "1", "--batch-size", "64", "--no-valid", "--model", model]
+    worker = str(Path(__file__).with_name("dmp_worker.py"))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    repo = Path(__file__).resolve().parents[2]
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args,
-                          "--out", str(tmp_path / "two")], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", worker,
+                          str(tmp_path / "two"), model], env=env, capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
-    one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], cwd=repo, env=env,
-                         capture_output=True, text=True, timeout=300)
+    one = subprocess.run([sys.executable, worker, str(tmp_path / "one"), model], env=env, capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr[-3000:]
     r2 = json.loads(two.stdout.strip().splitlines()[-1])
     r1 = json.loads(one.stdout.strip().splitlines()[-1])
@@ -118,6 +116,29 @@ def test_two_process_dmp_matches_single_process(tmp_path, tiny_model):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-4), (k, float((a[k] - b[k]).abs().max()))
+
+
+@pytest.mark.slow
+def test_ecaug_train_under_torchrun_saves_once_from_rank_0(tmp_path):
+    """``torchrun --nproc_per_node=2 -m ecaug_feast.cli.main train``: both ranks train (each its
+    slice of every global batch), rank 0 scores test and writes the one checkpoint and summary."""
+    home = tmp_path / "home"
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "ECAUG_HOME": str(home), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
+           "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    ing = subprocess.run([sys.executable, "-m", "ecaug_feast.cli.main", "ingest", "--dataset", "beauty", "--max-users", "150"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert ing.returncode == 0, ing.stderr[-3000:]
+    args = ["train", "--source", "memory", "--epochs", "1", "--batch-size", "64", "--dim", "8", "--json"]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "ecaug_feast.cli.main", *args], env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    summaries = [json.loads(ln) for ln in two.stdout.splitlines() if ln.startswith("{")]
+    assert len(summaries) == 1, two.stdout[-2000:]  # rank 0 only
+    out = summaries[0]
+    assert out["world_size"] == 2 and out["model"] == "sequence" and Path(out["checkpoint"]) == home / "models" / "real"
+    model, meta = load_checkpoint(out["checkpoint"])
+    assert model.cfg.sequential and meta["data"]["world_size"] == 2 and 0.0 <= out["test"]["ndcg@10"] <= 1.0
 
 
 def test_epoch_line_is_one_readable_line():
