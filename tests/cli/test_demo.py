@@ -1,7 +1,7 @@
-"""``ecaug demo`` end to end, every step, on 300 Beauty users with smoke-size budgets (the study needs a batch of examples at the 25 % fraction).
+"""``ecaug demo`` end to end, every step, on 300 Beauty users with smoke-size budgets.
 
-Real parts throughout: the demo's own embedded Redis, a Feast repo in a temp state dir, the GAN,
-TorchRec training, the serving app, and the quick study.
+Real parts throughout: the demo's own embedded Redis, a Feast repo in a temp state dir, the
+generator, TorchRec training and fine-tuning, the serving app.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def test_demo_every_step(tmp_path, monkeypatch):
     home = tmp_path / "home"
     monkeypatch.setenv("ECAUG_HOME", str(home))
     monkeypatch.delenv("ECAUG_REDIS_URL", raising=False)
-    args = ["demo", "--max-users", "300", "--rows", "300", "--gan-steps", "60", "--epochs", "1", "--seeds", "1", "--json"]
+    args = ["demo", "--max-users", "300", "--epochs", "1", "--json"]
     try:
         r = CliRunner().invoke(app, args)
         assert r.exit_code == 0, (r.output[-3000:], r.exception)
@@ -48,13 +48,27 @@ def test_demo_every_step(tmp_path, monkeypatch):
     assert (home / "models" / "real" / "model.pt").exists()
     assert 0.0 <= tr["test"]["recall@10"] <= 1.0
 
-    # the train step runs first, and its sequence model is the augment step's teacher, under the
-    # teacher's settings (no whole synthetic users; no transition mix), as the lineage records
+    # the train step runs first, and its sequence model (models/real) is the augment step's teacher,
+    # chosen as `ecaug augment` chooses it by default, under the teacher's settings (no whole
+    # synthetic users; no transition mix), as the lineage records
     assert list(out["seconds"]).index("train") < list(out["seconds"]).index("augment")
     assert aug["teacher"] == tr["checkpoint"] and aug["synthetic"] == 0
     manifest = json.loads((home / "runs" / aug["run_id"] / "manifest.json").read_text())
     assert manifest["lineage"]["teacher"]["checkpoint"] == tr["checkpoint"], manifest["lineage"]
+    assert manifest["lineage"]["teacher_choice"].startswith("default")
     assert manifest["config"]["gan"]["transition_mix"] == 0.0 and manifest["config"]["expansions"] == 3
+
+    # finetune (ecaug finetune's defaults: pre-train on real + the run, then real) and the
+    # comparison the demo ends on: both models on the same test users
+    ft, cmp = out["finetune"], out["compare"]
+    assert cmp["test_users"] == tr["test"]["users"] > 0
+    if aug["activated"]:
+        assert ft["run_id"] == aug["run_id"] and ft["protocol"] == "pretrain" and ft["synthetic_histories"] > 0
+        assert cmp["augmented"] == ft["checkpoint"] and cmp["real_only"] == tr["checkpoint"]
+        m = cmp["metrics"]["ndcg@10"]
+        assert (m["real_only"], m["augmented"]) == (tr["test"]["ndcg@10"], ft["test"]["ndcg@10"])
+    else:
+        assert "skipped" in ft and cmp["augmented"] is None
 
     # serve check: 10 distinct catalogue items, none of them in the user's training history
     sc = out["serve_check"]
@@ -66,12 +80,8 @@ def test_demo_every_step(tmp_path, monkeypatch):
     assert not seen & set(sc["items"])
     assert set(sc["items"]) <= set(items["item_id"])
 
-    # the study: every method at both quick fractions
-    ex = out["experiment"]
-    got = {(r["method"], r["fraction"]) for r in ex["results"]}
-    for m in ("popularity", "real_only", "column_gan", "oversample", "smote"):
-        assert {(m, 0.25), (m, 1.0)} <= got
-    assert set(out["seconds"]) >= {"ingest", "augment", "train", "serve_check", "experiment"}
+    assert list(out["seconds"]) == ["redis", "ingest", "apply", "materialize", "online_read", "train", "augment", "finetune",
+                                    "serve_check", "compare", "summary"]
 
 
 def test_demo_bad_generator_is_one_line():
@@ -80,18 +90,4 @@ def test_demo_bad_generator_is_one_line():
 
     p = subprocess.run([sys.executable, "-m", "ecaug_feast.cli.main", "demo", "--generator", "nope"], capture_output=True, text=True)
     assert p.returncode == 2, p.stderr
-    assert "--generator must be sequence or column" in p.stderr and "Traceback" not in p.stderr
-
-
-def test_demo_teacher_is_the_train_steps_sequence_model_only(caplog):
-    import logging
-
-    from ecaug_feast.cli.demo_cmd import _teacher
-
-    assert _teacher({"model": "sequence", "model_dir": "/m/real", "teacher": True}) == "/m/real"
-    with caplog.at_level(logging.INFO):
-        assert _teacher({"model": "bag", "model_dir": "/m/real", "teacher": True}) is None  # a bag model cannot teach
-        assert _teacher({"model": "sequence", "teacher": True}) is None  # no train step before augment
-    assert "not a sequence model" in caplog.records[0].getMessage()
-    assert "no train step ran" in caplog.records[1].getMessage()
-    assert _teacher({"model": "sequence", "model_dir": "/m/real", "teacher": False}) is None  # --no-teacher
+    assert "--generator must be one of sequence, column" in p.stderr and "Traceback" not in p.stderr
