@@ -16,9 +16,12 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 import torch
+import torch.distributed as dist
+from torch.distributed.nn.functional import all_gather as ag_grad
 
 from ecaug_feast.schema import USER_FEATURE_COLUMNS
 
+from recommender import distributed as D
 from recommender.batching import (
     Encoded,
     ItemCatalog,
@@ -146,8 +149,6 @@ def train(
     progress: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Train (or fine-tune from ``init_state``) and return the best model by validation NDCG@10."""
-    from recommender import distributed as D
-
     info = D.init_distributed()
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, tcfg.threads))
@@ -172,13 +173,67 @@ def _merged_init(cfg: ModelConfig, seed: int, init_state: dict[str, torch.Tensor
     return state
 
 
+class _Step:
+    """One optimiser step of the bag trainer on this rank's slice of a global batch: in-batch
+    sampled softmax with logQ correction, item vectors all-gathered (with gradient) across ranks,
+    plus ``tcfg.random_negatives`` uniformly drawn items when set."""
+
+    def __init__(self, data: TrainData, cfg: ModelConfig, tcfg: TrainConfig, dmp: Any, opt: Any, info: D.DistInfo) -> None:
+        self.cfg, self.dmp, self.opt, self.info = cfg, dmp, opt, info
+        self.rank, self.world = info.rank, info.world_size
+        self.local = tcfg.batch_size // self.world
+        self.ue, self.ie = _encode_examples(data, cfg)
+        self.n = self.ue.n
+        if self.n < tcfg.batch_size:
+            raise ValueError(f"{self.n} training examples is fewer than one batch of {tcfg.batch_size}")
+        counts = np.bincount(self.ie.ids, minlength=cfg.num_items + 1).astype(np.float64)
+        # logQ: log of the expected count of each item among the B in-batch negatives
+        self.log_q_item = torch.from_numpy(np.log(np.maximum(counts, 1.0) / self.n * tcfg.batch_size)).to(torch.float32)
+        self.rng_neg = np.random.default_rng(tcfg.seed + 7919 * (self.rank + 1))
+        self.n_neg = tcfg.random_negatives
+        self.neg_items = None
+        if self.n_neg > 0:
+            self.neg_items = encode_items(data.item_serving, catalog_for(data), mean=cfg.item_dense_mean, std=cfg.item_dense_std)
+
+    def __call__(self, rows: np.ndarray) -> float:
+        """Forward, loss, backward and update on ``rows`` (this rank's examples); the loss."""
+        local, cfg = self.local, self.cfg
+        us, ud = self.ue.take(rows)
+        its, idn = self.ie.take(rows)
+        ids = torch.from_numpy(self.ie.ids[rows])
+        bsz, nrows = local, None
+        if self.neg_items is not None:
+            nrows = self.rng_neg.integers(0, self.neg_items.n, size=self.n_neg)
+            ns, nd = self.neg_items.take(nrows)
+            its = {k: (np.concatenate([its[k][0], ns[k][0]]), np.concatenate([its[k][1], ns[k][1]])) for k in its}
+            us = {k: (v, np.concatenate([ln, np.zeros(len(nrows), dtype=np.int64)])) for k, (v, ln) in us.items()}
+            ud = np.concatenate([ud, np.zeros((len(nrows), ud.shape[1]), dtype=np.float32)])
+            idn = np.concatenate([idn, nd])
+            bsz = local + len(nrows)
+        dev = self.info.device
+        u, v = self.dmp(make_kjt(us, its, bsz).to(dev), torch.from_numpy(ud).to(dev), torch.from_numpy(idn).to(dev))
+        u = u[:local]
+        extra = {}
+        if nrows is not None:
+            extra = dict(extra_v=v[local:], extra_ids=torch.from_numpy(self.neg_items.ids[nrows]),
+                         extra_log_q=torch.full((len(nrows),), float(np.log(len(nrows) / cfg.num_items))))
+            v = v[:local]
+        if self.world > 1:
+            v_all = torch.cat(ag_grad(v.contiguous()))
+            id_list = [torch.empty_like(ids) for _ in range(self.world)]
+            dist.all_gather(id_list, ids)
+            ids_all = torch.cat(id_list)
+        else:
+            v_all, ids_all = v, ids
+        loss = in_batch_softmax_loss(u, v_all, ids_all, self.log_q_item[ids_all], cfg.temperature, pos_offset=self.rank * local,
+                                     **extra)
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        return float(loss.detach())
+
+
 def _train(data, valid, cfg, tcfg, init_state, progress, info) -> TrainResult:
-    from torch.distributed.nn.functional import all_gather as ag_grad
-
-    import torch.distributed as dist
-
-    from recommender import distributed as D
-
     t_start = time.time()
     rank, world = info.rank, info.world_size
     if tcfg.batch_size % world:
@@ -191,21 +246,9 @@ def _train(data, valid, cfg, tcfg, init_state, progress, info) -> TrainResult:
         module.set_finetune_mode(tcfg.finetune_mode)
     dmp = D.wrap_dmp(module, info, tcfg.lr_sparse, sharding=tcfg.sharding)
     D.load_into_dmp(dmp, init)
-    opt = D.dense_optimizer(dmp, tcfg.lr_dense, tcfg.weight_decay)
-
-    ue, ie = _encode_examples(data, cfg)
-    item_ids_all = ie.ids
-    n = ue.n
-    if n < tcfg.batch_size:
-        raise ValueError(f"{n} training examples is fewer than one batch of {tcfg.batch_size}")
-    counts = np.bincount(item_ids_all, minlength=cfg.num_items + 1).astype(np.float64)
-    # logQ: log of the expected count of each item among the B in-batch negatives
-    log_q_item = torch.from_numpy(np.log(np.maximum(counts, 1.0) / n * tcfg.batch_size)).to(torch.float32)
+    step_fn = _Step(data, cfg, tcfg, dmp, D.dense_optimizer(dmp, tcfg.lr_dense, tcfg.weight_decay), info)
+    n = step_fn.n
     eval_model = TwoTower(cfg, catalog=catalog_for(data))
-    rng_neg = np.random.default_rng(tcfg.seed + 7919 * (rank + 1))
-    neg_items = None
-    if tcfg.random_negatives > 0:
-        neg_items = encode_items(data.item_serving, catalog_for(data), mean=cfg.item_dense_mean, std=cfg.item_dense_std)
 
     es = EarlyStopping(tcfg.patience, valid is not None, tcfg.max_seconds, progress, t_start)
     steps_per_epoch = n // tcfg.batch_size
@@ -216,43 +259,7 @@ def _train(data, valid, cfg, tcfg, init_state, progress, info) -> TrainResult:
         t0 = time.time()
         total = 0.0
         for step in range(steps_per_epoch):
-            rows = perm[step * tcfg.batch_size + rank * local : step * tcfg.batch_size + (rank + 1) * local]
-            us, ud = ue.take(rows)
-            its, idn = ie.take(rows)
-            ids = torch.from_numpy(item_ids_all[rows])
-            bsz = local
-            if neg_items is not None:
-                nrows = rng_neg.integers(0, neg_items.n, size=tcfg.random_negatives)
-                ns, nd = neg_items.take(nrows)
-                its = {k: (np.concatenate([its[k][0], ns[k][0]]), np.concatenate([its[k][1], ns[k][1]])) for k in its}
-                us = {k: (v, np.concatenate([ln, np.zeros(len(nrows), dtype=np.int64)])) for k, (v, ln) in us.items()}
-                ud = np.concatenate([ud, np.zeros((len(nrows), ud.shape[1]), dtype=np.float32)])
-                idn = np.concatenate([idn, nd])
-                bsz = local + len(nrows)
-            kjt = make_kjt(us, its, bsz).to(info.device)
-            u, v = dmp(kjt, torch.from_numpy(ud).to(info.device), torch.from_numpy(idn).to(info.device))
-            u = u[:local]
-            extra = {}
-            if neg_items is not None:
-                nid = torch.from_numpy(neg_items.ids[nrows])
-                extra = dict(
-                    extra_v=v[local:],
-                    extra_ids=nid,
-                    extra_log_q=torch.full((len(nrows),), float(np.log(len(nrows) / cfg.num_items))),
-                )
-                v = v[:local]
-            if world > 1:
-                v_all = torch.cat(ag_grad(v.contiguous()))
-                id_list = [torch.empty_like(ids) for _ in range(world)]
-                dist.all_gather(id_list, ids)
-                ids_all = torch.cat(id_list)
-            else:
-                v_all, ids_all = v, ids
-            loss = in_batch_softmax_loss(u, v_all, ids_all, log_q_item[ids_all], cfg.temperature, pos_offset=rank * local, **extra)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach())
+            total += step_fn(perm[step * tcfg.batch_size + rank * local : step * tcfg.batch_size + (rank + 1) * local])
         train_time += time.time() - t0
         seen += steps_per_epoch * tcfg.batch_size
         state = D.export_state(dmp, info)
@@ -275,18 +282,9 @@ def _train(data, valid, cfg, tcfg, init_state, progress, info) -> TrainResult:
         result_model = TwoTower(cfg, catalog=catalog_for(data))
         result_model.load_state_dict(es.best_state)
         result_model.eval()
-    return TrainResult(
-        model=result_model,
-        cfg=cfg,
-        history=es.history,
-        best_epoch=es.best_epoch,
-        best_valid=es.best_valid,
-        seconds=time.time() - t_start,
-        examples_per_s=seen / max(train_time, 1e-9),
-        state=es.best_state,
-        rank=rank,
-        world_size=world,
-    )
+    return TrainResult(model=result_model, cfg=cfg, history=es.history, best_epoch=es.best_epoch, best_valid=es.best_valid,
+                       seconds=time.time() - t_start, examples_per_s=seen / max(train_time, 1e-9), state=es.best_state,
+                       rank=rank, world_size=world)
 
 
 def finetune_config(base: ModelConfig, mode: str, adapter_dim: int = 16) -> ModelConfig:
