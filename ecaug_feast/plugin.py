@@ -45,6 +45,7 @@ from feast.value_type import ValueType
 from ecaug_feast import schema
 from ecaug_feast.atomic import swap_symlink
 from ecaug_feast.errors import EcaugError
+from ecaug_feast.ids import DEFAULT_KEY_PREFIX
 from ecaug_feast.runs_link import ACTIVE, EMPTY, active_run_in
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 RUN_SOURCE_TAG = "ecaug"   # FileSource tag marking a source read through <runs_dir>/active/
 RUN_SOURCE_VALUE = "run-source"
 TWIN_OF_TAG = "twin_of"
+KEY_PREFIX_TAG = "ecaug_key_prefix"  # twin tag: the reserved prefix of synthetic String keys
 LINEAGE_FIELDS = schema.feast_fields(schema.LINEAGE_FEATURES)  # is_synthetic, run_id, generator_version
 _FAR_FUTURE = datetime(2200, 1, 1, tzinfo=timezone.utc)  # end of "all rows" reads
 
@@ -62,12 +64,15 @@ _FAR_FUTURE = datetime(2200, 1, 1, tzinfo=timezone.utc)  # end of "all rows" rea
 class SynthTwinConfig(FeastConfigBaseModel):
     """How twins are named and where their runs live (a Feast-style config model, like
     ``RedisOnlineStoreConfig``). ``runs_dir``: relative paths are taken from the repo, as Feast
-    takes every relative ``FileSource`` path."""
+    takes every relative ``FileSource`` path. ``key_prefix``: the reserved prefix of synthetic
+    String keys (``<prefix><run_id>:<n>``); no real key may start with it (checked before a run
+    is published). Int64/Int32 keys use reserved ranges instead (:mod:`ecaug_feast.ids`)."""
 
     runs_dir: str = "data/ecaug_runs"
     suffix: str = "_synth"
     timestamp_field: str = "event_timestamp"
     online: bool = True
+    key_prefix: str = DEFAULT_KEY_PREFIX
 
 
 def run_source(name: str, file: str, runs_dir: str | Path, timestamp_field: str = "event_timestamp",
@@ -95,6 +100,8 @@ def synthetic_twins(views: Sequence[FeatureView], runs_dir: str | Path | None = 
     would read the twin's source at apply, and no run may exist yet. Pure: writes nothing.
     """
     cfg = config or SynthTwinConfig()
+    if not cfg.key_prefix or cfg.key_prefix != cfg.key_prefix.strip():
+        raise EcaugError(f"synthetic_twins: key_prefix {cfg.key_prefix!r} must be non-empty, without surrounding spaces")
     runs = str(runs_dir) if runs_dir is not None else cfg.runs_dir
     by_name = {e.name: e for e in entities}
     twins = []
@@ -115,7 +122,8 @@ def synthetic_twins(views: Sequence[FeatureView], runs_dir: str | Path | None = 
             schema=[*view.features, *LINEAGE_FIELDS],
             online=cfg.online,
             description=f"Synthetic twin of {view.name} (ecaug): same entity and features, synthetic keys, lineage.",
-            tags={**view.tags, "kind": "synthetic", TWIN_OF_TAG: view.name, "owner": "synth"},
+            tags={**view.tags, "kind": "synthetic", TWIN_OF_TAG: view.name, "owner": "synth",
+                  KEY_PREFIX_TAG: cfg.key_prefix},
         )
         # As FeatureView.__copy__ does (it has no Entity objects either): the real view's entity
         # names, and key columns with a declared type so `feast apply` never reads the source.

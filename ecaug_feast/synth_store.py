@@ -474,10 +474,19 @@ def remove_online_keys(store: Any, keep: str | None) -> int:
 
 def delete_synthetic_keys(store: Any, views: list[Any], ids: np.ndarray) -> int:
     """Remove the fields of ``views`` (synthetic views of one int64 entity) from the online hashes
-    of ``ids``. Keys are computed by Feast's own Redis key function; ids below the synthetic key
-    space are skipped, so a real key is never touched. A hash holding only these views is deleted;
-    any other view's fields on it stay. Redis only (another online store: logged, 0). Returns the
-    number of keys changed."""
+    of ``ids``; ids below the synthetic key space are skipped, so a real key is never touched
+    (:func:`delete_online_rows`). Returns the number of keys changed."""
+    ids = np.asarray(ids, dtype=np.int64)
+    ids = ids[ids >= SYNTHETIC_USER_ID_BASE]  # never a real key
+    return delete_online_rows(store, views, [{"int64_val": int(u)} for u in ids])
+
+
+def delete_online_rows(store: Any, views: list[Any], values: list[dict[str, Any]]) -> int:
+    """Remove the fields of ``views`` (views of one entity) from the online hashes of the keys
+    whose entity ``Value`` fields are ``values`` (``{"int64_val": 7}``, ``{"string_val": "a"}``;
+    the caller has checked every key is synthetic). Keys are computed by Feast's own Redis key
+    function. A hash holding only these views is deleted; any other view's fields on it stay.
+    Redis only (another online store: logged, 0). Returns the number of keys changed."""
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
 
@@ -492,11 +501,9 @@ def delete_synthetic_keys(store: Any, views: list[Any], ids: np.ndarray) -> int:
         fields += online._generate_hset_keys_for_features(fv)[1]
     synth_ts = {f"_ts:{v.name}".encode() for v in views}
     key = views[0].entity_columns[0].name
-    ids = np.asarray(ids, dtype=np.int64)
-    ids = ids[ids >= SYNTHETIC_USER_ID_BASE]  # never a real key
     changed = 0
-    for lo in range(0, len(ids), 5000):
-        ekeys = [EntityKey(join_keys=[key], entity_values=[Value(int64_val=int(u))]) for u in ids[lo:lo + 5000]]
+    for lo in range(0, len(values), 5000):
+        ekeys = [EntityKey(join_keys=[key], entity_values=[Value(**v)]) for v in values[lo:lo + 5000]]
         keys = online._generate_redis_keys_for_entities(store.config, ekeys)
         with client.pipeline(transaction=False) as pipe:
             for k in keys:

@@ -78,42 +78,64 @@ def _emit_run(out: dict[str, Any], as_json: bool, head: str) -> None:
         raise typer.Exit(1)
 
 
+_REPO_RUNS = "A shop's own Feast repo: its twins' runs folder instead of ecaug's."
+
+
 @runs_app.command("list")
-def runs_list(as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line.")) -> None:
+def runs_list(as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
+              repo: Optional[str] = typer.Option(None, "--repo", help=_REPO_RUNS)) -> None:
     """All synthetic runs, oldest first (* = active); a run whose manifest is missing or corrupt
     is listed as BROKEN with the reason."""
     from ecaug_feast import synth_store
 
-    runs = [r.summary() for r in synth_store.list_runs()]
-    lines = [f"{'*' if r['active'] else ' '} {r['run_id']}  BROKEN: {r['broken']}" if r["broken"] else
+    if repo is not None:
+        from ecaug_feast.jobs.repo_runs import list_repo_runs
+
+        out = list_repo_runs(repo)
+    else:
+        out = {"runs": [r.summary() for r in synth_store.list_runs()], "active": synth_store.active_run()}
+    lines = [f"{'*' if r['active'] else ' '} {r['run_id']}  BROKEN: {r['broken']}" if r.get("broken") else
              f"{'*' if r['active'] else ' '} {r['run_id']}  gate={r['gate']}  rows={r['rows_accepted']}  "
-             f"c2st={r['c2st_auc'] if r['c2st_auc'] is None else round(r['c2st_auc'], 3)}  segment={r['segment']}" for r in runs]
-    _emit({"runs": runs, "active": synth_store.active_run()}, as_json, "\n".join(lines) or "no runs")
+             f"c2st={r['c2st_auc'] if r['c2st_auc'] is None else round(r['c2st_auc'], 3)}  "
+             + (f"twin={r['twin']}" if repo is not None else f"segment={r['segment']}") for r in out["runs"]]
+    _emit(out, as_json, "\n".join(lines) or "no runs")
 
 
 @runs_app.command("show")
 def runs_show(run_id: str = typer.Argument(..., help="Run id (see `ecaug runs list`)."),
-              as_json: bool = typer.Option(False, "--json", help="Print the manifest as the last stdout line.")) -> None:
+              as_json: bool = typer.Option(False, "--json", help="Print the manifest as the last stdout line."),
+              repo: Optional[str] = typer.Option(None, "--repo", help=_REPO_RUNS)) -> None:
     """Manifest of one run (config, metrics, gate, lineage) and where its report is."""
     from ecaug_feast import synth_store
 
-    run = synth_store.load_run(check_name(run_id, "run id"))
-    man = {k: v for k, v in run.manifest.items() if k != "metrics"}
-    man["metrics"] = {k: v for k, v in run.manifest.get("metrics", {}).items() if k != "gan_history"}
-    man["active"], man["report"] = run.active, str(run.path / "report.md")
+    if repo is not None:
+        from ecaug_feast.jobs.repo_runs import show_repo_run
+
+        man = show_repo_run(repo, check_name(run_id, "run id"))
+    else:
+        run = synth_store.load_run(check_name(run_id, "run id"))
+        man = {k: v for k, v in run.manifest.items() if k != "metrics"}
+        man["metrics"] = {k: v for k, v in run.manifest.get("metrics", {}).items() if k != "gan_history"}
+        man["active"], man["report"] = run.active, str(run.path / "report.md")
     _emit(man, as_json, json.dumps(man, indent=1, default=str))
 
 
 @runs_app.command("rollback")
 def runs_rollback(to: Optional[str] = typer.Option(None, "--to", help="Run to activate (default: the previous passing run)."),
-                  as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line.")) -> None:
+                  as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
+                  repo: Optional[str] = typer.Option(None, "--repo", help=_REPO_RUNS)) -> None:
     """Point the synthetic views at an earlier run (or none) and re-materialize them."""
-    from ecaug_feast.jobs.augment import rollback
-    from ecaug_feast.jobs.workspace import Workspace
-
     if to is not None:
         check_name(to, "--to")
-    out = rollback(Workspace.from_env(), to)
+    if repo is not None:
+        from ecaug_feast.jobs.repo_runs import rollback_repo
+
+        out = rollback_repo(repo, to)
+    else:
+        from ecaug_feast.jobs.augment import rollback
+        from ecaug_feast.jobs.workspace import Workspace
+
+        out = rollback(Workspace.from_env(), to)
     now, before = out["active"], out["previous"]
     _emit(out, as_json, f"active run: {now or 'none (empty synthetic views)'} (was {before}); "
                         f"{out['removed_keys']} synthetic keys removed from the online store")

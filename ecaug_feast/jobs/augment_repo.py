@@ -3,17 +3,21 @@ of a shop's own Feast repo (the plugin use, docs/guide/plugin.md).
 
 1. ``feast apply`` of the shop's repo (what its stock CLI does: registers the twins its repo files
    declare with ``synthetic_twins``; writes the twins' empty placeholders);
-2. the names given are checked against the registry (view, its entity, its twin, the service);
-3. the real rows of the view, read by the shop's offline store, fit ecaug's tabular GAN; the
-   generated rows are gated; the run is written atomically with synthetic entity keys;
-4. gate passed: the run becomes active and only the twin view is materialized. The shop's real
-   keys in the online store are never written. Gate failed: the run stays on disk, inactive.
+2. before any fitting (:func:`preflight`, seconds): the names given are checked against the
+   registry (view, its entity, its twin, the service), the join key's type (Int64, Int32 or
+   String, :mod:`ecaug_feast.jobs.repo_keys`) and the feature types (scalars and lists; Map,
+   Struct... refused); the real rows are read by the shop's offline store and their keys checked
+   to be of the declared type and outside the reserved synthetic key space;
+3. the scalar features fit ecaug's tabular GAN; the generated rows are gated; list features are
+   drawn from the real lists' marginals (:func:`~ecaug_feast.jobs.repo_keys.sample_lists`); the
+   run is written atomically with synthetic entity keys;
+4. gate passed: the run becomes active and only the twin view is materialized
+   (:mod:`ecaug_feast.jobs.repo_runs`). The shop's real keys in the online store are never
+   written. Gate failed: the run stays on disk, inactive.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 import os
 import shutil
@@ -25,32 +29,38 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 from feast import FeatureView
-from feast.types import Int64
 
 from ecaug_feast import feast_io, plugin, synth_store
-from ecaug_feast.atomic import swap_symlink
 from ecaug_feast.errors import DataValidationError, EcaugError
-from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
+from ecaug_feast.jobs.repo_keys import KeySpace, check_features, sample_lists
+from ecaug_feast.jobs.repo_runs import publish_run, remove_twin_keys
 from ecaug_feast.plugin import arrow_schema, read_view_rows, runs_root_of, source_path, write_table
 from ecaug_feast.quality.gates import GateConfig, evaluate
-from ecaug_feast.runs_link import ACTIVE
 from ecaug_feast.synth.gan import GENERATOR_VERSION, ConditionalGAN, GANConfig
 
 if TYPE_CHECKING:
     from feast import FeatureStore
 
+__all__ = ["augment_repo", "preflight", "augment_view", "publish_twin", "remove_twin_keys", "AugmentSettings"]
 
-def augment_repo(repo: str | Path, entity: str, view: str, service: str | None = None, rows: int = 1000,
-                 seed: int = 0, steps: int | None = None, max_c2st: float | None = None,
-                 publish: bool = True) -> dict[str, Any]:
-    """Augment ``view`` of the Feast repo at ``repo``; returns the JSON summary of ``--json``."""
-    repo = Path(repo).expanduser().resolve()
-    if not (repo / "feature_store.yaml").exists():
-        raise EcaugError(f"{repo}: not a Feast repo (no feature_store.yaml)")
-    applied = feast_io.apply(repo)
-    store = feast_io.get_store(repo)
+
+@dataclass
+class Checked:
+    """What :func:`preflight` found: the real view, its twin, the key space, the feature kinds, the real rows."""
+
+    view: FeatureView
+    twin: FeatureView
+    keys: KeySpace
+    scalars: list[str]
+    lists: list[str]
+    rows: pd.DataFrame
+
+
+def preflight(store: "FeatureStore", entity: str, view: str, service: str | None) -> Checked:
+    """Everything that can be wrong with the request or the repo, found before any fitting:
+    names, the key type and reserved space, feature types, the source. One line each."""
+    repo = store.config.repo_path
     registered = {v.name: v for v in store.list_feature_views()}
     if view not in registered:
         raise EcaugError(f"--view {view}: no such feature view in {repo} (registered: {', '.join(sorted(registered))})")
@@ -66,17 +76,43 @@ def augment_repo(repo: str | Path, entity: str, view: str, service: str | None =
             raise EcaugError(f"--service {service}: no such feature service in {repo} (registered: {', '.join(sorted(names)) or 'none'})")
         if view not in {p.name for p in names[service].feature_view_projections}:
             raise EcaugError(f"--service {service}: does not serve view {view}")
+    space = KeySpace.of(real, twin)
+    scalars, lists = check_features(real)
+    path = getattr(real.batch_source, "path", None)
+    if path and "://" not in path and not plugin.source_path(real, repo).exists():
+        raise EcaugError(f"view {view!r}: its source {plugin.source_path(real, repo)} does not exist")
+    try:
+        rows = read_view_rows(store, real)
+    except EcaugError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the shop's offline store raises: one line
+        raise EcaugError(f"view {view!r}: its source cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    space.check_real(view, rows[space.column])
+    return Checked(real, twin, space, scalars, lists, rows)
+
+
+def augment_repo(repo: str | Path, entity: str, view: str, service: str | None = None, rows: int = 1000,
+                 seed: int = 0, steps: int | None = None, max_c2st: float | None = None,
+                 publish: bool = True) -> dict[str, Any]:
+    """Augment ``view`` of the Feast repo at ``repo``; returns the JSON summary of ``--json``."""
+    repo = Path(repo).expanduser().resolve()
+    if not (repo / "feature_store.yaml").exists():
+        raise EcaugError(f"{repo}: not a Feast repo (no feature_store.yaml)")
+    applied = feast_io.apply(repo)
+    store = feast_io.get_store(repo)
+    checked = preflight(store, entity, view, service)
+    twin = checked.twin
     settings = AugmentSettings(rows=rows, seed=seed, gan={"max_steps": steps} if steps else {},
-                                      gates={"max_c2st_auc": max_c2st} if max_c2st is not None else {})
-    run, res = augment_view(store, real, twin, settings,
-                                   lineage={"entity": entity, "service": service, "project": store.config.project})
+                               gates={"max_c2st_auc": max_c2st} if max_c2st is not None else {})
+    run, res = augment_view(store, checked, settings,
+                            lineage={"entity": entity, "service": service, "project": store.config.project})
     m = res.metrics
     out: dict[str, Any] = {
         "repo": str(repo), "project": applied["project"], "entity": entity, "view": view, "twin": twin.name,
         "service": service, "run_id": run.run_id, "run_dir": str(run.path), "real_rows": run.manifest["lineage"]["real_rows"],
-        "user_id_range": run.manifest["user_id_range"], "activated": False,
+        "key_space": checked.keys.describe(), "user_id_range": run.manifest["user_id_range"], "activated": False,
         **{k: m[k] for k in ("rows_generated", "rows_accepted", "gate", "gate_reasons", "c2st_auc", "column_shapes",
-                             "pair_trends", "privacy_dropped", "fit_seconds")},
+                             "pair_trends", "privacy_dropped", "fit_seconds", "list_features")},
     }
     if res.gate_passed and m["rows_accepted"] and publish:
         pub = publish_twin(store, twin, run)
@@ -88,7 +124,7 @@ def augment_repo(repo: str | Path, entity: str, view: str, service: str | None =
     return out
 
 
-# ----------------------------------------------------- the engine (was in plugin.py: declarations only there)
+# ------------------------------------------------------------------------------------ the engine
 @dataclass
 class TableAugment:
     """What :func:`augment_table` produced: accepted synthetic rows (feature columns only)."""
@@ -157,27 +193,6 @@ def augment_table(real: pd.DataFrame, settings: AugmentSettings, source: str | N
     return TableAugment(acc, metrics, gate.passed, gan)
 
 
-def synthetic_keys(seq: int, n: int) -> np.ndarray:
-    """``n`` entity keys of run number ``seq`` in ecaug's synthetic key space (disjoint per run)."""
-    start = synth_store.user_id_start(seq)
-    return np.arange(start, start + n, dtype=np.int64)
-
-
-def check_real_keys(view: FeatureView, real: pd.DataFrame) -> str:
-    """The view's single int64 join key, checked to lie below the synthetic key space."""
-    keys = [c for c in view.entity_columns]
-    if len(keys) != 1:
-        raise EcaugError(f"view {view.name!r} has {len(keys)} join keys; the plugin augments views of one entity")
-    key = keys[0]
-    if key.dtype != Int64:
-        raise EcaugError(f"view {view.name!r}, join key {key.name!r}: type {key.dtype}; synthetic keys are Int64 "
-                         f"(ids >= {SYNTHETIC_USER_ID_BASE}), so the entity needs an Int64 key")
-    if len(real) and int(real[key.name].max()) >= SYNTHETIC_USER_ID_BASE:
-        raise EcaugError(f"view {view.name!r}, column {key.name!r}: real keys reach {SYNTHETIC_USER_ID_BASE} "
-                         "(ecaug's synthetic key space); they would collide with synthetic keys")
-    return key.name
-
-
 @dataclass
 class TwinRun:
     run_id: str
@@ -185,37 +200,48 @@ class TwinRun:
     manifest: dict[str, Any]
 
 
-def augment_view(store: "FeatureStore", view: FeatureView, twin: FeatureView, settings: AugmentSettings,
+def _add_lists(acc: pd.DataFrame, checked: Checked, seed: int) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The list features of the accepted rows (drawn from the real lists' marginals; rows whose
+    draw stays a copy of a real list are dropped)."""
+    info: dict[str, Any] = {}
+    keep = np.ones(len(acc), dtype=bool)
+    rng = np.random.default_rng(seed + 2)
+    for col in checked.lists:
+        acc[col], kept, info[col] = sample_lists(checked.rows[col], len(acc), rng)
+        keep &= kept
+    return acc[keep].reset_index(drop=True), info
+
+
+def augment_view(store: "FeatureStore", checked: Checked, settings: AugmentSettings,
                  lineage: dict[str, Any] | None = None) -> tuple[TwinRun, TableAugment]:
-    """Read the real rows of ``view``, augment them, write a run for ``twin`` (not activated).
+    """Augment the real rows of the checked view, write a run for its twin (not activated).
 
     The run holds ``<twin>.parquet`` (synthetic keys, timestamps drawn from the real ones,
     features, lineage) and the files of the other twins of the active run (hard links), so
     activating it changes this twin only."""
+    view, twin, real, space = checked.view, checked.twin, checked.rows, checked.keys
     repo = store.config.repo_path
-    where = f"{repo} view {view.name}"
-    real = read_view_rows(store, view)
-    key = check_real_keys(view, real)
     ts_col = view.batch_source.timestamp_field
-    feats = [f.name for f in view.features]
     root = runs_root_of(twin, repo)
     run_id, seq = synth_store.new_run_id(root)  # same numbering and id ranges as ecaug's own runs
     try:
-        res = augment_table(real[feats], settings, source=where)
-        acc = res.accepted.copy()
+        res = augment_table(real[checked.scalars], settings, source=f"{repo} view {view.name}")
+        acc, lists_info = _add_lists(res.accepted.copy(), checked, settings.seed)
+        res.metrics["list_features"] = lists_info
+        res.metrics["rows_accepted"] = int(len(acc))
         rng = np.random.default_rng(settings.seed)
-        acc.insert(0, key, synthetic_keys(seq, len(acc)))
+        acc.insert(0, space.column, space.keys(seq, run_id, len(acc)))
         twin_ts = twin.batch_source.timestamp_field
         acc[twin_ts] = pd.to_datetime(rng.choice(pd.to_datetime(real[ts_col], utc=True).to_numpy(), len(acc)), utc=True)
         acc["is_synthetic"], acc["run_id"], acc["generator_version"] = True, run_id, GENERATOR_VERSION
         prev = synth_store.active_run(root)
         manifest = {"run_id": run_id, "seq": seq, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "gate": res.metrics["gate"], "gate_reasons": res.metrics["gate_reasons"], "metrics": res.metrics,
-                    "config": {"settings": settings.__dict__, "twin": twin.name},
+                    "config": {"settings": settings.__dict__, "twin": twin.name, "key_space": space.describe()},
                     "lineage": {"repo": str(repo), "view": view.name, "twin": twin.name, "real_rows": int(len(real)),
                                 "parent_run": prev, "generator_version": GENERATOR_VERSION, **(lineage or {})},
                     "files": {twin.name: f"{twin.name}.parquet"},
-                    "user_id_range": [int(acc[key].min()), int(acc[key].max())] if len(acc) else [None, None]}
+                    "user_id_range": [acc[space.column].iloc[0], acc[space.column].iloc[-1]] if len(acc) else [None, None]}
         run = _write_run(root, run_id, {source_path(twin, repo).name: (acc, arrow_schema(twin))}, manifest, prev)
     except BaseException:
         synth_store.release_run_id(run_id, root)
@@ -249,39 +275,7 @@ def _write_run(root: Path, run_id: str, files: dict[str, tuple[pd.DataFrame, Any
 
 
 def publish_twin(store: "FeatureStore", twin: FeatureView, run: TwinRun) -> dict[str, Any]:
-    """Activate a gate-passing run and bring the online store in line for ``twin`` only: delete
-    the previous run's synthetic keys of this twin, materialize this run's rows of this twin.
-    Under the runs lock. The shop's real keys are never written (the keys deleted and written
-    all lie in the synthetic key space)."""
-    if run.manifest.get("gate") != "pass":
-        raise EcaugError(f"run {run.run_id} failed its quality gate ({'; '.join(run.manifest.get('gate_reasons', []))}); it cannot be activated")
-    repo = store.config.repo_path
-    root = runs_root_of(twin, repo)
-    fname = source_path(twin, repo).name
-    with synth_store.runs_lock(root):
-        prev = synth_store.active_run(root)
-        swap_symlink(root / ACTIVE, run.run_id)
-        removed = 0
-        if prev and prev != run.run_id and (root / prev / fname).exists():
-            removed = remove_twin_keys(store, twin, _keys_of(root / prev / fname, twin))
-        df = pd.read_parquet(root / run.run_id / fname, columns=[twin.batch_source.timestamp_field])
-        out: dict[str, Any] = {"previous": prev, "active": run.run_id, "removed_keys": removed, "materialized": {}}
-        if len(df):
-            ts = pd.to_datetime(df.iloc[:, 0], utc=True)
-            buf = io.StringIO()
-            with contextlib.redirect_stdout(buf):  # Feast's progress banner: stdout is for --json
-                store.materialize(start_date=(ts.min() - pd.Timedelta(seconds=1)).to_pydatetime(),
-                                  end_date=(ts.max() + pd.Timedelta(seconds=1)).to_pydatetime(), feature_views=[twin.name])
-            out["materialized"][twin.name] = int(len(_keys_of(root / run.run_id / fname, twin)))
-    return out
-
-
-def _keys_of(path: Path, view: FeatureView) -> np.ndarray:
-    key = view.entity_columns[0].name
-    return np.unique(pq.read_table(path, columns=[key]).column(key).to_numpy().astype(np.int64))
-
-
-def remove_twin_keys(store: "FeatureStore", twin: FeatureView, ids: np.ndarray) -> int:
-    """Remove ``twin``'s rows of synthetic ``ids`` from the online store (ids below the synthetic
-    key space are skipped: a real key is never touched). Returns the number of keys changed."""
-    return synth_store.delete_synthetic_keys(store, [twin], ids)
+    """Activate a gate-passing run and bring the online store in line: the previous run's rows of
+    ``twin`` deleted (synthetic keys only), this run's materialized; the other twins' files are
+    the previous run's (hard links), so their online rows stay. Under the runs lock."""
+    return publish_run(store, runs_root_of(twin, store.config.repo_path), run.run_id, run.manifest)

@@ -89,3 +89,23 @@ def feast_cli(repo: Path, args: list[str], monkeypatch) -> None:
             m.delitem(sys.modules, name, raising=False)
         rc = cli(args, standalone_mode=False)
     assert not rc, (args, rc)
+
+
+def ecaug_cli(args: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
+    """``ecaug ARGS`` through the console script's ``main()``, in-process: (exit code, stdout, stderr)."""
+    from ecaug_feast.cli import main as cli
+
+    monkeypatch.setattr(sys, "argv", ["ecaug", *args])
+    capsys.readouterr()
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def dump_keys(client) -> dict[bytes, bytes]:
+    """Every key of a Redis db, byte for byte (``DUMP``)."""
+    return {k: client.dump(k) for k in client.scan_iter(count=1000)}

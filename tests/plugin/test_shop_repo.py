@@ -17,7 +17,6 @@ real and synthetic rows at the asked ratio, the real keys are byte-identical, an
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -25,30 +24,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _shop import feast_cli, write_shop_repo
+from _shop import dump_keys as _dump, ecaug_cli as _ecaug, feast_cli, write_shop_repo
 
 pytestmark = pytest.mark.slow
 
 SHOP_DB = 3
-
-
-def _ecaug(args: list[str], capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
-    """``ecaug ARGS`` through the console script's ``main()``, in-process."""
-    from ecaug_feast.cli import main as cli
-
-    monkeypatch.setattr(sys, "argv", ["ecaug", *args])
-    capsys.readouterr()
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
-
-
-def _dump(client) -> dict[bytes, bytes]:
-    return {k: client.dump(k) for k in client.scan_iter(count=1000)}
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,100 @@
+"""A grocer's Feast repo that ecaug's code has never seen (issue 31): shoppers keyed by UUID
+strings, products by Int32 numbers, a list feature (the last items bought), a file offline store,
+the session's Redis online; the repo file declares the twins as docs/guide/plugin.md says.
+
+- ``shopper`` / ``shopper_ref`` (String, UUIDs): view ``shopper_behaviour`` (basket value, visits
+  per week, favourite aisle, ``last_items_bought: Array(String)``);
+- ``product`` / ``product_no`` (Int32): view ``product_stats`` (price, sold last week, aisle);
+- ``basket`` / ``basket_ref``: string keys in the data but an entity without a value type, so its
+  twin declares Int64 keys: the wrong key type ecaug must refuse before fitting;
+- service ``ranking_inputs`` (shopper and product views)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import pandas as pd
+
+REPO_FILE = '''\
+"""The grocer's repo file (never seen by ecaug's code)."""
+from datetime import timedelta
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast.types import Array, Float32, Int32, Int64, String
+
+from ecaug_feast.plugin import synthetic_twins
+
+shopper = Entity(name="shopper", join_keys=["shopper_ref"], value_type=ValueType.STRING)
+product = Entity(name="product", join_keys=["product_no"], value_type=ValueType.INT32)
+basket = Entity(name="basket", join_keys=["basket_ref"])
+
+shopper_behaviour = FeatureView(
+    name="shopper_behaviour", entities=[shopper], ttl=timedelta(days=90), online=True,
+    schema=[Field(name="shopper_ref", dtype=String), Field(name="basket_value", dtype=Float32),
+            Field(name="visits_per_week", dtype=Int64), Field(name="favourite_aisle", dtype=String),
+            Field(name="last_items_bought", dtype=Array(String))],
+    source=FileSource(name="shoppers_source", path="data/shoppers.parquet", timestamp_field="seen_at"),
+)
+product_stats = FeatureView(
+    name="product_stats", entities=[product], ttl=timedelta(days=90), online=True,
+    schema=[Field(name="product_no", dtype=Int32), Field(name="price", dtype=Float32),
+            Field(name="sold_last_week", dtype=Int64), Field(name="aisle", dtype=String)],
+    source=FileSource(name="products_source", path="data/products.parquet", timestamp_field="seen_at"),
+)
+basket_totals = FeatureView(
+    name="basket_totals", entities=[basket], ttl=timedelta(days=90), online=True,
+    schema=[Field(name="total", dtype=Float32), Field(name="n_items", dtype=Int64)],
+    source=FileSource(name="baskets_source", path="data/baskets.parquet", timestamp_field="seen_at"),
+)
+ranking_inputs = FeatureService(name="ranking_inputs", features=[shopper_behaviour, product_stats])
+
+shopper_behaviour_synth, product_stats_synth, basket_totals_synth = synthetic_twins(
+    [shopper_behaviour, product_stats, basket_totals], entities=[shopper, product, basket], runs_dir="data/ecaug_runs")
+'''
+
+AISLES = ["dairy", "bakery", "produce", "frozen", "drinks"]
+
+
+def write_grocer_repo(repo: Path, redis_url: str, db: int, shoppers: int = 200, products: int = 300,
+                      snapshots: int = 3, project: str = "grocer") -> Path:
+    """Write the repo (yaml with the Redis at ``redis_url``, db ``db``), its data and repo file."""
+    rng = np.random.default_rng(7)
+    (repo / "data").mkdir(parents=True)
+    end = datetime(2025, 6, 1, tzinfo=timezone.utc)
+    times = [end - timedelta(days=7 * k) for k in range(snapshots)]
+    refs = [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in range(shoppers)]
+    skus = [f"sku-{i:04d}" for i in range(300)]
+    pop = 1.0 / np.arange(1, len(skus) + 1)
+    pop /= pop.sum()
+    rows = []
+    for ref in refs:
+        spend = rng.gamma(3.0, 15.0)
+        for t in times:
+            k = int(rng.integers(1, 8))
+            rows.append({"shopper_ref": ref, "seen_at": t, "basket_value": np.float32(spend * rng.uniform(0.7, 1.3)),
+                         "visits_per_week": int(rng.poisson(2) + 1), "favourite_aisle": str(rng.choice(AISLES)),
+                         "last_items_bought": list(rng.choice(skus, k, replace=False, p=pop))})
+    pd.DataFrame(rows).to_parquet(repo / "data" / "shoppers.parquet")
+    prods = []
+    for n in range(1, products + 1):
+        aisle, price = str(rng.choice(AISLES)), rng.gamma(2.0, 2.5)
+        for t in times:  # cheaper products sell more
+            prods.append({"product_no": n, "seen_at": t, "price": np.float32(price * rng.uniform(0.9, 1.1)),
+                          "sold_last_week": int(rng.poisson(60 / (1 + price))), "aisle": aisle})
+    prods = pd.DataFrame(prods)
+    prods["product_no"] = prods["product_no"].astype("int32")
+    prods.to_parquet(repo / "data" / "products.parquet")
+    pd.DataFrame([{"basket_ref": f"b-{i}", "seen_at": times[0], "total": np.float32(rng.gamma(3.0, 15.0)),
+                   "n_items": int(rng.integers(1, 20))} for i in range(80)]).to_parquet(repo / "data" / "baskets.parquet")
+    u = urlparse(redis_url)
+    (repo / "feature_store.yaml").write_text(
+        f"project: {project}\nregistry: data/registry.db\nprovider: local\n"
+        "offline_store:\n  type: file\n"
+        f"online_store:\n  type: redis\n  connection_string: \"{u.hostname}:{u.port},db={db}\"\n"
+        "entity_key_serialization_version: 3\n")
+    (repo / "grocer_repo.py").write_text(REPO_FILE)
+    return repo
