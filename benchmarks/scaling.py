@@ -191,7 +191,7 @@ def _training_histories(name: str):
     """The scaled dataset's training data, the sequence model's config and its training histories
     (the serving rows' ``recent_items``: the histories both the recommender and the GAN fit on)."""
     from ecaug_feast.datasets.store import load_processed
-    from recommender.data import build_in_memory
+    from ecaug_feast.jobs.train_data import build_in_memory
     from recommender.seq_train import histories_for, seq_config_for
 
     data = load_processed(name)

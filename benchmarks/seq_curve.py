@@ -31,7 +31,8 @@ def main() -> None:
     quiet_known_noise()
     from ecaug_feast.datasets import load_dataset
     from ecaug_feast.datasets.split import split_interactions
-    from recommender.data import build_in_memory, truncate_history
+    from ecaug_feast.jobs.train_data import build_in_memory
+    from recommender.data import truncate_history
     from recommender.evaluate import make_eval_set
     from recommender.seq_train import SeqTrainConfig, evaluate_seq, seq_config_for, train_seq
 

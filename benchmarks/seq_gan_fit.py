@@ -107,7 +107,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(a.threads)
-    from recommender.data import build_in_memory, truncate_history
+    from ecaug_feast.jobs.train_data import build_in_memory
+    from recommender.data import truncate_history
     from ecaug_feast.datasets import load_dataset
     from ecaug_feast.features.build import item_attributes
     from ecaug_feast.datasets.split import split_interactions

@@ -28,7 +28,8 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     from torch.nn import functional as F
-    from recommender.data import build_in_memory, truncate_history
+    from ecaug_feast.jobs.train_data import build_in_memory
+    from recommender.data import truncate_history
     from ecaug_feast.datasets import load_dataset
     from ecaug_feast.datasets.split import split_interactions
     from recommender.seq_train import histories_for, seq_config_for

@@ -66,7 +66,8 @@ def main() -> None:
     from ecaug_feast.features.build import item_attributes
     from ecaug_feast.datasets.split import split_interactions
     from ecaug_feast.synth.seq_gan import SeqGANConfig, SequenceGAN
-    from recommender.data import build_in_memory, truncate_history
+    from ecaug_feast.jobs.train_data import build_in_memory
+    from recommender.data import truncate_history
     from recommender.evaluate import bucket_metrics, evaluate, make_eval_set
     from recommender.seq_train import SeqTrainConfig, evaluate_seq, histories_for, seq_config_for, seq_scorer, train_seq
 

@@ -67,7 +67,7 @@ def sequence_throughput(a) -> dict:
     from ecaug_feast.datasets import load_dataset
     from ecaug_feast.datasets.split import split_interactions
     from recommender import distributed as D
-    from recommender.data import build_in_memory
+    from ecaug_feast.jobs.train_data import build_in_memory
     from recommender.seq_model import SeqTwoTower, full_softmax_loss, packed_target_batch
     from recommender.seq_train import catalog_of, histories_for, length_buckets, seq_config_for, wrap_dmp
 
@@ -190,7 +190,7 @@ def main() -> None:
     from ecaug_feast.datasets.split import split_interactions
     from recommender import distributed as D
     from recommender.batching import make_kjt
-    from recommender.data import build_in_memory
+    from ecaug_feast.jobs.train_data import build_in_memory
     from recommender.model import TwoTower, in_batch_softmax_loss
     from recommender.train import _encode_examples, catalog_for, model_config_for
 

@@ -5,12 +5,10 @@ the item's features at that time (a point-in-time join). Columns:
 ``user_id, item_id, event_timestamp, is_synthetic`` + the ``user_features`` columns + ``attributes``,
 ``popularity``, ``n_attributes``.
 
-Two sources with the same semantics:
-- :func:`examples_from_feast`: ``get_historical_features`` over the ``training`` feature service
-  with the ``train_interactions`` rows (label 1) as entity dataframe (what ``ecaug train`` uses);
-- :func:`build_in_memory`: the data layer's feature builders + the same as-of join in pandas, for
-  the experiment, which needs features recomputed for every history fraction (a test checks that
-  both give the same rows).
+Training reads Feast, never the feature builders (layer rule 3): :func:`examples_from_feast` runs
+``get_historical_features`` over the ``training`` feature service with the ``train_interactions``
+rows (label 1) as entity dataframe. Composing a :class:`TrainData` from a dataset (through Feast, or
+in memory from the builders for ``--source memory``) is the job's: ``ecaug_feast.jobs.train_data``.
 
 Validation and test rows never enter: everything here starts from the *train* split.
 """
@@ -23,9 +21,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ecaug_feast import feast_io
 from ecaug_feast import schema as S
 from ecaug_feast.errors import DataValidationError, EcaugError
+from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
 from ecaug_feast.schema import ITEM_FEATURE_COLUMNS, USER_FEATURE_COLUMNS
+
 EXAMPLE_COLUMNS = ["user_id", "item_id", "event_timestamp", "is_synthetic", *USER_FEATURE_COLUMNS, *ITEM_FEATURE_COLUMNS]
 
 
@@ -80,48 +81,6 @@ def asof_join(left: pd.DataFrame, right: pd.DataFrame, key: str, cols: list[str]
     return m[cols]
 
 
-def serving_rows(history: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
-    """One ``user_features`` row per user, computed from all of ``history`` (the serving row)."""
-    from ecaug_feast.features.build import build_user_features, item_attributes
-
-    attributes = item_attributes(items)
-    h = history.sort_values(["user_id", "event_timestamp"], kind="stable").reset_index(drop=True)
-    uf = build_user_features(h, attributes)
-    return uf.groupby("user_id", sort=True).tail(1).reset_index(drop=True)
-
-
-def build_in_memory(train: pd.DataFrame, items: pd.DataFrame, valid: pd.DataFrame | None = None) -> TrainData:
-    """Features exactly as ``ecaug_feast.features.build`` writes them for Feast, joined as of each
-    training event, plus serving rows (after each user's last training event). With ``valid``,
-    also the test-time rows (training + validation events as history)."""
-    from ecaug_feast.features.build import ITEM_BASE_OFFSET, build_item_features, build_user_features, item_attributes
-
-    if len(train) == 0:
-        raise EcaugError("no training interactions")
-    train = train.sort_values(["user_id", "event_timestamp"], kind="stable").reset_index(drop=True)
-    attributes = item_attributes(items)
-    uf = build_user_features(train, attributes)
-    itf = build_item_features(train, items, train["event_timestamp"].min() - ITEM_BASE_OFFSET)
-    ent = train[["user_id", "item_id", "event_timestamp"]]
-    ex = pd.concat(
-        [
-            ent.reset_index(drop=True),
-            asof_join(ent, uf, "user_id", USER_FEATURE_COLUMNS),
-            asof_join(ent, itf, "item_id", ITEM_FEATURE_COLUMNS),
-        ],
-        axis=1,
-    )
-    ex["is_synthetic"] = False
-    user_serving = uf.sort_values(["user_id", "event_timestamp"], kind="stable").groupby("user_id", sort=True).tail(1).reset_index(drop=True)
-    item_serving = latest_item_rows(itf, items)
-    cols = ["user_id", "item_id", "event_timestamp"]
-    user_test = serving_rows(pd.concat([train[cols], valid[cols]], ignore_index=True), items) if valid is not None else None
-    return TrainData(
-        ex[EXAMPLE_COLUMNS], user_serving, user_test, item_serving, items[["item_id", S.ATTRIBUTES]], train,
-        {"source": "memory", "item_features": itf},
-    )
-
-
 def labelled_examples(examples: pd.DataFrame, num_items: int, seed: int) -> pd.DataFrame:
     """Positives (label 1) plus one uniformly sampled negative item per row (label 0, same user
     features), the labelled table the synthesis labeler learns from."""
@@ -139,8 +98,6 @@ def complete_synthetic(rows: pd.DataFrame, data: TrainData) -> pd.DataFrame:
     if "label" in out.columns:
         out = out[out["label"].astype(int) == 1].reset_index(drop=True)
     if "user_id" not in out.columns:  # generators that do not mint ids: one new synthetic user per row
-        from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
-
         out["user_id"] = np.arange(SYNTHETIC_USER_ID_BASE, SYNTHETIC_USER_ID_BASE + len(out), dtype=np.int64)
     if "event_timestamp" not in out.columns:
         out["event_timestamp"] = data.train["event_timestamp"].max()
@@ -172,8 +129,6 @@ def latest_item_rows(item_features: pd.DataFrame, items: pd.DataFrame) -> pd.Dat
 
 def examples_from_feast(entity_df: pd.DataFrame, store: Any = None) -> pd.DataFrame:
     """Point-in-time examples from the Feast offline store (feature service ``training``)."""
-    from ecaug_feast import feast_io
-
     ent = entity_df[["user_id", "item_id", "event_timestamp"]].reset_index(drop=True)
     out = feast_io.historical_features(ent, features=feast_io.TRAINING_SERVICE, store=store)
     for c in USER_FEATURE_COLUMNS + ITEM_FEATURE_COLUMNS:
@@ -191,58 +146,11 @@ def normalise_lists(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def load_real_from_feast(dataset: str, store: Any = None, examples: bool = True) -> TrainData:
-    """Real training data of an ingested dataset, features read through Feast (offline store).
-    ``examples=False`` skips the point-in-time join of every training event (``TrainData.examples``
-    left empty): the sequence model reads only the per-user rows."""
-    from ecaug_feast import paths
-    from ecaug_feast.datasets.store import load_processed
-
-    data = load_processed(dataset)
-    ti_path = paths.feast_data_dir() / "train_interactions.parquet"
-    if not ti_path.exists():
-        raise EcaugError(f"{ti_path}: Feast sources not built; run `ecaug ingest` and `ecaug apply` first")
-    ti = pd.read_parquet(ti_path)
-    item_rows = pd.read_parquet(paths.feast_data_dir() / "item_features.parquet")
-    return train_data_from_store(store, ti[ti["label"] == 1], data.train, data.valid, data.items, item_rows,
-                                 {"source": "feast", "dataset": dataset}, examples=examples)
-
-
 def timestamps_like(ts: pd.Series, dtype: Any) -> pd.Series:
     """``ts`` in ``dtype``. Spark's offline store hands back naive UTC times and duckdb aware ones;
     both are UTC, so naive ones are localized, not shifted."""
     ts = pd.to_datetime(ts, utc=True)
     return ts.astype(dtype) if getattr(dtype, "tz", None) is not None else ts.dt.tz_localize(None).astype(dtype)
-
-
-def train_data_from_store(store: Any, positives: pd.DataFrame, train: pd.DataFrame, valid: pd.DataFrame | None,
-                          items: pd.DataFrame, item_rows: pd.DataFrame, info: dict[str, Any], examples: bool = True) -> TrainData:
-    """TrainData read through a Feast store: the examples by ``get_historical_features`` over the
-    ``training`` service for ``positives`` (the label-1 ``train_interactions`` rows; skipped, left
-    empty, with ``examples=False``), the serving rows as of each user's last training event + 1 ms;
-    ``item_rows`` is the ``item_features`` source (latest row per item for serving, all rows for
-    as-of joins of synthetic rows). The test-time rows (training + validation events as history)
-    are built in memory: Feast holds features of the training split only. Types as
-    :func:`build_in_memory` gives them."""
-    from ecaug_feast import feast_io
-
-    train = train.sort_values(["user_id", "event_timestamp"], kind="stable").reset_index(drop=True)
-    if examples:
-        ex = examples_from_feast(positives, store=store)
-        ex["event_timestamp"] = timestamps_like(ex["event_timestamp"], train["event_timestamp"].dtype)
-    else:
-        ex = pd.DataFrame({c: [] for c in EXAMPLE_COLUMNS})
-    items = items[["item_id", S.ATTRIBUTES]]
-    # serving rows: the latest feature rows, as validation/test/serving queries see them
-    last_t = train.groupby("user_id")["event_timestamp"].max().reset_index()
-    last_t["event_timestamp"] = last_t["event_timestamp"] + pd.Timedelta(milliseconds=1)
-    us = feast_io.historical_features(last_t, features=S.refs(feast_io.USER_VIEW, USER_FEATURE_COLUMNS), store=store)
-    us = normalise_lists(us)[["user_id", "event_timestamp", *USER_FEATURE_COLUMNS]]
-    us["event_timestamp"] = timestamps_like(us["event_timestamp"], last_t["event_timestamp"].dtype)
-    cols = ["user_id", "item_id", "event_timestamp"]
-    ut = serving_rows(pd.concat([train[cols], valid[cols]], ignore_index=True), items) if valid is not None else None
-    itf = normalise_lists(item_rows.copy())
-    return TrainData(ex, us, ut, latest_item_rows(itf, items), items, train, {**info, "item_features": itf})
 
 
 def mix_examples(real: pd.DataFrame, synthetic: pd.DataFrame, ratio: float, seed: int) -> pd.DataFrame:

@@ -3,7 +3,7 @@ GAN (expansions + whole synthetic users, labeler, gates) -> run dir -> Feast vie
 
 1. the real TRAINING histories as the sequence trainer reads them: each user's serving row of
    ``user_features`` (``recent_items`` as of the last training event + 1 ms) through Feast
-   ``get_historical_features`` (``recommender.data.train_data_from_store`` +
+   ``get_historical_features`` (``jobs.train_data.train_data_from_store`` +
    ``recommender.seq_train.histories_for``). Only Feast sources are read (``train_interactions``,
    ``item_features``, ``user_features``): validation and test events are not in them;
 2. ``seq_pipeline.augment_histories`` (GAN, labeler, gates; the figure ``sequences.png``);
@@ -76,7 +76,8 @@ class TrainingHistories:
 def load_training_histories(ws: Workspace, max_len: int = 50) -> TrainingHistories:
     """Real TRAINING histories through Feast, as ``ecaug train --model sequence`` reads them."""
     from ecaug_feast.features.build import item_attributes, read_feature_meta
-    from recommender.data import normalise_lists, train_data_from_store
+    from ecaug_feast.jobs.train_data import train_data_from_store
+    from recommender.data import normalise_lists
     from recommender.seq_train import histories_for, seq_config_for
 
     meta = read_feature_meta() or {}

@@ -17,11 +17,12 @@ from typing import Any, Callable, Optional
 from ecaug_feast.datasets.store import load_processed
 from ecaug_feast.errors import EcaugError
 from ecaug_feast.jobs.presets import PRESETS
+from ecaug_feast.jobs.train_data import build_in_memory, load_real_from_feast
 from ecaug_feast.jobs.workspace import Workspace
 from ecaug_feast.schema import RECENT_ITEMS
 from recommender import seq_train, train as bag_train
 from recommender.checkpoint import model_kind, named_dir, read_config, save_checkpoint
-from recommender.data import TrainData, build_in_memory, load_real_from_feast
+from recommender.data import TrainData
 from recommender.evaluate import EvalSet, make_eval_set
 
 EpochCallback = Callable[[int, dict[str, Any]], None]

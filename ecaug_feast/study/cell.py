@@ -31,13 +31,14 @@ from ecaug_feast.jobs.augment_seq import augment_seq_run, seq_config
 from ecaug_feast.jobs.finetune import finetune
 from ecaug_feast.jobs.study_data import state_home, write_private_state
 from ecaug_feast.jobs.train import train_real
+from ecaug_feast.jobs.train_data import build_in_memory
 from ecaug_feast.jobs.workspace import Workspace
 from ecaug_feast.study import bag
 from ecaug_feast.study.protocol import Protocol, validation_halves
 from ecaug_feast.study.registry import Method, methods_for
 from recommender.baselines import popularity_scorer
 from recommender.checkpoint import load_checkpoint
-from recommender.data import build_in_memory, truncate_history
+from recommender.data import truncate_history
 from recommender.evaluate import evaluate, make_eval_set
 from recommender.seq_train import seq_scorer
 

@@ -22,7 +22,7 @@ def checkpoint(feast_env) -> Path:
     """One epoch of the real trainer on the session's Feast data (as tests/serving does)."""
     from ecaug_feast.paths import models_dir
     from recommender.checkpoint import save_checkpoint
-    from recommender.data import load_real_from_feast
+    from ecaug_feast.jobs.train_data import load_real_from_feast
     from recommender.train import TrainConfig, catalog_for, model_config_for, train
 
     data = load_real_from_feast(feast_env.data.name, store=feast_env.store)

@@ -33,7 +33,7 @@ def beauty_small():
 
 @pytest.fixture(scope="session")
 def small_data(beauty_small):
-    from recommender.data import build_in_memory
+    from ecaug_feast.jobs.train_data import build_in_memory
 
     ds, sp = beauty_small
     return build_in_memory(sp.train, ds.items, sp.valid)

@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recommender.data import build_in_memory, examples_from_feast, mix_examples, truncate_history
+from ecaug_feast.jobs.train_data import build_in_memory
+
+from recommender.data import examples_from_feast, mix_examples, truncate_history
 
 
 def _flat(series) -> set[int]:

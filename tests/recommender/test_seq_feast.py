@@ -20,7 +20,7 @@ def test_history_feature_is_point_in_time(feast_env):
     """The Feast row of a training event at t holds exactly the user's earlier items, which is the
     prefix the causal model sees at that position of the one history it trains on."""
     from ecaug_feast import feast_io
-    from recommender.data import load_real_from_feast
+    from ecaug_feast.jobs.train_data import load_real_from_feast
     from recommender.seq_train import histories_for, seq_config_for
 
     data = load_real_from_feast(feast_env.data.name, store=feast_env.store)
@@ -48,7 +48,7 @@ def test_history_feature_is_point_in_time(feast_env):
 
 def test_online_history_and_user_vector_equal_offline(feast_env):
     from ecaug_feast import feast_io
-    from recommender.data import load_real_from_feast
+    from ecaug_feast.jobs.train_data import load_real_from_feast
     from recommender.seq_model import SeqTwoTower, SeqUserEncoder
     from recommender.seq_train import catalog_of, histories_for, seq_config_for, user_vectors
 

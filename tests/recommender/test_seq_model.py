@@ -164,7 +164,7 @@ def test_serving_encoder_matches_the_evaluation_path():
 def chain_data():
     """200 users walking a fixed chain of 40 items (item i is followed by i+1): a pattern a
     sequence model must learn and popularity cannot."""
-    from recommender.data import build_in_memory
+    from ecaug_feast.jobs.train_data import build_in_memory
     from recommender.evaluate import make_eval_set
 
     rng = np.random.default_rng(0)

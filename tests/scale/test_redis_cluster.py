@@ -117,7 +117,7 @@ def test_serving_reader_builds_on_a_cluster_store(cluster_env):
 
 def _train_checkpoint(env) -> None:
     from recommender.checkpoint import save_checkpoint
-    from recommender.data import load_real_from_feast
+    from ecaug_feast.jobs.train_data import load_real_from_feast
     from recommender.train import TrainConfig, catalog_for, model_config_for, train
 
     data = load_real_from_feast(env.data.name, store=env.store)

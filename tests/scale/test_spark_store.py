@@ -5,7 +5,7 @@ Runs only with ``ECAUG_TEST_SPARK=1`` (``make test-spark`` sets it and installs 
 not a dependency of ecaug): on this 2-core machine it took 6-12 minutes wall (under load ~12),
 over the 3 minutes ``make test`` allows. Skipped where pyspark or java is missing. Checked against the default (duckdb) repo of the same state dir:
 - ``feast apply`` registers the same views (with SparkSources) in the Spark repo's own registry;
-- ecaug's training retrieval (``recommender.data.load_real_from_feast``) gives the same examples
+- ecaug's training retrieval (``ecaug_feast.jobs.train_data.load_real_from_feast``) gives the same examples
   and user rows through Spark as through duckdb;
 - the paged reader (``historical_feature_pages``: parts of at most N rows written to a staging
   location, read one at a time) gives pages of at most N rows that together equal the duckdb join;
@@ -84,7 +84,7 @@ def test_apply_registers_spark_sources(feast_env, spark_repo):
 
 def test_training_retrieval_through_spark_equals_duckdb(feast_env, spark_repo):
     from ecaug_feast import feast_io
-    from recommender.data import load_real_from_feast
+    from ecaug_feast.jobs.train_data import load_real_from_feast
 
     spark = load_real_from_feast(feast_env.data.name, store=feast_io.get_store(spark_repo[0]))
     duck = load_real_from_feast(feast_env.data.name, store=feast_env.store)

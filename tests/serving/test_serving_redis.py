@@ -24,7 +24,7 @@ MODEL = "serving-test"
 def _train_checkpoint(feast_env, name: str, seed: int) -> Path:
     """One epoch of the real trainer on the Feast data, saved as the trainer saves it."""
     from recommender.checkpoint import save_checkpoint
-    from recommender.data import load_real_from_feast
+    from ecaug_feast.jobs.train_data import load_real_from_feast
     from recommender.train import TrainConfig, catalog_for, model_config_for, train
 
     data = load_real_from_feast(feast_env.data.name, store=feast_env.store)

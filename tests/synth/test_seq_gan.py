@@ -28,7 +28,7 @@ def planted():
     test but in no training event (the leave-last-out split plants them; at least 20 are checked)."""
     from ecaug_feast.datasets import load_dataset
     from ecaug_feast.datasets.split import split_interactions
-    from recommender.data import build_in_memory
+    from ecaug_feast.jobs.train_data import build_in_memory
     from recommender.seq_train import histories_for, seq_config_for
     from ecaug_feast.study.cell import sample_users
 
