@@ -16,8 +16,8 @@ import sys
 
 from ecaug_feast.datasets import load_dataset
 from ecaug_feast.datasets.split import split_interactions
+from ecaug_feast.jobs.train_data import build_in_memory
 from recommender.checkpoint import save_checkpoint
-from recommender.data import build_in_memory
 from recommender.train import TrainConfig, model_config_for, train
 
 USERS = 150
