@@ -1,21 +1,22 @@
 """How the sequence generator's sampling settings move the realism gates, on one fitted generator.
 
-    ECAUG_HOME=STATE python benchmarks/seq_realism.py --temperatures 1.0 0.9 0.8 0.7 [--reject-shares 0 0.3]
+    ECAUG_HOME=STATE python benchmarks/seq_realism.py --temperatures 1.0 0.9 0.8 0.7
     ECAUG_HOME=STATE python benchmarks/seq_realism.py --settings '{}' '{"gan": {"transition_mix": 0.08}}' \
-        '{"time_strength": 1.0}' [--config FILE] [--threads 2]
+        '{"gan": {"epsilon": 0}}' [--config FILE] [--threads 2]
 
 ``STATE`` is a state folder where ``ecaug ingest`` and ``ecaug apply`` ran (the histories are read
 through Feast as ``ecaug augment --generator sequence`` reads them). The generator is fitted once
 (``--config``: ``SeqAugmentConfig`` JSON as ``ecaug augment --config`` takes it); then, for each
 setting, the rest of the pipeline runs on it as the job does (expand + synthetic users, labeler,
-rejection, gates) and the features follow by the same builders. A setting is a JSON object of
-``SeqAugmentConfig`` fields that act after the fit (``reject_share``, ``time_strength``, ...) with
-``"gan"``: the generator's sampling fields (``temperature``, ``transition_mix``,
-``popularity_bias``, ``top_p``, ``epsilon``, ``attr_coherence``); without ``--settings``, every temperature x rejection share. Prints one
-JSON line per setting (history C2ST and its real-vs-real floor, feature-row C2ST, tail share,
-coverage, copies, accepted, and what each detector reads one statistic at a time) and a last line
-with all of them. ``--probe``: a refitted discriminator's AUC by kind (see ``_probe``). Nothing is
-written to the state folder.
+gates) and the features follow by the same builders. A setting is a JSON object of
+``SeqAugmentConfig`` fields that act after the fit (``n_new``, ``expansions``, ...) with
+``"gan"``: the generator's sampling fields (``temperature``, ``transition_mix``, ``epsilon``,
+``attr_coherence``); without ``--settings``, every temperature. Prints one JSON line per setting
+(history C2ST and its real-vs-real floor, feature-row C2ST, tail share, coverage, copies, accepted,
+and what each detector reads one statistic at a time) and a last line with all of them. Nothing is
+written to the state folder. (The settings that lost -- ``top_p``, ``popularity_bias``, the time
+prior, discriminator rejection and its ``--probe`` -- were measured with this script as of commit
+df6b276.)
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-SAMPLING = ("temperature", "transition_mix", "popularity_bias", "top_p", "epsilon", "attr_coherence")  # generator fields that act after the fit
+SAMPLING = ("temperature", "transition_mix", "epsilon", "attr_coherence")  # generator fields that act after the fit
 
 
 def _setting(text: str) -> dict:
@@ -49,51 +50,10 @@ def _setting(text: str) -> dict:
     return st
 
 
-def _probe(gan, th, res, n_new: int, seed: int) -> dict:
-    """AUC of a discriminator refitted on each group against windows of the same lengths cut from
-    the training histories the generator fitted on (``SequenceGAN.realism_scores``, cross-fitted).
-    Controls: windows of one half of those histories against the other half (the floor), and
-    items drawn at random in proportion to their training counts (no sequence at all)."""
-    import numpy as np
-
-    from ecaug_feast.quality import seq_metrics as SM
-
-    real = th.histories.to_lists()
-    hold = set(np.asarray(gan.holdout_rows).tolist())
-    fitted = [h for i, h in enumerate(real) if len(h) and i not in hold]
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(len(fitted))
-    half_a, half_b = [fitted[i] for i in perm[::2]], [fitted[i] for i in perm[1::2]]
-    exp = [h for h, k in zip(res.histories, res.kind) if k == "expanded"]
-    syn = [h for h, k in zip(res.histories, res.kind) if k == "synthetic"]
-    lens = [len(h) for h in res.histories][:8000]
-    pool = np.concatenate(half_a)
-    groups = {
-        "real_vs_real": (SM.real_windows(half_a, lens, seed=seed + 1), half_b),
-        "random_items_by_popularity": ([rng.choice(pool, n) for n in lens], half_b),
-        "synthetic_users": (syn, fitted),
-        "expansions": (exp, fitted),
-        "expansions_generated_part": ([h[:n_new] if gan.cfg.reverse else h[-n_new:] for h in exp], fitted),
-    }
-    out = {}
-    for name, (cand, ref_pool) in groups.items():
-        if len(cand) < 40:
-            out[name] = None
-            continue
-        ref = SM.real_windows(ref_pool, [len(h) for h in cand], seed=seed + 2)
-        out[name] = round(gan.realism_scores(cand, ref, seed=seed)[1], 4)
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 0.9, 0.8])
-    ap.add_argument("--reject-shares", type=float, nargs="+", default=None,
-                    help="discriminator-rejection shares to try (default: the config's)")
     ap.add_argument("--settings", nargs="+", default=None, help="JSON objects, one per setting (see above)")
-    ap.add_argument("--probe", action="store_true",
-                    help="also: a refitted discriminator's AUC (SequenceGAN.realism_scores) on the first setting's "
-                         "histories by kind, with real-vs-real and random-item controls")
     ap.add_argument("--config", type=Path, default=None, help="SeqAugmentConfig JSON (as ecaug augment --config)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -113,9 +73,7 @@ def main() -> None:
 
     torch.set_num_threads(a.threads)
     cfg = seq_config_file(a.config, seed=a.seed)
-    shares = a.reject_shares if a.reject_shares is not None else [cfg.reject_share]
-    settings = [_setting(x) for x in a.settings] if a.settings else [
-        {"gan": {"temperature": t}, "reject_share": r} for t in a.temperatures for r in shares]
+    settings = [_setting(x) for x in a.settings] if a.settings else [{"gan": {"temperature": t}} for t in a.temperatures]
 
     def run_config(st: dict, gan_cfg: dict):
         over = {k: v for k, v in st.items() if k != "gan"}
@@ -144,18 +102,15 @@ def main() -> None:
         row = {"setting": st, "c2st_auc_sequences": m.get("c2st_auc_sequences"),
                "c2st_auc_sequences_real_vs_real": m.get("c2st_auc_sequences_real_vs_real"),
                "c2st_auc_features": round(float(auc), 4) if auc == auc else None,
-               **{k: m.get(k) for k in ("discriminator_auc_before_rejection", "tail_share", "real_tail_share",
+               **{k: m.get(k) for k in ("tail_share", "real_tail_share",
                                         "catalogue_coverage", "exact_copy_share", "near_copy_share",
-                                        "trigram_copy_share", "generated", "dropped_discriminator", "accepted")},
+                                        "trigram_copy_share", "generated", "accepted")},
                "seconds": round(time.time() - t1, 1),
                # what each detector reads, one statistic / column at a time
                "sequences_by_statistic": m.get("c2st_sequences_by_statistic"),
                "features_by_column": column_aucs(*pair) if pair is not None else None}
         print(json.dumps(row), flush=True)
         out.append(row)
-        if a.probe and len(out) == 1:
-            probe = _probe(gan, th, res, run_cfg.n_new, a.seed)
-            print(json.dumps({"probe": probe}), flush=True)
     print(json.dumps({"users": len(th.histories), "vocab": int(len(gan.vocab)), "fit_seconds": fit_s,
                       "mle_epochs": gan.report.get("mle_epochs"), "threads": a.threads, "load_1m": round(os.getloadavg()[0], 2),
                       "rows": out, "seed": a.seed}))

@@ -187,24 +187,6 @@ def _target_states(H: torch.Tensor | Sequence[torch.Tensor], targets: torch.Tens
     return H[m], targets[m]
 
 
-def distill_loss(H: torch.Tensor | Sequence[torch.Tensor], R: torch.Tensor, targets: torch.Tensor | Sequence[torch.Tensor],
-                 teacher_H: torch.Tensor | Sequence[torch.Tensor], teacher_R: torch.Tensor, alpha: float,
-                 temperature: float = 1.0) -> torch.Tensor:
-    """Knowledge distillation (Hinton et al. 2015) at every target position:
-    ``(1 - alpha) * CE(next item) + alpha * T^2 * CE(softmax(teacher / T), softmax(student / T))``
-    over items 1..I. ``teacher_H``/``teacher_R``: the teacher's states and item matrix for the same
-    batch (no gradient). The soft term carries the teacher's whole distribution over the catalogue,
-    not one item drawn from it (cross-entropy to the teacher = KL + a constant of the teacher)."""
-    h, y = _target_states(H, targets)
-    th, _ = _target_states(teacher_H, targets)
-    logits = (h @ R.T)[:, 1:]  # column 0 is padding: not an item
-    hard = F.cross_entropy(logits, y - 1)
-    with torch.no_grad():
-        p = F.softmax((th @ teacher_R.T)[:, 1:].float() / temperature, dim=-1)
-    soft = -(p * F.log_softmax(logits / temperature, dim=-1)).sum(-1).mean() * temperature**2
-    return (1.0 - alpha) * hard + alpha * soft
-
-
 # ------------------------------------------------------------------------------------------------
 # histories as CSR (chronological), padded batches
 

@@ -37,7 +37,7 @@ from recommender import distributed as D
 from recommender.data import TrainData
 from recommender.early_stopping import EarlyStopping, agree_to_stop
 from recommender.evaluate import EvalSet, bucket_metrics, evaluate
-from recommender.seq_model import SeqConfig, SeqTwoTower, distill_loss, full_softmax_loss, packed_target_batch, pad_batch
+from recommender.seq_model import SeqConfig, SeqTwoTower, full_softmax_loss, packed_target_batch, pad_batch
 from recommender.train import TrainResult, catalog_for
 
 log = logging.getLogger(__name__)
@@ -67,10 +67,6 @@ class SeqTrainConfig:
     # longest history (``seq_model.packed_target_batch``): same users per step, same loss, far
     # less padding (1 = one padded block per batch)
     pack_chunks: int = 8
-    # knowledge distillation from ``train_seq(..., teacher=)``: weight of the teacher's soft
-    # targets in the loss (0 = plain next-item cross-entropy) and their temperature
-    distill: float = 0.0
-    distill_temperature: float = 1.0
 
 
 # the result of either trainer: best model by validation NDCG@10, its state, history, speed
@@ -164,21 +160,15 @@ def train_seq(
     init_state: dict[str, torch.Tensor] | None = None,
     progress: Callable[[int, dict[str, Any]], None] | None = None,
     histories: Histories | None = None,
-    teacher: SeqTwoTower | None = None,
 ) -> SeqTrainResult:
     """Train (or continue from ``init_state``); returns the best model by validation NDCG@10.
-    ``histories``: training histories (default: the real users' serving rows of ``data``).
-    ``teacher``: a trained sequence model whose soft next-item distribution joins the loss with
-    weight ``tcfg.distill`` (it must be given exactly when ``tcfg.distill`` > 0); it is put in eval
-    mode (no dropout) and only read."""
-    if (teacher is not None) != (tcfg.distill > 0):
-        raise ValueError("distillation needs both a teacher and tcfg.distill > 0")
+    ``histories``: training histories (default: the real users' serving rows of ``data``)."""
     info = D.init_distributed()
     prev = torch.get_num_threads()
     if tcfg.threads > 0:
         torch.set_num_threads(tcfg.threads)
     try:
-        return _train(data, valid, cfg, tcfg, init_state, progress, info, histories, teacher)
+        return _train(data, valid, cfg, tcfg, init_state, progress, info, histories)
     finally:
         torch.set_num_threads(prev)
         D.shutdown(info)
@@ -209,7 +199,7 @@ def wrap_dmp(module: SeqTwoTower, info: Any) -> Any:
     return DistributedModelParallel(module=module, device=info.device, plan=plan)
 
 
-def _train(data, valid, cfg, tcfg, init_state, progress, info, histories, teacher) -> SeqTrainResult:
+def _train(data, valid, cfg, tcfg, init_state, progress, info, histories) -> SeqTrainResult:
     t_start = time.time()
     rank, world = info.rank, info.world_size
     if tcfg.batch_size % world:
@@ -233,10 +223,6 @@ def _train(data, valid, cfg, tcfg, init_state, progress, info, histories, teache
     if len(trainable) < tcfg.batch_size:
         raise ValueError(f"{len(trainable)} users with at least 2 training events is fewer than one batch of {tcfg.batch_size}")
     eval_model = SeqTwoTower(cfg, catalog=cat)
-    if teacher is not None:
-        teacher = teacher.to(info.device).eval()  # no dropout: the teacher's best guess
-        with torch.no_grad():
-            teacher_R = teacher.item_matrix()  # frozen: one catalogue pass, not one per step
     es = EarlyStopping(tcfg.patience, valid is not None, tcfg.max_seconds, progress, t_start)
     seen, train_time = 0, 0.0
     for epoch in range(tcfg.epochs):
@@ -253,12 +239,7 @@ def _train(data, valid, cfg, tcfg, init_state, progress, info, histories, teache
             xs, ys, ls = ([torch.from_numpy(p[i]).to(info.device) for p in parts] for i in range(3))
             H, R = dmp(xs, ls)  # one call through DMP's forward, so DDP syncs gradients under torchrun
             with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=tcfg.bf16):
-                if teacher is None:
-                    loss = full_softmax_loss(H, R, ys)
-                else:
-                    with torch.no_grad():
-                        TH = [teacher.encode(teacher_R, x, n) for x, n in zip(xs, ls)]
-                    loss = distill_loss(H, R, ys, TH, teacher_R, tcfg.distill, tcfg.distill_temperature)
+                loss = full_softmax_loss(H, R, ys)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -17,7 +17,7 @@ GAN (expansions + whole synthetic users, labeler, gates) -> run dir -> Feast vie
 
 With ``teacher`` (``--teacher CHECKPOINT``, a real-only sequence checkpoint of the same dataset),
 the expansions are continuations drawn from that model's next-item scores under the generator's
-sampling settings (the study's ``--seq-teacher recommender``), and the lineage names the teacher.
+sampling settings (the study's ``self_distill_labeled``), and the lineage names the teacher.
 The teacher reads the same Feast training histories as the generator, nothing else.
 
 ``method`` picks the pool builder (:data:`POOLS`): ``gan`` (the default: the pipeline above),

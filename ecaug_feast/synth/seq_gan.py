@@ -43,10 +43,10 @@ only the positions whose target is a token, not the padding.
 What is sampled can be steered after the fit (``expand`` / ``sample_users``): ``transition_mix``
 (default .08) interpolates each step with the training histories' item transitions out of the
 previous item, ``attr_coherence`` (default 2, once :meth:`SequenceGAN.set_item_attributes` gave the
-items' attributes) favours items whose attributes the row already has, ``popularity_bias`` and a
-``prior`` table (:class:`TimePrior`) add log-priors to the item logits, ``epsilon`` / ``top_p``
-truncate; ``realism_scores`` refits a discriminator on the final output for rejection sampling.
-``benchmarks/seq_realism.py`` measures each on one fit.
+items' attributes) favours items whose attributes the row already has, ``epsilon`` truncates.
+``benchmarks/seq_realism.py`` measures each on one fit. (Settings that lost in the study --
+``top_p``, ``popularity_bias``, the time prior, discriminator rejection -- last existed at commit
+df6b276.)
 
 Data-parallel training: under ``torchrun`` call :func:`init_distributed` first (gloo on CPU, nccl on
 CUDA, one GPU per local rank), then ``fit`` as usual. Both nets are wrapped in
@@ -107,12 +107,6 @@ class SeqGANConfig:
     transition_mix: float = 0.08  # sampling only (expand, sample_users; the adversarial phase samples the
                                   # generator alone, on-policy): share of each step's probability taken from
                                   # the training transitions out of the previous item (_sample_tokens); 0 = off
-    popularity_bias: float = 0.0  # sampling only: + this x log(training count) on each item's logit
-                                  # (a calibrated under-trained softmax over-samples the tail); 0 = off
-    top_p: float = 1.0            # sampling only: nucleus sampling (Holtzman et al., ICLR 2020): each step
-                                  # draws from the smallest set of items holding this share of the
-                                  # probability (EOS keeps its own); 1 = off. Exact but a full sort of
-                                  # the vocabulary per step (Beauty: generation 97 s -> 249 s)
     # sampling only: epsilon sampling (Hewitt et al., EMNLP 2022): each step drops the items whose
     # probability is below epsilon x 1/|vocabulary| (EOS and the most probable item stay; one
     # comparison per item, no sort); 0 = off. .24 (= 2e-5 on Beauty's 12,068 items): on Beauty
@@ -132,8 +126,6 @@ class SeqGANConfig:
 
     def __post_init__(self) -> None:
         # sampling thresholds outside these ranges would drop every item (or none, silently)
-        if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if not 0.0 <= self.epsilon < 1.0:
             raise ValueError(f"epsilon must be in [0, 1) (a share of the uniform probability), got {self.epsilon}")
         if not 0.0 <= self.transition_mix <= 1.0:
@@ -143,18 +135,6 @@ class SeqGANConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _nucleus(logits, top_p: float, keep: int):
-    """Log-probabilities of ``logits`` [B, V] restricted to each row's nucleus: the most probable
-    tokens whose mass first reaches ``top_p`` (the first always kept), plus token ``keep``."""
-    lp = torch.log_softmax(logits, -1)
-    sp, si = lp.exp().sort(-1, descending=True)
-    out_sorted = (sp.cumsum(-1) - sp) >= top_p  # mass before this token already reaches top_p
-    out_sorted[:, 0] = False  # the most probable token always stays
-    drop = torch.zeros_like(out_sorted).scatter_(1, si, out_sorted)
-    drop[:, keep] = False
-    return lp.masked_fill_(drop, -math.inf)
 
 
 def _epsilon(logits, min_prob: float, keep: int):
@@ -612,7 +592,7 @@ class SequenceGAN:
             seen_attr |= new_attr
 
     def _sample_tokens(self, prompts: np.ndarray, n_new: int, allow_eos: bool, rng_t, ban_seen: bool = True,
-                       cached: bool = True, bias: np.ndarray | None = None, mix: float = 0.0, top_p: float = 1.0,
+                       cached: bool = True, mix: float = 0.0,
                        min_prob: float = 0.0, coherence: float = 0.0, first_log_probs: bool = False,
                        first_logits=None):
         """Autoregressive sampling from equal-length prompts [B, P]; returns [B, P + n_new] tokens
@@ -626,9 +606,6 @@ class SequenceGAN:
         :func:`_categorical`), so with one seed they emit the same tokens up to float rounding
         (tests/synth/test_seq_gan.py checks it).
 
-        ``bias`` [B, vocab items]: a log-prior added to every step's (tempered) item logits, i.e.
-        sampling from p_gen(item | prefix) x prior(item) (:class:`TimePrior`).
-
         ``mix`` > 0: each step samples from (1 - mix) p_gen + mix p_train(next | previous item),
         the second the training histories' transitions out of the row's previous token (no such
         transition, or all of them banned: p_gen alone). Interpolating a neural model with a
@@ -636,11 +613,9 @@ class SequenceGAN:
         here it is the bigram of the training histories, because generated histories reuse the
         item-to-item transitions real users share far less often than real histories do.
 
-        ``top_p`` < 1: nucleus sampling over that final distribution: items outside the smallest set
-        holding ``top_p`` of its mass are dropped (the low-probability tail, where an under-fitted
-        softmax puts its incoherent mass); EOS is never dropped, so lengths keep their law.
-        ``min_prob`` > 0: items below that probability are dropped (epsilon sampling: the same
-        desmoothing by an absolute threshold, without the sort); the most probable item and EOS stay.
+        ``min_prob`` > 0: items below that probability are dropped (epsilon sampling, Hewitt et al.
+        2022: the low-probability tail, where an under-fitted softmax puts its incoherent mass);
+        the most probable item and EOS stay, so lengths keep their law.
 
         ``coherence`` > 0 (needs :meth:`set_item_attributes`): + coherence x the idf-weighted share
         of each item's attributes that the row's items so far have (prompt included), on the
@@ -654,9 +629,6 @@ class SequenceGAN:
             raise ValueError("first_logits only with first_log_probs (later steps need the network's cache)")
 
         x = torch.from_numpy(prompts).to(self.device)
-        if bias is not None:  # items only: PAD and EOS untouched
-            bias_t = torch.zeros(x.shape[0], self.n_out, device=self.device)
-            bias_t[:, 1 : self.n_out - 1] = torch.from_numpy(np.asarray(bias, np.float32)).to(self.device)
         B = x.shape[0]
         done = torch.zeros(B, dtype=torch.bool, device=self.device)
         seen = torch.zeros(B, self.n_out, dtype=torch.bool, device=self.device)
@@ -682,8 +654,6 @@ class SequenceGAN:
                 # page-faulted anew each time (system time)
                 if self.cfg.temperature != 1.0:
                     logits.div_(self.cfg.temperature)
-                if bias is not None:
-                    logits.add_(bias_t)
                 if coherence > 0:
                     logits.add_(coh)
                 logits[:, 0] = -math.inf
@@ -693,8 +663,6 @@ class SequenceGAN:
                 if mix > 0:
                     prev = (x[:, -1] if step == 0 else out[-1][:, 0]).clamp(max=self.n_tok - 1)
                     logits = self._mix_transitions(logits, self._transition_entries(trans, prev), seen, mix)
-                if top_p < 1.0:
-                    logits = _nucleus(logits.float(), top_p, keep=self.n_out - 1)
                 if min_prob > 0.0:
                     logits = _epsilon(logits.float(), min_prob, keep=self.n_out - 1)
                 if first_log_probs:
@@ -714,7 +682,7 @@ class SequenceGAN:
         """The config's sampling settings as :meth:`_sample_tokens` takes them (``expand`` and
         ``sample_users``; the adversarial phase samples the generator alone, on-policy):
         ``epsilon`` becomes an absolute probability over this generator's vocabulary."""
-        return {"mix": self.cfg.transition_mix, "top_p": self.cfg.top_p, "min_prob": self.cfg.epsilon / max(len(self.vocab), 1),
+        return {"mix": self.cfg.transition_mix, "min_prob": self.cfg.epsilon / max(len(self.vocab), 1),
                 "coherence": self.attr_coherence_applied}
 
     @property
@@ -739,24 +707,10 @@ class SequenceGAN:
             out.append(self.vocab[r - 1])
         return out
 
-    def _item_bias(self, prior: tuple[np.ndarray, np.ndarray] | None, rows: np.ndarray | None, n: int) -> np.ndarray | None:
-        """The log-prior rows added to the item logits of ``n`` sampled histories: ``prior``'s rows
-        plus ``popularity_bias`` x log(training count) (None when neither is set)."""
-        beta = self.cfg.popularity_bias
-        if prior is None and beta == 0:
-            return None
-        b = np.zeros((n, len(self.vocab)), np.float32) if prior is None else prior[0][rows].astype(np.float32)
-        if beta:
-            lp = np.log(np.maximum(self.item_counts, 1)).astype(np.float32)
-            b += beta * (lp - lp.mean())
-        return b
-
     def sample_users(self, n: int, segment: int | np.ndarray | None = None, seed: int = 0,
-                     chunk: int = 512, prior: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+                     chunk: int = 512) -> tuple[list[np.ndarray], np.ndarray]:
         """``n`` whole synthetic histories (oldest first) from segment tokens alone; ``segment``:
-        one index, one per history, or None (the training segment mix). ``prior``: (table [K, vocab]
-        of log-prior rows, row index per history), e.g. :class:`TimePrior` at each history's time.
-        Returns (histories, segments)."""
+        one index, one per history, or None (the training segment mix). Returns (histories, segments)."""
         rng = np.random.default_rng(seed)
         if segment is None:
             p = self.segment_counts / self.segment_counts.sum()
@@ -769,33 +723,30 @@ class SequenceGAN:
         V = len(self.vocab)
         for s in range(0, n, chunk):
             prompts = (V + 2 + segs[s : s + chunk])[:, None].astype(np.int64)
-            b = self._item_bias(prior, prior[1][s : s + chunk] if prior is not None else None, len(prompts))
-            tok = self._sample_tokens(prompts, self.cfg.gen_max_len, True, g, bias=b, **self._sampling()).cpu().numpy()
+            tok = self._sample_tokens(prompts, self.cfg.gen_max_len, True, g, **self._sampling()).cpu().numpy()
             out.extend(self._decode(tok, 1))  # at most gen_max_len items (no EOS by then: cut)
         hists = [h[::-1].copy() if self.cfg.reverse else h for h in out]
         return hists, segs
 
     def expand(self, values: np.ndarray, offsets: np.ndarray, rows: np.ndarray, n_new: int | np.ndarray,
-               seed: int = 0, chunk: int = 512, prior: tuple[np.ndarray, np.ndarray] | None = None,
+               seed: int = 0, chunk: int = 512,
                teacher: Callable[[np.ndarray, np.ndarray], Any] | None = None) -> list[np.ndarray]:
         """For each history ``rows`` of the CSR (oldest first) generate ``n_new`` items conditioned
         on it (and on the segment it will have after expansion): prepended when ``reverse``
         (pseudo-prior items), else appended. Items outside the vocabulary are dropped from the
-        prompt. ``prior``: (table [K, vocab] of log-prior rows, row index per entry of ``rows``), as
-        in :meth:`sample_users`. Returns the expanded histories (oldest first), at most ``max_len`` items.
+        prompt. Returns the expanded histories (oldest first), at most ``max_len`` items.
 
         ``teacher``: another next-item model in place of this network (continuations only): called
         with a CSR of histories (item ids, oldest first), it returns their next-item logits
         [histories, largest item id + 1] (column = item id); each item is drawn from them under this
         generator's sampling settings (:meth:`next_log_probs`), one step at a time."""
         if teacher is not None:
-            return self._teacher_expand(values, offsets, rows, n_new, teacher, seed, chunk, prior)
+            return self._teacher_expand(values, offsets, rows, n_new, teacher, seed, chunk)
         self.gen.eval()
         g = self._torch_rng(seed)
         res: list[np.ndarray | None] = [None] * len(rows)
         for ii, known, prompts, n in self._expansion_batches(values, offsets, rows, n_new, chunk):
-            b = self._item_bias(prior, prior[1][ii] if prior is not None else None, len(ii))
-            tok = self._sample_tokens(prompts, n, False, g, bias=b, **self._sampling()).cpu().numpy()
+            tok = self._sample_tokens(prompts, n, False, g, **self._sampling()).cpu().numpy()
             gen = self._decode(tok, prompts.shape[1])
             for j, i in enumerate(ii):
                 h, new = known[j], gen[j]
@@ -804,8 +755,7 @@ class SequenceGAN:
         return [r if r is not None else np.zeros(0, np.int64) for r in res]
 
     def _teacher_expand(self, values: np.ndarray, offsets: np.ndarray, rows: np.ndarray, n_new: int | np.ndarray,
-                        teacher: Callable[[np.ndarray, np.ndarray], Any], seed: int, chunk: int,
-                        prior: tuple[np.ndarray, np.ndarray] | None) -> list[np.ndarray]:
+                        teacher: Callable[[np.ndarray, np.ndarray], Any], seed: int, chunk: int) -> list[np.ndarray]:
         """:meth:`expand` with ``teacher``'s logits in place of the network's, step by step (the
         teacher re-reads each history with the items drawn so far)."""
         if self.cfg.reverse:
@@ -821,18 +771,16 @@ class SequenceGAN:
             for s in range(0, len(active), 8 * chunk):  # the teacher's logits: [8 chunks, vocabulary] at a time
                 part = active[s : s + 8 * chunk]
                 v, o = rows_to_csr([cur[i] for i in part])
-                pr = None if prior is None else (prior[0], prior[1][part])
                 logits = teacher(v, o)
                 if cols is None:
                     cols = torch.from_numpy(self.vocab.astype(np.int64))
-                lp = self.next_log_probs(v, o, np.arange(len(part)), chunk, prior=pr, base_logits=logits[:, cols])
+                lp = self.next_log_probs(v, o, np.arange(len(part)), chunk, base_logits=logits[:, cols])
                 nxt = self.vocab[_categorical(lp.to(self.device), g).cpu().numpy()]
                 for j, i in enumerate(part):
                     cur[i] = np.append(cur[i], nxt[j])[-self.cfg.max_len :]
         return [np.asarray(h, np.int64) for h in cur]
 
-    def next_log_probs(self, values: np.ndarray, offsets: np.ndarray, rows: np.ndarray, chunk: int = 512,
-                       prior: tuple[np.ndarray, np.ndarray] | None = None, base_logits=None):
+    def next_log_probs(self, values: np.ndarray, offsets: np.ndarray, rows: np.ndarray, chunk: int = 512, base_logits=None):
         """For each history ``rows`` of the CSR: the log-probabilities of the first item
         :meth:`expand` would draw for it (the next item of a forward generator, the one before for
         a reversed one), every sampling setting applied, as a float tensor [len(rows), vocabulary]
@@ -845,12 +793,11 @@ class SequenceGAN:
         self.gen.eval()
         g = self._torch_rng(0)
         for ii, _, prompts, _ in self._expansion_batches(values, offsets, rows, 1, chunk):
-            b = self._item_bias(prior, prior[1][ii] if prior is not None else None, len(ii))
             base = None
             if base_logits is not None:
                 base = torch.full((len(ii), self.n_out), -math.inf)
                 base[:, 1 : self.n_out - 1] = torch.as_tensor(base_logits[torch.from_numpy(ii)], dtype=torch.float32)
-            lp = self._sample_tokens(prompts, 1, False, g, bias=b, first_log_probs=True, first_logits=base, **self._sampling())
+            lp = self._sample_tokens(prompts, 1, False, g, first_log_probs=True, first_logits=base, **self._sampling())
             out[torch.from_numpy(ii)] = lp[:, 1 : self.n_out - 1].cpu()  # items only: not PAD, not EOS
         return out
 
@@ -880,73 +827,6 @@ class SequenceGAN:
                 ii = idx[s : s + chunk]
                 sub_v, sub_o = rows_to_csr([known[i] for i in ii])
                 yield ii, [known[i] for i in ii], self._pad(self._encode_rows(sub_v, sub_o, segs[ii], eos=False)), int(n_new[ii[0]])
-
-    # -- discriminator rejection ---------------------------------------------------------------
-    def realism_scores(self, candidates: list[np.ndarray], reference: list[np.ndarray], folds: int = 2,
-                       epochs: int = 3, batch: int = 256, seed: int = 0) -> tuple[np.ndarray, float]:
-        """How real each generated history looks to a discriminator refitted on the FINAL generator's
-        output, for discriminator rejection sampling (Azadi et al., "Discriminator Rejection
-        Sampling", ICLR 2019: keep training D after G is fixed, then reject the samples it finds
-        most fake). ``candidates``: generated histories (oldest first); ``reference``: real
-        TRAINING histories of the same lengths (e.g. windows, ``seq_metrics.real_windows``).
-
-        Cross-fitted: the rows are split into ``folds``; a fresh causal discriminator (the GRU of
-        the adversarial phase, item vectors started from the generator's) learns real-vs-generated
-        from the whole sequence on the other folds and scores this one, so no history is scored by
-        a net that saw it. Returns (logit per candidate: higher = more real-looking, the AUC of
-        those out-of-fold scores on candidates vs reference: how separable they were before any
-        rejection; .5 = not at all)."""
-        seqs = [np.asarray(h, np.int64) for h in list(candidates) + list(reference)]
-        y = np.r_[np.zeros(len(candidates)), np.ones(len(reference))].astype(np.float32)
-        seqs = [h[np.isin(h, self.vocab)] for h in seqs]
-        ok = np.array([len(h) > 0 for h in seqs])
-        vals, offs = rows_to_csr(seqs)
-        frac = np.array([np.isin(h, self.tail).mean() if len(h) else 0.0 for h in seqs])
-        rows = self._encode_rows(vals, offs, segment_of(np.diff(offs), frac))
-        rng = np.random.default_rng(seed)
-        fold = rng.integers(0, folds, len(rows))
-        score = np.zeros(len(rows), np.float32)
-        prev = torch.get_num_threads()
-        if self.cfg.threads > 0:
-            torch.set_num_threads(self.cfg.threads)
-        try:
-            for k in range(folds):
-                torch.manual_seed(seed + k)
-                _, disc = _nets(self.n_out, self.n_tok, self.cfg)
-                with torch.no_grad():
-                    disc.tok.weight.copy_(self.gen.tok.weight)
-                # frozen item vectors: with trainable ones the net memorises which items belong to
-                # which side (most items have a handful of users), and tells two disjoint sets of
-                # REAL histories apart (AUC .96 on Beauty)
-                disc.tok.weight.requires_grad_(False)
-                disc.to(self.device)
-                opt = torch.optim.Adam([p for p in disc.parameters() if p.requires_grad], lr=1e-3)
-                tr = np.flatnonzero((fold != k) & ok)
-                for _ in range(epochs):
-                    disc.train()
-                    for b in _length_batches(np.array([len(rows[i]) for i in tr]), rng, batch):
-                        logit = self._last_logits(disc, [rows[i] for i in tr[b]])
-                        loss = F.binary_cross_entropy_with_logits(logit, torch.from_numpy(y[tr[b]]).to(self.device))
-                        opt.zero_grad()
-                        loss.backward()
-                        opt.step()
-                disc.eval()
-                te = np.flatnonzero(fold == k)
-                with torch.no_grad():
-                    for s in range(0, len(te), 1024):
-                        ii = te[s : s + 1024]
-                        score[ii] = self._last_logits(disc, [rows[i] for i in ii]).cpu().numpy()
-        finally:
-            torch.set_num_threads(prev)
-        score[~ok] = -np.inf  # nothing in the vocabulary: never kept
-        auc = float(roc_auc_score(y[ok], score[ok])) if 0 < y[ok].sum() < ok.sum() else float("nan")
-        return score[: len(candidates)], auc
-
-    def _last_logits(self, disc, rows: list[np.ndarray]):
-        """The causal discriminator's logit after each row's last token (its EOS)."""
-        x = torch.from_numpy(self._pad(rows)).to(self.device)
-        last = torch.as_tensor([len(r) - 1 for r in rows], device=self.device)
-        return disc(x)[torch.arange(len(rows), device=self.device), last]
 
     # -- adversarial phase ---------------------------------------------------------------------
     def _adversarial(self, rng: np.random.Generator, t0: float) -> None:
@@ -1046,42 +926,6 @@ class SequenceGAN:
                                       "mean_reward_first10": round(float(np.mean([e["reward"] for e in log[:10]])), 4) if log else None,
                                       "mean_reward_last10": round(float(np.mean([e["reward"] for e in log[-10:]])), 4) if log else None,
                                       "d_acc_last10": round(float(np.mean([e["d_acc"] for e in log[-10:]])), 4) if log else None}
-
-
-@dataclass
-class TimePrior:
-    """What was consumed when: ``table[k]`` = log p(item | time bucket k) - log p(item), in the
-    generator's vocabulary order, over quantile buckets of the TRAINING event times. Added to the
-    generator's logits it samples p_gen(item | history) x p(item | t) / p(item) (Bayes' rule with
-    the history and the time independent given the item): items not yet on sale, or long out of
-    fashion, at a history's time are pushed down, without retraining. ``pseudo`` events of the
-    overall distribution smooth each bucket; ``strength`` scales the log-ratio (0 = off)."""
-
-    edges: np.ndarray   # inner bucket edges (ns), ascending
-    table: np.ndarray   # [buckets, vocab] float32
-
-    @classmethod
-    def fit(cls, vocab: np.ndarray, items: np.ndarray, times_ns: np.ndarray, buckets: int = 16,
-            pseudo: float = 1000.0, strength: float = 1.0) -> "TimePrior":
-        vocab = np.asarray(vocab, np.int64)
-        items, times_ns = np.asarray(items, np.int64), np.asarray(times_ns, np.int64)
-        inv = np.isin(items, vocab)
-        items, times_ns = items[inv], times_ns[inv]
-        edges = np.unique(np.quantile(times_ns, np.linspace(0, 1, buckets + 1)[1:-1]).astype(np.int64))
-        b = np.searchsorted(edges, times_ns, side="right")
-        col = np.searchsorted(vocab, items)
-        counts = np.zeros((len(edges) + 1, len(vocab)))
-        np.add.at(counts, (b, col), 1.0)
-        p = (counts.sum(0) + 1.0) / (counts.sum() + len(vocab))
-        p_b = (counts + pseudo * p) / (counts.sum(1, keepdims=True) + pseudo)
-        return cls(edges, (strength * (np.log(p_b) - np.log(p))).astype(np.float32))
-
-    def buckets(self, times_ns: np.ndarray) -> np.ndarray:
-        return np.searchsorted(self.edges, np.asarray(times_ns, np.int64), side="right")
-
-    def at(self, times_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The ``prior`` argument of ``expand`` / ``sample_users`` for histories at these times."""
-        return self.table, self.buckets(times_ns)
 
 
 def pseudo_prior_config(**overrides: Any) -> SeqGANConfig:

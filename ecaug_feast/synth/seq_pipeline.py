@@ -24,7 +24,7 @@ from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
 from ecaug_feast.label.seq_labeler import HistoryEmbedder, SeqLabeler, SeqLabelerConfig
 from ecaug_feast.quality import seq_metrics as SM
 from ecaug_feast.quality.metrics import c2st_auc
-from ecaug_feast.synth.seq_gan import SEGMENTS, SeqGANConfig, SequenceGAN, TimePrior, sample_gaps, segment_of
+from ecaug_feast.synth.seq_gan import SEGMENTS, SeqGANConfig, SequenceGAN, sample_gaps, segment_of
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +43,6 @@ class SeqAugmentConfig:
     privacy_quantile: float = 0.05
     c2st_rows: int = 3000
     c2st_width: int = 5            # items per window the history detector reads
-    reject_share: float = 0.0      # share of the labeler-kept histories a refitted discriminator rejects
-    reject_epochs: int = 3         # (discriminator rejection sampling; 0 share = off)
-    time_strength: float = 0.0     # time-conditioned sampling (TimePrior); 0 = off; needs ``times``
-    time_buckets: int = 16
-    time_pseudo: float = 1000.0
     seed: int = 0
 
 
@@ -104,16 +99,12 @@ def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmen
     compare sampling settings, ``benchmarks/seq_realism.py``); ``config.gan`` is then unused.
     ``times``: when the histories happened; then each accepted history gets an end time
     (``end_ns``: an expansion where its user's history ends, a synthetic user where a random real
-    user's does, drawn before generation) and, with ``config.time_strength`` > 0, items are sampled
-    under the :class:`TimePrior` of that time (an expansion's prepended items at its user's first
-    event, its continuations at its last, a synthetic user's at its end). ``attributes`` (item id -> attribute ids): what the
+    user's does, drawn before generation). ``attributes`` (item id -> attribute ids): what the
     generator's ``attr_coherence`` reads (without them it is not applied; ``metrics["attr_coherence"]``
     says what was). ``teacher``: a next-item model whose scores replace the generator network's
     when expanding (continuations only; :meth:`SequenceGAN.expand`); whole synthetic users still
     come from the network."""
     cfg = config or SeqAugmentConfig()
-    if cfg.time_strength > 0 and times is None:
-        raise ValueError("time_strength > 0 needs the histories' times (augment_histories(..., times=HistoryTimes.of(...)))")
     t0 = time.time()
     values, offsets = np.asarray(values, np.int64), np.asarray(offsets, np.int64)
     real = csr_rows(values, offsets)
@@ -130,20 +121,13 @@ def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmen
     sparse = np.flatnonzero(share < cfg.sparse_share)
     n_syn = int(cfg.synthetic_share * len(real)) if len(sparse) else 0
     syn_end = history_end_times(np.full(n_syn, -1), times.last_ns, cfg.seed) if times is not None else None
-    prior = None
-    if times is not None and cfg.time_strength > 0:
-        prior = TimePrior.fit(gan.vocab, times.event_items, times.event_ns, cfg.time_buckets, cfg.time_pseudo, cfg.time_strength)
     logger.info("generating: %d %s items for each of %d short histories%s, %d users for sparse segments", cfg.n_new,
                 "earlier" if gan.cfg.reverse else "later", len(short), " (from the teacher)" if teacher is not None else "", n_syn)
-    # the time prior at when the new items happen: before a user's first event (prepended) or
-    # after its last one (continued)
-    at_ns = None if times is None else (times.first_ns if gan.cfg.reverse else times.last_ns)[short]
-    expanded = gan.expand(values, offsets, short, cfg.n_new, seed=cfg.seed,
-                          prior=None if prior is None else prior.at(at_ns), teacher=teacher)
+    expanded = gan.expand(values, offsets, short, cfg.n_new, seed=cfg.seed, teacher=teacher)
     if n_syn:
         deficit = (cfg.sparse_share - share[sparse])
         segs = np.random.default_rng(cfg.seed).choice(sparse, n_syn, p=deficit / deficit.sum())
-        synthetic, asked = gan.sample_users(n_syn, segs, seed=cfg.seed + 1, prior=None if prior is None else prior.at(syn_end))
+        synthetic, asked = gan.sample_users(n_syn, segs, seed=cfg.seed + 1)
     else:
         synthetic, asked = [], np.zeros(0, np.int64)
     t_gen = time.time() - t0 - t_fit
@@ -183,14 +167,11 @@ def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmen
     thr = float(np.quantile(dcr_hold, cfg.privacy_quantile)) if len(dcr_hold) else 0.0
     priv = (dcr < thr) & (kind == "synthetic")  # an expansion keeps its own user's items by design
     keep = ~(low | off | priv)
-    rej, d_auc = _reject(gan, gen, keep, real, cfg)
-    keep &= ~rej
     acc = [h for h, k in zip(gen, keep) if k]
     m: dict[str, Any] = {
         "generated": len(gen), "expanded": int(len(expanded)), "synthetic": int(len(synthetic)),
         "accepted": int(keep.sum()), "dropped_low_confidence": int(low.sum()), "dropped_off_segment": int((off & ~low).sum()),
         "dropped_privacy": int((priv & ~low & ~off).sum()), "privacy_threshold": round(thr, 4),
-        "dropped_discriminator": int(rej.sum()), "discriminator_auc_before_rejection": d_auc,
         "sparse_segments": [SEGMENTS[s] for s in sparse], "labeler": lab.report, "generator": gan.report,
         "fit_seconds": round(t_fit, 2), "generate_seconds": round(t_gen, 2), "attr_coherence": gan.attr_coherence_applied,
     }
@@ -230,30 +211,7 @@ def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmen
     end = None
     if times is not None:
         end = np.concatenate([times.last_ns[short], syn_end if n_syn else np.zeros(0, np.int64)])[keep]
-    m["time_prior"] = None if prior is None else {"buckets": int(len(prior.edges) + 1), "pseudo": cfg.time_pseudo,
-                                                   "strength": cfg.time_strength}
     return SeqAugmentResult(acc, kind[keep], source[keep], seg_all[keep], conf[keep], not reasons, m, gan, end)
-
-
-def _reject(gan: SequenceGAN, gen: list[np.ndarray], keep: np.ndarray, real: list[np.ndarray],
-            cfg: SeqAugmentConfig) -> tuple[np.ndarray, float | None]:
-    """Discriminator rejection: of the histories still kept, drop the ``reject_share`` a
-    discriminator refitted on the final generator finds least real (cross-fitted scores against
-    windows of the same lengths cut from the training histories the generator fitted on;
-    ``SequenceGAN.realism_scores``). Returns (rejected mask, that discriminator's AUC before
-    rejection, or None when off)."""
-    rej = np.zeros(len(gen), bool)
-    idx = np.flatnonzero(keep)
-    if cfg.reject_share <= 0 or len(idx) < 40:
-        return rej, None
-    hold = set(np.asarray(gan.holdout_rows).tolist())
-    fitted = [h for i, h in enumerate(real) if len(h) and i not in hold]
-    cand = [gen[i] for i in idx]
-    ref = SM.real_windows(fitted, [len(h) for h in cand], seed=cfg.seed)
-    score, auc = gan.realism_scores(cand, ref, epochs=cfg.reject_epochs, seed=cfg.seed)
-    n_drop = int(round(cfg.reject_share * len(idx)))
-    rej[idx[np.argsort(score, kind="stable")[:n_drop]]] = True
-    return rej, round(auc, 4) if auc == auc else None
 
 
 def synthetic_events(hists: list[np.ndarray], end_times_ns: np.ndarray, train: pd.DataFrame,

@@ -16,7 +16,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "seq_realism.py"
     (["--settings", "{not json"], "not JSON"),
     (["--settings", '{"gan": {"lr": 0.1}}'], "act at the fit"),
     (["--settings", "[1]"], "expected a JSON object"),
-    (["--settings", '{"reject_shar": 0.3}'], "unknown SeqAugmentConfig field"),
+    (["--settings", '{"reject_share": 0.3}'], "unknown SeqAugmentConfig field"),
 ])
 def test_bad_settings_are_one_line(tmp_path, args, says):
     env = {**os.environ, "ECAUG_HOME": str(tmp_path / "nohome")}

@@ -387,8 +387,8 @@ def test_bad_input_is_one_line(tmp_path, monkeypatch):
     assert e.value.exit_code == 2 and "\n" not in str(e.value)
     with pytest.raises(EcaugError, match="unknown SeqGANConfig field"):
         seq_config({"gan": {"nope": 1}})
-    with pytest.raises(EcaugError, match="top_p must be in") as e:
-        seq_config({"gan": {"top_p": 0}})
+    with pytest.raises(EcaugError, match="epsilon must be in") as e:
+        seq_config({"gan": {"epsilon": 1.0}})
     assert "\n" not in str(e.value)
 
 

@@ -238,51 +238,6 @@ def test_cached_decoding_matches_the_step_by_step_path(planted, heads):
         assert torch.allclose(g.gen(x[:, :-1], keep), full[:, :-1][keep], atol=1e-6)
 
 
-def test_time_prior_pushes_down_items_of_another_time():
-    """Items consumed only early get a negative log-ratio in the late buckets and a positive one
-    early; strength 0 is no prior. Sampled under a strong late prior, expansions emit no early-only item."""
-    from ecaug_feast.synth.seq_gan import TimePrior
-
-    rng = np.random.default_rng(0)
-    vocab = np.arange(1, 41)
-    items = np.r_[rng.integers(1, 21, 2000), rng.integers(21, 41, 2000)]   # 1-20 early, 21-40 late
-    times = np.r_[rng.integers(0, 1000, 2000), rng.integers(1000, 2000, 2000)].astype(np.int64)
-    p = TimePrior.fit(vocab, items, times, buckets=4, pseudo=10.0)
-    early, late = p.buckets(np.array([10, 1990]))
-    assert (p.table[late, :20] < -2).all() and (p.table[late, 20:] > 0).all()
-    assert (p.table[early, :20] > 0).all() and (p.table[early, 20:] < -2).all()
-    assert np.allclose(TimePrior.fit(vocab, items, times, buckets=4, strength=0.0).table, 0.0)
-
-    hists = [rng.choice(vocab[:20] if k % 2 else vocab[20:], 5, replace=False) for k in range(300)]
-    v, o = rows_to_csr(hists)
-    g = SequenceGAN(SeqGANConfig(**{**TINY, "adversarial": False})).fit(v, o)
-    strong = TimePrior.fit(g.vocab, items, times, buckets=4, pseudo=10.0, strength=20.0)
-    rows = np.arange(0, 40, 2)  # late users (items 21-40)
-    free = g.expand(v, o, rows, 4, seed=0, prior=(strong.table, strong.buckets(np.full(len(rows), 0))))
-    late_only = g.expand(v, o, rows, 4, seed=0, prior=strong.at(np.full(len(rows), 1990)))
-    assert all((e[:4] > 20).all() for e in late_only)
-    assert any((e[:4] <= 20).any() for e in free)  # control: an early prior does pull early items in
-
-
-def test_realism_scores_catch_incoherent_histories_not_real_ones():
-    """The refitted discriminator (frozen item vectors, cross-fitted) scores histories of other
-    real users like the reference (AUC near .5; with trainable item vectors it memorised which
-    items belong to which side) and catches histories that mix the item groups real users keep to."""
-    rng = np.random.default_rng(0)
-    group = lambda n: (rng.integers(0, 10) * 30 + 1 + rng.choice(30, n, replace=False))  # noqa: E731
-    hists = [group(int(n)) for n in rng.integers(2, 8, 1600)]
-    v, o = rows_to_csr(hists[:1000])
-    # trained long enough that the item vectors (frozen in the discriminator) know the groups
-    g = SequenceGAN(SeqGANConfig(**{**TINY, "mle_epochs": 25, "lr": 5e-3, "patience": 25, "adversarial": False})).fit(v, o)
-    real_c = hists[1000:1300]
-    ref = [group(len(r)) for r in real_c]  # same lengths, other real-like users
-    s_real, auc_real = g.realism_scores(real_c, ref, epochs=60, batch=64, seed=0)
-    mixed = [rng.choice(np.arange(1, 301), len(r), replace=False) for r in real_c]
-    s_mix, auc_mix = g.realism_scores(mixed, ref, epochs=60, batch=64, seed=0)
-    assert s_real.shape == (len(real_c),) and np.isfinite(s_real).all()
-    assert auc_real < 0.65 < auc_mix, (auc_real, auc_mix)
-
-
 def test_transition_mix_follows_the_training_transitions():
     """``transition_mix`` 1: every generated item is one a training history had next to the
     previous one (here: item j is always preceded by j - 1, and generation runs backwards); 0:
@@ -511,10 +466,9 @@ def test_sparse_transition_mix_equals_the_dense_mixture():
         assert torch.allclose(got[fin], ref[fin], atol=1e-5), mix
 
 
-def test_pipeline_dates_what_it_generates_and_rejects_the_asked_share(planted):
+def test_pipeline_dates_what_it_generates(planted):
     """Given the training times, each accepted history gets an end time (an expansion's: its
-    real user's last event; a synthetic user's: some real user's), and discriminator rejection
-    drops the asked share of the histories the labeler kept."""
+    real user's last event; a synthetic user's: some real user's)."""
     from ecaug_feast.synth.seq_pipeline import HistoryTimes, SeqAugmentConfig, augment_histories
 
     data, _, _, h, _ = planted
@@ -528,37 +482,6 @@ def test_pipeline_dates_what_it_generates_and_rejects_the_asked_share(planted):
     assert set(a.end_ns[~exp].tolist()) <= set(times.last_ns.tolist())
     assert augment_histories(h.values, h.offsets, cfg, gan=g).end_ns is None  # no times: the caller dates them
     assert 0 < a.metrics["catalogue_coverage"] <= 1.0  # of the vocabulary (was over the fitted rows only: > 1 at 25 %)
-    r = augment_histories(h.values, h.offsets, SeqAugmentConfig(**{**cfg.__dict__, "reject_share": 0.25}), gan=g, times=times)
-    kept = r.metrics["accepted"] + r.metrics["dropped_discriminator"]
-    assert r.metrics["dropped_discriminator"] == round(0.25 * kept) > 0
-    assert 0.0 <= r.metrics["discriminator_auc_before_rejection"] <= 1.0
-
-
-def test_the_time_prior_dates_new_items_where_they_go(planted):
-    """With ``time_strength`` > 0, prepended items are sampled under the prior at the user's FIRST
-    event and continuations at its LAST (they come after it): the buckets ``expand`` receives."""
-    from ecaug_feast.synth.seq_gan import TimePrior
-    from ecaug_feast.synth.seq_pipeline import HistoryTimes, SeqAugmentConfig, augment_histories
-
-    data, _, _, h, _ = planted
-    times = HistoryTimes.of(data.train, h.user_ids)
-    for reverse, when in ((True, times.first_ns), (False, times.last_ns)):
-        cfg = SeqAugmentConfig(gan=SeqGANConfig(**{**TINY, "reverse": reverse, "adversarial": False}), synthetic_share=0.0,
-                               expand_below=30, time_strength=1.0, time_buckets=8)
-        g = SequenceGAN(cfg.gan).fit(h.values, h.offsets)
-        seen = {}
-        real_expand = g.expand
-
-        def spy(values, offsets, rows, n_new, **kw):
-            seen["rows"], seen["buckets"] = rows, kw["prior"][1]
-            return real_expand(values, offsets, rows, n_new, **kw)
-
-        g.expand = spy
-        augment_histories(h.values, h.offsets, cfg, gan=g, times=times)
-        prior = TimePrior.fit(g.vocab, times.event_items, times.event_ns, buckets=8)
-        want = prior.buckets(when[seen["rows"]])
-        other = prior.buckets((times.last_ns if reverse else times.first_ns)[seen["rows"]])
-        assert np.array_equal(seen["buckets"], want) and not np.array_equal(want, other)
 
 
 def test_column_aucs_name_what_separates():
@@ -575,30 +498,10 @@ def test_column_aucs_name_what_separates():
     assert out["shifted"]["synth_mean"] > out["shifted"]["real_mean"]
 
 
-def test_nucleus_keeps_the_smallest_set_reaching_top_p_and_eos():
-    """``_nucleus``: probabilities .5 .3 .15 .05 at top_p .8 keep the first two; the protected
-    token (EOS) stays whatever its mass; top_p near 0 makes sampling greedy (seeds agree)."""
-    import torch
-
-    from ecaug_feast.synth.seq_gan import _nucleus
-
-    lp = torch.log(torch.tensor([[0.05, 0.5, 0.3, 0.15], [0.5, 0.3, 0.15, 0.05]]))
-    out = _nucleus(lp.clone(), 0.8, keep=3)
-    assert torch.isfinite(out).tolist() == [[False, True, True, True], [True, True, False, True]]
-    assert torch.allclose(out[0, 1:3].exp(), torch.tensor([0.5, 0.3]))  # log-probabilities, not renormalised
-    assert torch.isfinite(_nucleus(lp.clone(), 1e-9, keep=3)).sum(-1).tolist() == [2, 2]  # the best token and EOS
-    for bad in ({"top_p": 0.0}, {"top_p": 1.5}, {"epsilon": 1.0}, {"transition_mix": -0.1}):
+def test_bad_sampling_settings_are_refused():
+    for bad in ({"epsilon": 1.0}, {"epsilon": -0.1}, {"transition_mix": -0.1}, {"attr_coherence": -1.0}):
         with pytest.raises(ValueError):
             SeqGANConfig(**bad)
-    hists = [np.arange(s, s + 4) for s in range(1, 101)]
-    v, o = rows_to_csr(hists)
-    g = SequenceGAN(SeqGANConfig(**{**TINY, "mle_epochs": 1, "adversarial": False, "transition_mix": 0.0, "top_p": 1e-6})).fit(v, o)
-    rows = np.arange(0, 40)
-    a, b = g.expand(v, o, rows, 3, seed=0), g.expand(v, o, rows, 3, seed=1)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    g.cfg.top_p = 1.0  # plain sampling: other seeds, other items
-    a, b = g.expand(v, o, rows, 3, seed=0), g.expand(v, o, rows, 3, seed=1)
-    assert not all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
 def test_epsilon_drops_items_below_min_prob_but_never_the_best_or_eos():
