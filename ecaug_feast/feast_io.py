@@ -21,14 +21,18 @@ import logging
 import os
 import shutil
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from ecaug_feast import paths
 from ecaug_feast.errors import EcaugError
+from ecaug_feast.redis_cluster import feast_cluster_string, is_cluster_url
+from ecaug_feast.redis_server import NOT_RUNNING_URL, current_url, feast_connection_string
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -68,9 +72,6 @@ def _yaml_connection_string(url: str) -> tuple[str, str]:
     secret. The password goes into this process's environment, which Feast (and every child
     process) reads it from. A ``redis-cluster://`` URL gives the cluster's node list
     (:mod:`ecaug_feast.redis_cluster`). Returns ``(connection string, yaml comment)``."""
-    from ecaug_feast.redis_cluster import feast_cluster_string, is_cluster_url
-    from ecaug_feast.redis_server import feast_connection_string
-
     parts = []
     for part in (feast_cluster_string(url) if is_cluster_url(url) else feast_connection_string(url)).split(","):
         key, sep, value = part.partition("=")
@@ -103,9 +104,6 @@ def render_repo(target: str | Path | None = None, state_dir: str | Path | None =
     A ``redis-cluster://host:port,host:port`` URL renders ``redis_type: redis_cluster``.
     Files are rewritten only when their content changes.
     """
-    from ecaug_feast.redis_cluster import is_cluster_url
-    from ecaug_feast.redis_server import NOT_RUNNING_URL, current_url
-
     state = Path(state_dir).resolve() if state_dir else paths.state_dir()
     target = Path(target) if target else default_repo_dir(state)
     target.mkdir(parents=True, exist_ok=True)
@@ -146,7 +144,7 @@ def get_store(repo_dir: str | Path | None = None) -> "FeatureStore":
 
     Never starts Redis (offline reads need none); online reads and writes go through
     ``ecaug_feast.jobs.workspace.Workspace.online()``, which starts or attaches it."""
-    from feast import FeatureStore
+    from feast import FeatureStore  # feast (it loads torch) only once a store is used: the adapter imports light
 
     repo = Path(repo_dir) if repo_dir else render_repo()
     if not (repo / "feature_store.yaml").exists():
@@ -244,10 +242,6 @@ def materialize(
     ``materialize_incremental``; 100 years back for a view never materialized).
     Returns per-view entity counts (for the window) and timings.
     """
-    import time
-
-    import pyarrow.parquet as pq
-
     store = get_store(repo_dir)
     registered = {v.name: v for v in store.list_feature_views()}
     if not registered:

@@ -41,21 +41,20 @@ import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from ecaug_feast import intents, paths
+from ecaug_feast import feast_io, intents, paths
 from ecaug_feast import schema as S
 from ecaug_feast.atomic import exclusive_lock, pid_alive, swap_symlink
 from ecaug_feast.errors import EcaugError
 from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
 from ecaug_feast.names import check_name, owned_child
 from ecaug_feast.runs_link import ACTIVE, EMPTY, active_run_in
-
-if TYPE_CHECKING:
-    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +87,6 @@ def _empty_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def _write_parquet(df: pd.DataFrame, path: Path, schema: pa.Schema) -> None:
     """``df`` with the run file's declared schema (:mod:`ecaug_feast.schema`); columns in its order."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     tbl = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
     pq.write_table(tbl, path)
 
@@ -303,8 +299,6 @@ def write_run(run_id: str, seq: int, accepted: pd.DataFrame, manifest: dict[str,
 def _check_activatable(run_id: str) -> RunInfo:
     """The run, if it can be activated: known, gate passed, both sources readable with the
     expected columns, every user id synthetic. Raises before anything is switched."""
-    import pyarrow.parquet as pq
-
     run = load_run(run_id)
     if run.manifest.get("gate") != "pass":
         raise EcaugError(f"run {run_id} failed its quality gate ({'; '.join(run.manifest.get('gate_reasons', []))}); it cannot be activated")
@@ -325,8 +319,6 @@ def _check_activatable(run_id: str) -> RunInfo:
 
 def _run_user_ids(run: RunInfo) -> np.ndarray:
     """Distinct synthetic user ids of a run (both of its sources)."""
-    import pyarrow.parquet as pq
-
     cols = [pq.read_table(run.path / f, columns=["user_id"]).column("user_id").to_numpy() for f in (USER_FILE, INTER_FILE)]
     return np.unique(np.concatenate(cols).astype(np.int64))
 
@@ -389,8 +381,6 @@ def publish(run_id: str | None = None, repo_dir: Path | None = None) -> dict[str
     rows. Real views are not touched: only ``VIEWS`` are materialized and only keys of synthetic
     user ids are deleted. Under the runs lock; ``run_id`` is kept for callers and must be the
     active run (or None)."""
-    from ecaug_feast import feast_io
-
     # the intent record: a publish killed mid-way is redone by `ecaug repair` (jobs/repair.py)
     with runs_lock(), intents.intent(paths.state_dir(), "publish", run_id=run_id, repo=str(repo_dir) if repo_dir else None):
         if run_id is not None and run_id != active_run():
