@@ -28,7 +28,7 @@ from torchrec import KeyedJaggedTensor
 
 from ecaug_feast import schema as S
 from ecaug_feast.errors import DataValidationError
-from ecaug_feast.histories import csr_from_lists, csr_take, truncate_csr
+from ecaug_feast.histories import csr_from_lists, csr_take, offsets_of, truncate_csr
 from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
 
 # KJT keys: the list features of the views plus two derived from recent_items (``last_item``,
@@ -161,7 +161,7 @@ def encode_users(
         "user_id": (user_bucket(uid, user_buckets), np.arange(n + 1, dtype=np.int64)),
         "last_item": (clip_ids(li_v, catalog.num_items), li_o),
         S.RECENT_ITEMS: (clip_ids(rv, catalog.num_items), ro),
-        "recent_attributes": (clip_ids(ra_v, catalog.num_attributes), np.concatenate([[0], np.cumsum(ra_lengths)]).astype(np.int64)),
+        "recent_attributes": (clip_ids(ra_v, catalog.num_attributes), offsets_of(ra_lengths)),
         S.TOP_ATTRIBUTES: (clip_ids(ta_v, catalog.num_attributes), ta_o),
     }
     dense = standardise(raw_user_dense(df, source), mean, std)
@@ -241,7 +241,7 @@ def encode_items(
         av, ao = csr_from_lists(df[S.ATTRIBUTES])
     else:
         av, alen = catalog.attributes_of(ids)
-        ao = np.concatenate([[0], np.cumsum(alen)]).astype(np.int64)
+        ao = offsets_of(alen)
     n_attr = np.diff(ao)
     d = df.assign(**{S.N_ATTRIBUTES: n_attr})
     sparse = {

@@ -47,7 +47,7 @@ import torch
 
 from ecaug_feast import schema as S
 from ecaug_feast.errors import DataValidationError, EcaugError
-from ecaug_feast.histories import Histories
+from ecaug_feast.histories import Histories, rows_to_csr
 from ecaug_feast.jobs.runs import activate_and_publish, check_dataset, source_lineage
 from ecaug_feast.jobs.workspace import Workspace
 from ecaug_feast.synth.seq_pipeline import HistoryTimes, SeqAugmentConfig, SeqAugmentResult
@@ -298,11 +298,10 @@ def sample_continuations(score: Scorer, rows: list[np.ndarray], n_new: int, seed
     for s in range(0, len(out), chunk):
         part = out[s : s + chunk]
         for _ in range(n_new):
-            lens = np.array([len(r) for r in part], np.int64)
-            offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-            logits = score(np.concatenate(part) if part else np.zeros(0, np.int64), offsets).float() / temperature
-            seen_rows = np.repeat(np.arange(len(part)), lens)
-            logits[torch.from_numpy(seen_rows), torch.from_numpy(np.concatenate(part))] = -float("inf")
+            values, offsets = rows_to_csr(part)
+            logits = score(values, offsets).float() / temperature
+            seen_rows = np.repeat(np.arange(len(part)), np.diff(offsets))
+            logits[torch.from_numpy(seen_rows), torch.from_numpy(values)] = -float("inf")
             logits[:, 0] = -float("inf")  # the padding id
             nxt = torch.multinomial(torch.softmax(logits, dim=1), 1, generator=g).squeeze(1).numpy()
             part = [np.append(r, i) for r, i in zip(part, nxt)]
