@@ -14,10 +14,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
+
+from _shop import write_store_yaml
 
 REPO_FILE = '''\
 """The grocer's repo file (never seen by ecaug's code)."""
@@ -90,11 +91,6 @@ def write_grocer_repo(repo: Path, redis_url: str, db: int, shoppers: int = 200, 
     prods.to_parquet(repo / "data" / "products.parquet")
     pd.DataFrame([{"basket_ref": f"b-{i}", "seen_at": times[0], "total": np.float32(rng.gamma(3.0, 15.0)),
                    "n_items": int(rng.integers(1, 20))} for i in range(80)]).to_parquet(repo / "data" / "baskets.parquet")
-    u = urlparse(redis_url)
-    (repo / "feature_store.yaml").write_text(
-        f"project: {project}\nregistry: data/registry.db\nprovider: local\n"
-        "offline_store:\n  type: file\n"
-        f"online_store:\n  type: redis\n  connection_string: \"{u.hostname}:{u.port},db={db}\"\n"
-        "entity_key_serialization_version: 3\n")
+    write_store_yaml(repo, redis_url, db, project)
     (repo / "grocer_repo.py").write_text(REPO_FILE)
     return repo

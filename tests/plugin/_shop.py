@@ -68,14 +68,19 @@ def write_shop_repo(repo: Path, redis_url: str, db: int, couriers: int = 40, day
     df["vehicle"] = rng.choice(["bike", "car", "scooter"], len(df), p=[0.5, 0.3, 0.2])
     df = df[["courier_id", "event_timestamp", "created", "on_time_rate", "accept_rate", "trips_per_day", "vehicle"]]
     df.to_parquet(repo / "data" / "courier_stats.parquet")
+    write_store_yaml(repo, redis_url, db, project)
+    (repo / "courier_repo.py").write_text(REPO_FILE)
+    return repo
+
+
+def write_store_yaml(repo: Path, redis_url: str, db: int, project: str) -> None:
+    """The repo's ``feature_store.yaml``: file offline store, the Redis at ``redis_url`` (db ``db``)."""
     u = urlparse(redis_url)
     (repo / "feature_store.yaml").write_text(
         f"project: {project}\nregistry: data/registry.db\nprovider: local\n"
         "offline_store:\n  type: file\n"
         f"online_store:\n  type: redis\n  connection_string: \"{u.hostname}:{u.port},db={db}\"\n"
         "entity_key_serialization_version: 3\n")
-    (repo / "courier_repo.py").write_text(REPO_FILE)
-    return repo
 
 
 def feast_cli(repo: Path, args: list[str], monkeypatch) -> None:
