@@ -133,6 +133,29 @@ def synthetic_twins(views: Sequence[FeatureView], runs_dir: str | Path | None = 
     return twins
 
 
+EVENTS_TAG = "ecaug_events"  # tags of an event-source twin: user key, item key and their Feast types
+
+
+def synthetic_events(source: Any, *, user_key: str, item_key: str, user_type: Any = None, item_type: Any = None,
+                     timestamp_field: str | None = None, runs_dir: str | Path | None = None,
+                     config: SynthTwinConfig | None = None) -> Any:
+    """The synthetic twin of a shop's interaction source (a ``DataSource`` already in the repo:
+    one row per event with ``user_key``, ``item_key`` and a timestamp): a source reading
+    ``<runs_dir>/active/<source>_synth.parquet``, where ``ecaug augment --repo ... --events
+    <source>`` writes the generated behaviour (:mod:`ecaug_feast.jobs.augment_events`).
+    ``user_type`` / ``item_type``: the keys' Feast types (default String). Pure: writes nothing."""
+    from feast.types import String
+
+    cfg = config or SynthTwinConfig()
+    runs = str(runs_dir) if runs_dir is not None else cfg.runs_dir
+    name = f"{source.name}{cfg.suffix}"
+    twin = run_source(f"{name}", f"{name}.parquet", runs, timestamp_field or source.timestamp_field,
+                      description=f"Synthetic events of {source.name} (ecaug's active run).", like=source)
+    twin.tags.update({"kind": "synthetic", TWIN_OF_TAG: source.name, KEY_PREFIX_TAG: cfg.key_prefix,
+                      EVENTS_TAG: ",".join([user_key, item_key, str(user_type or String), str(item_type or String)])})
+    return twin
+
+
 def _entity_columns(view: FeatureView, entities: dict[str, Entity]) -> list[Field]:
     """The view's join-key fields: declared in its schema, or built from the given entities."""
     have = {f.name: f for f in view.entity_columns}
@@ -156,14 +179,14 @@ def _key_dtype(entity: Entity) -> Any:
 
 
 # ------------------------------------------------------------------------------------------ paths
-def source_path(view: FeatureView, repo_path: str | Path | None) -> Path:
-    """A view's ``FileSource`` path, relative paths taken from the repo (as Feast does)."""
-    p = Path(view.batch_source.path)
+def source_path(view: Any, repo_path: str | Path | None) -> Path:
+    """A view's ``FileSource`` path (or a source's own), relative paths taken from the repo (as Feast does)."""
+    p = Path(getattr(view, "batch_source", view).path)
     return p if p.is_absolute() or repo_path is None else Path(repo_path) / p
 
 
-def runs_root_of(view: FeatureView, repo_path: str | Path | None) -> Path:
-    """The runs folder a run-sourced view reads from (``<runs_dir>`` of ``<runs_dir>/active/<file>``)."""
+def runs_root_of(view: Any, repo_path: str | Path | None) -> Path:
+    """The runs folder a run-sourced view (or source) reads from (``<runs_dir>`` of ``<runs_dir>/active/<file>``)."""
     p = source_path(view, repo_path)
     if p.parent.name != ACTIVE:
         raise EcaugError(f"view {view.name!r}: source {p} does not read through an ecaug '{ACTIVE}' link")

@@ -7,7 +7,8 @@ the session's Redis online; the repo file declares the twins as docs/guide/plugi
 - ``product`` / ``product_no`` (Int32): view ``product_stats`` (price, sold last week, aisle);
 - ``basket`` / ``basket_ref``: string keys in the data but an entity without a value type, so its
   twin declares Int64 keys: the wrong key type ecaug must refuse before fitting;
-- service ``ranking_inputs`` (shopper and product views)."""
+- service ``ranking_inputs`` (shopper and product views);
+- the event log ``purchases`` (shopper_ref, sku, bought_at) with its twin (``synthetic_events``)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from datetime import timedelta
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Array, Float32, Int32, Int64, String
 
-from ecaug_feast.plugin import synthetic_twins
+from ecaug_feast.plugin import synthetic_events, synthetic_twins
 
 shopper = Entity(name="shopper", join_keys=["shopper_ref"], value_type=ValueType.STRING)
 product = Entity(name="product", join_keys=["product_no"], value_type=ValueType.INT32)
@@ -53,6 +54,10 @@ basket_totals = FeatureView(
 )
 ranking_inputs = FeatureService(name="ranking_inputs", features=[shopper_behaviour, product_stats])
 
+# the shop's event log (one row per purchase) and its twin: where generated behaviour goes
+purchases = FileSource(name="purchases", path="data/purchases.parquet", timestamp_field="bought_at")
+purchases_synth = synthetic_events(purchases, user_key="shopper_ref", item_key="sku", runs_dir="data/ecaug_runs")
+
 shopper_behaviour_synth, product_stats_synth, basket_totals_synth = synthetic_twins(
     [shopper_behaviour, product_stats, basket_totals], entities=[shopper, product, basket], runs_dir="data/ecaug_runs")
 '''
@@ -71,6 +76,14 @@ def write_grocer_repo(repo: Path, redis_url: str, db: int, shoppers: int = 200, 
     skus = [f"sku-{i:04d}" for i in range(300)]
     pop = 1.0 / np.arange(1, len(skus) + 1)
     pop /= pop.sum()
+    events = []
+    for ref in refs:  # each shopper walks the aisles: the next sku is mostly near the last one
+        at, sku = end - timedelta(days=60), int(rng.choice(len(skus), p=pop))
+        for _ in range(int(rng.integers(3, 12))):
+            at += timedelta(hours=float(rng.uniform(2, 200)))
+            events.append({"shopper_ref": ref, "sku": skus[sku], "bought_at": at})
+            sku = int((sku + rng.integers(1, 6)) % len(skus)) if rng.random() < 0.7 else int(rng.choice(len(skus), p=pop))
+    pd.DataFrame(events).to_parquet(repo / "data" / "purchases.parquet")
     rows = []
     for ref in refs:
         spend = rng.gamma(3.0, 15.0)

@@ -1,0 +1,157 @@
+"""``augment_events``: behaviour from a shop's own event log (issue 31 item 2, first part).
+
+The repo file names the shop's interaction source and declares its twin with
+:func:`ecaug_feast.plugin.synthetic_events` (user key, item key, their types). Then:
+
+1. ``feast apply``; the source and its twin are found in the registry; the events are read by
+   the shop's offline store (``pull_all_from_table_or_query``), their user keys checked to be of
+   the declared type and outside the reserved synthetic key space (one line, before any fitting);
+2. the split first, as for ecaug's own data (``datasets.split.assign_split``, leave-last-out):
+   validation and test events never reach the generator; the training events become one
+   history per user (items numbered 1..n in first-seen order);
+3. the product's sequence path expands them (``jobs.augment_seq.POOLS``: generator + labeler +
+   gates, the history detector's C2ST, privacy and copy checks);
+4. the accepted histories are written as the twin of the event source (synthetic user keys of
+   the twin's key space, the shop's own item keys, timestamps ending where the source user's
+   training history ends, one minute apart), a run in the twins' runs folder, activated when its
+   gate passed (the views' twins keep their files, so the online store is not touched).
+
+Not yet: twin rows for the views computed from the generated behaviour (issue 31 item 3), and a
+CLI flag (call :func:`augment_events` from Python).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from ecaug_feast import feast_io, plugin, synth_store
+from ecaug_feast import schema as S
+from ecaug_feast.datasets.split import assign_split
+from ecaug_feast.errors import EcaugError
+from ecaug_feast.histories import Histories
+from ecaug_feast.jobs.augment_repo import _write_run
+from ecaug_feast.jobs.augment_seq import GENERATOR_VERSION, POOLS, TrainingHistories, seq_config
+from ecaug_feast.jobs.repo_keys import _KINDS, KeySpace
+from ecaug_feast.jobs.repo_runs import publish_run, repo_store
+from ecaug_feast.synth.seq_pipeline import HistoryTimes
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+_FAR = datetime(2200, 1, 1, tzinfo=timezone.utc)
+STEP = pd.Timedelta(minutes=1)  # between the events of a synthetic history
+
+
+def _find(store: "FeatureStore", name: str) -> tuple[Any, Any, list[str]]:
+    """The shop's event source ``name``, its twin and the twin's (user key, item key, user type, item type)."""
+    sources = {s.name: s for s in store.list_data_sources()}
+    if name not in sources:
+        raise EcaugError(f"--events {name}: no such data source in {store.config.repo_path} "
+                         f"(registered: {', '.join(sorted(sources)) or 'none'})")
+    twins = [s for s in sources.values() if (s.tags or {}).get(plugin.TWIN_OF_TAG) == name and plugin.EVENTS_TAG in (s.tags or {})]
+    if len(twins) != 1:
+        raise EcaugError(f"--events {name}: {'no' if not twins else 'several'} synthetic twin(s) declared; declare one "
+                         f"with synthetic_events({name}, user_key=..., item_key=...) and run `feast apply`")
+    spec = twins[0].tags[plugin.EVENTS_TAG].split(",")
+    return sources[name], twins[0], spec
+
+
+def read_events(store: "FeatureStore", source: Any, user: str, item: str) -> pd.DataFrame:
+    """Every event of ``source`` through the shop's offline store: user, item, timestamp."""
+    job = store._get_provider().offline_store.pull_all_from_table_or_query(
+        config=store.config, data_source=source, join_key_columns=[user, item], feature_name_columns=[],
+        timestamp_field=source.timestamp_field, created_timestamp_column=None,
+        start_date=datetime(1970, 1, 1, tzinfo=timezone.utc), end_date=_FAR)
+    return job.to_df()[[user, item, source.timestamp_field]]
+
+
+def training_histories(events: pd.DataFrame, user: str, item: str, ts: str, max_len: int) -> tuple[TrainingHistories, pd.DataFrame, np.ndarray]:
+    """Split first (leave-last-out), then one training history per user. Returns the histories,
+    the users (row order) and the item keys (index = item id)."""
+    ev = events.rename(columns={ts: S.EVENT_TIMESTAMP}).copy()
+    ev[S.EVENT_TIMESTAMP] = pd.to_datetime(ev[S.EVENT_TIMESTAMP], utc=True)
+    items, codes = np.unique(ev[item].to_numpy(), return_inverse=True)
+    users, ucodes = np.unique(ev[user].to_numpy(), return_inverse=True)
+    ev[S.ITEM_ID], ev[S.USER_ID] = codes.astype(np.int64) + 1, ucodes.astype(np.int64)
+    ev = ev.sort_values([S.USER_ID, S.EVENT_TIMESTAMP], kind="stable").reset_index(drop=True)
+    labels, _ = assign_split(ev, "leave_last_out")
+    train = ev[labels == "train"].reset_index(drop=True)
+    lists = train.groupby(S.USER_ID, sort=True)[S.ITEM_ID].apply(lambda s: s.to_numpy()[-max_len:])
+    hist = Histories.from_lists(lists.index.to_numpy(np.int64), list(lists.to_numpy()))
+    th = TrainingHistories(hist, HistoryTimes.of(train, hist.user_ids), train[[S.USER_ID, S.ITEM_ID, S.EVENT_TIMESTAMP]],
+                           {}, {"events": int(len(ev)), "train_events": int(len(train)),
+                                "held_out_events": int((labels != "train").sum())}, int(len(items)))
+    return th, pd.Series(users[lists.index.to_numpy()]), np.concatenate([[None], items])
+
+
+def augment_events(repo: str | Path, events: str, seed: int = 0, config: dict[str, Any] | None = None,
+                   publish: bool = True) -> dict[str, Any]:
+    """Expand the shop's event source ``events`` (see the module docstring); the run's summary."""
+    repo = Path(repo).expanduser().resolve()
+    repo_store(repo)  # one line when it is not a Feast repo
+    feast_io.apply(repo)
+    store = feast_io.get_store(repo)
+    source, twin, (user, item, user_type, _item_type) = _find(store, events)
+    if user_type not in _KINDS:
+        raise EcaugError(f"{twin.name}: user key type {user_type}; synthetic keys are Int64, Int32 or String")
+    space = KeySpace(user, _KINDS[user_type], twin.tags.get(plugin.KEY_PREFIX_TAG, ""))
+    ev = read_events(store, source, user, item)
+    space.check_real(events, ev[user])
+    cfg = seq_config(config, seed=seed, source="config")
+    th, users, item_keys = training_histories(ev, user, item, source.timestamp_field, cfg.gan.max_len)
+    root = plugin.runs_root_of(twin, repo)
+    run_id, seq = synth_store.new_run_id(root)
+    try:
+        with tempfile.TemporaryDirectory(prefix="ecaug-events-") as rep:
+            res = POOLS["gan"].build(th, cfg, None, Path(rep), False)
+        df = _event_rows(res, space, seq, run_id, item_keys, item, twin.timestamp_field)
+        m = {k: v for k, v in res.metrics.items() if isinstance(v, (int, float, str, bool, type(None)))}
+        gate = "pass" if res.gate_passed and len(df) else "fail"
+        manifest = {"run_id": run_id, "seq": seq, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "gate": gate, "gate_reasons": list(res.metrics.get("gate_reasons", [])), "metrics": m,
+                    "config": {"seq": str(cfg), "twin": twin.name, "key_space": space.describe()},
+                    "lineage": {"repo": str(repo), "events": events, "twin": twin.name, "generator": "sequence",
+                                "generator_version": GENERATOR_VERSION, "parent_run": synth_store.active_run(root),
+                                "real_users": int(len(users)), **th.lineage},
+                    "files": {twin.name: f"{twin.name}.parquet"}}
+        schema = pa.schema([pa.field(user, pa.from_numpy_dtype(np.int64) if space.kind == "int64" else
+                                     pa.int32() if space.kind == "int32" else pa.string()),
+                            pa.field(item, pa.array(df[item].head(1).tolist()).type if len(df) else pa.string()),
+                            pa.field(twin.timestamp_field, pa.timestamp("us", tz="UTC")), pa.field("kind", pa.string()),
+                            pa.field("is_synthetic", pa.bool_()), pa.field("run_id", pa.string()),
+                            pa.field("generator_version", pa.string())])
+        run = _write_run(root, run_id, {f"{twin.name}.parquet": (df, schema)}, manifest, synth_store.active_run(root))
+    except BaseException:
+        synth_store.release_run_id(run_id, root)
+        raise
+    out = {"repo": str(repo), "events": events, "twin": twin.name, "run_id": run_id, "run_dir": str(run.path),
+           "gate": gate, "gate_reasons": manifest["gate_reasons"], "histories_accepted": int(df[user].nunique()) if len(df) else 0,
+           "events_written": int(len(df)), "key_space": space.describe(), "activated": False, **th.lineage,
+           **{k: m.get(k) for k in ("c2st_auc_sequences", "exact_copy_share", "catalogue_coverage", "dropped_privacy")}}
+    if gate == "pass" and publish:
+        pub = publish_run(store, root, run_id, manifest)
+        out.update(activated=True, previous_run=pub["previous"])
+    return out
+
+
+def _event_rows(res: Any, space: KeySpace, seq: int, run_id: str, item_keys: np.ndarray, item: str, ts: str) -> pd.DataFrame:
+    """One row per item of each accepted history: a synthetic user key, the shop's item key, a time."""
+    hists = [np.asarray(h, np.int64) for h in res.histories]
+    keys = space.keys(seq, run_id, len(hists))
+    ends = pd.to_datetime(np.asarray(res.end_ns, np.int64), utc=True)
+    rows: dict[str, list[Any]] = {space.column: [], item: [], ts: [], "kind": []}
+    for k, h, end, kind in zip(keys, hists, ends, res.kind):
+        rows[space.column] += [k] * len(h)
+        rows[item] += list(item_keys[h])
+        rows[ts] += list(end - STEP * np.arange(len(h) - 1, -1, -1))
+        rows["kind"] += [str(kind)] * len(h)
+    df = pd.DataFrame(rows)
+    df["is_synthetic"], df["run_id"], df["generator_version"] = True, run_id, GENERATOR_VERSION
+    return df

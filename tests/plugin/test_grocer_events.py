@@ -1,0 +1,57 @@
+"""Issue 31 item 2 (first part): behaviour from the grocer's own event log. The repo file names
+its purchases source and declares its twin with ``synthetic_events``; ``augment_events`` reads the
+events through the shop's offline store, splits first (leave-last-out), expands the training
+histories with the product's sequence path (a tiny generator here) and writes the twin of the
+event source: synthetic shoppers under the reserved String prefix, the shop's own skus. Nothing
+in the online store changes (db 6 holds the shop's real keys only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pandas as pd
+import pytest
+
+from _grocer import write_grocer_repo
+from _shop import dump_keys, feast_cli
+
+pytestmark = pytest.mark.slow
+
+TINY = {"gan": dict(embedding_dim=16, num_layers=1, num_heads=1, max_len=20, mle_epochs=2, adv_steps=4, adv_batch=16,
+                    batch_size=32, gen_max_len=6, threads=1, device="cpu"),
+        "expand_below": 6, "n_new": 3, "synthetic_share": 0.1, "c2st_rows": 500, "max_c2st_auc": 1.0}
+
+
+def test_events_twin_from_the_shop_event_log(tmp_path: Path, redis_url: str, monkeypatch):
+    import redis
+    from feast import FeatureStore
+
+    from ecaug_feast.errors import EcaugError
+    from ecaug_feast.jobs.augment_events import augment_events, read_events
+
+    repo = write_grocer_repo(tmp_path / "grocer", redis_url, 6, shoppers=150, products=40)
+    client = redis.Redis(host=urlparse(redis_url).hostname, port=urlparse(redis_url).port, db=6)
+    client.flushdb()
+    feast_cli(repo, ["apply"], monkeypatch)
+    feast_cli(repo, ["materialize", "2025-01-01T00:00:00", "2025-07-01T00:00:00", "--views", "shopper_behaviour"], monkeypatch)
+    before = dump_keys(client)
+    real = pd.read_parquet(repo / "data" / "purchases.parquet")
+
+    with pytest.raises(EcaugError, match="--events nope: no such data source"):
+        augment_events(repo, "nope", config=TINY)
+    res = augment_events(repo, "purchases", config=TINY)
+    assert res["gate"] == "pass" and res["activated"] is True, res
+    # split first (leave-last-out): each shopper's last event (test) and the one before (validation) held out
+    assert res["held_out_events"] == 300 and res["train_events"] == len(real) - 300
+    syn = pd.read_parquet(Path(res["run_dir"]) / "purchases_synth.parquet")
+    assert len(syn) == res["events_written"] > 0
+    assert syn["shopper_ref"].str.startswith(f"ecaug:{res['run_id']}:").all()
+    assert set(syn["sku"]) <= set(real["sku"]) and syn["is_synthetic"].all()
+    assert set(syn["kind"]) <= {"expanded", "synthetic"} and (syn["kind"] == "expanded").any()
+    # the twin is a Feast source like the shop's own: read back through the offline store
+    store = FeatureStore(repo_path=str(repo))
+    twin = store.get_data_source("purchases_synth")
+    back = read_events(store, twin, "shopper_ref", "sku")
+    assert len(back) == len(syn) and set(back["shopper_ref"]) == set(syn["shopper_ref"])
+    assert dump_keys(client) == before  # events are not online: the shop's Redis is untouched
