@@ -48,6 +48,9 @@ test-spark: $(STAMP)
 
 bench: $(STAMP)
 	$(PIP) install -q -c $(CONSTRAINTS) -r requirements-bench.txt
+	@# the serving benchmark's load generator (Debian's wrk); apt-get update once, only when missing
+	command -v wrk >/dev/null || { command -v apt-get >/dev/null && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; } || { echo "install wrk for benchmarks/serving.py"; exit 1; }
 	$(PY) benchmarks/feast_io.py
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/serving.py

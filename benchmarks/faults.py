@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -99,6 +100,7 @@ class Case:
     check: Callable[[Path, Any, str], str | None] | None = None  # extra harm check -> reason
     env: dict[str, str] = field(default_factory=dict)
     timeout: float = 240
+    says: str | None = None  # the output must contain this (else "other": the right outcome, the wrong words)
 
 
 def classify(case: Case, rc: int, out: str, err: str) -> str:
@@ -227,8 +229,10 @@ def cases(users: int) -> list[Case]:
         Case("disk full during ingest", [], prepare=_full_disk),
         Case("corrupt run manifest: runs show", [], prepare=_corrupt_manifest),
         Case("corrupt processed parquet: train", [], prepare=_corrupt_parquet, keep=("feast", "models", "runs")),
+        # serve start-up imports torch, torchrec, Feast and reads the offline store before it can
+        # compare catalogues: ~40 s quiet, 90-150 s on a loaded 2-core machine
         Case("catalog mismatch at serve start-up", ["serve", "--model", "real", "--dataset", "tiny", "--port", str(free_port())],
-             timeout=90),
+             timeout=240),
         Case("training on a tiny dataset", ["train", "--dataset", "tiny", "--source", "memory", "--epochs", "1"]),
         Case("mistyped option: train --modle x", ["train", "--modle", "x"], expect="usage"),
         Case("mistyped command: ecaug nosuch", ["nosuch"], expect="usage"),
@@ -249,6 +253,118 @@ def cases(users: int) -> list[Case]:
         Case("redis stop with a stale pid", ["redis", "stop"], half="a", embedded=True, expect="any",
              prepare=_stale_pid, check=_innocent_alive),
     ]
+
+
+# ------------------------------------------------------------------------------------ issue 32: exposure, URLs, serve
+_CHILDREN: list[subprocess.Popen] = []  # processes the cases start (protected Redis servers), ended at exit
+
+
+def _protected_redis(password: str) -> int:
+    """A real redis-server with ``requirepass``; returns its port."""
+    from ecaug_feast.redis_server import redis_binary
+
+    port = free_port()
+    d = Path(tempfile.mkdtemp(prefix="ecaug-faults-pwredis-"))
+    _CHILDREN.append(subprocess.Popen([redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(d),
+                                       "--save", "", "--appendonly", "no", "--requirepass", password],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return port
+        time.sleep(0.05)
+    raise RuntimeError("the password-protected redis-server did not start")
+
+
+def _with_protected_redis(args: list[str], url: str):
+    """``url`` (``{port}`` filled in) as ECAUG_REDIS_URL, pointing at a fresh protected Redis."""
+    def prepare(home: Path, env: dict[str, str]) -> list[str]:
+        env["ECAUG_REDIS_URL"] = url.format(port=_protected_redis(PW_SPECIAL))
+        return args
+    return prepare
+
+
+def _home_is_a_file(home: Path, env: dict[str, str]) -> list[str]:
+    f = home.parent / f"{home.name}-a-file"
+    f.write_text("not a folder\n", encoding="utf-8")
+    env["ECAUG_HOME"] = str(f)
+    return ["apply"]
+
+
+def _file_named_token(home: Path, env: dict[str, str]) -> list[str]:
+    d = home.parent / f"{home.name}-in"
+    d.mkdir()
+    (d / "token").write_text("u,i,t\n1,2,2024-01-01\n", encoding="utf-8")
+    return ["ingest", "--interactions", str(d / "token"), "--map", "user=u,item=i,timestamp=t", "--name", "shop"]
+
+
+PW_SPECIAL = "p@ss:w/rd%7-" + SECRET  # needs %-encoding in a URL; holds SECRET, so a leak is seen
+_PW_ENC = urllib.parse.quote(PW_SPECIAL, safe="")
+
+
+def serving_cases() -> list[Case]:
+    """Issue 32 items 6, 7, 9, 10 (exposure, one URL reader, tracebacks). Items 8 and 11 (/metrics,
+    lockout, a port in use) need a running server: :func:`serve_probes`."""
+    bad = f"redis://:{SECRET}@127.0.0.1:{free_port()}/0"
+    return [
+        Case("doctor: password in ECAUG_REDIS_URL (text)", ["doctor", "--no-import"], half="32", expect="ok_or_1",
+             env={"ECAUG_REDIS_URL": bad}, check=_no_secret),
+        Case("doctor --json: password in ECAUG_REDIS_URL", ["doctor", "--no-import", "--json"], half="32",
+             expect="ok_or_1", env={"ECAUG_REDIS_URL": bad}, check=_no_secret),
+        Case("?password= URL (%-encoded): materialize", [], half="32", expect="ok", keep=("datasets", "models", "runs"),
+             prepare=_with_protected_redis(["materialize"], "redis://127.0.0.1:{port}/0?password=" + _PW_ENC), check=_no_secret),
+        Case("%-encoded password in the URL: redis status", [], half="32", expect="ok",
+             prepare=_with_protected_redis(["redis", "status"], f"redis://:{_PW_ENC}@127.0.0.1:{{port}}/0"), check=_no_secret),
+        Case("wrong Redis password: materialize", [], half="32", says="authentication failed",
+             prepare=_with_protected_redis(["materialize"], f"redis://:wrong-{SECRET}@127.0.0.1:{{port}}/0"), check=_no_secret),
+        Case("bad port in ECAUG_REDIS_URL: materialize", ["materialize"], half="32", says="bad port",
+             env={"ECAUG_REDIS_URL": "redis://127.0.0.1:99999/0"}),
+        Case("bad port in ECAUG_REDIS_URL: redis status", ["redis", "status"], half="32", says="bad port",
+             env={"ECAUG_REDIS_URL": "redis://127.0.0.1:abc/0"}),
+        Case("bad scheme in ECAUG_REDIS_URL: apply", ["apply"], half="32", says="unsupported scheme",
+             env={"ECAUG_REDIS_URL": "http://127.0.0.1:6379/0"}),
+        Case("ECAUG_HOME is a file", [], half="32", says="is a file, not a folder", prepare=_home_is_a_file),
+        Case("a file named token: no over-redaction", [], half="32", says="token: unsupported file type",
+             prepare=_file_named_token),
+    ]
+
+
+def serve_probes(base: str, port: int, env: dict[str, str], admin_token: str) -> list[dict[str, Any]]:
+    """Cases against a running ``ecaug serve`` (admin token set, no metrics token): /metrics needs a
+    token; 13 bad admin tokens lock out their sender only, never the right token; a second
+    ``ecaug serve`` on the same port is one line (exit 2) and announces nothing."""
+    import urllib.error
+    import urllib.request
+
+    def call(path: str, token: str | None = None, method: str = "GET") -> int:
+        req = urllib.request.Request(base + path, method=method,
+                                     headers={"Authorization": f"Bearer {token}"} if token else {})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    out = []
+
+    def row(name: str, ok: bool, detail: str, leaked: bool = False, secs: float = 0.0) -> None:
+        out.append({"case": name, "half": "32", "outcome": "clean" if ok else "accepted", "data_lost": False,
+                    "leaked": leaked, "seconds": round(secs, 1), "stderr_tail": detail[:240]})
+
+    codes = (call("/metrics"), call("/metrics", "guess"), call("/metrics", admin_token))
+    row("/metrics without a token", codes[:2] == (401, 403) and codes[2] == 200, f"/metrics: {codes}")
+    bad = [call("/admin/reload", f"guess{i}", "POST") for i in range(13)]
+    right = call("/admin/reload", admin_token, "POST")
+    row("13 bad admin tokens, then the right one", right == 200 and bad[-1] == 429,
+        f"bad: {bad[:3]}..{bad[-3:]}, right token: {right}")
+    rc, o, e, secs = ecaug(["serve", "--port", str(port)], env, timeout=240)
+    ok = rc == 2 and "in use" in e and "serving" not in o + e and "Traceback" not in e
+    r = {"case": "ecaug serve on a port in use", "half": "32", "exit": rc, "data_lost": False, "leaked": SECRET in o + e,
+         "outcome": "traceback" if "Traceback" in e else ("clean" if ok else "other"), "seconds": round(secs, 1),
+         "stderr_tail": ([ln for ln in e.splitlines() if ln.strip()] or [""])[-1][:240]}
+    out.append(r)
+    return out
 
 
 def run_case(case: Case, base: Path, work: Path, base_env: dict[str, str], i: int) -> dict[str, Any]:
@@ -277,6 +393,8 @@ def run_case(case: Case, base: Path, work: Path, base_env: dict[str, str], i: in
         outcome = classify(case, rc, out, err)
     if rc == 124:
         outcome = "other"
+    elif case.says and outcome == "clean" and case.says not in out + err:
+        outcome = "other"  # the right exit, the wrong words (e.g. "no Redis answers" for a wrong password)
     after = snapshot(home, case.keep) if home.exists() else {}
     lost = sorted(k for k, v in before.items() if after.get(k) != v)
     harm = case.check(home, ctx, out + err) if case.check else None
@@ -298,8 +416,12 @@ def outage(base: Path, base_env: dict[str, str], users: list[int]) -> dict[str, 
     env = {**base_env, "ECAUG_HOME": str(base)}
     env.pop("ECAUG_REDIS_URL", None)
     port = free_port()
-    proc = subprocess.Popen([ECAUG, "serve", "--model", "real", "--port", str(port)], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    admin = "admin-" + SECRET  # the probes' admin token (never printed: it holds SECRET)
+    # the log goes to a file: an unread pipe fills up (N workers' torchrec warnings) and blocks the server
+    log_file = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen([ECAUG, "serve", "--model", "real", "--port", str(port)], env={**env, "ECAUG_ADMIN_TOKEN": admin},
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log_file, text=True)
+    probes: list[dict[str, Any]] = []
     url = f"http://127.0.0.1:{port}"
     counts: dict[str, dict[str, int]] = {}
 
@@ -326,11 +448,13 @@ def outage(base: Path, base_env: dict[str, str], users: list[int]) -> dict[str, 
         return time.perf_counter() - t0
 
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # N workers load their models on a loaded 2-core machine
         while get(users[0]) == "failed":
             if proc.poll() is not None or time.monotonic() > deadline:
-                return {"error": f"ecaug serve did not come up: {(proc.stderr.read() if proc.poll() is not None else '')[-500:]}"}
+                log_file.seek(0)
+                return {"error": f"ecaug serve did not come up: {log_file.read()[-500:]}", "probes": probes}
             time.sleep(0.5)
+        probes = serve_probes(url, port, env, admin)
         burst("before", 200)
         must(["redis", "stop"], env)
         burst("redis_down", 200)
@@ -347,7 +471,7 @@ def outage(base: Path, base_env: dict[str, str], users: list[int]) -> dict[str, 
             proc.kill()
     total = {k: sum(c[k] for c in counts.values()) for k in ("ok", "degraded", "failed")}
     return {"phases": counts, "total": total, "recovered": recovered,
-            "seconds_to_recover": round(recover_s, 2) if recovered else None, "new_port": new_port}
+            "seconds_to_recover": round(recover_s, 2) if recovered else None, "new_port": new_port, "probes": probes}
 
 
 # ------------------------------------------------------------------------------------ main
@@ -385,7 +509,7 @@ def main() -> None:
         log(f"set-up done in {t_setup:.0f} s; running cases")
 
         case_env = {**env, "ECAUG_REDIS_URL": redis_url}
-        chosen = cases(a.users)
+        chosen = cases(a.users) + serving_cases()
         if a.only:
             keys = [k.strip() for k in a.only.split(",")]
             chosen = [c for c in chosen if any(k in c.name for k in keys)]
@@ -401,8 +525,14 @@ def main() -> None:
                 f"[{case.half}] {case.name}: {r.get('stderr_tail', r.get('reason', ''))[:150]}")
         out_outage = None if a.skip_outage else outage(base, env, known)
         if out_outage is not None:
+            for r in out_outage.pop("probes", []):  # the running server's cases (issue 32 items 8, 11)
+                results.append(r)
+                log(f"  {r['outcome']:<9} {'LEAK ' if r.get('leaked') else ''}[{r['half']}] {r['case']}: {r['stderr_tail'][:150]}")
             log(f"outage: {json.dumps(out_outage)}")
     finally:
+        for child in _CHILDREN:
+            child.terminate()
+            child.wait(timeout=10)
         subprocess.run([ECAUG, "redis", "stop"], env=env, capture_output=True)
         for p in work.glob("*-disk"):
             subprocess.run(["umount", str(p)], capture_output=True)
@@ -424,7 +554,7 @@ def main() -> None:
         "leaked_secrets": count(lambda r: r["leaked"]),
         "by_half": {h: {"tried": count(lambda r: r["half"] == h),
                         "clean": count(lambda r: r["half"] == h and r["outcome"] == "clean" and not r["data_lost"])}
-                    for h in ("a", "b")},
+                    for h in sorted({r["half"] for r in tried})},
         "outage_requests": (out_outage or {}).get("total"),
         "outage_recovered_on_new_port": (out_outage or {}).get("recovered"),
         "outage_seconds_to_recover": (out_outage or {}).get("seconds_to_recover"),

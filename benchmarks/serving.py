@@ -2,7 +2,8 @@
 the FAISS IVF scale check on 1M synthetic item embeddings.
 
     python benchmarks/serving.py [--json] [--state DIR] [--requests 2000] [--seconds 10]
-                                 [--clients 1,4,8] [--ivf-items 1000000] [--skip-ivf]
+                                 [--clients 1,4,16] [--load wrk|threads] [--workers N]
+                                 [--ivf-items 1000000] [--skip-ivf]
 
 Part 1 (API). State: ``--state DIR`` (e.g. the demo's ``.ecaug``) if it holds the processed
 Beauty data and a checkpoint; otherwise a fresh temp state is built: full Beauty ingested, Feast
@@ -13,8 +14,14 @@ keep-alive connections.
 - floor: ``store.get_online_features`` for one user, in process, for the same users
 - ``/recommend`` single client, per model, interleaved request by request with the floor:
   p50/p99 client-side and server-side (``took_ms``)
-- N concurrent clients for a bounded time: requests/s, p50/p99, errors; the bare online read
-  under the same N threads for comparison
+- N concurrent connections for a bounded time, from ``wrk`` (Debian's ``wrk``: ``apt-get install
+  -y wrk``; ``make bench`` installs it), each request a different sampled user: requests/s,
+  p50/p99, errors, and the server's CPU per request (user + system time of the ``ecaug serve``
+  process and its workers, from ``/proc``, over the run). Printed: the N-core limit, N cores ÷
+  the CPU per request at 1 connection, and the 16-connection throughput as a % of it. wrk runs
+  on the same cores as the server, so the % is a floor. (``--load threads``: the older
+  in-process thread clients, with the bare online read under the same N threads.)
+- the server runs ``ecaug serve``'s default workers (one per core) unless ``--workers`` is given
 
 Part 2 (scale). 1M synthetic item embeddings (64-d, cosine) from three distributions (2000
 well-separated clusters, overlapping clusters, isotropic Gaussian = no structure, IVF's worst
@@ -125,6 +132,95 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def server_pids(pid: int) -> list[int]:
+    """``pid`` and every process below it (``ecaug serve``'s workers; Linux /proc)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                todo += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                pass
+    return out
+
+
+def tree_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of ``pid`` and of each of its descendants (those alive now)."""
+    out = {}
+    for p in server_pids(pid):
+        try:
+            out[p] = proc_cpu_seconds(p)
+        except OSError:  # exited between the listing and the read
+            pass
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    return sum(tree_cpu(pid).values())
+
+
+# Each request a different sampled user; the summary as one JSON line (wrk's Lua ``done`` hook).
+WRK_LUA = """
+local users = {%s}
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", "/recommend?k=10&user_id=" .. users[(i %% #users) + 1])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRKJSON {"requests": %%d, "duration_us": %%d, "connect": %%d, "read": %%d, "write": %%d, ' ..
+    '"status": %%d, "timeout": %%d, "p50_us": %%d, "p99_us": %%d, "mean_us": %%.1f}\\n', summary.requests,
+    summary.duration, e.connect, e.read, e.write, e.status, e.timeout, latency:percentile(50),
+    latency:percentile(99), latency.mean))
+end
+"""
+
+
+def run_wrk(base: str, users: list[int], connections: int, seconds: float, server_pid: int) -> dict:
+    """``wrk`` with ``connections`` keep-alive connections for ``seconds`` against ``/recommend``."""
+    import shutil
+
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk not found: apt-get install -y wrk (or run with --load threads)")
+    script = Path(tempfile.mkdtemp(prefix="ecaug-wrk-")) / "recommend.lua"
+    script.write_text(WRK_LUA % ",".join(str(u) for u in users), encoding="utf-8")
+    cpu0 = tree_cpu(server_pid)
+    cmd = ["wrk", "-t", str(min(connections, 2)), "-c", str(connections), "-d", f"{seconds:g}s", "--timeout", "10s",
+           "-s", str(script), base]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
+    used = {p: c - cpu0.get(p, 0.0) for p, c in tree_cpu(server_pid).items()}
+    cpu = sum(used.values())
+    line = next((ln for ln in p.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
+    if p.returncode != 0 or line is None:
+        raise SystemExit(f"wrk failed (exit {p.returncode}): {(p.stderr or p.stdout)[-500:]}")
+    r = json.loads(line[len("WRKJSON "):])
+    n, secs = r["requests"], r["duration_us"] / 1e6
+    return {"connections": connections, "req_per_s": round(n / secs, 1), "requests": n,
+            "errors": sum(r[k] for k in ("connect", "read", "write", "status", "timeout")),
+            "p50_ms": round(r["p50_us"] / 1e3, 3), "p99_ms": round(r["p99_us"] / 1e3, 3),
+            "mean_ms": round(r["mean_us"] / 1e3, 3), "seconds": round(secs, 2),
+            "server_cpu_ms_per_request": round(cpu / max(n, 1) * 1e3, 3),
+            "server_cores_used": round(cpu / secs, 2),  # below the core count: the server waited for CPU or clients
+            # how the work spread over the server's processes (the supervisor, then each worker)
+            "server_cpu_share_per_process": [round(c / cpu, 2) if cpu else 0.0 for c in used.values()]}
+
+
+def core_limit(rows: list[dict], cores: int) -> dict:
+    """The N-core limit (N cores ÷ server CPU per request at 1 connection) and the throughput at
+    the most connections as a % of it."""
+    one = next((r for r in rows if r["connections"] == 1), None)
+    top = max(rows, key=lambda r: r["connections"])
+    if one is None or not one["server_cpu_ms_per_request"]:
+        return {}
+    limit = cores / (one["server_cpu_ms_per_request"] / 1e3)
+    return {"cores": cores, "cpu_ms_per_request_at_1": one["server_cpu_ms_per_request"], "limit_req_per_s": round(limit, 1),
+            "connections": top["connections"], "req_per_s": top["req_per_s"],
+            "percent_of_limit": round(100 * top["req_per_s"] / limit, 1)}
+
+
 def start_server(model: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
     from ecaug_feast.redis_server import free_port
 
@@ -169,11 +265,13 @@ def bench_api(args) -> dict:
     def online_once(u: int) -> None:
         store.get_online_features(features=USER_REFS, entity_rows=[{"user_id": u}]).to_dict()
 
-    extra = (["--threadpool"] if args.threadpool else []) + ["--workers", str(args.workers)]
+    extra = (["--threadpool"] if args.threadpool else []) + (["--workers", str(args.workers)] if args.workers else [])
+    os.environ.setdefault("ECAUG_METRICS_TOKEN", "bench-" + os.urandom(12).hex())  # /metrics needs a token
     servers = [(m, *start_server(m, extra)) for m in models]
     model, proc, base = servers[0]  # the concurrent runs load the first model
+    n_workers = len([p for p in server_pids(proc.pid) if "spawn_main" in _cmdline(p)]) or 1
     out: dict = {"state": str(state), "models": models, "model": model, "trained_weights": trained,
-                 "handler": "threadpool" if args.threadpool else "inline (event loop)", "workers": args.workers,
+                 "handler": "threadpool" if args.threadpool else "inline (event loop)", "workers": n_workers,
                  "items": int(len(data.items)), "users_sampled": len(users)}
     try:
         clients = {m: httpx.Client(base_url=b, timeout=10) for m, _, b in servers}
@@ -188,7 +286,7 @@ def bench_api(args) -> dict:
             t_rec = {m: [] for m in clients}
             t_server = {m: [] for m in clients}
             fallbacks = {m: 0 for m in clients}
-            cpu0 = {m: proc_cpu_seconds(p.pid) for m, p, _ in servers}
+            cpu0 = {m: tree_cpu_seconds(p.pid) for m, p, _ in servers}
             for i in range(args.requests):
                 u = users[i % len(users)]
                 t0 = time.perf_counter()
@@ -207,7 +305,7 @@ def bench_api(args) -> dict:
                 out["single_client"][m] = {
                     # CPU the server process spent per request: far less sensitive to other jobs
                     # than wall time (10 ms tick resolution, summed over all requests)
-                    "server_cpu_ms_per_request": round((proc_cpu_seconds(p.pid) - cpu0[m]) / args.requests * 1e3, 3),
+                    "server_cpu_ms_per_request": round((tree_cpu_seconds(p.pid) - cpu0[m]) / args.requests * 1e3, 3),
                     "recommend_client_side": pct(t_rec[m]),
                     "recommend_server_side": pct(t_server[m]),
                     "fallback_answers": fallbacks[m],
@@ -222,7 +320,16 @@ def bench_api(args) -> dict:
                 c.close()
 
         out["concurrent"] = []
-        for n in args.clients:
+        if args.load == "wrk":
+            out["load_generator"] = "wrk"
+            for n in args.clients:
+                row = run_wrk(base, users, n, args.seconds, proc.pid)
+                out["concurrent"].append(row)
+                log(f"wrk {n} connections: {row['req_per_s']} req/s, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, "
+                    f"errors {row['errors']}, server CPU {row['server_cpu_ms_per_request']} ms/request "
+                    f"(share per process {row['server_cpu_share_per_process']})")
+            out["core_limit"] = core_limit(out["concurrent"], _cores())
+        for n in (args.clients if args.load == "threads" else []):
             rec = run_concurrent(n, args.seconds, users, lambda cl, u: cl.get("/recommend", params={"user_id": u, "k": 10}), base)
             onl = run_concurrent(n, args.seconds, users, lambda cl, u: online_once(u), None)
             row = {"clients": n, "recommend": rec, "online_read_in_process": onl}
@@ -232,7 +339,7 @@ def bench_api(args) -> dict:
             out["concurrent"].append(row)
             log(f"{n} clients: /recommend {rec['req_per_s']} req/s p99 {rec['p99_ms']} ms errors {rec['errors']}; "
                 f"online read {onl['req_per_s']} req/s")
-        with httpx.Client(base_url=base, timeout=10) as c:
+        with httpx.Client(base_url=base, timeout=10, headers={"Authorization": f"Bearer {os.environ['ECAUG_METRICS_TOKEN']}"}) as c:
             out["server_metrics_excerpt"] = [ln for ln in c.get("/metrics").text.splitlines()
                                              if ln.startswith(("ecaug_recommend_fallbacks_total", "ecaug_recommend_stage_seconds_sum",
                                                                 "ecaug_recommend_stage_seconds_count"))]
@@ -243,6 +350,20 @@ def bench_api(args) -> dict:
         if not args.state and not args.keep_state:
             cleanup_temp_state(state)
     return out
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _http_client_proc(base: str, users: list[int], seconds: float, start_at: float) -> tuple[list[float], int]:
@@ -388,7 +509,10 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=2000, help="single-client requests")
     ap.add_argument("--users", type=int, default=1000, help="distinct users sampled")
     ap.add_argument("--seconds", type=float, default=10.0, help="duration of each concurrent run")
-    ap.add_argument("--clients", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 8])
+    ap.add_argument("--clients", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 16],
+                    help="concurrent connections (wrk) or client threads (--load threads)")
+    ap.add_argument("--load", choices=["wrk", "threads"], default="wrk",
+                    help="load generator of the concurrent runs: wrk (apt-get install -y wrk) or in-process threads")
     ap.add_argument("--ivf-items", type=int, default=1_000_000)
     ap.add_argument("--ivf-queries", type=int, default=200)
     ap.add_argument("--nlist", type=int, default=1024)
@@ -404,7 +528,7 @@ def main() -> None:
     ap.add_argument("--skip-api", action="store_true")
     ap.add_argument("--threadpool", action="store_true", help="serve /recommend from the thread pool")
     ap.add_argument("--client-procs", action="store_true", help="also load /recommend from N client processes")
-    ap.add_argument("--workers", type=int, default=1, help="ecaug serve --workers")
+    ap.add_argument("--workers", type=int, default=None, help="ecaug serve --workers (default: its own, one per core)")
     ap.add_argument("--keep-state", action="store_true", help="keep the temp state (and its Redis)")
     args = ap.parse_args()
 
@@ -421,6 +545,16 @@ def main() -> None:
     if not args.skip_ivf:
         result["ivf_scale"] = [bench_ivf(args, noise) for noise in args.ivf_noise]
     result["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    lim = (result.get("api") or {}).get("core_limit")
+    if lim:
+        print(f"{lim['cores']}-core limit: {lim['limit_req_per_s']} req/s ({lim['cores']} cores / "
+              f"{lim['cpu_ms_per_request_at_1']} ms of server CPU per request at 1 connection); "
+              f"{lim['connections']} connections: {lim['req_per_s']} req/s = {lim['percent_of_limit']} % of it (goal >= 80 %)")
+    for row in (result.get("api") or {}).get("concurrent", []):
+        if "connections" in row:
+            print(f"  {row['connections']:>2} connections: {row['req_per_s']} req/s, p50 {row['p50_ms']} ms, "
+                  f"p99 {row['p99_ms']} ms, errors {row['errors']}, server CPU {row['server_cpu_ms_per_request']} ms/request, "
+                  f"server used {row['server_cores_used']} cores")
     text = json.dumps(result)
     if args.json:
         print(text)
