@@ -11,7 +11,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import socket
+import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -124,11 +127,26 @@ def worker_app() -> Any:
     from ecaug_feast.redis_server import external_url
 
     cfg = json.loads(os.environ[SERVE_ENV])
+    _exit_with_parent()
     configure_threads(1)
     repo = cfg.get("repo_dir")
     ws = Workspace(state_dir=Path(cfg["state_dir"]), repo_dir=Path(repo) if repo else None, redis_url=external_url())
     services, _bundle = build(ws, cfg["model"], cfg.get("dataset"), poll_s=float(cfg["poll_s"]), max_k=int(cfg["max_k"]))
     return create_app(services, inline=bool(cfg["inline"]), state_dir=Path(cfg["state_dir"]))
+
+
+def _exit_with_parent(poll_s: float = 1.0) -> None:
+    """Stop this worker (SIGTERM: uvicorn's graceful exit) once its supervisor is gone: a
+    supervisor killed with SIGKILL cannot stop its workers, which would serve on (and hold the
+    port) forever."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def check(ws: Workspace, model: str | Path, dataset: str | None, user_id: int, k: int = 10) -> dict[str, Any]:
