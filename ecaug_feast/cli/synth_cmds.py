@@ -41,6 +41,7 @@ def augment(
     entity: Optional[str] = typer.Option(None, "--entity", help="With --repo: the entity of the view."),
     view: Optional[str] = typer.Option(None, "--view", help="With --repo: the real feature view whose twin gets the run."),
     service: Optional[str] = typer.Option(None, "--service", help="With --repo: the feature service training reads (checked to serve the view)."),
+    events: Optional[str] = typer.Option(None, "--events", help="With --repo: the shop's event source (a DataSource whose twin the repo declares with synthetic_events); the sequence generator expands its train-only histories."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
 ) -> None:
     """Fit a generator on the real training data in Feast, generate, label, gate; write the run and,
@@ -50,9 +51,9 @@ def augment(
     from ecaug_feast.jobs.augment import augment as augment_job
     from ecaug_feast.jobs.workspace import Workspace
 
-    name = generator or ("column" if repo is not None else DEFAULT_GENERATOR)  # a shop's repo: feature rows
+    name = generator or ("column" if repo is not None and events is None else DEFAULT_GENERATOR)  # a shop's view: feature rows
     req = AugmentRequest(dataset=dataset, seed=seed, steps=steps, max_c2st=max_c2st, publish=not no_publish, rows=rows,
-                         segment=segment, repo=repo, entity=entity, view=view, service=service, config=config,
+                         segment=segment, repo=repo, entity=entity, view=view, service=service, events=events, config=config,
                          teacher=teacher, no_teacher=no_teacher, log=err.print)
     ws = Workspace.from_env()
     if not is_terminal():  # CI, logs: plain lines every 10 % of the GAN's step budget

@@ -33,6 +33,7 @@ from ecaug_feast import feast_io, synth_store
 from ecaug_feast.errors import DataValidationError, EcaugError
 from ecaug_feast.jobs import repair
 from ecaug_feast.features.build import read_feature_meta
+from ecaug_feast.jobs.augment_events import augment_events
 from ecaug_feast.jobs.augment_repo import augment_repo
 from ecaug_feast.jobs.augment_seq import TEACHER_DEFAULTS, augment_seq_run, seq_config_file
 from ecaug_feast.jobs.runs import activate_and_publish, check_dataset, materialized, source_lineage
@@ -65,6 +66,7 @@ class AugmentRequest:
     entity: str | None = None
     view: str | None = None
     service: str | None = None
+    events: str | None = None        # sequence: with repo, the shop's event source (behaviour from its log)
     config: Path | None = None       # sequence: a JSON file of SeqAugmentConfig fields
     teacher: str | None = None       # sequence: a real-only sequence checkpoint (default: models/real)
     no_teacher: bool = False         # sequence: the generator's own network draws
@@ -195,6 +197,8 @@ def run_sequence(ws: Workspace, req: AugmentRequest) -> dict[str, Any]:
     """``--generator sequence`` (the default): the sequence generator on the real training
     histories, its expansions drawn by the teacher :func:`pick_teacher` chose (under
     ``TEACHER_DEFAULTS``), else by its own network; the lineage records which and why."""
+    if req.repo is not None or req.events is not None:
+        return run_repo_events(req)
     teacher, why = pick_teacher(ws, req)
     req.log(f"augment: continuations from the teacher {teacher} ({why})" if teacher is not None
             else f"augment: no teacher ({why}); the generator's own network draws the expansions")
@@ -205,6 +209,21 @@ def run_sequence(ws: Workspace, req: AugmentRequest) -> dict[str, Any]:
         cfg.max_c2st_auc = req.max_c2st
     return augment_seq_run(ws, cfg, seed=req.seed, dataset=req.dataset, publish=req.publish, teacher=teacher,
                            lineage_extra={"teacher_choice": why})
+
+
+def run_repo_events(req: AugmentRequest) -> dict[str, Any]:
+    """``--repo R --events SOURCE``: the sequence path on a shop's own event log
+    (:mod:`ecaug_feast.jobs.augment_events`), the generator's own network drawing."""
+    if not (req.repo and req.events):
+        raise EcaugError("--repo and --events go together for the sequence generator (--entity/--view: --generator column)")
+    if req.dataset or req.teacher:
+        raise EcaugError("--dataset and --teacher apply to ecaug's own repo, not with --repo")
+    cfg = seq_config_file(req.config, seed=req.seed)
+    if req.steps is not None:
+        cfg.gan.adv_steps = req.steps
+    if req.max_c2st is not None:
+        cfg.max_c2st_auc = req.max_c2st
+    return augment_events(req.repo, req.events, seed=req.seed, config=cfg, publish=req.publish)
 
 
 def pick_teacher(ws: Workspace, req: AugmentRequest) -> tuple[str | None, str]:
@@ -239,6 +258,9 @@ def _column_headline(out: dict[str, Any]) -> str:
 
 
 def _sequence_headline(out: dict[str, Any]) -> str:
+    if "events" in out:  # a shop's event log
+        return (f"run {out['run_id']} of {out['twin']}: gate {out['gate']}, {out['histories_accepted']} histories "
+                f"({out['events_written']} events), C2ST AUC histories {out['c2st_auc_sequences']}")
     return (f"run {out['run_id']} (sequence{', teacher ' + out['teacher'] if out.get('teacher') else ''}): gate {out['gate']}, "
             f"{out['rows_accepted']}/{out['rows_generated']} histories accepted ({out['interactions_accepted']} interactions), "
             f"C2ST AUC histories {out['c2st_auc_sequences']}, features {out['c2st_auc']}, catalogue coverage "
@@ -247,7 +269,7 @@ def _sequence_headline(out: dict[str, Any]) -> str:
 
 # ``--generator``: name -> what runs. The first is the default (`ecaug augment`, the demo).
 GENERATORS: dict[str, Generator] = {
-    "sequence": Generator(run_sequence, ("config", "teacher", "no_teacher"), _sequence_headline),
+    "sequence": Generator(run_sequence, ("config", "teacher", "no_teacher", "repo", "events"), _sequence_headline),
     "column": Generator(run_column, ("rows", "segment", "repo", "entity", "view", "service"), _column_headline),
 }
 DEFAULT_GENERATOR = next(iter(GENERATORS))

@@ -16,8 +16,8 @@ The repo file names the shop's interaction source and declares its twin with
    training history ends, one minute apart), a run in the twins' runs folder, activated when its
    gate passed (the views' twins keep their files, so the online store is not touched).
 
-Not yet: twin rows for the views computed from the generated behaviour (issue 31 item 3), and a
-CLI flag (call :func:`augment_events` from Python).
+``ecaug augment --repo R --events SOURCE [--config FILE]`` runs it. Not yet: twin rows for the
+views computed from the generated behaviour (issue 31 item 3), a teacher for a shop's repo.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from ecaug_feast.jobs.augment_repo import _write_run
 from ecaug_feast.jobs.augment_seq import GENERATOR_VERSION, POOLS, TrainingHistories, seq_config
 from ecaug_feast.jobs.repo_keys import _KINDS, KeySpace
 from ecaug_feast.jobs.repo_runs import publish_run, repo_store
-from ecaug_feast.synth.seq_pipeline import HistoryTimes
+from ecaug_feast.synth.seq_pipeline import HistoryTimes, SeqAugmentConfig
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -86,14 +86,15 @@ def training_histories(events: pd.DataFrame, user: str, item: str, ts: str, max_
     lists = train.groupby(S.USER_ID, sort=True)[S.ITEM_ID].apply(lambda s: s.to_numpy()[-max_len:])
     hist = Histories.from_lists(lists.index.to_numpy(np.int64), list(lists.to_numpy()))
     th = TrainingHistories(hist, HistoryTimes.of(train, hist.user_ids), train[[S.USER_ID, S.ITEM_ID, S.EVENT_TIMESTAMP]],
-                           {}, {"events": int(len(ev)), "train_events": int(len(train)),
+                           {}, {"real_events": int(len(ev)), "train_events": int(len(train)),
                                 "held_out_events": int((labels != "train").sum())}, int(len(items)))
     return th, pd.Series(users[lists.index.to_numpy()]), np.concatenate([[None], items])
 
 
-def augment_events(repo: str | Path, events: str, seed: int = 0, config: dict[str, Any] | None = None,
+def augment_events(repo: str | Path, events: str, seed: int = 0, config: "SeqAugmentConfig | dict[str, Any] | None" = None,
                    publish: bool = True) -> dict[str, Any]:
-    """Expand the shop's event source ``events`` (see the module docstring); the run's summary."""
+    """Expand the shop's event source ``events`` (see the module docstring); the run's summary.
+    ``config``: a ``SeqAugmentConfig`` or its JSON-like fields (``ecaug augment --config``)."""
     repo = Path(repo).expanduser().resolve()
     repo_store(repo)  # one line when it is not a Feast repo
     feast_io.apply(repo)
@@ -104,7 +105,7 @@ def augment_events(repo: str | Path, events: str, seed: int = 0, config: dict[st
     space = KeySpace(user, _KINDS[user_type], twin.tags.get(plugin.KEY_PREFIX_TAG, ""))
     ev = read_events(store, source, user, item)
     space.check_real(events, ev[user])
-    cfg = seq_config(config, seed=seed, source="config")
+    cfg = config if isinstance(config, SeqAugmentConfig) else seq_config(config, seed=seed, source="config")
     th, users, item_keys = training_histories(ev, user, item, source.timestamp_field, cfg.gan.max_len)
     root = plugin.runs_root_of(twin, repo)
     run_id, seq = synth_store.new_run_id(root)

@@ -1,5 +1,5 @@
 """Issue 31 item 2 (first part): behaviour from the grocer's own event log. The repo file names
-its purchases source and declares its twin with ``synthetic_events``; ``augment_events`` reads the
+its purchases source and declares its twin with ``synthetic_events``; ``ecaug augment --repo R --events purchases`` reads the
 events through the shop's offline store, splits first (leave-last-out), expands the training
 histories with the product's sequence path (a tiny generator here) and writes the twin of the
 event source: synthetic shoppers under the reserved String prefix, the shop's own skus. Nothing
@@ -7,6 +7,7 @@ in the online store changes (db 6 holds the shop's real keys only)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -14,7 +15,7 @@ import pandas as pd
 import pytest
 
 from _grocer import write_grocer_repo
-from _shop import dump_keys, feast_cli
+from _shop import dump_keys, ecaug_cli, feast_cli
 
 pytestmark = pytest.mark.slow
 
@@ -23,12 +24,11 @@ TINY = {"gan": dict(embedding_dim=16, num_layers=1, num_heads=1, max_len=20, mle
         "expand_below": 6, "n_new": 3, "synthetic_share": 0.1, "c2st_rows": 500, "max_c2st_auc": 1.0}
 
 
-def test_events_twin_from_the_shop_event_log(tmp_path: Path, redis_url: str, monkeypatch):
+def test_events_twin_from_the_shop_event_log(tmp_path: Path, redis_url: str, monkeypatch, capsys):
     import redis
     from feast import FeatureStore
 
-    from ecaug_feast.errors import EcaugError
-    from ecaug_feast.jobs.augment_events import augment_events, read_events
+    from ecaug_feast.jobs.augment_events import read_events
 
     repo = write_grocer_repo(tmp_path / "grocer", redis_url, 6, shoppers=150, products=40)
     client = redis.Redis(host=urlparse(redis_url).hostname, port=urlparse(redis_url).port, db=6)
@@ -38,9 +38,14 @@ def test_events_twin_from_the_shop_event_log(tmp_path: Path, redis_url: str, mon
     before = dump_keys(client)
     real = pd.read_parquet(repo / "data" / "purchases.parquet")
 
-    with pytest.raises(EcaugError, match="--events nope: no such data source"):
-        augment_events(repo, "nope", config=TINY)
-    res = augment_events(repo, "purchases", config=TINY)
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY))
+    cmd = ["augment", "--repo", str(repo), "--config", str(tmp_path / "tiny.json"), "--json", "--events"]
+    code, _, err = ecaug_cli([*cmd, "nope"], capsys, monkeypatch)
+    assert code == 2 and "--events nope: no such data source" in err and "Traceback" not in err, err
+    code, out, err = ecaug_cli([*cmd, "purchases"], capsys, monkeypatch)
+    assert code == 0, err[-2000:]
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["events"] == "purchases" and res["real_events"] == len(real)
     assert res["gate"] == "pass" and res["activated"] is True, res
     # split first (leave-last-out): each shopper's last event (test) and the one before (validation) held out
     assert res["held_out_events"] == 300 and res["train_events"] == len(real) - 300
