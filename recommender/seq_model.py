@@ -3,7 +3,9 @@ style, Kang & McAuley 2018) and an item tower that is the item id embedding plus
 
 Score = <h_u, r_i> (no normalisation, no temperature), trained with a softmax over the whole
 catalogue at every position of every training history (Klenitskiy & Vasilev 2023: cross-entropy
-over all items is what makes SASRec strong).
+over all items is what makes SASRec strong), or, for catalogues too large for that, with a sampled
+softmax with logQ correction (:func:`sampled_softmax_loss`) whose step looks up only the items it
+touches (:meth:`SeqTwoTower.item_rows`).
 
 Sparse parts are TorchRec modules:
 - ``ec``: an ``EmbeddingCollection`` (one vector per id, no pooling) holding ``t_item``; the key
@@ -123,24 +125,39 @@ class SeqTwoTower(nn.Module):
         return self._catalog_kjts
 
     def _build_catalog_kjts(self, n: int) -> tuple[KeyedJaggedTensor, KeyedJaggedTensor]:
-        assert self.catalog is not None
-        ids = KeyedJaggedTensor(keys=["catalog"], values=torch.arange(n, dtype=torch.int64), lengths=torch.ones(n, dtype=torch.int64))
-        av, alen = self.catalog.attributes_of(np.arange(n))
+        return self._item_kjts(np.arange(n, dtype=np.int64))
+
+    def _item_kjts(self, ids: np.ndarray) -> tuple[KeyedJaggedTensor, KeyedJaggedTensor]:
+        """The id and attribute-bag KJTs that look up the items ``ids`` (one row each)."""
+        if self.catalog is None:
+            raise ValueError("the sequence model needs its item catalog (attributes per item)")
+        n = len(ids)
+        kjt_ids = KeyedJaggedTensor(keys=["catalog"], values=torch.from_numpy(ids), lengths=torch.ones(n, dtype=torch.int64))
+        av, alen = self.catalog.attributes_of(ids)
         if not self.cfg.use_attributes:
             av, alen = av[:0], np.zeros_like(alen)
         av = np.where((av >= 1) & (av <= self.cfg.num_attributes), av, 0)
         attrs = KeyedJaggedTensor(keys=[S.ATTRIBUTES], values=torch.from_numpy(av.astype(np.int64)), lengths=torch.from_numpy(alen.astype(np.int64)))
-        return ids, attrs
+        return kjt_ids, attrs
 
-    def item_matrix(self, ec: nn.Module | None = None, ebc: nn.Module | None = None) -> torch.Tensor:
-        """Item tower for the whole catalogue, row i = item id i (row 0 = padding, kept at zero
-        input so it never scores). ``ec``/``ebc``: the sharded modules when wrapped by DMP."""
-        ids, attrs = self.catalog_kjts()
+    def _tower(self, ids: KeyedJaggedTensor, attrs: KeyedJaggedTensor, ec: nn.Module | None = None,
+               ebc: nn.Module | None = None) -> torch.Tensor:
         dev = self.pos.weight.device
         e = (ec or self.ec)(ids.to(dev))["catalog"].values()
         if self.cfg.use_attributes:
             e = e + (ebc or self.ebc)(attrs.to(dev))[S.ATTRIBUTES]
         return e
+
+    def item_matrix(self, ec: nn.Module | None = None, ebc: nn.Module | None = None) -> torch.Tensor:
+        """Item tower for the whole catalogue, row i = item id i (row 0 = padding, kept at zero
+        input so it never scores). ``ec``/``ebc``: the sharded modules when wrapped by DMP."""
+        return self._tower(*self.catalog_kjts(), ec, ebc)
+
+    def item_rows(self, ids: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Item tower of the items ``ids`` only, [len(ids), d] (the sampled loss: a step looks up
+        the rows it touches, not the catalogue, so only those rows receive a gradient)."""
+        ids = ids.cpu().numpy() if isinstance(ids, torch.Tensor) else np.asarray(ids)
+        return self._tower(*self._item_kjts(ids.astype(np.int64)))
 
     # -- user tower -------------------------------------------------------------------------
     def encode(self, R: torch.Tensor, hist: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -161,11 +178,14 @@ class SeqTwoTower(nn.Module):
         H = self.encode(R, hist, lengths)
         return H[torch.arange(len(lengths), device=H.device), (lengths - 1).clamp(min=0)]
 
-    def forward(self, hist: torch.Tensor | Sequence[torch.Tensor], lengths: torch.Tensor | Sequence[torch.Tensor]) -> tuple[Any, torch.Tensor]:
+    def forward(self, hist: torch.Tensor | Sequence[torch.Tensor], lengths: torch.Tensor | Sequence[torch.Tensor],
+                ids: torch.Tensor | None = None) -> tuple[Any, torch.Tensor]:
         """User states and the item matrix. ``hist``/``lengths`` may be lists of chunks of one
         batch (see :func:`packed_target_batch`): the item tower is computed once for all of them,
-        and one forward call keeps DDP's one-forward-per-backward rule under DMP."""
-        R = self.item_matrix()
+        and one forward call keeps DDP's one-forward-per-backward rule under DMP. With ``ids``
+        (sorted item ids, ``ids[0] == 0``) the item tower covers those items only and ``hist``
+        holds rows of it (:func:`sampled_batch`), not item ids."""
+        R = self.item_matrix() if ids is None else self.item_rows(ids)
         if isinstance(hist, (list, tuple)):
             return [self.encode(R, h, n) for h, n in zip(hist, lengths)], R
         return self.encode(R, hist, lengths), R
@@ -185,6 +205,98 @@ def _target_states(H: torch.Tensor | Sequence[torch.Tensor], targets: torch.Tens
         return torch.cat([x[t > 0] for x, t in zip(H, targets)]), torch.cat([t[t > 0] for t in targets])
     m = targets > 0
     return H[m], targets[m]
+
+
+def sampled_logits(h: torch.Tensor, R: torch.Tensor, targets: torch.Tensor, candidates: torch.Tensor,
+                   log_q: torch.Tensor | None = None) -> torch.Tensor:
+    """[N, 1 + C] logits of the sampled softmax: column 0 the target's own (``targets`` [N]: rows
+    of ``R``), then one column per candidate (``candidates`` [C]: rows of ``R``). ``log_q``: per
+    row of ``R``, the log of how likely the row was to be among the candidates; every logit is
+    shifted by -log Q (logQ correction). A candidate equal to the row's target (an accidental
+    hit) is masked, so the target is counted once."""
+    pos = (h * R[targets]).sum(-1, keepdim=True)
+    neg = h @ R[candidates].T
+    if log_q is not None:
+        pos = pos - log_q[targets].unsqueeze(1).to(pos.dtype)
+        neg = neg - log_q[candidates].unsqueeze(0).to(neg.dtype)
+    neg = neg.masked_fill(candidates.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
+    return torch.cat([pos, neg], 1)
+
+
+def sampled_softmax_loss(H: torch.Tensor | Sequence[torch.Tensor], R: torch.Tensor, targets: torch.Tensor | Sequence[torch.Tensor],
+                         candidates: torch.Tensor, log_q: torch.Tensor | None = None) -> torch.Tensor:
+    """Sampled softmax with logQ correction: cross-entropy of each target against ``candidates``
+    only (:func:`sampled_logits`), averaged as :func:`full_softmax_loss` (target row 0 = pad).
+    ``R``, ``targets`` and ``candidates`` index the rows of the item tower that the step looked
+    up (:func:`sampled_batch`), so the cost does not grow with the catalogue.
+
+    Candidates are the batch's own targets (in-batch negatives, drawn in proportion to the data)
+    plus S sampled items; each logit is corrected by -log Q of its item, as in Yi et al., RecSys
+    2019, "Sampling-bias-corrected neural modeling for large corpus item recommendations", with
+    the in-batch + sampled mixture of Yang et al., WWW 2020, "Mixed negative sampling for learning
+    two-tower neural networks in recommendations" (the same correction RecBole's and gSASRec's
+    sampled losses apply). With every item as candidate and no correction it is the full softmax.
+    """
+    h, y = _target_states(H, targets)
+    logits = sampled_logits(h, R, y, candidates, log_q)
+    return F.cross_entropy(logits, torch.zeros(len(y), dtype=torch.int64, device=logits.device))
+
+
+@dataclass
+class NegativeSampler:
+    """The S sampled negatives of each step and the sampling probability of every candidate.
+
+    Draws come from a mixture: a ``mix`` share in proportion to count^``alpha`` (popularity, 0.75
+    as word2vec), the rest uniform over items 1..I. The in-batch candidates (the batch's N targets)
+    are draws from the data, in proportion to count. A candidate's expected number of draws is
+    E = N * count/total + S * Q_mix; since each candidate appears once (duplicates merged), its
+    logQ is the log of its inclusion probability 1 - exp(-E) (the ``unique`` candidate samplers'
+    expected count in TensorFlow's sampled softmax).
+    """
+
+    counts: np.ndarray  # [I + 1] training-target count per item id (index 0 = pad, ignored)
+    negatives: int = 256
+    mix: float = 0.0
+    alpha: float = 0.75
+
+    def __post_init__(self) -> None:
+        c = np.asarray(self.counts, dtype=np.float64)[1:]
+        if not 0.0 <= self.mix <= 1.0:
+            raise ValueError(f"neg_mix must be in [0, 1], got {self.mix}")
+        self.num_items = len(c)
+        self._p_data = c / max(c.sum(), 1.0)
+        w = c**self.alpha
+        self._pop_cdf = np.cumsum(w)
+        self._q_mix = (1.0 - self.mix) / self.num_items + self.mix * w / max(w.sum(), 1e-300)
+
+    def sample(self, rng: np.random.Generator) -> np.ndarray:
+        """S item ids (with repeats), the uniform and popularity draws mixed by ``mix``."""
+        n_pop = int(rng.binomial(self.negatives, self.mix)) if self.mix > 0 and self._pop_cdf[-1] > 0 else 0
+        pop = np.searchsorted(self._pop_cdf, rng.random(n_pop) * self._pop_cdf[-1], side="right") + 1
+        uni = rng.integers(1, self.num_items + 1, size=self.negatives - n_pop)
+        return np.concatenate([pop, uni]).astype(np.int64)
+
+    def log_q(self, ids: np.ndarray, n_targets: int) -> np.ndarray:
+        """log P(item among the candidates) for item ids >= 1, with ``n_targets`` in-batch targets."""
+        e = n_targets * self._p_data[ids - 1] + self.negatives * self._q_mix[ids - 1]
+        return np.log(-np.expm1(-np.maximum(e, 1e-12)))
+
+
+def sampled_batch(parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], sampler: NegativeSampler,
+                  rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
+    """A packed batch (:func:`packed_target_batch`) rewritten for the sampled loss: the sorted item
+    ids the step touches (``ids[0] = 0``: histories, targets, sampled negatives), the inputs and
+    targets as rows of ``ids`` (0 stays the pad), the candidate rows (targets and negatives, once
+    each) and logQ per row of ``ids``."""
+    ys = np.concatenate([p[1][p[1] > 0] for p in parts])
+    neg = sampler.sample(rng)
+    ids = np.unique(np.concatenate([[0], *(p[0].ravel() for p in parts), ys, neg]))
+    xs = [np.searchsorted(ids, p[0]) for p in parts]
+    ts = [np.searchsorted(ids, p[1]) for p in parts]
+    cand = np.searchsorted(ids, np.unique(np.concatenate([ys, neg])))
+    log_q = np.zeros(len(ids))
+    log_q[1:] = sampler.log_q(ids[1:], len(ys))
+    return ids, xs, ts, cand, log_q
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,7 +1,10 @@
 """Training loop of the sequence two-tower (``recommender.seq_model``).
 
-Every position of every training history predicts its next item (softmax over the whole
-catalogue); early stopping on validation NDCG@10 (full ranking, ``recommender.evaluate``).
+Every position of every training history predicts its next item; early stopping on validation
+NDCG@10 (full ranking, ``recommender.evaluate``). The loss (``SeqTrainConfig.loss``): the softmax
+over the whole catalogue (``full``), or a sampled softmax with logQ correction (``sampled``,
+:func:`recommender.seq_model.sampled_softmax_loss`) whose step cost does not grow with the
+catalogue; ``auto`` (the default) takes the full softmax up to ``SAMPLED_ABOVE`` items.
 
 Where the histories come from: the ``recent_items`` list of each user's *serving* row of the Feast
 view ``user_features`` (``TrainData.user_serving``: read with ``get_historical_features`` at the
@@ -37,10 +40,31 @@ from recommender import distributed as D
 from recommender.data import TrainData
 from recommender.early_stopping import EarlyStopping, agree_to_stop
 from recommender.evaluate import EvalSet, bucket_metrics, evaluate
-from recommender.seq_model import SeqConfig, SeqTwoTower, full_softmax_loss, packed_target_batch, pad_batch
+from recommender.seq_model import (NegativeSampler, SeqConfig, SeqTwoTower, full_softmax_loss, packed_target_batch, pad_batch,
+                                   sampled_batch, sampled_softmax_loss)
 from recommender.train import TrainResult, catalog_for
 
 log = logging.getLogger(__name__)
+
+# ``loss="auto"``: the full softmax up to this many items, the sampled one above. The full softmax
+# is the more accurate (Beauty, 12k items: SASRec-CE .0977 NDCG@10 against .0921 with 256 sampled
+# negatives), but its step scores every position against every item: the training epoch grew
+# with exponent 1.99 in benchmarks/scaling.py (1x-16x Beauty), and at 200k items the logits of one
+# 128-user batch (about 1,000 target positions x 200k x 4 bytes, plus their gradient) pass 1.5 GB.
+# 200k is about the largest catalogue measured there (16x Beauty: 194k items), so below it the
+# full softmax's cost is a measured one; above it the sampled loss keeps a step's cost flat.
+SAMPLED_ABOVE = 200_000
+LOSSES = ("full", "sampled", "auto")
+
+
+def resolve_loss(loss: str, num_items: int) -> str:
+    """``full`` or ``sampled``: ``auto`` resolved by catalogue size (see ``SAMPLED_ABOVE``)."""
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    if loss == "auto":
+        return "sampled" if num_items > SAMPLED_ABOVE else "full"
+    return loss
+
 
 @dataclass
 class SeqTrainConfig:
@@ -67,6 +91,13 @@ class SeqTrainConfig:
     # longest history (``seq_model.packed_target_batch``): same users per step, same loss, far
     # less padding (1 = one padded block per batch)
     pack_chunks: int = 8
+    # full | sampled | auto (full softmax up to SAMPLED_ABOVE items); the sampled loss draws
+    # ``negatives`` items per step on top of the batch's own targets, a ``neg_mix`` share in
+    # proportion to count^``neg_alpha`` and the rest uniform (seq_model.NegativeSampler)
+    loss: str = "auto"
+    negatives: int = 256
+    neg_mix: float = 0.0
+    neg_alpha: float = 0.75
 
 
 # the result of either trainer: best model by validation NDCG@10, its state, history, speed
@@ -199,6 +230,16 @@ def wrap_dmp(module: SeqTwoTower, info: Any) -> Any:
     return DistributedModelParallel(module=module, device=info.device, plan=plan)
 
 
+def target_counts(hist: Histories, num_items: int) -> np.ndarray:
+    """[num_items + 1] how often each item is a next-item target in ``hist`` (the in-batch
+    candidates' sampling distribution)."""
+    is_target = np.ones(len(hist.values), dtype=bool)
+    is_target[hist.offsets[:-1][hist.lengths > 0]] = False  # a history's first item predicts, never is predicted
+    if hist.targets is not None:
+        is_target &= hist.targets
+    return np.bincount(hist.values[is_target], minlength=num_items + 1)[: num_items + 1]
+
+
 def _train(data, valid, cfg, tcfg, init_state, progress, info, histories) -> SeqTrainResult:
     t_start = time.time()
     rank, world = info.rank, info.world_size
@@ -222,6 +263,10 @@ def _train(data, valid, cfg, tcfg, init_state, progress, info, histories) -> Seq
     trainable = np.flatnonzero(hist.lengths >= 2)  # a single item has no next item to predict
     if len(trainable) < tcfg.batch_size:
         raise ValueError(f"{len(trainable)} users with at least 2 training events is fewer than one batch of {tcfg.batch_size}")
+    sampler = None
+    if resolve_loss(tcfg.loss, cfg.num_items) == "sampled":
+        sampler = NegativeSampler(target_counts(hist, cfg.num_items), tcfg.negatives, tcfg.neg_mix, tcfg.neg_alpha)
+    neg_rng = np.random.default_rng([tcfg.seed, rank, 7919])
     eval_model = SeqTwoTower(cfg, catalog=cat)
     es = EarlyStopping(tcfg.patience, valid is not None, tcfg.max_seconds, progress, t_start)
     seen, train_time = 0, 0.0
@@ -236,10 +281,7 @@ def _train(data, valid, cfg, tcfg, init_state, progress, info, histories) -> Seq
         for g in batches:
             rows = g[rank * local : (rank + 1) * local] if world > 1 else g
             parts = packed_target_batch(hist, rows, tcfg.pack_chunks)
-            xs, ys, ls = ([torch.from_numpy(p[i]).to(info.device) for p in parts] for i in range(3))
-            H, R = dmp(xs, ls)  # one call through DMP's forward, so DDP syncs gradients under torchrun
-            with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=tcfg.bf16):
-                loss = full_softmax_loss(H, R, ys)
+            loss = _loss(dmp, parts, sampler, neg_rng, info.device, tcfg.bf16)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -273,5 +315,25 @@ def _train(data, valid, cfg, tcfg, init_state, progress, info, histories) -> Seq
     )
 
 
-def config_dict(tcfg: SeqTrainConfig) -> dict[str, Any]:
-    return asdict(tcfg)
+def _loss(dmp: Any, parts: list, sampler: NegativeSampler | None, rng: np.random.Generator, dev: torch.device,
+          bf16: bool) -> torch.Tensor:
+    """One batch's loss: the full softmax, or (with a ``sampler``) the sampled one over the rows
+    the batch touches. One call through DMP's forward, so DDP syncs gradients under torchrun."""
+    ids = cand = log_q = None
+    if sampler is not None:
+        ids_np, xs_np, ys_np, cand_np, lq = sampled_batch(parts, sampler, rng)
+        parts = [(x, y, p[2]) for x, y, p in zip(xs_np, ys_np, parts)]
+        ids, cand, log_q = torch.from_numpy(ids_np), torch.from_numpy(cand_np).to(dev), torch.from_numpy(lq).float().to(dev)
+    xs, ys, ls = ([torch.from_numpy(p[i]).to(dev) for p in parts] for i in range(3))
+    H, R = dmp(xs, ls, ids)
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+        return full_softmax_loss(H, R, ys) if sampler is None else sampled_softmax_loss(H, R, ys, cand, log_q)
+
+
+def config_dict(tcfg: SeqTrainConfig, num_items: int | None = None) -> dict[str, Any]:
+    """The training settings as the checkpoint records them; with ``num_items`` the ``loss`` is
+    the one that ran (``auto`` resolved), the setting kept as ``loss_setting``."""
+    d = asdict(tcfg)
+    if num_items is not None:
+        d["loss_setting"], d["loss"] = tcfg.loss, resolve_loss(tcfg.loss, num_items)
+    return d
