@@ -64,6 +64,7 @@ def train_cmd(
     max_seconds: Optional[float] = typer.Option(None, "--max-seconds", min=1, help="Wall-clock budget for training; the best epoch so far is kept."),
     bf16: bool = typer.Option(False, "--bf16", help="Sequence model: bfloat16 autocast for the catalogue logits (fast on CPUs with AMX and on GPUs)."),
     lr: Optional[float] = typer.Option(None, "--lr", min=1e-6, help="Sequence model: Adam learning rate (default 2e-3; 1e-3 is SASRec's, about twice the epochs, see the README)."),
+    loss: Optional[str] = typer.Option(None, "--loss", help="Sequence model: full (softmax over the catalogue) | sampled (logQ-corrected sampled softmax, cost flat in the catalogue) | auto (default: full up to 200,000 items)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
 ) -> None:
     """Train a real-only model (early stopping on validation NDCG@10) and save a checkpoint
@@ -75,7 +76,7 @@ def train_cmd(
 
     out = train_real(Workspace.from_env(), dataset, name=name, source=source, epochs=epochs, batch_size=batch_size, embedding_dim=embedding_dim,
                      seed=seed, progress=_epoch_printer(as_json), log=err.print, model=model or DEFAULT_MODEL,
-                     max_seconds=max_seconds, bf16=bf16, lr=lr)
+                     max_seconds=max_seconds, bf16=bf16, lr=lr, loss=loss)
     if "checkpoint" in out:  # under torchrun only rank 0 saves and reports
         _emit(out, as_json, f"saved {out['checkpoint']}  test: {_metrics_line(out['test'])}")
 

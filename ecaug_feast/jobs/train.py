@@ -58,6 +58,7 @@ class TrainOptions:
     embedding_dim: int = 64
     bf16: bool = False
     lr: Optional[float] = None
+    loss: Optional[str] = None  # sequence model: full | sampled | auto (SeqTrainConfig.loss)
     progress: EpochCallback | None = None
     log: Callable[[str], None] = lambda s: None
 
@@ -90,16 +91,20 @@ class ModelSpec:
 def fit_sequence(data: TrainData, valid: EvalSet, opts: TrainOptions) -> Fitted:
     """The self-attention two-tower (SASRec-style) on the ordered histories."""
     mcfg = seq_train.seq_config_for(data, embedding_dim=opts.embedding_dim)
-    tcfg = seq_train.SeqTrainConfig(**opts.overrides, bf16=opts.bf16, **({"lr": opts.lr} if opts.lr is not None else {}))
+    given = {"lr": opts.lr, "loss": opts.loss}
+    tcfg = seq_train.SeqTrainConfig(**opts.overrides, bf16=opts.bf16, **{k: v for k, v in given.items() if v is not None})
+    loss = seq_train.resolve_loss(tcfg.loss, mcfg.num_items)
     n_hist = data.user_serving[RECENT_ITEMS].map(len)
     opts.log(f"training the sequence model on the histories of {len(n_hist):,} users ({int(n_hist.sum()):,} items, "
-             f"{data.info.get('source')}), {data.num_items:,} items in the catalogue")
+             f"{data.info.get('source')}), {data.num_items:,} items in the catalogue, {loss} softmax")
     res = run_training(lambda: seq_train.train_seq(data, valid, mcfg, tcfg, progress=opts.progress), opts.dataset)
-    return Fitted(res, mcfg, seq_train.config_dict(tcfg), {"histories": len(data.user_serving)}, seq_train.evaluate_seq)
+    return Fitted(res, mcfg, seq_train.config_dict(tcfg, mcfg.num_items), {"histories": len(data.user_serving)}, seq_train.evaluate_seq)
 
 
 def fit_bag(data: TrainData, valid: EvalSet, opts: TrainOptions) -> Fitted:
     """The mean-of-bags two-tower on the per-event examples (the full preset's sizes)."""
+    if opts.loss is not None:
+        raise EcaugError("--loss applies to the sequence model (the bag model always trains with in-batch sampled softmax)")
     preset = PRESETS["full"]
     mcfg = bag_train.model_config_for(data, **{**preset["model"], "embedding_dim": opts.embedding_dim, "out_dim": opts.embedding_dim})
     tcfg = bag_train.TrainConfig(**{**preset["train"], **opts.overrides})
@@ -146,15 +151,17 @@ def train_real(ws: Workspace, dataset: str = "beauty", name: str = "real", sourc
                batch_size: Optional[int] = None, embedding_dim: int = 64, seed: int = 0,
                progress: EpochCallback | None = None, log: Callable[[str], None] = lambda s: None,
                model: str = DEFAULT_MODEL, max_seconds: Optional[float] = None, bf16: bool = False,
-               lr: Optional[float] = None) -> dict[str, Any]:
+               lr: Optional[float] = None, loss: Optional[str] = None) -> dict[str, Any]:
     """Train a real-only model (early stopping on validation NDCG@10), save it, score test once.
 
-    ``model``: a key of ``MODELS``. Test metrics include ``buckets`` by history length."""
+    ``model``: a key of ``MODELS``; ``loss``: the sequence model's full | sampled | auto. Test metrics include ``buckets`` by history length."""
     spec = model_spec(model)
+    if loss is not None and loss not in seq_train.LOSSES:  # before reading any data
+        raise EcaugError(f"--loss must be one of {', '.join(seq_train.LOSSES)}, got {loss!r}")
     out_dir = named_dir(name)  # a bad --name fails here, before any training
     data, valid, test = load_real(ws, dataset, source, examples=spec.reads_examples)
     overrides = train_overrides(epochs, batch_size, seed, max_seconds)
-    opts = TrainOptions(dataset, overrides, embedding_dim=embedding_dim, bf16=bf16, lr=lr, progress=progress, log=log)
+    opts = TrainOptions(dataset, overrides, embedding_dim=embedding_dim, bf16=bf16, lr=lr, loss=loss, progress=progress, log=log)
     fitted = spec.fit(data, valid, opts)
     res = fitted.result
     if res.model is None:  # a rank other than 0 under torchrun: rank 0 scores and saves

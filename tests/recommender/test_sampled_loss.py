@@ -115,3 +115,30 @@ def test_a_tiny_model_trained_with_the_sampled_loss_learns_chains(chain_data):  
     m = evaluate_seq(res.model, data, test, "test")
     assert m["recall@10"] > 0.9  # popularity would score about 10/40
     assert res.history[-1]["loss"] < res.history[0]["loss"]
+
+
+def test_the_train_job_passes_the_loss_through_and_records_the_one_that_ran(beauty_small, small_data):
+    """``ecaug train --loss`` reaches the trainer: a sampled run's checkpoint config says
+    ``sampled``; ``auto`` on a small catalogue records ``full`` (with the setting kept)."""
+    from ecaug_feast.jobs.train import TrainOptions, fit_sequence
+    from recommender.evaluate import make_eval_set
+
+    _, sp = beauty_small
+    valid = make_eval_set(sp.valid, [sp.train])
+    lines: list[str] = []
+    for loss, ran in (("sampled", "sampled"), (None, "full")):
+        opts = TrainOptions("beauty", {"epochs": 1, "batch_size": 64, "threads": 1}, embedding_dim=8, loss=loss, log=lines.append)
+        fitted = fit_sequence(small_data, valid, opts)
+        assert fitted.train_cfg["loss"] == ran and fitted.train_cfg["loss_setting"] == (loss or "auto")
+        assert f"{ran} softmax" in lines[-1]
+
+
+def test_a_bad_loss_is_a_one_line_error_before_any_data_is_read():
+    from typer.testing import CliRunner
+
+    from ecaug_feast.cli.main import app
+    from ecaug_feast.errors import EcaugError
+
+    r = CliRunner().invoke(app, ["train", "--loss", "gbce"])
+    assert isinstance(r.exception, EcaugError) and r.exception.exit_code == 2
+    assert "--loss must be one of full, sampled, auto" in str(r.exception)
