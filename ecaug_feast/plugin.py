@@ -57,6 +57,7 @@ RUN_SOURCE_TAG = "ecaug"   # FileSource tag marking a source read through <runs_
 RUN_SOURCE_VALUE = "run-source"
 TWIN_OF_TAG = "twin_of"
 KEY_PREFIX_TAG = "ecaug_key_prefix"  # twin tag: the reserved prefix of synthetic String keys
+FEATURE_FN_TAG = "ecaug_feature_fn"  # twin tag: module:name of the shop's feature function (events -> rows)
 LINEAGE_FIELDS = schema.feast_fields(schema.LINEAGE_FEATURES)  # is_synthetic, run_id, generator_version
 _FAR_FUTURE = datetime(2200, 1, 1, tzinfo=timezone.utc)  # end of "all rows" reads
 
@@ -91,9 +92,16 @@ def run_source(name: str, file: str, runs_dir: str | Path, timestamp_field: str 
 
 
 def synthetic_twins(views: Sequence[FeatureView], runs_dir: str | Path | None = None, *,
-                    entities: Sequence[Entity] = (), config: SynthTwinConfig | None = None) -> list[FeatureView]:
+                    entities: Sequence[Entity] = (), config: SynthTwinConfig | None = None,
+                    features: dict[str, Any] | None = None) -> list[FeatureView]:
     """The synthetic twin of each real view: same entities and features + lineage fields, source =
     the active run under ``runs_dir``. Call it in a repo file so ``feast apply`` keeps the twins.
+
+    ``features``: view name -> the shop's feature function, a module-level callable of the repo
+    file taking events (user key, item key, timestamp columns of the event source) and returning
+    one row per user (the user key + the view's features, optionally a timestamp). ``ecaug augment
+    --repo --events SRC --view V`` computes the twin's rows of the generated users with it. Kept
+    as a twin tag (``module:name``).
 
     ``entities``: the views' ``Entity`` objects, needed when a view's schema does not declare its
     join-key field (a Feast ``FeatureView`` keeps only entity names); without the key's type Feast
@@ -123,7 +131,8 @@ def synthetic_twins(views: Sequence[FeatureView], runs_dir: str | Path | None = 
             online=cfg.online,
             description=f"Synthetic twin of {view.name} (ecaug): same entity and features, synthetic keys, lineage.",
             tags={**view.tags, "kind": "synthetic", TWIN_OF_TAG: view.name, "owner": "synth",
-                  KEY_PREFIX_TAG: cfg.key_prefix},
+                  KEY_PREFIX_TAG: cfg.key_prefix,
+                  **({FEATURE_FN_TAG: _callable_ref(features[view.name])} if view.name in (features or {}) else {})},
         )
         # As FeatureView.__copy__ does (it has no Entity objects either): the real view's entity
         # names, and key columns with a declared type so `feast apply` never reads the source.
@@ -131,6 +140,14 @@ def synthetic_twins(views: Sequence[FeatureView], runs_dir: str | Path | None = 
         twin.entity_columns = list(keys)
         twins.append(twin)
     return twins
+
+
+def _callable_ref(fn: Any) -> str:
+    """``module:name`` of a module-level callable (how a twin names its feature function)."""
+    name = getattr(fn, "__qualname__", "")
+    if not callable(fn) or not name or "<" in name or "." in name:
+        raise EcaugError(f"synthetic_twins: feature function {fn!r} must be a module-level function of the repo file")
+    return f"{fn.__module__}:{name}"
 
 
 EVENTS_TAG = "ecaug_events"  # tags of an event-source twin: user key, item key and their Feast types

@@ -197,7 +197,7 @@ def run_sequence(ws: Workspace, req: AugmentRequest) -> dict[str, Any]:
     """``--generator sequence`` (the default): the sequence generator on the real training
     histories, its expansions drawn by the teacher :func:`pick_teacher` chose (under
     ``TEACHER_DEFAULTS``), else by its own network; the lineage records which and why."""
-    if req.repo is not None or req.events is not None:
+    if req.repo is not None or req.events is not None or req.view is not None:
         return run_repo_events(req)
     teacher, why = pick_teacher(ws, req)
     req.log(f"augment: continuations from the teacher {teacher} ({why})" if teacher is not None
@@ -223,7 +223,8 @@ def run_repo_events(req: AugmentRequest) -> dict[str, Any]:
         cfg.gan.adv_steps = req.steps
     if req.max_c2st is not None:
         cfg.max_c2st_auc = req.max_c2st
-    return augment_events(req.repo, req.events, seed=req.seed, config=cfg, publish=req.publish)
+    return augment_events(req.repo, req.events, seed=req.seed, config=cfg, publish=req.publish,
+                          views=[req.view] if req.view else [])
 
 
 def pick_teacher(ws: Workspace, req: AugmentRequest) -> tuple[str | None, str]:
@@ -269,7 +270,7 @@ def _sequence_headline(out: dict[str, Any]) -> str:
 
 # ``--generator``: name -> what runs. The first is the default (`ecaug augment`, the demo).
 GENERATORS: dict[str, Generator] = {
-    "sequence": Generator(run_sequence, ("config", "teacher", "no_teacher", "repo", "events"), _sequence_headline),
+    "sequence": Generator(run_sequence, ("config", "teacher", "no_teacher", "repo", "events", "view"), _sequence_headline),
     "column": Generator(run_column, ("rows", "segment", "repo", "entity", "view", "service"), _column_headline),
 }
 DEFAULT_GENERATOR = next(iter(GENERATORS))

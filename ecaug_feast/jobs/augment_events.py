@@ -16,16 +16,21 @@ The repo file names the shop's interaction source and declares its twin with
    training history ends, one minute apart), a run in the twins' runs folder, activated when its
    gate passed (the views' twins keep their files, so the online store is not touched).
 
-``ecaug augment --repo R --events SOURCE [--config FILE]`` runs it. Not yet: twin rows for the
-views computed from the generated behaviour (issue 31 item 3), a teacher for a shop's repo.
+5. with views (``--view V``): each view's twin rows of the generated users, computed by the shop's
+   own feature function the twin declaration names (``synthetic_twins(..., features={V: fn})``),
+   stamped at each user's last generated event, written in the same run and materialized.
+
+``ecaug augment --repo R --events SOURCE [--view V] [--config FILE]`` runs it. Not yet: ecaug's
+own builders for a view without a feature function, a teacher for a shop's repo.
 """
 
 from __future__ import annotations
 
+import importlib
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -91,8 +96,52 @@ def training_histories(events: pd.DataFrame, user: str, item: str, ts: str, max_
     return th, pd.Series(users[lists.index.to_numpy()]), np.concatenate([[None], items])
 
 
+def feature_functions(store: "FeatureStore", views: Sequence[str], user: str, kind: str) -> dict[str, tuple[Any, Any]]:
+    """view -> (its twin, the shop's feature function the twin names), checked before any fitting:
+    the view's key must be the events' user key, of the same type."""
+    repo = Path(store.config.repo_path)
+    out = {}
+    for name in views:
+        try:
+            view = store.get_feature_view(name)
+        except Exception:  # noqa: BLE001 - Feast's not-found error: one line
+            raise EcaugError(f"--view {name}: no such feature view in {repo}") from None
+        twin = plugin.find_twin(store, name)
+        space = KeySpace.of(view, twin)
+        if (space.column, space.kind) != (user, kind):
+            raise EcaugError(f"--view {name}: keyed by {space.column!r} ({space.kind}), the events' users by {user!r} ({kind})")
+        ref = (twin.tags or {}).get(plugin.FEATURE_FN_TAG)
+        if not ref:
+            raise EcaugError(f"--view {name}: its twin names no feature function; declare one with "
+                             f"synthetic_twins([...], features={{{name!r}: your_function}})")
+        mod, fn = ref.split(":", 1)
+        with feast_io._repo_import_context(repo):
+            try:
+                func = getattr(importlib.import_module(mod), fn)
+            except (ImportError, AttributeError) as exc:
+                raise EcaugError(f"--view {name}: feature function {ref} cannot be loaded ({exc})") from None
+        out[name] = (twin, func)
+    return out
+
+
+def view_rows(name: str, twin: Any, func: Any, events: pd.DataFrame, user: str, ts: str, run_id: str) -> pd.DataFrame:
+    """The twin's rows of the generated users: the shop's function on their events, stamped at
+    each user's last event unless the function gives a time, with the lineage columns."""
+    rows = func(events.copy())
+    want = [user, *(f.name for f in twin.features if f.name not in {"is_synthetic", "run_id", "generator_version"})]
+    missing = [c for c in want if not isinstance(rows, pd.DataFrame) or c not in rows.columns]
+    if missing:
+        raise EcaugError(f"--view {name}: its feature function returned no column(s) {', '.join(missing)}")
+    rows = rows.copy()
+    tts = twin.batch_source.timestamp_field
+    if tts not in rows.columns:
+        rows[tts] = rows[user].map(pd.to_datetime(events[ts], utc=True).groupby(events[user]).max())
+    rows["is_synthetic"], rows["run_id"], rows["generator_version"] = True, run_id, GENERATOR_VERSION
+    return rows
+
+
 def augment_events(repo: str | Path, events: str, seed: int = 0, config: "SeqAugmentConfig | dict[str, Any] | None" = None,
-                   publish: bool = True) -> dict[str, Any]:
+                   publish: bool = True, views: Sequence[str] = ()) -> dict[str, Any]:
     """Expand the shop's event source ``events`` (see the module docstring); the run's summary.
     ``config``: a ``SeqAugmentConfig`` or its JSON-like fields (``ecaug augment --config``)."""
     repo = Path(repo).expanduser().resolve()
@@ -105,6 +154,7 @@ def augment_events(repo: str | Path, events: str, seed: int = 0, config: "SeqAug
     space = KeySpace(user, _KINDS[user_type], twin.tags.get(plugin.KEY_PREFIX_TAG, ""))
     ev = read_events(store, source, user, item)
     space.check_real(events, ev[user])
+    fns = feature_functions(store, views, user, space.kind)
     cfg = config if isinstance(config, SeqAugmentConfig) else seq_config(config, seed=seed, source="config")
     th, users, item_keys = training_histories(ev, user, item, source.timestamp_field, cfg.gan.max_len)
     root = plugin.runs_root_of(twin, repo)
@@ -128,7 +178,12 @@ def augment_events(repo: str | Path, events: str, seed: int = 0, config: "SeqAug
                             pa.field(twin.timestamp_field, pa.timestamp("us", tz="UTC")), pa.field("kind", pa.string()),
                             pa.field("is_synthetic", pa.bool_()), pa.field("run_id", pa.string()),
                             pa.field("generator_version", pa.string())])
-        run = _write_run(root, run_id, {f"{twin.name}.parquet": (df, schema)}, manifest, synth_store.active_run(root))
+        files = {f"{twin.name}.parquet": (df, schema)}
+        for name, (vtwin, func) in fns.items():  # features follow the generated behaviour, the shop's way
+            rows = view_rows(name, vtwin, func, df, user, twin.timestamp_field, run_id)
+            files[plugin.source_path(vtwin, repo).name] = (rows, plugin.arrow_schema(vtwin))
+            manifest["files"][vtwin.name] = plugin.source_path(vtwin, repo).name
+        run = _write_run(root, run_id, files, manifest, synth_store.active_run(root))
     except BaseException:
         synth_store.release_run_id(run_id, root)
         raise
@@ -138,7 +193,7 @@ def augment_events(repo: str | Path, events: str, seed: int = 0, config: "SeqAug
            **{k: m.get(k) for k in ("c2st_auc_sequences", "exact_copy_share", "catalogue_coverage", "dropped_privacy")}}
     if gate == "pass" and publish:
         pub = publish_run(store, root, run_id, manifest)
-        out.update(activated=True, previous_run=pub["previous"])
+        out.update(activated=True, previous_run=pub["previous"], materialized=pub["materialized"])
     return out
 
 

@@ -25,6 +25,7 @@ REPO_FILE = '''\
 """The grocer's repo file (never seen by ecaug's code)."""
 from datetime import timedelta
 
+import pandas as pd
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Array, Float32, Int32, Int64, String
 
@@ -58,8 +59,23 @@ ranking_inputs = FeatureService(name="ranking_inputs", features=[shopper_behavio
 purchases = FileSource(name="purchases", path="data/purchases.parquet", timestamp_field="bought_at")
 purchases_synth = synthetic_events(purchases, user_key="shopper_ref", item_key="sku", runs_dir="data/ecaug_runs")
 
+
+
+def shopper_features(events: pd.DataFrame) -> pd.DataFrame:
+    """The grocer's own feature code: one shopper_behaviour row per shopper from its purchases."""
+    g = events.sort_values("bought_at").groupby("shopper_ref")
+    weeks = g["bought_at"].agg(lambda t: max(1.0, (t.max() - t.min()).days / 7))
+    return pd.DataFrame({
+        "basket_value": (g.size() * 4.5).astype("float32"),
+        "visits_per_week": (g.size() / weeks).round().clip(lower=1).astype("int64"),
+        "favourite_aisle": "produce",
+        "last_items_bought": g["sku"].agg(lambda s: list(s)[::-1][:7]),
+    }).reset_index()
+
+
 shopper_behaviour_synth, product_stats_synth, basket_totals_synth = synthetic_twins(
-    [shopper_behaviour, product_stats, basket_totals], entities=[shopper, product, basket], runs_dir="data/ecaug_runs")
+    [shopper_behaviour, product_stats, basket_totals], entities=[shopper, product, basket], runs_dir="data/ecaug_runs",
+    features={"shopper_behaviour": shopper_features})
 '''
 
 AISLES = ["dairy", "bakery", "produce", "frozen", "drinks"]

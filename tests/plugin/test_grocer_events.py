@@ -60,3 +60,21 @@ def test_events_twin_from_the_shop_event_log(tmp_path: Path, redis_url: str, mon
     back = read_events(store, twin, "shopper_ref", "sku")
     assert len(back) == len(syn) and set(back["shopper_ref"]) == set(syn["shopper_ref"])
     assert dump_keys(client) == before  # events are not online: the shop's Redis is untouched
+
+    # features follow the generated behaviour, computed by the grocer's own function (its repo file)
+    code, out, err = ecaug_cli([*cmd[:-1], "--view", "shopper_behaviour", "--events", "purchases"], capsys, monkeypatch)
+    assert code == 0, err[-2000:]
+    res2 = json.loads(out.strip().splitlines()[-1])
+    assert res2["gate"] == "pass" and res2["previous_run"] == res["run_id"], res2
+    ev2 = pd.read_parquet(Path(res2["run_dir"]) / "purchases_synth.parquet")
+    rows = pd.read_parquet(Path(res2["run_dir"]) / "shopper_behaviour_synth.parquet")
+    assert res2["materialized"] == {"shopper_behaviour_synth": ev2["shopper_ref"].nunique()} == {"shopper_behaviour_synth": len(rows)}
+    after = dump_keys(client)
+    assert {k: after[k] for k in before} == before and len(after) == len(before) + len(rows)
+    some = rows["shopper_ref"].iloc[0]
+    newest = ev2[ev2["shopper_ref"] == some].sort_values("bought_at")["sku"].tolist()[::-1][:7]
+    got = store.get_online_features(features=["shopper_behaviour_synth:last_items_bought", "shopper_behaviour_synth:run_id"],
+                                    entity_rows=[{"shopper_ref": some}]).to_dict()
+    assert got["last_items_bought"] == [newest] and got["run_id"] == [res2["run_id"]]
+    code, _, err = ecaug_cli([*cmd[:-1], "--view", "product_stats", "--events", "purchases"], capsys, monkeypatch)
+    assert code == 2 and "--view product_stats: keyed by 'product_no'" in err, err
