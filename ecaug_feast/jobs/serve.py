@@ -109,7 +109,8 @@ def serve(ws: Workspace, host: str = "127.0.0.1", port: int = 8000, model: str =
                     raise EcaugError("the server did not start (see the log lines above)")
                 return
             del services, bundle  # checked; each worker loads its own copy
-            os.environ[SERVE_ENV] = json.dumps({"state_dir": str(ws.state_dir), "repo_dir": ws.repo_dir and str(ws.repo_dir),
+            os.environ[SERVE_ENV] = json.dumps({"supervisor": os.getpid(),
+                                                "state_dir": str(ws.state_dir), "repo_dir": ws.repo_dir and str(ws.repo_dir),
                                                 "model": model, "dataset": dataset, "poll_s": poll_s, "max_k": max_k,
                                                 "inline": not threadpool})
             config = uvicorn.Config(f"{__name__}:worker_app", factory=True, workers=workers, **common)
@@ -127,7 +128,7 @@ def worker_app() -> Any:
     from ecaug_feast.redis_server import external_url
 
     cfg = json.loads(os.environ[SERVE_ENV])
-    _exit_with_parent()
+    _exit_with_supervisor(int(cfg["supervisor"]))
     configure_threads(1)
     repo = cfg.get("repo_dir")
     ws = Workspace(state_dir=Path(cfg["state_dir"]), repo_dir=Path(repo) if repo else None, redis_url=external_url())
@@ -135,14 +136,14 @@ def worker_app() -> Any:
     return create_app(services, inline=bool(cfg["inline"]), state_dir=Path(cfg["state_dir"]))
 
 
-def _exit_with_parent(poll_s: float = 1.0) -> None:
+def _exit_with_supervisor(supervisor: int, poll_s: float = 1.0) -> None:
     """Stop this worker (SIGTERM: uvicorn's graceful exit) once its supervisor is gone: a
     supervisor killed with SIGKILL cannot stop its workers, which would serve on (and hold the
-    port) forever."""
-    parent = os.getppid()
+    port) forever. The supervisor's pid comes from the config, not ``getppid()`` here: it may
+    have died while this worker was still importing."""
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while os.getppid() == supervisor:
             time.sleep(poll_s)
         os.kill(os.getpid(), signal.SIGTERM)
 
