@@ -281,7 +281,7 @@ def _train(data, valid, cfg, tcfg, init_state, progress, info, histories) -> Seq
         for g in batches:
             rows = g[rank * local : (rank + 1) * local] if world > 1 else g
             parts = packed_target_batch(hist, rows, tcfg.pack_chunks)
-            loss = _loss(dmp, parts, sampler, neg_rng, info.device, tcfg.bf16)
+            loss = batch_loss(dmp, parts, sampler, neg_rng, info.device, tcfg.bf16)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -315,7 +315,7 @@ def _train(data, valid, cfg, tcfg, init_state, progress, info, histories) -> Seq
     )
 
 
-def _loss(dmp: Any, parts: list, sampler: NegativeSampler | None, rng: np.random.Generator, dev: torch.device,
+def batch_loss(dmp: Any, parts: list, sampler: NegativeSampler | None, rng: np.random.Generator, dev: torch.device,
           bf16: bool) -> torch.Tensor:
     """One batch's loss: the full softmax, or (with a ``sampler``) the sampled one over the rows
     the batch touches. One call through DMP's forward, so DDP syncs gradients under torchrun."""
