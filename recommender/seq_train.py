@@ -240,6 +240,17 @@ def target_counts(hist: Histories, num_items: int) -> np.ndarray:
     return np.bincount(hist.values[is_target], minlength=num_items + 1)[: num_items + 1]
 
 
+def _initial_state(cfg: SeqConfig, cat: Any, seed: int, init_state: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+    """Seeded fresh weights, replaced by ``init_state`` (which must match the model) where given."""
+    torch.manual_seed(seed)
+    init = SeqTwoTower(cfg, catalog=cat).state_dict()
+    for k, t in (init_state or {}).items():
+        if k not in init or init[k].shape != t.shape:
+            raise ValueError(f"initial state {k} does not match the model")
+        init[k] = t
+    return init
+
+
 def _train(data, valid, cfg, tcfg, init_state, progress, info, histories) -> SeqTrainResult:
     t_start = time.time()
     rank, world = info.rank, info.world_size
@@ -247,16 +258,8 @@ def _train(data, valid, cfg, tcfg, init_state, progress, info, histories) -> Seq
         raise ValueError(f"batch size {tcfg.batch_size} not divisible by world size {world}")
     local = tcfg.batch_size // world
     cat = catalog_of(data)
-    torch.manual_seed(tcfg.seed)
-    init = SeqTwoTower(cfg, catalog=cat).state_dict()
-    if init_state:
-        for k, t in init_state.items():
-            if k not in init or init[k].shape != t.shape:
-                raise ValueError(f"initial state {k} does not match the model")
-            init[k] = t
-    module = SeqTwoTower(cfg, device="meta", catalog=cat)
-    dmp = wrap_dmp(module, info)
-    D.load_into_dmp(dmp, init)
+    dmp = wrap_dmp(SeqTwoTower(cfg, device="meta", catalog=cat), info)
+    D.load_into_dmp(dmp, _initial_state(cfg, cat, tcfg.seed, init_state))
     opt = torch.optim.Adam([p for p in dmp.parameters() if p.requires_grad], lr=tcfg.lr, betas=(0.9, 0.98), weight_decay=tcfg.weight_decay)
 
     hist = histories if histories is not None else histories_for(data, cfg, "valid")

@@ -114,58 +114,26 @@ def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmen
         gan.set_item_attributes(attributes)
     t_fit = time.time() - t0
 
-    # (a) expand short real histories; (b) whole users for sparse segments
-    lens = np.diff(offsets)
-    short = np.repeat(np.flatnonzero((lens >= 1) & (lens < cfg.expand_below)), max(1, int(cfg.expansions)))
-    share = gan.segment_counts / max(gan.segment_counts.sum(), 1)
-    sparse = np.flatnonzero(share < cfg.sparse_share)
-    n_syn = int(cfg.synthetic_share * len(real)) if len(sparse) else 0
-    syn_end = history_end_times(np.full(n_syn, -1), times.last_ns, cfg.seed) if times is not None else None
-    logger.info("generating: %d %s items for each of %d short histories%s, %d users for sparse segments", cfg.n_new,
-                "earlier" if gan.cfg.reverse else "later", len(short), " (from the teacher)" if teacher is not None else "", n_syn)
-    expanded = gan.expand(values, offsets, short, cfg.n_new, seed=cfg.seed, teacher=teacher)
-    if n_syn:
-        deficit = (cfg.sparse_share - share[sparse])
-        segs = np.random.default_rng(cfg.seed).choice(sparse, n_syn, p=deficit / deficit.sum())
-        synthetic, asked = gan.sample_users(n_syn, segs, seed=cfg.seed + 1)
-    else:
-        synthetic, asked = [], np.zeros(0, np.int64)
+    drawn = _generate(gan, cfg, values, offsets, len(real), times, teacher)
+    short, expanded, synthetic, asked = drawn.short, drawn.expanded, drawn.synthetic, drawn.asked
+    sparse, syn_end = drawn.sparse, drawn.syn_end
     t_gen = time.time() - t0 - t_fit
     gen = list(expanded) + list(synthetic)
     kind = np.array(["expanded"] * len(expanded) + ["synthetic"] * len(synthetic))
     source = np.concatenate([short, np.full(len(synthetic), -1)]).astype(np.int64)
 
     logger.info("labelling and gating %d generated histories (%.0f s generating)", len(gen), t_gen)
-    # labeler: clusters on real embeddings + classifier
-    emb = embedder_for(gan)
     nonempty = [h for h in real if len(h)]
-    lab = SeqLabeler(SeqLabelerConfig(**{**cfg.labeler.__dict__, "seed": cfg.seed})).fit(emb(nonempty))
-    seg_pred, conf = lab.predict(emb(gen)) if gen else (np.zeros(0, np.int64), np.zeros(0))
-    # off-segment: an expansion must stay in its source user's cluster; a synthetic user must
-    # have the segment (length / tail rule) it was asked for
-    off = np.zeros(len(gen), bool)
-    if len(expanded):
-        off[: len(expanded)] = seg_pred[: len(expanded)] != lab.cluster(emb([real[i] for i in short]))
-    if len(synthetic):
-        tail_frac = np.array([np.isin(h, gan.tail).mean() if len(h) else 0 for h in synthetic])
-        off[len(expanded):] = segment_of(np.array([len(h) for h in synthetic]), tail_frac) != asked
+    lab, seg_pred, conf, off = _label(gan, cfg, real, nonempty, gen, short, expanded, synthetic, asked)
     low = conf < cfg.labeler.threshold
 
     # gates: privacy (set DCR of generated items vs holdout rule), copies, C2ST, coverage
     fit = np.setdiff1d(np.arange(len(offsets) - 1), gan.holdout_rows)
     fit_v, fit_lens = csr_take(values, offsets, fit)
-    fit_o = offsets_of(fit_lens)
-    ts = SM.TrainingStats(fit_v, fit_o, gan.tail)  # statistics from the rows the generator fitted on
+    ts = SM.TrainingStats(fit_v, offsets_of(fit_lens), gan.tail)  # statistics from the rows the generator fitted on
     # what the GAN made: an expansion's first n_new items when prepended, its last ones when continued
     gen_part = [(h[: cfg.n_new] if gan.cfg.reverse else h[max(0, len(h) - cfg.n_new) :]) if k == "expanded" else h for h, k in zip(gen, kind)]
-    dcr = SM.set_dcr(nonempty, gen_part)
-    # holdout rule: real histories the generator never fitted on, measured against the others
-    is_hold = np.zeros(len(real), bool)
-    is_hold[gan.holdout_rows] = True
-    hold = [real[i] for i in gan.holdout_rows]
-    dcr_hold = SM.set_dcr([h for i, h in enumerate(real) if len(h) and not is_hold[i]], hold) if hold else np.zeros(0)
-    thr = float(np.quantile(dcr_hold, cfg.privacy_quantile)) if len(dcr_hold) else 0.0
-    priv = (dcr < thr) & (kind == "synthetic")  # an expansion keeps its own user's items by design
+    thr, priv = _privacy(gan, cfg, real, nonempty, gen_part, kind)
     keep = ~(low | off | priv)
     acc = [h for h, k in zip(gen, keep) if k]
     m: dict[str, Any] = {
@@ -180,38 +148,109 @@ def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmen
     # the held-out ones too); over the fitted rows alone it could exceed 1 (at 25 % of Beauty: 1.027)
     ts_all = SM.TrainingStats(values, offsets, gan.tail)
     m.update(SM.coverage(ts_all, acc))
-    if acc:
-        # the detector reads 5-item windows: each real reference window from a distinct training
-        # history, counts leave-one-out (see SM.window_c2st), plus a real-vs-real control
-        src = [real[i] if i >= 0 else None for i in source[keep]]
-        w = SM.window_c2st(acc, src, nonempty, ts_all, width=cfg.c2st_width, max_rows=cfg.c2st_rows, seed=cfg.seed)
-        m["c2st_auc_sequences"] = w["auc"]
-        m["c2st_auc_sequences_real_vs_real"] = w["real_vs_real"]
-        m["c2st_sequences_by_statistic"] = w.get("by_statistic")
-        m["c2st_reference"] = (f"{cfg.c2st_width}-item windows of distinct real training histories, statistics leave-one-out")
-        m["c2st_rows"] = int(w["rows"])
-        if report_dir is not None:  # the figure only: whole-length histories next to real windows
-            rng = np.random.default_rng(cfg.seed)
-            pick = rng.choice(len(acc), min(len(acc), cfg.c2st_rows), replace=False)
-            g_sub = [acc[i] for i in pick]
-            r_win = SM.real_windows([real[i] for i in gan.holdout_rows], [len(h) for h in g_sub], seed=cfg.seed)
-            g_st, r_st = SM.history_stats(g_sub, ts), SM.history_stats(r_win, ts)
-            m["figure"] = str(SM.plot_histories(Path(report_dir) / "sequences.png", r_st, g_st, ts, g_sub, r_win))
-    else:
-        m["c2st_auc_sequences"] = None
-    reasons = []
-    if m["c2st_auc_sequences"] is None or m["c2st_auc_sequences"] > cfg.max_c2st_auc:
-        reasons.append(f"c2st_auc_sequences {m['c2st_auc_sequences']} > {cfg.max_c2st_auc}")
-    if not acc:
-        reasons.append("no history accepted")
-    m["gate"] = "pass" if not reasons else "fail"
-    m["gate_reasons"] = reasons
-    m["total_seconds"] = round(time.time() - t0, 2)
+    m.update(_realism(gan, cfg, acc, [real[i] if i >= 0 else None for i in source[keep]], real, nonempty, ts, ts_all, report_dir))
+    c2st = m["c2st_auc_sequences"]
+    reasons = [f"c2st_auc_sequences {c2st} > {cfg.max_c2st_auc}"] if c2st is None or c2st > cfg.max_c2st_auc else []
+    reasons += [] if acc else ["no history accepted"]
+    m.update(gate="pass" if not reasons else "fail", gate_reasons=reasons, total_seconds=round(time.time() - t0, 2))
     seg_all = seg_pred if len(gen) else np.zeros(0, np.int64)
-    end = None
-    if times is not None:
-        end = np.concatenate([times.last_ns[short], syn_end if n_syn else np.zeros(0, np.int64)])[keep]
+    end = None if times is None else np.concatenate([times.last_ns[short], syn_end if len(synthetic) else np.zeros(0, np.int64)])[keep]
     return SeqAugmentResult(acc, kind[keep], source[keep], seg_all[keep], conf[keep], not reasons, m, gan, end)
+
+
+@dataclass
+class _Generated:
+    """What :func:`_generate` drew: expansions of the ``short`` rows and whole users of the
+    ``sparse`` segments (``asked``: the segment each was drawn for; ``syn_end``: its end time)."""
+
+    short: np.ndarray
+    expanded: list[np.ndarray]
+    synthetic: list[np.ndarray]
+    asked: np.ndarray
+    sparse: np.ndarray
+    syn_end: np.ndarray | None
+
+
+def _generate(gan: SequenceGAN, cfg: SeqAugmentConfig, values: np.ndarray, offsets: np.ndarray, n_real: int,
+              times: HistoryTimes | None, teacher: Callable[[np.ndarray, np.ndarray], Any] | None) -> _Generated:
+    """(a) expand the short real histories (``cfg.expansions`` times each); (b) whole users for
+    the sparse segments (``cfg.synthetic_share`` of the real count, by each segment's deficit)."""
+    lens = np.diff(offsets)
+    short = np.repeat(np.flatnonzero((lens >= 1) & (lens < cfg.expand_below)), max(1, int(cfg.expansions)))
+    share = gan.segment_counts / max(gan.segment_counts.sum(), 1)
+    sparse = np.flatnonzero(share < cfg.sparse_share)
+    n_syn = int(cfg.synthetic_share * n_real) if len(sparse) else 0
+    syn_end = history_end_times(np.full(n_syn, -1), times.last_ns, cfg.seed) if times is not None else None
+    logger.info("generating: %d %s items for each of %d short histories%s, %d users for sparse segments", cfg.n_new,
+                "earlier" if gan.cfg.reverse else "later", len(short), " (from the teacher)" if teacher is not None else "", n_syn)
+    expanded = gan.expand(values, offsets, short, cfg.n_new, seed=cfg.seed, teacher=teacher)
+    if n_syn:
+        deficit = (cfg.sparse_share - share[sparse])
+        segs = np.random.default_rng(cfg.seed).choice(sparse, n_syn, p=deficit / deficit.sum())
+        synthetic, asked = gan.sample_users(n_syn, segs, seed=cfg.seed + 1)
+    else:
+        synthetic, asked = [], np.zeros(0, np.int64)
+    return _Generated(short, list(expanded), list(synthetic), asked, sparse, syn_end)
+
+
+def _label(gan: SequenceGAN, cfg: SeqAugmentConfig, real: list[np.ndarray], nonempty: list[np.ndarray], gen: list[np.ndarray],
+           short: np.ndarray, expanded: list[np.ndarray], synthetic: list[np.ndarray], asked: np.ndarray
+           ) -> tuple[SeqLabeler, np.ndarray, np.ndarray, np.ndarray]:
+    """The labeler (clusters on real embeddings + classifier) fitted on the real histories;
+    ``(labeler, segment, confidence, off_segment)`` of the generated ones: an expansion must stay
+    in its source user's cluster, a synthetic user must have the segment (length / tail rule) it
+    was asked for."""
+    emb = embedder_for(gan)
+    lab = SeqLabeler(SeqLabelerConfig(**{**cfg.labeler.__dict__, "seed": cfg.seed})).fit(emb(nonempty))
+    seg_pred, conf = lab.predict(emb(gen)) if gen else (np.zeros(0, np.int64), np.zeros(0))
+    off = np.zeros(len(gen), bool)
+    if len(expanded):
+        off[: len(expanded)] = seg_pred[: len(expanded)] != lab.cluster(emb([real[i] for i in short]))
+    if len(synthetic):
+        tail_frac = np.array([np.isin(h, gan.tail).mean() if len(h) else 0 for h in synthetic])
+        off[len(expanded):] = segment_of(np.array([len(h) for h in synthetic]), tail_frac) != asked
+    return lab, seg_pred, conf, off
+
+
+def _privacy(gan: SequenceGAN, cfg: SeqAugmentConfig, real: list[np.ndarray], nonempty: list[np.ndarray],
+             gen_part: list[np.ndarray], kind: np.ndarray) -> tuple[float, np.ndarray]:
+    """``(threshold, dropped)``: a synthetic user whose generated items are closer (set DCR) to a
+    real history than the ``privacy_quantile`` of the holdout rule (real histories the generator
+    never fitted on, measured against the others) is dropped; an expansion keeps its own user's
+    items by design."""
+    dcr = SM.set_dcr(nonempty, gen_part)
+    is_hold = np.zeros(len(real), bool)
+    is_hold[gan.holdout_rows] = True
+    hold = [real[i] for i in gan.holdout_rows]
+    dcr_hold = SM.set_dcr([h for i, h in enumerate(real) if len(h) and not is_hold[i]], hold) if hold else np.zeros(0)
+    thr = float(np.quantile(dcr_hold, cfg.privacy_quantile)) if len(dcr_hold) else 0.0
+    return thr, (dcr < thr) & (kind == "synthetic")
+
+
+def _realism(gan: SequenceGAN, cfg: SeqAugmentConfig, acc: list[np.ndarray], src: list[np.ndarray | None],
+             real: list[np.ndarray], nonempty: list[np.ndarray], ts: Any, ts_all: Any,
+             report_dir: str | Path | None) -> dict[str, Any]:
+    """The gate's detector on the accepted histories (``c2st_auc_sequences``: None when none was
+    accepted) and, with ``report_dir``, the figure."""
+    if not acc:
+        return {"c2st_auc_sequences": None}
+    # the detector reads 5-item windows: each real reference window from a distinct training
+    # history, counts leave-one-out (see SM.window_c2st), plus a real-vs-real control
+    w = SM.window_c2st(acc, src, nonempty, ts_all, width=cfg.c2st_width, max_rows=cfg.c2st_rows, seed=cfg.seed)
+    m: dict[str, Any] = {
+        "c2st_auc_sequences": w["auc"], "c2st_auc_sequences_real_vs_real": w["real_vs_real"],
+        "c2st_sequences_by_statistic": w.get("by_statistic"),
+        "c2st_reference": f"{cfg.c2st_width}-item windows of distinct real training histories, statistics leave-one-out",
+        "c2st_rows": int(w["rows"]),
+    }
+    if report_dir is not None:  # the figure only: whole-length histories next to real windows
+        rng = np.random.default_rng(cfg.seed)
+        pick = rng.choice(len(acc), min(len(acc), cfg.c2st_rows), replace=False)
+        g_sub = [acc[i] for i in pick]
+        r_win = SM.real_windows([real[i] for i in gan.holdout_rows], [len(h) for h in g_sub], seed=cfg.seed)
+        g_st, r_st = SM.history_stats(g_sub, ts), SM.history_stats(r_win, ts)
+        m["figure"] = str(SM.plot_histories(Path(report_dir) / "sequences.png", r_st, g_st, ts, g_sub, r_win))
+    return m
 
 
 def synthetic_events(hists: list[np.ndarray], end_times_ns: np.ndarray, train: pd.DataFrame,
