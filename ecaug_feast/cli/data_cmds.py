@@ -14,9 +14,14 @@ from typing import Any, Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ecaug_feast.cli.jsonout import summary_json
+from ecaug_feast.cli.progress import PlainProgress, is_terminal
 from ecaug_feast.errors import EcaugError
+from ecaug_feast.jobs.workspace import Workspace
+from ecaug_feast.redact import redact, redact_obj
+from ecaug_feast.redis_server import EmbeddedRedis, external_url, redis_status
 
 log = logging.getLogger("ecaug.data")
 err = Console(stderr=True)
@@ -25,8 +30,6 @@ err = Console(stderr=True)
 def emit(obj: dict[str, Any], as_json: bool, human: str | None = None) -> None:
     """Print the machine summary (``--json``) or a human line, never both on stdout; secrets
     (a Redis password in a URL) are redacted."""
-    from ecaug_feast.redact import redact, redact_obj
-
     if as_json:
         typer.echo(summary_json(redact_obj(obj)))
     elif human:
@@ -37,10 +40,6 @@ def emit(obj: dict[str, Any], as_json: bool, human: str | None = None) -> None:
 def progress_bar(description: str, total: int | None) -> Iterator[Any]:
     """A rich progress bar on stderr (plain lines when stderr is not a terminal); yields
     ``update(done, total)``."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from ecaug_feast.cli.progress import PlainProgress, is_terminal
-
     if not is_terminal():
         yield PlainProgress(f"{description}:")
         return
@@ -78,7 +77,6 @@ def ingest(
 ) -> None:
     """Validate a dataset, split it, write the processed store and the Feast parquet sources."""
     from ecaug_feast.jobs import ingest as jobs
-    from ecaug_feast.jobs.workspace import Workspace
 
     ds = jobs.load(dataset, interactions, users=users, items=items, map_=map_, mapping=mapping, name=name, split=split,
                    max_users=max_users)
@@ -101,7 +99,6 @@ def ingest(
 def apply_cmd(as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line.")) -> None:
     """Register entities, feature views and services (``feast apply`` on the rendered repo)."""
     from ecaug_feast.jobs.ingest import apply
-    from ecaug_feast.jobs.workspace import Workspace
 
     out = apply(Workspace.from_env())
     log.info("feast registry %s (repo %s)", out["registry"], out["repo"])
@@ -122,7 +119,6 @@ def materialize_cmd(
 ) -> None:
     """Load the latest feature values into the online store (Redis)."""
     from ecaug_feast.jobs.ingest import materialize
-    from ecaug_feast.jobs.workspace import Workspace
 
     s, e = _parse_time(start, "--start"), _parse_time(end, "--end")
     out = materialize(Workspace.from_env(), start=s, end=e, views=view or None, incremental=incremental)
@@ -137,7 +133,6 @@ def repair_cmd(as_json: bool = typer.Option(False, "--json", help="Print a JSON 
     so the online store matches the offline one again. Commands that need the online store do
     this first on their own; `ecaug repair` does only this."""
     from ecaug_feast.jobs.repair import repair
-    from ecaug_feast.jobs.workspace import Workspace
 
     out = repair(Workspace.from_env())
     done = ", ".join(f"{d['step']} (interrupted {d['started_at']})" for d in out["repaired"])
@@ -155,8 +150,6 @@ def redis_start(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Start the embedded redis-server (data under <state>/redis)."""
-    from ecaug_feast.redis_server import EmbeddedRedis, external_url
-
     if external_url():
         raise EcaugError(f"ECAUG_REDIS_URL is set ({external_url()}): ecaug uses that server and starts none")
     server = EmbeddedRedis.for_state(port=port)
@@ -167,8 +160,6 @@ def redis_start(
 @redis_app.command("stop")
 def redis_stop(as_json: bool = typer.Option(False, "--json")) -> None:
     """Stop the embedded redis-server (its data is snapshotted to dump.rdb)."""
-    from ecaug_feast.redis_server import EmbeddedRedis, external_url
-
     if external_url():
         raise EcaugError(f"ECAUG_REDIS_URL is set ({external_url()}): ecaug does not stop external servers")
     res = EmbeddedRedis.for_state().shutdown()  # RedisStopError (exit 1) when it could not stop safely
@@ -179,8 +170,6 @@ def redis_stop(as_json: bool = typer.Option(False, "--json")) -> None:
 @redis_app.command("status")
 def redis_status_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
     """Say whether the Redis ecaug uses is up (exit 1 when it is not)."""
-    from ecaug_feast.redis_server import redis_status
-
     st = redis_status()
     detail = f" ({st['detail']})" if st.get("detail") and st.get("record") not in ("ours", "none") else ""
     emit({"command": "redis status", "ok": True, **st}, as_json,

@@ -15,9 +15,13 @@ from typing import Any, Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from ecaug_feast import schema as S
 from ecaug_feast.cli.jsonout import summary_json
+from ecaug_feast.errors import EcaugError
+from ecaug_feast.jobs.workspace import Workspace
+from ecaug_feast.redact import redact_obj
 
 log = logging.getLogger("ecaug.demo")
 err = Console(stderr=True)
@@ -189,8 +193,6 @@ def _num(x: Any) -> str:
 
 
 def _print_summary(res: dict[str, Any]) -> None:
-    from rich.table import Table
-
     table = Table(title="ecaug demo", show_header=True)
     table.add_column("what")
     table.add_column("value", overflow="fold")
@@ -287,12 +289,8 @@ def demo(
     """The product end to end, as its commands run it: ingest -> apply -> materialize -> online read
     -> train -> augment (the trained model as the generator's teacher) -> finetune -> one /recommend
     -> the fine-tuned model against real-only on the same test users."""
-    from ecaug_feast.errors import EcaugError
     from ecaug_feast.jobs.augment import GENERATORS
     from ecaug_feast.jobs.train import DEFAULT_MODEL, model_spec
-    from ecaug_feast.jobs.workspace import Workspace
-    from ecaug_feast.redact import redact_obj
-
     names = [s.name for s in DEMO_STEPS]
     model = model or DEFAULT_MODEL
     generator = generator or model_spec(model).generator

@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ecaug_feast.cli.jsonout import summary_json
+from ecaug_feast.doctor import report, run_checks
 
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
 
@@ -17,8 +18,6 @@ def doctor(
 ) -> None:
     """Check torch, fbgemm, torchrec, Feast, Redis, FAISS and their pairing; print the command that
     fixes each broken piece. Exit 1 when something is broken."""
-    from ecaug_feast.doctor import report, run_checks
-
     checks = run_checks(import_check=not no_import)
     rep = report(checks)
     if as_json:

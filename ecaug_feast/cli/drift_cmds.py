@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 
 from ecaug_feast.cli.jsonout import summary_json
+from ecaug_feast.jobs.workspace import Workspace
 
 
 def drift(
@@ -24,7 +25,6 @@ def drift(
     (default recent window: everything after its fit window). Writes <state>/drift/<time>/ and
     exits 3 when a threshold is crossed."""
     from ecaug_feast.jobs.refresh import DRIFT_EXIT, drift_job
-    from ecaug_feast.jobs.workspace import Workspace
 
     out = drift_job(Workspace.from_env(), since=since, window=window, config=config)
     js = {"drifted": out["drifted"], "scores": out["scores"], "excess": out["excess"], "crossed": out["crossed"],
@@ -56,7 +56,6 @@ def refresh(
     --force) fit a new run warm-started from the active one, gate it, compare it with the active
     run on the quick study and activate it only if both pass."""
     from ecaug_feast.jobs.refresh import refresh_job
-    from ecaug_feast.jobs.workspace import Workspace
 
     out = refresh_job(Workspace.from_env(), force=force, events=events, rows=rows, steps=steps, seed=seed, max_c2st=max_c2st, config=config,
                       allow_new_users=allow_new_users, skip_late=skip_late)

@@ -5,7 +5,11 @@ keeps its traceback."""
 
 from __future__ import annotations
 
+import errno
+import json
+import os
 import sys
+from pathlib import PurePath
 
 import typer
 
@@ -33,9 +37,6 @@ def one_line_error(exc: BaseException) -> str | None:
     """A one-line message for failures of the machine or of a stored file, else None (a bug:
     the traceback stays). Covered: a full disk / quota / read-only / permission ``OSError``
     anywhere in a command, and a corrupt JSON or parquet file read by a command."""
-    import errno
-    import json
-
     code = getattr(exc, "errno", None)
     if isinstance(exc, OSError) and code is None and "No space left on device" in str(exc):
         code = errno.ENOSPC  # pyarrow's writers: "[Errno 28] ..." in the text, errno unset
@@ -71,9 +72,6 @@ def _path_in_traceback(exc: BaseException, suffixes: tuple[str, ...] = (), writt
     existing file path (``written``: a path in an existing folder), ending in one of ``suffixes``
     when given. ``json.loads(p.read_text())`` or pyarrow's writers do not put the path into
     their exception."""
-    import os
-    from pathlib import PurePath
-
     tb, frames = exc.__traceback__, []
     while tb is not None:
         frames.append(tb.tb_frame)

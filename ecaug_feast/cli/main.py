@@ -12,8 +12,11 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ecaug_feast.errors import EcaugError
+from ecaug_feast.noise import quiet_known_noise
+from ecaug_feast.redact import install_log_redaction, redact
 
 # Modules exposing ``register(app: typer.Typer) -> None``. Order = order in --help.
 COMMAND_MODULES = [
@@ -83,9 +86,6 @@ _register_all()
 
 def main() -> None:
     """Console-script entry: run the app, turning user errors into one-line messages."""
-    from ecaug_feast.noise import quiet_known_noise
-    from ecaug_feast.redact import install_log_redaction
-
     quiet_known_noise()
     install_log_redaction()
     try:
@@ -112,10 +112,6 @@ def main() -> None:
 
 
 def _fail(message: str, code: int) -> None:
-    from rich.markup import escape
-
-    from ecaug_feast.redact import redact
-
     err_console.print(f"[bold red]error:[/] {escape(redact(message))}", highlight=False)
     sys.exit(code)
 

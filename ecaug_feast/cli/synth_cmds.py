@@ -15,6 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ecaug_feast.cli.jsonout import summary_json
 from ecaug_feast.cli.progress import PlainProgress, is_terminal
+from ecaug_feast.jobs.workspace import Workspace
 from ecaug_feast.names import check_name
 
 err = Console(stderr=True)
@@ -49,7 +50,6 @@ def augment(
     trains on it. With --repo: the column GAN on one view of a shop's own Feast repo (its twin view only)."""
     from ecaug_feast.jobs.augment import DEFAULT_GENERATOR, GENERATORS, AugmentRequest
     from ecaug_feast.jobs.augment import augment as augment_job
-    from ecaug_feast.jobs.workspace import Workspace
 
     name = generator or ("column" if repo is not None and events is None else DEFAULT_GENERATOR)  # a shop's view: feature rows
     req = AugmentRequest(dataset=dataset, seed=seed, steps=steps, max_c2st=max_c2st, publish=not no_publish, rows=rows,
@@ -134,7 +134,6 @@ def runs_rollback(to: Optional[str] = typer.Option(None, "--to", help="Run to ac
         out = rollback_repo(repo, to)
     else:
         from ecaug_feast.jobs.augment import rollback
-        from ecaug_feast.jobs.workspace import Workspace
 
         out = rollback(Workspace.from_env(), to)
     now, before = out["active"], out["previous"]

@@ -17,6 +17,8 @@ from rich.console import Console
 
 from ecaug_feast.cli.jsonout import summary_json
 from ecaug_feast.errors import EcaugError
+from ecaug_feast.jobs.workspace import Workspace
+from ecaug_feast.noise import quiet_known_noise
 
 err = Console(stderr=True)
 log = logging.getLogger("ecaug.recommender")
@@ -25,8 +27,6 @@ log = logging.getLogger("ecaug.recommender")
 def _quiet() -> None:
     # torchrec/fbgemm log every kernel they build at INFO and warn about planner internals:
     # muted by module and category in one place, so real warnings stay visible
-    from ecaug_feast.noise import quiet_known_noise
-
     quiet_known_noise()
 
 
@@ -72,7 +72,6 @@ def train_cmd(
     Also under `torchrun --nproc_per_node=N -m ecaug_feast.cli.main train ...` (rank 0 saves)."""
     _quiet()
     from ecaug_feast.jobs.train import DEFAULT_MODEL, train_real
-    from ecaug_feast.jobs.workspace import Workspace
 
     out = train_real(Workspace.from_env(), dataset, name=name, source=source, epochs=epochs, batch_size=batch_size, embedding_dim=embedding_dim,
                      seed=seed, progress=_epoch_printer(as_json), log=err.print, model=model or DEFAULT_MODEL,
@@ -100,7 +99,6 @@ def finetune_cmd(
     _quiet()
     from ecaug_feast.jobs.finetune import finetune
     from ecaug_feast.jobs.train import finetune_defaults
-    from ecaug_feast.jobs.workspace import Workspace
 
     settings = finetune_defaults(from_, mix_ratio=mix_ratio, protocol=protocol, dataset=dataset)
     out = finetune(Workspace.from_env(), from_, mode=mode, run_id=run_id, name=name, source=source, epochs=epochs, seed=seed,

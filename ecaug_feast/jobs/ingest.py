@@ -7,11 +7,20 @@ they run inside ``Workspace.online()``; ``ingest`` touches no Redis.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import pandas as pd
+import redis
+
+from ecaug_feast import feast_io
 from ecaug_feast import schema as S
+from ecaug_feast.datasets import load_dataset, load_generic, subset_users
+from ecaug_feast.datasets.generic import parse_map_flag
+from ecaug_feast.features.build import USER_FEATURES
+from ecaug_feast.features.ingest import ingest_dataset
 from ecaug_feast.errors import EcaugError
 from ecaug_feast.jobs import repair
 from ecaug_feast.jobs.workspace import Workspace
@@ -20,8 +29,6 @@ from ecaug_feast.names import check_name
 
 def feast_error(exc: Exception) -> EcaugError:
     """Turn Feast/Redis failures users can act on into one-line errors."""
-    import redis
-
     if isinstance(exc, redis.exceptions.ConnectionError):
         return EcaugError(f"Redis unreachable: {exc} (run `ecaug redis start` or check ECAUG_REDIS_URL)")
     return EcaugError(f"feast: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
@@ -31,9 +38,6 @@ def load(dataset: str | None = None, interactions: Path | None = None, users: Pa
          items: Path | None = None, map_: str | None = None, mapping: Path | None = None, name: str | None = None,
          split: str | None = None, max_users: int | None = None) -> Any:
     """A bundled dataset (``dataset``) or the shop's own tables through a column mapping, validated."""
-    from ecaug_feast.datasets import load_dataset, load_generic, subset_users
-    from ecaug_feast.datasets.generic import parse_map_flag
-
     if name is not None:
         check_name(name, "--name")  # it becomes <state>/datasets/<name>: checked before any work
     own = interactions is not None or mapping is not None
@@ -56,15 +60,11 @@ def load(dataset: str | None = None, interactions: Path | None = None, users: Pa
 def ingest(ws: Workspace, ds: Any, negatives: int = 1, seed: int = 0,
            progress: Callable[..., None] | None = None) -> dict[str, Any]:
     """Split ``ds``, write the processed store and the Feast parquet sources; returns the summary."""
-    from ecaug_feast.features.ingest import ingest_dataset
-
     return ingest_dataset(ds, neg_per_pos=negatives, seed=seed, progress=progress)
 
 
 def apply(ws: Workspace) -> dict[str, Any]:
     """``feast apply`` on the workspace's repo (registers entities, views, services)."""
-    from ecaug_feast import feast_io
-
     with ws.online() as url:
         try:
             return feast_io.apply(ws.feast_repo(url))
@@ -93,13 +93,6 @@ def materialize(ws: Workspace, start: datetime | None = None, end: datetime | No
 def online_check(ws: Workspace) -> dict[str, Any]:
     """Read one user's serving features from Redis and check them against the offline serving row
     (the demo's ``online_read`` step)."""
-    import time
-
-    import pandas as pd
-
-    from ecaug_feast import feast_io
-    from ecaug_feast.features.build import USER_FEATURES
-
     uf = pd.read_parquet(ws.feast_dir / f"{USER_FEATURES}.parquet")
     serving = uf.sort_values("event_timestamp").groupby("user_id").tail(1).set_index("user_id")
     uid = int(serving.index.min())
