@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional
 
 from ecaug_feast import schema as S
 from ecaug_feast.errors import EcaugError
+from ecaug_feast.jobs.augment_seq import GENERATOR as SEQUENCE_GENERATOR
 from ecaug_feast.jobs.train import EpochCallback, load_real, run_training, train_overrides
 from ecaug_feast.jobs.workspace import Workspace
 
@@ -84,7 +85,7 @@ def synthetic_histories(ws: Workspace, run_id: Optional[str], source: str = "fea
         raise EcaugError("no synthetic run: run `ecaug augment --generator sequence` first or pass --run RUN_ID")
     run = synth_store.load_run(rid)  # raises a clear EcaugError for an unknown run id
     lineage = run.manifest.get("lineage", {})
-    if lineage.get("generator") != "sequence":
+    if lineage.get("generator") != SEQUENCE_GENERATOR:
         raise EcaugError(f"run {rid} holds feature rows of the column GAN (at most 3 recent items per user), not histories; "
                          "fine-tune a sequence model on a run of `ecaug augment --generator sequence` (--run RUN_ID)")
     if dataset and lineage.get("dataset") and dataset != lineage["dataset"]:

@@ -30,11 +30,12 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from ecaug_feast import paths
+from ecaug_feast import paths, synth_store
 from ecaug_feast.drift import DriftResult, DriftThresholds, compare, limit_of
 from ecaug_feast.errors import DataValidationError, EcaugError
 from ecaug_feast.features.append import checked_feast_dir, store_events
 from ecaug_feast.jobs import repair
+from ecaug_feast.jobs.runs import materialized
 from ecaug_feast.jobs.workspace import Workspace
 from ecaug_feast.schema import USER_SCALAR_COLUMNS
 
@@ -337,8 +338,6 @@ def refresh_job(ws: Workspace, force: bool = False, events: str | Path | None = 
     name at ``after_append``, ``after_fit``, ``before_publish`` (tests inject failures there).
     ``allow_new_users``: events of users the store does not know are appended as new users (else
     refused); ``skip_late``: events at or before the store's last event are skipped (else refused)."""
-    from ecaug_feast import synth_store
-
     t0 = time.perf_counter()
     feast_dir = ws.feast_dir
     hook = (lambda name: (hooks or {}).get(name, lambda: None)())
@@ -357,24 +356,10 @@ def refresh_job(ws: Workspace, force: bool = False, events: str | Path | None = 
         out.update(reason="no drift over the thresholds (use --force to refresh anyway)", seconds=round(time.perf_counter() - t0, 2))
         return out
 
-    from ecaug_feast.quality.gates import GateConfig
-    from ecaug_feast.synth.gan import GANConfig
-    from ecaug_feast.synth.pipeline import AugmentConfig
-
-    if augment is None:
+    if augment is None:  # here, not at the top: the generators pull in torch, which `ecaug drift` never needs
         from ecaug_feast.jobs.augment import augment_run as augment
     pcfg = parent.manifest.get("config", {})
-    gan_kw = {k: v for k, v in (pcfg.get("gan") or {}).items() if k in GANConfig.__dataclass_fields__}
-    for k in ("gen_hidden", "dis_hidden"):
-        if k in gan_kw:
-            gan_kw[k] = tuple(gan_kw[k])
-    model = parent.path / "model"
-    gan_kw.update(max_steps=steps, warm_start=str(model) if (model / "generator.pt").exists() else None)
-    gates_kw = dict(pcfg.get("gates") or {})
-    if max_c2st is not None:
-        gates_kw["max_c2st_auc"] = max_c2st
-    cfg = AugmentConfig(gan=GANConfig(**gan_kw), gates=GateConfig(**{**gates_kw, "seed": seed}),
-                        **{k: pcfg[k] for k in ("k_recent", "k_attr", "max_fit_rows", "holdout_rows", "oversample") if k in pcfg})
+    cfg = _refresh_config(parent, steps, max_c2st, seed)
     n_rows = rows or int(parent.manifest.get("metrics", {}).get("rows_accepted") or 10_000)
     res = augment(ws, rows=n_rows, seed=seed, config=cfg, publish=False,
                   segment=pcfg.get("segment"),
@@ -402,22 +387,48 @@ def refresh_job(ws: Workspace, force: bool = False, events: str | Path | None = 
                    seconds=round(time.perf_counter() - t0, 2))
         return out
 
-    with ws.online() as url, synth_store.runs_lock():  # switch + online store as one exclusive step
-        repo = ws.feast_repo(url)
-        if synth_store.active_run() != parent.run_id:
-            out.update(reason=f"the active run changed to {synth_store.active_run()} during the refresh; not switched",
-                       seconds=round(time.perf_counter() - t0, 2))
-            return out
-        synth_store.activate(new_run.run_id)
-        try:
-            hook("before_publish")
-            pub = synth_store.publish(new_run.run_id, repo)
-        except BaseException:
-            # back to the parent, online store included, before the error goes up
-            synth_store.activate(parent.run_id)
-            synth_store.publish(parent.run_id, repo)
-            raise
-    out["activated"] = True
-    out["materialized"] = {k: v.get("entities_written") for k, v in pub.get("materialize", {}).get("views", {}).items()}
-    out["seconds"] = round(time.perf_counter() - t0, 2)
+    pub = _switch(ws, parent.run_id, new_run.run_id, lambda: hook("before_publish"))
+    if pub is None:
+        out.update(reason=f"the active run changed to {synth_store.active_run()} during the refresh; not switched",
+                   seconds=round(time.perf_counter() - t0, 2))
+        return out
+    out.update(activated=True, materialized=materialized(pub), seconds=round(time.perf_counter() - t0, 2))
     return out
+
+
+def _refresh_config(parent: Any, steps: int, max_c2st: float | None, seed: int) -> Any:
+    """The parent run's settings, its saved generator as the warm start, ``steps`` GAN steps."""
+    from ecaug_feast.quality.gates import GateConfig  # the GAN's modules (torch): see refresh_job
+    from ecaug_feast.synth.gan import GANConfig
+    from ecaug_feast.synth.pipeline import AugmentConfig
+
+    pcfg = parent.manifest.get("config", {})
+    gan_kw = {k: v for k, v in (pcfg.get("gan") or {}).items() if k in GANConfig.__dataclass_fields__}
+    for k in ("gen_hidden", "dis_hidden"):
+        if k in gan_kw:
+            gan_kw[k] = tuple(gan_kw[k])
+    model = parent.path / "model"
+    gan_kw.update(max_steps=steps, warm_start=str(model) if (model / "generator.pt").exists() else None)
+    gates_kw = dict(pcfg.get("gates") or {})
+    if max_c2st is not None:
+        gates_kw["max_c2st_auc"] = max_c2st
+    return AugmentConfig(gan=GANConfig(**gan_kw), gates=GateConfig(**{**gates_kw, "seed": seed}),
+                         **{k: pcfg[k] for k in ("k_recent", "k_attr", "max_fit_rows", "holdout_rows", "oversample") if k in pcfg})
+
+
+def _switch(ws: Workspace, parent_id: str, new_id: str, before_publish: Callable[[], None]) -> dict[str, Any] | None:
+    """Activate ``new_id`` and publish it, as one exclusive step, if ``parent_id`` is still the
+    active run (else None: nothing switched); a failed publish goes back to the parent, online
+    store included, before the error goes up."""
+    with ws.online() as url, synth_store.runs_lock():
+        repo = ws.feast_repo(url)
+        if synth_store.active_run() != parent_id:
+            return None
+        synth_store.activate(new_id)
+        try:
+            before_publish()
+            return synth_store.publish(new_id, repo)
+        except BaseException:
+            synth_store.activate(parent_id)
+            synth_store.publish(parent_id, repo)
+            raise
