@@ -203,7 +203,7 @@ def finetune_sequence(ws: Workspace, base: Any, from_: str, dataset: str, name: 
     if protocol == "pretrain":  # a fresh model on the mix (train_real's budget), then real histories only
         log(f"pre-training a fresh sequence model on {len(hist.user_ids):,} histories ({len(extra):,} synthetic, run {syn_id})")
         pcfg = SeqTrainConfig(**train_overrides(pretrain_epochs or epochs, batch_size, seed, max_seconds))
-        pre_train = {"pretrain_train": config_dict(pcfg)}
+        pre_train = {"pretrain_train": config_dict(pcfg, base.cfg.num_items)}
         pre = run_training(lambda: train_seq(data, valid, base.cfg, pcfg, progress=progress, histories=hist), dataset)
         pre_out = {"valid_pretrain": pre.best_valid, "pretrain_epochs": pre.best_epoch}
         log(f"fine-tuning it on the {len(real.user_ids):,} real histories")
@@ -216,7 +216,7 @@ def finetune_sequence(ws: Workspace, base: Any, from_: str, dataset: str, name: 
     test_m = evaluate_seq(res.model, data, test, "test", seed=seed, buckets=True)
     info = {"dataset": dataset, "from": str(resolve(from_)), "mix_ratio": mix_ratio, "run_id": syn_id, "protocol": protocol,
             "histories": int(len(hist.user_ids)), "synthetic_histories": len(extra), **pre_train}
-    path = save_checkpoint(out_dir, res.state, base.cfg, res.model.catalog, train=config_dict(tcfg),
+    path = save_checkpoint(out_dir, res.state, base.cfg, res.model.catalog, train=config_dict(tcfg, base.cfg.num_items),
                            metrics={"valid_before": before, **pre_out, "valid": res.best_valid, "test": test_m}, data=info)
     return {"checkpoint": str(path), "from": str(resolve(from_)), "model": "sequence", "mode": "full", "protocol": protocol,
             "mix_ratio": mix_ratio, "run_id": syn_id, "synthetic_histories": len(extra), "valid_before": before, **pre_out,

@@ -288,6 +288,7 @@ def test_finetune_pretrain_protocol_trains_fresh_on_the_mix_then_on_real(feast_e
     _, meta = load_checkpoint("seqpub-pt")
     assert meta["data"]["protocol"] == "pretrain" and "valid_pretrain" in meta["metrics"]
     assert meta["data"]["pretrain_train"]["epochs"] >= 1 and meta["train"]["epochs"] == 1  # both stages' budgets
+    assert meta["train"]["loss"] == meta["data"]["pretrain_train"]["loss"] == "full"  # the loss that ran ("auto" resolved)
     # no run (the study's real_twice control): both stages read the real histories alone
     calls.clear()
     r = CliRunner().invoke(app, ["finetune", "--from", "seqpub-base", "--protocol", "pretrain", "--mix-ratio", "0", "--epochs", "1",
