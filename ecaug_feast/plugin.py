@@ -27,6 +27,7 @@ view, gates them and writes a run whose entity keys lie in ecaug's synthetic key
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from datetime import datetime, timezone
@@ -279,6 +280,12 @@ def find_twin(store: "FeatureStore", view: str) -> FeatureView:
     return twins[0]
 
 
+def in_repo(store: "FeatureStore") -> Any:
+    """cwd = the repo while the shop's offline store reads: some (DuckDB) take a relative
+    ``FileSource`` path from the cwd, as the ``feast`` CLI run inside the repo does."""
+    return contextlib.chdir(store.config.repo_path)
+
+
 def read_view_rows(store: "FeatureStore", view: FeatureView) -> pd.DataFrame:
     """Every row of a view's batch source, read by the shop's own offline store (keys, timestamp,
     features named as in the view: the source's field mapping applied)."""
@@ -287,12 +294,13 @@ def read_view_rows(store: "FeatureStore", view: FeatureView) -> pd.DataFrame:
     back = {v: k for k, v in mapping.items()}
     keys = [c.name for c in view.entity_columns]
     feats = [f.name for f in view.features]
-    job = store._get_provider().offline_store.pull_all_from_table_or_query(  # the offline store's own reader
-        config=store.config, data_source=src, join_key_columns=[back.get(k, k) for k in keys],
-        feature_name_columns=[back.get(f, f) for f in feats], timestamp_field=src.timestamp_field,
-        created_timestamp_column=src.created_timestamp_column or None,
-        start_date=datetime(1970, 1, 1, tzinfo=timezone.utc), end_date=_FAR_FUTURE)
-    df = job.to_df().rename(columns=mapping)
+    with in_repo(store):
+        job = store._get_provider().offline_store.pull_all_from_table_or_query(  # the offline store's own reader
+            config=store.config, data_source=src, join_key_columns=[back.get(k, k) for k in keys],
+            feature_name_columns=[back.get(f, f) for f in feats], timestamp_field=src.timestamp_field,
+            created_timestamp_column=src.created_timestamp_column or None,
+            start_date=datetime(1970, 1, 1, tzinfo=timezone.utc), end_date=_FAR_FUTURE)
+        df = job.to_df().rename(columns=mapping)
     return df[keys + [src.timestamp_field] + feats].reset_index(drop=True)
 
 
@@ -329,7 +337,8 @@ def training_rows(store: "FeatureStore", entity_df: pd.DataFrame, features: "str
     refs = _feature_refs(store, features)
     ts = _timestamp_column(entity_df)
     ent = entity_df.reset_index(drop=True).assign(__row=np.arange(len(entity_df)))
-    real = store.get_historical_features(entity_df=ent, features=refs).to_df()
+    with in_repo(store):
+        real = store.get_historical_features(entity_df=ent, features=refs).to_df()
     real = real.sort_values("__row").drop(columns="__row").reset_index(drop=True)
     real["is_synthetic"], real["run_id"] = False, None
     n = int(round(mix_ratio * len(entity_df)))
@@ -360,7 +369,8 @@ def training_rows(store: "FeatureStore", entity_df: pd.DataFrame, features: "str
     pick = rows.iloc[np.sort(np.random.default_rng(seed).choice(len(rows), n, replace=False))].reset_index(drop=True)
     pick["__row"] = np.arange(n)
     twin_refs = [f"{twins[r.split(':', 1)[0]].name}:{r.split(':', 1)[1]}" for r in refs] + [f"{first.name}:run_id"]
-    syn = store.get_historical_features(entity_df=pick, features=twin_refs).to_df()
+    with in_repo(store):
+        syn = store.get_historical_features(entity_df=pick, features=twin_refs).to_df()
     syn = syn.sort_values("__row").drop(columns="__row").reset_index(drop=True)
     got = set(syn["run_id"].dropna().unique())
     if got - {active}:

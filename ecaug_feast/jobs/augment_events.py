@@ -70,11 +70,12 @@ def _find(store: "FeatureStore", name: str) -> tuple[Any, Any, list[str]]:
 
 def read_events(store: "FeatureStore", source: Any, user: str, item: str) -> pd.DataFrame:
     """Every event of ``source`` through the shop's offline store: user, item, timestamp."""
-    job = store._get_provider().offline_store.pull_all_from_table_or_query(
-        config=store.config, data_source=source, join_key_columns=[user, item], feature_name_columns=[],
-        timestamp_field=source.timestamp_field, created_timestamp_column=None,
-        start_date=datetime(1970, 1, 1, tzinfo=timezone.utc), end_date=_FAR)
-    return job.to_df()[[user, item, source.timestamp_field]]
+    with plugin.in_repo(store):
+        job = store._get_provider().offline_store.pull_all_from_table_or_query(
+            config=store.config, data_source=source, join_key_columns=[user, item], feature_name_columns=[],
+            timestamp_field=source.timestamp_field, created_timestamp_column=None,
+            start_date=datetime(1970, 1, 1, tzinfo=timezone.utc), end_date=_FAR)
+        return job.to_df()[[user, item, source.timestamp_field]]
 
 
 def training_histories(events: pd.DataFrame, user: str, item: str, ts: str, max_len: int) -> tuple[TrainingHistories, pd.DataFrame, np.ndarray]:

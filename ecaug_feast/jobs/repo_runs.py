@@ -77,7 +77,7 @@ def _materialize(store: "FeatureStore", twin: FeatureView, path: Path) -> int:
     if not len(df):
         return 0
     ts = pd.to_datetime(df.iloc[:, 0], utc=True)
-    with contextlib.redirect_stdout(io.StringIO()):  # Feast's progress banner: stdout is for --json
+    with contextlib.redirect_stdout(io.StringIO()), plugin.in_repo(store):  # stdout is for --json
         store.materialize(start_date=(ts.min() - pd.Timedelta(seconds=1)).to_pydatetime(),
                           end_date=(ts.max() + pd.Timedelta(seconds=1)).to_pydatetime(), feature_views=[twin.name])
     return int(df.iloc[:, 1].nunique())

@@ -1,5 +1,6 @@
 """A grocer's Feast repo that ecaug's code has never seen (issue 31): shoppers keyed by UUID
-strings, products by Int32 numbers, a list feature (the last items bought), a file offline store,
+strings (or Int64 numbers), products by Int32 numbers, a list feature (the last items bought), a
+file (or DuckDB) offline store,
 the session's Redis online; the repo file declares the twins as docs/guide/plugin.md says.
 
 - ``shopper`` / ``shopper_ref`` (String, UUIDs): view ``shopper_behaviour`` (basket value, visits
@@ -31,13 +32,13 @@ from feast.types import Array, Float32, Int32, Int64, String
 
 from ecaug_feast.plugin import synthetic_events, synthetic_twins
 
-shopper = Entity(name="shopper", join_keys=["shopper_ref"], value_type=ValueType.STRING)
+shopper = Entity(name="shopper", join_keys=["shopper_ref"], value_type=ValueType.__SHOPPER_VT__)
 product = Entity(name="product", join_keys=["product_no"], value_type=ValueType.INT32)
 basket = Entity(name="basket", join_keys=["basket_ref"])
 
 shopper_behaviour = FeatureView(
     name="shopper_behaviour", entities=[shopper], ttl=timedelta(days=90), online=True,
-    schema=[Field(name="shopper_ref", dtype=String), Field(name="basket_value", dtype=Float32),
+    schema=[Field(name="shopper_ref", dtype=__SHOPPER_T__), Field(name="basket_value", dtype=Float32),
             Field(name="visits_per_week", dtype=Int64), Field(name="favourite_aisle", dtype=String),
             Field(name="last_items_bought", dtype=Array(String))],
     source=FileSource(name="shoppers_source", path="data/shoppers.parquet", timestamp_field="seen_at"),
@@ -57,7 +58,8 @@ ranking_inputs = FeatureService(name="ranking_inputs", features=[shopper_behavio
 
 # the shop's event log (one row per purchase) and its twin: where generated behaviour goes
 purchases = FileSource(name="purchases", path="data/purchases.parquet", timestamp_field="bought_at")
-purchases_synth = synthetic_events(purchases, user_key="shopper_ref", item_key="sku", runs_dir="data/ecaug_runs")
+purchases_synth = synthetic_events(purchases, user_key="shopper_ref", item_key="sku", user_type=__SHOPPER_T__,
+                                   runs_dir="data/ecaug_runs")
 
 
 
@@ -82,13 +84,16 @@ AISLES = ["dairy", "bakery", "produce", "frozen", "drinks"]
 
 
 def write_grocer_repo(repo: Path, redis_url: str, db: int, shoppers: int = 200, products: int = 300,
-                      snapshots: int = 3, project: str = "grocer") -> Path:
-    """Write the repo (yaml with the Redis at ``redis_url``, db ``db``), its data and repo file."""
+                      snapshots: int = 3, project: str = "grocer", shopper_keys: str = "uuid",
+                      offline: str = "file") -> Path:
+    """Write the repo (yaml with the Redis at ``redis_url``, db ``db``, the ``offline`` store), its
+    data and repo file. ``shopper_keys``: ``uuid`` (String keys) or ``int64`` (numbers)."""
     rng = np.random.default_rng(7)
     (repo / "data").mkdir(parents=True)
     end = datetime(2025, 6, 1, tzinfo=timezone.utc)
     times = [end - timedelta(days=7 * k) for k in range(snapshots)]
-    refs = [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in range(shoppers)]
+    refs = ([str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in range(shoppers)] if shopper_keys == "uuid"
+            else [int(x) for x in rng.choice(10**9, shoppers, replace=False) + 1])
     skus = [f"sku-{i:04d}" for i in range(300)]
     pop = 1.0 / np.arange(1, len(skus) + 1)
     pop /= pop.sum()
@@ -120,6 +125,7 @@ def write_grocer_repo(repo: Path, redis_url: str, db: int, shoppers: int = 200, 
     prods.to_parquet(repo / "data" / "products.parquet")
     pd.DataFrame([{"basket_ref": f"b-{i}", "seen_at": times[0], "total": np.float32(rng.gamma(3.0, 15.0)),
                    "n_items": int(rng.integers(1, 20))} for i in range(80)]).to_parquet(repo / "data" / "baskets.parquet")
-    write_store_yaml(repo, redis_url, db, project)
-    (repo / "grocer_repo.py").write_text(REPO_FILE)
+    write_store_yaml(repo, redis_url, db, project, offline)
+    kind = {"uuid": ("String", "STRING"), "int64": ("Int64", "INT64")}[shopper_keys]
+    (repo / "grocer_repo.py").write_text(REPO_FILE.replace("__SHOPPER_T__", kind[0]).replace("__SHOPPER_VT__", kind[1]))
     return repo

@@ -73,12 +73,13 @@ def write_shop_repo(repo: Path, redis_url: str, db: int, couriers: int = 40, day
     return repo
 
 
-def write_store_yaml(repo: Path, redis_url: str, db: int, project: str) -> None:
-    """The repo's ``feature_store.yaml``: file offline store, the Redis at ``redis_url`` (db ``db``)."""
+def write_store_yaml(repo: Path, redis_url: str, db: int, project: str, offline: str = "file") -> None:
+    """The repo's ``feature_store.yaml``: the ``offline`` store (file, duckdb), the Redis at
+    ``redis_url`` (db ``db``)."""
     u = urlparse(redis_url)
     (repo / "feature_store.yaml").write_text(
         f"project: {project}\nregistry: data/registry.db\nprovider: local\n"
-        "offline_store:\n  type: file\n"
+        f"offline_store:\n  type: {offline}\n"
         f"online_store:\n  type: redis\n  connection_string: \"{u.hostname}:{u.port},db={db}\"\n"
         "entity_key_serialization_version: 3\n")
 

@@ -2,8 +2,10 @@
 its purchases source and declares its twin with ``synthetic_events``; ``ecaug augment --repo R --events purchases`` reads the
 events through the shop's offline store, splits first (leave-last-out), expands the training
 histories with the product's sequence path (a tiny generator here) and writes the twin of the
-event source: synthetic shoppers under the reserved String prefix, the shop's own skus. Nothing
-in the online store changes (db 6 holds the shop's real keys only)."""
+event source: synthetic shoppers under the reserved String prefix (UUID keys, file offline store)
+or the Int64 range (numeric keys, DuckDB offline store), the shop's own skus; then the
+shopper_behaviour twin's rows of the generated shoppers, computed by the grocer's own feature
+function and materialized, the shop's real Redis keys byte-identical (db 6 / 7: its keys only)."""
 
 from __future__ import annotations
 
@@ -24,14 +26,18 @@ TINY = {"gan": dict(embedding_dim=16, num_layers=1, num_heads=1, max_len=20, mle
         "expand_below": 6, "n_new": 3, "synthetic_share": 0.1, "c2st_rows": 500, "max_c2st_auc": 1.0}
 
 
-def test_events_twin_from_the_shop_event_log(tmp_path: Path, redis_url: str, monkeypatch, capsys):
+@pytest.mark.parametrize("keys,offline,db", [("uuid", "file", 6), ("int64", "duckdb", 7)])
+def test_events_twin_from_the_shop_event_log(keys: str, offline: str, db: int, tmp_path: Path, redis_url: str,
+                                             monkeypatch, capsys):
     import redis
     from feast import FeatureStore
 
     from ecaug_feast.jobs.augment_events import read_events
 
-    repo = write_grocer_repo(tmp_path / "grocer", redis_url, 6, shoppers=150, products=40)
-    client = redis.Redis(host=urlparse(redis_url).hostname, port=urlparse(redis_url).port, db=6)
+    from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
+
+    repo = write_grocer_repo(tmp_path / "grocer", redis_url, db, shoppers=150, products=40, shopper_keys=keys, offline=offline)
+    client = redis.Redis(host=urlparse(redis_url).hostname, port=urlparse(redis_url).port, db=db)
     client.flushdb()
     feast_cli(repo, ["apply"], monkeypatch)
     feast_cli(repo, ["materialize", "2025-01-01T00:00:00", "2025-07-01T00:00:00", "--views", "shopper_behaviour"], monkeypatch)
@@ -51,7 +57,10 @@ def test_events_twin_from_the_shop_event_log(tmp_path: Path, redis_url: str, mon
     assert res["held_out_events"] == 300 and res["train_events"] == len(real) - 300
     syn = pd.read_parquet(Path(res["run_dir"]) / "purchases_synth.parquet")
     assert len(syn) == res["events_written"] > 0
-    assert syn["shopper_ref"].str.startswith(f"ecaug:{res['run_id']}:").all()
+    if keys == "uuid":
+        assert syn["shopper_ref"].str.startswith(f"ecaug:{res['run_id']}:").all()
+    else:
+        assert str(syn["shopper_ref"].dtype) == "int64" and (syn["shopper_ref"] >= SYNTHETIC_USER_ID_BASE).all()
     assert set(syn["sku"]) <= set(real["sku"]) and syn["is_synthetic"].all()
     assert set(syn["kind"]) <= {"expanded", "synthetic"} and (syn["kind"] == "expanded").any()
     # the twin is a Feast source like the shop's own: read back through the offline store
@@ -74,7 +83,7 @@ def test_events_twin_from_the_shop_event_log(tmp_path: Path, redis_url: str, mon
     some = rows["shopper_ref"].iloc[0]
     newest = ev2[ev2["shopper_ref"] == some].sort_values("bought_at")["sku"].tolist()[::-1][:7]
     got = store.get_online_features(features=["shopper_behaviour_synth:last_items_bought", "shopper_behaviour_synth:run_id"],
-                                    entity_rows=[{"shopper_ref": some}]).to_dict()
+                                    entity_rows=[{"shopper_ref": some if keys == "uuid" else int(some)}]).to_dict()
     assert got["last_items_bought"] == [newest] and got["run_id"] == [res2["run_id"]]
     code, _, err = ecaug_cli([*cmd[:-1], "--view", "product_stats", "--events", "purchases"], capsys, monkeypatch)
     assert code == 2 and "--view product_stats: keyed by 'product_no'" in err, err
