@@ -19,13 +19,15 @@ import pytest
 
 from ecaug_feast.redis_server import free_port
 
-USERS = 600  # Beauty users kept by the ingest: enough histories for the generator and its gate
+USERS = 400  # Beauty users kept by the ingest: enough histories for the generator and its gate
 
 
 def _ecaug(args: list[str], env: dict[str, str], timeout: float = 600) -> dict:
     """Run ``ecaug ARGS --json``; its last stdout line (a JSON object). A failure shows stderr."""
+    t0 = time.monotonic()
     p = subprocess.run([sys.executable, "-m", "ecaug_feast.cli.main", *args, "--json"], env=env, capture_output=True,
                        text=True, timeout=timeout)
+    print(f"ecaug {args[0]}: {time.monotonic() - t0:.1f} s")  # shown with -s or on a failure
     assert p.returncode == 0, (args, p.stderr[-4000:])
     return json.loads(p.stdout.strip().splitlines()[-1])
 
