@@ -28,6 +28,7 @@ view, gates them and writes a run whose entity keys lie in ecaug's synthetic key
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from datetime import datetime, timezone
@@ -100,9 +101,10 @@ def synthetic_twins(views: Sequence[FeatureView], runs_dir: str | Path | None = 
 
     ``features``: view name -> the shop's feature function, a module-level callable of the repo
     file taking events (user key, item key, timestamp columns of the event source) and returning
-    one row per user (the user key + the view's features, optionally a timestamp). ``ecaug augment
-    --repo --events SRC --view V`` computes the twin's rows of the generated users with it. Kept
-    as a twin tag (``module:name``).
+    one row per user (the user key + the view's features, optionally a timestamp); or a dict
+    naming ecaug's own builder of each field (``{"n_buys": "count", "recent": "recent_items:5"}``).
+    ``ecaug augment --repo --events SRC --view V`` computes the twin's rows of the generated
+    users with it. Kept as a twin tag (``module:name`` / ``builtin:<json>``).
 
     ``entities``: the views' ``Entity`` objects, needed when a view's schema does not declare its
     join-key field (a Feast ``FeatureView`` keeps only entity names); without the key's type Feast
@@ -144,7 +146,11 @@ def synthetic_twins(views: Sequence[FeatureView], runs_dir: str | Path | None = 
 
 
 def _callable_ref(fn: Any) -> str:
-    """``module:name`` of a module-level callable (how a twin names its feature function)."""
+    """``module:name`` of a module-level callable (how a twin names its feature function), or
+    ``builtin:<json>`` for a dict naming ecaug's own builder of each field
+    (:mod:`ecaug_feast.jobs.repo_features`: ``count``, ``recent_items:N``, ``top_item``, ...)."""
+    if isinstance(fn, dict):
+        return "builtin:" + json.dumps({str(k): str(v) for k, v in fn.items()}, sort_keys=True)
     name = getattr(fn, "__qualname__", "")
     if not callable(fn) or not name or "<" in name or "." in name:
         raise EcaugError(f"synthetic_twins: feature function {fn!r} must be a module-level function of the repo file")

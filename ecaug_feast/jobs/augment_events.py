@@ -20,8 +20,11 @@ The repo file names the shop's interaction source and declares its twin with
    own feature function the twin declaration names (``synthetic_twins(..., features={V: fn})``),
    stamped at each user's last generated event, written in the same run and materialized.
 
-``ecaug augment --repo R --events SOURCE [--view V] [--config FILE]`` runs it. Not yet: ecaug's
-own builders for a view without a feature function, a teacher for a shop's repo.
+   Instead of a function, the declaration may name ecaug's own builder of each field
+   (:mod:`ecaug_feast.jobs.repo_features`: counts, recent items, top item, active days).
+
+``ecaug augment --repo R --events SOURCE [--view V] [--config FILE]`` runs it. Not yet: a
+teacher for a shop's repo, item attributes ("top attributes").
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from ecaug_feast.errors import EcaugError
 from ecaug_feast.histories import Histories
 from ecaug_feast.jobs.augment_repo import _write_run
 from ecaug_feast.jobs.augment_seq import GENERATOR_VERSION, POOLS, TrainingHistories, seq_config
+from ecaug_feast.jobs.repo_features import BUILTIN, builtin_function
 from ecaug_feast.jobs.repo_keys import _KINDS, KeySpace
 from ecaug_feast.jobs.repo_runs import publish_run, repo_store
 from ecaug_feast.synth.seq_pipeline import HistoryTimes, SeqAugmentConfig
@@ -97,7 +101,8 @@ def training_histories(events: pd.DataFrame, user: str, item: str, ts: str, max_
     return th, pd.Series(users[lists.index.to_numpy()]), np.concatenate([[None], items])
 
 
-def feature_functions(store: "FeatureStore", views: Sequence[str], user: str, kind: str) -> dict[str, tuple[Any, Any]]:
+def feature_functions(store: "FeatureStore", views: Sequence[str], user: str, kind: str, item: str,
+                      ts: str) -> dict[str, tuple[Any, Any]]:
     """view -> (its twin, the shop's feature function the twin names), checked before any fitting:
     the view's key must be the events' user key, of the same type."""
     repo = Path(store.config.repo_path)
@@ -116,6 +121,10 @@ def feature_functions(store: "FeatureStore", views: Sequence[str], user: str, ki
             raise EcaugError(f"--view {name}: its twin names no feature function; declare one with "
                              f"synthetic_twins([...], features={{{name!r}: your_function}})")
         mod, fn = ref.split(":", 1)
+        if ref.startswith(BUILTIN):  # ecaug's own builders, one named per field
+            fields = [f.name for f in view.features]
+            out[name] = (twin, builtin_function(name, fields, fn, user, item, ts))
+            continue
         with feast_io._repo_import_context(repo):
             try:
                 func = getattr(importlib.import_module(mod), fn)
@@ -155,7 +164,7 @@ def augment_events(repo: str | Path, events: str, seed: int = 0, config: "SeqAug
     space = KeySpace(user, _KINDS[user_type], twin.tags.get(plugin.KEY_PREFIX_TAG, ""))
     ev = read_events(store, source, user, item)
     space.check_real(events, ev[user])
-    fns = feature_functions(store, views, user, space.kind)
+    fns = feature_functions(store, views, user, space.kind, item, twin.timestamp_field)
     cfg = config if isinstance(config, SeqAugmentConfig) else seq_config(config, seed=seed, source="config")
     th, users, item_keys = training_histories(ev, user, item, source.timestamp_field, cfg.gan.max_len)
     root = plugin.runs_root_of(twin, repo)

@@ -9,7 +9,9 @@ the session's Redis online; the repo file declares the twins as docs/guide/plugi
 - ``basket`` / ``basket_ref``: string keys in the data but an entity without a value type, so its
   twin declares Int64 keys: the wrong key type ecaug must refuse before fitting;
 - service ``ranking_inputs`` (shopper and product views);
-- the event log ``purchases`` (shopper_ref, sku, bought_at) with its twin (``synthetic_events``)."""
+- ``shopper_activity`` (purchases, recent skus, top sku), its twin filled by ecaug's builders;
+- the event log ``purchases`` (shopper_ref, sku, bought_at) with its twin (``synthetic_events``);
+  the shopper_behaviour twin names the grocer's own feature function."""
 
 from __future__ import annotations
 
@@ -54,6 +56,12 @@ basket_totals = FeatureView(
     schema=[Field(name="total", dtype=Float32), Field(name="n_items", dtype=Int64)],
     source=FileSource(name="baskets_source", path="data/baskets.parquet", timestamp_field="seen_at"),
 )
+shopper_activity = FeatureView(
+    name="shopper_activity", entities=[shopper], ttl=timedelta(days=90), online=True,
+    schema=[Field(name="shopper_ref", dtype=__SHOPPER_T__), Field(name="n_purchases", dtype=Int64),
+            Field(name="recent_skus", dtype=Array(String)), Field(name="top_sku", dtype=String)],
+    source=FileSource(name="activity_source", path="data/activity.parquet", timestamp_field="seen_at"),
+)
 ranking_inputs = FeatureService(name="ranking_inputs", features=[shopper_behaviour, product_stats])
 
 # the shop's event log (one row per purchase) and its twin: where generated behaviour goes
@@ -75,9 +83,11 @@ def shopper_features(events: pd.DataFrame) -> pd.DataFrame:
     }).reset_index()
 
 
-shopper_behaviour_synth, product_stats_synth, basket_totals_synth = synthetic_twins(
-    [shopper_behaviour, product_stats, basket_totals], entities=[shopper, product, basket], runs_dir="data/ecaug_runs",
-    features={"shopper_behaviour": shopper_features})
+shopper_behaviour_synth, product_stats_synth, basket_totals_synth, shopper_activity_synth = synthetic_twins(
+    [shopper_behaviour, product_stats, basket_totals, shopper_activity], entities=[shopper, product, basket],
+    runs_dir="data/ecaug_runs",
+    features={"shopper_behaviour": shopper_features,  # the grocer's own function
+              "shopper_activity": {"n_purchases": "count", "recent_skus": "recent_items:5", "top_sku": "top_item"}})
 '''
 
 AISLES = ["dairy", "bakery", "produce", "frozen", "drinks"]
@@ -105,6 +115,10 @@ def write_grocer_repo(repo: Path, redis_url: str, db: int, shoppers: int = 200, 
             events.append({"shopper_ref": ref, "sku": skus[sku], "bought_at": at})
             sku = int((sku + rng.integers(1, 6)) % len(skus)) if rng.random() < 0.7 else int(rng.choice(len(skus), p=pop))
     pd.DataFrame(events).to_parquet(repo / "data" / "purchases.parquet")
+    ev = pd.DataFrame(events)
+    pd.DataFrame([{"shopper_ref": ref, "seen_at": g["bought_at"].max(), "n_purchases": len(g),
+                   "recent_skus": g["sku"].tolist()[::-1][:5], "top_sku": g["sku"].mode().iloc[0]}
+                  for ref, g in ev.groupby("shopper_ref")]).to_parquet(repo / "data" / "activity.parquet")
     rows = []
     for ref in refs:
         spend = rng.gamma(3.0, 15.0)

@@ -85,5 +85,33 @@ def test_events_twin_from_the_shop_event_log(keys: str, offline: str, db: int, t
     got = store.get_online_features(features=["shopper_behaviour_synth:last_items_bought", "shopper_behaviour_synth:run_id"],
                                     entity_rows=[{"shopper_ref": some if keys == "uuid" else int(some)}]).to_dict()
     assert got["last_items_bought"] == [newest] and got["run_id"] == [res2["run_id"]]
+    # without a function: ecaug's builders named per field (count, recent_items:5, top_item)
+    code, out, err = ecaug_cli([*cmd[:-1], "--view", "shopper_activity", "--events", "purchases"], capsys, monkeypatch)
+    assert code == 0, err[-2000:]
+    res3 = json.loads(out.strip().splitlines()[-1])
+    ev3 = pd.read_parquet(Path(res3["run_dir"]) / "purchases_synth.parquet").sort_values("bought_at", kind="stable")
+    act = pd.read_parquet(Path(res3["run_dir"]) / "shopper_activity_synth.parquet").set_index("shopper_ref")
+    assert res3["materialized"]["shopper_activity_synth"] == len(act) == ev3["shopper_ref"].nunique()
+    for ref, g in list(ev3.groupby("shopper_ref"))[:20]:
+        row = act.loc[ref]
+        assert row["n_purchases"] == len(g) and list(row["recent_skus"]) == g["sku"].tolist()[::-1][:5]
+        assert row["top_sku"] in set(g["sku"][g["sku"].map(g["sku"].value_counts()) == g["sku"].value_counts().max()])
     code, _, err = ecaug_cli([*cmd[:-1], "--view", "product_stats", "--events", "purchases"], capsys, monkeypatch)
     assert code == 2 and "--view product_stats: keyed by 'product_no'" in err, err
+
+
+def test_builder_specs_checked_before_fitting():
+    """A field without a builder, or an unknown builder: one line naming view and field."""
+    from ecaug_feast.errors import EcaugError
+    from ecaug_feast.jobs.repo_features import builtin_function
+
+    make = lambda spec: builtin_function("v", ["n", "recent"], json.dumps(spec), "u", "i", "t")  # noqa: E731
+    with pytest.raises(EcaugError, match="field\\(s\\) recent name no builder"):
+        make({"n": "count"})
+    with pytest.raises(EcaugError, match="--view v, field 'recent': unknown builder 'latest'"):
+        make({"n": "count", "recent": "latest"})
+    with pytest.raises(EcaugError, match="recent_items:x: N must be a positive integer"):
+        make({"n": "count", "recent": "recent_items:x"})
+    ev = pd.DataFrame({"u": ["a", "a", "b"], "i": [1, 2, 3], "t": pd.to_datetime(["2025-01-01", "2025-01-02", "2025-01-01"])})
+    rows = make({"n": "count", "recent": "recent_items:1"})(ev)
+    assert rows.to_dict("list") == {"u": ["a", "b"], "n": [2, 1], "recent": [[2], [3]]}
