@@ -104,6 +104,7 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
     timeout: float = 240
     says: str | None = None  # the output must contain this (else "other": the right outcome, the wrong words)
+    stop_redis: bool = False  # stop the case home's embedded Redis afterwards (a case that started one)
 
 
 def classify(case: Case, rc: int, out: str, err: str) -> str:
@@ -385,6 +386,227 @@ def serve_probes(base: str, port: int, env: dict[str, str], admin_token: str) ->
     return out
 
 
+# ------------------------------------------------------------------------------------ issue 32: data
+# (refresh input, string ids, timestamp units, runs, crash repair). Crash cases run on the case
+# home's own embedded Redis (flushed state, never the shared one) and kill ``ecaug`` with SIGKILL
+# at a chosen view through benchmarks/kill_at.py.
+KILL_AT = str(ROOT / "benchmarks" / "kill_at.py")
+FAKE_RUN = """
+import sys, numpy as np, pandas as pd
+from ecaug_feast import synth_store
+uf = pd.read_parquet(sys.argv[1]).head(int(sys.argv[2]))
+rid, seq = synth_store.new_run_id()
+acc = uf.drop(columns=["user_id"]).assign(item_id=1).reset_index(drop=True)
+acc["user_id"] = synth_store.user_id_start(seq) + np.arange(len(acc), dtype=np.int64)
+acc["label"], acc["confidence"] = 1, np.float32(0.9)
+acc["is_synthetic"], acc["run_id"], acc["generator_version"] = True, rid, "faults/1"
+synth_store.write_run(rid, seq, acc, {"gate": "pass", "gate_reasons": []})
+if sys.argv[3] == "activate":
+    synth_store.activate(rid)
+print(rid)
+"""
+QUIET_DRIFT = "".join(f"{k}: null\n" for k in ("psi", "ks", "c2st_auc", "item_js", "item_topk_overlap",
+                                              "new_item_share", "label_rate_change"))
+
+
+def _fake_run(home: Path, env: dict[str, str], n: int = 30, activate: bool = True) -> str:
+    p = subprocess.run([sys.executable, "-c", FAKE_RUN, str(home / "feast" / "user_features.parquet"), str(n),
+                        "activate" if activate else "-"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    if p.returncode != 0:
+        raise RuntimeError(f"fake run: {p.stderr[-400:]}")
+    return p.stdout.strip().splitlines()[-1]
+
+
+def _killed(view: str, args: list[str], env: dict[str, str]) -> None:
+    p = subprocess.run([sys.executable, KILL_AT, view, *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    if p.returncode != -signal.SIGKILL:
+        raise RuntimeError(f"ecaug {' '.join(args)} was not killed at {view} (exit {p.returncode}): {p.stderr[-400:]}")
+
+
+def _new_events(home: Path, kind: str) -> Path:
+    """Refresh events: known users after the store's last event, one of them made bad."""
+    import pandas as pd
+
+    ti = pd.read_parquet(home / "feast" / "train_interactions.parquet")
+    last = pd.to_datetime(ti["event_timestamp"], utc=True).max()
+    users, items = sorted(ti["user_id"].unique())[:3], sorted(ti["item_id"].unique())[:3]
+    ev = pd.DataFrame({"user_id": users, "item_id": items, "event_timestamp": [last + pd.Timedelta(days=d + 1) for d in range(3)]})
+    if kind == "future":
+        ev.loc[1, "event_timestamp"] = pd.Timestamp("2099-01-01", tz="UTC")
+    elif kind == "stranger":
+        ev.loc[1, "user_id"] = int(ti["user_id"].max()) + 1000
+    elif kind == "late":
+        ev.loc[1, "event_timestamp"] = pd.to_datetime(ti["event_timestamp"], utc=True).min() + pd.Timedelta(seconds=1)
+    p = home.parent / f"{home.name}-events.csv"
+    ev.to_csv(p, index=False)
+    return p
+
+
+def _refresh_events(kind: str):
+    def prepare(home: Path, env: dict[str, str]) -> list[str]:
+        _fake_run(home, env)
+        return ["refresh", "--events", str(_new_events(home, kind))]
+    return prepare
+
+
+def _string_ids(home: Path, env: dict[str, str]) -> list[str]:
+    rows = [("007", 1, "2024-01-01"), ("7", 2, "2024-01-02"), ("0007", 1, "2024-01-03"),
+            ("007", 2, "2024-01-04"), ("7", 1, "2024-01-05"), ("0007", 2, "2024-01-06")]
+    return ["ingest", "--interactions", str(_csv(home, "ids", rows)), "--map", "user=u,item=i,timestamp=t", "--name", "ids"]
+
+
+def _three_users(home: Path, ctx: Any, out: str) -> str | None:
+    import pandas as pd
+
+    umap = pd.read_parquet(home / "datasets" / "ids" / "user_map.parquet")
+    got = sorted(umap["raw_user_id"].astype(str))
+    return None if got == ["0007", "007", "7"] else f"user ids merged: {got}"
+
+
+def _ms_rows(home: Path) -> Path:
+    return _csv(home, "ms", [(1 + k % 3, 1 + k % 2, str(1_700_000_000_000 + k * 86_400_000)) for k in range(6)])
+
+
+def _ms_as_ns(home: Path, env: dict[str, str]) -> list[str]:
+    m = home.parent / f"{home.name}-map.yaml"
+    m.write_text(f"interactions: {_ms_rows(home)}\ncolumns: {{user: u, item: i, timestamp: t}}\ntimestamp_unit: ns\n")
+    return ["ingest", "--mapping", str(m), "--name", "shop"]
+
+
+def _names_ms(home: Path, ctx: Any, out: str) -> str | None:
+    return None if "'ms'" in out else "the error does not name the unit that fits (ms)"
+
+
+def _unknown_unit(home: Path, env: dict[str, str]) -> list[str]:
+    return ["ingest", "--interactions", str(_ms_rows(home)), "--map", "user=u,item=i,timestamp=t,timestamp_unit=sec"]
+
+
+def _map_unit(home: Path, env: dict[str, str]) -> list[str]:
+    return ["ingest", "--interactions", str(_ms_rows(home)), "--map", "user=u,item=i,timestamp=t,timestamp_unit=ms",
+            "--name", "shop"]
+
+
+def _broken_run(home: Path, env: dict[str, str]) -> list[str]:
+    _corrupt_manifest(home, env)
+    return ["runs", "list"]
+
+
+def _listed_broken(home: Path, ctx: Any, out: str) -> str | None:
+    return None if "20240101-000000-abcd  BROKEN" in out else "a run with a corrupt manifest is not listed as broken"
+
+
+def _case_redis(home: Path) -> Any:
+    import redis
+
+    return redis.Redis.from_url(json.loads((home / "redis" / "server.json").read_text())["url"])
+
+
+def _hashes(home: Path, fields: tuple[bytes, ...]) -> dict[bytes, dict[bytes, bytes]]:
+    r = _case_redis(home)
+    out = {}
+    for k in r.scan_iter(count=1000):
+        h = r.hgetall(k)
+        if any(f in h for f in fields):
+            out[k] = h
+    return out
+
+
+SYNTH_TS = (b"_ts:user_features_synth", b"_ts:interactions_synth")
+REAL_TS = (b"_ts:user_features", b"_ts:item_features")
+
+
+def _deleted_active_run(home: Path, env: dict[str, str]) -> list[str]:
+    rid = _fake_run(home, env, activate=False)
+    must(["runs", "rollback", "--to", rid], env)  # active and published into the case's own Redis
+    shutil.rmtree(home / "runs" / rid)
+    return ["runs", "rollback"]
+
+
+def _no_synth_keys(home: Path, ctx: Any, out: str) -> str | None:
+    n = len(_hashes(home, SYNTH_TS))
+    return None if n == 0 else f"{n} orphan synthetic keys left in Redis"
+
+
+def _case_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ECAUG_")}
+    return {**env, "ECAUG_HOME": str(home)}
+
+
+def _online_matches_clean(home: Path, ctx: Any, out: str) -> str | None:
+    """No intent left, and Redis' real views equal a clean full materialize of the same store."""
+    left = [p.name for p in (home / "intents").glob("*.json")] if (home / "intents").exists() else []
+    if left:
+        return f"intents still pending: {left}"
+    repaired = _hashes(home, REAL_TS)
+    _case_redis(home).flushdb()
+    must(["materialize"], _case_env(home))
+    clean = _hashes(home, REAL_TS)
+    return None if repaired == clean else f"{sum(1 for k in clean if repaired.get(k) != clean[k])} keys differ from a clean run"
+
+
+def _killed_materialize(home: Path, env: dict[str, str]) -> list[str]:
+    _killed("user_features", ["materialize"], env)  # item_features written, user_features not
+    return ["repair"]
+
+
+def _killed_publish(home: Path, env: dict[str, str]) -> list[str]:
+    a, b = _fake_run(home, env, activate=False), _fake_run(home, env, activate=False)
+    must(["runs", "rollback", "--to", a], env)
+    _killed("user_features_synth", ["runs", "rollback", "--to", b], env)
+    return ["repair"]
+
+
+def _publish_repaired(home: Path, ctx: Any, out: str) -> str | None:
+    n = len(_hashes(home, (SYNTH_TS[0],)))
+    return None if n == 30 else f"{n} synthetic users online after repair (want the active run's 30)"
+
+
+def _killed_refresh(home: Path, env: dict[str, str]) -> list[str]:
+    _fake_run(home, env)
+    must(["materialize"], env)
+    quiet = home.parent / f"{home.name}-quiet.yaml"
+    quiet.write_text(QUIET_DRIFT)
+    args = ["refresh", "--events", str(_new_events(home, "good")), "--config", str(quiet)]
+    _killed("user_features", args, env)  # appended, Redis not yet loaded
+    return args  # the same refresh again converges
+
+
+def _refresh_converged(home: Path, ctx: Any, out: str) -> str | None:
+    """The rerun appended nothing twice, and Redis equals a clean materialize."""
+    import pandas as pd
+
+    n = len(pd.read_parquet(home / "feast" / "current" / "appended_events.parquet"))
+    return f"{n} events on record, 3 appended" if n != 3 else _online_matches_clean(home, ctx, out)
+
+
+ONLINE_KEEP = ("datasets", "models")  # feast/registry.db records each materialization (a legitimate change)
+
+
+def data_cases(users: int) -> list[Case]:
+    """Issue 32 (data): refresh input, ids, units, runs, crash repair."""
+    return [
+        Case("refresh: an event dated 2099", [], half="32", prepare=_refresh_events("future"), keep=("datasets", "feast", "models")),
+        Case("refresh: an event of an unknown user", [], half="32", prepare=_refresh_events("stranger"),
+             keep=("datasets", "feast", "models")),
+        Case("refresh: an event before the last event", [], half="32", prepare=_refresh_events("late"),
+             keep=("datasets", "feast", "models")),
+        Case("ingest: user ids 007, 7 and 0007", [], expect="ok", half="32", prepare=_string_ids, keep=("models", "runs"),
+             check=_three_users),
+        Case("ingest: ms epochs read with timestamp_unit ns", [], half="32", prepare=_ms_as_ns, check=_names_ms),
+        Case("ingest: unknown timestamp_unit", [], half="32", prepare=_unknown_unit),
+        Case("ingest: --map timestamp_unit=ms", [], expect="ok", half="32", prepare=_map_unit, keep=("models", "runs")),
+        Case("runs list: corrupt manifest listed as broken", [], expect="ok", half="32", prepare=_broken_run, check=_listed_broken),
+        Case("runs rollback after deleting the active run's folder", [], expect="ok", half="32", embedded=True, stop_redis=True,
+             prepare=_deleted_active_run, keep=ONLINE_KEEP, check=_no_synth_keys),
+        Case("kill -9 during materialize, then ecaug repair", [], expect="ok", half="32", embedded=True, stop_redis=True,
+             prepare=_killed_materialize, keep=ONLINE_KEEP, check=_online_matches_clean),
+        Case("kill -9 during publish, then ecaug repair", [], expect="ok", half="32", embedded=True, stop_redis=True,
+             prepare=_killed_publish, keep=ONLINE_KEEP, check=_publish_repaired),
+        Case("kill -9 during refresh, then the same refresh again", [], expect="ok", half="32", embedded=True, stop_redis=True,
+             prepare=_killed_refresh, keep=ONLINE_KEEP, check=_refresh_converged),
+    ]
+
+
 def run_case(case: Case, base: Path, work: Path, base_env: dict[str, str], i: int) -> dict[str, Any]:
     home = work / f"case{i:02d}"
     shutil.copytree(base, home, symlinks=True, ignore=shutil.ignore_patterns("redis"))  # runs/active is a relative link
@@ -415,7 +637,11 @@ def run_case(case: Case, base: Path, work: Path, base_env: dict[str, str], i: in
         outcome = "other"  # the right exit, the wrong words (e.g. "no Redis answers" for a wrong password)
     after = snapshot(home, case.keep) if home.exists() else {}
     lost = sorted(k for k, v in before.items() if after.get(k) != v)
-    harm = case.check(home, ctx, out + err) if case.check else None
+    try:
+        harm = case.check(home, ctx, out + err) if case.check else None
+    finally:
+        if case.stop_redis:
+            subprocess.run([ECAUG, "redis", "stop"], env=env, capture_output=True, timeout=60)
     leaked = SECRET in out + err
     err_lines = [ln for ln in err.splitlines() if ln.strip()]
     return {
@@ -527,7 +753,7 @@ def main() -> None:
         log(f"set-up done in {t_setup:.0f} s; running cases")
 
         case_env = {**env, "ECAUG_REDIS_URL": redis_url}
-        chosen = cases(a.users) + serving_cases()
+        chosen = cases(a.users) + serving_cases() + data_cases(a.users)
         if a.only:
             keys = [k.strip() for k in a.only.split(",")]
             chosen = [c for c in chosen if any(k in c.name for k in keys)]

@@ -6,9 +6,9 @@ a rerun appended 0 events and materialized nothing; a kill -9 during a publish l
 views half written. Now each step writes ``<state>/intents/<step>.json`` first and removes it at
 the end; ``ecaug repair`` (and the next command that needs the online store) redoes it.
 
-The kills are real: the ``ecaug`` process sends itself SIGKILL when Feast is asked to
-materialize a chosen view (after the views before it were written), so the crash point is the
-same on every machine. Own state dir and own embedded Redis (the Redis is flushed here).
+The kills are real: ``benchmarks/kill_at.py`` runs ``ecaug``, which sends itself SIGKILL when Feast
+is asked to materialize a chosen view (after the views before it were written), so the crash
+point is the same on every machine. Own state dir and own embedded Redis (the Redis is flushed here).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -31,23 +30,7 @@ from ecaug_feast import intents
 REAL_VIEWS = (b"_ts:user_features", b"_ts:item_features")
 SYNTH_VIEW = b"_ts:user_features_synth"
 
-# ecaug's CLI with Feast's materialize patched to SIGKILL the process when it reaches KILL_AT
-KILLER = textwrap.dedent("""
-    import os, signal, sys
-    from feast import FeatureStore
-
-    kill_at = os.environ["KILL_AT"]
-    for name in ("materialize", "materialize_incremental"):
-        orig = getattr(FeatureStore, name)
-        def patched(self, *a, _orig=orig, **kw):
-            if kill_at in (kw.get("feature_views") or []):
-                os.kill(os.getpid(), signal.SIGKILL)
-            return _orig(self, *a, **kw)
-        setattr(FeatureStore, name, patched)
-    from ecaug_feast.cli.main import main
-    sys.argv = ["ecaug", *sys.argv[1:]]
-    main()
-""")
+KILL_AT = Path(__file__).resolve().parents[2] / "benchmarks" / "kill_at.py"  # ecaug, SIGKILLed at a view
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +72,8 @@ def _cli(env, *args: str) -> subprocess.CompletedProcess:
 
 
 def _killed(env, kill_at: str, *args: str) -> subprocess.CompletedProcess:
-    p = subprocess.run([sys.executable, "-c", KILLER, *args], capture_output=True, text=True,
-                       env=_env(env, KILL_AT=kill_at), timeout=300)
+    p = subprocess.run([sys.executable, str(KILL_AT), kill_at, *args], capture_output=True, text=True,
+                       env=_env(env), timeout=300)
     assert p.returncode == -signal.SIGKILL, (p.returncode, p.stderr[-2000:])
     return p
 
