@@ -545,6 +545,7 @@ def _online_matches_clean(home: Path, ctx: Any, out: str) -> str | None:
 
 
 def _killed_materialize(home: Path, env: dict[str, str]) -> list[str]:
+    must(["apply"], env)  # the copied registry names the set-up home's sources: this home's own
     _killed("user_features", ["materialize"], env)  # item_features written, user_features not
     return ["repair"]
 
@@ -563,6 +564,7 @@ def _publish_repaired(home: Path, ctx: Any, out: str) -> str | None:
 
 def _killed_refresh(home: Path, env: dict[str, str]) -> list[str]:
     _fake_run(home, env)
+    must(["apply"], env)
     must(["materialize"], env)
     quiet = home.parent / f"{home.name}-quiet.yaml"
     quiet.write_text(QUIET_DRIFT)

@@ -19,12 +19,11 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
-import numpy as np
 import pandas as pd
 import pytest
 
+from _stores import fake_run, hashes, private_store
 from ecaug_feast import intents
 
 REAL_VIEWS = (b"_ts:user_features", b"_ts:item_features")
@@ -35,31 +34,8 @@ KILL_AT = Path(__file__).resolve().parents[2] / "benchmarks" / "kill_at.py"  # e
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, redis_url):
-    from ecaug_feast import feast_io
-    from ecaug_feast.datasets import load_dataset, subset_users
-    from ecaug_feast.datasets.store import load_processed
-    from ecaug_feast.features.ingest import ingest_dataset
-    from ecaug_feast.redis_server import EmbeddedRedis, free_port
-
-    home = tmp_path_factory.mktemp("crash_home")
-    old = {k: os.environ.get(k) for k in ("ECAUG_HOME", "ECAUG_REDIS_URL")}
-    server = EmbeddedRedis.for_state(home, port=free_port())
-    url = server.start()
-    os.environ["ECAUG_HOME"], os.environ["ECAUG_REDIS_URL"] = str(home), url
-    try:
-        ds = subset_users(load_dataset("beauty"), 150)
-        ingest_dataset(ds)
-        repo = feast_io.render_repo(home / "feature_repo", state_dir=home, redis_url=url)
-        feast_io.apply(repo)
-        feast_io.materialize(repo)
-        yield SimpleNamespace(home=home, url=url, repo=repo, data=load_processed(ds.name))
-    finally:
-        server.stop()
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with private_store(tmp_path_factory.mktemp("crash_home"), 150) as store:
+        yield store
 
 
 def _env(env, **extra: str) -> dict[str, str]:
@@ -78,19 +54,6 @@ def _killed(env, kill_at: str, *args: str) -> subprocess.CompletedProcess:
     return p
 
 
-def _hashes(url: str, fields: tuple[bytes, ...]) -> dict[bytes, dict[bytes, bytes]]:
-    """Every Redis hash holding one of ``fields`` (a view's timestamp field), field by field."""
-    import redis
-
-    r = redis.Redis.from_url(url)
-    out = {}
-    for k in r.scan_iter(count=1000):
-        h = r.hgetall(k)
-        if any(f in h for f in fields):
-            out[k] = h
-    return out
-
-
 def _flush(url: str) -> None:
     import redis
 
@@ -102,7 +65,7 @@ def _clean_materialize(env) -> dict:
 
     _flush(env.url)
     feast_io.materialize(env.repo)
-    return _hashes(env.url, REAL_VIEWS)
+    return hashes(env.url, REAL_VIEWS)
 
 
 def test_intent_is_written_first_and_removed_only_on_success(tmp_path):
@@ -128,14 +91,14 @@ def test_killed_materialize_is_repaired(env):
     _killed(env, "user_features", "materialize")  # item_features written, user_features not
     (rec,) = intents.pending(env.home)
     assert rec["step"] == "materialize" and not rec["running"]
-    assert _hashes(env.url, REAL_VIEWS) != clean  # the crash is real: users are missing
+    assert hashes(env.url, REAL_VIEWS) != clean  # the crash is real: users are missing
 
     p = _cli(env, "repair", "--json")
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout.strip().splitlines()[-1])
     assert [d["step"] for d in out["repaired"]] == ["materialize"] and out["pending"] == []
     assert intents.pending(env.home) == []
-    assert _hashes(env.url, REAL_VIEWS) == clean
+    assert hashes(env.url, REAL_VIEWS) == clean
 
 
 def test_next_materialize_redoes_the_interrupted_one(env):
@@ -145,35 +108,17 @@ def test_next_materialize_redoes_the_interrupted_one(env):
     p = _cli(env, "materialize", "--view", "item_features")  # a narrower command repairs the wider step first
     assert p.returncode == 0, p.stderr
     assert "redoing the materialize" in p.stderr
-    assert intents.pending(env.home) == [] and _hashes(env.url, REAL_VIEWS) == clean
-
-
-def _fake_run(n: int = 30) -> str:
-    """A gate-passing run of ``n`` synthetic users (feature rows shaped like real ones)."""
-    from ecaug_feast import synth_store
-
-    rid, seq = synth_store.new_run_id()
-    acc = pd.DataFrame({
-        "event_timestamp": pd.date_range("2014-01-01", periods=n, freq="h", tz="UTC"),
-        "n_interactions": np.arange(n) % 7, "days_since_last": np.full(n, 1.5, "float32"),
-        "recent_items": [[1, 2]] * n, "top_attributes": [[3]] * n,
-        "attr_diversity": np.full(n, 0.5, "float32"), "mean_item_popularity": np.full(n, 2.0, "float32"),
-        "item_id": np.arange(n) % 5 + 1})
-    acc["user_id"] = synth_store.user_id_start(seq) + np.arange(n, dtype=np.int64)
-    acc["label"], acc["confidence"] = 1, np.float32(0.9)
-    acc["is_synthetic"], acc["run_id"], acc["generator_version"] = True, rid, "test/1"
-    synth_store.write_run(rid, seq, acc, {"gate": "pass", "gate_reasons": []})
-    return rid
+    assert intents.pending(env.home) == [] and hashes(env.url, REAL_VIEWS) == clean
 
 
 def _synth_users(url: str) -> int:
-    return len(_hashes(url, (SYNTH_VIEW,)))
+    return len(hashes(url, (SYNTH_VIEW,)))
 
 
 def test_killed_publish_is_repaired(env):
     from ecaug_feast import synth_store
 
-    a, b = _fake_run(), _fake_run()
+    a, b = fake_run(), fake_run()
     with synth_store.runs_lock():
         synth_store.activate(a)
         synth_store.publish(a, env.repo)
@@ -186,7 +131,7 @@ def test_killed_publish_is_repaired(env):
     p = _cli(env, "repair")
     assert p.returncode == 0 and "repaired: publish" in p.stdout, p.stderr
     assert intents.pending(env.home) == []
-    keys = _hashes(env.url, (SYNTH_VIEW,))
+    keys = hashes(env.url, (SYNTH_VIEW,))
     ids = set(synth_store._run_user_ids(synth_store.load_run(b)).tolist())
     assert len(keys) == 30 and len(ids) == 30
 
@@ -203,7 +148,7 @@ def test_killed_refresh_converges_on_rerun(env, tmp_path):
     from ecaug_feast import synth_store
 
     if synth_store.active_run() is None:
-        rid = _fake_run()
+        rid = fake_run()
         with synth_store.runs_lock():
             synth_store.activate(rid)
             synth_store.publish(rid, env.repo)
@@ -235,5 +180,5 @@ def test_killed_refresh_converges_on_rerun(env, tmp_path):
     assert intents.pending(env.home) == []
     assert len(pd.read_parquet(env.home / "feast" / "current" / "appended_events.parquet")) == len(events)  # not appended twice
     assert online() == serving.loc[users, "n_interactions"].tolist()
-    repaired = _hashes(env.url, REAL_VIEWS)
+    repaired = hashes(env.url, REAL_VIEWS)
     assert repaired == _clean_materialize(env)

@@ -9,15 +9,13 @@ was ignored and ``--map`` could not set the unit.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from types import SimpleNamespace
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from _ecaug_cli import run_inprocess
+from _stores import fake_run, private_store
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"  # a refused refresh must not need Redis
 
@@ -26,36 +24,9 @@ DEAD_REDIS = "redis://127.0.0.1:1/0"  # a refused refresh must not need Redis
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """A 60-user Beauty store with a (fake, gate-passing) active run; no Redis."""
-    from ecaug_feast import synth_store
-    from ecaug_feast.datasets import load_dataset, subset_users
-    from ecaug_feast.datasets.store import load_processed
-    from ecaug_feast.features.ingest import ingest_dataset
-
-    home = tmp_path_factory.mktemp("input_home")
-    old = os.environ.get("ECAUG_HOME")
-    os.environ["ECAUG_HOME"] = str(home)
-    try:
-        ds = subset_users(load_dataset("beauty"), 60)
-        ingest_dataset(ds)
-        rid, seq = synth_store.new_run_id()
-        n = 20
-        acc = pd.DataFrame({
-            "event_timestamp": pd.date_range("2014-01-01", periods=n, freq="h", tz="UTC"),
-            "n_interactions": np.arange(n) % 7, "days_since_last": np.full(n, 1.5, "float32"),
-            "recent_items": [[1, 2]] * n, "top_attributes": [[3]] * n,
-            "attr_diversity": np.full(n, 0.5, "float32"), "mean_item_popularity": np.full(n, 2.0, "float32"),
-            "item_id": np.arange(n) % 5 + 1})
-        acc["user_id"] = synth_store.user_id_start(seq) + np.arange(n, dtype=np.int64)
-        acc["label"], acc["confidence"] = 1, np.float32(0.9)
-        acc["is_synthetic"], acc["run_id"], acc["generator_version"] = True, rid, "test/1"
-        synth_store.write_run(rid, seq, acc, {"gate": "pass", "gate_reasons": []})
-        synth_store.activate(rid)
-        yield SimpleNamespace(home=home, data=load_processed(ds.name))
-    finally:
-        if old is None:
-            os.environ.pop("ECAUG_HOME", None)
-        else:
-            os.environ["ECAUG_HOME"] = old
+    with private_store(tmp_path_factory.mktemp("input_home"), 60, online=False) as st:
+        fake_run(20, activate=True)
+        yield st
 
 
 @pytest.fixture()

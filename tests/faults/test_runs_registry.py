@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from _ecaug_cli import run_inprocess
+from _stores import fake_run
 from ecaug_feast import synth_store
 
 SYNTH_FIELDS = (b"_ts:user_features_synth", b"_ts:interactions_synth")
@@ -29,22 +29,12 @@ def _synth_keys(url: str) -> int:
     return sum(1 for k in r.scan_iter(count=1000) if any(f in SYNTH_FIELDS for f in r.hkeys(k)))
 
 
-def _fake_run(n: int, base: pd.DataFrame) -> str:
-    rid, seq = synth_store.new_run_id()
-    acc = base.head(n).reset_index(drop=True).copy()
-    acc["user_id"] = synth_store.user_id_start(seq) + np.arange(len(acc), dtype=np.int64)
-    acc["label"], acc["confidence"] = 1, np.float32(0.9)
-    acc["is_synthetic"], acc["run_id"], acc["generator_version"] = True, rid, "test/1"
-    synth_store.write_run(rid, seq, acc, {"gate": "pass", "gate_reasons": []})
-    return rid
-
-
 @pytest.mark.slow
 def test_deleted_active_run_leaves_no_keys_after_rollback(feast_env, capsys, monkeypatch):
     from ecaug_feast.features.build import USER_FEATURES
 
     uf = pd.read_parquet(feast_env.state_dir / "feast" / f"{USER_FEATURES}.parquet").head(40)
-    rid = _fake_run(40, uf.drop(columns=["user_id"]).assign(item_id=1))
+    rid = fake_run(40, uf.drop(columns=["user_id"]).assign(item_id=1))
     with synth_store.runs_lock():
         synth_store.activate(rid)
         synth_store.publish(rid, feast_env.repo_dir)
