@@ -310,6 +310,48 @@ def read_view_rows(store: "FeatureStore", view: FeatureView) -> pd.DataFrame:
     return df[keys + [src.timestamp_field] + feats].reset_index(drop=True)
 
 
+def find_event_twin(store: "FeatureStore", name: str) -> tuple[Any, Any, list[str]]:
+    """The shop's event source ``name``, its twin (:func:`synthetic_events`) and the twin's
+    (user key, item key, user type, item type)."""
+    sources = {s.name: s for s in store.list_data_sources()}
+    if name not in sources:
+        raise EcaugError(f"--events {name}: no such data source in {store.config.repo_path} "
+                         f"(registered: {', '.join(sorted(sources)) or 'none'})")
+    twins = [s for s in sources.values() if (s.tags or {}).get(TWIN_OF_TAG) == name and EVENTS_TAG in (s.tags or {})]
+    if len(twins) != 1:
+        raise EcaugError(f"--events {name}: {'no' if not twins else 'several'} synthetic twin(s) declared; declare one "
+                         f"with synthetic_events({name}, user_key=..., item_key=...) and run `feast apply`")
+    return sources[name], twins[0], twins[0].tags[EVENTS_TAG].split(",")
+
+
+def read_events(store: "FeatureStore", source: Any, user: str, item: str) -> pd.DataFrame:
+    """Every event of ``source`` through the shop's offline store: user, item, timestamp (UTC)."""
+    with in_repo(store):
+        job = store._get_provider().offline_store.pull_all_from_table_or_query(
+            config=store.config, data_source=source, join_key_columns=[user, item], feature_name_columns=[],
+            timestamp_field=source.timestamp_field, created_timestamp_column=None,
+            start_date=datetime(1970, 1, 1, tzinfo=timezone.utc), end_date=_FAR_FUTURE)
+        df = job.to_df()[[user, item, source.timestamp_field]]
+    df[source.timestamp_field] = pd.to_datetime(df[source.timestamp_field], utc=True)  # DuckDB may give text
+    return df
+
+
+def event_histories(store: "FeatureStore", events: str) -> pd.DataFrame:
+    """Histories for sequence consumers: one row per user of the shop's event source ``events``
+    (every event, as the source holds it: split before training) and of its twin's active run,
+    both read by the shop's offline store. Columns: the user key, ``items`` (oldest first),
+    ``is_synthetic``, ``run_id`` (null on real users)."""
+    source, twin, (user, item, *_types) = find_event_twin(store, events)
+    active = active_run_in(runs_root_of(twin, store.config.repo_path))
+    frames = [read_events(store, source, user, item).assign(is_synthetic=False, run_id=None)]
+    if active is not None and source_path(twin, store.config.repo_path).exists():
+        frames.append(read_events(store, twin, user, item).rename(columns={twin.timestamp_field: source.timestamp_field})
+                      .assign(is_synthetic=True, run_id=active))
+    ev = pd.concat(frames, ignore_index=True).sort_values(source.timestamp_field, kind="stable")
+    out = ev.groupby([user, "is_synthetic"], sort=False).agg(items=(item, list), run_id=("run_id", "first")).reset_index()
+    return out[[user, "items", "is_synthetic", "run_id"]].sort_values("is_synthetic", kind="stable").reset_index(drop=True)
+
+
 # ---------------------------------------------------------------------------------------- training
 def _feature_refs(store: "FeatureStore", features: "str | FeatureService | Sequence[str]") -> list[str]:
     if isinstance(features, str):

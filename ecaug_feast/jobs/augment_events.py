@@ -54,32 +54,7 @@ from ecaug_feast.synth.seq_pipeline import HistoryTimes, SeqAugmentConfig
 if TYPE_CHECKING:
     from feast import FeatureStore
 
-_FAR = datetime(2200, 1, 1, tzinfo=timezone.utc)
 STEP = pd.Timedelta(minutes=1)  # between the events of a synthetic history
-
-
-def _find(store: "FeatureStore", name: str) -> tuple[Any, Any, list[str]]:
-    """The shop's event source ``name``, its twin and the twin's (user key, item key, user type, item type)."""
-    sources = {s.name: s for s in store.list_data_sources()}
-    if name not in sources:
-        raise EcaugError(f"--events {name}: no such data source in {store.config.repo_path} "
-                         f"(registered: {', '.join(sorted(sources)) or 'none'})")
-    twins = [s for s in sources.values() if (s.tags or {}).get(plugin.TWIN_OF_TAG) == name and plugin.EVENTS_TAG in (s.tags or {})]
-    if len(twins) != 1:
-        raise EcaugError(f"--events {name}: {'no' if not twins else 'several'} synthetic twin(s) declared; declare one "
-                         f"with synthetic_events({name}, user_key=..., item_key=...) and run `feast apply`")
-    spec = twins[0].tags[plugin.EVENTS_TAG].split(",")
-    return sources[name], twins[0], spec
-
-
-def read_events(store: "FeatureStore", source: Any, user: str, item: str) -> pd.DataFrame:
-    """Every event of ``source`` through the shop's offline store: user, item, timestamp."""
-    with plugin.in_repo(store):
-        job = store._get_provider().offline_store.pull_all_from_table_or_query(
-            config=store.config, data_source=source, join_key_columns=[user, item], feature_name_columns=[],
-            timestamp_field=source.timestamp_field, created_timestamp_column=None,
-            start_date=datetime(1970, 1, 1, tzinfo=timezone.utc), end_date=_FAR)
-        return job.to_df()[[user, item, source.timestamp_field]]
 
 
 def training_histories(events: pd.DataFrame, user: str, item: str, ts: str, max_len: int) -> tuple[TrainingHistories, pd.DataFrame, np.ndarray]:
@@ -158,11 +133,11 @@ def augment_events(repo: str | Path, events: str, seed: int = 0, config: "SeqAug
     repo_store(repo)  # one line when it is not a Feast repo
     feast_io.apply(repo)
     store = feast_io.get_store(repo)
-    source, twin, (user, item, user_type, _item_type) = _find(store, events)
+    source, twin, (user, item, user_type, _item_type) = plugin.find_event_twin(store, events)
     if user_type not in _KINDS:
         raise EcaugError(f"{twin.name}: user key type {user_type}; synthetic keys are Int64, Int32 or String")
     space = KeySpace(user, _KINDS[user_type], twin.tags.get(plugin.KEY_PREFIX_TAG, ""))
-    ev = read_events(store, source, user, item)
+    ev = plugin.read_events(store, source, user, item)
     space.check_real(events, ev[user])
     fns = feature_functions(store, views, user, space.kind, item, twin.timestamp_field)
     cfg = config if isinstance(config, SeqAugmentConfig) else seq_config(config, seed=seed, source="config")

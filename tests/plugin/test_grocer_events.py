@@ -32,7 +32,7 @@ def test_events_twin_from_the_shop_event_log(keys: str, offline: str, db: int, t
     import redis
     from feast import FeatureStore
 
-    from ecaug_feast.jobs.augment_events import read_events
+    from ecaug_feast.plugin import event_histories, read_events
 
     from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
 
@@ -69,6 +69,12 @@ def test_events_twin_from_the_shop_event_log(keys: str, offline: str, db: int, t
     back = read_events(store, twin, "shopper_ref", "sku")
     assert len(back) == len(syn) and set(back["shopper_ref"]) == set(syn["shopper_ref"])
     assert dump_keys(client) == before  # events are not online: the shop's Redis is untouched
+    hist = event_histories(store, "purchases")  # for sequence consumers: real and synthetic histories
+    real_h, syn_h = hist[~hist["is_synthetic"]], hist[hist["is_synthetic"]]
+    assert len(real_h) == 150 and real_h["run_id"].isna().all() and (syn_h["run_id"] == res["run_id"]).all()
+    assert set(syn_h["shopper_ref"]) == set(syn["shopper_ref"])
+    first = syn_h.iloc[0]
+    assert first["items"] == syn[syn["shopper_ref"] == first["shopper_ref"]].sort_values("bought_at")["sku"].tolist()
 
     # features follow the generated behaviour, computed by the grocer's own function (its repo file)
     code, out, err = ecaug_cli([*cmd[:-1], "--view", "shopper_behaviour", "--events", "purchases"], capsys, monkeypatch)
