@@ -48,12 +48,14 @@ def private_store(home, users: int, online: bool = True) -> Iterator[SimpleNames
                 os.environ[k] = v
 
 
-def fake_run(n: int = 30, base: pd.DataFrame | None = None, activate: bool = False) -> str:
-    """A gate-passing run of ``n`` synthetic users (``base``: feature rows to copy, else rows
-    shaped like real ones); the GAN is not what these tests are about."""
+def fake_run(n: int = 30, base: pd.DataFrame | None = None, activate: bool = False, gate: str = "pass",
+             reserved: tuple[str, int] | None = None) -> str:
+    """A run of ``n`` synthetic users whose gate says ``gate`` (``base``: feature rows to copy,
+    else rows shaped like real ones; ``reserved``: a ``(run_id, seq)`` from ``new_run_id``, else
+    a new one); the GAN is not what these tests are about."""
     from ecaug_feast import synth_store
 
-    rid, seq = synth_store.new_run_id()
+    rid, seq = reserved or synth_store.new_run_id()
     if base is None:
         base = pd.DataFrame({
             "event_timestamp": pd.date_range("2014-01-01", periods=n, freq="h", tz="UTC"),
@@ -65,7 +67,7 @@ def fake_run(n: int = 30, base: pd.DataFrame | None = None, activate: bool = Fal
     acc["user_id"] = synth_store.user_id_start(seq) + np.arange(len(acc), dtype=np.int64)
     acc["label"], acc["confidence"] = 1, np.float32(0.9)
     acc["is_synthetic"], acc["run_id"], acc["generator_version"] = True, rid, "test/1"
-    synth_store.write_run(rid, seq, acc, {"gate": "pass", "gate_reasons": []})
+    synth_store.write_run(rid, seq, acc, {"gate": gate, "gate_reasons": [] if gate == "pass" else ["test"]})
     if activate:
         synth_store.activate(rid)
     return rid

@@ -21,10 +21,10 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
+from _stores import fake_run
 from ecaug_feast import synth_store
 from ecaug_feast.errors import EcaugError
 from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
@@ -39,20 +39,7 @@ ALLOC = textwrap.dedent("""
 
 def _fake_run(seq: int, run_id: str, n: int = 40, gate: str = "pass", base: pd.DataFrame | None = None) -> str:
     """Write a run of ``n`` synthetic users (real-looking feature rows, ids in run ``seq``'s range)."""
-    start = synth_store.user_id_start(seq)
-    if base is None:
-        base = pd.DataFrame({
-            "event_timestamp": pd.date_range("2014-01-01", periods=n, freq="h", tz="UTC"),
-            "n_interactions": np.arange(n) % 7, "days_since_last": np.full(n, 1.5, "float32"),
-            "recent_items": [[1, 2]] * n, "top_attributes": [[3]] * n,
-            "attr_diversity": np.full(n, 0.5, "float32"), "mean_item_popularity": np.full(n, 2.0, "float32"),
-            "item_id": np.arange(n) % 5 + 1})
-    acc = base.head(n).reset_index(drop=True).copy()
-    acc["user_id"] = start + np.arange(len(acc), dtype=np.int64)
-    acc["label"], acc["confidence"] = 1, np.float32(0.9)
-    acc["is_synthetic"], acc["run_id"], acc["generator_version"] = True, run_id, "test/1"
-    synth_store.write_run(run_id, seq, acc, {"gate": gate, "gate_reasons": [] if gate == "pass" else ["test"]})
-    return run_id
+    return fake_run(n, base, gate=gate, reserved=(run_id, seq))
 
 
 def _new_fake(**kw) -> str:
