@@ -19,6 +19,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from ecaug_feast.errors import EcaugError
+from ecaug_feast.schema import RECENT_ITEMS
 
 BUILTIN = "builtin:"  # a feature-function tag holding a builder spec (JSON) instead of module:name
 
@@ -38,12 +39,12 @@ BUILDERS: dict[str, Callable[[pd.DataFrame, str, str], Any]] = {
 def builder(spec: str, where: str) -> Callable[[pd.DataFrame, str, str], Any]:
     """The builder a spec names (``count``, ``recent_items:5``, ...)."""
     name, _, arg = spec.partition(":")
-    if name == "recent_items":
+    if name == RECENT_ITEMS:  # the builder is named after ecaug's own list feature
         if arg and not arg.isdigit():
-            raise EcaugError(f"{where}: recent_items:{arg}: N must be a positive integer")
+            raise EcaugError(f"{where}: {RECENT_ITEMS}:{arg}: N must be a positive integer")
         return _recent(int(arg or 10))
     if name not in BUILDERS or arg:
-        raise EcaugError(f"{where}: unknown builder {spec!r} (builders: {', '.join([*BUILDERS, 'recent_items[:N]'])})")
+        raise EcaugError(f"{where}: unknown builder {spec!r} (builders: {', '.join([*BUILDERS, RECENT_ITEMS + '[:N]'])})")
     return BUILDERS[name]
 
 
