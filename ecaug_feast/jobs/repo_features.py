@@ -40,7 +40,7 @@ def builder(spec: str, where: str) -> Callable[[pd.DataFrame, str, str], Any]:
     """The builder a spec names (``count``, ``recent_items:5``, ...)."""
     name, _, arg = spec.partition(":")
     if name == RECENT_ITEMS:  # the builder is named after ecaug's own list feature
-        if arg and not arg.isdigit():
+        if arg and (not arg.isdigit() or int(arg) == 0):  # recent_items:0 would be an empty list
             raise EcaugError(f"{where}: {RECENT_ITEMS}:{arg}: N must be a positive integer")
         return _recent(int(arg or 10))
     if name not in BUILDERS or arg:

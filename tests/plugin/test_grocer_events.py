@@ -118,6 +118,8 @@ def test_builder_specs_checked_before_fitting():
         make({"n": "count", "recent": "latest"})
     with pytest.raises(EcaugError, match="recent_items:x: N must be a positive integer"):
         make({"n": "count", "recent": "recent_items:x"})
+    with pytest.raises(EcaugError, match="recent_items:0: N must be a positive integer"):
+        make({"n": "count", "recent": "recent_items:0"})
     ev = pd.DataFrame({"u": ["a", "a", "b"], "i": [1, 2, 3], "t": pd.to_datetime(["2025-01-01", "2025-01-02", "2025-01-01"])})
     rows = make({"n": "count", "recent": "recent_items:1"})(ev)
     assert rows.to_dict("list") == {"u": ["a", "b"], "n": [2, 1], "recent": [[2], [3]]}
