@@ -123,3 +123,25 @@ def test_builder_specs_checked_before_fitting():
     ev = pd.DataFrame({"u": ["a", "a", "b"], "i": [1, 2, 3], "t": pd.to_datetime(["2025-01-01", "2025-01-02", "2025-01-01"])})
     rows = make({"n": "count", "recent": "recent_items:1"})(ev)
     assert rows.to_dict("list") == {"u": ["a", "b"], "n": [2, 1], "recent": [[2], [3]]}
+
+
+def test_view_rows_keep_only_the_generated_users(caplog):
+    """A feature function returning rows of real keys: those rows are dropped (a warning with the
+    count), never written to the twin nor materialized onto a real entity."""
+    from feast import Entity, FeatureView, Field, FileSource
+    from feast.types import Int64, String
+
+    from ecaug_feast.jobs.augment_events import view_rows
+    from ecaug_feast.plugin import synthetic_twins
+
+    shopper = Entity(name="shopper", join_keys=["u"])
+    view = FeatureView(name="v", entities=[shopper], schema=[Field(name="u", dtype=String), Field(name="n", dtype=Int64)],
+                       source=FileSource(path="v.parquet", timestamp_field="t"))
+    twin = synthetic_twins([view])[0]
+    ev = pd.DataFrame({"u": ["ecaug:r:0", "ecaug:r:0", "ecaug:r:1"], "i": [1, 2, 3],
+                       "t": pd.to_datetime(["2025-01-01", "2025-01-02", "2025-01-01"], utc=True)})
+    leaky = lambda e: pd.DataFrame({"u": ["ecaug:r:0", "ecaug:r:1", "real-7", "real-8"], "n": [2, 1, 9, 9]})  # noqa: E731
+    with caplog.at_level("WARNING"):
+        rows, dropped = view_rows("v", twin, leaky, ev, "u", "t", "r")
+    assert dropped == 2 and "dropped 2 row(s)" in caplog.text
+    assert rows["u"].tolist() == ["ecaug:r:0", "ecaug:r:1"] and rows["is_synthetic"].all()
