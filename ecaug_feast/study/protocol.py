@@ -17,6 +17,7 @@ import numpy as np
 import yaml
 
 from ecaug_feast.errors import DataValidationError, EcaugError
+from ecaug_feast.names import BadNameError, check_name
 
 
 @dataclass(frozen=True)
@@ -70,10 +71,43 @@ def read_file(path: str | Path) -> dict[str, Any]:
     return obj
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# each setting's type, checked before any value is used: (test, what it must be)
+_LIST = (list, tuple)
+_TYPES: dict[str, tuple[Any, str]] = {
+    **{k: (_is_int, "an integer") for k in ("seeds", "halves_seed", "workers", "embedding_dim", "epochs", "finetune_epochs",
+                                            "batch_size", "expand_below", "n_new", "bootstrap", "bootstrap_seed")},
+    "max_users": (lambda v: v is None or _is_int(v), "an integer"),
+    "name": (lambda v: isinstance(v, str), "a string"), "dataset": (lambda v: isinstance(v, str), "a string"),
+    "model": (lambda v: isinstance(v, str), "a string"), "screen": (lambda v: isinstance(v, bool), "true or false"),
+    "fractions": (lambda v: isinstance(v, _LIST) and all(_is_number(x) for x in v), "a list of numbers"),
+    "expansions": (lambda v: isinstance(v, _LIST) and all(_is_int(x) for x in v), "a list of integers"),
+    "methods": (lambda v: isinstance(v, _LIST) and all(isinstance(x, str) for x in v), "a list of method names"),
+    "generator": (lambda v: isinstance(v, dict), "a mapping of SeqGANConfig settings"),
+    "bag": (lambda v: isinstance(v, dict), "a mapping"),
+}
+
+
+def check_types(merged: dict[str, Any], source: str) -> None:
+    """Each setting of ``merged`` has its type (a scalar where a list is due, a quoted number...):
+    else one-line error naming ``source``, the key and the reason."""
+    for k, v in merged.items():
+        test, what = _TYPES.get(k, (lambda _: True, ""))
+        if not test(v):
+            raise EcaugError(f"{source}: {k} must be {what}, got {v!r}")
+
+
 def make_protocol(base: dict[str, Any] | None = None, *layers: dict[str, Any], source: str = "protocol") -> Protocol:
     """A checked :class:`Protocol` from ``base`` with ``layers`` over it (None values skipped);
     unknown settings or bad values: one-line error naming ``source``."""
-    from ecaug_feast.study.registry import check_methods
+    from ecaug_feast.study.registry import check_adversarial, check_methods
 
     known = {f.name for f in fields(Protocol)}
     merged: dict[str, Any] = {}
@@ -82,6 +116,12 @@ def make_protocol(base: dict[str, Any] | None = None, *layers: dict[str, Any], s
         if bad:
             raise EcaugError(f"{source}: unknown setting(s) {', '.join(bad)} (known: {', '.join(sorted(known))})")
         merged.update({k: v for k, v in layer.items() if v is not None})
+    check_types(merged, source)
+    if "name" in merged:
+        try:
+            check_name(merged["name"], "name")
+        except BadNameError as exc:
+            raise EcaugError(f"{source}: {exc}") from None
     for k in ("fractions", "methods", "expansions"):
         if k in merged:
             merged[k] = tuple(merged[k])
@@ -95,6 +135,7 @@ def make_protocol(base: dict[str, Any] | None = None, *layers: dict[str, Any], s
     if p.model not in ("sequence", "bag"):
         raise EcaugError(f"{source}: model must be sequence or bag, got {p.model!r}")
     check_methods(p.methods, p.model, source)
+    check_adversarial(p.methods, p.model, p.generator, source)
     return p
 
 

@@ -77,3 +77,16 @@ def check_methods(names: Any, model: str, source: str = "protocol") -> None:
             if any(m in other for m in bad) else ""
         raise EcaugError(f"{source}: unknown method(s) {bad or '(none given)'} for model {model}{hint} "
                          f"(choose from {', '.join(reg)})")
+
+
+def check_adversarial(names: Any, model: str, generator: dict[str, Any], source: str = "protocol") -> None:
+    """A method that claims an adversarially trained generator (``adversarial: True``) must get
+    adversarial steps: ``generator: {adv_steps: 0}`` would make ``gan_augmented`` an MLE pool
+    under the adversarial name. Else one-line error."""
+    reg = methods_for(model)
+    for n in names:
+        gan = {**generator, **reg[n].gan}
+        steps = gan.get("adv_steps")
+        if gan.get("adversarial") and steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+            raise EcaugError(f"{source}: generator adv_steps {steps!r}: method {n} claims an adversarially trained "
+                             "generator and needs adv_steps >= 1 (gan_no_adversarial is the MLE ablation)")

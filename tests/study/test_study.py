@@ -62,6 +62,30 @@ def test_committed_protocols_load_and_bad_settings_are_one_line(tmp_path):
         read_file(bad)
 
 
+@pytest.mark.parametrize("bad, key", [({"fractions": 0.25}, "fractions"), ({"seeds": "3"}, "seeds"), ({"epochs": "60"}, "epochs"),
+                                      ({"workers": "2"}, "workers"), ({"expansions": ["3"]}, "expansions"),
+                                      ({"generator": [1]}, "generator"), ({"name": "../../x"}, "name")])
+def test_a_setting_of_the_wrong_type_is_one_line_naming_file_and_key(bad, key):
+    from ecaug_feast.errors import EcaugError
+    from ecaug_feast.study.protocol import make_protocol
+
+    with pytest.raises(EcaugError) as e:
+        make_protocol(bad, source="p.yaml")
+    msg = str(e.value)
+    assert msg.startswith("p.yaml: ") and key in msg and "\n" not in msg
+
+
+def test_an_adversarial_method_without_adversarial_steps_is_refused():
+    from ecaug_feast.errors import EcaugError
+    from ecaug_feast.study.protocol import make_protocol
+
+    for m in ("gan_augmented", "self_distill_labeled", "gan_no_labeler"):
+        with pytest.raises(EcaugError, match=f"p.yaml: generator adv_steps 0: method {m} claims"):
+            make_protocol({"methods": ["real_only", m], "generator": {"adv_steps": 0}}, source="p.yaml")
+    # the MLE ablation and the controls need no adversarial step
+    assert make_protocol({"methods": ["real_only", "gan_no_adversarial", "seq_ops"], "generator": {"adv_steps": 0}})
+
+
 def test_experiment_help_has_at_most_ten_options_and_bad_input_is_one_line():
     r = _cli("experiment", "--help")
     assert r.returncode == 0, r.stderr
