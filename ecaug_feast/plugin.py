@@ -110,9 +110,7 @@ def synthetic_twins(views: Sequence[FeatureView], runs_dir: str | Path | None = 
     join-key field (a Feast ``FeatureView`` keeps only entity names); without the key's type Feast
     would read the twin's source at apply, and no run may exist yet. Pure: writes nothing.
     """
-    cfg = config or SynthTwinConfig()
-    if not cfg.key_prefix or cfg.key_prefix != cfg.key_prefix.strip():
-        raise EcaugError(f"synthetic_twins: key_prefix {cfg.key_prefix!r} must be non-empty, without surrounding spaces")
+    cfg = _checked_config(config, "synthetic_twins")
     runs = str(runs_dir) if runs_dir is not None else cfg.runs_dir
     by_name = {e.name: e for e in entities}
     twins = []
@@ -145,6 +143,14 @@ def synthetic_twins(views: Sequence[FeatureView], runs_dir: str | Path | None = 
     return twins
 
 
+def _checked_config(config: SynthTwinConfig | None, who: str) -> SynthTwinConfig:
+    """The twin config, its reserved key prefix checked (an empty one would make every key synthetic)."""
+    cfg = config or SynthTwinConfig()
+    if not cfg.key_prefix or cfg.key_prefix != cfg.key_prefix.strip():
+        raise EcaugError(f"{who}: key_prefix {cfg.key_prefix!r} must be non-empty, without surrounding spaces")
+    return cfg
+
+
 def _callable_ref(fn: Any) -> str:
     """``module:name`` of a module-level callable (how a twin names its feature function), or
     ``builtin:<json>`` for a dict naming ecaug's own builder of each field
@@ -170,7 +176,7 @@ def synthetic_events(source: Any, *, user_key: str, item_key: str, user_type: An
     ``user_type`` / ``item_type``: the keys' Feast types (default String). Pure: writes nothing."""
     from feast.types import String
 
-    cfg = config or SynthTwinConfig()
+    cfg = _checked_config(config, "synthetic_events")
     runs = str(runs_dir) if runs_dir is not None else cfg.runs_dir
     name = f"{source.name}{cfg.suffix}"
     twin = run_source(f"{name}", f"{name}.parquet", runs, timestamp_field or source.timestamp_field,

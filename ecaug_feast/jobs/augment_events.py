@@ -30,6 +30,7 @@ teacher for a shop's repo, item attributes ("top attributes").
 from __future__ import annotations
 
 import importlib
+import logging
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,6 +45,7 @@ from ecaug_feast import schema as S
 from ecaug_feast.datasets.split import assign_split
 from ecaug_feast.errors import EcaugError
 from ecaug_feast.histories import Histories
+from ecaug_feast.ids import DEFAULT_KEY_PREFIX
 from ecaug_feast.jobs.augment_repo import _write_run
 from ecaug_feast.jobs.augment_seq import GENERATOR_VERSION, POOLS, TrainingHistories, seq_config
 from ecaug_feast.jobs.repo_features import BUILTIN, builtin_function
@@ -54,6 +56,7 @@ from ecaug_feast.synth.seq_pipeline import HistoryTimes, SeqAugmentConfig
 if TYPE_CHECKING:
     from feast import FeatureStore
 
+log = logging.getLogger(__name__)
 STEP = pd.Timedelta(minutes=1)  # between the events of a synthetic history
 
 
@@ -76,10 +79,12 @@ def training_histories(events: pd.DataFrame, user: str, item: str, ts: str, max_
     return th, pd.Series(users[lists.index.to_numpy()]), np.concatenate([[None], items])
 
 
-def feature_functions(store: "FeatureStore", views: Sequence[str], user: str, kind: str, item: str,
+def feature_functions(store: "FeatureStore", views: Sequence[str], events: KeySpace, item: str,
                       ts: str) -> dict[str, tuple[Any, Any]]:
     """view -> (its twin, the shop's feature function the twin names), checked before any fitting:
-    the view's key must be the events' user key, of the same type."""
+    the view's key must be the events' user key, of the same type, and its twin's reserved key
+    prefix the event twin's (else a rollback by the run's keys would miss the view's rows)."""
+    user, kind = events.column, events.kind
     repo = Path(store.config.repo_path)
     out = {}
     for name in views:
@@ -91,6 +96,9 @@ def feature_functions(store: "FeatureStore", views: Sequence[str], user: str, ki
         space = KeySpace.of(view, twin)
         if (space.column, space.kind) != (user, kind):
             raise EcaugError(f"--view {name}: keyed by {space.column!r} ({space.kind}), the events' users by {user!r} ({kind})")
+        if space.prefix != events.prefix:
+            raise EcaugError(f"--view {name}: its twin's key_prefix {space.prefix!r} differs from the event twin's "
+                             f"{events.prefix!r}; declare both with the same SynthTwinConfig(key_prefix=...)")
         ref = (twin.tags or {}).get(plugin.FEATURE_FN_TAG)
         if not ref:
             raise EcaugError(f"--view {name}: its twin names no feature function; declare one with "
@@ -109,20 +117,26 @@ def feature_functions(store: "FeatureStore", views: Sequence[str], user: str, ki
     return out
 
 
-def view_rows(name: str, twin: Any, func: Any, events: pd.DataFrame, user: str, ts: str, run_id: str) -> pd.DataFrame:
+def view_rows(name: str, twin: Any, func: Any, events: pd.DataFrame, user: str, ts: str, run_id: str) -> tuple[pd.DataFrame, int]:
     """The twin's rows of the generated users: the shop's function on their events, stamped at
-    each user's last event unless the function gives a time, with the lineage columns."""
+    each user's last event unless the function gives a time, with the lineage columns; and the
+    number of rows dropped because their key is none of the generated users' (a real key would be
+    written to the twin and materialized onto a real entity)."""
     rows = func(events.copy())
     want = [user, *(f.name for f in twin.features if f.name not in {"is_synthetic", "run_id", "generator_version"})]
     missing = [c for c in want if not isinstance(rows, pd.DataFrame) or c not in rows.columns]
     if missing:
         raise EcaugError(f"--view {name}: its feature function returned no column(s) {', '.join(missing)}")
-    rows = rows.copy()
+    ours = rows[user].isin(set(events[user]))
+    dropped = int((~ours).sum())
+    if dropped:
+        log.warning("--view %s: dropped %d row(s) of its feature function keyed by no generated user", name, dropped)
+    rows = rows[ours].copy()
     tts = twin.batch_source.timestamp_field
     if tts not in rows.columns:
         rows[tts] = rows[user].map(pd.to_datetime(events[ts], utc=True).groupby(events[user]).max())
     rows["is_synthetic"], rows["run_id"], rows["generator_version"] = True, run_id, GENERATOR_VERSION
-    return rows
+    return rows, dropped
 
 
 def augment_events(repo: str | Path, events: str, seed: int = 0, config: "SeqAugmentConfig | dict[str, Any] | None" = None,
@@ -136,10 +150,10 @@ def augment_events(repo: str | Path, events: str, seed: int = 0, config: "SeqAug
     source, twin, (user, item, user_type, _item_type) = plugin.find_event_twin(store, events)
     if user_type not in _KINDS:
         raise EcaugError(f"{twin.name}: user key type {user_type}; synthetic keys are Int64, Int32 or String")
-    space = KeySpace(user, _KINDS[user_type], twin.tags.get(plugin.KEY_PREFIX_TAG, ""))
+    space = KeySpace(user, _KINDS[user_type], twin.tags.get(plugin.KEY_PREFIX_TAG, DEFAULT_KEY_PREFIX))
     ev = plugin.read_events(store, source, user, item)
     space.check_real(events, ev[user])
-    fns = feature_functions(store, views, user, space.kind, item, twin.timestamp_field)
+    fns = feature_functions(store, views, space, item, twin.timestamp_field)
     cfg = config if isinstance(config, SeqAugmentConfig) else seq_config(config, seed=seed, source="config")
     th, users, item_keys = training_histories(ev, user, item, source.timestamp_field, cfg.gan.max_len)
     root = plugin.runs_root_of(twin, repo)
@@ -165,7 +179,8 @@ def augment_events(repo: str | Path, events: str, seed: int = 0, config: "SeqAug
                             pa.field("generator_version", pa.string())])
         files = {f"{twin.name}.parquet": (df, schema)}
         for name, (vtwin, func) in fns.items():  # features follow the generated behaviour, the shop's way
-            rows = view_rows(name, vtwin, func, df, user, twin.timestamp_field, run_id)
+            rows, dropped = view_rows(name, vtwin, func, df, user, twin.timestamp_field, run_id)
+            manifest["lineage"].setdefault("view_rows_dropped", {})[vtwin.name] = dropped
             files[plugin.source_path(vtwin, repo).name] = (rows, plugin.arrow_schema(vtwin))
             manifest["files"][vtwin.name] = plugin.source_path(vtwin, repo).name
         run = _write_run(root, run_id, files, manifest, synth_store.active_run(root))
@@ -175,7 +190,8 @@ def augment_events(repo: str | Path, events: str, seed: int = 0, config: "SeqAug
     out = {"repo": str(repo), "events": events, "twin": twin.name, "run_id": run_id, "run_dir": str(run.path),
            "gate": gate, "gate_reasons": manifest["gate_reasons"], "histories_accepted": int(df[user].nunique()) if len(df) else 0,
            "events_written": int(len(df)), "key_space": space.describe(), "activated": False, **th.lineage,
-           **{k: m.get(k) for k in ("c2st_auc_sequences", "exact_copy_share", "catalogue_coverage", "dropped_privacy")}}
+           **{k: m.get(k) for k in ("c2st_auc_sequences", "exact_copy_share", "catalogue_coverage", "dropped_privacy")},
+           "view_rows_dropped": manifest["lineage"].get("view_rows_dropped", {})}
     if gate == "pass" and publish:
         pub = publish_run(store, root, run_id, manifest)
         out.update(activated=True, previous_run=pub["previous"], materialized=pub["materialized"])

@@ -145,3 +145,35 @@ def test_view_rows_keep_only_the_generated_users(caplog):
         rows, dropped = view_rows("v", twin, leaky, ev, "u", "t", "r")
     assert dropped == 2 and "dropped 2 row(s)" in caplog.text
     assert rows["u"].tolist() == ["ecaug:r:0", "ecaug:r:1"] and rows["is_synthetic"].all()
+
+
+def test_event_twin_prefix_checked_like_the_views():
+    """synthetic_events checks its key_prefix as synthetic_twins does; a view whose twin's prefix
+    differs from the event twin's is refused before any fitting (a rollback by the run's keys would
+    miss its rows)."""
+    from types import SimpleNamespace
+
+    from feast import Entity, FeatureView, Field, FileSource
+    from feast.types import Int64, String
+
+    from ecaug_feast.errors import EcaugError
+    from ecaug_feast.ids import DEFAULT_KEY_PREFIX
+    from ecaug_feast.jobs.augment_events import feature_functions
+    from ecaug_feast.jobs.repo_keys import KeySpace
+    from ecaug_feast.plugin import KEY_PREFIX_TAG, SynthTwinConfig, synthetic_events, synthetic_twins
+
+    src = FileSource(name="purchases", path="p.parquet", timestamp_field="t")
+    for bad in ("", " x:"):
+        with pytest.raises(EcaugError, match="synthetic_events: key_prefix .* must be non-empty"):
+            synthetic_events(src, user_key="u", item_key="i", config=SynthTwinConfig(key_prefix=bad))
+    assert synthetic_events(src, user_key="u", item_key="i").tags[KEY_PREFIX_TAG] == DEFAULT_KEY_PREFIX
+
+    view = FeatureView(name="v", entities=[Entity(name="shopper", join_keys=["u"])],
+                       schema=[Field(name="u", dtype=String), Field(name="n", dtype=Int64)],
+                       source=FileSource(path="v.parquet", timestamp_field="t"))
+    twin = synthetic_twins([view], config=SynthTwinConfig(key_prefix="other:"), features={"v": {"n": "count"}})[0]
+    store = SimpleNamespace(config=SimpleNamespace(repo_path="."), get_feature_view=lambda name: view,
+                            list_feature_views=lambda: [twin])
+    with pytest.raises(EcaugError, match="--view v: its twin's key_prefix 'other:' differs from the event twin's 'ecaug:'"):
+        feature_functions(store, ["v"], KeySpace("u", "string", DEFAULT_KEY_PREFIX), "i", "t")
+    assert set(feature_functions(store, ["v"], KeySpace("u", "string", "other:"), "i", "t")) == {"v"}
