@@ -56,6 +56,7 @@ GENERATOR = "sequence"  # lineage ``generator``: what `ecaug finetune` checks be
 GENERATOR_VERSION = "ecaug-seq-gan/1"
 LABELER_NAME = "ecaug-seq-labeler/1"
 MIN_HISTORIES = 10  # the generator refuses fewer (SequenceGAN.fit)
+STUDY_ONLY = "study only"  # the gate status of a pool no privacy / copy / history gate looked at: never published
 SUMMARY_KEYS = ("c2st_auc_sequences", "c2st_auc_sequences_real_vs_real", "catalogue_coverage", "tail_share", "real_tail_share", "exact_copy_share",
                 "near_copy_share", "trigram_copy_share", "dropped_low_confidence", "dropped_off_segment",
                 "dropped_privacy", "expanded", "synthetic", "fit_seconds", "generate_seconds")
@@ -168,6 +169,9 @@ def augment_seq_run(ws: Workspace, config: SeqAugmentConfig | None = None, seed:
         raise EcaugError(f"--method must be one of {', '.join(POOLS)}, got {method!r}")
     cfg = config or SeqAugmentConfig(seed=seed)
     pool = POOLS[method]
+    if publish and not pool.publishable:
+        raise EcaugError(f"method {method}: a study-only pool (no privacy, copy or history gates; "
+                         f"publishable: {', '.join(k for k, v in POOLS.items() if v.publishable)}); it is never published")
     if teacher is not None and cfg.gan.reverse and method == "gan":
         raise EcaugError("--teacher continues histories: the generator must run forward (set gan.reverse false in --config)")
     if pool.needs_teacher and teacher is None:
@@ -193,9 +197,12 @@ Scorer = Callable[[np.ndarray, np.ndarray], torch.Tensor]
 @dataclass(frozen=True)
 class Pool:
     """A pool builder and what it needs: ``needs_teacher`` (refused without one), ``reads_teacher``
-    (a given teacher is passed on; ``gan`` reads one when given)."""
+    (a given teacher is passed on; ``gan`` reads one when given). ``publishable``: only a pool
+    that runs the product's gates (labeler, privacy, copies, realism) may be published; the
+    others are the study's controls (``slide_window`` holds prefixes of real users' histories)."""
 
     build: Callable[[TrainingHistories, SeqAugmentConfig, Scorer | None, Path, bool], SeqAugmentResult]
+    publishable: bool = False
     needs_teacher: bool = False
     reads_teacher: bool = False
     doc: str = ""
@@ -233,14 +240,15 @@ def _to_size(hist: list[np.ndarray], source: np.ndarray, size: int, seed: int) -
 def _plain_result(th: TrainingHistories, cfg: SeqAugmentConfig, hist: list[np.ndarray], source: np.ndarray,
                   info: dict[str, Any], filled: int = 0) -> SeqAugmentResult:
     """A pool no labeler or gate looked at: every history accepted with confidence 1, dated where
-    its source user's history ends (a random user's for source -1)."""
+    its source user's history ends (a random user's for source -1); its gate is :data:`STUDY_ONLY`."""
     from ecaug_feast.synth.seq_pipeline import history_end_times
 
     src = np.asarray(source, np.int64)
     m: dict[str, Any] = {"generated": len(hist), "accepted": len(hist), "expanded": int((src >= 0).sum()),
                          "synthetic": int((src < 0).sum()), "dropped_low_confidence": 0, "dropped_off_segment": 0,
                          "dropped_privacy": 0, "privacy_threshold": None, "labeler": {}, "generator": {},
-                         "gate": "pass" if hist else "fail", "gate_reasons": [] if hist else ["no history made"],
+                         "gate": STUDY_ONLY if hist else "fail",
+                         "gate_reasons": ["study-only pool: no privacy, copy or history gates"] if hist else ["no history made"],
                          "pool_size": len(hist), "filled_by_repeats": filled, **info}
     return SeqAugmentResult(hist, np.where(src >= 0, "expanded", "synthetic"), src, np.zeros(len(hist), np.int64),
                             np.ones(len(hist), np.float32), bool(hist), m, None, history_end_times(src, th.times.last_ns, cfg.seed))
@@ -374,7 +382,7 @@ def _reppad(th: TrainingHistories, cfg: SeqAugmentConfig, teacher: Scorer | None
 
 
 POOLS: dict[str, Pool] = {
-    "gan": Pool(_gan_pool, reads_teacher=True, doc="generator (or a --teacher's continuations) + labeler + gates"),
+    "gan": Pool(_gan_pool, reads_teacher=True, publishable=True, doc="generator (or a --teacher's continuations) + labeler + gates"),
     "gan_no_labeler": Pool(_gan_no_labeler, doc="the generator's expansions, no labeler"),
     "self_distill": Pool(_self_distill, needs_teacher=True, reads_teacher=True,
                          doc="continuations sampled from the teacher alone (no generator, labeler or discriminator)"),
