@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -21,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ecaug_feast.errors import EcaugError
-from ecaug_feast.names import owned_child
+from ecaug_feast.names import check_name, owned_child
 from ecaug_feast.study.cell import run_cell
 from ecaug_feast.study.protocol import Protocol, make_protocol
 from ecaug_feast.study.report import summarize, table_markdown
@@ -46,7 +47,7 @@ def run_study(state_dir: Path, p: Protocol, out_dir: Path | None = None, command
     data_dir = owned_child(Path(state_dir) / "datasets", p.dataset, "dataset name")
     if not (data_dir / "meta.json").exists():
         raise EcaugError(f"{data_dir}: no processed dataset '{p.dataset}' (run `ecaug ingest --dataset {p.dataset}` first)")
-    out_dir = Path(out_dir or Path(state_dir) / "experiments" / f"{p.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    out_dir = Path(out_dir or default_out_dir(state_dir, p.name))
     check_out_dir(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.cells-", dir=out_dir.parent))
@@ -80,6 +81,17 @@ def run_study(state_dir: Path, p: Protocol, out_dir: Path | None = None, command
     }
     summary["out_dir"] = str(write_outputs(summary, rows, out_dir))
     return summary
+
+
+def default_out_dir(state_dir: Path, name: str) -> Path:
+    """``<state>/experiments/<name>-<time>-<random>``: the name checked (no ``..`` or ``/``), and
+    unique even for studies started in the same second."""
+    check_name(name, "protocol name")
+    root = Path(state_dir) / "experiments"
+    while True:
+        out = root / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        if not out.exists():
+            return out
 
 
 def check_out_dir(out_dir: Path) -> None:
@@ -118,13 +130,28 @@ def write_outputs(summary: dict[str, Any], rows: list[dict[str, Any]], out_dir: 
         np.savez_compressed(tmp / "per_user.npz", **arrays)
         (tmp / "table.md").write_text(table_markdown(summary["results"], summary["screen"]))
         (tmp / "report.md").write_text(report_markdown(summary))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
+        _replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def _replace_dir(new: Path, out_dir: Path) -> None:
+    """``new`` renamed to ``out_dir``; an earlier output is renamed aside first and removed only
+    once the new one is in place (a crash in between leaves it, restored or aside, never lost)."""
+    old = None
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old-{secrets.token_hex(3)}")
+        out_dir.rename(old)
+    try:
+        new.rename(out_dir)
+    except BaseException:
+        if old is not None:
+            old.rename(out_dir)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _jsonable(x: Any) -> Any:

@@ -86,6 +86,52 @@ def test_an_adversarial_method_without_adversarial_steps_is_refused():
     assert make_protocol({"methods": ["real_only", "gan_no_adversarial", "seq_ops"], "generator": {"adv_steps": 0}})
 
 
+def test_default_output_folder_is_checked_and_unique_within_a_second(tmp_path, monkeypatch):
+    import ecaug_feast.study.run as run
+    from ecaug_feast.errors import EcaugError
+    from ecaug_feast.study.protocol import Protocol
+
+    class Frozen(run.datetime):  # every call in the same second (and microsecond)
+        @classmethod
+        def now(cls, tz=None):
+            return run.datetime(2026, 1, 1, 12, 0, 0)
+
+    monkeypatch.setattr(run, "datetime", Frozen)
+    a, b = run.default_out_dir(tmp_path, "s"), run.default_out_dir(tmp_path, "s")
+    assert a != b and a.parent == b.parent == tmp_path / "experiments" and a.name.startswith("s-20260101-120000")
+    (tmp_path / "datasets" / "beauty").mkdir(parents=True)
+    (tmp_path / "datasets" / "beauty" / "meta.json").write_text("{}")
+    with pytest.raises(EcaugError, match="protocol name '../../x'"):  # a Protocol built without make_protocol
+        run.run_study(tmp_path, Protocol(name="../../x"))
+    assert not (tmp_path.parent / "x").exists() and not list(tmp_path.parent.glob("x-*"))
+
+
+def test_a_failed_replace_keeps_the_earlier_output(tmp_path, monkeypatch):
+    """The earlier study's output is renamed aside, not deleted, until the new one is in place."""
+    import ecaug_feast.study.run as run
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text('"old"')
+    monkeypatch.setattr(run, "table_markdown", lambda *a: "t")
+    monkeypatch.setattr(run, "report_markdown", lambda *a: "r")
+    real_rename = Path.rename
+
+    def rename(self, target):
+        if Path(target) == out and (self / "report.md").exists():  # the new output moving in
+            raise OSError("disk gone")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", rename)
+    with pytest.raises(OSError):
+        run.write_outputs({"results": [], "screen": False}, [], out)
+    assert (out / "results.json").read_text() == '"old"'
+    monkeypatch.setattr(Path, "rename", real_rename)
+    run.write_outputs({"results": [], "screen": False}, [], out)
+    assert json.loads((out / "results.json").read_text()) == {"results": [], "screen": False}
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["out"]
+
+
 def test_experiment_help_has_at_most_ten_options_and_bad_input_is_one_line():
     r = _cli("experiment", "--help")
     assert r.returncode == 0, r.stderr
