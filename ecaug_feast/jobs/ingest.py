@@ -7,6 +7,7 @@ they run inside ``Workspace.online()``; ``ingest`` touches no Redis.
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 import redis
 
-from ecaug_feast import feast_io
+from ecaug_feast import feast_io, intents
 from ecaug_feast import schema as S
 from ecaug_feast.datasets import load_dataset, load_generic, subset_users
 from ecaug_feast.datasets.generic import parse_map_flag
@@ -25,6 +26,8 @@ from ecaug_feast.errors import EcaugError
 from ecaug_feast.jobs import repair
 from ecaug_feast.jobs.workspace import Workspace
 from ecaug_feast.names import check_name
+
+log = logging.getLogger(__name__)
 
 
 def feast_error(exc: Exception) -> EcaugError:
@@ -59,8 +62,24 @@ def load(dataset: str | None = None, interactions: Path | None = None, users: Pa
 
 def ingest(ws: Workspace, ds: Any, negatives: int = 1, seed: int = 0,
            progress: Callable[..., None] | None = None) -> dict[str, Any]:
-    """Split ``ds``, write the processed store and the Feast parquet sources; returns the summary."""
-    return ingest_dataset(ds, neg_per_pos=negatives, seed=seed, progress=progress)
+    """Split ``ds``, write the processed store and the Feast parquet sources; returns the summary.
+    Interrupted refreshes and materializes of the replaced sources are dropped (``dropped_intents``):
+    redone later, a refresh would append its old events onto the new store."""
+    out = ingest_dataset(ds, neg_per_pos=negatives, seed=seed, progress=progress)
+    return {**out, "dropped_intents": drop_replaced_intents(ws)}
+
+
+REPLACED_STEPS = ("refresh", "materialize")  # intents about the real sources an ingest replaces
+
+
+def drop_replaced_intents(ws: Workspace) -> list[str]:
+    """Remove the interrupted (not running) ``refresh`` / ``materialize`` intents; their steps."""
+    dropped = [str(r["step"]) for r in intents.pending(ws.state_dir) if r.get("step") in REPLACED_STEPS
+               and not r.get("running") and intents.clear(ws.state_dir, str(r["step"]), pid=r.get("pid"))]
+    if dropped:
+        log.warning("ingest: dropped the interrupted %s of the replaced sources (the new sources need "
+                    "`ecaug materialize`, not a redo)", " and ".join(dropped))
+    return dropped
 
 
 def apply(ws: Workspace) -> dict[str, Any]:
