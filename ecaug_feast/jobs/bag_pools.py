@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from ecaug_feast.errors import EcaugError
 from ecaug_feast.synth.examples import flatten, unflatten
 from ecaug_feast.synth.gan import GANConfig
 from ecaug_feast.synth.pipeline import AugmentConfig, augment_frame
@@ -51,11 +52,12 @@ BAG_POOLS: dict[str, BagPool] = {"column_gan": _column_gan, "oversample": _overs
 
 def bag_pool(method: str, data: TrainData, size: int, seed: int, gan: dict[str, Any] | None = None
              ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """:data:`BAG_POOLS` ``method``'s pool of ``size`` rows; a generator failing on some data gives
-    an empty pool and the error (it must not sink the other methods)."""
+    """:data:`BAG_POOLS` ``method``'s pool of ``size`` rows; a generator refusing the data (an
+    :class:`EcaugError`: too few rows, a gate) gives an empty pool and the reason under ``refused``
+    (it must not sink the other methods); any other exception is a bug and raises."""
     t0 = time.time()
     try:
         pool, info = BAG_POOLS[method](data, size, seed, gan or {})
-    except Exception as exc:  # noqa: BLE001 - reported in the pool facts
-        pool, info = data.examples.iloc[:0], {"error": f"{type(exc).__name__}: {exc}"[:300]}
+    except EcaugError as exc:
+        pool, info = data.examples.iloc[:0], {"refused": str(exc)[:300]}
     return pool, {**info, "rows": int(len(pool)), "seconds": round(time.time() - t0, 2)}
