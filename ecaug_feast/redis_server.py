@@ -164,7 +164,10 @@ def parse_url(url: str, source: str = ENV_URL) -> RedisAddress:
     scheme = url.split("://", 1)[0].lower()
     if scheme not in SCHEMES:
         raise EcaugError(f"{source}: unsupported scheme {scheme!r} (use redis://, rediss:// or redis-cluster://)")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as e:  # e.g. an unclosed IPv6 bracket: one line, not a traceback
+        raise EcaugError(f"{source}: not a Redis URL ({e})") from None
     creds, at, hosts = parts.netloc.rpartition("@")
     opts: dict[str, str] = {}
     if at:

@@ -39,8 +39,19 @@ def _iso(t: datetime | None) -> str | None:
     return t.isoformat() if t is not None else None
 
 
-def _time(s: str | None) -> datetime | None:
-    return None if not s else datetime.fromisoformat(s)
+def _time(s: Any) -> datetime | None:
+    """A recorded bound; a corrupt one widens the redo to the whole window (more work, never less)."""
+    try:
+        return None if not s else datetime.fromisoformat(str(s))
+    except ValueError:
+        return None
+
+
+def _int(s: Any) -> int:
+    try:
+        return int(s or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def materialize_step(ws: Workspace, start: datetime | None = None, end: datetime | None = None,
@@ -109,7 +120,7 @@ def _redo_publish(ws: Workspace, args: dict[str, Any]) -> dict[str, Any]:
 def _redo_refresh(ws: Workspace, args: dict[str, Any]) -> dict[str, Any]:
     events = args.get("events")
     if events and Path(events).exists():
-        return append_step(ws, events, seed=int(args.get("seed") or 0), allow_new_users=bool(args.get("allow_new_users")),
+        return append_step(ws, events, seed=_int(args.get("seed")), allow_new_users=bool(args.get("allow_new_users")),
                            skip_late=bool(args.get("skip_late")))
     # the events file is gone: whatever was appended is loaded by a full materialize of the real views
     return materialize_step(ws, views=list(REAL_VIEWS))

@@ -182,3 +182,13 @@ def test_killed_refresh_converges_on_rerun(env, tmp_path):
     assert online() == serving.loc[users, "n_interactions"].tolist()
     repaired = hashes(env.url, REAL_VIEWS)
     assert repaired == _clean_materialize(env)
+
+
+def test_a_corrupt_bound_or_seed_in_an_intent_record_widens_the_redo_not_a_traceback():
+    # a record that is valid JSON but whose 'start' is no ISO time (or whose seed is no number) made
+    # every command that needs the online store raise ValueError before it ran
+    from ecaug_feast.jobs import repair
+
+    assert repair._time("yesterday") is None and repair._time(None) is None
+    assert repair._time("2024-01-05T00:00:00+00:00").year == 2024
+    assert repair._int("x") == 0 and repair._int(None) == 0 and repair._int("7") == 7

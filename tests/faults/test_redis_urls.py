@@ -117,6 +117,7 @@ def test_wrong_password_says_authentication_failed(capsys, monkeypatch, tmp_path
     ("redis://127.0.0.1:abc/0", "bad port"),
     ("http://127.0.0.1:6379/0", "unsupported scheme"),
     ("redis://127.0.0.1:6379/zero", "bad database"),
+    ("redis://[::1:6379/0", "not a Redis URL"),  # an unclosed IPv6 bracket: urlsplit's ValueError
 ])
 @pytest.mark.parametrize("args", [["redis", "status"], ["apply"], ["materialize"]])
 def test_bad_redis_url_is_one_line(url, says, args, capsys, monkeypatch, tmp_path):
