@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
+from redis_hashes import hashes
 
 REAL_VIEWS = (b"_ts:user_features", b"_ts:item_features")
 SMALL = dict(rows=300, steps=60)
@@ -76,15 +77,7 @@ def env(tmp_path_factory, redis_url):
 
 def _real_keys(url: str) -> dict[bytes, dict[bytes, bytes]]:
     """Every Redis hash that holds a real view (user_features / item_features), field by field."""
-    import redis
-
-    r = redis.Redis.from_url(url)
-    out = {}
-    for k in r.scan_iter(count=1000):
-        h = r.hgetall(k)
-        if any(f in h for f in REAL_VIEWS):
-            out[k] = h
-    return out
+    return hashes(url, REAL_VIEWS)
 
 
 def _synthetic_online(env, run_id: str):

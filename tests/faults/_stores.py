@@ -11,6 +11,7 @@ from typing import Iterator
 
 import numpy as np
 import pandas as pd
+from redis_hashes import hashes  # noqa: F401  (re-exported: the fault tests import it from here)
 
 
 @contextlib.contextmanager
@@ -71,16 +72,3 @@ def fake_run(n: int = 30, base: pd.DataFrame | None = None, activate: bool = Fal
     if activate:
         synth_store.activate(rid)
     return rid
-
-
-def hashes(url: str, fields: tuple[bytes, ...]) -> dict[bytes, dict[bytes, bytes]]:
-    """Every Redis hash holding one of ``fields`` (a view's ``_ts:<view>`` field), field by field."""
-    import redis
-
-    r = redis.Redis.from_url(url)
-    out = {}
-    for k in r.scan_iter(count=1000):
-        h = r.hgetall(k)
-        if any(f in h for f in fields):
-            out[k] = h
-    return out
