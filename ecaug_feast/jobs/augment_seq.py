@@ -37,7 +37,7 @@ import json
 import math
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -381,6 +381,54 @@ def _reppad(th: TrainingHistories, cfg: SeqAugmentConfig, teacher: Scorer | None
     return _plain_result(th, cfg, hist, rows, {"method": "reppad"})
 
 
+COLD_ITEM_GENERATOR = "gar"  # the item generator whose vectors pick a cold item's users (synth.item_gen)
+
+
+def _cold_items(th: TrainingHistories, cfg: SeqAugmentConfig, teacher: Scorer | None, rep: Path, match: bool = False) -> SeqAugmentResult:
+    """Synthetic interactions for cold items (issue 34): catalogue items with no training event get
+    short histories that end in them, each a real user's last items then the cold item, drawn from
+    the users whose recent items share an attribute with it and whom its generated vector scores
+    highest (``synth.item_gen.cold_item_histories``, ``expansions`` histories per cold item). The
+    vectors: :data:`COLD_ITEM_GENERATOR` fitted from the catalogue's attributes to the sequence
+    generator's MLE item vectors (train-only), users as the mean vector of their last items. The
+    histories then pass the labeler and gates of the ``gan`` pool as its expansions do
+    (``seq_pipeline.gate_expansions``: same cluster as the user's items, confidence, copies,
+    realism gate). No cold item: an empty pool that fails its gate."""
+    from ecaug_feast.synth.item_gen import ITEM_GENERATORS, ColdHistoriesConfig, cold_item_histories
+    from ecaug_feast.synth.seq_gan import SequenceGAN
+    from ecaug_feast.synth.seq_pipeline import gate_expansions
+
+    h = th.histories
+    num_items = max(th.num_items, int(h.values.max(initial=0)), max(th.attributes, default=0))
+    cold = np.setdiff1d(np.arange(1, num_items + 1), h.values)
+    if len(cold) == 0:
+        return replace(_plain_result(th, cfg, [], np.zeros(0, np.int64), {"method": "cold_items", "cold_items": 0}),
+                       metrics={"method": "cold_items", "cold_items": 0, "generated": 0, "accepted": 0, "expanded": 0,
+                                "synthetic": 0, "dropped_low_confidence": 0, "dropped_off_segment": 0, "dropped_privacy": 0,
+                                "privacy_threshold": None, "labeler": {}, "generator": {}, "gate": "fail",
+                                "gate_reasons": ["no cold item: every catalogue item has training events"]})
+    gan = SequenceGAN(cfg.gan).fit(h.values, h.offsets)
+    vec = gan.gen.tok.weight.detach().float().cpu().numpy()[1 : len(gan.vocab) + 1]
+    table = np.zeros((num_items + 1, vec.shape[1]), np.float32)
+    table[gan.vocab] = vec
+    ctx = ColdHistoriesConfig(per_item=max(1, cfg.expansions), seed=cfg.seed)
+    recent = h.truncate(ctx.context)
+    users = np.zeros((len(h), vec.shape[1]), np.float32)
+    np.add.at(users, np.repeat(np.arange(len(h)), recent.lengths), table[recent.values])
+    users /= np.maximum(recent.lengths, 1)[:, None]
+    attrs = rows_to_csr([th.attributes.get(i, []) for i in range(num_items + 1)])
+    gen_cls = ITEM_GENERATORS[COLD_ITEM_GENERATOR]
+    seeded = {"seed": cfg.seed} if "seed" in {f.name for f in fields(gen_cls.config_class)} else {}
+    item_gen = gen_cls(gen_cls.config_class(**seeded))
+    item_gen.fit(attrs, gan.vocab, vec, users[recent.lengths > 0])
+    hist, source, contexts = cold_item_histories(h.values, h.offsets, attrs, cold, item_gen.generate(attrs, cold), users, ctx)
+    res = gate_expansions(h.values, h.offsets, hist, source, contexts, gan, cfg, n_new=1, times=th.times, report_dir=rep)
+    got = np.unique([x[-1] for x in res.histories]) if res.histories else np.zeros(0, np.int64)
+    res.metrics.update(method="cold_items", cold_items=int(len(cold)), cold_items_with_history=int(len(got)),
+                       item_generator=item_gen.report, pool_size=len(res.histories))
+    return res
+
+
 POOLS: dict[str, Pool] = {
     "gan": Pool(_gan_pool, reads_teacher=True, publishable=True, doc="generator (or a --teacher's continuations) + labeler + gates"),
     "gan_no_labeler": Pool(_gan_no_labeler, doc="the generator's expansions, no labeler"),
@@ -390,6 +438,8 @@ POOLS: dict[str, Pool] = {
     "seq_ops": Pool(_seq_ops, doc="crop / mask / reorder / insert of real histories"),
     "slide_window": Pool(_slide_window, doc="prefixes of real histories"),
     "reppad": Pool(_reppad, doc="RepPad (RecSys 2024): a history repeated into its padding"),
+    "cold_items": Pool(_cold_items, publishable=True,
+                       doc="short histories ending in each cold item (users matched by its attributes and generated vector) + labeler + gates"),
 }
 
 

@@ -195,9 +195,9 @@ def set_dcr(train: Sequence[np.ndarray], query: Sequence[np.ndarray], chunk: int
 
 def copies(train: Sequence[np.ndarray], ts: TrainingStats, gen: Sequence[np.ndarray], dcr: np.ndarray | None = None) -> dict[str, float]:
     keys = {tuple(h.tolist()) for h in train if len(h) >= 2}
-    exact = np.array([len(h) >= 2 and tuple(np.asarray(h).tolist()) in keys for h in gen])
+    exact = np.array([len(h) >= 2 and tuple(np.asarray(h).tolist()) in keys for h in gen], dtype=bool)
     dcr = set_dcr(train, gen) if dcr is None else dcr
-    near = (dcr <= 0.2) & np.array([len(h) >= 3 for h in gen])
+    near = (dcr <= 0.2) & np.array([len(h) >= 3 for h in gen], dtype=bool)  # bool even when nothing was accepted
     tri = [tuple(h[i : i + 3].tolist()) for h in gen for i in range(len(h) - 2)]
     return {"exact_copy_share": round(float(exact.mean()), 4) if len(gen) else 0.0,
             "near_copy_share": round(float(near.mean()), 4) if len(gen) else 0.0,

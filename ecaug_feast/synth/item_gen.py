@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ecaug_feast.errors import EcaugError
-from ecaug_feast.histories import csr_take, offsets_of
+from ecaug_feast.histories import csr_take, gather_index, offsets_of
 
 
 def attr_csr(attrs: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -375,3 +375,82 @@ def _bag_batch(vals: torch.Tensor, offs: torch.Tensor, rows: np.ndarray) -> tupl
 
 
 ITEM_GENERATORS: dict[str, type[ItemGenerator]] = {"attr_mean": AttrMean, "gar": GARGenerator}
+
+
+# ---------------------------------------------------------------------------------------------
+# synthetic interactions for cold items
+
+
+@dataclass
+class ColdHistoriesConfig:
+    """How short histories ending in a cold item are drawn: each cold item gets ``per_item``
+    histories from distinct real users, drawn uniformly among its ``candidates`` best-scored users
+    (user vector . generated item vector) whose last ``context`` items share an attribute with it
+    (all users with a context when none does, ``shared_attribute`` false: always all users); a
+    history is that user's last ``context`` items, then the cold item."""
+
+    per_item: int = 3
+    candidates: int = 30
+    context: int = 4
+    shared_attribute: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("per_item", "candidates", "context"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+def cold_item_histories(values: np.ndarray, offsets: np.ndarray, attrs: Any, cold_idx: np.ndarray,
+                        cold_vecs: np.ndarray, user_vecs: np.ndarray, config: ColdHistoriesConfig | None = None
+                        ) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
+    """Short histories that end in each cold item (see :class:`ColdHistoriesConfig`).
+
+    ``values`` / ``offsets``: the real training histories (oldest first, CSR), ``user_vecs`` one
+    vector per history row; ``attrs``: the catalogue's attribute CSR; ``cold_vecs``: the cold items'
+    generated vectors (:meth:`ItemGenerator.generate`). Returns ``(histories, source rows, contexts)``:
+    history k continues real row ``source[k]``, whose last items ``contexts[k]`` it keeps."""
+    from scipy import sparse
+
+    cfg = config or ColdHistoriesConfig()
+    a_vals, a_offs = attr_csr(attrs)
+    cold_idx = _index("cold_idx", cold_idx, len(a_offs) - 1)
+    cold_vecs = _vectors("cold_vecs", cold_vecs, len(cold_idx), None)
+    values, offsets = np.asarray(values, np.int64), np.asarray(offsets, np.int64)
+    n_users = len(offsets) - 1
+    user_vecs = _vectors("user_vecs", user_vecs, n_users, cold_vecs.shape[1])
+    rng = np.random.default_rng(cfg.seed)
+    lens = np.diff(offsets)
+    ctx_len = np.minimum(lens, cfg.context)
+    starts = offsets[1:] - ctx_len
+    ctx_vals = values[gather_index(starts, ctx_len)]
+    ctx_rows = np.repeat(np.arange(n_users), ctx_len)
+    has_ctx = ctx_len > 0
+    vocab = int(max(a_vals.max(initial=-1), 0)) + 1
+    # users x attributes of their context items, cold items x attributes: shared attribute <=> product > 0
+    i_vals, i_lens = csr_take(a_vals, a_offs, np.where(ctx_vals < len(a_offs) - 1, ctx_vals, 0))  # unknown ids: no attribute
+    ua = sparse.csr_matrix((np.ones(len(i_vals), np.float32), (np.repeat(ctx_rows, i_lens), i_vals)), shape=(n_users, vocab))
+    c_vals, c_lens = csr_take(a_vals, a_offs, cold_idx)
+    ca = sparse.csr_matrix((np.ones(len(c_vals), np.float32), (np.repeat(np.arange(len(cold_idx)), c_lens), c_vals)),
+                           shape=(len(cold_idx), vocab))
+    hists, source, contexts = [], [], []
+    for s in range(0, len(cold_idx), 256):
+        score = cold_vecs[s : s + 256] @ user_vecs.T
+        score[:, ~has_ctx] = -np.inf
+        if cfg.shared_attribute:
+            shared = (ca[s : s + 256] @ ua.T).toarray() > 0
+            shared &= has_ctx[None, :]
+            any_shared = shared.any(1)
+            score[any_shared] = np.where(shared[any_shared], score[any_shared], -np.inf)
+        k = min(cfg.candidates, int(has_ctx.sum()))
+        if k == 0:
+            break
+        top = np.argpartition(-score, k - 1, axis=1)[:, :k]
+        for j in range(len(top)):
+            cand = top[j][np.isfinite(score[j, top[j]])]
+            for u in rng.choice(np.sort(cand), min(cfg.per_item, len(cand)), replace=False):
+                ctx = values[starts[u] : offsets[u + 1]]
+                hists.append(np.append(ctx, cold_idx[s + j]).astype(np.int64))
+                source.append(int(u))
+                contexts.append(ctx)
+    return hists, np.asarray(source, np.int64), contexts

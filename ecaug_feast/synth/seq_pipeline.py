@@ -122,26 +122,63 @@ def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmen
     kind = np.array(["expanded"] * len(expanded) + ["synthetic"] * len(synthetic))
     source = np.concatenate([short, np.full(len(synthetic), -1)]).astype(np.int64)
 
-    logger.info("labelling and gating %d generated histories (%.0f s generating)", len(gen), t_gen)
+    end = None if times is None else np.concatenate([times.last_ns[short], syn_end if len(synthetic) else np.zeros(0, np.int64)])
+    res = _label_and_gate(gan, cfg, values, offsets, real, gen, kind, source, [real[i] for i in short],
+                          synthetic, asked, cfg.n_new, end, report_dir)
+    res.metrics.update(sparse_segments=[SEGMENTS[s] for s in sparse], fit_seconds=round(t_fit, 2),
+                       generate_seconds=round(t_gen, 2), total_seconds=round(time.time() - t0, 2))
+    return res
+
+
+def gate_expansions(values: np.ndarray, offsets: np.ndarray, gen: list[np.ndarray], source: np.ndarray,
+                    context: list[np.ndarray], gan: SequenceGAN, config: SeqAugmentConfig | None = None,
+                    n_new: int = 1, times: HistoryTimes | None = None,
+                    report_dir: str | Path | None = None) -> SeqAugmentResult:
+    """Histories made outside the generator, each continuing real training history ``source[k]``
+    (its ``context[k]``: the part of that history it keeps) by its last ``n_new`` items, through the
+    same labeler and gates as :func:`augment_histories`' expansions: the labeler (fitted on the real
+    histories; a history must stay in its context's cluster, confidence over the threshold), the
+    copy statistics, coverage and the history detector (the run gate). ``gan``: fitted on these
+    training histories (its item vectors embed histories for the labeler; its held-out rows are
+    the privacy reference). With ``times`` each history ends where its source's does."""
+    cfg = config or SeqAugmentConfig()
+    values, offsets = np.asarray(values, np.int64), np.asarray(offsets, np.int64)
+    source = np.asarray(source, np.int64)
+    if not (len(gen) == len(source) == len(context)):
+        raise ValueError(f"gen, source and context differ in length: {len(gen)}, {len(source)}, {len(context)}")
+    real = csr_rows(values, offsets)
+    end = None if times is None else times.last_ns[source]
+    return _label_and_gate(gan, cfg, values, offsets, real, list(gen), np.array(["expanded"] * len(gen)), source,
+                           list(context), [], np.zeros(0, np.int64), n_new, end, report_dir, forward=True)
+
+
+def _label_and_gate(gan: SequenceGAN, cfg: SeqAugmentConfig, values: np.ndarray, offsets: np.ndarray,
+                    real: list[np.ndarray], gen: list[np.ndarray], kind: np.ndarray, source: np.ndarray,
+                    context: list[np.ndarray], synthetic: list[np.ndarray], asked: np.ndarray, n_new: int,
+                    end: np.ndarray | None, report_dir: str | Path | None, forward: bool | None = None) -> SeqAugmentResult:
+    """Labeler, privacy, copies, coverage and the realism gate on ``gen`` (the expansions first,
+    each with its ``context``, then the ``synthetic`` users); the result keeps what passed.
+    ``forward``: the new items are each expansion's last ``n_new`` (None: as the generator runs)."""
+    logger.info("labelling and gating %d generated histories", len(gen))
     nonempty = [h for h in real if len(h)]
-    lab, seg_pred, conf, off = _label(gan, cfg, real, nonempty, gen, short, expanded, synthetic, asked)
+    lab, seg_pred, conf, off = _label(gan, cfg, nonempty, gen, context, synthetic, asked)
     low = conf < cfg.labeler.threshold
 
     # gates: privacy (set DCR of generated items vs holdout rule), copies, C2ST, coverage
     fit = np.setdiff1d(np.arange(len(offsets) - 1), gan.holdout_rows)
     fit_v, fit_lens = csr_take(values, offsets, fit)
     ts = SM.TrainingStats(fit_v, offsets_of(fit_lens), gan.tail)  # statistics from the rows the generator fitted on
-    # what the GAN made: an expansion's first n_new items when prepended, its last ones when continued
-    gen_part = [(h[: cfg.n_new] if gan.cfg.reverse else h[max(0, len(h) - cfg.n_new) :]) if k == "expanded" else h for h, k in zip(gen, kind)]
+    # what was made: an expansion's first n_new items when prepended, its last ones when continued
+    ahead = (not gan.cfg.reverse) if forward is None else forward
+    gen_part = [(h[max(0, len(h) - n_new) :] if ahead else h[:n_new]) if k == "expanded" else h for h, k in zip(gen, kind)]
     thr, priv = _privacy(gan, cfg, real, nonempty, gen_part, kind)
     keep = ~(low | off | priv)
     acc = [h for h, k in zip(gen, keep) if k]
     m: dict[str, Any] = {
-        "generated": len(gen), "expanded": int(len(expanded)), "synthetic": int(len(synthetic)),
+        "generated": len(gen), "expanded": int((kind == "expanded").sum()), "synthetic": int(len(synthetic)),
         "accepted": int(keep.sum()), "dropped_low_confidence": int(low.sum()), "dropped_off_segment": int((off & ~low).sum()),
         "dropped_privacy": int((priv & ~low & ~off).sum()), "privacy_threshold": round(thr, 4),
-        "sparse_segments": [SEGMENTS[s] for s in sparse], "labeler": lab.report, "generator": gan.report,
-        "fit_seconds": round(t_fit, 2), "generate_seconds": round(t_gen, 2), "attr_coherence": gan.attr_coherence_applied,
+        "labeler": lab.report, "generator": gan.report, "attr_coherence": gan.attr_coherence_applied,
     }
     m.update(SM.copies(nonempty, ts, [g for g, k in zip(gen_part, keep) if k]))
     # coverage of the catalogue the generator can emit (its vocabulary: every training history,
@@ -152,10 +189,10 @@ def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmen
     c2st = m["c2st_auc_sequences"]
     reasons = [f"c2st_auc_sequences {c2st} > {cfg.max_c2st_auc}"] if c2st is None or c2st > cfg.max_c2st_auc else []
     reasons += [] if acc else ["no history accepted"]
-    m.update(gate="pass" if not reasons else "fail", gate_reasons=reasons, total_seconds=round(time.time() - t0, 2))
+    m.update(gate="pass" if not reasons else "fail", gate_reasons=reasons)
     seg_all = seg_pred if len(gen) else np.zeros(0, np.int64)
-    end = None if times is None else np.concatenate([times.last_ns[short], syn_end if len(synthetic) else np.zeros(0, np.int64)])[keep]
-    return SeqAugmentResult(acc, kind[keep], source[keep], seg_all[keep], conf[keep], not reasons, m, gan, end)
+    return SeqAugmentResult(acc, kind[keep], source[keep], seg_all[keep], conf[keep], not reasons, m, gan,
+                            None if end is None else np.asarray(end, np.int64)[keep])
 
 
 @dataclass
@@ -193,22 +230,23 @@ def _generate(gan: SequenceGAN, cfg: SeqAugmentConfig, values: np.ndarray, offse
     return _Generated(short, list(expanded), list(synthetic), asked, sparse, syn_end)
 
 
-def _label(gan: SequenceGAN, cfg: SeqAugmentConfig, real: list[np.ndarray], nonempty: list[np.ndarray], gen: list[np.ndarray],
-           short: np.ndarray, expanded: list[np.ndarray], synthetic: list[np.ndarray], asked: np.ndarray
+def _label(gan: SequenceGAN, cfg: SeqAugmentConfig, nonempty: list[np.ndarray], gen: list[np.ndarray],
+           context: list[np.ndarray], synthetic: list[np.ndarray], asked: np.ndarray
            ) -> tuple[SeqLabeler, np.ndarray, np.ndarray, np.ndarray]:
     """The labeler (clusters on real embeddings + classifier) fitted on the real histories;
-    ``(labeler, segment, confidence, off_segment)`` of the generated ones: an expansion must stay
-    in its source user's cluster, a synthetic user must have the segment (length / tail rule) it
-    was asked for."""
+    ``(labeler, segment, confidence, off_segment)`` of the generated ones (the ``len(context)``
+    expansions first): an expansion must stay in its context's cluster (the real history it
+    continues), a synthetic user must have the segment (length / tail rule) it was asked for."""
     emb = embedder_for(gan)
     lab = SeqLabeler(SeqLabelerConfig(**{**cfg.labeler.__dict__, "seed": cfg.seed})).fit(emb(nonempty))
     seg_pred, conf = lab.predict(emb(gen)) if gen else (np.zeros(0, np.int64), np.zeros(0))
     off = np.zeros(len(gen), bool)
-    if len(expanded):
-        off[: len(expanded)] = seg_pred[: len(expanded)] != lab.cluster(emb([real[i] for i in short]))
+    n_exp = len(context)
+    if n_exp:
+        off[:n_exp] = seg_pred[:n_exp] != lab.cluster(emb(context))
     if len(synthetic):
         tail_frac = np.array([np.isin(h, gan.tail).mean() if len(h) else 0 for h in synthetic])
-        off[len(expanded):] = segment_of(np.array([len(h) for h in synthetic]), tail_frac) != asked
+        off[n_exp:] = segment_of(np.array([len(h) for h in synthetic]), tail_frac) != asked
     return lab, seg_pred, conf, off
 
 

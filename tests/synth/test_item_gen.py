@@ -137,3 +137,85 @@ def test_gar_is_deterministic_by_seed_and_leaves_the_global_rng_alone():
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
     assert torch.equal(before, after)  # fit ran in a forked RNG
+
+
+# ---------------------------------------------------------------------------------------------
+# synthetic interactions for cold items: the ``cold_items`` pool of ``ecaug augment``
+
+TINY_GAN = dict(embedding_dim=16, num_layers=1, num_heads=1, max_len=20, mle_epochs=2, adv_steps=3, adv_batch=16,
+                batch_size=32, gen_max_len=8, threads=1, device="cpu")
+
+
+def cold_catalogue(seed: int = 0, n_items: int = 200, n_cat: int = 8, n_users: int = 400, n_cold: int = 30):
+    """Items with a category (0..n_cat-1) and a brand; users who buy mostly in one category;
+    ``n_cold`` items never bought (every interaction with them removed, as the cold split does).
+    Returns (TrainingHistories, cold items, category of each item)."""
+    import pandas as pd
+
+    from ecaug_feast.histories import Histories
+    from ecaug_feast.jobs.augment_seq import TrainingHistories
+    from ecaug_feast.synth.seq_pipeline import HistoryTimes
+
+    rng = np.random.default_rng(seed)
+    cat = np.concatenate([[-1], rng.integers(0, n_cat, n_items)])
+    brand = np.concatenate([[-1], rng.integers(n_cat, n_cat + 25, n_items)])
+    cold = np.sort(rng.choice(np.arange(1, n_items + 1), n_cold, replace=False))
+    warm = np.setdiff1d(np.arange(1, n_items + 1), cold)
+    rows, users, times = [], [], []
+    t0 = pd.Timestamp("2014-01-01", tz="UTC")
+    for u in range(n_users):
+        pref = warm[cat[warm] == u % n_cat]
+        n = int(rng.integers(3, 10))
+        h = np.where(rng.random(n) < 0.85, rng.choice(pref, n), rng.choice(warm, n))
+        rows.append(h)
+        users += [u + 1] * n
+        times += list(t0 + pd.to_timedelta(np.sort(rng.integers(0, 300, n)), unit="D"))
+    hist = Histories.from_lists(np.arange(1, n_users + 1), rows)
+    train = pd.DataFrame({"user_id": users, "item_id": np.concatenate(rows), "event_timestamp": times})
+    attributes = {i: [int(cat[i]), int(brand[i])] for i in range(1, n_items + 1)}
+    th = TrainingHistories(hist, HistoryTimes.of(train, hist.user_ids), train, attributes, {}, n_items)
+    return th, cold, cat
+
+
+def test_cold_item_pool_ends_in_cold_items_from_matching_users_and_passes_the_labeler(tmp_path):
+    from ecaug_feast.jobs.augment_seq import POOLS, seq_config
+
+    th, cold, cat = cold_catalogue()
+    assert POOLS["cold_items"].publishable  # it runs the product's labeler and gates
+    cfg = seq_config({"gan": dict(TINY_GAN), "expansions": 2}, seed=0)
+    res = POOLS["cold_items"].build(th, cfg, None, tmp_path, False)
+    m = res.metrics
+    assert m["cold_items"] == len(cold) and m["generated"] == 2 * len(cold)
+    assert m["labeler"] and m["accepted"] == len(res.histories) > 0
+    assert m["accepted"] + m["dropped_low_confidence"] + m["dropped_off_segment"] + m["dropped_privacy"] == m["generated"]
+    assert m["gate"] in ("pass", "fail") and "c2st_auc_sequences" in m  # the realism gate read them
+    real = th.histories.to_lists()
+    same_cat = []
+    for h, src in zip(res.histories, res.source):
+        assert h[-1] in cold and len(h) <= 5                      # ends in a cold item, short
+        assert not np.isin(h[:-1], cold).any()
+        np.testing.assert_array_equal(h[:-1], real[src][-(len(h) - 1):])  # the user's last items
+        assert {th.attributes[int(i)][0] for i in h[:-1]} | {th.attributes[int(i)][1] for i in h[:-1]} & set(th.attributes[int(h[-1])])
+        same_cat.append(np.mean(cat[h[:-1]] == cat[h[-1]]))
+    # users are matched to the cold item: their recent items share its category far above chance (1/8)
+    assert np.mean(same_cat) > 0.5, np.mean(same_cat)
+    assert res.end_ns is not None and len(res.end_ns) == len(res.histories)
+
+
+def test_cold_item_pool_is_refused_by_the_labeler_it_runs(tmp_path):
+    """The same pool with a labeler threshold no history can reach: all dropped, the gate fails."""
+    from ecaug_feast.jobs.augment_seq import POOLS, seq_config
+
+    th, cold, _ = cold_catalogue(seed=1)
+    cfg = seq_config({"gan": dict(TINY_GAN), "labeler": {"threshold": 1.01}}, seed=0)
+    res = POOLS["cold_items"].build(th, cfg, None, tmp_path, False)
+    assert res.histories == [] and res.metrics["dropped_low_confidence"] == res.metrics["generated"] == len(cold)
+    assert res.metrics["gate"] == "fail" and "no history accepted" in res.metrics["gate_reasons"]
+
+
+def test_no_cold_item_gives_an_empty_failed_pool(tmp_path):
+    from ecaug_feast.jobs.augment_seq import POOLS, seq_config
+
+    th, _, _ = cold_catalogue(n_cold=0)
+    res = POOLS["cold_items"].build(th, seq_config({"gan": dict(TINY_GAN)}, seed=0), None, tmp_path, False)
+    assert res.histories == [] and res.metrics["gate"] == "fail" and "no cold item" in res.metrics["gate_reasons"][0]
