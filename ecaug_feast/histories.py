@@ -89,6 +89,30 @@ def truncate_csr(values: np.ndarray, offsets: np.ndarray, max_len: int, keep: st
     return values[gather_index(starts, new_len)], offsets_of(new_len)
 
 
+def leave_last_out(user_codes: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """The leave-last-out label (``train`` / ``valid`` / ``test``) of each event of a log given in
+    read order as int user codes and int times: per user, by time (equal times keep read order),
+    the last event is test, the second to last validation (users with 3+ events), the rest
+    train; a user with 2 events gives train + test, with 1 train. The rule of
+    ``datasets.split.assign_split("leave_last_out")`` for an unsorted log (the wrapper for frames is
+    ``datasets.split.event_log_split``); labels come back in read order."""
+    users = np.asarray(user_codes, dtype=np.int64)
+    n = len(users)
+    order = np.lexsort((np.arange(n), np.asarray(times, dtype=np.int64), users))  # by user, time, read order
+    u = users[order]
+    first = np.concatenate([[True], u[1:] != u[:-1]]) if n else np.zeros(0, dtype=bool)
+    starts = np.flatnonzero(first)
+    group = np.cumsum(first) - 1
+    size = np.diff(np.concatenate([starts, [n]]))[group]
+    from_end = size - 1 - (np.arange(n) - starts[group])
+    labels = np.full(n, "train", dtype=object)
+    labels[(from_end == 0) & (size >= 2)] = "test"
+    labels[(from_end == 1) & (size >= 3)] = "valid"
+    out = np.empty(n, dtype=object)
+    out[order] = labels
+    return out
+
+
 @dataclass
 class Histories:
     """Per-user ordered item histories (oldest first) as CSR. ``targets``: per value, whether it is

@@ -47,6 +47,7 @@ from feast.value_type import ValueType
 from ecaug_feast import schema
 from ecaug_feast.atomic import swap_symlink
 from ecaug_feast.errors import EcaugError
+from ecaug_feast.histories import leave_last_out
 from ecaug_feast.ids import DEFAULT_KEY_PREFIX
 from ecaug_feast.runs_link import ACTIVE, EMPTY, active_run_in
 
@@ -376,18 +377,38 @@ def _timestamp_column(entity_df: pd.DataFrame) -> str:
     return cols[0]
 
 
-def training_rows(store: "FeatureStore", entity_df: pd.DataFrame, features: "str | FeatureService | Sequence[str]",
-                  mix_ratio: float, run_id: str | None = None, seed: int = 0) -> pd.DataFrame:
-    """Real training rows (``entity_df`` joined point-in-time with ``features`` of the real views)
-    plus ``min(round(mix_ratio * len(entity_df)), synthetic rows)`` synthetic rows of the twins of
-    those views, sampled without replacement, both through ``get_historical_features``.
+def training_rows(store: "FeatureStore", entity_df: pd.DataFrame | None = None,
+                  features: "str | FeatureService | Sequence[str] | None" = None, mix_ratio: float = 0.0,
+                  run_id: str | None = None, seed: int = 0, *, events: str | None = None) -> pd.DataFrame:
+    """Real training rows plus ``mix_ratio`` synthetic rows per real one, for any training job.
 
-    ``features``: ``["view:feature", ...]``, a ``FeatureService`` or its name; the views must share
-    one twinned entity. ``run_id``: the run expected to be active (None: whichever is). Columns:
-    those of ``entity_df`` (other than keys and timestamp: null on synthetic rows), the features,
-    ``is_synthetic`` and ``run_id`` (null on real rows). Real rows come first, in input order."""
+    Tabular consumers (``entity_df`` + ``features``): the real rows are ``entity_df`` joined
+    point-in-time with ``features`` of the real views, plus ``min(round(mix_ratio *
+    len(entity_df)), synthetic rows)`` synthetic rows of the twins of those views, sampled without
+    replacement, both through ``get_historical_features``. ``features``: ``["view:feature", ...]``,
+    a ``FeatureService`` or its name; the views must share one twinned entity. Columns: those of
+    ``entity_df`` (other than keys and timestamp: null on synthetic rows), the features,
+    ``is_synthetic`` and ``run_id`` (null on real rows). Real rows come first, in input order.
+
+    Sequence consumers (``events=<the shop's event source>``, no ``entity_df``/``features``): one
+    row per user, its history of the shop's item keys, oldest first. Real users' histories hold
+    their *training* events only: the source is read by the shop's offline store and split first
+    (leave-last-out, ``histories.leave_last_out``: each user's last event is test, the one
+    before validation, the same split ``ecaug augment --repo --events`` uses, so no synthetic
+    history holds a held-out event). Plus ``min(round(mix_ratio * real users), synthetic users)``
+    synthetic histories of the twin's active run (:func:`synthetic_events`), sampled without
+    replacement. Columns: the user key, ``items``, ``is_synthetic``, ``run_id`` (null on real
+    users); real users first (by key), then synthetic ones by their first event.
+
+    ``run_id``: the run expected to be active (None: whichever is)."""
     if mix_ratio < 0:
         raise EcaugError(f"mix ratio must be >= 0, got {mix_ratio}")
+    if events is not None:
+        if entity_df is not None or features is not None:
+            raise EcaugError("training_rows: pass either events= (histories) or entity_df and features (rows), not both")
+        return _history_rows(store, events, mix_ratio, run_id, seed)
+    if entity_df is None or features is None:
+        raise EcaugError("training_rows: entity_df and features are needed (or events= for histories)")
     refs = _feature_refs(store, features)
     ts = _timestamp_column(entity_df)
     ent = entity_df.reset_index(drop=True).assign(__row=np.arange(len(entity_df)))
@@ -432,3 +453,34 @@ def training_rows(store: "FeatureStore", entity_df: pd.DataFrame, features: "str
     syn["is_synthetic"] = True
     out = pd.concat([real, syn[[c for c in syn.columns if c in real.columns]]], ignore_index=True)
     return out[list(real.columns)]
+
+
+def _history_rows(store: "FeatureStore", events: str, mix_ratio: float, run_id: str | None, seed: int) -> pd.DataFrame:
+    """:func:`training_rows` for sequence consumers (see there)."""
+    source, twin, (user, item, *_types) = find_event_twin(store, events)
+    ts = source.timestamp_field
+    ev = read_events(store, source, user, item)  # split first: the held-out events never leave here
+    ev = ev[leave_last_out(pd.factorize(ev[user])[0], ev[ts].to_numpy(dtype="datetime64[ns]").astype(np.int64)) == "train"]
+    real = _histories_of(ev, user, item, ts).sort_values(user, kind="stable").reset_index(drop=True)
+    real["is_synthetic"], real["run_id"] = False, None
+    n = int(round(mix_ratio * len(real)))
+    if n == 0:
+        return real
+    root = runs_root_of(twin, store.config.repo_path)
+    active = active_run_in(root)
+    if active is None or not source_path(twin, store.config.repo_path).exists():
+        raise EcaugError(f"no synthetic run is active for {twin.name}: run `ecaug augment --repo {store.config.repo_path} --events {events}`")
+    if run_id is not None and run_id != active:
+        raise EcaugError(f"run {run_id} is not active (active: {active}); training rows come from the active run")
+    syn = _histories_of(read_events(store, twin, user, item), user, item, twin.timestamp_field)
+    n = min(n, len(syn))
+    pick = syn.iloc[np.sort(np.random.default_rng(seed).choice(len(syn), n, replace=False))] if n else syn.iloc[:0]
+    pick = pick.assign(is_synthetic=True, run_id=active)
+    return pd.concat([real, pick], ignore_index=True)
+
+
+def _histories_of(ev: pd.DataFrame, user: str, item: str, ts: str) -> pd.DataFrame:
+    """One row per user of an event frame: ``items`` oldest first (equal times keep read order),
+    users in the order of their first event."""
+    got = ev.sort_values(ts, kind="stable").groupby(user, sort=False)[item].agg(list)
+    return pd.DataFrame({user: got.index.to_numpy(), "items": list(got.to_numpy())})

@@ -29,6 +29,7 @@ from ecaug_feast.names import assert_strict_child, check_name, owned_child
 from ecaug_feast.paths import models_dir
 
 from recommender.batching import ItemCatalog
+from recommender.item_keys import ItemKeys
 from recommender.model import JsonConfig, ModelConfig, TwoTower
 from recommender.seq_model import SeqConfig, SeqTwoTower
 
@@ -76,9 +77,12 @@ def save_checkpoint(
     state_dict: dict[str, torch.Tensor],
     cfg: JsonConfig,
     catalog: ItemCatalog,
+    item_keys: ItemKeys | None = None,
     **extra: Any,
 ) -> Path:
-    """Write ``state_dict`` + config atomically; returns the directory. ``extra`` goes into config.json."""
+    """Write ``state_dict`` + config atomically; returns the directory. ``extra`` goes into
+    config.json; ``item_keys`` (a model trained from a shop's repo) into ``item_keys.json`` of
+    the same directory, before it is renamed into place (a reader never sees one without it)."""
     given = Path(path).expanduser()
     check_name(given.name, "checkpoint name")  # "..", "" (and "/" as a name) never get here
     final = given.resolve()
@@ -102,6 +106,8 @@ def save_checkpoint(
         )
         meta = {"format": FORMAT, "version": VERSION, "model": cfg.to_dict(), **extra}
         (tmp / "config.json").write_text(json.dumps(meta, indent=2, default=str))
+        if item_keys is not None:
+            item_keys.save(tmp)
         if final.exists():
             old = final.with_name(f".{final.name}.old")
             shutil.rmtree(old, ignore_errors=True)

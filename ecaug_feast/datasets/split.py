@@ -20,6 +20,7 @@ import pandas as pd
 
 from ecaug_feast.datasets.base import INTERACTION_COLUMNS, Dataset
 from ecaug_feast.errors import EcaugError
+from ecaug_feast.histories import leave_last_out
 
 SPLITS = ("train", "valid", "test")
 
@@ -56,6 +57,18 @@ def assign_split(inter: pd.DataFrame, kind: str, valid_frac: float = 0.1, test_f
             raise EcaugError("temporal split left no training rows (all events share one timestamp?)")
         return labels, {"kind": kind, "valid_from": str(t_valid), "test_from": str(t_test)}
     raise ValueError(f"unknown split kind {kind!r}")
+
+
+def event_log_split(users: Any, times: Any) -> np.ndarray:
+    """The ``leave_last_out`` label of each event of a shop's log, given as its user keys and
+    times (any types pandas reads) in the order the offline store read them; labels come back in
+    that order (:func:`ecaug_feast.histories.leave_last_out`: per user by time, equal times in
+    read order, as :func:`assign_split` labels a frame sorted by user and time). Every reader of
+    a shop's log (``ecaug augment --repo --events``, ``train --repo``, ``plugin.training_rows``)
+    holds out the same events."""
+    codes = pd.factorize(pd.Series(users).to_numpy())[0]
+    ns = pd.to_datetime(pd.Series(times), utc=True).to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    return leave_last_out(codes, ns)
 
 
 def split_interactions(ds: Dataset, valid_frac: float = 0.1, test_frac: float = 0.1) -> Split:

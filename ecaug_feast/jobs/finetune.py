@@ -13,6 +13,7 @@ real histories, the same stages and epochs).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from ecaug_feast import schema as S
@@ -182,7 +183,6 @@ def finetune_sequence(ws: Workspace, base: Any, from_: str, dataset: str, name: 
     on the real histories alone. The checkpoint itself then gives the shape and ``valid_before``.
     With ``mix_ratio`` 0 both stages read the real histories alone (the study's ``real_twice``)."""
     from recommender.checkpoint import named_dir, resolve, save_checkpoint
-    from recommender.seq_train import SeqTrainConfig, config_dict, evaluate_seq, histories_for, train_seq
 
     if mix_ratio < 0:
         raise EcaugError(f"mix ratio must be >= 0, got {mix_ratio}")
@@ -193,6 +193,42 @@ def finetune_sequence(ws: Workspace, base: Any, from_: str, dataset: str, name: 
     data, valid, test = load_real(ws, dataset, source, examples=False)
     if base.cfg.num_items != data.num_items:
         raise EcaugError(f"{resolve(from_)}: checkpoint has {base.cfg.num_items} items, dataset '{dataset}' has {data.num_items}")
+    st = sequence_stages(data, valid, test, base, extra, syn_id, protocol=protocol, mix_ratio=mix_ratio, seed=seed, epochs=epochs,
+                         pretrain_epochs=pretrain_epochs, batch_size=batch_size, max_seconds=max_seconds, progress=progress,
+                         log=log, label=dataset)
+    info = {"dataset": dataset, "from": str(resolve(from_)), "mix_ratio": mix_ratio, "run_id": syn_id, "protocol": protocol,
+            **st.info}
+    path = save_checkpoint(out_dir, st.result.state, base.cfg, st.result.model.catalog, train=st.train, metrics=st.metrics, data=info)
+    return {"checkpoint": str(path), "from": str(resolve(from_)), "model": "sequence", "mode": "full", "protocol": protocol,
+            "mix_ratio": mix_ratio, "run_id": syn_id, "synthetic_histories": st.info["synthetic_histories"], **st.metrics,
+            "epochs": st.result.best_epoch}
+
+
+@dataclass
+class Stages:
+    """What :func:`sequence_stages` hands back: the final stage's result, the metrics
+    (``valid_before``, [``valid_pretrain``, ``pretrain_epochs``], ``valid``, ``test``), the
+    training settings and the data facts a checkpoint records."""
+
+    result: Any
+    metrics: dict[str, Any]
+    train: dict[str, Any]
+    info: dict[str, Any]
+
+
+def sequence_stages(data: Any, valid: Any, test: Any, base: Any, extra: list[Any], syn_id: Optional[str], *, protocol: str,
+                    mix_ratio: float, seed: int, epochs: Optional[int], pretrain_epochs: Optional[int] = None,
+                    batch_size: Optional[int] = None, max_seconds: Optional[float] = None,
+                    progress: EpochCallback | None = None, log: Callable[[str], None] = lambda s: None,
+                    label: str = "") -> Stages:
+    """The sequence protocol, once for every caller (``ecaug finetune``, the study, a shop's repo):
+    ``base``'s shape and weights, the real histories of ``data`` (training events) plus up to
+    ``mix_ratio`` x as many ``extra`` histories (item ids, oldest first) under synthetic user ids;
+    ``protocol`` ``finetune`` continues ``base`` on the mix, ``pretrain`` trains a fresh model on
+    the mix then fine-tunes it on the real histories alone (see :func:`finetune_sequence`).
+    Early stopping on ``valid``; ``test`` scored once. ``label``: names the data in errors."""
+    from recommender.seq_train import SeqTrainConfig, config_dict, evaluate_seq, histories_for, train_seq
+
     real = histories_for(data, base.cfg, "valid")  # training events only
     extra = cap_histories(extra, mix_ratio, len(real.user_ids), seed)
     hist = combine_histories(real, extra, base.cfg.max_len) if extra else real
@@ -204,23 +240,19 @@ def finetune_sequence(ws: Workspace, base: Any, from_: str, dataset: str, name: 
         log(f"pre-training a fresh sequence model on {len(hist.user_ids):,} histories ({len(extra):,} synthetic, run {syn_id})")
         pcfg = SeqTrainConfig(**train_overrides(pretrain_epochs or epochs, batch_size, seed, max_seconds))
         pre_train = {"pretrain_train": config_dict(pcfg, base.cfg.num_items)}
-        pre = run_training(lambda: train_seq(data, valid, base.cfg, pcfg, progress=progress, histories=hist), dataset)
+        pre = run_training(lambda: train_seq(data, valid, base.cfg, pcfg, progress=progress, histories=hist), label)
         pre_out = {"valid_pretrain": pre.best_valid, "pretrain_epochs": pre.best_epoch}
         log(f"fine-tuning it on the {len(real.user_ids):,} real histories")
         res = run_training(lambda: train_seq(data, valid, base.cfg, tcfg, init_state=pre.state, progress=progress,
-                                             histories=real), dataset)
+                                             histories=real), label)
     else:
         log(f"fine-tuning the sequence model on {len(hist.user_ids):,} histories ({len(extra):,} synthetic, run {syn_id})")
         res = run_training(lambda: train_seq(data, valid, base.cfg, tcfg, init_state=base.state_dict(), progress=progress,
-                                             histories=hist), dataset)
+                                             histories=hist), label)
     test_m = evaluate_seq(res.model, data, test, "test", seed=seed, buckets=True)
-    info = {"dataset": dataset, "from": str(resolve(from_)), "mix_ratio": mix_ratio, "run_id": syn_id, "protocol": protocol,
-            "histories": int(len(hist.user_ids)), "synthetic_histories": len(extra), **pre_train}
-    path = save_checkpoint(out_dir, res.state, base.cfg, res.model.catalog, train=config_dict(tcfg, base.cfg.num_items),
-                           metrics={"valid_before": before, **pre_out, "valid": res.best_valid, "test": test_m}, data=info)
-    return {"checkpoint": str(path), "from": str(resolve(from_)), "model": "sequence", "mode": "full", "protocol": protocol,
-            "mix_ratio": mix_ratio, "run_id": syn_id, "synthetic_histories": len(extra), "valid_before": before, **pre_out,
-            "valid": res.best_valid, "test": test_m, "epochs": res.best_epoch}
+    return Stages(res, {"valid_before": before, **pre_out, "valid": res.best_valid, "test": test_m},
+                  config_dict(tcfg, base.cfg.num_items),
+                  {"histories": int(len(hist.user_ids)), "synthetic_histories": len(extra), **pre_train})
 
 
 def combine_histories(hist: Any, extra: list[Any], max_len: int) -> Any:

@@ -65,7 +65,11 @@ class Workspace:
 
     @property
     def models_dir(self) -> Path:
-        return self.state_dir / "models"
+        """``<state>/models``; for a shop's repo ``<state>/repos/<feast project>/models`` (its
+        checkpoints never mix with ecaug's own, and never land inside the shop's repo)."""
+        if self.repo_dir is None:
+            return self.state_dir / "models"
+        return self.state_dir / "repos" / repo_project(self.repo_dir) / "models"
 
     # ------------------------------------------------------------------ Feast
     def feast_repo(self, redis_url: str | None = None) -> Path:
@@ -114,3 +118,21 @@ class Workspace:
         finally:
             if started is not None and not keep:
                 started.stop()
+
+
+def repo_project(repo_dir: Path) -> str:
+    """The ``project`` of a Feast repo's ``feature_store.yaml``, read with a YAML parser alone (no
+    Feast import), checked to be one safe path component."""
+    import yaml
+
+    from ecaug_feast.names import check_name
+
+    path = Path(repo_dir) / "feature_store.yaml"
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise EcaugError(f"{path}: cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    project = raw.get("project") if isinstance(raw, dict) else None
+    if not project:
+        raise EcaugError(f"{path}: no 'project' set")
+    return check_name(str(project), f"{path}: project")
