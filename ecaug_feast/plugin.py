@@ -323,7 +323,7 @@ def find_event_twin(store: "FeatureStore", name: str) -> tuple[Any, Any, list[st
     sources = {s.name: s for s in store.list_data_sources()}
     if name not in sources:
         raise EcaugError(f"--events {name}: no such data source in {store.config.repo_path} "
-                         f"(registered: {', '.join(sorted(sources)) or 'none'})")
+                         f"(registered: {', '.join(sorted(sources)) or 'none; run `feast apply` in the repo'})")
     twins = [s for s in sources.values() if (s.tags or {}).get(TWIN_OF_TAG) == name and EVENTS_TAG in (s.tags or {})]
     if len(twins) != 1:
         raise EcaugError(f"--events {name}: {'no' if not twins else 'several'} synthetic twin(s) declared; declare one "

@@ -105,6 +105,7 @@ def test_grocer_uuid_keys_train_augment_finetune(tmp_path: Path, redis_url: str,
                       (["--events", "purchases", "--history", "product_stats:aisle"], "keyed by ['product_no']"),
                       (["--events", "purchases", "--history", "nope"], "expected VIEW:FIELD"),
                       (["--events", "purchases", "--name", "../x"], "checkpoint name '../x': not a valid name"),
+                      (["--events", "purchases", "--model", "bag"], "--model does not apply with --repo"),
                       ([], "--repo needs --events")]:
         code, _, err = ecaug_cli([*train, *args], capsys, monkeypatch)
         lines = [ln for ln in err.strip().splitlines() if ln.strip()]
@@ -172,6 +173,8 @@ def _write(path: Path, obj: dict) -> Path:
 
 def test_hardware_int_keys_train(tmp_path: Path, redis_url: str, ecaug_home: Path, monkeypatch, capsys):
     repo, orders = write_hardware_repo(tmp_path / "hardware", redis_url, 11)
+    code, _, err = ecaug_cli(["train", "--repo", str(repo), "--events", "orders", *TINY_TRAIN], capsys, monkeypatch)
+    assert code == 2 and "run `feast apply`" in err and "Traceback" not in err, err  # nothing registered yet
     feast_cli(repo, ["apply"], monkeypatch)
     code, _, err = ecaug_cli(["train", "--repo", str(repo), "--events", "order", *TINY_TRAIN], capsys, monkeypatch)
     assert code == 2 and "--events order: no such data source" in err and "orders" in err and "Traceback" not in err, err
