@@ -87,6 +87,19 @@ def wrap_dmp(module: torch.nn.Module, info: DistInfo, lr_sparse: float, eps: flo
     return DistributedModelParallel(module=module, device=info.device, plan=plan)
 
 
+def plan_text(plan: Any, world: int) -> str:
+    """The sharding plan as one readable block: per table, its layout, kernel and each rank's rows."""
+    lines = [f"sharding plan ({world} rank{'s' if world > 1 else ''}):"]
+    for path, params in sorted(plan.plan.items()):
+        for name, ps in sorted(params.items()):
+            shards = getattr(ps.sharding_spec, "shards", None) or []
+            where = ", ".join(f"rank {sh.placement.rank()}: rows {sh.shard_offsets[0]}-{sh.shard_offsets[0] + sh.shard_sizes[0] - 1}"
+                              f" x cols {sh.shard_offsets[1]}-{sh.shard_offsets[1] + sh.shard_sizes[1] - 1}" for sh in shards)
+            lines.append(f"  {path}.{name}: {ps.sharding_type}, kernel {ps.compute_kernel}, "
+                         + (where if where else f"whole on ranks {ps.ranks or list(range(world))}"))
+    return "\n".join(lines)
+
+
 def dense_optimizer(dmp: Any, lr: float, weight_decay: float = 0.0) -> Any:
     """Adam over every trainable non-embedding parameter, combined with DMP's fused optimizer."""
     params = {k: p for k, p in in_backward_optimizer_filter(dmp.named_parameters()) if p.requires_grad}

@@ -37,6 +37,8 @@ from torchrec.modules.embedding_configs import PoolingType
 
 from ecaug_feast import schema as S
 from ecaug_feast.histories import Histories, gather_index
+# the one sampled loss (shared with the generator, ecaug_feast.synth.seq_gan)
+from ecaug_feast.sampled_softmax import NegativeSampler, sampled_logits, sampled_softmax_loss, target_states  # noqa: F401
 
 from recommender.batching import ItemCatalog
 from recommender.model import JsonConfig
@@ -194,92 +196,10 @@ class SeqTwoTower(nn.Module):
 def full_softmax_loss(H: torch.Tensor | Sequence[torch.Tensor], R: torch.Tensor, targets: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
     """Cross-entropy over items 1..I at every position whose target is an item (target 0 = pad),
     averaged over all such positions (of all chunks, when ``H``/``targets`` are lists)."""
-    h, y = _target_states(H, targets)
+    h, y = target_states(H, targets)
     logits = h @ R.T
     logits[:, 0] = float("-inf")
     return F.cross_entropy(logits, y)
-
-
-def _target_states(H: torch.Tensor | Sequence[torch.Tensor], targets: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    if isinstance(H, (list, tuple)):
-        return torch.cat([x[t > 0] for x, t in zip(H, targets)]), torch.cat([t[t > 0] for t in targets])
-    m = targets > 0
-    return H[m], targets[m]
-
-
-def sampled_logits(h: torch.Tensor, R: torch.Tensor, targets: torch.Tensor, candidates: torch.Tensor,
-                   log_q: torch.Tensor | None = None) -> torch.Tensor:
-    """[N, 1 + C] logits of the sampled softmax: column 0 the target's own (``targets`` [N]: rows
-    of ``R``), then one column per candidate (``candidates`` [C]: rows of ``R``). ``log_q``: per
-    row of ``R``, the log of how likely the row was to be among the candidates; every logit is
-    shifted by -log Q (logQ correction). A candidate equal to the row's target (an accidental
-    hit) is masked, so the target is counted once."""
-    pos = (h * R[targets]).sum(-1, keepdim=True)
-    neg = h @ R[candidates].T
-    if log_q is not None:
-        pos = pos - log_q[targets].unsqueeze(1).to(pos.dtype)
-        neg = neg - log_q[candidates].unsqueeze(0).to(neg.dtype)
-    neg = neg.masked_fill(candidates.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
-    return torch.cat([pos, neg], 1)
-
-
-def sampled_softmax_loss(H: torch.Tensor | Sequence[torch.Tensor], R: torch.Tensor, targets: torch.Tensor | Sequence[torch.Tensor],
-                         candidates: torch.Tensor, log_q: torch.Tensor | None = None) -> torch.Tensor:
-    """Sampled softmax with logQ correction: cross-entropy of each target against ``candidates``
-    only (:func:`sampled_logits`), averaged as :func:`full_softmax_loss` (target row 0 = pad).
-    ``R``, ``targets`` and ``candidates`` index the rows of the item tower that the step looked
-    up (:func:`sampled_batch`), so the cost does not grow with the catalogue.
-
-    Candidates are the batch's own targets (in-batch negatives, drawn in proportion to the data)
-    plus S sampled items; each logit is corrected by -log Q of its item, as in Yi et al., RecSys
-    2019, "Sampling-bias-corrected neural modeling for large corpus item recommendations", with
-    the in-batch + sampled mixture of Yang et al., WWW 2020, "Mixed negative sampling for learning
-    two-tower neural networks in recommendations" (the same correction RecBole's and gSASRec's
-    sampled losses apply). With every item as candidate and no correction it is the full softmax.
-    """
-    h, y = _target_states(H, targets)
-    logits = sampled_logits(h, R, y, candidates, log_q)
-    return F.cross_entropy(logits, torch.zeros(len(y), dtype=torch.int64, device=logits.device))
-
-
-@dataclass
-class NegativeSampler:
-    """The S sampled negatives of each step and the sampling probability of every candidate.
-
-    Draws come from a mixture: a ``mix`` share in proportion to count^``alpha`` (popularity, 0.75
-    as word2vec), the rest uniform over items 1..I. The in-batch candidates (the batch's N targets)
-    are draws from the data, in proportion to count. A candidate's expected number of draws is
-    E = N * count/total + S * Q_mix; since each candidate appears once (duplicates merged), its
-    logQ is the log of its inclusion probability 1 - exp(-E) (the ``unique`` candidate samplers'
-    expected count in TensorFlow's sampled softmax).
-    """
-
-    counts: np.ndarray  # [I + 1] training-target count per item id (index 0 = pad, ignored)
-    negatives: int = 256
-    mix: float = 0.0
-    alpha: float = 0.75
-
-    def __post_init__(self) -> None:
-        c = np.asarray(self.counts, dtype=np.float64)[1:]
-        if not 0.0 <= self.mix <= 1.0:
-            raise ValueError(f"neg_mix must be in [0, 1], got {self.mix}")
-        self.num_items = len(c)
-        self._p_data = c / max(c.sum(), 1.0)
-        w = c**self.alpha
-        self._pop_cdf = np.cumsum(w)
-        self._q_mix = (1.0 - self.mix) / self.num_items + self.mix * w / max(w.sum(), 1e-300)
-
-    def sample(self, rng: np.random.Generator) -> np.ndarray:
-        """S item ids (with repeats), the uniform and popularity draws mixed by ``mix``."""
-        n_pop = int(rng.binomial(self.negatives, self.mix)) if self.mix > 0 and self._pop_cdf[-1] > 0 else 0
-        pop = np.searchsorted(self._pop_cdf, rng.random(n_pop) * self._pop_cdf[-1], side="right") + 1
-        uni = rng.integers(1, self.num_items + 1, size=self.negatives - n_pop)
-        return np.concatenate([pop, uni]).astype(np.int64)
-
-    def log_q(self, ids: np.ndarray, n_targets: int) -> np.ndarray:
-        """log P(item among the candidates) for item ids >= 1, with ``n_targets`` in-batch targets."""
-        e = n_targets * self._p_data[ids - 1] + self.negatives * self._q_mix[ids - 1]
-        return np.log(-np.expm1(-np.maximum(e, 1e-12)))
 
 
 def sampled_batch(parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], sampler: NegativeSampler,

@@ -22,6 +22,7 @@ docstring of ``recommender.seq_model`` for why).
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
@@ -32,8 +33,13 @@ import torch
 import torch.distributed as dist
 from torchrec.distributed import DistributedModelParallel
 from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
+from torchrec.optim import optimizers as trec_optim
+from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
+from torchrec.optim.optimizers import in_backward_optimizer_filter
+from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
 
 from ecaug_feast.histories import Histories
+from ecaug_feast.sampled_softmax import LOSSES, SAMPLED_ABOVE, resolve_loss  # noqa: F401  (re-exported: the trainer's rule)
 from ecaug_feast.schema import RECENT_ITEMS
 
 from recommender import distributed as D
@@ -46,24 +52,38 @@ from recommender.train import TrainResult, catalog_for
 
 log = logging.getLogger(__name__)
 
-# ``loss="auto"``: the full softmax up to this many items, the sampled one above. The full softmax
-# is the more accurate (Beauty, 12k items: SASRec-CE .0977 NDCG@10 against .0921 with 256 sampled
-# negatives), but its step scores every position against every item: the training epoch grew
-# with exponent 1.99 in benchmarks/scaling.py (1x-16x Beauty), and at 200k items the logits of one
-# 128-user batch (about 1,000 target positions x 200k x 4 bytes, plus their gradient) pass 1.5 GB.
-# 200k is about the largest catalogue measured there (16x Beauty: 194k items), so below it the
-# full softmax's cost is a measured one; above it the sampled loss keeps a step's cost flat.
-SAMPLED_ABOVE = 200_000
-LOSSES = ("full", "sampled", "auto")
+# ``loss="auto"``: the full softmax up to SAMPLED_ABOVE items, the sampled one above (the rule and
+# its reasons: ecaug_feast.sampled_softmax, shared with the generator)
+# Per-worker budget of the item table (``sharding="auto"``): training holds it four times (weights,
+# gradient, Adam's two moments), data-parallel on every rank. Above this many bytes for those four
+# copies it is sharded row-wise across the ranks instead (one process keeps it whole: there is no
+# other rank to hold the rest). 4 GiB = about 4M items at 64 dimensions.
+SHARD_ABOVE_BYTES = 4 << 30
+SHARDINGS = ("data_parallel", "row_wise", "table_wise", "auto")
+BETAS = (0.9, 0.98)  # SASRec's Adam
 
 
-def resolve_loss(loss: str, num_items: int) -> str:
-    """``full`` or ``sampled``: ``auto`` resolved by catalogue size (see ``SAMPLED_ABOVE``)."""
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
-    if loss == "auto":
-        return "sampled" if num_items > SAMPLED_ABOVE else "full"
-    return loss
+def item_table_bytes(num_items: int, dim: int) -> int:
+    """Bytes the item table takes in training: weights, gradient and Adam's two moments (float32)."""
+    return (num_items + 1) * dim * 4 * 4
+
+
+def resolve_sharding(sharding: str, num_items: int, dim: int, world: int, device: str = "cpu") -> str:
+    """How the item table is laid out: ``auto`` shards it when it exceeds the per-worker budget
+    (``SHARD_ABOVE_BYTES``) on more than one rank, else ``data_parallel``. Sharded means
+    ``row_wise`` on CUDA and ``table_wise`` on CPU: TorchRec 1.8's sharder of an
+    ``EmbeddingCollection`` offers row-wise sharding on CUDA only (on CPU: data-parallel,
+    table-wise, column-wise), so ``row_wise`` on CPU is refused here with that reason."""
+    if sharding not in SHARDINGS:
+        raise ValueError(f"sharding must be one of {', '.join(SHARDINGS)}, got {sharding!r}")
+    if sharding == "auto":
+        if world > 1 and item_table_bytes(num_items, dim) > SHARD_ABOVE_BYTES:
+            return "row_wise" if device == "cuda" else "table_wise"
+        return "data_parallel"
+    if sharding == "row_wise" and device != "cuda":
+        raise ValueError("sharding row_wise needs CUDA: TorchRec shards an EmbeddingCollection row-wise on CUDA only "
+                         "(on CPU use table_wise)")
+    return sharding
 
 
 @dataclass
@@ -98,6 +118,10 @@ class SeqTrainConfig:
     negatives: int = 256
     neg_mix: float = 0.0
     neg_alpha: float = 0.75
+    # the item table's layout under DMP: data_parallel | row_wise | table_wise | auto (row_wise above
+    # SHARD_ABOVE_BYTES on more than one rank); the attribute table stays data-parallel
+    sharding: str = "auto"
+    lr_sharded_cpu: float = 0.05  # a sharded item table on CPU: fused row-wise Adagrad's rate (wrap_dmp)
 
 
 # the result of either trainer: best model by validation NDCG@10, its state, history, speed
@@ -157,7 +181,9 @@ def seq_scorer(model: SeqTwoTower, data: TrainData, es: EvalSet, split: str = "v
 def next_item_scorer(model: SeqTwoTower, chunk: int = 2048) -> Callable[[np.ndarray, np.ndarray], torch.Tensor]:
     """The model as a next-item teacher (:meth:`SequenceGAN.expand`'s ``teacher``): a CSR of
     histories (item ids, oldest first; the newest ``max_len`` are read) -> logits
-    [histories, num_items + 1], column = item id (the padding column 0 is -inf)."""
+    [histories, num_items + 1], column = item id (the padding column 0 is -inf). Its parts are
+    attributes too: ``score.user_vectors(values, offsets)`` [histories, d] and
+    ``score.item_vectors`` [num_items + 1, d] (logits = their product)."""
     model.eval()
     with torch.no_grad():
         R = model.item_matrix().float()
@@ -169,6 +195,14 @@ def next_item_scorer(model: SeqTwoTower, chunk: int = 2048) -> Callable[[np.ndar
         S[:, 0] = -float("inf")
         return S
 
+    def vectors(values: np.ndarray, offsets: np.ndarray) -> torch.Tensor:
+        ids = np.arange(len(offsets) - 1, dtype=np.int64)
+        hist = Histories(ids, np.asarray(values, np.int64), np.asarray(offsets, np.int64)).truncate(model.cfg.max_len)
+        return user_vectors(model, R, hist, ids, chunk)
+
+    # the parts of the score, for a generator drawing from candidate sets (a FAISS search of the
+    # user vector among the item vectors, then exact scores: ecaug_feast.synth.seq_candidates)
+    score.user_vectors, score.item_vectors = vectors, R  # type: ignore[attr-defined]
     return score
 
 
@@ -222,11 +256,29 @@ def length_buckets(rows: np.ndarray, lengths: np.ndarray, batch_size: int, rng: 
     return [out[i] for i in rng.permutation(len(out))]
 
 
-def wrap_dmp(module: SeqTwoTower, info: Any) -> Any:
-    """DMP with both tables data-parallel on TorchRec's dense kernel (gradients are dense here)."""
-    cons = {t: ParameterConstraints(sharding_types=["data_parallel"], compute_kernels=["dense"]) for t in ("t_item", "t_attr")}
+def wrap_dmp(module: SeqTwoTower, info: Any, sharding: str = "data_parallel", lr: float = 2e-3, weight_decay: float = 0.0,
+             lr_sharded_cpu: float = 0.05) -> Any:
+    """DMP: the attribute table data-parallel on TorchRec's dense kernel (gradients are dense here,
+    optimised by Adam with the rest), the item table as ``sharding`` says (``resolve_sharding``).
+    A sharded item table takes TorchRec's fused kernel, the only one its sharders offer for a
+    sharded table, with its optimizer applied inside backward by fbgemm: Adam (``lr``, SASRec's
+    betas) on CUDA; on CPU fbgemm has no fused Adam, so row-wise Adagrad (``lr_sharded_cpu``, as
+    the bag model's tables). Rank 0 prints the plan TorchRec's planner made, one block."""
+    item = resolve_sharding(sharding, module.cfg.num_items, module.cfg.embedding_dim, info.world_size, info.device.type)
+    kernel = "dense"
+    if item != "data_parallel":
+        kernel = "fused"
+        if info.device.type == "cuda":
+            opt, kw = trec_optim.Adam, {"lr": lr, "beta1": BETAS[0], "beta2": BETAS[1], "eps": 1e-8, "weight_decay": weight_decay}
+        else:
+            opt, kw = RowWiseAdagrad, {"lr": lr_sharded_cpu, "eps": 1e-8}
+        apply_optimizer_in_backward(opt, module.ec.parameters(), kw)
+    cons = {"t_item": ParameterConstraints(sharding_types=[item], compute_kernels=[kernel]),
+            "t_attr": ParameterConstraints(sharding_types=["data_parallel"], compute_kernels=["dense"])}
     planner = EmbeddingShardingPlanner(topology=Topology(world_size=info.world_size, compute_device=info.device.type), constraints=cons)
     plan = planner.collective_plan(module, None, dist.GroupMember.WORLD)
+    if info.rank == 0 and (info.world_size > 1 or item != "data_parallel"):
+        print(D.plan_text(plan, info.world_size), file=sys.stderr, flush=True)  # stderr: --json output stays JSON
     return DistributedModelParallel(module=module, device=info.device, plan=plan)
 
 
@@ -258,9 +310,11 @@ def _train(data, valid, cfg, tcfg, init_state, progress, info, histories) -> Seq
         raise ValueError(f"batch size {tcfg.batch_size} not divisible by world size {world}")
     local = tcfg.batch_size // world
     cat = catalog_of(data)
-    dmp = wrap_dmp(SeqTwoTower(cfg, device="meta", catalog=cat), info)
+    dmp = wrap_dmp(SeqTwoTower(cfg, device="meta", catalog=cat), info, tcfg.sharding, tcfg.lr, tcfg.weight_decay, tcfg.lr_sharded_cpu)
     D.load_into_dmp(dmp, _initial_state(cfg, cat, tcfg.seed, init_state))
-    opt = torch.optim.Adam([p for p in dmp.parameters() if p.requires_grad], lr=tcfg.lr, betas=(0.9, 0.98), weight_decay=tcfg.weight_decay)
+    # a sharded item table is optimised inside backward (wrap_dmp): Adam here takes the rest
+    dense = [p for _, p in in_backward_optimizer_filter(dmp.named_parameters()) if p.requires_grad]
+    opt = torch.optim.Adam(dense, lr=tcfg.lr, betas=BETAS, weight_decay=tcfg.weight_decay)
 
     hist = histories if histories is not None else histories_for(data, cfg, "valid")
     trainable = np.flatnonzero(hist.lengths >= 2)  # a single item has no next item to predict
@@ -284,14 +338,20 @@ def _train(data, valid, cfg, tcfg, init_state, progress, info, histories) -> Seq
         for g in batches:
             rows = g[rank * local : (rank + 1) * local] if world > 1 else g
             parts = packed_target_batch(hist, rows, tcfg.pack_chunks)
+            n_local = sum(int((p[1] > 0).sum()) for p in parts)
             loss = batch_loss(dmp, parts, sampler, neg_rng, info.device, tcfg.bf16)
+            share = _global_share(n_local, world)
             opt.zero_grad()
-            loss.backward()
+            (loss * share * world).backward()  # DDP averages over ranks: the mean over the GLOBAL batch's positions
             opt.step()
-            total += float(loss.detach())
-            n_pos += sum(int((p[1] > 0).sum()) for p in parts)
+            total += float(loss.detach()) * share
+            n_pos += n_local
         train_time += time.time() - t0
         seen += n_pos
+        if world > 1:  # the global batches' mean loss, not rank 0's share
+            t = torch.tensor([total], dtype=torch.float64)
+            dist.all_reduce(t)
+            total = float(t[0])
         rec: dict[str, Any] = {"epoch": epoch + 1, "loss": total / steps, "train_s": round(time.time() - t0, 2)}
         state = D.export_state(dmp, info)
         stop = False
@@ -316,6 +376,17 @@ def _train(data, valid, cfg, tcfg, init_state, progress, info, histories) -> Seq
         seconds=time.time() - t_start, examples_per_s=seen / max(train_time, 1e-9), state=es.best_state,
         rank=rank, world_size=world,
     )
+
+
+def _global_share(n_local: int, world: int) -> float:
+    """This rank's share of the global batch's target positions (1 with one process): its mean loss
+    times the share, summed over the ranks, is the global batch's mean (ranks hold users, whose
+    histories differ in length, so their position counts differ)."""
+    if world == 1:
+        return 1.0
+    t = torch.tensor([float(n_local)], dtype=torch.float64)
+    dist.all_reduce(t)
+    return n_local / max(float(t[0]), 1.0)
 
 
 def batch_loss(dmp: Any, parts: list, sampler: NegativeSampler | None, rng: np.random.Generator, dev: torch.device,

@@ -75,6 +75,8 @@ from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ecaug_feast.histories import offsets_of, rows_to_csr
+from ecaug_feast.sampled_softmax import LOSSES, resolve_loss
+from ecaug_feast.synth import seq_candidates as SC
 from ecaug_feast.synth.linear_ce import linear_cross_entropy
 
 logger = logging.getLogger(__name__)  # progress of a fit: minutes on a full dataset
@@ -123,8 +125,26 @@ class SeqGANConfig:
     seed: int = 0
     device: str = "auto"
     threads: int = 0              # 0 = leave torch's setting
+    # linear cost (issue 33; synth/seq_candidates.py): ``loss`` of the ML and policy-gradient steps,
+    # full | sampled | auto (the recommender's rule: sampled softmax with logQ correction above
+    # SAMPLED_ABOVE items, ``negatives`` uniform draws per step); ``generation``: full | candidates |
+    # auto (same threshold): each draw scores only the ``candidate_k`` items a FAISS index
+    # (``candidate_index``: flat | ivf | auto) finds for the user vector, plus the transitions and EOS
+    loss: str = "auto"
+    negatives: int = 256
+    generation: str = "auto"
+    candidate_k: int = 512
+    candidate_index: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.generation not in SC.GENERATIONS:
+            raise ValueError(f"generation must be one of {', '.join(SC.GENERATIONS)}, got {self.generation!r}")
+        if self.candidate_index not in SC.INDEXES:
+            raise ValueError(f"candidate_index must be one of {', '.join(SC.INDEXES)}, got {self.candidate_index!r}")
+        if self.candidate_k < 1 or self.negatives < 1:
+            raise ValueError(f"candidate_k and negatives must be >= 1, got {self.candidate_k}, {self.negatives}")
         # sampling thresholds outside these ranges would drop every item (or none, silently)
         if not 0.0 <= self.epsilon < 1.0:
             raise ValueError(f"epsilon must be in [0, 1) (a share of the uniform probability), got {self.epsilon}")
@@ -261,6 +281,7 @@ def _nets(vocab_out: int, n_tokens: int, cfg: SeqGANConfig):
             # starting NLL far above the uniform one
             nn.init.normal_(self.tok.weight, std=0.02)
             nn.init.normal_(self.pos.weight, std=0.02)
+            self.sampled_loss: Any = None  # seq_candidates.TokenSampledLoss: training steps take it (not evaluation)
 
         def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None, target: torch.Tensor | None = None,
                     reduction: str = "mean", weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -278,17 +299,20 @@ def _nets(vocab_out: int, n_tokens: int, cfg: SeqGANConfig):
             if keep is not None:
                 h = h[keep]
             if target is not None:
+                if self.sampled_loss is not None and torch.is_grad_enabled():
+                    return self.sampled_loss(self.ln(h), self.tok.weight[:vocab_out], target, reduction, weight)
                 return linear_cross_entropy(self.ln(h), self.tok.weight[:vocab_out], target, reduction, weight)
             return self.project(h)
 
         def project(self, h: torch.Tensor) -> torch.Tensor:
             return self.ln(h) @ self.tok.weight[:vocab_out].T  # tied output: PAD, items, EOS
 
-        def decode_step(self, x: torch.Tensor, cache: list[list[torch.Tensor]], start: int) -> torch.Tensor:
+        def decode_step(self, x: torch.Tensor, cache: list[list[torch.Tensor]], start: int, project: bool = True) -> torch.Tensor:
             """Incremental decoding (eval mode only: no dropout): run the new tokens ``x`` [B, T]
             at positions ``start..start+T-1`` against the cached keys/values of the earlier ones,
             append theirs to ``cache`` (one [k, v] pair per layer, empty lists at first) and return
-            the logits of the LAST position [B, vocab_out]. The same computation as ``forward`` on
+            the logits of the LAST position [B, vocab_out] (``project=False``: its normalised state
+            [B, d], the query of a candidate search). The same computation as ``forward`` on
             the whole prefix (pre-norm layers, tied output), without re-running the prefix."""
             B, T = x.shape
             h = self.tok(x) + self.pos(torch.arange(start, start + T, device=x.device))[None]
@@ -305,7 +329,7 @@ def _nets(vocab_out: int, n_tokens: int, cfg: SeqGANConfig):
                 a = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1)
                 h = h + sa.out_proj(a.transpose(1, 2).reshape(B, T, -1))
                 h = h + layer.linear2(layer.activation(layer.linear1(layer.norm2(h))))
-            return self.project(h[:, -1])
+            return self.project(h[:, -1]) if project else self.ln(h[:, -1])
 
     class Discriminator(nn.Module):
         """Causal: a GRU over the tokens, a real/generated logit after every prefix."""
@@ -419,6 +443,10 @@ class SequenceGAN:
                 self._disc_t = DDP(self.disc, device_ids=ids)
             rows = self._encode_rows(values, offsets, seg)
             self._pairs = _transition_pairs(rows, V)
+            self._cand_index = None  # seq_candidates' FAISS index over this generator's item rows
+            if resolve_loss(cfg.loss, V) == "sampled":
+                self.gen.sampled_loss = SC.TokenSampledLoss(SC.target_counts([rows[i] for i in keep], self.n_out), cfg.negatives,
+                                                            cfg.seed + 7919 * self.rank)
             rows = [rows[i] for i in keep]
             self.seg_of_rows = seg[keep]
             rng = np.random.default_rng(cfg.seed)
@@ -433,7 +461,8 @@ class SequenceGAN:
             if cfg.adversarial:
                 self._adversarial(rng, t0)
                 self.report["nll_after_adversarial"] = self.heldout_nll()
-            self.report.update(vocab=int(V), histories=int(len(rows)), device=str(self.device), fit_seconds=round(time.time() - t0, 2))
+            self.report.update(vocab=int(V), histories=int(len(rows)), device=str(self.device), fit_seconds=round(time.time() - t0, 2),
+                               loss=self.loss, generation=self.generation)
             if self.world > 1:
                 self.report["ddp"] = {"world": self.world, "backend": str(torch.distributed.get_backend())}
         finally:
@@ -466,6 +495,8 @@ class SequenceGAN:
         self.gen.eval()
         tot, n = 0.0, 0
         hold = self._hold[self.rank :: self.world]  # each rank scores its share
+        if self.gen.sampled_loss is not None:  # exact NLL on a fixed share: its cost per epoch stays flat
+            hold = hold[: SC.NLL_ROWS_SAMPLED]
         with torch.no_grad():
             for s in range(0, len(hold), 512):
                 b = hold[s : s + 512]
@@ -627,6 +658,10 @@ class SequenceGAN:
         under the same sampling settings)."""
         if first_logits is not None and not first_log_probs:
             raise ValueError("first_logits only with first_log_probs (later steps need the network's cache)")
+        if cached and first_logits is None and self.generation == "candidates":  # linear cost: FAISS candidate sets
+            return SC.sample_tokens(self, prompts, n_new, allow_eos, rng_t, categorical=_categorical, epsilon=_epsilon,
+                                    ban_seen=ban_seen, mix=mix, min_prob=min_prob, coherence=coherence,
+                                    first_log_probs=first_log_probs)
 
         x = torch.from_numpy(prompts).to(self.device)
         B = x.shape[0]
@@ -677,6 +712,16 @@ class SequenceGAN:
                 if bool(done.all()):
                     break
         return torch.cat(out, 1)
+
+    @property
+    def generation(self) -> str:
+        """``full`` or ``candidates``: how this generator draws (``SeqGANConfig.generation`` resolved)."""
+        return SC.resolve_generation(getattr(self.cfg, "generation", "full"), len(self.vocab))
+
+    @property
+    def loss(self) -> str:
+        """``full`` or ``sampled``: the loss of its training steps (``SeqGANConfig.loss`` resolved)."""
+        return "sampled" if self.gen.sampled_loss is not None else "full"
 
     def _sampling(self) -> dict[str, float]:
         """The config's sampling settings as :meth:`_sample_tokens` takes them (``expand`` and
@@ -760,6 +805,8 @@ class SequenceGAN:
         teacher re-reads each history with the items drawn so far)."""
         if self.cfg.reverse:
             raise ValueError("a teacher predicts the NEXT item: it can only continue histories (reverse=False)")
+        if self.generation == "candidates" and hasattr(teacher, "user_vectors"):  # linear cost: FAISS candidates
+            return SC.teacher_expand(self, values, offsets, rows, n_new, teacher, seed, chunk, categorical=_categorical, epsilon=_epsilon)
         rows = np.asarray(rows, np.int64)
         n_new = np.broadcast_to(np.asarray(n_new, np.int64), rows.shape)
         in_vocab = np.isin(values, self.vocab)
