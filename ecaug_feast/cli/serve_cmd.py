@@ -16,7 +16,13 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
         model: str = typer.Option(
             "latest", "--model", "-m",
-            help="Checkpoint dir or name under <state>/models/; 'latest' follows the newest one.",
+            help="Checkpoint dir or name under <state>/models/ (with --repo: <state>/repos/<project>/models/); "
+                 "'latest' follows the newest one.",
+        ),
+        repo: Optional[str] = typer.Option(
+            None, "--repo",
+            help="A shop's own Feast repo: serve the model `ecaug train --repo` trained from it; "
+                 "user_id is the shop's user key, item ids are its item keys.",
         ),
         dataset: str = typer.Option(
             None, "--dataset", "-d", help="Processed dataset (default: the one the checkpoint was trained on)."
@@ -43,10 +49,13 @@ def register(app: typer.Typer) -> None:
         as 'Authorization: Bearer <token>' (or from a file: ..._TOKEN_FILE);
         without either it is off (404). POST /admin/reload: the admin token.
 
+        With --repo R: the model trained from a shop's repo; the user's history
+        is the list feature it was trained with, read from the shop's online store.
+
         A port in use exits 2 before anything is loaded.
         """
         from ecaug_feast.jobs.serve import serve as serve_job
         from ecaug_feast.jobs.workspace import Workspace
 
-        serve_job(Workspace.from_env(), host=host, port=port, model=model, dataset=dataset, poll_s=poll, max_k=max_k,
+        serve_job(Workspace.from_env(repo=repo), host=host, port=port, model=model, dataset=dataset, poll_s=poll, max_k=max_k,
                   log_level=log_level, workers=workers, threadpool=threadpool, announce=lambda s: typer.echo(s, err=True))

@@ -28,14 +28,19 @@ def build(ws: Workspace, model: str | Path = "latest", dataset: str | None = Non
     """Services over ``ws``'s online store, with the model loaded once so a checkpoint that does
     not load fails here as one line rather than in the first request. Returns ``(services, bundle)``.
     Call inside ``ws.online()`` (the features are read from Redis)."""
-    from recommender.serving.wiring import build_services, redis_relocator
+    from recommender.serving.wiring import build_repo_services, build_services, redis_relocator
 
     try:
         store = ws.store()
-        # the rendered repo follows the embedded Redis if it restarts elsewhere; a shop's repo or
-        # an external Redis keeps its address
-        relocate = redis_relocator(ws.state_dir) if ws.repo_dir is None and ws.redis_url is None else None
-        services = build_services(model, dataset, store=store, relocate=relocate, poll_s=poll_s, max_k=max_k)
+        if ws.repo_dir is not None:  # a shop's repo: its keys, its history feature, its checkpoints
+            if dataset is not None:
+                raise EcaugError("--dataset: not with --repo (the checkpoint names the shop's events)")
+            services = build_repo_services(store, ws.models_dir, model, poll_s=poll_s, max_k=max_k)
+        else:
+            # the rendered repo follows the embedded Redis if it restarts elsewhere; an external
+            # Redis keeps its address
+            relocate = redis_relocator(ws.state_dir) if ws.redis_url is None else None
+            services = build_services(model, dataset, store=store, relocate=relocate, poll_s=poll_s, max_k=max_k)
         bundle = services.models.load()
     except EcaugError:
         raise
@@ -95,15 +100,16 @@ def serve(ws: Workspace, host: str = "127.0.0.1", port: int = 8000, model: str =
     try:
         configure_threads(1)
         with ws.online():
-            repair.redo_pending(ws)  # a crash left Redis behind the offline store: redo that step before serving
+            if ws.repo_dir is None:  # ecaug's own steps; a shop's repo records none (its Redis is its own)
+                repair.redo_pending(ws)  # a crash left Redis behind the offline store: redo that step before serving
             services, bundle = build(ws, model, dataset, poll_s=poll_s, max_k=max_k)
             announce(f"serving {bundle.version} ({len(bundle.index)} items, {bundle.index.metric}) "
                      f"on http://{host}:{port} with {workers} worker{'s' if workers > 1 else ''}  "
-                     f"(try: curl 'http://{host}:{port}/recommend?user_id=1&k=10')")
+                     f"(try: curl 'http://{host}:{port}/recommend?user_id={_example_user(ws)}&k=10')")
             common = dict(log_level=log_level, access_log=False, timeout_worker_healthcheck=WORKER_HEALTHCHECK_S)
             if workers == 1:
-                server = uvicorn.Server(uvicorn.Config(create_app(services, inline=not threadpool, state_dir=ws.state_dir),
-                                                       **common))
+                server = uvicorn.Server(uvicorn.Config(create_app(services, inline=not threadpool,
+                                                                  state_dir=_intents_dir(ws)), **common))
                 server.run(sockets=[sock])
                 if not server.started:
                     raise EcaugError("the server did not start (see the log lines above)")
@@ -133,7 +139,17 @@ def worker_app() -> Any:
     repo = cfg.get("repo_dir")
     ws = Workspace(state_dir=Path(cfg["state_dir"]), repo_dir=Path(repo) if repo else None, redis_url=external_url())
     services, _bundle = build(ws, cfg["model"], cfg.get("dataset"), poll_s=float(cfg["poll_s"]), max_k=int(cfg["max_k"]))
-    return create_app(services, inline=bool(cfg["inline"]), state_dir=Path(cfg["state_dir"]))
+    return create_app(services, inline=bool(cfg["inline"]), state_dir=_intents_dir(ws))
+
+
+def _intents_dir(ws: Workspace) -> Path | None:
+    """Where ``/health`` looks for unfinished steps: ecaug's own state; None for a shop's repo
+    (ecaug's materialize/publish intents say nothing about the shop's Redis)."""
+    return ws.state_dir if ws.repo_dir is None else None
+
+
+def _example_user(ws: Workspace) -> str:
+    return "1" if ws.repo_dir is None else "<your user key>"
 
 
 def _exit_with_supervisor(supervisor: int, poll_s: float = 1.0) -> None:
@@ -150,7 +166,7 @@ def _exit_with_supervisor(supervisor: int, poll_s: float = 1.0) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def check(ws: Workspace, model: str | Path, dataset: str | None, user_id: int, k: int = 10) -> dict[str, Any]:
+def check(ws: Workspace, model: str | Path, dataset: str | None, user_id: Any, k: int = 10) -> dict[str, Any]:
     """One ``GET /recommend`` through the real app in-process (Redis features -> user tower ->
     FAISS); the demo's ``serve_check`` step. Raises when the app does not answer 200."""
     from fastapi.testclient import TestClient
@@ -159,7 +175,7 @@ def check(ws: Workspace, model: str | Path, dataset: str | None, user_id: int, k
 
     with ws.online():
         services, _bundle = build(ws, model, dataset)
-        with TestClient(create_app(services, state_dir=ws.state_dir)) as client:
+        with TestClient(create_app(services, state_dir=_intents_dir(ws))) as client:
             r = client.get("/recommend", params={"user_id": user_id, "k": k})
     if r.status_code != 200:
         raise EcaugError(f"/recommend answered {r.status_code}: {r.text[:200]}")

@@ -17,6 +17,11 @@ no model could be loaded        most popular, seen removed              model_un
 model raised on this row        most popular, seen removed              model_error                  true
 ==============================  ======================================  ===========================  ========
 
+A model trained from a shop's repo (``ecaug serve --repo``, :mod:`recommender.serving.shop`) is
+served by the same policy: ``user_id`` is the shop's key (a UUID string, an Int64), the history is
+the shop's list feature read online, seen items and popularity come from the shop's events, and
+``item_id`` in the answer (and in ``/items/{key}``) is the shop's item key.
+
 Bad input (``k`` outside 1..max_k, non-integer or non-positive ids) is a 422 with a reason;
 an unknown item in ``/items/{id}`` is a 404. The API answers 200 with a flagged degraded answer
 rather than 503 while Redis is down: a shop page would rather show best-sellers than nothing.
@@ -63,6 +68,7 @@ from recommender.serving.components import (
 )
 from recommender.serving.metrics import ServingMetrics
 from recommender.serving.model_bundle import ModelBundle, ModelHolder
+from recommender.serving.shop import MAX_KEY_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +105,10 @@ class Services:
     catalog: ItemCatalog
     metrics: ServingMetrics
     max_k: int = 1000
+    # a shop's repo (``ecaug serve --repo``): parses ``user_id`` into the shop's key type (ValueError:
+    # a 422); None: ecaug's own int ids. The item keys, popularity and seen items then come from
+    # the model bundle's ``vocab`` (:mod:`recommender.serving.shop`), swapped with the model.
+    user_key: Callable[[str], Any] | None = None
 
 
 def _route_of(path: str) -> str:
@@ -171,8 +181,15 @@ def _lifespan(s: Services) -> Callable[[FastAPI], Any]:
     return lifespan
 
 
-def _items(ids: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
-    return [{"item_id": int(i), "score": round(float(sc), 6)} for i, sc in zip(ids.tolist(), scores.tolist()) if i >= 0]
+def _items(ids: np.ndarray, scores: np.ndarray, vocab: Any = None) -> list[dict[str, Any]]:
+    """The answer's items; with a shop's ``vocab`` their ids are the shop's item keys."""
+    pairs = [(int(i), round(float(sc), 6)) for i, sc in zip(ids.tolist(), scores.tolist()) if i >= 0]
+    keys = vocab.keys_of([i for i, _ in pairs]) if vocab is not None else [i for i, _ in pairs]
+    return [{"item_id": key, "score": sc} for key, (_, sc) in zip(keys, pairs)]
+
+
+def _vocab(bundle: ModelBundle | None) -> Any:
+    return bundle.vocab if bundle is not None else None
 
 
 class Recommender:
@@ -182,12 +199,14 @@ class Recommender:
         self.s = services
         self.m = services.metrics
 
-    def __call__(self, user_id: int, k: int) -> JSONResponse:
+    def __call__(self, user_id: Any, k: int) -> JSONResponse:
         s, m, t0 = self.s, self.m, time.perf_counter()
         if k > s.max_k:
             raise HTTPException(422, detail=f"k must be between 1 and {s.max_k}, got {k}")
         bundle = s.models.current  # read once: a reload mid-request must not mix models
-        history = s.seen.get(user_id)
+        vocab = _vocab(bundle)
+        known = vocab.seen if vocab is not None else s.seen
+        history = known.get(user_id)
 
         t = time.perf_counter()
         try:
@@ -196,10 +215,12 @@ class Recommender:
             m.feature_store_up.set(0)
             return self.popular(user_id, k, history, "feature_store_unavailable", True, bundle, None, t0)
         m.feature_store_up.set(1)
+        if vocab is not None:  # the shop's item keys -> this model's indices (unknown ones dropped)
+            feats = vocab.localize(feats)
         m.stage.labels("features").observe(time.perf_counter() - t)
 
         if not feats.found:
-            reason = "unknown_user" if user_id not in s.seen else "no_online_features"
+            reason = "unknown_user" if user_id not in known else "no_online_features"
             return self.popular(user_id, k, history, reason, False, bundle, feats, t0)
         seen = np.union1d(history, np.asarray(feats.recent_items, dtype=np.int64))
         if feats.n_interactions == 0 and len(seen) == 0:
@@ -214,18 +235,20 @@ class Recommender:
             res = bundle.index.search(q, k, exclude=[seen])
             m.stage.labels("search").observe(time.perf_counter() - t)
         except Exception:  # a bad checkpoint or feature row must not take the endpoint down
-            log.exception("model failed for user %d", user_id)
+            log.exception("model failed for user %s", user_id)
             return self.popular(user_id, k, seen, "model_error", True, bundle, feats, t0)
-        return self.answer(user_id, k, _items(res.item_ids[0], res.scores[0]), None, False, bundle, feats, len(seen), t0)
+        return self.answer(user_id, k, _items(res.item_ids[0], res.scores[0], vocab), None, False, bundle, feats,
+                           len(seen), t0)
 
-    def popular(self, user_id: int, k: int, seen: np.ndarray, reason: str, degraded: bool,
+    def popular(self, user_id: Any, k: int, seen: np.ndarray, reason: str, degraded: bool,
                 bundle: ModelBundle | None, feats: UserFeatures | None, t0: float) -> JSONResponse:
         self.m.fallbacks.labels(reason).inc()
-        ids, sc = self.s.popularity.top(k, exclude=seen)
-        return self.answer(user_id, k, _items(ids, sc), reason, degraded, bundle, feats, len(seen), t0)
+        vocab = _vocab(bundle)
+        ids, sc = (vocab.popularity if vocab is not None else self.s.popularity).top(k, exclude=seen)
+        return self.answer(user_id, k, _items(ids, sc, vocab), reason, degraded, bundle, feats, len(seen), t0)
 
     @staticmethod
-    def answer(user_id: int, k: int, items: list, fallback: str | None, degraded: bool,
+    def answer(user_id: Any, k: int, items: list, fallback: str | None, degraded: bool,
                bundle: ModelBundle | None, feats: UserFeatures | None, n_seen: int, t0: float) -> JSONResponse:
         ts = feats.event_timestamp if feats is not None else None
         return JSONResponse({
@@ -260,8 +283,12 @@ def _new_app(s: Services, show_docs: bool) -> FastAPI:
 
 
 def _add_recommend(app: FastAPI, recommend: Recommender, inline: bool) -> None:
-    user_q = Query(..., ge=1, le=MAX_ID, description="Real user id (>= 1).")
     k_q = Query(10, ge=1, description="Number of items (1..max_k).")
+    parse = recommend.s.user_key
+    if parse is not None:
+        _add_shop_recommend(app, recommend, inline, parse, k_q)
+        return
+    user_q = Query(..., ge=1, le=MAX_ID, description="Real user id (>= 1).")
     if inline:
         # On the event loop: no thread hand-off per request (two context switches that cost
         # ms on a loaded 2-core box); the work is ~1-3 ms of mostly GIL-holding Python anyway.
@@ -274,6 +301,28 @@ def _add_recommend(app: FastAPI, recommend: Recommender, inline: bool) -> None:
             return recommend(user_id, k)
 
 
+def _add_shop_recommend(app: FastAPI, recommend: Recommender, inline: bool, parse: Callable[[str], Any], k_q: Any) -> None:
+    """``/recommend?user_id=<the shop's key>``: the key parsed into the shop's type (422 with the
+    reason, never the input), then the same policy."""
+    key_q = Query(..., min_length=1, max_length=MAX_KEY_CHARS, description="The shop's user key.")
+
+    def run(user_id: str, k: int) -> JSONResponse:
+        try:
+            key = parse(user_id)
+        except ValueError as exc:
+            raise HTTPException(422, detail=f"user_id {exc}") from None
+        return recommend(key, k)
+
+    if inline:
+        @app.get("/recommend", summary="Top-k items for a shop's user key")
+        async def recommend_route(user_id: str = key_q, k: int = k_q) -> JSONResponse:
+            return run(user_id, k)
+    else:
+        @app.get("/recommend", summary="Top-k items for a shop's user key")
+        def recommend_route(user_id: str = key_q, k: int = k_q) -> JSONResponse:  # type: ignore[no-redef]
+            return run(user_id, k)
+
+
 def _unfinished(state_dir: FsPath | None) -> list[dict[str, Any]]:
     """Steps (materialize, publish, refresh) with an intent on record: running now, or
     interrupted and not yet redone (``ecaug repair``). Either way Redis may lag the offline store."""
@@ -284,6 +333,25 @@ def _unfinished(state_dir: FsPath | None) -> list[dict[str, Any]]:
 
 
 def _add_info(app: FastAPI, s: Services, state_dir: FsPath | None) -> None:
+    if s.user_key is not None:
+        _add_shop_item(app, s)
+    else:
+        _add_item(app, s)
+    _add_health(app, s, state_dir)
+
+
+def _add_shop_item(app: FastAPI, s: Services) -> None:
+    @app.get("/items/{item_key}", summary="One of the shop's items: its popularity in the shop's events")
+    def item(item_key: str = Path(..., min_length=1, max_length=MAX_KEY_CHARS)) -> JSONResponse:
+        vocab = _vocab(s.models.current)
+        idx = int(vocab.item_keys.index_of([item_key])[0]) if vocab is not None else 0
+        if idx == 0:
+            raise HTTPException(404, detail="unknown item key")
+        return JSONResponse({"item_id": vocab.keys_of([idx])[0], "train_interactions": vocab.popularity.count(idx),
+                             "in_index": True})
+
+
+def _add_item(app: FastAPI, s: Services) -> None:
     @app.get("/items/{item_id}", summary="One item's attributes and popularity")
     def item(item_id: int = Path(..., ge=1, le=MAX_ID)) -> JSONResponse:
         row = s.catalog.get(item_id)
@@ -293,6 +361,8 @@ def _add_info(app: FastAPI, s: Services, state_dir: FsPath | None) -> None:
         in_index = bool(bundle is not None and np.isin(item_id, bundle.index.item_ids))
         return JSONResponse({**row, "train_interactions": s.popularity.count(item_id), "in_index": in_index})
 
+
+def _add_health(app: FastAPI, s: Services, state_dir: FsPath | None) -> None:
     @app.get("/health", summary="200 when a model is loaded; degraded: store down or a step unfinished")
     def health() -> JSONResponse:
         bundle = s.models.current

@@ -26,9 +26,10 @@ class FeatureStoreUnavailable(RuntimeError):
 
 @dataclass
 class UserFeatures:
-    """One user's online feature values. ``found`` is False when the store has no row for it."""
+    """One user's online feature values. ``found`` is False when the store has no row for it.
+    ``user_id``: ecaug's int id, or a shop's own key (a string, an int)."""
 
-    user_id: int
+    user_id: Any
     found: bool
     values: dict[str, Any] = field(default_factory=dict)
     event_timestamp: datetime | None = None
@@ -75,6 +76,19 @@ class SeenItems:
         uniq, starts = np.unique(users, return_index=True)
         indptr = np.append(starts, len(users)).astype(np.int64)
         return cls(uniq, indptr, items)
+
+    @classmethod
+    def from_pairs(cls, users: np.ndarray, items: np.ndarray) -> "SeenItems":
+        """From (user key, item index) pairs; user keys of any one orderable type (a shop's
+        String keys as well as Int64), items > 0 kept (0 = an item the model does not know)."""
+        users, items = np.asarray(users), np.asarray(items, dtype=np.int64)
+        keep = items > 0
+        df = pd.DataFrame({"u": users[keep], "i": items[keep]}).drop_duplicates().sort_values(["u", "i"], kind="stable")
+        u = df["u"].to_numpy()
+        if u.dtype == object:  # text keys: a fixed-width array searches without Python compares
+            u = u.astype(str)
+        uniq, starts = np.unique(u, return_index=True)
+        return cls(uniq, np.append(starts, len(u)).astype(np.int64), df["i"].to_numpy(np.int64))
 
     def get(self, user_id: int) -> np.ndarray:
         i = int(np.searchsorted(self._users, user_id))

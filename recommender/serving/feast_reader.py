@@ -49,9 +49,13 @@ class FeastFeatureReader:
         retry_s: float = 0.5,
         socket_timeout_s: float = 0.25,
         relocate: Callable[[Any], Any | None] | None = None,
+        join_key: str = "user_id",
+        key: Callable[[Any], Any] = int,
     ):
         self.store = store
         self.refs = [f"{view}:{f}" for f in features]
+        # a shop's repo keys its users by its own join key and type (a UUID string, an Int32)
+        self.join_key, self.key = join_key, key
         self.retry_s = retry_s
         self.relocate = relocate
         self.relocations = 0
@@ -101,8 +105,8 @@ class FeastFeatureReader:
 
     # ------------------------------------------------------------------ reads
     def _read_once(self, user_ids: Sequence[int]) -> list[UserFeatures]:
-        resp = self.store.get_online_features(features=self.refs, entity_rows=[{"user_id": int(u)} for u in user_ids])
-        return _rows(user_ids, resp.to_dict(include_event_timestamps=True))
+        resp = self.store.get_online_features(features=self.refs, entity_rows=[{self.join_key: self.key(u)} for u in user_ids])
+        return _rows(user_ids, resp.to_dict(include_event_timestamps=True), self.join_key, self.key)
 
     def read(self, user_ids: Sequence[int]) -> list[UserFeatures]:
         if time.monotonic() < self._down_until:
@@ -123,7 +127,7 @@ class FeastFeatureReader:
         if client is not None:
             client.ping()
         else:
-            self.store.get_online_features(features=self.refs[:1], entity_rows=[{"user_id": 0}])
+            self.store.get_online_features(features=self.refs[:1], entity_rows=[{self.join_key: self.key(0)}])
 
     def ping(self) -> bool:
         """Probe Redis directly (bypasses the breaker; follows a moved Redis); closes the
@@ -180,9 +184,10 @@ def _connection_string(store: Any) -> str | None:
         return None
 
 
-def _rows(user_ids: Sequence[int], data: dict[str, list]) -> list[UserFeatures]:
+def _rows(user_ids: Sequence[Any], data: dict[str, list], join_key: str = "user_id",
+          key: Callable[[Any], Any] = int) -> list[UserFeatures]:
     out: list[UserFeatures] = []
-    names = [k for k in data if not k.endswith(_TS) and k != "user_id"]
+    names = [k for k in data if not k.endswith(_TS) and k != join_key]
     for i, uid in enumerate(user_ids):
         values = {n: data[n][i] for n in names}
         found = any(v is not None for v in values.values())
@@ -190,7 +195,7 @@ def _rows(user_ids: Sequence[int], data: dict[str, list]) -> list[UserFeatures]:
         ts = max((s for s in ts_secs if s), default=0)
         out.append(
             UserFeatures(
-                user_id=int(uid),
+                user_id=key(uid),
                 found=found,
                 values=values,
                 event_timestamp=datetime.fromtimestamp(ts, tz=timezone.utc) if found and ts else None,

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Hashable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 
@@ -35,6 +35,9 @@ class ModelBundle:
     source: str | None = None
     loaded_at: float = field(default_factory=time.time)
     info: dict = field(default_factory=dict)
+    # a model trained from a shop's repo: its item keys and the popularity and seen items in its
+    # indices (:class:`recommender.serving.shop.ShopVocab`), swapped with the model on a reload
+    vocab: Any = None
 
 
 class ModelHolder:

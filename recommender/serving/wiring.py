@@ -4,19 +4,24 @@ store (the catalogue from the ``item_features`` view's source)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from ecaug_feast.errors import EcaugError
+from ecaug_feast.names import owned_child
 from ecaug_feast.paths import models_dir
 
 from recommender.serving.app import Services
-from recommender.serving.components import ItemCatalog, Popularity
+from recommender.serving.components import ItemCatalog, Popularity, SeenItems
 from recommender.serving.metrics import ServingMetrics
 from recommender.serving.model_bundle import ModelHolder
+from recommender.serving.shop import RepoModel, ShopVocab, check_store, key_parser, shop_events
 
 log = logging.getLogger(__name__)
 
@@ -34,20 +39,24 @@ def configure_threads(n: int = 1) -> None:
     torch.set_num_threads(n)
 
 
-def resolve_model(spec: str | Path) -> Path:
-    """A checkpoint directory: a path, a name under ``<state>/models/``, or ``latest`` (the most
-    recently written checkpoint there; re-resolved on every reload check)."""
+def resolve_model(spec: str | Path, root: Path | None = None) -> Path:
+    """A checkpoint directory: a path, a name under ``root`` (default ``<state>/models/``; a
+    shop's repo: ``<state>/repos/<project>/models/``), or ``latest`` (the most recently written
+    checkpoint there; re-resolved on every reload check)."""
     from recommender.checkpoint import resolve
 
+    train = "`ecaug train`" if root is None else "`ecaug train --repo`"
     if str(spec) != LATEST:
-        d = resolve(spec)
+        raw = str(spec)
+        bare = root is not None and os.sep not in raw and not Path(raw).expanduser().exists()
+        d = owned_child(root, raw, "checkpoint name") if bare else resolve(spec)
         if not (d / "config.json").exists():
-            raise EcaugError(f"{d}: no checkpoint there (expected config.json + model.pt); train one with `ecaug train`")
+            raise EcaugError(f"{d}: no checkpoint there (expected config.json + model.pt); train one with {train}")
         return d
-    root = models_dir()
+    root = root if root is not None else models_dir()
     found = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "config.json").exists()] if root.exists() else []
     if not found:
-        raise EcaugError(f"{root}: no checkpoint yet; train one with `ecaug train`")
+        raise EcaugError(f"{root}: no checkpoint yet; train one with {train}")
     return max(found, key=lambda p: (p / "config.json").stat().st_mtime_ns)
 
 
@@ -156,4 +165,78 @@ def build_services(
         catalog=ItemCatalog(items, source=str(items_source)),
         metrics=metrics,
         max_k=max_k,
+    )
+
+
+def build_repo_services(
+    store: Any,
+    models_root: Path,
+    model: str | Path = LATEST,
+    *,
+    poll_s: float = 2.0,
+    max_k: int = 1000,
+    retry_s: float = 0.5,
+) -> Services:
+    """``ecaug serve --repo``: the services for a model trained from a shop's repo
+    (:mod:`recommender.serving.shop`). ``store``: the shop's ``FeatureStore``; ``models_root``:
+    ``<state>/repos/<project>/models``. The checkpoint is checked against the repo (one line
+    each) before anything else is read; the shop's events are read once, here."""
+    from recommender.checkpoint import read_config
+    from recommender.item_keys import ItemKeys
+    from recommender.serving.feast_reader import FeastFeatureReader
+    from recommender.serving.loader import load_bundle
+    from recommender.serving.model_bundle import files_fingerprint
+
+    first = resolve_model(model, models_root)
+    spec = RepoModel.of(read_config(first), first)
+    if spec is None:
+        raise EcaugError(f"{first}: not trained from a shop's repo (config.json has no data.repo); "
+                         "serve it without --repo, or train one with `ecaug train --repo`")
+    check_store(store, spec, first)
+    users, items = shop_events(store, spec)
+    metrics = ServingMetrics()
+
+    def loader():
+        d = resolve_model(model, models_root)
+        now = RepoModel.of(read_config(d), d)
+        if now != spec:
+            # another repo, key, event source or history feature: the reader and the events read at start would not fit
+            raise EcaugError(f"{d}: trained on {now}, this server serves {spec}; restart `ecaug serve --repo` to serve it")
+        keys = ItemKeys.load(d)
+        if keys is None:
+            raise EcaugError(f"{d}: no item_keys.json (the shop's item keys); retrain with `ecaug train --repo`")
+        if keys.dtype != spec.item_dtype:
+            raise EcaugError(f"{d}: item_keys.json holds {keys.dtype} keys, config.json says {spec.item_dtype}")
+        bundle = load_bundle(d)
+        if bundle.info.get("model") != "sequence":
+            raise EcaugError(f"{d}: not a sequence model; a shop's repo is served by the sequence model")
+        if len(bundle.index) != keys.num_items:
+            raise EcaugError(f"{d}: catalog mismatch: the model has {len(bundle.index)} items, item_keys.json {keys.num_items}")
+        return dataclasses.replace(bundle, vocab=ShopVocab.build(keys, users, items, spec.history_field))
+
+    if str(model) == LATEST:
+        def fingerprint():
+            d = resolve_model(model, models_root)
+            return files_fingerprint(lambda: [d / "config.json", d / "model.pt", d / "item_keys.json"])()
+    else:
+        fingerprint = files_fingerprint(lambda: [first / f for f in ("config.json", "model.pt", "catalog.pt", "item_keys.json")])
+
+    holder = ModelHolder(loader, fingerprint, poll_s=poll_s,
+                         on_reload=lambda result, b: metrics.reloads.labels(result).inc())
+    parse = key_parser(spec.user_dtype)
+    # the shop's own Redis keeps its address: no relocation (nothing of ecaug's moves it)
+    reader = FeastFeatureReader(store, features=[spec.history_field], view=spec.history_view, retry_s=retry_s,
+                                join_key=spec.user_key, key=parse)
+    log.info("serving a model of Feast project %s: history %s keyed by %s (%s)", spec.project, spec.history_ref,
+             spec.user_key, spec.user_dtype)
+    empty = np.empty(0, dtype=np.int64)
+    return Services(
+        features=reader,
+        models=holder,
+        seen=SeenItems(empty, np.zeros(1, np.int64), empty),  # per model: bundle.vocab.seen
+        popularity=Popularity(empty, np.empty(0)),             # per model: bundle.vocab.popularity
+        catalog=ItemCatalog(pd.DataFrame({"item_id": empty}), source=f"{spec.project} (item keys)"),
+        metrics=metrics,
+        max_k=max_k,
+        user_key=parse,
     )
