@@ -12,7 +12,7 @@ computed by the shop's own function ``shelf_rows``. Two variants:
 The flow: stock ``feast apply`` + ``feast materialize`` of the real view; ``ecaug augment --repo R
 --events loans --view reader_shelf`` (the sequence path; gate pass); the twin materialized and the
 shop's real Redis keys byte-identical before and after; ``training_rows`` returns synthetic
-histories; a model trained from the repo; then ``ecaug serve --repo R`` (a real process) answers
+histories; ``ecaug train --repo``; then ``ecaug serve --repo R`` (a real process) answers
 ``/recommend?user_id=<a reader's key>`` with the shop's book keys, none of them in the reader's
 history."""
 
@@ -78,6 +78,7 @@ TINY = {"gan": dict(embedding_dim=16, num_layers=1, num_heads=1, max_len=20, mle
                     batch_size=32, gen_max_len=6, threads=1, device="cpu"),
         "expand_below": 6, "n_new": 3, "synthetic_share": 0.1, "c2st_rows": 500, "max_c2st_auc": 1.0}
 HISTORY = 8  # books in recent_books
+TINY_TRAIN = ["--epochs", "1", "--batch-size", "32", "--dim", "16", "--json"]
 
 
 def write_bookshop(repo: Path, redis_url: str, db: int, keys: str, offline: str, readers: int = 120,
@@ -116,37 +117,6 @@ def write_bookshop(repo: Path, redis_url: str, db: int, keys: str, offline: str,
     (repo / "bookshop_repo.py").write_text(REPO_FILE.replace("__USER_T__", user_t).replace("__ITEM_T__", item_t)
                                            .replace("__USER_VT__", vt))
     return loans, shelf
-
-
-def train_from_repo(home: Path, repo: Path, keys: str, loans: pd.DataFrame, name: str = "real",
-                    history: dict | None = {"view": "reader_shelf", "field": "recent_books"}) -> Path:
-    """A tiny sequence model over the shop's books, saved as ``ecaug train --repo`` saves one
-    (docs/CONTRACT.md §8: ``<state>/repos/<project>/models/real``, item_keys.json, data.repo).
-    Stands in for ``ecaug train --repo`` until that command lands; random weights (what is
-    checked here is the serving path, not ranking quality)."""
-    import torch
-
-    from recommender.batching import ItemCatalog
-    from recommender.checkpoint import save_checkpoint
-    from recommender.item_keys import ItemKeys
-    from recommender.seq_model import SeqConfig, SeqTwoTower
-
-    dtype = "string" if keys == "uuid" else "int64"
-    item_keys = ItemKeys.from_values(loans.sort_values("loaned_at")["book_id"], dtype)
-    n = item_keys.num_items
-    cat = ItemCatalog.from_frame(pd.DataFrame({"item_id": np.arange(1, n + 1), "attributes": [[] for _ in range(n)]}),
-                                 num_attributes=1)
-    cfg = SeqConfig(num_items=n, num_attributes=1, max_len=HISTORY, embedding_dim=8, num_blocks=1, dropout=0.0,
-                    use_attributes=False)
-    torch.manual_seed(0)
-    model = SeqTwoTower(cfg, catalog=cat)
-    project = f"bookshop_{keys}"
-    repo_meta = {"project": project, "events": "loans", "user_key": "reader_id", "item_key": "book_id",
-                 "user_dtype": dtype, "item_dtype": dtype, "history": history}
-    d = save_checkpoint(home / "repos" / project / "models" / name, model.state_dict(), cfg, cat,
-                        data={"repo": repo_meta})
-    item_keys.save(d)
-    return d
 
 
 def _get(url: str) -> tuple[int, dict]:
@@ -252,14 +222,18 @@ def test_shop_repo_augment_train_serve(keys: str, offline: str, db: int, tmp_pat
     serve = ["serve", "--repo", str(repo), "--port", str(free_port())]
     code, _, err = ecaug_cli(serve, capsys, monkeypatch)
     assert code == 2 and "no checkpoint yet; train one with `ecaug train --repo`" in err and "Traceback" not in err, err
-    nohist = train_from_repo(home, repo, keys, loans, name="nohist", history=None)
+    train = ["train", "--repo", str(repo), "--events", "loans", *TINY_TRAIN]
+    code, out, err = ecaug_cli([*train, "--name", "nohist"], capsys, monkeypatch)
+    assert code == 0, err[-3000:]
     code, _, err = ecaug_cli([*serve, "--model", "nohist"], capsys, monkeypatch)
     assert code == 2 and "trained without a history feature" in err and "Traceback" not in err, err
-    shutil.rmtree(nohist)
+    shutil.rmtree(json.loads(out.strip().splitlines()[-1])["checkpoint"])
 
-    # a model trained from the repo, then served from it
-    ckpt = train_from_repo(home, repo, keys, loans)
-    assert ckpt.parent == home / "repos" / f"bookshop_{keys}" / "models"
+    # the model trained from the repo (the vocabulary: the shop's book keys), then served from it
+    code, out, err = ecaug_cli([*train, "--history", "reader_shelf:recent_books"], capsys, monkeypatch)
+    assert code == 0, err[-3000:]
+    ckpt = Path(json.loads(out.strip().splitlines()[-1])["checkpoint"])
+    assert ckpt == home / "repos" / f"bookshop_{keys}" / "models" / "real"
     env = {**os.environ, "ECAUG_HOME": str(home), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")])
     proc, base = serve_repo(repo, env)
