@@ -127,13 +127,13 @@ def _get(url: str) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read() or b"{}")
 
 
-def serve_repo(repo: Path, env: dict[str, str], wait_s: float = 180):
-    """``ecaug serve --repo R`` on a free port, one worker; yields its base URL once /health is ok."""
+def serve_repo(repo: Path, env: dict[str, str], workers: int, wait_s: float = 180):
+    """``ecaug serve --repo R`` on a free port; its process and base URL once /health is ok."""
     from ecaug_feast.redis_server import free_port
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "ecaug_feast.cli.main", "serve", "--repo", str(repo), "--port",
-                             str(port), "--workers", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             str(port), "--workers", str(workers)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + wait_s
@@ -158,8 +158,8 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-@pytest.mark.parametrize("keys,offline,db", [("uuid", "file", 8), ("int64", "duckdb", 9)])
-def test_shop_repo_augment_train_serve(keys: str, offline: str, db: int, tmp_path: Path, redis_url: str,
+@pytest.mark.parametrize("keys,offline,db,workers", [("uuid", "file", 8, 1), ("int64", "duckdb", 9, 2)])
+def test_shop_repo_augment_train_serve(keys: str, offline: str, db: int, workers: int, tmp_path: Path, redis_url: str,
                                        monkeypatch, capsys):
     import redis
     from feast import FeatureStore
@@ -236,7 +236,7 @@ def test_shop_repo_augment_train_serve(keys: str, offline: str, db: int, tmp_pat
     assert ckpt == home / "repos" / f"bookshop_{keys}" / "models" / "real"
     env = {**os.environ, "ECAUG_HOME": str(home), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")])
-    proc, base = serve_repo(repo, env)
+    proc, base = serve_repo(repo, env, workers)  # 2: each worker process builds the shop's services itself
     try:
         reader = shelf.sort_values("n_loans").iloc[-1]  # a reader with a long history
         rid = reader["reader_id"]
