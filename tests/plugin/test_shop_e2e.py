@@ -259,6 +259,23 @@ def test_shop_repo_augment_train_serve(keys: str, offline: str, db: int, workers
         if keys != "uuid":
             status, body = _get(f"{base}/recommend?user_id=abc")
             assert status == 422 and "Int64" in json.dumps(body) and "abc" not in json.dumps(body), body
+        else:  # the shop gets new books and retrains: served without a restart, with the new vocabulary
+            new = [str(uuid.UUID(int=i, version=4)) for i in range(3)]
+            assert _get(f"{base}/items/{new[0]}")[0] == 404
+            more = pd.DataFrame({"reader_id": [f"new-reader-{i}" for i in range(6)], "book_id": new * 2,
+                                 "loaned_at": loans["loaned_at"].max() + pd.to_timedelta(np.arange(1, 7), "h")})
+            pd.concat([loans, more], ignore_index=True).to_parquet(repo / "data" / "loans.parquet")
+            code, out, err = ecaug_cli([*train, "--history", "reader_shelf:recent_books", "--name", "v2"], capsys, monkeypatch)
+            assert code == 0, err[-3000:]
+            deadline = time.monotonic() + 120
+            while not str(_get(f"{base}/health")[1].get("model_version")).startswith("v2@"):
+                assert time.monotonic() < deadline, _get(f"{base}/health")[1]
+                time.sleep(0.5)
+            status, body = _get(f"{base}/items/{new[0]}")
+            assert status == 200 and body["item_id"] == new[0] and body["train_interactions"] == 0, body  # events read at start
+            status, body = _get(f"{base}/recommend?user_id={quote(str(rid))}&k=5")
+            assert status == 200 and body["fallback"] is None and body["model_version"].startswith("v2@"), body
+            assert not {it["item_id"] for it in body["items"]} & history
     finally:
         stop(proc)
     err = proc.stderr.read()
