@@ -138,3 +138,31 @@ def bucket_metrics(per_user: dict[str, np.ndarray], users: np.ndarray, train: pd
             row[k] = float(v[sel].mean()) if sel.any() else 0.0
         out[name] = row
     return out
+
+
+COLD_GROUPS = ("cold", "warm", "all")
+
+
+def target_is_cold(es: EvalSet, cold_items: np.ndarray) -> np.ndarray:
+    """Bool per user of ``es``: its (leave-last-out: only) target is a cold item. A user with
+    several targets counts as cold when any of them is."""
+    hit = np.isin(es.target_values, np.asarray(cold_items, np.int64)).astype(np.int64)
+    return np.add.reduceat(hit, es.target_offsets[:-1]) > 0 if len(hit) else np.zeros(es.n, dtype=bool)
+
+
+def cold_warm_metrics(score_fn: ScoreFn, es: EvalSet, num_items: int, cold_items: np.ndarray, ks: Sequence[int] = (10,),
+                      seed: int = 0, tie_break: str = "random") -> dict[str, dict[str, float]]:
+    """Recall@K and NDCG@K, full ranking over every item (warm and cold together), for the users
+    whose target is a cold item (``cold``), the others (``warm``) and everyone (``all``). Also
+    ``_per_user`` (metric -> array over ``es.users``) and ``_cold`` (the users' group mask) for
+    paired intervals."""
+    m = evaluate(score_fn, es, num_items, ks=ks, tie_break=tie_break, seed=seed, per_user=True)
+    per_user = m.pop("_per_user")
+    cold = target_is_cold(es, cold_items)
+    out: dict[str, dict[str, float]] = {}
+    for g, sel in (("cold", cold), ("warm", ~cold), ("all", np.ones(es.n, dtype=bool))):
+        out[g] = {k: float(v[sel].mean()) if sel.any() else 0.0 for k, v in per_user.items()}
+        out[g]["users"] = float(sel.sum())
+    out["all"]["coverage@10"] = m["coverage@10"]
+    out["_per_user"], out["_cold"] = per_user, cold  # type: ignore[assignment]
+    return out

@@ -57,7 +57,33 @@ class SeqConfig(JsonConfig):
     dropout: float = 0.5
     use_attributes: bool = True
     kind: str = "sequence"
+    # the item tower (issue 34): "id" = id embedding (+ attribute mean); "attr" = DropoutNet-style:
+    # attribute bag -> MLP, plus the id embedding only for items with a trained id (``id_known``),
+    # dropped at random in training with probability ``id_dropout`` so the attributes alone rank
+    item_tower: str = "id"
+    id_dropout: float = 0.0
     sequential: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        if self.item_tower not in ITEM_TOWERS:
+            raise ValueError(f"item_tower must be one of {', '.join(ITEM_TOWERS)}, got {self.item_tower!r}")
+        if not 0.0 <= self.id_dropout < 1.0:
+            raise ValueError(f"id_dropout must lie in [0, 1), got {self.id_dropout}")
+        if self.item_tower == "attr" and not self.use_attributes:
+            raise ValueError("item_tower 'attr' reads the attributes: use_attributes must be true")
+
+    def to_dict(self) -> dict[str, Any]:
+        # the item-tower settings at their defaults are left out, so an id-tower checkpoint's
+        # config.json stays byte-for-byte what it was before the option existed
+        d = super().to_dict()
+        for k in ("item_tower", "id_dropout"):
+            if d[k] == _TOWER_DEFAULTS[k]:
+                del d[k]
+        return d
+
+
+ITEM_TOWERS = ("id", "attr")
+_TOWER_DEFAULTS: dict[str, Any] = {"item_tower": "id", "id_dropout": 0.0}
 
 
 class _Block(nn.Module):
@@ -112,8 +138,17 @@ class SeqTwoTower(nn.Module):
         self.emb_drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList([_Block(d, cfg.num_heads, cfg.dropout) for _ in range(cfg.num_blocks)])
         self.ln_out = nn.LayerNorm(d, eps=1e-8)
+        if cfg.item_tower == "attr":
+            # only for the attribute tower, so the id tower's state dict keeps its keys
+            self.attr_mlp = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
+            # items whose id embedding was trained (set from the warm items through the initial
+            # state): a cold item's row is its attribute vector alone
+            self.register_buffer("id_known", torch.ones(cfg.num_items + 1, dtype=torch.bool))
         self.catalog: ItemCatalog | None = catalog
         self._catalog_kjts: tuple[KeyedJaggedTensor, KeyedJaggedTensor] | None = None
+        # rows of the scored item table replaced from outside (set_item_vectors): not weights,
+        # not saved in a checkpoint
+        self._override: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # -- item tower -------------------------------------------------------------------------
     def catalog_kjts(self) -> tuple[KeyedJaggedTensor, KeyedJaggedTensor]:
@@ -146,6 +181,15 @@ class SeqTwoTower(nn.Module):
                ebc: nn.Module | None = None) -> torch.Tensor:
         dev = self.pos.weight.device
         e = (ec or self.ec)(ids.to(dev))["catalog"].values()
+        if self.cfg.item_tower == "attr":
+            a = (ebc or self.ebc)(attrs.to(dev))[S.ATTRIBUTES]
+            a = a + self.attr_mlp(a)
+            keep = self.id_known.to(dev)[ids.values().to(dev)].to(e.dtype)
+            if self.training and self.cfg.id_dropout > 0:
+                # DropoutNet (Volkovs et al., NeurIPS 2017): drop an item's id vector at random,
+                # the same item in the input and the output of this step
+                keep = keep * (torch.rand(keep.shape, device=dev) >= self.cfg.id_dropout).to(e.dtype)
+            return e * keep.unsqueeze(1) + a
         if self.cfg.use_attributes:
             e = e + (ebc or self.ebc)(attrs.to(dev))[S.ATTRIBUTES]
         return e
@@ -154,6 +198,35 @@ class SeqTwoTower(nn.Module):
         """Item tower for the whole catalogue, row i = item id i (row 0 = padding, kept at zero
         input so it never scores). ``ec``/``ebc``: the sharded modules when wrapped by DMP."""
         return self._tower(*self.catalog_kjts(), ec, ebc)
+
+    def item_vectors(self) -> torch.Tensor:
+        """The item table the model scores against, [I+1, d]: the item tower of every item, with
+        the rows given to :meth:`set_item_vectors` in place of the tower's."""
+        R = self.item_matrix()
+        if self._override is None:
+            return R
+        idx, vecs = self._override
+        R = R.clone()
+        R[idx] = vecs.to(R.dtype)
+        return R
+
+    def set_item_vectors(self, idx: np.ndarray | torch.Tensor, vecs: np.ndarray | torch.Tensor) -> None:
+        """Score the items ``idx`` with ``vecs`` [len(idx), d] from now on (e.g. generated vectors
+        for cold items, whose id rows never trained); later calls replace the same rows again."""
+        idx_t = torch.as_tensor(np.asarray(idx, dtype=np.int64))
+        v = torch.as_tensor(np.asarray(vecs, dtype=np.float32))
+        d = self.cfg.embedding_dim
+        if idx_t.ndim != 1 or v.shape != (len(idx_t), d):
+            raise ValueError(f"set_item_vectors: expected idx [n] and vectors [n, {d}], got {tuple(idx_t.shape)} and {tuple(v.shape)}")
+        if len(idx_t) and (int(idx_t.min()) < 1 or int(idx_t.max()) > self.cfg.num_items):
+            raise ValueError(f"set_item_vectors: item ids must lie in 1..{self.cfg.num_items}")
+        if not torch.isfinite(v).all():
+            raise ValueError("set_item_vectors: vectors must be finite")
+        if self._override is not None:
+            old_i, old_v = self._override
+            keep = ~torch.isin(old_i, idx_t)
+            idx_t, v = torch.cat([old_i[keep], idx_t]), torch.cat([old_v[keep], v])
+        self._override = (idx_t, v)
 
     def item_rows(self, ids: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Item tower of the items ``ids`` only, [len(ids), d] (the sampled loss: a step looks up
@@ -193,12 +266,16 @@ class SeqTwoTower(nn.Module):
         return self.encode(R, hist, lengths), R
 
 
-def full_softmax_loss(H: torch.Tensor | Sequence[torch.Tensor], R: torch.Tensor, targets: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+def full_softmax_loss(H: torch.Tensor | Sequence[torch.Tensor], R: torch.Tensor, targets: torch.Tensor | Sequence[torch.Tensor],
+                      excluded: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy over items 1..I at every position whose target is an item (target 0 = pad),
-    averaged over all such positions (of all chunks, when ``H``/``targets`` are lists)."""
+    averaged over all such positions (of all chunks, when ``H``/``targets`` are lists).
+    ``excluded``: item ids that are no candidate (cold items, unknown at training time)."""
     h, y = target_states(H, targets)
     logits = h @ R.T
     logits[:, 0] = float("-inf")
+    if excluded is not None:
+        logits[:, excluded] = float("-inf")
     return F.cross_entropy(logits, y)
 
 
@@ -271,7 +348,7 @@ class SeqUserEncoder:
     def __init__(self, model: SeqTwoTower, R: torch.Tensor | None = None) -> None:
         self.model = model.eval()
         with torch.no_grad():
-            self.R = (R if R is not None else model.item_matrix()).detach().float()
+            self.R = (R if R is not None else model.item_vectors()).detach().float()
 
     def histories(self, recent: list[Any]) -> tuple[np.ndarray, np.ndarray]:
         """Padded chronological ids [n, L] and lengths from ``recent_items`` lists."""

@@ -172,7 +172,7 @@ def seq_scorer(model: SeqTwoTower, data: TrainData, es: EvalSet, split: str = "v
     was = model.training
     model.eval()
     with torch.no_grad():
-        R = model.item_matrix().float()
+        R = model.item_vectors().float()
         U = user_vectors(model, R, histories_for(data, model.cfg, split) if inputs is None else inputs, es.users)
     model.train(was)
     return lambda pos: U[torch.from_numpy(pos)] @ R.T
@@ -186,7 +186,7 @@ def next_item_scorer(model: SeqTwoTower, chunk: int = 2048) -> Callable[[np.ndar
     ``score.item_vectors`` [num_items + 1, d] (logits = their product)."""
     model.eval()
     with torch.no_grad():
-        R = model.item_matrix().float()
+        R = model.item_vectors().float()
 
     def score(values: np.ndarray, offsets: np.ndarray) -> torch.Tensor:
         ids = np.arange(len(offsets) - 1, dtype=np.int64)
@@ -225,15 +225,18 @@ def train_seq(
     init_state: dict[str, torch.Tensor] | None = None,
     progress: Callable[[int, dict[str, Any]], None] | None = None,
     histories: Histories | None = None,
+    excluded_items: np.ndarray | None = None,
 ) -> SeqTrainResult:
     """Train (or continue from ``init_state``); returns the best model by validation NDCG@10.
-    ``histories``: training histories (default: the real users' serving rows of ``data``)."""
+    ``histories``: training histories (default: the real users' serving rows of ``data``).
+    ``excluded_items``: item ids that are never a training candidate (the cold items of a
+    cold-item split: unknown when the model trains, so not pushed down as negatives either)."""
     info = D.init_distributed()
     prev = torch.get_num_threads()
     if tcfg.threads > 0:
         torch.set_num_threads(tcfg.threads)
     try:
-        return _train(data, valid, cfg, tcfg, init_state, progress, info, histories)
+        return _train(data, valid, cfg, tcfg, init_state, progress, info, histories, excluded_items)
     finally:
         torch.set_num_threads(prev)
         D.shutdown(info)
@@ -303,7 +306,7 @@ def _initial_state(cfg: SeqConfig, cat: Any, seed: int, init_state: dict[str, to
     return init
 
 
-def _train(data, valid, cfg, tcfg, init_state, progress, info, histories) -> SeqTrainResult:
+def _train(data, valid, cfg, tcfg, init_state, progress, info, histories, excluded_items=None) -> SeqTrainResult:
     t_start = time.time()
     rank, world = info.rank, info.world_size
     if tcfg.batch_size % world:
@@ -324,6 +327,7 @@ def _train(data, valid, cfg, tcfg, init_state, progress, info, histories) -> Seq
     if resolve_loss(tcfg.loss, cfg.num_items) == "sampled":
         sampler = NegativeSampler(target_counts(hist, cfg.num_items), tcfg.negatives, tcfg.neg_mix, tcfg.neg_alpha)
     neg_rng = np.random.default_rng([tcfg.seed, rank, 7919])
+    excluded = None if excluded_items is None or len(excluded_items) == 0 else np.unique(np.asarray(excluded_items, np.int64))
     eval_model = SeqTwoTower(cfg, catalog=cat)
     es = EarlyStopping(tcfg.patience, valid is not None, tcfg.max_seconds, progress, t_start)
     seen, train_time = 0, 0.0
@@ -339,7 +343,7 @@ def _train(data, valid, cfg, tcfg, init_state, progress, info, histories) -> Seq
             rows = g[rank * local : (rank + 1) * local] if world > 1 else g
             parts = packed_target_batch(hist, rows, tcfg.pack_chunks)
             n_local = sum(int((p[1] > 0).sum()) for p in parts)
-            loss = batch_loss(dmp, parts, sampler, neg_rng, info.device, tcfg.bf16)
+            loss = batch_loss(dmp, parts, sampler, neg_rng, info.device, tcfg.bf16, excluded)
             share = _global_share(n_local, world)
             opt.zero_grad()
             (loss * share * world).backward()  # DDP averages over ranks: the mean over the GLOBAL batch's positions
@@ -390,18 +394,23 @@ def _global_share(n_local: int, world: int) -> float:
 
 
 def batch_loss(dmp: Any, parts: list, sampler: NegativeSampler | None, rng: np.random.Generator, dev: torch.device,
-          bf16: bool) -> torch.Tensor:
+          bf16: bool, excluded: np.ndarray | None = None) -> torch.Tensor:
     """One batch's loss: the full softmax, or (with a ``sampler``) the sampled one over the rows
-    the batch touches. One call through DMP's forward, so DDP syncs gradients under torchrun."""
+    the batch touches. One call through DMP's forward, so DDP syncs gradients under torchrun.
+    ``excluded``: sorted item ids that are no candidate."""
     ids = cand = log_q = None
     if sampler is not None:
         ids_np, xs_np, ys_np, cand_np, lq = sampled_batch(parts, sampler, rng)
+        if excluded is not None:
+            cand_np = cand_np[~np.isin(ids_np[cand_np], excluded)]
         parts = [(x, y, p[2]) for x, y, p in zip(xs_np, ys_np, parts)]
         ids, cand, log_q = torch.from_numpy(ids_np), torch.from_numpy(cand_np).to(dev), torch.from_numpy(lq).float().to(dev)
     xs, ys, ls = ([torch.from_numpy(p[i]).to(dev) for p in parts] for i in range(3))
     H, R = dmp(xs, ls, ids)
     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-        return full_softmax_loss(H, R, ys) if sampler is None else sampled_softmax_loss(H, R, ys, cand, log_q)
+        if sampler is None:
+            return full_softmax_loss(H, R, ys, None if excluded is None else torch.from_numpy(excluded).to(dev))
+        return sampled_softmax_loss(H, R, ys, cand, log_q)
 
 
 def config_dict(tcfg: SeqTrainConfig, num_items: int | None = None) -> dict[str, Any]:

@@ -45,8 +45,7 @@ def experiment_cmd(
     from ecaug_feast.noise import quiet_known_noise
     from ecaug_feast.paths import state_dir
     from ecaug_feast.study.protocol import QUICK, make_protocol, read_file
-    from ecaug_feast.study.report import table_markdown
-    from ecaug_feast.study.run import run_study
+    from ecaug_feast.study.run import run_study, summary_table
 
     quiet_known_noise()
     base = read_file(protocol) if protocol else {}
@@ -58,11 +57,11 @@ def experiment_cmd(
     p = make_protocol(base, *layers, cli, source=str(protocol or "protocol"))
     summary = run_study(state_dir(), p, command="ecaug " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
                         progress=lambda d, t, what: err.print(f"cell {d}/{t} done ({what})"))
-    js = {k: summary[k] for k in ("protocol", "screen", "scored_on", "results", "seconds", "out_dir")}
+    js = {k: summary[k] for k in ("protocol", "screen", "cold_items", "scored_on", "results", "seconds", "out_dir")}
     if as_json:
         typer.echo(summary_json(js))
     else:
-        typer.echo(table_markdown(summary["results"], summary["screen"]) + f"\nreport: {summary['out_dir']}/report.md")
+        typer.echo(summary_table(summary) + f"\nreport: {summary['out_dir']}/report.md")
 
 
 def register(app: typer.Typer) -> None:

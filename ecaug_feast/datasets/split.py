@@ -78,3 +78,68 @@ def split_interactions(ds: Dataset, valid_frac: float = 0.1, test_frac: float = 
     parts = {s: inter[labels == s].reset_index(drop=True) for s in SPLITS}
     info.update({s: int(len(parts[s])) for s in SPLITS})
     return Split(parts["train"], parts["valid"], parts["test"], ds.split_kind, info)
+
+
+# ------------------------------------------------------------------------------------------------
+# cold items (issue 34): GAR's setup (Chen et al., SIGIR 2022) on top of leave-last-out
+
+
+@dataclass
+class ColdSplit:
+    """A leave-last-out split with a share of the items made cold.
+
+    ``train`` has no interaction with a cold item (so neither have the features built from it);
+    ``valid`` and ``test`` keep every row, and ``valid_cold`` / ``test_cold`` say per row whether
+    its target is a cold item (the user's group). ``history_valid`` is ``valid`` without cold rows:
+    what a user tower may read as history at test time (a cold item is never an input)."""
+
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+    cold_items: np.ndarray   # sorted int64 item ids
+    warm_items: np.ndarray   # sorted int64 item ids (the rest of the catalogue)
+    valid_cold: np.ndarray   # bool per valid row
+    test_cold: np.ndarray    # bool per test row
+    info: dict[str, Any]
+
+    @property
+    def history_valid(self) -> pd.DataFrame:
+        return self.valid[~self.valid_cold].reset_index(drop=True)
+
+    def is_cold(self, item_ids: np.ndarray) -> np.ndarray:
+        """Bool per id of ``item_ids``: is it a cold item."""
+        return np.isin(np.asarray(item_ids, np.int64), self.cold_items)
+
+
+def pick_cold_items(item_ids: np.ndarray, cold_frac: float, seed: int) -> np.ndarray:
+    """``round(cold_frac * n)`` of the ``item_ids`` (sorted, int64), drawn with ``seed``: the same
+    ids whatever their input order, for the same catalogue and seed."""
+    if not 0.0 < cold_frac < 1.0:
+        raise EcaugError(f"cold_frac must lie in (0, 1), got {cold_frac}")
+    ids = np.unique(np.asarray(item_ids, np.int64))
+    n = int(round(cold_frac * len(ids)))
+    if n < 1 or n >= len(ids):
+        raise EcaugError(f"cold_frac {cold_frac} of {len(ids)} items leaves no cold or no warm item")
+    return np.sort(np.random.default_rng(seed).choice(ids, size=n, replace=False))
+
+
+def cold_item_split(split: Split, items: pd.DataFrame, cold_frac: float = 0.2, seed: int = 0) -> ColdSplit:
+    """``cold_frac`` of the catalogue (``items.item_id``) made cold by ``seed``; every training
+    interaction with a cold item removed; validation and test rows kept, grouped by whether their
+    target is cold. ``split`` is a leave-last-out :class:`Split` (``split_interactions`` or a
+    processed dataset's three frames): the last item of each user stays its test target, cold or
+    warm, and is scored with full ranking over the whole catalogue."""
+    if split.kind != "leave_last_out":
+        raise EcaugError(f"the cold-item split needs a leave-last-out split, got {split.kind!r}")
+    cold = pick_cold_items(items["item_id"].to_numpy(np.int64), cold_frac, seed)
+    warm = np.setdiff1d(np.unique(items["item_id"].to_numpy(np.int64)), cold)
+    tr_cold = np.isin(split.train["item_id"].to_numpy(np.int64), cold)
+    train = split.train[~tr_cold].reset_index(drop=True)
+    v_cold = np.isin(split.valid["item_id"].to_numpy(np.int64), cold)
+    t_cold = np.isin(split.test["item_id"].to_numpy(np.int64), cold)
+    info = {"kind": "cold_items", "cold_frac": float(cold_frac), "seed": int(seed), "cold_items": int(len(cold)),
+            "warm_items": int(len(warm)), "train_removed": int(tr_cold.sum()), "train": int(len(train)),
+            "valid": int(len(split.valid)), "valid_cold": int(v_cold.sum()), "test": int(len(split.test)),
+            "test_cold": int(t_cold.sum())}
+    return ColdSplit(train, split.valid.reset_index(drop=True), split.test.reset_index(drop=True), cold, warm, v_cold, t_cold,
+                     info)

@@ -74,6 +74,10 @@ def run_cell(p: Protocol, data_dir: str | Path, fraction: float, seed: int, work
     torch.set_num_threads(1)
     t_cell = time.time()
     sp = split_data(p, Path(data_dir))
+    if p.cold_frac is not None:  # the cold-item study (issue 34): its own cell
+        from ecaug_feast.study.cold import run_cold_cell
+
+        return run_cold_cell(p, sp, seed, work)
     kept = truncate_history(sp["train"], fraction)
     name = f"{p.dataset}-f{fraction:g}"
     state = Path(work).resolve() / f"cell-f{fraction:g}-s{seed}"

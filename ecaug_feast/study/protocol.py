@@ -47,6 +47,12 @@ class Protocol:
     bootstrap: int = 1000              # resamples for the intervals
     bootstrap_seed: int = 0
     bag: dict[str, Any] = field(default_factory=dict)  # --model bag: ratios, model/train budgets
+    # the cold-item study (issue 34): this share of the items made cold by cold_seed
+    # (datasets.split.cold_item_split); None: the sequence study
+    cold_frac: float | None = None
+    cold_seed: int = 2026
+    id_dropout: float = 0.5            # cold_attr_tower's DropoutNet rate
+    item_generator: dict[str, Any] = field(default_factory=dict)  # the item generator's config (cold_gar)
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
@@ -83,7 +89,11 @@ def _is_number(v: Any) -> bool:
 _LIST = (list, tuple)
 _TYPES: dict[str, tuple[Any, str]] = {
     **{k: (_is_int, "an integer") for k in ("seeds", "halves_seed", "workers", "embedding_dim", "epochs", "finetune_epochs",
-                                            "batch_size", "expand_below", "n_new", "bootstrap", "bootstrap_seed")},
+                                            "batch_size", "expand_below", "n_new", "bootstrap", "bootstrap_seed",
+                                            "cold_seed")},
+    "cold_frac": (lambda v: v is None or _is_number(v), "a number"),
+    "id_dropout": (_is_number, "a number"),
+    "item_generator": (lambda v: isinstance(v, dict), "a mapping of the item generator's settings"),
     "max_users": (lambda v: v is None or _is_int(v), "an integer"),
     "name": (lambda v: isinstance(v, str), "a string"), "dataset": (lambda v: isinstance(v, str), "a string"),
     "model": (lambda v: isinstance(v, str), "a string"), "screen": (lambda v: isinstance(v, bool), "true or false"),
@@ -107,7 +117,7 @@ def check_types(merged: dict[str, Any], source: str) -> None:
 def make_protocol(base: dict[str, Any] | None = None, *layers: dict[str, Any], source: str = "protocol") -> Protocol:
     """A checked :class:`Protocol` from ``base`` with ``layers`` over it (None values skipped);
     unknown settings or bad values: one-line error naming ``source``."""
-    from ecaug_feast.study.registry import check_adversarial, check_methods
+    from ecaug_feast.study.registry import check_adversarial, check_cold, check_methods
 
     known = {f.name for f in fields(Protocol)}
     merged: dict[str, Any] = {}
@@ -135,6 +145,12 @@ def make_protocol(base: dict[str, Any] | None = None, *layers: dict[str, Any], s
     if p.model not in ("sequence", "bag"):
         raise EcaugError(f"{source}: model must be sequence or bag, got {p.model!r}")
     check_methods(p.methods, p.model, source)
+    check_cold(p.methods, p.model, p.cold_frac is not None, source)
+    if p.cold_frac is not None:
+        if not 0 < p.cold_frac < 1 or not 0 <= p.id_dropout < 1:
+            raise EcaugError(f"{source}: cold_frac must lie in (0, 1) and id_dropout in [0, 1), got {p.cold_frac}, {p.id_dropout}")
+        if tuple(float(f) for f in p.fractions) != (1.0,) or p.model != "sequence":
+            raise EcaugError(f"{source}: a cold-item protocol trains on the whole warm history: fractions [1.0], model sequence")
     check_adversarial(p.methods, p.model, p.generator, source)
     return p
 

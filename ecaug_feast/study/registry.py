@@ -28,6 +28,10 @@ class Method:
     protocol: str = "pretrain"       # jobs.finetune.PROTOCOLS: how the pool is trained on
     teacher: bool = False            # the real-only checkpoint is the pool's teacher
     gan: dict[str, Any] = field(default_factory=dict)  # SeqGANConfig settings this method fixes
+    # a cold-item method (stages "cold", protocols with cold_frac): the model it trains
+    # (item_tower, use_attributes, id_dropout: true = the protocol's) and the item generator
+    # (a key of synth.item_gen.ITEM_GENERATORS) whose vectors replace the cold items' rows
+    cold: dict[str, Any] = field(default_factory=dict)
 
 
 _SEQ = [
@@ -50,7 +54,22 @@ _SEQ = [
     Method("slide_window", "prefixes of real histories (sliding window)", pool="slide_window"),
     Method("reppad", "RepPad (RecSys 2024): each short history repeated into its padding", pool="reppad"),
     Method("pseudo_prior", "ASReP: earlier items from a reversed transformer, MLE only", pool="pseudo_prior"),
+    # the cold-item study (issue 34; a protocol with cold_frac)
+    Method("cold_popularity", "cold items: items by training count (a cold item has none)", stages="cold",
+           cold={"model": None}),
+    Method("cold_id_only", "cold items: the sequence model with id embeddings only; a cold item's row is untrained "
+                           "(the floor)", stages="cold", cold={"model": "id"}),
+    Method("cold_attr_tower", "cold items: item tower from attributes, id dropped at random in training "
+                              "(DropoutNet-style); a cold item is scored by its attributes alone", stages="cold",
+           cold={"model": "attr"}),
+    Method("cold_gar", "cold items: the id-only model with the cold items' rows generated from their attributes by "
+                       "the adversarial item generator (GAR, synth.item_gen)", stages="cold",
+           cold={"model": "id", "generator": "gar"}),
 ]
+COLD_MODELS: dict[str, dict[str, Any]] = {
+    "id": {"item_tower": "id", "use_attributes": False},
+    "attr": {"item_tower": "attr", "use_attributes": True, "id_dropout": True},
+}
 _BAG = [
     Method("popularity", "items by training count", model="bag", stages="baseline"),
     Method("real_only", "the bag two-tower trained once on real examples", model="bag", stages="once"),
@@ -77,6 +96,16 @@ def check_methods(names: Any, model: str, source: str = "protocol") -> None:
             if any(m in other for m in bad) else ""
         raise EcaugError(f"{source}: unknown method(s) {bad or '(none given)'} for model {model}{hint} "
                          f"(choose from {', '.join(reg)})")
+
+
+def check_cold(names: Any, model: str, cold: bool, source: str = "protocol") -> None:
+    """Cold-item methods run only in a cold-item protocol (``cold_frac`` set) and only they do;
+    else one-line error."""
+    reg = methods_for(model)
+    mixed = [n for n in names if (reg[n].stages == "cold") != cold]
+    if mixed:
+        need = "need cold_frac (a cold-item protocol)" if not cold else "do not run in a cold-item protocol (cold_frac set)"
+        raise EcaugError(f"{source}: method(s) {', '.join(mixed)} {need}")
 
 
 def check_adversarial(names: Any, model: str, generator: dict[str, Any], source: str = "protocol") -> None:

@@ -77,3 +77,82 @@ def table_markdown(summary: list[dict[str, Any]], screen: bool) -> str:
             lift, ci, seeds = "-", "-", "-"
         lines.append(f"| {r['fraction']:g} | {r['method']} | {r['seeds']} | {lift} | {ci} | {seeds} | {r['ndcg@10']:.4f} | {r['recall@10']:.4f} |")
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------
+# the cold-item study (issue 34): cold / warm / all, each with an interval
+
+COLD_BASE = "cold_attr_tower"  # the issue's bar: the generator against the DropoutNet-style tower
+GROUPS = ("cold", "warm", "all")
+
+
+def mean_interval(per_seed: list[np.ndarray], resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+    """Mean of a per-user metric (one array per seed) with a two-stage bootstrap interval: seeds
+    with replacement, then users within each drawn seed; the mean of the per-seed means."""
+    if not per_seed or any(len(a) == 0 for a in per_seed):
+        return {"mean": float("nan"), "low": float("nan"), "high": float("nan")}
+    rng = np.random.default_rng(seed)
+    n_s = len(per_seed)
+    boot = np.empty(resamples)
+    for r in range(resamples):
+        seeds = rng.integers(0, n_s, n_s) if n_s > 1 else np.zeros(1, np.int64)
+        boot[r] = np.mean([per_seed[s][rng.integers(0, len(per_seed[s]), len(per_seed[s]))].mean() for s in seeds])
+    a = (1 - level) / 2
+    lo, hi = np.quantile(boot, [a, 1 - a])
+    return {"mean": float(np.mean([x.mean() for x in per_seed])), "low": float(lo), "high": float(hi)}
+
+
+def summarize_cold(rows: list[dict[str, Any]], resamples: int = 1000, seed: int = 0) -> list[dict[str, Any]]:
+    """One row per method: per group (cold / warm / all) NDCG@10 and Recall@10 with their
+    intervals, and the NDCG@10 lift over ``cold_attr_tower`` per group (paired: the same users)."""
+    out = []
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    for meth in methods:
+        mine = sorted([r for r in rows if r["method"] == meth], key=lambda r: r["seed"])
+        base = {r["seed"]: r for r in rows if r["method"] == COLD_BASE}
+        rec: dict[str, Any] = {"fraction": 1.0, "method": meth, "seeds": len(mine), "scored_on": mine[0]["scored_on"],
+                               "ndcg@10": float(np.mean([r["metrics"]["ndcg@10"] for r in mine])),
+                               "recall@10": float(np.mean([r["metrics"]["recall@10"] for r in mine])), "groups": {}}
+        for g in GROUPS:
+            sel = [_group_mask(r, g) for r in mine]
+            grp: dict[str, Any] = {"users": int(np.mean([s.sum() for s in sel]))}
+            for k in ("ndcg@10", "recall@10"):
+                grp[k] = mean_interval([r["per_user"][k][s] for r, s in zip(mine, sel)], resamples, seed)
+            paired = [r for r in mine if r["seed"] in base]
+            if meth != COLD_BASE and paired:
+                m_arr = [r["per_user"]["ndcg@10"][_group_mask(r, g)] for r in paired]
+                b_arr = [base[r["seed"]]["per_user"]["ndcg@10"][_group_mask(r, g)] for r in paired]
+                if all(len(a) == len(b) and len(a) for a, b in zip(m_arr, b_arr)):
+                    grp["lift_vs_" + COLD_BASE] = lift_interval(m_arr, b_arr, resamples, seed)
+            rec["groups"][g] = grp
+        out.append(rec)
+    return out
+
+
+def _group_mask(r: dict[str, Any], g: str) -> np.ndarray:
+    cold = np.asarray(r["per_user"]["cold"], dtype=bool)
+    return cold if g == "cold" else (~cold if g == "warm" else np.ones(len(cold), dtype=bool))
+
+
+def cold_table_markdown(summary: list[dict[str, Any]], screen: bool) -> str:
+    """The cold / warm / all table: mean over seeds [95 % interval]; lift of NDCG@10 over the
+    attribute tower [interval]. A screen's header says its figures are validation."""
+    split = "validation (choose half)" if screen else "test"
+
+    def ci(d: dict[str, Any], fmt: str = ".4f") -> str:
+        return f"{d['mean']:{fmt}} [{d['low']:{fmt}}, {d['high']:{fmt}}]"
+
+    def lift(d: dict[str, Any] | None) -> str:
+        return "-" if not d else f"{d['lift']:+.1%} [{d['low']:+.1%}, {d['high']:+.1%}]"
+
+    head = "| method | seeds | " + " | ".join(f"{g} NDCG@10 | {g} Recall@10" for g in GROUPS) + \
+        f" | cold NDCG@10 vs {COLD_BASE} | warm NDCG@10 vs {COLD_BASE} |"
+    lines = [f"Scored on: {split}. Mean over seeds [95 % interval: two-stage bootstrap, seeds then users]; "
+             f"users per group (seed mean): " + ", ".join(f"{g} {summary[0]['groups'][g]['users']}" for g in GROUPS) if summary else "",
+             "", head, "|" + "---|" * (2 + 2 * len(GROUPS) + 2)]
+    key = "lift_vs_" + COLD_BASE
+    for r in summary:
+        gs = r["groups"]
+        cells = " | ".join(f"{ci(gs[g]['ndcg@10'])} | {ci(gs[g]['recall@10'])}" for g in GROUPS)
+        lines.append(f"| {r['method']} | {r['seeds']} | {cells} | {lift(gs['cold'].get(key))} | {lift(gs['warm'].get(key))} |")
+    return "\n".join(lines) + "\n"

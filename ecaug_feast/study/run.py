@@ -25,7 +25,7 @@ from ecaug_feast.errors import EcaugError
 from ecaug_feast.names import check_name, owned_child
 from ecaug_feast.study.cell import run_cell
 from ecaug_feast.study.protocol import Protocol, make_protocol
-from ecaug_feast.study.report import summarize, table_markdown
+from ecaug_feast.study.report import cold_table_markdown, summarize, summarize_cold, table_markdown
 
 OUTPUT_FILES = {"results.json", "per_user.npz", "table.md", "report.md"}
 
@@ -75,7 +75,8 @@ def run_study(state_dir: Path, p: Protocol, out_dir: Path | None = None, command
     summary = {
         "protocol": p.to_json(), "command": command, "screen": p.screen,
         "scored_on": "validation, choose half (a screen: no test figure)" if p.screen else "test, once per (fraction, seed, method)",
-        "results": summarize(rows, p.bootstrap, p.bootstrap_seed),
+        "cold_items": p.cold_frac is not None,
+        "results": (summarize_cold if p.cold_frac is not None else summarize)(rows, p.bootstrap, p.bootstrap_seed),
         "runs": [{k: v for k, v in r.items() if k not in ("per_user", "users")} for r in rows],
         "seconds": round(time.time() - t0, 1), "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -106,16 +107,28 @@ def check_out_dir(out_dir: Path) -> None:
         raise EcaugError(f"{out_dir}: the output folder holds other files; give a new or empty folder")
 
 
+LIFT_NOTE = ("Lift: NDCG@10 vs real_only over the same users; interval: two-stage bootstrap (seeds, then users "
+             "within each seed, paired), 2.5-97.5 percentiles.")
+LIFT_NOTE_COLD = ("Cold-item split: a share of the items (cold_frac, drawn by cold_seed) has no training interaction and no "
+                  "feature; every user is ranked over warm and cold items together (full ranking); `cold` = users whose "
+                  "target is a cold item. Lift: NDCG@10 vs cold_attr_tower over the same users, paired two-stage bootstrap.")
+
+
 def report_markdown(summary: dict[str, Any]) -> str:
     p = summary["protocol"]
     head = ("**Screen: validation figures only (the choose half); no test figure was computed.**" if summary["screen"]
             else "Test scored once per (fraction, seed, method), after every choice was made on the choose half.")
     return "\n".join([f"# ecaug experiment: protocol `{p['name']}` on `{p['dataset']}`", "", head, "",
                       f"Command: `{summary['command']}`. Wall time {summary['seconds']:.0f} s.", "",
-                      "Lift: NDCG@10 vs real_only over the same users; interval: two-stage bootstrap (seeds, then users "
-                      "within each seed, paired), 2.5-97.5 percentiles.", "",
-                      table_markdown(summary["results"], summary["screen"]), "## Protocol", "", "```json",
+                      LIFT_NOTE_COLD if summary.get("cold_items") else LIFT_NOTE, "",
+                      summary_table(summary), "## Protocol", "", "```json",
                       json.dumps(p, indent=1), "```", ""])
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    """The cold / warm / all table for a cold-item study, the lift table otherwise."""
+    fn = cold_table_markdown if summary.get("cold_items") else table_markdown
+    return fn(summary["results"], summary["screen"])
 
 
 def write_outputs(summary: dict[str, Any], rows: list[dict[str, Any]], out_dir: Path) -> Path:
@@ -128,7 +141,7 @@ def write_outputs(summary: dict[str, Any], rows: list[dict[str, Any]], out_dir: 
         arrays = {f"{r['method']}|{r['fraction']:g}|{r['seed']}|{k}": v for r in rows for k, v in r.get("per_user", {}).items()}
         arrays.update({f"users|{r['fraction']:g}|{r['seed']}": r["users"] for r in rows})
         np.savez_compressed(tmp / "per_user.npz", **arrays)
-        (tmp / "table.md").write_text(table_markdown(summary["results"], summary["screen"]))
+        (tmp / "table.md").write_text(summary_table(summary))
         (tmp / "report.md").write_text(report_markdown(summary))
         _replace_dir(tmp, out_dir)
     except BaseException:
