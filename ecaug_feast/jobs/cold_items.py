@@ -80,7 +80,7 @@ def generated_vectors(model: SeqTwoTower, data: Any, cold_items: np.ndarray, gen
         raise EcaugError(f"unknown item generator {generator!r} (choose from {', '.join(ITEM_GENERATORS)})")
     cls = ITEM_GENERATORS[generator]
     cfg = dict(settings or {})
-    if "seed" in {f for f in getattr(cls.config_class, "__dataclass_fields__", {})}:
+    if "seed" in getattr(cls.config_class, "__dataclass_fields__", {}):
         cfg.setdefault("seed", seed)
     try:
         gen = cls(cls.config_class(**cfg))

@@ -34,6 +34,7 @@ from ecaug_feast.jobs.train import train_real
 from ecaug_feast.jobs.train_data import build_in_memory
 from ecaug_feast.jobs.workspace import Workspace
 from ecaug_feast.study import bag
+from ecaug_feast.study.cold import run_cold_cell
 from ecaug_feast.study.protocol import Protocol, validation_halves
 from ecaug_feast.study.registry import Method, methods_for
 from recommender.baselines import popularity_scorer
@@ -75,8 +76,6 @@ def run_cell(p: Protocol, data_dir: str | Path, fraction: float, seed: int, work
     t_cell = time.time()
     sp = split_data(p, Path(data_dir))
     if p.cold_frac is not None:  # the cold-item study (issue 34): its own cell
-        from ecaug_feast.study.cold import run_cold_cell
-
         return run_cold_cell(p, sp, seed, work)
     kept = truncate_history(sp["train"], fraction)
     name = f"{p.dataset}-f{fraction:g}"

@@ -44,8 +44,8 @@ def run_cold_cell(p: Protocol, sp: dict[str, Any], seed: int, work: str | Path) 
     """Every method of ``p`` for one seed; ``sp``: the study's splits (``cell.split_data``)."""
     torch.set_num_threads(1)
     t_cell = time.time()
-    cs = cold_item_split(Split(sp["train"], sp["valid"], sp["test"], "leave_last_out", {}), sp["items"], p.cold_frac or 0.2,
-                         p.cold_seed)
+    assert p.cold_frac is not None, "a cold-item protocol sets cold_frac"
+    cs = cold_item_split(Split(sp["train"], sp["valid"], sp["test"], "leave_last_out", {}), sp["items"], p.cold_frac, p.cold_seed)
     stop_users, choose_users = sp["stop"]["user_id"].to_numpy(), sp["choose"]["user_id"].to_numpy()
     stop = cs.valid[cs.valid["user_id"].isin(stop_users)]
     choose = cs.valid[cs.valid["user_id"].isin(choose_users)]

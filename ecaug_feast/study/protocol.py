@@ -26,6 +26,7 @@ class Protocol:
     dataset: str = "beauty"
     fractions: tuple[float, ...] = (0.1, 0.25, 1.0)
     seeds: int = 3
+    first_seed: int = 0                # cells run seeds first_seed .. first_seed + seeds - 1 (a study split over runs)
     methods: tuple[str, ...] = ("popularity", "real_only", "real_twice", "self_distill", "self_distill_labeled",
                                 "gan_augmented", "gan_no_labeler", "gan_no_adversarial", "seq_ops", "slide_window",
                                 "reppad", "pseudo_prior")
@@ -90,7 +91,7 @@ _LIST = (list, tuple)
 _TYPES: dict[str, tuple[Any, str]] = {
     **{k: (_is_int, "an integer") for k in ("seeds", "halves_seed", "workers", "embedding_dim", "epochs", "finetune_epochs",
                                             "batch_size", "expand_below", "n_new", "bootstrap", "bootstrap_seed",
-                                            "cold_seed")},
+                                            "cold_seed", "first_seed")},
     "cold_frac": (lambda v: v is None or _is_number(v), "a number"),
     "id_dropout": (_is_number, "a number"),
     "item_generator": (lambda v: isinstance(v, dict), "a mapping of the item generator's settings"),
@@ -138,8 +139,8 @@ def make_protocol(base: dict[str, Any] | None = None, *layers: dict[str, Any], s
     p = Protocol(**merged)
     if not p.fractions or any(not 0 < float(f) <= 1 for f in p.fractions):
         raise EcaugError(f"{source}: fractions must lie in (0, 1], got {list(p.fractions)}")
-    if p.seeds < 1 or p.epochs < 1 or p.finetune_epochs < 1 or p.bootstrap < 10:
-        raise EcaugError(f"{source}: seeds, epochs and finetune_epochs must be >= 1 and bootstrap >= 10")
+    if p.seeds < 1 or p.first_seed < 0 or p.epochs < 1 or p.finetune_epochs < 1 or p.bootstrap < 10:
+        raise EcaugError(f"{source}: seeds, epochs and finetune_epochs must be >= 1, first_seed >= 0 and bootstrap >= 10")
     if not p.expansions or any(int(k) < 1 for k in p.expansions):
         raise EcaugError(f"{source}: expansions must be a list of integers >= 1, got {list(p.expansions)}")
     if p.model not in ("sequence", "bag"):

@@ -8,6 +8,8 @@ pool holds the same number of histories (``expansions`` x the real users with fe
 say what a method is: only a pool from an adversarially trained generator is ``gan_augmented``.
 
 Bag-model methods (``model: bag``, extra feature rows) are the secondary study (``study.bag``).
+The ``cold_*`` methods run only in a cold-item protocol (``cold_frac``; ``study.cold``): which
+model they train (``COLD_MODELS``) and the item generator whose vectors stand in for cold items.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ def run_study(state_dir: Path, p: Protocol, out_dir: Path | None = None, command
     check_out_dir(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.cells-", dir=out_dir.parent))
-    cells = sorted(((float(f), int(s)) for f in p.fractions for s in range(p.seeds)), key=lambda c: -c[0])
+    cells = sorted(((float(f), int(s)) for f in p.fractions for s in range(p.first_seed, p.first_seed + p.seeds)), key=lambda c: -c[0])
     args = [(p.to_json(), str(data_dir), f, s, str(work)) for f, s in cells]
     rows: list[dict[str, Any]] = []
     try:
@@ -175,3 +175,47 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, np.ndarray):
         return x.tolist()
     return str(x)
+
+
+# settings that may differ between the runs of one study split over seeds (merge_studies)
+PER_RUN = ("seeds", "first_seed", "workers")
+
+
+def merge_studies(dirs: list[Path], out_dir: Path) -> dict[str, Any]:
+    """One study's outputs from runs of the same protocol over different seeds (``first_seed``):
+    the rows and per-user arrays read back from each run's ``results.json`` / ``per_user.npz``,
+    summarized and written as :func:`run_study` writes them. Protocols that differ in anything
+    but the seeds, or a seed that appears twice: one-line error."""
+    rows: list[dict[str, Any]] = []
+    protos, commands, seconds = [], [], 0.0
+    for d in map(Path, dirs):
+        try:
+            res = json.loads((d / "results.json").read_text())
+            npz = np.load(d / "per_user.npz")
+        except (OSError, ValueError) as exc:
+            raise EcaugError(f"{d}: not a study output ({type(exc).__name__})") from None
+        protos.append({k: v for k, v in res["protocol"].items() if k not in PER_RUN})
+        commands.append(res.get("command", ""))
+        seconds += float(res.get("seconds", 0))
+        for r in res["runs"]:
+            tag = f"{r['method']}|{r['fraction']:g}|{r['seed']}|"
+            per_user = {k[len(tag):]: npz[k] for k in npz.files if k.startswith(tag)}
+            rows.append({**r, "per_user": per_user, "users": npz[f"users|{r['fraction']:g}|{r['seed']}"]})
+    if any(p != protos[0] for p in protos):
+        raise EcaugError("merge: the runs' protocols differ in more than their seeds")
+    keys = [(r["method"], r["fraction"], r["seed"]) for r in rows]
+    if len(set(keys)) != len(keys):
+        raise EcaugError("merge: a (method, fraction, seed) appears in more than one run")
+    seeds = sorted({r["seed"] for r in rows})
+    p = make_protocol({**protos[0], "seeds": len(seeds), "first_seed": seeds[0]}, source="merged protocol")
+    summary = {
+        "protocol": {**p.to_json(), "seed_list": seeds}, "command": " ; ".join(commands), "screen": p.screen,
+        "cold_items": p.cold_frac is not None,
+        "scored_on": "validation, choose half (a screen: no test figure)" if p.screen else "test, once per (fraction, seed, method)",
+        "results": (summarize_cold if p.cold_frac is not None else summarize)(rows, p.bootstrap, p.bootstrap_seed),
+        "runs": [{k: v for k, v in r.items() if k not in ("per_user", "users")} for r in rows],
+        "seconds": round(seconds, 1), "merged_from": [str(d) for d in dirs],
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    summary["out_dir"] = str(write_outputs(summary, rows, Path(out_dir)))
+    return summary

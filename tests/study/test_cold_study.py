@@ -111,3 +111,43 @@ def test_the_gar_slot_writes_generated_rows(feast_env, tmp_path):
     gen = runs["cold_gar"]["pool"]["generator"]
     assert gen["generator"] == "gar" and gen["cold_items"] > 0 and gen["warm_items"] > 0
     assert runs["cold_gar"]["pool"]["epochs"] == runs["cold_id_only"]["pool"]["epochs"]  # one id-only model, trained once
+
+
+def _fake_run(out: Path, seed: int, methods=("cold_id_only", "cold_attr_tower")) -> None:
+    """A cold study's output for one seed, as run_study writes it (per-user arrays made up)."""
+    from ecaug_feast.study.protocol import make_protocol, read_file
+    from ecaug_feast.study.report import summarize_cold
+    from ecaug_feast.study.run import write_outputs
+
+    p = make_protocol(read_file(COLD_TINY), {"seeds": 1, "first_seed": seed, "methods": list(methods)})
+    rng = np.random.default_rng(seed)
+    users = np.arange(1, 41, dtype=np.int64)
+    cold = np.arange(40) < 10
+    rows = []
+    for i, m in enumerate(methods):
+        nd = rng.random(40) * (0.1 + 0.1 * i)
+        rows.append({"fraction": 1.0, "seed": seed, "method": m, "model": "sequence", "scored_on": "test",
+                     "metrics": {"ndcg@10": float(nd.mean()), "recall@10": float(nd.mean())},
+                     "per_user": {"ndcg@10": nd, "recall@10": nd, "cold": cold}, "users": users})
+    summary = {"protocol": p.to_json(), "command": f"run {seed}", "screen": False, "cold_items": True, "seconds": 1.0,
+               "results": summarize_cold(rows, 100), "runs": [{k: v for k, v in r.items() if k not in ("per_user", "users")} for r in rows]}
+    write_outputs(summary, rows, out)
+
+
+def test_a_study_split_over_seeds_merges_into_one_report(tmp_path):
+    from ecaug_feast.errors import EcaugError
+    from ecaug_feast.study.run import merge_studies
+
+    _fake_run(tmp_path / "s0", 0)
+    _fake_run(tmp_path / "s1", 1)
+    s = merge_studies([tmp_path / "s0", tmp_path / "s1"], tmp_path / "merged")
+    assert s["protocol"]["seed_list"] == [0, 1] and s["protocol"]["first_seed"] == 0 and s["protocol"]["seeds"] == 2
+    rows = {r["method"]: r for r in s["results"]}
+    assert rows["cold_id_only"]["seeds"] == 2 and rows["cold_id_only"]["groups"]["cold"]["users"] == 10
+    assert len(rows["cold_id_only"]["groups"]["cold"]["lift_vs_cold_attr_tower"]["seed_lifts"]) == 2
+    assert "cold NDCG@10" in (tmp_path / "merged" / "table.md").read_text()
+    with pytest.raises(EcaugError, match="more than one run"):
+        merge_studies([tmp_path / "s0", tmp_path / "s0"], tmp_path / "twice")
+    _fake_run(tmp_path / "other", 2, methods=("cold_id_only", "cold_attr_tower", "cold_popularity"))
+    with pytest.raises(EcaugError, match="protocols differ"):
+        merge_studies([tmp_path / "s0", tmp_path / "other"], tmp_path / "bad")
