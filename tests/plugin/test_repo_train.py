@@ -194,6 +194,10 @@ def test_hardware_int_keys_train(tmp_path: Path, redis_url: str, ecaug_home: Pat
 
     ik = ItemKeys.load(res["checkpoint"])
     assert ik.key_of(ik.index_of([int(orders["product_id"].iloc[0])])) == [int(orders["product_id"].iloc[0])]
+    # fine-tuning needs the twin's active run: without `ecaug augment`, one line before any training
+    code, _, err = ecaug_cli(["finetune", "--repo", str(repo), "--events", "orders", "--from", "v1"], capsys, monkeypatch)
+    assert code == 2 and "no synthetic run is active for orders_synth" in err and "Traceback" not in err, err
+    assert not (ecaug_home / "repos" / "hardware" / "models" / "finetuned").exists()
 
 
 def test_event_log_split_is_assign_splits_rule():
