@@ -17,6 +17,7 @@ from ecaug_feast.cli.jsonout import summary_json
 from ecaug_feast.cli.progress import PlainProgress, is_terminal
 from ecaug_feast.jobs.workspace import Workspace
 from ecaug_feast.names import check_name
+from ecaug_feast.repo_check import check_repo
 
 err = Console(stderr=True)
 runs_app = typer.Typer(help="Synthetic runs: list, show, roll back the active one.", no_args_is_help=True)
@@ -48,6 +49,9 @@ def augment(
     """Fit a generator on the real training data in Feast, generate, label, gate; write the run and,
     if its gate passes, register and materialize the synthetic feature views. Then `ecaug finetune`
     trains on it. With --repo: the column GAN on one view of a shop's own Feast repo (its twin view only)."""
+    if repo is not None:  # names, key types, sources, feature types: refused in seconds, before Feast and torch load
+        check_repo(repo, events=events, views=[view] if events and view else (), entity=entity,
+                   view=None if events else view, service=service)
     from ecaug_feast.jobs.augment import DEFAULT_GENERATOR, GENERATORS, AugmentRequest
     from ecaug_feast.jobs.augment import augment as augment_job
 

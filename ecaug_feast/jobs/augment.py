@@ -33,7 +33,7 @@ from ecaug_feast import feast_io, synth_store
 from ecaug_feast.errors import DataValidationError, EcaugError
 from ecaug_feast.jobs import repair
 from ecaug_feast.features.build import read_feature_meta
-from ecaug_feast.jobs.augment_events import augment_events
+from ecaug_feast.jobs.augment_events import augment_events, repo_teacher
 from ecaug_feast.jobs.augment_repo import augment_repo
 from ecaug_feast.jobs.augment_seq import TEACHER_DEFAULTS, augment_seq_run, seq_config_file
 from ecaug_feast.jobs.runs import activate_and_publish, check_dataset, materialized, source_lineage
@@ -213,18 +213,23 @@ def run_sequence(ws: Workspace, req: AugmentRequest) -> dict[str, Any]:
 
 def run_repo_events(req: AugmentRequest) -> dict[str, Any]:
     """``--repo R --events SOURCE``: the sequence path on a shop's own event log
-    (:mod:`ecaug_feast.jobs.augment_events`), the generator's own network drawing."""
+    (:mod:`ecaug_feast.jobs.augment_events`), its continuations drawn by the shop's trained
+    recommender when there is one (:func:`~ecaug_feast.jobs.augment_events.repo_teacher`, under
+    ``TEACHER_DEFAULTS``), else by the generator's own network; the lineage records which and why."""
     if not (req.repo and req.events):
         raise EcaugError("--repo and --events go together for the sequence generator (--entity/--view: --generator column)")
-    if req.dataset or req.teacher:
-        raise EcaugError("--dataset and --teacher apply to ecaug's own repo, not with --repo")
-    cfg = seq_config_file(req.config, seed=req.seed)
+    if req.dataset:
+        raise EcaugError("--dataset applies to ecaug's own repo, not with --repo")
+    teacher_for, why = repo_teacher(req.repo, req.events, req.no_teacher, req.teacher)
+    req.log(f"augment: continuations from the shop's recommender ({why})" if teacher_for is not None
+            else f"augment: no teacher ({why}); the generator's own network draws the expansions")
+    cfg = seq_config_file(req.config, seed=req.seed, defaults=TEACHER_DEFAULTS if teacher_for is not None else None)
     if req.steps is not None:
         cfg.gan.adv_steps = req.steps
     if req.max_c2st is not None:
         cfg.max_c2st_auc = req.max_c2st
     return augment_events(req.repo, req.events, seed=req.seed, config=cfg, publish=req.publish,
-                          views=[req.view] if req.view else [])
+                          views=[req.view] if req.view else [], teacher_for=teacher_for, teacher_choice=why)
 
 
 def pick_teacher(ws: Workspace, req: AugmentRequest) -> tuple[str | None, str]:

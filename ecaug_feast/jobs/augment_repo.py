@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -250,8 +250,9 @@ def augment_view(store: "FeatureStore", checked: Checked, settings: AugmentSetti
 
 
 def _write_run(root: Path, run_id: str, files: dict[str, tuple[pd.DataFrame, Any]], manifest: dict[str, Any],
-               carry_from: str | None) -> TwinRun:
-    """Write ``<root>/<run_id>/`` atomically: the reserved temp folder, then one rename."""
+               carry_from: str | None, extras: Callable[[Path], None] | None = None) -> TwinRun:
+    """Write ``<root>/<run_id>/`` atomically: the reserved temp folder, then one rename.
+    ``extras(tmp)`` adds what else the run keeps (a generator's weights) before the rename."""
     final, tmp = root / run_id, root / f".tmp-{run_id}"
     if final.exists():
         raise EcaugError(f"run {run_id} already exists")
@@ -267,6 +268,8 @@ def _write_run(root: Path, run_id: str, files: dict[str, tuple[pd.DataFrame, Any
                     except OSError:
                         shutil.copy2(p, tmp / p.name)
                     manifest["files"][p.stem] = p.name
+        if extras is not None:
+            extras(tmp)
         synth_store.commit_run_dir(tmp, final, manifest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

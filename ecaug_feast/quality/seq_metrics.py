@@ -30,57 +30,102 @@ from ecaug_feast.quality.metrics import c2st_auc, column_aucs
 
 
 class TrainingStats:
-    """Item counts and transition counts of TRAINING histories."""
+    """Item counts and transition counts of TRAINING histories (sorted arrays: a history's counts
+    are looked up with ``searchsorted``, not a pandas index per history)."""
 
     def __init__(self, values: np.ndarray, offsets: np.ndarray, tail: np.ndarray) -> None:
-        self.hists = [h for h in csr_rows(np.asarray(values, np.int64), np.asarray(offsets, np.int64)) if len(h)]
-        self.counts = pd.Series(np.asarray(values, np.int64)).value_counts()
-        pairs = [(a, b) for h in self.hists for a, b in zip(h[:-1], h[1:])]
-        self.trans = pd.Series(1, index=pd.MultiIndex.from_tuples(pairs)).groupby(level=[0, 1]).size() if pairs else pd.Series(dtype=float)
+        values, offsets = np.asarray(values, np.int64), np.asarray(offsets, np.int64)
+        self.hists = [h for h in csr_rows(values, offsets) if len(h)]
+        self.counts = pd.Series(values).value_counts()
+        self.item_keys, self.item_counts = np.unique(values, return_counts=True)
+        # consecutive pairs within a history (never across two)
+        same = np.ones(max(len(values) - 1, 0), bool)
+        ends = offsets[1:-1] - 1
+        same[ends[(ends >= 0) & (ends < len(same))]] = False
+        a, b = values[:-1][same], values[1:][same]
+        self._base = int(max(values.max(initial=0), 0)) + 1
+        self.trans_keys, self.trans_counts = np.unique(a * self._base + b, return_counts=True)
+        self.trans = (pd.Series(self.trans_counts, index=pd.MultiIndex.from_arrays([self.trans_keys // self._base, self.trans_keys % self._base]))
+                      if len(a) else pd.Series(dtype=float))
         self.tail = set(np.asarray(tail, np.int64).tolist())
+        self.tail_items = np.unique(np.asarray(tail, np.int64))
         self.trigrams = {tuple(h[i : i + 3]) for h in self.hists for i in range(len(h) - 2)}
 
+    def count_of(self, items: np.ndarray) -> np.ndarray:
+        """Training count of each item (0 for an item never seen)."""
+        return _lookup(self.item_keys, self.item_counts, np.asarray(items, np.int64))
+
+    def transition_count(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        """Training count of each (previous item, next item) transition (0 when never seen)."""
+        prev, nxt = np.asarray(prev, np.int64), np.asarray(nxt, np.int64)
+        known = (prev >= 0) & (prev < self._base) & (nxt >= 0) & (nxt < self._base)  # else never seen (and no overflow)
+        out = np.zeros(len(prev), np.int64)
+        out[known] = _lookup(self.trans_keys, self.trans_counts, prev[known] * self._base + nxt[known])
+        return out
+
     def logpop(self, h: np.ndarray) -> np.ndarray:
-        return np.log1p(self.counts.reindex(h).fillna(0).to_numpy())
+        return np.log1p(self.count_of(h).astype(float))
+
+
+def _lookup(keys: np.ndarray, vals: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``vals`` at the position of each of ``q`` in the sorted ``keys`` (0 where absent)."""
+    if not len(keys) or not len(q):
+        return np.zeros(len(q), np.int64)
+    pos = np.searchsorted(keys, q).clip(0, len(keys) - 1)
+    return np.where(keys[pos] == q, vals[pos], 0)
 
 
 def history_stats(hists: Sequence[np.ndarray], ts: TrainingStats,
                   exclude: Sequence[np.ndarray | None] | None = None) -> pd.DataFrame:
     """One row of statistics per history. ``exclude[k]``: a training history whose own item and
     transition counts are taken out of ``ts`` for history k (leave-one-out: a window cut from a
-    training history, or an expansion of one, is then scored against the OTHER histories only)."""
-    rows = []
-    for k, h in enumerate(hists):
-        h = np.asarray(h, np.int64)
-        n = len(h)
+    training history, or an expansion of one, is then scored against the OTHER histories only).
+    The counts of all histories are looked up at once (flat arrays); only the leave-one-out
+    corrections and the per-row reductions loop."""
+    hs = [np.asarray(h, np.int64) for h in hists]
+    lens = np.array([len(h) for h in hs], np.int64)
+    flat = np.concatenate(hs) if hs else np.zeros(0, np.int64)
+    cnt = ts.count_of(flat).astype(float)
+    tail = np.isin(flat, ts.tail_items)
+    starts = np.concatenate([[0], np.cumsum(lens)])
+    # transitions of each history: (flat[j], flat[j + 1]) for j not at a history's end
+    tcnt = ts.transition_count(flat[:-1], flat[1:]).astype(float) if len(flat) > 1 else np.zeros(0)
+    has_trans = len(ts.trans) > 0
+    cols: dict[str, list[float]] = {k: [] for k in ("length", "mean_logpop", "min_logpop", "first_logpop", "last_logpop",
+                                                    "logpop_slope", "tail_share", "distinct_share", "mean_log_transition",
+                                                    "known_transition_share")}
+    for k, h in enumerate(hs):
+        n = int(lens[k])
+        s = int(starts[k])
         own = None if exclude is None else exclude[k]
-        lp = ts.logpop(h) if n else np.zeros(0)
+        c = cnt[s : s + n]
         if own is not None and n:
             own = np.asarray(own, np.int64)
-            c = ts.counts.reindex(h).fillna(0).to_numpy() - (h[:, None] == own[None, :]).sum(1)
-            lp = np.log1p(np.maximum(c, 0))
-        if n >= 2 and len(ts.trans):
-            key = pd.MultiIndex.from_arrays([h[:-1], h[1:]])
-            c = ts.trans.reindex(key).fillna(0).to_numpy()
+            c = c - (h[:, None] == own[None, :]).sum(1)
+        lp = np.log1p(np.maximum(c, 0)) if n else np.zeros(0)
+        if n >= 2 and has_trans:
+            t = tcnt[s : s + n - 1]
             if own is not None and len(own) >= 2:
-                c = c - ((h[:-1, None] == own[None, :-1]) & (h[1:, None] == own[None, 1:])).sum(1)
-            tr = np.log1p(np.maximum(c, 0))
+                t = t - ((h[:-1, None] == own[None, :-1]) & (h[1:, None] == own[None, 1:])).sum(1)
+            tr = np.log1p(np.maximum(t, 0))
         else:
             tr = np.zeros(0)
-        slope = float(np.polyfit(np.arange(n), lp, 1)[0]) if n >= 3 and lp.std() > 0 else 0.0
-        rows.append({
-            "length": n,
-            "mean_logpop": float(lp.mean()) if n else 0.0,
-            "min_logpop": float(lp.min()) if n else 0.0,
-            "first_logpop": float(lp[0]) if n else 0.0,
-            "last_logpop": float(lp[-1]) if n else 0.0,
-            "logpop_slope": slope,
-            "tail_share": float(np.mean([x in ts.tail for x in h.tolist()])) if n else 0.0,
-            "distinct_share": len(set(h.tolist())) / n if n else 0.0,
-            "mean_log_transition": float(tr.mean()) if len(tr) else 0.0,
-            "known_transition_share": float((tr > 0).mean()) if len(tr) else 0.0,
-        })
-    return pd.DataFrame(rows)
+        if n >= 3 and lp.std() > 0:  # the least-squares slope (what np.polyfit(x, lp, 1)[0] gives)
+            x = np.arange(n) - (n - 1) / 2
+            slope = float((x * (lp - lp.mean())).sum() / (x * x).sum())
+        else:
+            slope = 0.0
+        cols["length"].append(n)
+        cols["mean_logpop"].append(float(lp.mean()) if n else 0.0)
+        cols["min_logpop"].append(float(lp.min()) if n else 0.0)
+        cols["first_logpop"].append(float(lp[0]) if n else 0.0)
+        cols["last_logpop"].append(float(lp[-1]) if n else 0.0)
+        cols["logpop_slope"].append(slope)
+        cols["tail_share"].append(float(tail[s : s + n].mean()) if n else 0.0)
+        cols["distinct_share"].append(len(np.unique(h)) / n if n else 0.0)
+        cols["mean_log_transition"].append(float(tr.mean()) if len(tr) else 0.0)
+        cols["known_transition_share"].append(float((tr > 0).mean()) if len(tr) else 0.0)
+    return pd.DataFrame(cols) if hs else pd.DataFrame()
 
 
 def real_windows(hists: Sequence[np.ndarray], lengths: Sequence[int], seed: int = 0) -> list[np.ndarray]:

@@ -348,6 +348,21 @@ def _nets(vocab_out: int, n_tokens: int, cfg: SeqGANConfig):
     return Generator(), Discriminator()
 
 
+@dataclass
+class WarmStart:
+    """A fitted generator (and discriminator) to continue from instead of a random start
+    (a refresh on new data). ``vocab``: the saved model's item vocabulary in vocabulary order,
+    expressed in the NEW fit's item ids (-1: an item the new histories lack). Token rows of items
+    both have are copied; a new item keeps its fresh (small random) row; everything else (position
+    table, transformer, norms, the discriminator's GRU) is copied as is, so the saved config's
+    shapes must equal this one's."""
+
+    gen: dict[str, Any]
+    vocab: np.ndarray
+    disc: dict[str, Any] | None = None
+    source: str = ""           # where it came from (a run id), for the report
+
+
 class SequenceGAN:
     """Conditional sequence generator; ``fit`` on TRAINING histories (oldest-first CSR)."""
 
@@ -403,9 +418,12 @@ class SequenceGAN:
             out[i, : len(r)] = r
         return out
 
-    def fit(self, values: np.ndarray, offsets: np.ndarray) -> "SequenceGAN":
+    def fit(self, values: np.ndarray, offsets: np.ndarray, warm: WarmStart | None = None) -> "SequenceGAN":
         """``values``/``offsets``: TRAINING histories only (oldest first). Validation and test
-        events must not be in them: the vocabulary is taken from these items."""
+        events must not be in them: the vocabulary is taken from these items. ``warm``: start from
+        a saved generator/discriminator (:class:`WarmStart`) instead of random weights; the
+        config's ``mle_epochs`` / ``adv_steps`` then bound how far training continues, and a
+        warm-started discriminator skips its warm-up."""
         cfg = self.cfg
         t0 = time.time()
         values, offsets = np.asarray(values, np.int64), np.asarray(offsets, np.int64)
@@ -432,6 +450,9 @@ class SequenceGAN:
             self.device = torch.device(dev)
             torch.manual_seed(cfg.seed)
             self.gen, self.disc = _nets(self.n_out, self.n_tok, cfg)
+            self._disc_ready = False
+            if warm is not None:
+                self.report["warm_start"] = self._load_warm(warm)
             self.gen.to(self.device)
             self.disc.to(self.device)
             # training goes through these (DDP wrappers under torchrun); sampling and evaluation
@@ -455,6 +476,7 @@ class SequenceGAN:
             self._hold = [rows[i] for i in perm[:n_hold]]
             self.holdout_rows = np.sort(keep[perm[:n_hold]])  # input rows never fitted on (privacy reference)
             self._train = [rows[i] for i in perm[n_hold:]]
+            self.report["nll_start"] = self.heldout_nll()  # before any step: what a warm start brings
             self._mle(rng, t0)
             self.report["nll_mle"] = self.heldout_nll()
             self.report["mle_seconds"] = round(time.time() - t0, 2)
@@ -469,6 +491,53 @@ class SequenceGAN:
             torch.set_num_threads(prev_threads)
             self._gen_t, self._disc_t = self.gen, self.disc  # drop the DDP wrappers
         return self
+
+    def _load_warm(self, warm: WarmStart) -> dict[str, Any]:
+        """Copy ``warm``'s weights into the fresh nets, item token rows matched by item id."""
+        V = len(self.vocab)
+        old = np.asarray(warm.vocab, np.int64)
+        Vo = len(old)
+        pos = np.searchsorted(self.vocab, old).clip(0, max(V - 1, 0))
+        hit = (old >= 0) & (self.vocab[pos] == old)
+        old_tok = np.flatnonzero(hit) + 1                        # token ids in the saved layout
+        new_tok = pos[hit] + 1                                   # the same items' token ids now
+        specials_old = np.r_[0, Vo + 1 : Vo + 2 + len(SEGMENTS)]  # PAD, EOS, segment tokens
+        specials_new = np.r_[0, V + 1 : V + 2 + len(SEGMENTS)]
+        src_rows = torch.from_numpy(np.r_[old_tok, specials_old].astype(np.int64))
+        dst_rows = torch.from_numpy(np.r_[new_tok, specials_new].astype(np.int64))
+
+        def load(net: nn.Module, state: dict[str, Any], what: str) -> None:
+            mine = net.state_dict()
+            if set(state) != set(mine):
+                raise ValueError(f"warm start: the saved {what} has other parameters than this config's")
+            out = {}
+            for k, v in state.items():
+                v = torch.as_tensor(v)
+                if k == "tok.weight":
+                    if v.shape[0] != Vo + 2 + len(SEGMENTS) or v.shape[1:] != mine[k].shape[1:]:
+                        raise ValueError(f"warm start: the saved {what}'s token table {tuple(v.shape)} does not fit "
+                                         f"its vocabulary of {Vo} items and this config")
+                    t = mine[k].clone()
+                    t[dst_rows] = v[src_rows].to(t.dtype)
+                    out[k] = t
+                elif v.shape != mine[k].shape:
+                    raise ValueError(f"warm start: the saved {what}'s {k} is {tuple(v.shape)}, this config's {tuple(mine[k].shape)}")
+                else:
+                    out[k] = v
+            net.load_state_dict(out)
+
+        with torch.no_grad():
+            load(self.gen, warm.gen, "generator")
+            if warm.disc is not None:
+                load(self.disc, warm.disc, "discriminator")
+                self._disc_ready = True
+        return {"source": warm.source, "items_kept": int(hit.sum()), "items_new": int(V - hit.sum()),
+                "items_gone": int(Vo - hit.sum()), "discriminator": warm.disc is not None}
+
+    def state(self) -> dict[str, Any]:
+        """What a :class:`WarmStart` needs (besides the vocabulary's keys): both nets' weights (CPU)."""
+        return {"gen": {k: v.detach().cpu() for k, v in self.gen.state_dict().items()},
+                "disc": {k: v.detach().cpu() for k, v in self.disc.state_dict().items()}}
 
     # -- maximum likelihood --------------------------------------------------------------------
     def _mle_loss(self, batch: list[np.ndarray], net=None):
@@ -516,6 +585,8 @@ class SequenceGAN:
         opt = torch.optim.Adam(self.gen.parameters(), lr=cfg.lr)
         self._gen_opt = opt
         best, best_state, bad, hist = math.inf, None, 0, []
+        if "warm_start" in self.report:  # a warm start is the best so far: an epoch must beat it
+            best, best_state = self.report["nll_start"], {k: v.detach().clone() for k, v in self.gen.state_dict().items()}
         for ep in range(cfg.mle_epochs):
             self._gen_t.train()
             for b in self._batches(self._train, rng, cfg.batch_size):
@@ -919,8 +990,8 @@ class SequenceGAN:
             acc = 0.5 * (float(cnt[2] / cnt[0]) + float(cnt[3] / cnt[1]))
             return l_r + l_f, acc
 
-        # warm the discriminator up before its rewards are used
-        for _ in range(10):
+        # warm the discriminator up before its rewards are used (a warm-started one is already)
+        for _ in range(0 if self._disc_ready else 10):
             loss, acc = d_loss(real_batch(cfg.adv_batch), fake_batch(cfg.adv_batch))
             d_opt.zero_grad()
             loss.backward()

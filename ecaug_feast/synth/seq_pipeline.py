@@ -24,7 +24,7 @@ from ecaug_feast.ids import SYNTHETIC_USER_ID_BASE
 from ecaug_feast.label.seq_labeler import HistoryEmbedder, SeqLabeler, SeqLabelerConfig
 from ecaug_feast.quality import seq_metrics as SM
 from ecaug_feast.quality.metrics import c2st_auc
-from ecaug_feast.synth.seq_gan import SEGMENTS, SeqGANConfig, SequenceGAN, sample_gaps, segment_of
+from ecaug_feast.synth.seq_gan import SEGMENTS, SeqGANConfig, SequenceGAN, WarmStart, sample_gaps, segment_of
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,8 @@ def embedder_for(gan: SequenceGAN) -> HistoryEmbedder:
 def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmentConfig | None = None,
                       report_dir: str | Path | None = None, gan: SequenceGAN | None = None,
                       times: HistoryTimes | None = None, attributes: dict[int, list[int]] | None = None,
-                      teacher: Callable[[np.ndarray, np.ndarray], Any] | None = None) -> SeqAugmentResult:
+                      teacher: Callable[[np.ndarray, np.ndarray], Any] | None = None,
+                      warm: WarmStart | None = None) -> SeqAugmentResult:
     """The whole pipeline on TRAINING histories; ``report_dir``: where the figure goes (optional).
     ``gan``: a generator already fitted on these same histories (the fit is skipped: e.g. to
     compare sampling settings, ``benchmarks/seq_realism.py``); ``config.gan`` is then unused.
@@ -103,13 +104,14 @@ def augment_histories(values: np.ndarray, offsets: np.ndarray, config: SeqAugmen
     generator's ``attr_coherence`` reads (without them it is not applied; ``metrics["attr_coherence"]``
     says what was). ``teacher``: a next-item model whose scores replace the generator network's
     when expanding (continuations only; :meth:`SequenceGAN.expand`); whole synthetic users still
-    come from the network."""
+    come from the network. ``warm``: the generator continues from a saved one (a refresh;
+    :class:`~ecaug_feast.synth.seq_gan.WarmStart`) instead of a random start."""
     cfg = config or SeqAugmentConfig()
     t0 = time.time()
     values, offsets = np.asarray(values, np.int64), np.asarray(offsets, np.int64)
     real = csr_rows(values, offsets)
     if gan is None:
-        gan = SequenceGAN(cfg.gan).fit(values, offsets)
+        gan = SequenceGAN(cfg.gan).fit(values, offsets, warm=warm)
     if attributes is not None and gan.cfg.attr_coherence > 0:
         gan.set_item_attributes(attributes)
     t_fit = time.time() - t0
