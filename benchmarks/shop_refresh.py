@@ -1,23 +1,25 @@
 """A shop's sequence run: full rebuild against warm refresh, side by side in one run (issue 31 item 5).
 
-    nice -n 5 .venv/bin/python benchmarks/shop_refresh.py [--shoppers 4000] [--skus 1200] [--json]
+    nice -n 5 .venv/bin/python benchmarks/shop_refresh.py [--shoppers 3000] [--skus 1200] [--no-teacher] [--json]
 
 1. A shop's Feast repo generated here, never seen by the code: shoppers keyed by UUID strings,
    skus by strings, a file offline store, the session's own embedded Redis; the repo file
    declares the purchases source's twin with ``synthetic_events``. Behaviour: each shopper has one
    or two favourite aisles (30 aisles of ``skus / 30`` skus, Zipf popularity inside an aisle) and
    buys there 80 % of the time, elsewhere by global popularity, 3 to 14 purchases over two months.
-2. The first run: ``ecaug augment --repo R --events purchases`` (default settings, cold fit),
-   published.
+2. The shop's recommender: ``ecaug train --repo R --events purchases`` (``--teacher-epochs``, not
+   timed; ``--no-teacher`` skips it). The first run: ``ecaug augment --repo R --events purchases``
+   (default settings: the trained recommender draws the continuations, cold generator fit), published.
 3. The shop's next month arrives in its own source: a quarter of the shoppers come back for 1-4
    purchases, ``--new`` new shoppers, and the aisles' popularity shifts (new-season skus).
 4. Full rebuild: what ``ecaug augment --repo`` runs (``feast apply``, events read, split, cold
-   fit, generation, labeler, gates, run written; not published, so the refresh below starts from
-   the same active run), timed.
+   generator fit, the teacher's continuations, labeler, gates, run written; not published, so the
+   refresh below starts from the same active run), timed. The recommender is not retrained on
+   either side (the refresh reuses it as it is).
 5. Warm refresh: what ``ecaug refresh --repo R --events purchases --force`` runs (events read,
    drift check and report, generator + discriminator warm-started from the active run, one MLE
-   epoch and 10 adversarial steps, labeler k from the active run, the same gates, run written,
-   published), timed.
+   epoch and 10 adversarial steps, labeler k from the active run, the same teacher, the same
+   gates, run written, published), timed.
 
 Prints both wall and CPU times, the ratio full / refresh, and both gates (each run's gate at its
 default ``max_c2st_auc`` 0.80). One thread (torch, BLAS): ``OMP_NUM_THREADS=1`` is set here.
@@ -126,10 +128,12 @@ def timed(fn, *a, **kw) -> tuple[dict, float, float]:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shoppers", type=int, default=4000)
+    ap.add_argument("--shoppers", type=int, default=3000)
     ap.add_argument("--skus", type=int, default=1200)
-    ap.add_argument("--new", type=int, default=600, help="new shoppers in the next month")
+    ap.add_argument("--new", type=int, default=450, help="new shoppers in the next month")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-teacher", action="store_true", help="no trained recommender: the generator's own network draws")
+    ap.add_argument("--teacher-epochs", type=int, default=10)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
@@ -138,28 +142,42 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)
     home = Path(tempfile.mkdtemp(prefix="shop-refresh-"))
     os.environ["ECAUG_HOME"] = str(home)
-    from ecaug_feast.jobs.augment_events import augment_events
-    from ecaug_feast.jobs.repo_refresh import repo_refresh
+    from ecaug_feast.jobs.augment import AugmentRequest, run_repo_events
+    from ecaug_feast.jobs.repo_refresh import repo_refresh, repo_teacher
+    from ecaug_feast.jobs.repo_train import train_repo
+    from ecaug_feast.jobs.workspace import Workspace
     from ecaug_feast.redis_server import EmbeddedRedis, free_port
 
     server = EmbeddedRedis.for_state(home, port=free_port())
     url = server.start()
+    say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     try:
         repo = home / "shop"
         shop = write_shop(repo, url, args.shoppers, args.skus, args.seed)
-        first, w0, c0 = timed(augment_events, repo, "purchases", seed=args.seed)
-        print(f"first run {first['run_id']}: gate {first['gate']} (C2ST {first['c2st_auc_sequences']}), "
-              f"{shop['events']} events, {w0} s wall", file=sys.stderr, flush=True)
+        from ecaug_feast import feast_io
+
+        feast_io.apply(repo)
+        teacher = {"trained": False}
+        if not args.no_teacher:  # the product's order: train, then augment with the shop's recommender as teacher
+            tr, wt, ct = timed(train_repo, Workspace.from_env(repo=repo), "purchases", epochs=args.teacher_epochs, seed=args.seed)
+            teacher = {"trained": True, "wall_s": wt, "cpu_s": ct, "valid_ndcg@10": tr["valid"]["ndcg@10"]}
+            say(f"teacher trained in {wt} s wall (valid NDCG@10 {tr['valid']['ndcg@10']})")
+        req = lambda publish: AugmentRequest(repo=str(repo), events="purchases", seed=args.seed, publish=publish,  # noqa: E731
+                                             no_teacher=args.no_teacher, log=say)
+        first, w0, c0 = timed(run_repo_events, req(True))
+        say(f"first run {first['run_id']}: gate {first['gate']} (C2ST {first['c2st_auc_sequences']}), "
+            f"{shop['events']} events, {w0} s wall")
         if not first.get("activated"):
             raise SystemExit(f"the first run's gate failed ({first['gate_reasons']}): nothing to refresh")
         added = next_month(repo, shop, args.new)
-        full, wf, cf = timed(augment_events, repo, "purchases", seed=args.seed, publish=False)
-        print(f"full rebuild {full['run_id']}: gate {full['gate']}, {wf} s wall", file=sys.stderr, flush=True)
-        ref, wr, cr = timed(repo_refresh, repo, "purchases", force=True, seed=args.seed)
-        print(f"warm refresh {ref['run_id']}: gate {ref['gate']}, {wr} s wall", file=sys.stderr, flush=True)
+        full, wf, cf = timed(run_repo_events, req(False))
+        say(f"full rebuild {full['run_id']}: gate {full['gate']}, {wf} s wall")
+        teacher_for, why = repo_teacher(repo, "purchases", args.no_teacher)
+        ref, wr, cr = timed(repo_refresh, repo, "purchases", force=True, seed=args.seed, teacher_for=teacher_for, teacher_choice=why)
+        say(f"warm refresh {ref['run_id']}: gate {ref['gate']}, {wr} s wall")
     finally:
         server.stop()
-    out = {"shoppers": args.shoppers, "skus": args.skus, "events_first": shop["events"], "events_added": added,
+    out = {"shoppers": args.shoppers, "skus": args.skus, "events_first": shop["events"], "events_added": added, "teacher": teacher,
            "first_run": {"run_id": first["run_id"], "gate": first["gate"], "c2st": first["c2st_auc_sequences"], "wall_s": w0},
            "full": {"run_id": full["run_id"], "gate": full["gate"], "gate_reasons": full["gate_reasons"],
                     "c2st": full["c2st_auc_sequences"], "fit_s": full["fit_seconds"], "wall_s": wf, "cpu_s": cf},

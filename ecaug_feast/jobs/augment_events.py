@@ -321,22 +321,6 @@ def _event_rows(res: Any, space: KeySpace, seq: int, run_id: str, item_keys: np.
 TEACHER_NAME = "real"  # <state>/repos/<project>/models/real: the checkpoint `ecaug train --repo` writes
 
 
-def repo_models_dir(repo: str | Path) -> Path:
-    """``<state>/repos/<feast project>/models`` (the project read from ``feature_store.yaml``)."""
-    import yaml
-
-    from ecaug_feast import paths
-
-    repo = Path(repo).expanduser().resolve()
-    try:
-        project = (yaml.safe_load((repo / "feature_store.yaml").read_text()) or {}).get("project")
-    except (OSError, yaml.YAMLError):
-        project = None
-    if not project:
-        raise EcaugError(f"{repo / 'feature_store.yaml'}: no project")
-    return paths.state_dir() / "repos" / str(project) / "models"
-
-
 def repo_teacher(repo: str | Path, events: str, no_teacher: bool = False, teacher: str | Path | None = None
                  ) -> tuple["Callable[[np.ndarray], Teacher] | None", str]:
     """``(item_keys -> Teacher, why)`` or ``(None, why)``: ``--teacher``; none with ``--no-teacher``;
@@ -349,7 +333,9 @@ def repo_teacher(repo: str | Path, events: str, no_teacher: bool = False, teache
         raise EcaugError("--teacher and --no-teacher exclude each other")
     if no_teacher:
         return None, "--no-teacher"
-    where = Path(teacher).expanduser() if teacher is not None else repo_models_dir(repo) / TEACHER_NAME
+    from ecaug_feast.jobs.workspace import Workspace
+
+    where = Path(teacher).expanduser() if teacher is not None else Workspace.from_env(repo=repo).models_dir / TEACHER_NAME
     why = "--teacher" if teacher is not None else f"default: {where}, the recommender `ecaug train --repo` wrote"
     try:
         meta = read_config(where)

@@ -47,7 +47,7 @@ def _ecaug(args: list[str], home: Path) -> tuple[int, str]:
 
 @pytest.fixture()
 def applied(tmp_path: Path, redis_url: str, monkeypatch) -> Path:
-    repo = write_grocer_repo(tmp_path / "grocer", redis_url, 10, shoppers=40, products=10, project="grocer_check")
+    repo = write_grocer_repo(tmp_path / "grocer", redis_url, 11, shoppers=40, products=10, project="grocer_check")
     (repo / "prefs_repo.py").write_text(MAP_VIEW)
     feast_cli(repo, ["apply"], monkeypatch)
     return repo

@@ -168,3 +168,55 @@ def test_drift_and_warm_refresh_of_a_shop_sequence_run(tmp_path: Path, redis_url
     assert _active(repo) == r1
     got = store.get_online_features(features=["shopper_behaviour_synth:run_id"], entity_rows=[{"shopper_ref": some}]).to_dict()
     assert got["run_id"] == [None]
+
+
+def test_the_shops_trained_recommender_is_the_teacher(tmp_path: Path, redis_url: str, ecaug_home: Path, monkeypatch, capsys):
+    """With a model `ecaug train --repo` wrote, augment (and a refresh of its run) draw the
+    continuations from it, items matched by sku; --no-teacher skips it; the lineage says which."""
+    import torch
+
+    from ecaug_feast.jobs.augment_events import load_repo_teacher
+
+    repo = write_grocer_repo(tmp_path / "grocer", redis_url, 12, shoppers=150, products=40, project="grocer_teacher")
+    feast_cli(repo, ["apply"], monkeypatch)
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY))
+    aug = ["augment", "--repo", str(repo), "--events", "purchases", "--config", str(tmp_path / "tiny.json"), "--json"]
+    code, out, err = ecaug_cli(aug, capsys, monkeypatch)  # no model yet: no teacher, and why
+    assert code == 0, err[-2000:]
+    m0 = _run(repo, json.loads(out.strip().splitlines()[-1])["run_id"])
+    assert "teacher" not in m0["lineage"] and m0["lineage"]["teacher_choice"].startswith("no trained recommender at")
+
+    code, out, err = ecaug_cli(["train", "--repo", str(repo), "--events", "purchases", "--epochs", "1", "--batch-size", "32",
+                                "--dim", "16", "--json"], capsys, monkeypatch)
+    assert code == 0, err[-2000:]
+    ckpt = ecaug_home / "repos" / "grocer_teacher" / "models" / "real"
+    code, out, err = ecaug_cli([*aug, "--no-teacher"], capsys, monkeypatch)
+    assert code == 0, err[-2000:]
+    m1 = _run(repo, json.loads(out.strip().splitlines()[-1])["run_id"])
+    assert "teacher" not in m1["lineage"] and m1["lineage"]["teacher_choice"] == "--no-teacher"
+
+    code, out, err = ecaug_cli(aug, capsys, monkeypatch)
+    assert code == 0, err[-2000:]
+    res = json.loads(out.strip().splitlines()[-1])
+    m2 = _run(repo, res["run_id"])
+    assert res["teacher"] == str(ckpt) and m2["lineage"]["teacher"]["checkpoint"] == str(ckpt)
+    assert m2["lineage"]["teacher_choice"].startswith(f"default: {ckpt}")
+    assert m2["lineage"]["teacher"]["items_known"] == m2["lineage"]["teacher"]["items"] > 0  # every sku known to the model
+    # the teacher's settings under the --config file's: continuations (forward), 3 expansions per short history
+    assert m2["config"]["seq_config"]["gan"]["reverse"] is False and m2["config"]["seq_config"]["expansions"] == 3
+    assert m1["config"]["seq_config"]["gan"]["reverse"] is True and m1["config"]["seq_config"]["expansions"] == 1
+
+    _append_new_month(repo, shoppers=60)
+    code, out, err = ecaug_cli(["refresh", "--repo", str(repo), "--events", "purchases", "--force", "--json"], capsys, monkeypatch)
+    assert code == 0, err[-2000:]
+    ref = json.loads(out.strip().splitlines()[-1])
+    m3 = _run(repo, ref["run_id"])
+    assert ref["warm_started"] and m3["lineage"]["parent_run_id"] == res["run_id"]
+    assert m3["lineage"]["teacher"]["checkpoint"] == str(ckpt) and m3["lineage"]["teacher_choice"].startswith("default:")
+    assert m3["lineage"]["teacher"]["items_known"] < m3["lineage"]["teacher"]["items"]  # the new skus: unknown to the model
+
+    # the scorer over a run's ids: a sku the model does not know is never drawn
+    keys = np.array([None, "sku-0001", "no-such-sku", "sku-0002"], dtype=object)
+    teacher = load_repo_teacher(ckpt, keys, "test")
+    s = teacher.score(np.array([1, 2, 3], np.int64), np.array([0, 2, 3], np.int64))
+    assert s.shape == (2, 4) and torch.isinf(s[:, [0, 2]]).all() and torch.isfinite(s[:, [1, 3]]).all()
