@@ -19,6 +19,7 @@ from ecaug_feast.cli.jsonout import summary_json
 from ecaug_feast.errors import EcaugError
 from ecaug_feast.jobs.workspace import Workspace
 from ecaug_feast.noise import quiet_known_noise
+from ecaug_feast.repo_check import check_repo
 
 err = Console(stderr=True)
 log = logging.getLogger("ecaug.recommender")
@@ -79,6 +80,7 @@ def train_cmd(
     if repo is not None or events is not None or history is not None:
         _repo_only(repo, events, dataset=dataset, source=source if source != "feast" else None,
                    model=model if model not in (None, "sequence") else None)
+        check_repo(repo, events=events)  # from the registry, before Feast and torch load
         from ecaug_feast.jobs.repo_train import train_repo
 
         out = train_repo(Workspace.from_env(repo=repo), events, name=name, history=history, epochs=epochs, seed=seed,
@@ -120,6 +122,7 @@ def finetune_cmd(
     if repo is not None or events is not None:
         _repo_only(repo, events, dataset=dataset, source=source if source != "feast" else None,
                    mode=mode if mode != "full" else None)
+        check_repo(repo, events=events)
         from ecaug_feast.jobs.repo_train import finetune_repo
 
         out = finetune_repo(Workspace.from_env(repo=repo), events, from_=from_, name=name or "finetuned", mix_ratio=mix_ratio,

@@ -69,6 +69,7 @@ def test_refusals_come_from_the_registry_before_any_fitting(applied: Path, tmp_p
         ([*aug, "--entity", "shopper", "--view", "shopper_behaviour", "--service", "nope"], "--service nope: no such feature service"),
         (["drift", "--repo", str(repo), "--events", "nope"], "--events nope: no such data source"),
         (["refresh", "--repo", str(repo), "--events", "nope"], "--events nope: no such data source"),
+        (["train", "--repo", str(repo), "--events", "nope"], "--events nope: no such data source"),
     ]
     for args, want in cases:
         code, err = _ecaug(args, home)
