@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 PROJECT = "ecaug"
 USER_VIEW = "user_features"
 ITEM_VIEW = "item_features"
+ITEM_SYNTH_VIEW = "item_features_synth"  # generated item vectors (ecaug_feast.item_runs)
 SERVING_SERVICE = "serving"
 TRAINING_SERVICE = "training"
 

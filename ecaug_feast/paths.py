@@ -80,6 +80,11 @@ def runs_dir() -> Path:
     return state_dir() / "runs"
 
 
+def item_runs_dir() -> Path:
+    """Synthetic item runs (the ``item_features_synth`` view's): ``<state>/item_runs/<run_id>/``."""
+    return state_dir() / "item_runs"
+
+
 def models_dir() -> Path:
     """Checkpoints and ANN indexes: ``<state>/models/``."""
     return state_dir() / "models"

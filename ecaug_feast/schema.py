@@ -1,14 +1,15 @@
 """The feature schema, declared once.
 
 Every feature column of the Feast views ``user_features`` / ``item_features`` (and the synthetic
-twin ``user_features_synth``) is declared here a single time: name, Arrow type, description, role
-(user / item / interaction / lineage) and whether it is a list. Everything else is derived:
+twin ``user_features_synth``, the item side's ``item_features_synth``) is declared here a single
+time: name, Arrow type, description, role (user / item / interaction / lineage / item_synth) and
+whether it is a list. Everything else is derived:
 
 - the Feast ``Field`` lists of ``feature_repo/`` (:func:`feast_fields`; Feast types are mapped from
   the Arrow types, imported only when asked for, so importing this module stays cheap),
 - the Arrow schemas of the parquet sources (:data:`USER_SCHEMA`, :data:`ITEM_SCHEMA`,
   :data:`TRAIN_SCHEMA`, and the synthetic run files :data:`USER_SYNTH_SCHEMA`,
-  :data:`INTERACTIONS_SYNTH_SCHEMA`),
+  :data:`INTERACTIONS_SYNTH_SCHEMA`, :data:`ITEM_SYNTH_SCHEMA`),
 - the column lists the libraries read (:data:`USER_FEATURE_COLUMNS`, :data:`USER_SCALAR_COLUMNS`,
   :data:`ITEM_FEATURE_COLUMNS`, :data:`LINEAGE_COLUMNS`, ...).
 
@@ -48,6 +49,11 @@ RUN_ID = "run_id"
 GENERATOR_VERSION = "generator_version"
 CONFIDENCE = "confidence"
 LABELER = "labeler"
+
+# The item side's synthetic view (item_features_synth, issue 34): a generated vector per item.
+ITEM_VECTOR = "item_vector"
+MODEL_VERSION = "model_version"
+ITEM_SYNTH = "item_synth"  # role of its own columns
 
 TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
 _IDS = pa.list_(pa.int64())
@@ -100,8 +106,17 @@ INTERACTION_SYNTH_FEATURES: tuple[Feature, ...] = (
     Feature(CONFIDENCE, pa.float32(), "the labeler's confidence in the label", INTERACTION),
     Feature(LABELER, pa.string(), "name/version of the labeler", INTERACTION),
 )
+# item_features_synth: the vector a generator made from the item's attributes, in the space of
+# one checkpoint (model_version: serving uses a row only with that checkpoint), + the attributes
+# it was made from; lineage columns as the user twins.
+ITEM_SYNTH_FEATURES: tuple[Feature, ...] = (
+    Feature(ITEM_VECTOR, pa.list_(pa.float32()), "generated item vector in the recommender's item space", ITEM_SYNTH),
+    Feature(MODEL_VERSION, pa.string(), "checkpoint whose item space the vector lies in (<name>@<weights hash>)", ITEM_SYNTH),
+    Feature(ATTRIBUTES, _IDS, "the attribute ids the vector was generated from", ITEM_SYNTH),
+)
 FEATURES: tuple[Feature, ...] = USER_FEATURES + ITEM_FEATURES
-BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES + LINEAGE_FEATURES + INTERACTION_SYNTH_FEATURES}
+BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES + LINEAGE_FEATURES + INTERACTION_SYNTH_FEATURES
+                               + ITEM_SYNTH_FEATURES[:2]}
 
 
 def names(features: Iterable[Feature]) -> list[str]:
@@ -119,6 +134,7 @@ ITEM_LIST_COLUMNS: list[str] = names(f for f in ITEM_FEATURES if f.is_list)
 LIST_COLUMNS: list[str] = USER_LIST_COLUMNS + ITEM_LIST_COLUMNS
 HEAVY_TAILED_COLUMNS: frozenset[str] = frozenset(f.name for f in FEATURES if f.heavy_tailed)
 LINEAGE_COLUMNS: list[str] = names(LINEAGE_FEATURES)
+ITEM_SYNTH_COLUMNS: list[str] = names(ITEM_SYNTH_FEATURES) + LINEAGE_COLUMNS
 
 
 def refs(view: str, columns: Iterable[str]) -> list[str]:
@@ -139,6 +155,7 @@ INTERACTIONS_SYNTH_SCHEMA = arrow_schema(
     [(USER_ID, pa.int64()), (ITEM_ID, pa.int64()), (EVENT_TIMESTAMP, TIMESTAMP_TYPE)],
     INTERACTION_SYNTH_FEATURES + LINEAGE_FEATURES,
 )
+ITEM_SYNTH_SCHEMA = arrow_schema([(ITEM_ID, pa.int64()), (EVENT_TIMESTAMP, TIMESTAMP_TYPE)], ITEM_SYNTH_FEATURES + LINEAGE_FEATURES)
 
 
 # ----------------------------------------------------------------------------- Feast

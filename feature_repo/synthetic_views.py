@@ -16,15 +16,21 @@ Labels live in ``interactions_synth`` (a plain feature view with ``label``, ``co
 ``labeler`` fields) rather than a Feast ``LabelView``: a LabelView is fed by ``push()`` and cannot
 be materialized from a batch source, while runs are immutable parquet snapshots that must be
 materialized, rolled back and joined point-in-time for training like any other view.
+
+``item_features_synth`` (issue 34): per item, the vector an item generator made from its
+attributes, for items the recommender never trained on (cold or new); its runs live in their own
+folder (``$ECAUG_HOME/item_runs/``, :mod:`ecaug_feast.item_runs`) with their own ``active`` link,
+so item runs and user runs are switched and rolled back independently. Keys are real item ids:
+publishing or rolling back an item run removes only this view's fields from an item's hash.
 """
 
-from entities import user
+from entities import item, user
 from feast import FeatureView, Field
 from feast.types import Float32, Int64, String
-from real_views import user_features
-from schemas import NO_EXPIRY
+from real_views import item_features, user_features
+from schemas import ITEM_SYNTH_FIELDS, NO_EXPIRY
 
-from ecaug_feast.paths import runs_dir
+from ecaug_feast.paths import item_runs_dir, runs_dir
 from ecaug_feast.plugin import LINEAGE_FIELDS, SynthTwinConfig, run_source, synthetic_twins
 
 _RUNS = runs_dir()
@@ -54,4 +60,20 @@ interactions_synth = FeatureView(
     source=interactions_synth_source,
     online=True,
     tags={"owner": "synth", "kind": "synthetic"},
+)
+
+item_features_synth_source = run_source(
+    "item_features_synth_source", "item_features_synth.parquet", item_runs_dir(),
+    description="Generated item vectors of cold and new items (active item run).",
+    like=item_features.batch_source,
+)
+
+item_features_synth = FeatureView(
+    name="item_features_synth",
+    entities=[item],
+    ttl=NO_EXPIRY,
+    schema=[*ITEM_SYNTH_FIELDS, *LINEAGE_FIELDS],
+    source=item_features_synth_source,
+    online=True,
+    tags={"owner": "synth", "kind": "synthetic", "side": "item"},
 )

@@ -58,7 +58,7 @@ def drift(
 def refresh(
     repo: Optional[str] = typer.Option(None, "--repo", help="A shop's own Feast repo: refresh its active sequence run (needs --events naming the event source; its new events are already in that source)."),
     force: bool = typer.Option(False, "--force", help="Re-expand even when no drift threshold is crossed."),
-    events: Optional[Path] = typer.Option(None, "--events", help="New events to append first (CSV/parquet file or folder: user_id, item_id, event_timestamp[, label]). With --repo: the shop's event source name."),
+    events: Optional[Path] = typer.Option(None, "--events", help="New events to append first (CSV/parquet file or folder: user_id, item_id, event_timestamp[, label][, attributes: the attribute ids of a new item, which the append adds to the catalogue and gives a generated vector]). With --repo: the shop's event source name."),
     rows: Optional[int] = typer.Option(None, "--rows", min=1, help="Synthetic examples (default: as many as the active run accepted)."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Steps of the warm-started fit (default 500 GAN steps; with --repo 10 adversarial steps)."),
     no_teacher: bool = typer.Option(False, "--no-teacher", help="With --repo: no teacher, even when the repo has a trained recommender."),

@@ -1,4 +1,4 @@
-"""``ecaug augment`` and ``ecaug runs list|show|rollback``.
+"""``ecaug augment``, ``ecaug augment-items`` and ``ecaug runs list|show|rollback`` (``--items``: the item runs).
 
 Progress goes to stderr; with ``--json`` the last stdout line is one JSON object.
 """
@@ -83,16 +83,50 @@ def _emit_run(out: dict[str, Any], as_json: bool, head: str) -> None:
         raise typer.Exit(1)
 
 
+def augment_items(
+    model: str = typer.Option("latest", "--model", help="The sequence checkpoint whose item space the vectors lie in: a path, a name under <state>/models, or latest (the one `ecaug serve` serves)."),
+    generator: Optional[str] = typer.Option(None, "--generator", help="Item generator (ecaug_feast.synth.item_gen): gar (adversarial, the default when present) or attr_mean."),
+    config: Optional[Path] = typer.Option(None, "--config", help="A JSON file of the generator's config fields."),
+    seed: int = typer.Option(0, "--seed", help="Seed (generator, sampled histories)."),
+    no_publish: bool = typer.Option(False, "--no-publish", help="Write the run but do not activate/materialize it."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
+) -> None:
+    """Generated item vectors for the items the checkpoint never trained on (cold and new items):
+    an item generator fitted on the warm items' trained vectors, a run of the item_features_synth
+    view (lineage, rollback with `ecaug runs rollback --items`), activated and materialized. Serving
+    scores those items with them."""
+    from ecaug_feast.jobs.augment_items import augment_items as job
+    from ecaug_feast.jobs.augment_items import read_config_file
+
+    cfg = read_config_file(config) if config is not None else None
+    out = job(Workspace.from_env(), model=model, generator=generator, seed=seed, config=cfg, publish=not no_publish,
+              log_fn=err.print)
+    human = (f"item run {out['run_id']} ({out['generator']}, {out['model_version']}): {out['rows']} items "
+             f"({out['new_items']} new since training), {out['warm_items']} warm items learnt from")
+    _emit_run(out, as_json, human)
+
+
 _REPO_RUNS = "A shop's own Feast repo: its twins' runs folder instead of ecaug's."
+_ITEM_RUNS = "The item runs (item_features_synth, `ecaug augment-items`) instead of the user runs."
 
 
 @runs_app.command("list")
 def runs_list(as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
-              repo: Optional[str] = typer.Option(None, "--repo", help=_REPO_RUNS)) -> None:
+              repo: Optional[str] = typer.Option(None, "--repo", help=_REPO_RUNS),
+              items: bool = typer.Option(False, "--items", help=_ITEM_RUNS)) -> None:
     """All synthetic runs, oldest first (* = active); a run whose manifest is missing or corrupt
     is listed as BROKEN with the reason."""
     from ecaug_feast import synth_store
 
+    if items:
+        from ecaug_feast import item_runs
+
+        out = {"runs": [_item_summary(r) for r in item_runs.list_runs()], "active": item_runs.active_run()}
+        lines = [f"{'*' if r['active'] else ' '} {r['run_id']}  BROKEN: {r['broken']}" if r.get("broken") else
+                 f"{'*' if r['active'] else ' '} {r['run_id']}  gate={r['gate']}  items={r['rows']}  "
+                 f"generator={r['generator']}  model={r['model_version']}  parent={r['parent_run_id']}" for r in out["runs"]]
+        _emit(out, as_json, "\n".join(lines) or "no item runs")
+        return
     if repo is not None:
         from ecaug_feast.jobs.repo_runs import list_repo_runs
 
@@ -106,13 +140,29 @@ def runs_list(as_json: bool = typer.Option(False, "--json", help="Print a JSON s
     _emit(out, as_json, "\n".join(lines) or "no runs")
 
 
+def _item_summary(r) -> dict[str, Any]:
+    lin = r.manifest.get("lineage", {})
+    return {"run_id": r.run_id, "active": r.active, "created": r.manifest.get("created"), "gate": r.manifest.get("gate"),
+            "rows": r.manifest.get("rows"), "generator": r.manifest.get("config", {}).get("generator"),
+            "model_version": lin.get("model_version"), "parent_run_id": lin.get("parent_run_id"), "reason": lin.get("reason"),
+            "path": str(r.path), "broken": r.broken}
+
+
 @runs_app.command("show")
 def runs_show(run_id: str = typer.Argument(..., help="Run id (see `ecaug runs list`)."),
               as_json: bool = typer.Option(False, "--json", help="Print the manifest as the last stdout line."),
-              repo: Optional[str] = typer.Option(None, "--repo", help=_REPO_RUNS)) -> None:
+              repo: Optional[str] = typer.Option(None, "--repo", help=_REPO_RUNS),
+              items: bool = typer.Option(False, "--items", help=_ITEM_RUNS)) -> None:
     """Manifest of one run (config, metrics, gate, lineage) and where its report is."""
     from ecaug_feast import synth_store
 
+    if items:
+        from ecaug_feast import item_runs
+
+        run = item_runs.load_run(check_name(run_id, "run id"))
+        man = {**run.manifest, "active": run.active, "path": str(run.path)}
+        _emit(man, as_json, json.dumps(man, indent=1, default=str))
+        return
     if repo is not None:
         from ecaug_feast.jobs.repo_runs import show_repo_run
 
@@ -128,10 +178,18 @@ def runs_show(run_id: str = typer.Argument(..., help="Run id (see `ecaug runs li
 @runs_app.command("rollback")
 def runs_rollback(to: Optional[str] = typer.Option(None, "--to", help="Run to activate (default: the previous passing run)."),
                   as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
-                  repo: Optional[str] = typer.Option(None, "--repo", help=_REPO_RUNS)) -> None:
+                  repo: Optional[str] = typer.Option(None, "--repo", help=_REPO_RUNS),
+                  items: bool = typer.Option(False, "--items", help=_ITEM_RUNS)) -> None:
     """Point the synthetic views at an earlier run (or none) and re-materialize them."""
     if to is not None:
         check_name(to, "--to")
+    if items:
+        from ecaug_feast.jobs.augment_items import rollback_items
+
+        out = rollback_items(Workspace.from_env(), to)
+        _emit(out, as_json, f"active item run: {out['active'] or 'none (no generated item vectors)'} (was {out['previous']}); "
+                            f"{out['removed_keys']} item rows removed from the online store")
+        return
     if repo is not None:
         from ecaug_feast.jobs.repo_runs import rollback_repo
 
@@ -147,4 +205,5 @@ def runs_rollback(to: Optional[str] = typer.Option(None, "--to", help="Run to ac
 
 def register(app: typer.Typer) -> None:
     app.command("augment")(augment)
+    app.command("augment-items")(augment_items)
     app.add_typer(runs_app, name="runs")

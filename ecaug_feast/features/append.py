@@ -9,6 +9,7 @@ folder and the events, and starts nothing.
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,10 +45,29 @@ def store_events(feast_dir: Path | None = None) -> pd.DataFrame:
     return ti
 
 
+def _attribute_lists(col: pd.Series, f: Path) -> list[list[int] | None]:
+    """The optional ``attributes`` column: a list of attribute ids per row (parquet lists, or in a
+    CSV ids separated by spaces, ``|``, ``;`` or commas, brackets allowed); empty/null = not given."""
+    out: list[list[int] | None] = []
+    for v in col:
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            out.append(None)
+            continue
+        parts = re.split(r"[\s|;,]+", v.strip().strip("[]").strip()) if isinstance(v, str) else list(v)
+        parts = [p for p in parts if not (isinstance(p, str) and p == "")]
+        try:
+            ids = [int(p) for p in parts]
+        except (TypeError, ValueError):
+            raise DataValidationError(f, S.ATTRIBUTES, f"not a list of integer attribute ids: {str(v)[:40]!r}") from None
+        out.append(ids or None)
+    return out
+
+
 def read_events(path: str | Path) -> pd.DataFrame:
     """New interactions from a CSV/parquet file or a folder of them: ``user_id``, ``item_id``,
     ``event_timestamp`` (ecaug's ids: ``datasets/<name>/user_map``/``item_map``), optional
-    ``label`` (rows with label <= 0 are dropped, as at ingest)."""
+    ``label`` (rows with label <= 0 are dropped, as at ingest), optional ``attributes`` (the
+    attribute ids of an item not in the catalogue yet: a new item, added by the append)."""
     p = Path(path)
     files = sorted(f for f in p.iterdir() if f.suffix in (".csv", ".parquet")) if p.is_dir() else [p]
     if not files or not files[0].exists():
@@ -69,6 +89,8 @@ def read_events(path: str | Path) -> pd.DataFrame:
             raise DataValidationError(f, "event_timestamp", "missing timestamps")
         out = pd.DataFrame({"user_id": df["user_id"].astype(np.int64), "item_id": df["item_id"].astype(np.int64),
                             "event_timestamp": ts})
+        if S.ATTRIBUTES in df.columns:
+            out[S.ATTRIBUTES] = _attribute_lists(df[S.ATTRIBUTES], f)
         if "label" in df.columns:
             out = out[df["label"].to_numpy() > 0]
         frames.append(out)
@@ -114,6 +136,43 @@ def check_events(new: pd.DataFrame, ti: pd.DataFrame, source: str | None, allow_
     return new.sort_values(["event_timestamp"], kind="stable").reset_index(drop=True), info
 
 
+def catalogue_with_new_items(items: pd.DataFrame, feast_dir: Path, new: pd.DataFrame, source: str | None,
+                             items_path: Path) -> tuple[pd.DataFrame, list[int]]:
+    """The catalogue the events may name (the ingested items + items an earlier append added, as
+    the ``item_features`` source holds them) and the ids of the new items these events add.
+
+    A new item is an id the catalogue does not hold whose events give its ``attributes``; refused
+    (one line): an unknown item without attributes, new ids that do not continue the catalogue's
+    ids (max + 1, max + 2, ...: models index items by id), attribute ids the catalogue never used."""
+    cat = items[[S.ITEM_ID, S.ATTRIBUTES]]
+    rows = pd.read_parquet(feast_dir / "item_features.parquet", columns=[S.ITEM_ID, S.EVENT_TIMESTAMP, S.ATTRIBUTES])
+    extra = rows[~rows[S.ITEM_ID].isin(cat[S.ITEM_ID])]
+    if len(extra):  # items an earlier append added
+        extra = extra.sort_values(S.EVENT_TIMESTAMP, kind="stable").groupby(S.ITEM_ID).tail(1)
+        cat = pd.concat([cat, extra[[S.ITEM_ID, S.ATTRIBUTES]]], ignore_index=True)
+    unknown = ~new[S.ITEM_ID].isin(cat[S.ITEM_ID])
+    if not unknown.any():
+        return cat, []
+    given = new.loc[unknown]
+    if S.ATTRIBUTES not in given.columns or given[S.ATTRIBUTES].isna().any():
+        bad = given if S.ATTRIBUTES not in given.columns else given[given[S.ATTRIBUTES].isna()]
+        raise DataValidationError(source, S.ITEM_ID, f"item {int(bad[S.ITEM_ID].iloc[0])} is not in the catalogue ({items_path}); "
+                                  f"a new item needs its attribute ids in an '{S.ATTRIBUTES}' column")
+    first = given.drop_duplicates(S.ITEM_ID).sort_values(S.ITEM_ID)
+    ids = first[S.ITEM_ID].to_numpy(np.int64)
+    top = int(cat[S.ITEM_ID].max()) if len(cat) else 0
+    if not np.array_equal(ids, np.arange(top + 1, top + 1 + len(ids))):
+        raise DataValidationError(source, S.ITEM_ID, f"new item ids {ids[:5].tolist()} must continue the catalogue's ids "
+                                  f"({top + 1}, {top + 2}, ...)")
+    known = {int(a) for x in cat[S.ATTRIBUTES] for a in x}
+    for i, attrs in zip(ids, first[S.ATTRIBUTES]):
+        odd = [a for a in attrs if a not in known]
+        if odd:
+            raise DataValidationError(source, S.ATTRIBUTES, f"item {int(i)}: attribute id {odd[0]} is not used by any catalogue item")
+    add = pd.DataFrame({S.ITEM_ID: ids, S.ATTRIBUTES: [sorted(set(map(int, a))) for a in first[S.ATTRIBUTES]]})
+    return pd.concat([cat, add], ignore_index=True), [int(i) for i in ids]
+
+
 def append_events(new: pd.DataFrame, seed: int = 0, feast_dir: Path | None = None, source: str | None = None,
                   allow_new_users: bool = False, skip_late: bool = False) -> dict[str, Any]:
     """Append positive events after the store's last training event to the Feast sources and
@@ -137,10 +196,8 @@ def append_events(new: pd.DataFrame, seed: int = 0, feast_dir: Path | None = Non
     items_path = dataset_dir(meta.get("dataset") or "") / "items.parquet"
     if not meta.get("dataset") or not items_path.exists():
         raise DataValidationError(items_path, None, "the ingested dataset's item table is missing: run `ecaug ingest` first")
-    items = pd.read_parquet(items_path)
-    unknown = ~new["item_id"].isin(items["item_id"])
-    if unknown.any():
-        raise DataValidationError(source, "item_id", f"item {int(new.loc[unknown, 'item_id'].iloc[0])} is not in {items_path} (new items need an ingest)")
+    items, added = catalogue_with_new_items(pd.read_parquet(items_path), out, new, source, items_path)
+    new = new[["user_id", "item_id", "event_timestamp"]]
     attributes = build.item_attributes(items)
 
     # users: their whole positive history (old + new) through the feature builder; popularity
@@ -200,5 +257,5 @@ def append_events(new: pd.DataFrame, seed: int = 0, feast_dir: Path | None = Non
 
     version = build.publish_feature_set(out, write)
     summary.update(version=version.name, rows=appended["rows"], first=appended["first"], last=appended["last"],
-                   users=int(new["user_id"].nunique()), seconds=round(time.perf_counter() - t0, 3))
+                   users=int(new["user_id"].nunique()), new_items=added, seconds=round(time.perf_counter() - t0, 3))
     return summary

@@ -6,7 +6,8 @@
   ``<state>/drift/<time>/``.
 * the append of new events and the materialize of the appended window are one step under an
   intent record (:func:`ecaug_feast.jobs.repair.append_step`), redone after a crash.
-* :func:`refresh_job`: append (optional), drift check, then a new run warm-started from the active
+* :func:`refresh_job`: append (optional; new items in the events get their generated item vectors
+  written and materialized: :func:`ecaug_feast.jobs.augment_items.refresh_items`), drift check, then a new run warm-started from the active
   run's generator, gated, compared with the active run on the quick study, activated only if both
   pass; ``parent_run_id`` in its lineage. Any failure before the switch leaves the active run (and
   Redis) as it was; a failure while publishing switches back to the parent and re-publishes it.
@@ -350,6 +351,11 @@ def refresh_job(ws: Workspace, force: bool = False, events: str | Path | None = 
     if events is not None:
         out.update(repair.append_step(ws, events, seed=seed, allow_new_users=allow_new_users, skip_late=skip_late,
                                       after_append=lambda: hook("after_append")))
+        # new items in the events: their generated vectors written and materialized now, whatever
+        # the drift verdict (serving ranks them from the next request on)
+        from ecaug_feast.jobs.augment_items import refresh_items
+
+        out["items"] = refresh_items(ws, seed=seed, reason="refresh")
     drift = drift_job(ws, config=config)
     out["drift"] = {k: drift.get(k) for k in ("drifted", "crossed", "scores", "report", "reason")}
     if not (force or drift["drifted"]):

@@ -1,11 +1,13 @@
 """The steps that write the online store, each under an intent record, and ``ecaug repair``.
 
-Three steps can leave Redis behind the offline store when a process dies mid-way:
+These steps can leave Redis behind the offline store when a process dies mid-way:
 
 * ``materialize`` (:func:`materialize_step`, behind ``ecaug materialize``);
 * ``publish`` (:func:`ecaug_feast.synth_store.publish`, behind augment, rollback and refresh);
 * ``refresh`` (:func:`append_step`: ``ecaug refresh``'s append of new events + the materialize of
-  the appended window).
+  the appended window);
+* ``publish_items`` (:func:`ecaug_feast.item_runs.publish`) and ``refresh_items`` (the item
+  vectors of new items, :func:`ecaug_feast.jobs.augment_items.refresh_items`).
 
 Each writes ``<state>/intents/<step>.json`` first (:mod:`ecaug_feast.intents`) and removes it when
 done. :func:`redo_pending` redoes every interrupted step (its process is gone): ``ecaug repair``
@@ -25,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from ecaug_feast import feast_io, intents, synth_store
+from ecaug_feast import feast_io, intents, item_runs, synth_store
 from ecaug_feast.errors import DataValidationError, EcaugError
 from ecaug_feast.features.append import append_events, read_events
 from ecaug_feast.jobs.workspace import Workspace
@@ -131,8 +133,20 @@ def _redo_unknown(ws: Workspace, args: dict[str, Any]) -> dict[str, Any]:
     return {"materialize": materialize_step(ws), "publish": _redo_publish(ws, {})}
 
 
+def _redo_publish_items(ws: Workspace, args: dict[str, Any]) -> dict[str, Any]:
+    with ws.online() as url:
+        return item_runs.publish(ws.feast_repo(url), ws.state_dir)
+
+
+def _redo_refresh_items(ws: Workspace, args: dict[str, Any]) -> dict[str, Any]:
+    from ecaug_feast.jobs.augment_items import refresh_items  # torch: only when there is one to redo
+
+    return refresh_items(ws, seed=_int(args.get("seed")), reason="repair")
+
+
 REDO: dict[str, Callable[[Workspace, dict[str, Any]], dict[str, Any]]] = {
-    "materialize": _redo_materialize, "publish": _redo_publish, "refresh": _redo_refresh}
+    "materialize": _redo_materialize, "publish": _redo_publish, "refresh": _redo_refresh,
+    item_runs.INTENT: _redo_publish_items, "refresh_items": _redo_refresh_items}
 
 
 def redo_pending(ws: Workspace, skip: Sequence[str] = ()) -> list[dict[str, Any]]:

@@ -375,6 +375,7 @@ def _add_health(app: FastAPI, s: Services, state_dir: FsPath | None) -> None:
             "index_items": len(bundle.index) if bundle else 0,
             "feature_store": "up" if fs_up else "down",
             "unfinished_steps": unfinished,
+            "synthetic_items": bundle.info.get("synthetic_items") if bundle else None,
             "last_reload_error": s.models.last_error,
         }
         return JSONResponse(body, status_code=200 if bundle else 503)

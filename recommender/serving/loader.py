@@ -82,16 +82,64 @@ def feast_seen_items(store: Any, source: str = TRAIN_SOURCE) -> SeenItems:
     return SeenItems.from_interactions(df, source=str(path))
 
 
+ONLINE_CHUNK = 5000  # entity rows per get_online_features call
+
+
+def feast_item_vectors(store: Any, item_ids: Sequence[int]) -> pd.DataFrame:
+    """The online ``item_features_synth`` rows of ``item_ids`` (read through Feast from the online
+    store): ``item_id``, ``item_vector``, ``model_version``, ``run_id``; items without a row left out."""
+    from ecaug_feast import feast_io
+
+    refs = S.refs(feast_io.ITEM_SYNTH_VIEW, [S.ITEM_VECTOR, S.MODEL_VERSION, S.RUN_ID])
+    ids = [int(i) for i in np.asarray(item_ids, dtype=np.int64)]
+    frames = []
+    for lo in range(0, len(ids), ONLINE_CHUNK):
+        part = ids[lo:lo + ONLINE_CHUNK]
+        res = store.get_online_features(features=refs, entity_rows=[{S.ITEM_ID: i} for i in part]).to_dict()
+        frames.append(pd.DataFrame({S.ITEM_ID: part, S.ITEM_VECTOR: res[S.ITEM_VECTOR],
+                                    S.MODEL_VERSION: res[S.MODEL_VERSION], S.RUN_ID: res[S.RUN_ID]}))
+    if not frames:
+        return pd.DataFrame({c: [] for c in (S.ITEM_ID, S.ITEM_VECTOR, S.MODEL_VERSION, S.RUN_ID)})
+    df = pd.concat(frames, ignore_index=True)
+    return df[df[S.ITEM_VECTOR].map(lambda v: v is not None and len(v) > 0)].reset_index(drop=True)
+
+
+def synthetic_item_rows(rows: pd.DataFrame, version: str, num_items: int, dim: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Of the online ``item_features_synth`` rows, those in ``version``'s item space (the job wrote
+    them for items that checkpoint never trained on, or beyond its vocabulary of ``num_items``):
+    ``(item ids, float32 vectors [n, dim], summary)``. Rows of another checkpoint are not used: a
+    vector lies in one model's space."""
+    mine = rows[rows[S.MODEL_VERSION] == version] if len(rows) else rows
+    ids, vecs = np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
+    if len(mine):
+        arrs = [np.asarray(v, np.float32) for v in mine[S.ITEM_VECTOR]]
+        ok = np.array([a.shape == (dim,) and bool(np.isfinite(a).all()) for a in arrs])
+        if ok.any():
+            ids = mine[S.ITEM_ID].to_numpy(np.int64)[ok]
+            vecs = np.stack([a for a, k in zip(arrs, ok) if k])
+    info = {"rows": int(len(ids)), "in_vocabulary": int((ids <= num_items).sum()), "new": int((ids > num_items).sum()),
+            "other_model": int(len(rows) - len(mine)), "bad": int(len(mine) - len(ids)),
+            "runs": sorted({str(r) for r in mine[S.RUN_ID]}) if len(mine) else []}
+    if info["other_model"]:
+        log.warning("%d synthetic item rows were generated for another checkpoint than %s: not used "
+                    "(run `ecaug augment-items` for the model served)", info["other_model"], version)
+    return ids, vecs, info
+
+
 def load_bundle(
     path: str | Path,
     item_popularity: pd.Series | None = None,
     *,
     index_kind: str = "flat",
+    item_vectors: Callable[[], pd.DataFrame | None] | None = None,
 ) -> ModelBundle:
     """Load the checkpoint at ``path`` and embed every catalogue item.
 
     ``item_popularity``: training interaction count per item id (index = item ids); items not in
     it get popularity 0. ``None`` uses zeros for all (the model then relies on ids/attributes).
+    ``item_vectors``: the online ``item_features_synth`` rows (:func:`feast_item_vectors`; None
+    when the store could not be read); a sequence model scores cold and new items with their
+    generated vectors.
     """
     import torch
 
@@ -103,7 +151,7 @@ def load_bundle(
     model, meta = load_checkpoint(d)
     model.eval()
     if model.cfg.sequential:
-        return _sequence_bundle(model, meta, d, version, index_kind)
+        return _sequence_bundle(model, meta, d, version, index_kind, item_vectors)
     n_items = int(model.catalog.num_items)
     ids = np.arange(1, n_items + 1, dtype=np.int64)  # real item ids are contiguous from 1
     pop = np.zeros(n_items, dtype=np.float32)
@@ -128,24 +176,48 @@ def load_bundle(
     )
 
 
-def _sequence_bundle(model, meta: dict, d: Path, version: str, index_kind: str) -> ModelBundle:
+def _sequence_bundle(model, meta: dict, d: Path, version: str, index_kind: str,
+                     item_vectors: Callable[[], pd.DataFrame | None] | None = None) -> ModelBundle:
     """Sequence two-tower: the item matrix (rows 1..I) is the index (inner product, the training
-    score); the user encoder runs the self-attention tower on the online ``recent_items``."""
+    score); the user encoder runs the self-attention tower on the online ``recent_items``.
+
+    Generated vectors (``item_features_synth`` rows of this checkpoint, read online) stand in for
+    the rows of items the model never trained on, in the index and as the user tower's input (the
+    matrix is tied), and items beyond the vocabulary (new since training) join the index with
+    theirs; without a row such an item is not in the index."""
+    import torch
+
     from recommender.seq_model import SeqUserEncoder
 
     enc = SeqUserEncoder(model)
     n_items = int(model.cfg.num_items)
-    vecs = enc.R[1 : n_items + 1].numpy().astype(np.float32)
-    index = ItemIndex.build(vecs, np.arange(1, n_items + 1, dtype=np.int64), metric="ip", kind=index_kind)
+    dim = int(enc.R.shape[1])
+    extra_ids, extra_vecs, synth = np.zeros(0, np.int64), np.zeros((0, dim), np.float32), None
+    if item_vectors is not None:
+        rows = item_vectors()
+        if rows is None:  # the online store could not be read
+            rows, unread = pd.DataFrame({c: [] for c in (S.ITEM_ID, S.ITEM_VECTOR, S.MODEL_VERSION, S.RUN_ID)}), True
+        else:
+            unread = False
+        ids, vecs, synth = synthetic_item_rows(rows, version, n_items, dim)
+        synth["unread"] = unread
+        inside = ids <= n_items
+        if inside.any():  # the tied matrix: index and user tower both read the generated row
+            enc.R[torch.from_numpy(ids[inside])] = torch.from_numpy(vecs[inside])
+        extra_ids, extra_vecs = ids[~inside], vecs[~inside]
+    vecs = np.concatenate([enc.R[1 : n_items + 1].numpy().astype(np.float32), extra_vecs])
+    index = ItemIndex.build(vecs, np.concatenate([np.arange(1, n_items + 1, dtype=np.int64), extra_ids]),
+                            metric="ip", kind=index_kind)
     index.search_threads = 1
 
     def encode(feats: Sequence[UserFeatures]) -> np.ndarray:
         return enc([f.values.get(S.RECENT_ITEMS) for f in feats])
 
-    log.info("loaded %s: %d items, dim %d, inner product, sequence user encoder", version, len(index), index.dim)
+    log.info("loaded %s: %d items (%d generated), dim %d, inner product, sequence user encoder", version, len(index),
+             0 if synth is None else synth["rows"], index.dim)
     return ModelBundle(version=version, index=index, encode_users=encode, source=str(d),
                        info={"similarity": "ip", "dim": index.dim, "encoder": "sequence", "model": "sequence",
-                             "metrics": meta.get("metrics", {})})
+                             "num_items": n_items, "synthetic_items": synth, "metrics": meta.get("metrics", {})})
 
 
 class ReferenceUserEncoder:

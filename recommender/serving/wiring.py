@@ -119,7 +119,15 @@ def build_services(
     from ecaug_feast import feast_io
 
     from recommender.serving.feast_reader import FeastFeatureReader
-    from recommender.serving.loader import checkpoint_fingerprint, feast_item_popularity, feast_seen_items, load_bundle
+    from ecaug_feast.item_runs import published_fingerprint
+
+    from recommender.serving.loader import (
+        checkpoint_fingerprint,
+        feast_item_popularity,
+        feast_item_vectors,
+        feast_seen_items,
+        load_bundle,
+    )
     from recommender.serving.model_bundle import files_fingerprint
 
     first = resolve_model(model)
@@ -133,29 +141,50 @@ def build_services(
     seen = feast_seen_items(store)
     metrics = ServingMetrics()
 
-    n_items = int(items["item_id"].max())
+    reader = FeastFeatureReader(store, retry_s=retry_s, relocate=relocate)
+    catalogue = {"ids": items["item_id"].to_numpy(np.int64)}
+
+    def item_vectors():
+        # the generated rows of cold and new items, from the online store (the reader's store:
+        # it follows a Redis that moved); Redis down: the model serves without them
+        try:
+            return feast_item_vectors(reader.store, catalogue["ids"])
+        except Exception as exc:  # noqa: BLE001 - a model must load while the store is down
+            log.warning("generated item vectors not read (%s: %s); serving the trained rows only", type(exc).__name__,
+                        str(exc).splitlines()[0][:200] if str(exc) else "")
+            return None
 
     def loader():
         d = resolve_model(model)
-        bundle = load_bundle(d, item_pop)
-        if len(bundle.index) != n_items:  # item ids would point at other items: refuse, keep serving the old model
+        # the catalogue as the item_features view holds it now: items a refresh added since start
+        catalogue["ids"] = feast_io.item_catalog(store)[0]["item_id"].to_numpy(np.int64)
+        n_items = int(catalogue["ids"].max())
+        bundle = load_bundle(d, item_pop, item_vectors=item_vectors)
+        vocab = int(bundle.info.get("num_items") or len(bundle.index))
+        # a sequence model serves items added since training (ids above its vocabulary) through
+        # their generated vectors; any other difference: item ids would point at other items
+        grown = bundle.info.get("model") == "sequence" and vocab < n_items
+        if vocab != n_items and not grown:  # refuse, keep serving the old model
             raise EcaugError(
-                f"{d}: catalog mismatch: the checkpoint has {len(bundle.index)} items, dataset '{name}' has {n_items} "
+                f"{d}: catalog mismatch: the checkpoint has {vocab} items, dataset '{name}' has {n_items} "
                 "(serve it with the dataset it was trained on: --dataset)"
             )
         return bundle
 
     if str(model) == LATEST:  # follow whichever checkpoint is newest
-        def fingerprint():
+        def model_fp():
             return files_fingerprint(lambda: [resolve_model(model) / "config.json", resolve_model(model) / "model.pt"])()
     else:
-        fingerprint = checkpoint_fingerprint(first)
+        model_fp = checkpoint_fingerprint(first)
+
+    def fingerprint():
+        # a publish of item vectors (refresh with new items, augment-items, rollback) reloads too
+        return (model_fp(), published_fingerprint())
 
     holder = ModelHolder(
         loader, fingerprint, poll_s=poll_s,
         on_reload=lambda result, b: metrics.reloads.labels(result).inc(),
     )
-    reader = FeastFeatureReader(store, retry_s=retry_s, relocate=relocate)
     log.info("serving dataset %s: %d items, %d users with history", name, len(items), seen.n_users)
     return Services(
         features=reader,
