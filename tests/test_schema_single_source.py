@@ -141,3 +141,19 @@ def test_libraries_read_the_schema_lists():
     assert set(drift.CONTINUOUS) <= set(S.USER_SCALAR_COLUMNS)
     u, i = synth_store._empty_frames()
     assert list(u.columns) == S.USER_SYNTH_SCHEMA.names and list(i.columns) == S.INTERACTIONS_SYNTH_SCHEMA.names
+
+
+def test_item_synth_fields_arrow_schema_and_columns_agree(monkeypatch):
+    """``item_features_synth``: its Feast fields (+ lineage), its run file's Arrow schema and the
+    column list are one declaration."""
+    from ecaug_feast.plugin import LINEAGE_FIELDS
+
+    monkeypatch.syspath_prepend(str(ROOT / "feature_repo"))
+    sys.modules.pop("schemas", None)
+    import schemas
+
+    fields = [*schemas.ITEM_SYNTH_FIELDS, *LINEAGE_FIELDS]
+    assert [f.name for f in fields] == S.ITEM_SYNTH_COLUMNS == S.ITEM_SYNTH_SCHEMA.names[2:]
+    for f in fields:
+        assert _arrow_of(f.dtype) == S.ITEM_SYNTH_SCHEMA.field(f.name).type, f.name
+    assert S.ITEM_SYNTH_SCHEMA.field(S.ITEM_VECTOR).type == pa.list_(pa.float32())

@@ -165,6 +165,11 @@ def augment_items(ws: Workspace, model: str | Path = "latest", generator: str | 
     version = model_version(d)
     store = ws.store()
     items, items_src = feast_io.item_catalog(store)
+    fmeta = read_feature_meta(ws.feast_dir) or {}
+    trained_on = (meta.get("data") or {}).get("dataset")
+    if trained_on and fmeta.get("dataset") and trained_on != fmeta["dataset"]:
+        raise EcaugError(f"{d}: trained on dataset {trained_on!r}, the Feast sources hold {fmeta['dataset']!r}: "
+                         "its item space does not fit this catalogue")
     n_vocab = int(net.cfg.num_items)
     n_cat = int(items[S.ITEM_ID].max()) if len(items) else 0
     if n_cat < n_vocab:
@@ -194,7 +199,6 @@ def augment_items(ws: Workspace, model: str | Path = "latest", generator: str | 
     rows = pd.DataFrame({S.ITEM_ID: cold, S.ITEM_VECTOR: list(vecs), S.MODEL_VERSION: version,
                          S.ATTRIBUTES: [list(attrs.get(int(i), [])) for i in cold],
                          S.GENERATOR_VERSION: f"{name}/{VERSION}"})
-    fmeta = read_feature_meta(ws.feast_dir) or {}
     manifest = {
         "gate": "pass" if not reasons else "fail", "gate_reasons": reasons,
         "config": {"generator": name, "generator_config": _jsonable(getattr(gen, "report", {}).get("config")), "seed": seed},
@@ -272,7 +276,7 @@ def _beyond_vocabulary(ws: Workspace, model: str | Path) -> bool:
     if str(model) == "latest":
         found = [p for p in models_dir().glob("*/config.json")] if models_dir().exists() else []
         if not found:
-            return True
+            return False  # no checkpoint: nothing to generate for
         d = max(found, key=lambda p: p.stat().st_mtime_ns).parent
     try:
         vocab = int(json.loads((d / "config.json").read_text())["model"]["num_items"])
@@ -300,6 +304,10 @@ def refresh_items(ws: Workspace, seed: int = 0, reason: str = "refresh") -> dict
         d = resolve_checkpoint(model)
         if not sequential(read_config(d)):
             return {"skipped": f"{d} is not a sequence checkpoint: no item vectors to generate"}
+        trained_on = (read_config(d).get("data") or {}).get("dataset")
+        held = (read_feature_meta(ws.feast_dir) or {}).get("dataset")
+        if trained_on and held and trained_on != held:
+            return {"skipped": f"{d} was trained on {trained_on!r}, the Feast sources hold {held!r}"}
         todo, version = uncovered_items(ws, d, parent)
     except (EcaugError, CheckpointError) as exc:
         return {"skipped": f"no checkpoint to generate item vectors for ({exc})"}

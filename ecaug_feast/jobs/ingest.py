@@ -2,7 +2,8 @@
 (register the Feast objects) and ``materialize`` (load the online store).
 
 ``apply`` and ``materialize`` write to the online store (apply drops the keys of removed views), so
-they run inside ``Workspace.online()``; ``ingest`` touches no Redis.
+they run inside ``Workspace.online()``; ``ingest`` touches no Redis, except to materialize the
+generated vectors of items a sequence checkpoint of the same dataset never saw (new items).
 """
 
 from __future__ import annotations
@@ -66,7 +67,13 @@ def ingest(ws: Workspace, ds: Any, negatives: int = 1, seed: int = 0,
     Interrupted refreshes and materializes of the replaced sources are dropped (``dropped_intents``):
     redone later, a refresh would append its old events onto the new store."""
     out = ingest_dataset(ds, neg_per_pos=negatives, seed=seed, progress=progress)
-    return {**out, "dropped_intents": drop_replaced_intents(ws)}
+    out = {**out, "dropped_intents": drop_replaced_intents(ws)}
+    # items the served checkpoint never saw (a catalogue that grew): their generated vectors are
+    # written and materialized now (a no-op without a sequence checkpoint of this dataset)
+    from ecaug_feast.jobs.augment_items import refresh_items
+
+    out["items"] = refresh_items(ws, seed=seed, reason="ingest")
+    return out
 
 
 REPLACED_STEPS = ("refresh", "materialize")  # intents about the real sources an ingest replaces

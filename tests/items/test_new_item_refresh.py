@@ -177,3 +177,58 @@ def test_new_item_by_refresh_is_recommended_and_rollback_removes_it(shop, tmp_pa
         assert new_id not in services.models.current.index.item_ids
         gone = client.get(f"/recommend?user_id={user}&k={len(services.models.current.index)}").json()
         assert new_id not in [it["item_id"] for it in gone["items"]]
+
+
+def test_refresh_refuses_a_new_item_without_attributes_in_one_line(shop, tmp_path):
+    """An unknown item id without its attributes is refused before anything is written: exit 2,
+    one line naming the file and the column."""
+    from ecaug_feast.features.append import store_events
+
+    before = len(store_events(shop.ws.feast_dir))
+    ev = tmp_path / "bad.csv"
+    t = store_events(shop.ws.feast_dir)[S.EVENT_TIMESTAMP].max() + pd.Timedelta(days=1)
+    user = int(shop.data.train[S.USER_ID].iloc[0])
+    pd.DataFrame({S.USER_ID: [user], S.ITEM_ID: [10_000], S.EVENT_TIMESTAMP: [t.isoformat()]}).to_csv(ev, index=False)
+    e = {**os.environ, "ECAUG_HOME": str(shop.home), "ECAUG_REDIS_URL": shop.url, "PYTHONWARNINGS": "ignore"}
+    p = subprocess.run([sys.executable, "-m", "ecaug_feast.cli.main", "refresh", "--events", str(ev)], capture_output=True,
+                       text=True, env=e, timeout=300)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    assert len(p.stderr.strip().splitlines()) == 1 and str(ev) in p.stderr and S.ITEM_ID in p.stderr and S.ATTRIBUTES in p.stderr
+    assert len(store_events(shop.ws.feast_dir)) == before
+
+
+def _catalogue(tmp_path: Path) -> tuple[pd.DataFrame, Path]:
+    """Items 1..3 with attributes, and a Feast folder whose item_features source holds item 4
+    (added by an earlier append)."""
+    items = pd.DataFrame({S.ITEM_ID: [1, 2, 3], S.ATTRIBUTES: [[1, 2], [1, 3], [4]]})
+    rows = pd.DataFrame({S.ITEM_ID: [1, 4], S.EVENT_TIMESTAMP: pd.to_datetime(["2024-01-01", "2024-02-01"], utc=True),
+                         S.ATTRIBUTES: [[1, 2], [2, 4]]})
+    rows.to_parquet(tmp_path / "item_features.parquet")
+    return items, tmp_path
+
+
+@pytest.mark.parametrize("ids, attrs, column, words", [
+    ([9], [None], S.ITEM_ID, "needs its attribute ids"),      # unknown item, no attributes
+    ([6], [[1]], S.ITEM_ID, "must continue"),                 # a gap after 4 (the appended item)
+    ([5], [[99]], S.ATTRIBUTES, "attribute id 99"),           # an attribute no item uses
+])
+def test_new_items_are_checked(tmp_path, ids, attrs, column, words):
+    from ecaug_feast.errors import DataValidationError
+    from ecaug_feast.features.append import catalogue_with_new_items
+
+    items, feast_dir = _catalogue(tmp_path)
+    new = pd.DataFrame({S.USER_ID: [1] * len(ids), S.ITEM_ID: ids, S.ATTRIBUTES: attrs})
+    with pytest.raises(DataValidationError) as err:
+        catalogue_with_new_items(items, feast_dir, new, "ev.csv", Path("items.parquet"))
+    assert column in str(err.value) and words in str(err.value) and "ev.csv" in str(err.value)
+
+
+def test_new_items_extend_the_catalogue(tmp_path):
+    from ecaug_feast.features.append import _attribute_lists, catalogue_with_new_items
+
+    items, feast_dir = _catalogue(tmp_path)
+    new = pd.DataFrame({S.USER_ID: [1, 2, 3], S.ITEM_ID: [5, 5, 2],
+                        S.ATTRIBUTES: _attribute_lists(pd.Series(["1|4", "[1, 4]", None]), Path("ev.csv"))})
+    cat, added = catalogue_with_new_items(items, feast_dir, new, "ev.csv", Path("items.parquet"))
+    assert added == [5]
+    assert dict(zip(cat[S.ITEM_ID], map(list, cat[S.ATTRIBUTES]))) == {1: [1, 2], 2: [1, 3], 3: [4], 4: [2, 4], 5: [1, 4]}
