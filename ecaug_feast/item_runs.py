@@ -257,9 +257,11 @@ def publish(repo: Path, state_dir: Path | None = None) -> dict[str, Any]:
                 except Exception as exc:  # noqa: BLE001 - its recorded ids (published.json) are used
                     log.warning("item run %s: cannot read its item ids (%s)", run.run_id, exc)
         rows = rows_of(load_run(cur)) if cur is not None else None
-        if rows is not None:
-            stale.update(int(i) for i in rows[S.ITEM_ID])  # Feast keeps the newer row: an older run's row must go first
-        out["removed_keys"] = synth_store.delete_online_rows(store, [view], [{"int64_val": i} for i in sorted(stale)])
+        keep = set(int(i) for i in rows[S.ITEM_ID]) if rows is not None else set()
+        out["removed_keys"] = len(stale - keep)  # items whose row leaves the online store
+        # Feast keeps the newer of two rows of a key: the active run's items are cleared too, then written
+        stale |= keep
+        out["keys_changed"] = synth_store.delete_online_rows(store, [view], [{"int64_val": i} for i in sorted(stale)])
         _write_published({cur: sorted(int(i) for i in rows[S.ITEM_ID])} if rows is not None and len(rows) else {})
         if rows is None or not len(rows):
             out["materialized"] = 0
