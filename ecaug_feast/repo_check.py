@@ -141,10 +141,11 @@ def _type_name(reg: Registry, number: int) -> str:
 
 
 def check_repo(repo: str | Path, events: str | None = None, views: Sequence[str] = (), entity: str | None = None,
-               view: str | None = None, service: str | None = None) -> bool:
+               view: str | None = None, service: str | None = None, history: str | None = None) -> bool:
     """Refuse (:class:`EcaugError`, one line) what the repo's registry shows to be wrong; True
     when the registry answered, False when the command's full check must (see the module docstring).
-    ``events`` (+ ``views``): the sequence path; ``entity`` / ``view`` / ``service``: a view of the column path."""
+    ``events`` (+ ``views``): the sequence path; ``entity`` / ``view`` / ``service``: a view of the column path;
+    ``history`` (with ``events``): ``train --repo``'s ``VIEW:FIELD``, as ``jobs.repo_train.check_history``."""
     repo = Path(repo).expanduser().resolve()
     if not (repo / "feature_store.yaml").exists():
         raise EcaugError(f"{repo}: not a Feast repo (no feature_store.yaml)")
@@ -153,6 +154,8 @@ def check_repo(repo: str | Path, events: str | None = None, views: Sequence[str]
         return False
     if events is not None:
         _check_events(reg, repo, events, views)
+        if history is not None:
+            _check_history(reg, repo, events, history)
     elif view is not None:
         _check_view(reg, repo, entity, view, service)
     return True
@@ -178,6 +181,30 @@ def _check_events(reg: Registry, repo: Path, events: str, views: Iterable[str]) 
         _check_columns(events, path, {user: user_type, item: None, source.timestamp_field: None})
     for name in views:
         _check_event_view(reg, repo, name, user, user_type)
+
+
+def _check_history(reg: Registry, repo: Path, events: str, history: str) -> None:
+    """``VIEW:FIELD``: a view keyed by the events' user key whose field is a list of the item key's type."""
+    twin = next(s for s in reg.sources.values() if s.tags.get(TWIN_OF_TAG) == events and EVENTS_TAG in s.tags)
+    user, item, _user_type, item_type = (twin.tags[EVENTS_TAG].split(",") + ["", "", "", ""])[:4]
+    view_name, sep, field_name = history.partition(":")
+    if not sep or not view_name or not field_name:
+        raise EcaugError(f"--history {history!r}: expected VIEW:FIELD (a list feature of the user's recent item keys)")
+    if view_name not in reg.views:
+        raise EcaugError(f"--history {history}: no feature view {view_name!r} in {repo}")
+    spec = reg.views[view_name]
+    keys = [c.name for c in spec.entity_columns]
+    if keys != [user]:
+        raise EcaugError(f"--history {history}: view {view_name!r} is keyed by {keys}, the events' users by {user!r}")
+    feats = {f.name: _type_name(reg, f.value_type) for f in spec.features}
+    if field_name not in feats:
+        raise EcaugError(f"--history {history}: view {view_name!r} has no feature {field_name!r} (has: {', '.join(sorted(feats))})")
+    t = feats[field_name]
+    base = t[: -len("_LIST")] if t.endswith("_LIST") else t
+    shown = f"Array({FEAST_NAMES.get(base, base)})" if t.endswith("_LIST") else FEAST_NAMES.get(t, t)
+    want = f"Array({item_type or 'String'})"
+    if shown != want:
+        raise EcaugError(f"--history {history}: {field_name!r} is {shown}; the item keys ({item!r}) need {want}")
 
 
 def _check_columns(name: str, path: Path, want: dict[str, str | None]) -> None:

@@ -18,6 +18,7 @@ from rich.console import Console
 from ecaug_feast.cli.jsonout import summary_json
 from ecaug_feast.errors import EcaugError
 from ecaug_feast.jobs.workspace import Workspace
+from ecaug_feast.names import check_name
 from ecaug_feast.noise import quiet_known_noise
 from ecaug_feast.repo_check import check_repo
 
@@ -80,7 +81,8 @@ def train_cmd(
     if repo is not None or events is not None or history is not None:
         _repo_only(repo, events, dataset=dataset, source=source if source != "feast" else None,
                    model=model if model not in (None, "sequence") else None)
-        check_repo(repo, events=events)  # from the registry, before Feast and torch load
+        check_name(name, "checkpoint name")
+        check_repo(repo, events=events, history=history)  # from the registry, before Feast and torch load
         from ecaug_feast.jobs.repo_train import train_repo
 
         out = train_repo(Workspace.from_env(repo=repo), events, name=name, history=history, epochs=epochs, seed=seed,
@@ -122,6 +124,7 @@ def finetune_cmd(
     if repo is not None or events is not None:
         _repo_only(repo, events, dataset=dataset, source=source if source != "feast" else None,
                    mode=mode if mode != "full" else None)
+        check_name(name or "finetuned", "checkpoint name")
         check_repo(repo, events=events)
         from ecaug_feast.jobs.repo_train import finetune_repo
 

@@ -70,6 +70,11 @@ def test_refusals_come_from_the_registry_before_any_fitting(applied: Path, tmp_p
         (["drift", "--repo", str(repo), "--events", "nope"], "--events nope: no such data source"),
         (["refresh", "--repo", str(repo), "--events", "nope"], "--events nope: no such data source"),
         (["train", "--repo", str(repo), "--events", "nope"], "--events nope: no such data source"),
+        (["train", "--repo", str(repo), "--events", "purchases", "--history", "shopper_behaviour:basket_value"],
+         "--history shopper_behaviour:basket_value: 'basket_value' is Float32; the item keys ('sku') need Array(String)"),
+        (["train", "--repo", str(repo), "--events", "purchases", "--history", "product_stats:aisle"],
+         "view 'product_stats' is keyed by ['product_no'], the events' users by 'shopper_ref'"),
+        (["finetune", "--repo", str(repo), "--events", "nope"], "--events nope: no such data source"),
     ]
     for args, want in cases:
         code, err = _ecaug(args, home)

@@ -15,6 +15,8 @@ The checkpoint lives under ``<state>/repos/<project>/models/<name>`` with the sh
 from __future__ import annotations
 
 import json
+import os
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -110,6 +112,12 @@ def test_grocer_uuid_keys_train_augment_finetune(tmp_path: Path, redis_url: str,
         code, _, err = ecaug_cli([*train, *args], capsys, monkeypatch)
         lines = [ln for ln in err.strip().splitlines() if ln.strip()]
         assert code == 2 and msg in err and len(lines) == 1 and "Traceback" not in err, (args, err)
+    # a registry older than the repo file: the registry check leaves it to the full one, same words
+    later = time.time() + 5
+    os.utime(repo / "grocer_repo.py", (later, later))
+    code, _, err = ecaug_cli([*train, "--events", "purchases", "--history", "shopper_behaviour:basket_value"], capsys, monkeypatch)
+    assert code == 2 and "'basket_value' is Float32; the item keys ('sku') need Array(String)" in err, err
+    os.utime(repo / "grocer_repo.py", (time.time() - 60, time.time() - 60))
 
     code, out, err = ecaug_cli([*train, "--events", "purchases", "--history", "shopper_behaviour:last_items_bought"], capsys, monkeypatch)
     assert code == 0, err[-3000:]
