@@ -9,8 +9,9 @@
 * :func:`refresh_job`: append (optional; new items in the events get their generated item
   vectors written and materialized: :func:`ecaug_feast.jobs.augment_items.refresh_items`), drift
   check, then a new run warm-started from the active run's generator, gated, compared with the
-  active run on the quick study, activated only if both pass; ``parent_run_id`` in its lineage. Any failure before the switch leaves the active run (and
-  Redis) as it was; a failure while publishing switches back to the parent and re-publishes it.
+  active run on the quick study, activated only if both pass; ``parent_run_id`` in its lineage.
+  Any failure before the switch leaves the active run (and Redis) as it was; a failure while
+  publishing switches back to the parent and re-publishes it.
 
 The offline store is duckdb over the parquet sources in ``<state>/feast/``; the windows are read
 from those files directly, joined on (user, event time): the feature builder writes one

@@ -252,3 +252,35 @@ def test_new_items_extend_the_catalogue(tmp_path):
     cat, added = catalogue_with_new_items(items, feast_dir, new, "ev.csv", Path("items.parquet"))
     assert added == [5]
     assert dict(zip(cat[S.ITEM_ID], map(list, cat[S.ATTRIBUTES]))) == {1: [1, 2], 2: [1, 3], 3: [4], 4: [2, 4], 5: [1, 4]}
+
+
+def test_generated_rows_stand_in_for_untrained_rows_of_the_served_model_only(shop):
+    """Serving's use of the online rows (:func:`recommender.serving.loader.load_bundle`): a row of
+    the served checkpoint replaces an item's row in the index and in the user tower's input (the
+    tied matrix), an item beyond the vocabulary joins the index, a row of another checkpoint or
+    of the wrong dimension is not used."""
+    from recommender.serving.loader import load_bundle, model_version
+
+    version = model_version(Path(shop.checkpoint))
+    base = load_bundle(shop.checkpoint)
+    n = len(base.index)
+    rng = np.random.default_rng(0)
+    v_in, v_new = rng.normal(size=32).astype(np.float32), rng.normal(size=32).astype(np.float32)
+    rows = pd.DataFrame({S.ITEM_ID: [3, n + 1, 5, 7], S.ITEM_VECTOR: [v_in, v_new, rng.normal(size=32), rng.normal(size=8)],
+                         S.MODEL_VERSION: [version, version, "other@0123456789", version], S.RUN_ID: ["r1"] * 4})
+    b = load_bundle(shop.checkpoint, item_vectors=lambda: rows)
+    info = b.info["synthetic_items"]
+    assert (info["in_vocabulary"], info["new"], info["other_model"], info["bad"]) == (1, 1, 1, 1), info
+    assert len(b.index) == n + 1 and b.index.item_ids[-1] == n + 1
+
+    def row(bundle, item):
+        return bundle.index._index.reconstruct(int(np.flatnonzero(bundle.index.item_ids == item)[0]))
+
+    assert np.allclose(row(b, 3), v_in) and np.allclose(row(b, n + 1), v_new)
+    assert np.allclose(row(b, 5), row(base, 5)) and np.allclose(row(b, 7), row(base, 7))
+    from recommender.serving.components import UserFeatures
+
+    u = UserFeatures(1, True, {S.RECENT_ITEMS: [3, 1]})
+    assert not np.allclose(b.encode_users([u]), base.encode_users([u]))  # item 3's input row changed too
+    u = UserFeatures(1, True, {S.RECENT_ITEMS: [2, 1]})
+    assert np.allclose(b.encode_users([u]), base.encode_users([u]), atol=1e-6)
