@@ -66,7 +66,7 @@ def shop(tmp_path_factory):
     from ecaug_feast.datasets.store import load_processed
     from ecaug_feast.features.ingest import ingest_dataset
     from ecaug_feast.jobs.augment import augment_run
-    from ecaug_feast.jobs.augment_items import augment_items
+    from ecaug_feast.jobs.augment_items import augment_items, default_generator
     from ecaug_feast.jobs.train import train_real
     from ecaug_feast.jobs.workspace import Workspace
     from ecaug_feast.redis_server import EmbeddedRedis, free_port
@@ -88,8 +88,8 @@ def shop(tmp_path_factory):
         run = augment_run(ws, rows=200, seed=0, config=_small_config())
         assert run["activated"], run
         tr = train_real(ws, dataset="catshop", epochs=15, batch_size=32, embedding_dim=32, seed=0)
-        first = augment_items(ws, generator="attr_mean", seed=0)
-        assert first["activated"] and first["gate"] == "pass", first
+        first = augment_items(ws, seed=0)  # the default generator (gar); the refresh reuses it
+        assert first["activated"] and first["gate"] == "pass" and first["generator"] == default_generator(), first
         yield SimpleNamespace(home=home, url=url, ws=ws, repo=repo, data=load_processed("catshop"), checkpoint=tr["checkpoint"],
                               first=first)
     finally:
@@ -152,6 +152,7 @@ def test_new_item_by_refresh_is_recommended_and_rollback_removes_it(shop, tmp_pa
         out = _cli(shop, "refresh", "--events", str(ev))
         step = out["items"]
         assert step["activated"] and step["new_items"] == 1 and step["parent_run_id"] == shop.first["run_id"], step
+        assert step["generator"] == shop.first["generator"]
         vec, run_id = _online_vector(shop, new_id)
         assert vec is not None and len(vec) == 32 and run_id == step["run_id"]
 
@@ -167,6 +168,14 @@ def test_new_item_by_refresh_is_recommended_and_rollback_removes_it(shop, tmp_pa
         full = bundle.index.search(q, len(bundle.index), exclude=[services.seen.get(user)])
         rank = int(np.flatnonzero(full.item_ids[0] == new_id)[0])
         assert rank < K
+        # and for the category's other users (those who have not bought it): the median rank too
+        ranks = []
+        for u, items_u in hist.items():
+            if set(attrs[items_u[0]]) >= category and int(u) != other:
+                q = bundle.encode_users(services.features.read([int(u)]))
+                res = bundle.index.search(q, len(bundle.index), exclude=[services.seen.get(int(u))])
+                ranks.append(int(np.flatnonzero(res.item_ids[0] == new_id)[0]))
+        assert len(ranks) >= USERS_PER_CATEGORY // 2 and np.median(ranks) < K, ranks
 
         # rollback of the item run: the row leaves the online store, the item the index
         rb = _cli(shop, "runs", "rollback", "--items")
