@@ -6,7 +6,7 @@ The repo file names the shop's interaction source and declares its twin with
 1. ``feast apply``; the source and its twin are found in the registry; the events are read by
    the shop's offline store (``pull_all_from_table_or_query``), their user keys checked to be of
    the declared type and outside the reserved synthetic key space (one line, before any fitting);
-2. the split first, as for ecaug's own data (``datasets.split.assign_split``, leave-last-out):
+2. the split first, as for ecaug's own data (``datasets.split.event_log_split``, leave-last-out):
    validation and test events never reach the generator; the training events become one
    history per user (items numbered 1..n in first-seen order);
 3. the product's sequence path expands them (``jobs.augment_seq.POOLS``: generator + labeler +
@@ -50,7 +50,7 @@ import pyarrow as pa
 
 from ecaug_feast import feast_io, plugin, synth_store
 from ecaug_feast import schema as S
-from ecaug_feast.datasets.split import assign_split
+from ecaug_feast.datasets.split import event_log_split
 from ecaug_feast.errors import EcaugError
 from ecaug_feast.histories import Histories
 from ecaug_feast.ids import DEFAULT_KEY_PREFIX
@@ -79,7 +79,7 @@ def training_histories(events: pd.DataFrame, user: str, item: str, ts: str, max_
     users, ucodes = np.unique(ev[user].to_numpy(), return_inverse=True)
     ev[S.ITEM_ID], ev[S.USER_ID] = codes.astype(np.int64) + 1, ucodes.astype(np.int64)
     ev = ev.sort_values([S.USER_ID, S.EVENT_TIMESTAMP], kind="stable").reset_index(drop=True)
-    labels, _ = assign_split(ev, "leave_last_out")
+    labels = event_log_split(ev[S.USER_ID], ev[S.EVENT_TIMESTAMP])  # the split train --repo and training_rows use
     train = ev[labels == "train"].reset_index(drop=True)
     lists = train.groupby(S.USER_ID, sort=True)[S.ITEM_ID].apply(lambda s: s.to_numpy()[-max_len:])
     hist = Histories.from_lists(lists.index.to_numpy(np.int64), list(lists.to_numpy()))
