@@ -117,11 +117,16 @@ def _item_keys(shop: ShopEvents, values: pd.Series) -> "ItemKeys":
     if shop.item_dtype == "string":
         bad = [v for v in uniq if not isinstance(v, str)]
         if bad:
-            raise EcaugError(f"{where}: key {bad[0]!r} is not a string but the twin declares String item keys")
+            raise EcaugError(f"{where}: key {_shown(bad[0])} is not a string but the twin declares String item keys")
     elif not all(isinstance(v, (int, np.integer)) for v in uniq):
         bad = next(v for v in uniq if not isinstance(v, (int, np.integer)))
-        raise EcaugError(f"{where}: key {bad!r} is not an integer but the twin declares {shop.item_dtype.capitalize()} item keys")
+        raise EcaugError(f"{where}: key {_shown(bad)} is not an integer but the twin declares {shop.item_dtype.capitalize()} item keys")
     return ItemKeys.from_values(sorted(uniq), shop.item_dtype)
+
+
+def _shown(v: Any) -> str:
+    """A key as the shop wrote it (``3``, ``'sku-1'``), not numpy's ``np.int64(3)``."""
+    return repr(v.item() if isinstance(v, np.generic) else v)
 
 
 @dataclass

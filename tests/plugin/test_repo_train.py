@@ -226,3 +226,20 @@ def test_event_log_split_is_assign_splits_rule():
     want[s["row"].to_numpy()] = assign_split(s, "leave_last_out")[0]
     assert (got == want).all() and set(got) == {"train", "valid", "test"}
     assert event_log_split(["a", "b", "b"], pd.to_datetime(["2025-01-01"] * 3, utc=True)).tolist() == ["train", "train", "test"]
+
+
+def test_item_keys_of_another_type_than_declared_are_one_line():
+    """The vocabulary is the source's item keys of the type the twin declares; a key of another
+    type is refused in one line naming the source and column (before any fitting)."""
+    from dataclasses import replace
+
+    from ecaug_feast.errors import EcaugError
+    from ecaug_feast.jobs.repo_train import ShopEvents, _item_keys
+
+    shop = ShopEvents(None, "p", "orders", None, "u", "sku", "string", "int32")
+    with pytest.raises(EcaugError, match="--events orders, column 'sku': key 'sku-1' is not an integer but the twin declares Int32"):
+        _item_keys(shop, pd.Series(["sku-1", "sku-2"]))
+    with pytest.raises(EcaugError, match="key 3 is not a string but the twin declares String item keys"):
+        _item_keys(replace(shop, item_dtype="string"), pd.Series([3]))
+    keys = _item_keys(replace(shop, item_dtype="int64"), pd.Series(np.array([50, 3, 50], dtype=np.int32)))
+    assert keys.keys == (3, 50) and keys.dtype == "int64" and keys.index_of([50, 7]).tolist() == [2, 0]
