@@ -177,79 +177,22 @@ def drift_job(ws: Workspace, since: str | None = None, window: str | None = None
 
 
 def write_drift_report(res: DriftResult, th: DriftThresholds, reference: pd.DataFrame, recent: pd.DataFrame,
-                       summary: dict[str, Any], root: Path | None = None) -> Path:
+                       summary: dict[str, Any], root: Path | None = None, plots: bool = True) -> Path:
     """``<state>/drift/<time>/``: report.md, drift.json, plots/scores.png, plots/features.png,
-    plots/items.png. Written to a temp folder and renamed."""
+    plots/items.png (without ``plots``: the report and the JSON only, no matplotlib: a refresh's
+    check). Written to a temp folder and renamed."""
     import os
     import shutil
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     base = Path(root) if root else paths.state_dir() / "drift"
     base.mkdir(parents=True, exist_ok=True)
     name = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}-{os.getpid()}"
     tmp, final = base / f".tmp-{name}", base / name
-    (tmp / "plots").mkdir(parents=True)
+    (tmp / "plots" if plots else tmp).mkdir(parents=True)
     try:
-        names = [n for n in res.excess if n != "c2st_auc"]
-        fig, ax = plt.subplots(figsize=(8, 0.35 * len(names) + 1.5))
-        vals = [res.excess[n] for n in names]
-        lims = [limit_of(n, th) for n in names]
-        ax.barh(names, vals, color=["tab:red" if n in res.crossed else "tab:blue" for n in names])
-        for i, lim in enumerate(lims):
-            if lim is not None:
-                ax.plot([lim, lim], [i - 0.4, i + 0.4], "k-")
-        ax.set_xlabel("excess over the permutation null (black: threshold)")
-        ax.set_title(f"drift scores (C2ST AUC {res.scores.get('c2st_auc', float('nan')):.3f}, limit {th.c2st_auc})")
-        fig.tight_layout()
-        fig.savefig(tmp / "plots" / "scores.png", dpi=90)
-        plt.close(fig)
-
-        feats = [c for c in th.features if c in reference.columns]
-        if feats:
-            fig, axes = plt.subplots(1, len(feats), figsize=(4 * len(feats), 3), squeeze=False)
-            for ax, c in zip(axes[0], feats):
-                a, b = reference[c].astype(float).dropna(), recent[c].astype(float).dropna()
-                bins = np.unique(np.quantile(np.concatenate([a, b]), np.linspace(0, 1, 31)))
-                if len(bins) < 2:
-                    bins = 10
-                ax.hist(a, bins=bins, alpha=0.5, density=True, label="reference (fit)")
-                ax.hist(b, bins=bins, alpha=0.5, density=True, label="recent")
-                ax.set_title(c, fontsize=9)
-            axes[0][0].legend(fontsize=7)
-            fig.tight_layout()
-            fig.savefig(tmp / "plots" / "features.png", dpi=90)
-            plt.close(fig)
-
-        if "item_id" in reference.columns:
-            pr = reference["item_id"].value_counts(normalize=True)
-            rr = recent["item_id"].value_counts(normalize=True)
-            top = pr.index[: th.top_k]
-            fig, ax = plt.subplots(figsize=(8, 3))
-            x = np.arange(len(top))
-            ax.bar(x - 0.2, pr.reindex(top).fillna(0).to_numpy(), 0.4, label="reference (fit)")
-            ax.bar(x + 0.2, rr.reindex(top).fillna(0).to_numpy(), 0.4, label="recent")
-            ax.set_title(f"share of rows of the reference's top {len(top)} items")
-            ax.legend(fontsize=7)
-            fig.tight_layout()
-            fig.savefig(tmp / "plots" / "items.png", dpi=90)
-            plt.close(fig)
-
-        lines = [f"# Drift report ({'DRIFT' if res.drifted else 'no drift'})", "",
-                 f"- active run: `{summary.get('active_run')}`",
-                 f"- reference (fit window): {summary['windows']['reference'][0]} .. {summary['windows']['reference'][1]}, {res.rows['reference']} rows",
-                 f"- recent: {summary['windows']['recent'][0]} .. {summary['windows']['recent'][1]}, {res.rows['recent']} rows",
-                 f"- crossed: {', '.join(res.crossed) or 'none'}", "",
-                 "| score | observed | permutation null | excess | threshold | crossed |", "|---|---|---|---|---|---|"]
-        for n, v in res.scores.items():
-            lim = th.c2st_auc if n == "c2st_auc" else limit_of(n, th)
-            lines.append(f"| {n} | {v} | {res.null.get(n, '')} | {res.excess.get(n, '')} | "
-                         f"{'' if lim is None else lim} | {'**yes**' if n in res.crossed else ''} |")
-        lines += ["", "Thresholds apply to the excess over the permutation null (C2ST: to the AUC).", "",
-                  "![scores](plots/scores.png)", "", "![features](plots/features.png)", "", "![items](plots/items.png)", ""]
+        if plots:
+            _drift_plots(res, th, reference, recent, tmp / "plots")
+        lines = _drift_lines(res, th, summary, plots)
         (tmp / "report.md").write_text("\n".join(lines), encoding="utf-8")
         (tmp / "drift.json").write_text(json.dumps({**summary, "report": str(final)}, indent=1, default=str))
         os.replace(tmp, final)
@@ -257,6 +200,76 @@ def write_drift_report(res: DriftResult, th: DriftThresholds, reference: pd.Data
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def _drift_plots(res: DriftResult, th: DriftThresholds, reference: pd.DataFrame, recent: pd.DataFrame, out: Path) -> None:
+    """scores.png, features.png, items.png of a drift report."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n in res.excess if n != "c2st_auc"]
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(names) + 1.5))
+    vals = [res.excess[n] for n in names]
+    lims = [limit_of(n, th) for n in names]
+    ax.barh(names, vals, color=["tab:red" if n in res.crossed else "tab:blue" for n in names])
+    for i, lim in enumerate(lims):
+        if lim is not None:
+            ax.plot([lim, lim], [i - 0.4, i + 0.4], "k-")
+    ax.set_xlabel("excess over the permutation null (black: threshold)")
+    ax.set_title(f"drift scores (C2ST AUC {res.scores.get('c2st_auc', float('nan')):.3f}, limit {th.c2st_auc})")
+    fig.tight_layout()
+    fig.savefig(out / "scores.png", dpi=90)
+    plt.close(fig)
+
+    feats = [c for c in th.features if c in reference.columns]
+    if feats:
+        fig, axes = plt.subplots(1, len(feats), figsize=(4 * len(feats), 3), squeeze=False)
+        for ax, c in zip(axes[0], feats):
+            a, b = reference[c].astype(float).dropna(), recent[c].astype(float).dropna()
+            bins = np.unique(np.quantile(np.concatenate([a, b]), np.linspace(0, 1, 31)))
+            if len(bins) < 2:
+                bins = 10
+            ax.hist(a, bins=bins, alpha=0.5, density=True, label="reference (fit)")
+            ax.hist(b, bins=bins, alpha=0.5, density=True, label="recent")
+            ax.set_title(c, fontsize=9)
+        axes[0][0].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "features.png", dpi=90)
+        plt.close(fig)
+
+    if "item_id" in reference.columns:
+        pr = reference["item_id"].value_counts(normalize=True)
+        rr = recent["item_id"].value_counts(normalize=True)
+        top = pr.index[: th.top_k]
+        fig, ax = plt.subplots(figsize=(8, 3))
+        x = np.arange(len(top))
+        ax.bar(x - 0.2, pr.reindex(top).fillna(0).to_numpy(), 0.4, label="reference (fit)")
+        ax.bar(x + 0.2, rr.reindex(top).fillna(0).to_numpy(), 0.4, label="recent")
+        ax.set_title(f"share of rows of the reference's top {len(top)} items")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "items.png", dpi=90)
+        plt.close(fig)
+
+
+def _drift_lines(res: DriftResult, th: DriftThresholds, summary: dict[str, Any], plots: bool) -> list[str]:
+    """report.md of a drift report."""
+    lines = [f"# Drift report ({'DRIFT' if res.drifted else 'no drift'})", "",
+             f"- active run: `{summary.get('active_run')}`",
+             f"- reference (fit window): {summary['windows']['reference'][0]} .. {summary['windows']['reference'][1]}, {res.rows['reference']} rows",
+             f"- recent: {summary['windows']['recent'][0]} .. {summary['windows']['recent'][1]}, {res.rows['recent']} rows",
+             f"- crossed: {', '.join(res.crossed) or 'none'}", "",
+             "| score | observed | permutation null | excess | threshold | crossed |", "|---|---|---|---|---|---|"]
+    for n, v in res.scores.items():
+        lim = th.c2st_auc if n == "c2st_auc" else limit_of(n, th)
+        lines.append(f"| {n} | {v} | {res.null.get(n, '')} | {res.excess.get(n, '')} | "
+                     f"{'' if lim is None else lim} | {'**yes**' if n in res.crossed else ''} |")
+    lines += ["", "Thresholds apply to the excess over the permutation null (C2ST: to the AUC).", ""]
+    lines += (["![scores](plots/scores.png)", "", "![features](plots/features.png)", "", "![items](plots/items.png)", ""]
+              if plots else ["(no plots: `ecaug drift` draws them)", ""])
+    return lines
 
 
 # ------------------------------------------------------------------ quick study

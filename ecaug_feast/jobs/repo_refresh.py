@@ -117,10 +117,11 @@ def drift_dir(inp: EventsInput) -> Path:
 
 def repo_drift(repo: str | Path, events: str, since: str | None = None, window: str | None = None,
                config: str | Path | None = None, max_rows: int = 20_000, write_report: bool = True,
-               inp: EventsInput | None = None) -> dict[str, Any]:
+               inp: EventsInput | None = None, plots: bool = True) -> dict[str, Any]:
     """``ecaug drift --repo R --events SRC``: recent events against the active run's fit window.
     Recent: ``since`` (events after it), ``window`` (the last ``30d`` up to the newest event), by
-    default the events after the fit window. Reference: the fit window up to the recent start."""
+    default the events after the fit window. Reference: the fit window up to the recent start.
+    ``plots``: the report's figures (a refresh's check writes the report and JSON only)."""
     if since and window:
         raise EcaugError("give --since or --window, not both")
     inp = inp or prepare(repo, events, apply=False)
@@ -147,7 +148,7 @@ def repo_drift(repo: str | Path, events: str, since: str | None = None, window: 
         return out
     res = compare(reference.drop(columns="_key"), recent.drop(columns="_key"), th, vocabulary=_vocabulary(run, rows))
     out.update(drifted=res.drifted, scores=res.scores, excess=res.excess, null=res.null, crossed=res.crossed, reason=None)
-    out["report"] = (str(write_drift_report(res, th, reference, recent, out, drift_dir(inp))) if write_report else None)
+    out["report"] = (str(write_drift_report(res, th, reference, recent, out, drift_dir(inp), plots=plots)) if write_report else None)
     return out
 
 
@@ -225,7 +226,7 @@ def repo_refresh(repo: str | Path, events: str, force: bool = False, seed: int =
         inp.fns, inp.views = feature_functions(inp.store, views, inp.space, inp.item, inp.twin.timestamp_field), views
     out: dict[str, Any] = {"repo": str(inp.repo), "events": events, "run_id": None, "parent_run_id": parent.run_id,
                            "activated": False, "warm_started": False}
-    drift = repo_drift(repo, events, config=config, inp=inp)
+    drift = repo_drift(repo, events, config=config, inp=inp, plots=False)  # figures: `ecaug drift --repo`
     out["drift"] = {k: drift.get(k) for k in ("drifted", "crossed", "scores", "report", "reason", "rows")}
     if not (force or drift["drifted"]):
         out.update(reason="no drift over the thresholds (use --force to refresh anyway)", seconds=round(time.perf_counter() - t0, 2))

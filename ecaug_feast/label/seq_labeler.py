@@ -44,17 +44,26 @@ class HistoryEmbedder:
         self.tail = np.asarray(tail, np.int64)
 
     def __call__(self, hists: Sequence[np.ndarray]) -> np.ndarray:
-        d = self.vec.shape[1]
-        out = np.zeros((len(hists), d + 3))
-        for i, h in enumerate(hists):
-            h = np.asarray(h, np.int64)
-            pos = np.searchsorted(self.ids, h).clip(0, max(len(self.ids) - 1, 0))
-            ok = self.ids[pos] == h if len(h) else np.zeros(0, bool)
-            if ok.any():
-                out[i, :d] = self.vec[pos[ok]].mean(0)
-                out[i, d + 2] = self.logpop[pos[ok]].mean()
-            out[i, d] = np.log1p(len(h))
-            out[i, d + 1] = np.isin(h, self.tail).mean() if len(h) else 0.0
+        """One row per history: the mean vector of its known items, log length, tail share, mean
+        log popularity of its known items. All histories at once (flat arrays, segment sums)."""
+        d, n = self.vec.shape[1], len(hists)
+        out = np.zeros((n, d + 3))
+        if not n:
+            return out
+        lens = np.array([len(h) for h in hists], np.int64)
+        flat = np.concatenate([np.asarray(h, np.int64) for h in hists]) if lens.sum() else np.zeros(0, np.int64)
+        rows = np.repeat(np.arange(n), lens)
+        pos = np.searchsorted(self.ids, flat).clip(0, max(len(self.ids) - 1, 0))
+        ok = self.ids[pos] == flat if len(self.ids) else np.zeros(len(flat), bool)
+        cnt = np.bincount(rows[ok], minlength=n)
+        has = cnt > 0
+        if has.any():  # rows[ok] is sorted: each known row's items are one contiguous segment
+            starts = (np.cumsum(cnt) - cnt)[has]
+            out[has, :d] = np.add.reduceat(self.vec[pos[ok]], starts, axis=0) / cnt[has, None]
+            out[has, d + 2] = np.add.reduceat(self.logpop[pos[ok]], starts) / cnt[has]
+        out[:, d] = np.log1p(lens)
+        tail = np.bincount(rows, weights=np.isin(flat, self.tail).astype(float), minlength=n)
+        out[:, d + 1] = np.divide(tail, lens, out=np.zeros(n), where=lens > 0)
         return out
 
 

@@ -98,7 +98,8 @@ def test_drift_and_warm_refresh_of_a_shop_sequence_run(tmp_path: Path, redis_url
     assert code == 3, err[-2000:]  # a threshold crossed
     d1 = json.loads(out.strip().splitlines()[-1])
     assert d1["drifted"] and d1["rows"]["recent"] == len(new) and "new_item_share" in d1["crossed"], d1
-    assert Path(d1["report"], "report.md").exists() and "grocer_refresh" in d1["report"]
+    assert Path(d1["report"], "report.md").exists() and Path(d1["report"], "plots", "items.png").exists()
+    assert "grocer_refresh" in d1["report"]  # <state>/repos/<project>/drift/<time>/
 
     code, out, err = ecaug_cli(["refresh", "--repo", str(repo), "--events", "purchases", "--json"], capsys, monkeypatch)
     assert code == 0, err[-2000:]
@@ -106,6 +107,7 @@ def test_drift_and_warm_refresh_of_a_shop_sequence_run(tmp_path: Path, redis_url
     r2 = ref["run_id"]
     assert ref["parent_run_id"] == r1 and ref["warm_started"] and ref["gate"] == "pass" and ref["activated"], ref
     assert _active(repo) == r2 and ref["drift"]["drifted"]
+    assert Path(ref["drift"]["report"], "drift.json").exists() and not Path(ref["drift"]["report"], "plots").exists()
     m2 = _run(repo, r2)
     ws = m2["lineage"]["warm_start"]
     assert m2["lineage"]["parent_run_id"] == r1 and ws["run"] == r1
