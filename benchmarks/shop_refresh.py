@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-teacher", action="store_true", help="no trained recommender: the generator's own network draws")
     ap.add_argument("--teacher-epochs", type=int, default=10)
+    ap.add_argument("--refresh-steps", type=int, default=None, help="adversarial steps of the refresh (default: ecaug refresh's, 10)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
@@ -173,7 +174,8 @@ def main(argv: list[str] | None = None) -> dict:
         full, wf, cf = timed(run_repo_events, req(False))
         say(f"full rebuild {full['run_id']}: gate {full['gate']}, {wf} s wall")
         teacher_for, why = repo_teacher(repo, "purchases", args.no_teacher)
-        ref, wr, cr = timed(repo_refresh, repo, "purchases", force=True, seed=args.seed, teacher_for=teacher_for, teacher_choice=why)
+        steps = {"steps": args.refresh_steps} if args.refresh_steps else {}
+        ref, wr, cr = timed(repo_refresh, repo, "purchases", force=True, seed=args.seed, teacher_for=teacher_for, teacher_choice=why, **steps)
         say(f"warm refresh {ref['run_id']}: gate {ref['gate']}, {wr} s wall")
     finally:
         server.stop()
@@ -183,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
                     "c2st": full["c2st_auc_sequences"], "fit_s": full["fit_seconds"], "wall_s": wf, "cpu_s": cf},
            "refresh": {"run_id": ref["run_id"], "gate": ref.get("gate"), "gate_reasons": ref.get("gate_reasons"),
                        "c2st": ref.get("c2st_auc_sequences"), "fit_s": ref.get("fit_seconds"), "wall_s": wr, "cpu_s": cr,
-                       "warm_started": ref["warm_started"], "activated": ref["activated"],
+                       "warm_started": ref["warm_started"], "activated": ref["activated"], "steps": args.refresh_steps or 10,
                        "drift": (ref.get("drift") or {}).get("crossed")},
            "ratio_wall": round(wf / wr, 2) if wr else None, "ratio_cpu": round(cf / cr, 2) if cr else None}
     if args.json:
