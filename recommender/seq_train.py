@@ -30,6 +30,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 import torch.distributed as dist
 from torchrec.distributed import DistributedModelParallel
 from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
@@ -204,6 +205,27 @@ def next_item_scorer(model: SeqTwoTower, chunk: int = 2048) -> Callable[[np.ndar
     # user vector among the item vectors, then exact scores: ecaug_feast.synth.seq_candidates)
     score.user_vectors, score.item_vectors = vectors, R  # type: ignore[attr-defined]
     return score
+
+
+class NextItemPolicy(nn.Module):
+    """The model as a differentiable next-item policy (``synth.seq_refine``'s interface):
+    ``policy(hist [B, L] item ids right-padded with 0, lengths [B])`` -> logits [B, num_items + 1]
+    after each row's newest item (at most ``max_len`` newest read; column 0, the padding, -inf)."""
+
+    def __init__(self, model: SeqTwoTower) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, hist: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        L = self.model.cfg.max_len
+        if hist.shape[1] > L:  # the newest max_len items of each row, still right-padded
+            start = (lengths - L).clamp(min=0)
+            hist = hist.gather(1, (start[:, None] + torch.arange(L)[None, :]).clamp(max=hist.shape[1] - 1))
+            hist = hist * (torch.arange(L)[None, :] < (lengths - start)[:, None])
+            lengths = lengths - start
+        R = self.model.item_matrix()
+        S = self.model.last_state(R, hist, lengths) @ R.T
+        return torch.cat([torch.full_like(S[:, :1], -float("inf")), S[:, 1:]], 1)
 
 
 def evaluate_seq(model: SeqTwoTower, data: TrainData, es: EvalSet, split: str = "valid", seed: int = 0,

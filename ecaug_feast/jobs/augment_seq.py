@@ -118,6 +118,7 @@ def seq_config(overrides: Any = None, seed: int = 0, source: str = "--config",
     unknown field: one-line error naming ``source``."""
     from ecaug_feast.label.seq_labeler import SeqLabelerConfig
     from ecaug_feast.synth.seq_gan import SeqGANConfig
+    from ecaug_feast.synth.seq_refine import RefineConfig
 
     over = {} if overrides is None else overrides
     if not isinstance(over, dict):
@@ -129,6 +130,10 @@ def seq_config(overrides: Any = None, seed: int = 0, source: str = "--config",
         if not isinstance(given, dict):
             raise EcaugError(f"{source}, field {key!r}: expected a JSON object of {cls.__name__} fields")
         over[key] = _dataclass_of(cls, {"seed": seed, **base.get(key, {}), **given}, source)
+    given = over.pop("refine", None)  # the adversarial stage: off unless given (null: off)
+    if given is not None and not isinstance(given, dict):
+        raise EcaugError(f"{source}, field 'refine': expected a JSON object of RefineConfig fields or null")
+    over["refine"] = None if given is None else _dataclass_of(RefineConfig, {"seed": seed, **given}, source)
     return _dataclass_of(SeqAugmentConfig, {"seed": seed, **over}, source)
 
 
@@ -176,14 +181,22 @@ def augment_seq_run(ws: Workspace, config: SeqAugmentConfig | None = None, seed:
         raise EcaugError("--teacher continues histories: the generator must run forward (set gan.reverse false in --config)")
     if pool.needs_teacher and teacher is None:
         raise EcaugError(f"method {method}: needs --teacher CHECKPOINT (the model whose continuations are drawn)")
+    if cfg.refine is not None and (teacher is None or not pool.refinable):
+        raise EcaugError(f"the adversarial stage (config 'refine') refines a --teacher's continuations: method {method} "
+                         f"{'reads none' if pool.refinable else 'draws none'} (refinable: "
+                         f"{', '.join(k for k, v in POOLS.items() if v.refinable)}, with --teacher)")
     th = load_training_histories(ws, cfg.gan.max_len)
     check_dataset(dataset, th.lineage)
     score, extra = None, {**(lineage_extra or {}), "method": method}
     if teacher is not None and pool.reads_teacher:
-        score, extra["teacher"] = load_teacher(teacher, th)
+        score, extra["teacher"] = load_teacher(teacher, th, cfg)
     with tempfile.TemporaryDirectory(prefix="ecaug-seq-") as rep:
         res = pool.build(th, cfg, score, Path(rep), match_size)
-        return write_sequence_run(ws, res, th, cfg, publish=publish, lineage_extra=extra, figures=Path(rep))
+        if extra.get("teacher", {}).get("refinement"):
+            res.metrics["refinement"] = extra["teacher"]["refinement"]
+        out = write_sequence_run(ws, res, th, cfg, publish=publish, lineage_extra=extra, figures=Path(rep))
+        out["refinement"] = res.metrics.get("refinement")
+        return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -197,7 +210,8 @@ Scorer = Callable[[np.ndarray, np.ndarray], torch.Tensor]
 @dataclass(frozen=True)
 class Pool:
     """A pool builder and what it needs: ``needs_teacher`` (refused without one), ``reads_teacher``
-    (a given teacher is passed on; ``gan`` reads one when given). ``publishable``: only a pool
+    (a given teacher is passed on; ``gan`` reads one when given), ``refinable`` (its histories
+    are drawn from the teacher, so config ``refine`` may refine it first). ``publishable``: only a pool
     that runs the product's gates (labeler, privacy, copies, realism) may be published; the
     others are the study's controls (``slide_window`` holds prefixes of real users' histories)."""
 
@@ -205,6 +219,7 @@ class Pool:
     publishable: bool = False
     needs_teacher: bool = False
     reads_teacher: bool = False
+    refinable: bool = False          # draws from the teacher: the adversarial stage can refine it first
     doc: str = ""
 
 
@@ -271,21 +286,26 @@ def _gan_pool(th: TrainingHistories, cfg: SeqAugmentConfig, teacher: Scorer | No
                    end_ns=None if res.end_ns is None else res.end_ns[keep])
 
 
-def _generator_pool(th: TrainingHistories, cfg: SeqAugmentConfig, gan_cfg: Any, name: str) -> SeqAugmentResult:
+def _generator_pool(th: TrainingHistories, cfg: SeqAugmentConfig, gan_cfg: Any, name: str,
+                    teacher: Scorer | None = None) -> SeqAugmentResult:
     """Expansions of every short history (``expansions`` each) by a generator fitted on the
-    training histories, kept unfiltered: no labeler, no gate on single histories."""
+    training histories (with ``teacher``: the teacher's continuations under the generator's
+    sampling settings, as the ``gan`` pool draws them), kept unfiltered: no labeler, no gate on
+    single histories."""
     from ecaug_feast.synth.seq_gan import SequenceGAN
 
     gan = SequenceGAN(gan_cfg).fit(th.histories.values, th.histories.offsets)
     if gan.cfg.attr_coherence > 0:
         gan.set_item_attributes(th.attributes)
     rows = np.repeat(short_rows(_lengths(th), cfg.expand_below), max(1, cfg.expansions))
-    hist = gan.expand(th.histories.values, th.histories.offsets, rows, cfg.n_new, seed=cfg.seed)
+    hist = gan.expand(th.histories.values, th.histories.offsets, rows, cfg.n_new, seed=cfg.seed, teacher=teacher)
     return _plain_result(th, cfg, hist, rows, {"method": name, "generator": gan.report, "prepended": bool(gan.cfg.reverse)})
 
 
 def _gan_no_labeler(th: TrainingHistories, cfg: SeqAugmentConfig, teacher: Scorer | None, rep: Path, match: bool = False) -> SeqAugmentResult:
-    return _generator_pool(th, cfg, cfg.gan, "gan_no_labeler")
+    if teacher is not None and cfg.gan.reverse:
+        raise EcaugError("--teacher continues histories: the generator must run forward (set gan.reverse false in --config)")
+    return _generator_pool(th, cfg, cfg.gan, "gan_no_labeler", teacher)
 
 
 def _pseudo_prior(th: TrainingHistories, cfg: SeqAugmentConfig, teacher: Scorer | None, rep: Path, match: bool = False) -> SeqAugmentResult:
@@ -430,8 +450,10 @@ def _cold_items(th: TrainingHistories, cfg: SeqAugmentConfig, teacher: Scorer | 
 
 
 POOLS: dict[str, Pool] = {
-    "gan": Pool(_gan_pool, reads_teacher=True, publishable=True, doc="generator (or a --teacher's continuations) + labeler + gates"),
-    "gan_no_labeler": Pool(_gan_no_labeler, doc="the generator's expansions, no labeler"),
+    "gan": Pool(_gan_pool, reads_teacher=True, refinable=True, publishable=True,
+                doc="generator (or a --teacher's continuations, refined with config 'refine') + labeler + gates"),
+    "gan_no_labeler": Pool(_gan_no_labeler, reads_teacher=True, refinable=True,
+                           doc="the gan pool's expansions (a --teacher's, refined with config 'refine'), no labeler"),
     "self_distill": Pool(_self_distill, needs_teacher=True, reads_teacher=True,
                          doc="continuations sampled from the teacher alone (no generator, labeler or discriminator)"),
     "pseudo_prior": Pool(_pseudo_prior, doc="ASReP: earlier items from a reversed transformer (MLE only)"),
@@ -443,9 +465,11 @@ POOLS: dict[str, Pool] = {
 }
 
 
-def load_teacher(path: str | Path, th: TrainingHistories) -> tuple[Any, dict[str, Any]]:
+def load_teacher(path: str | Path, th: TrainingHistories, cfg: SeqAugmentConfig | None = None) -> tuple[Any, dict[str, Any]]:
     """``(next-item scorer, lineage)`` of a sequence checkpoint trained on the dataset ``th`` holds.
-    A bag checkpoint, another catalogue or another dataset: one-line error."""
+    A bag checkpoint, another catalogue or another dataset: one-line error. With ``cfg.refine``
+    the scorer is the checkpoint refined against a discriminator (:func:`refine_teacher`) and the
+    lineage holds the refinement's report under ``refinement``."""
     from recommender.checkpoint import load_checkpoint, resolve
     from recommender.seq_train import next_item_scorer
 
@@ -459,8 +483,33 @@ def load_teacher(path: str | Path, th: TrainingHistories) -> tuple[Any, dict[str
     if trained_on and th.lineage.get("dataset") and trained_on != th.lineage["dataset"]:
         raise EcaugError(f"--teacher {where}: trained on {trained_on!r}, the Feast sources hold {th.lineage['dataset']!r}")
     valid = (meta.get("metrics") or {}).get("valid") or {}
-    return next_item_scorer(model), {"checkpoint": str(where), "dataset": trained_on, "valid_ndcg@10": valid.get("ndcg@10"),
-                                     "run_id": (meta.get("data") or {}).get("run_id")}
+    info = {"checkpoint": str(where), "dataset": trained_on, "valid_ndcg@10": valid.get("ndcg@10"),
+            "run_id": (meta.get("data") or {}).get("run_id")}
+    if cfg is not None and cfg.refine is not None:
+        model, info["refinement"] = refine_teacher(model, th, cfg)
+    return next_item_scorer(model), info
+
+
+def refine_teacher(model: Any, th: TrainingHistories, cfg: SeqAugmentConfig) -> tuple[Any, dict[str, Any]]:
+    """The adversarial stage: ``model`` (a sequence checkpoint) refined against a discriminator
+    under a KL penalty to itself (``synth.seq_refine``), on episodes of the training histories
+    shaped as the pool continues them (``n_new`` items after a history shorter than
+    ``expand_below``). Returns (refined model, report)."""
+    from recommender.seq_train import NextItemPolicy
+    from ecaug_feast.synth.seq_refine import refine
+
+    assert cfg.refine is not None
+    prev = torch.get_num_threads()
+    if cfg.gan.threads > 0:
+        torch.set_num_threads(cfg.gan.threads)
+    try:
+        res = refine(NextItemPolicy(model.eval()), th.histories.values, th.histories.offsets, model.cfg.num_items,
+                     cfg.refine, n_new=cfg.n_new, prompt_below=cfg.expand_below)
+    except ValueError as exc:  # too few episodes: one line, as any refusal of the generator
+        raise EcaugError(f"adversarial stage: {exc}") from None
+    finally:
+        torch.set_num_threads(prev)
+    return res.policy.model, res.report
 
 
 def write_sequence_run(ws: Workspace, res: SeqAugmentResult, th: TrainingHistories, cfg: SeqAugmentConfig,

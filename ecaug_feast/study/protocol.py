@@ -27,7 +27,7 @@ class Protocol:
     fractions: tuple[float, ...] = (0.1, 0.25, 1.0)
     seeds: int = 3
     first_seed: int = 0                # cells run seeds first_seed .. first_seed + seeds - 1 (a study split over runs)
-    methods: tuple[str, ...] = ("popularity", "real_only", "real_twice", "self_distill", "self_distill_labeled",
+    methods: tuple[str, ...] = ("popularity", "real_only", "real_twice", "self_distill",
                                 "gan_augmented", "gan_no_labeler", "gan_no_adversarial", "seq_ops", "slide_window",
                                 "reppad", "pseudo_prior")
     model: str = "sequence"            # sequence | bag (the column methods)
@@ -45,6 +45,7 @@ class Protocol:
     expand_below: int = 8
     n_new: int = 2
     generator: dict[str, Any] = field(default_factory=dict)  # SeqGANConfig overrides (gan_* methods)
+    refine: dict[str, Any] = field(default_factory=dict)     # RefineConfig overrides (methods with the adversarial stage)
     bootstrap: int = 1000              # resamples for the intervals
     bootstrap_seed: int = 0
     bag: dict[str, Any] = field(default_factory=dict)  # --model bag: ratios, model/train budgets
@@ -63,7 +64,8 @@ class Protocol:
 QUICK: dict[str, Any] = {"max_users": 400, "seeds": 1, "fractions": [0.5], "embedding_dim": 16, "epochs": 3,
                          "finetune_epochs": 2, "batch_size": 64, "expansions": [1], "bootstrap": 200,
                          "generator": {"embedding_dim": 16, "num_layers": 1, "mle_epochs": 2, "adv_steps": 5, "adv_batch": 32,
-                                       "threads": 1}}
+                                       "threads": 1},
+                         "refine": {"steps": 5, "d_warmup": 5, "prompts": 16}}
 
 
 def read_file(path: str | Path) -> dict[str, Any]:
@@ -102,6 +104,7 @@ _TYPES: dict[str, tuple[Any, str]] = {
     "expansions": (lambda v: isinstance(v, _LIST) and all(_is_int(x) for x in v), "a list of integers"),
     "methods": (lambda v: isinstance(v, _LIST) and all(isinstance(x, str) for x in v), "a list of method names"),
     "generator": (lambda v: isinstance(v, dict), "a mapping of SeqGANConfig settings"),
+    "refine": (lambda v: isinstance(v, dict), "a mapping of RefineConfig settings"),
     "bag": (lambda v: isinstance(v, dict), "a mapping"),
 }
 
@@ -152,7 +155,7 @@ def make_protocol(base: dict[str, Any] | None = None, *layers: dict[str, Any], s
             raise EcaugError(f"{source}: cold_frac must lie in (0, 1) and id_dropout in [0, 1), got {p.cold_frac}, {p.id_dropout}")
         if tuple(float(f) for f in p.fractions) != (1.0,) or p.model != "sequence":
             raise EcaugError(f"{source}: a cold-item protocol trains on the whole warm history: fractions [1.0], model sequence")
-    check_adversarial(p.methods, p.model, p.generator, source)
+    check_adversarial(p.methods, p.model, p.refine, source)
     return p
 
 

@@ -5,7 +5,9 @@ makes its extra histories, the generator settings it changes, whether the real-o
 teacher, and the fine-tune protocol (``jobs.finetune.PROTOCOLS``) that trains on the pool. Every
 pool holds the same number of histories (``expansions`` x the real users with fewer than
 ``expand_below`` items, ``jobs.augment_seq.pool_size``): the comparisons are size-matched. Names
-say what a method is: only a pool from an adversarially trained generator is ``gan_augmented``.
+say what a method is: only a pool from an adversarially trained generator is ``gan_augmented``
+(the real-only model refined against the discriminator, ``synth.seq_refine``); the same pool
+without that stage is ``gan_no_adversarial``.
 
 Bag-model methods (``model: bag``, extra feature rows) are the secondary study (``study.bag``).
 The ``cold_*`` methods run only in a cold-item protocol (``cold_frac``; ``study.cold``): which
@@ -34,7 +36,11 @@ class Method:
     # (item_tower, use_attributes, id_dropout: true = the protocol's) and the item generator
     # (a key of synth.item_gen.ITEM_GENERATORS) whose vectors replace the cold items' rows
     cold: dict[str, Any] = field(default_factory=dict)
+    refine: bool = False             # the adversarial stage: the teacher refined against the discriminator
+                                     # (the protocol's ``refine`` settings, synth.seq_refine) before drawing
 
+
+_FORWARD = {"reverse": False, "adversarial": False}
 
 _SEQ = [
     Method("popularity", "items by training count", stages="baseline"),
@@ -43,15 +49,18 @@ _SEQ = [
                          "the augmented methods' stages and epochs", stages="twice"),
     Method("self_distill", "continuations sampled from the real-only model itself; no generator, labeler or "
                            "discriminator", pool="self_distill", teacher=True),
-    Method("self_distill_labeled", "the old headline: the real-only model's continuations under the GAN's sampling "
-                                   "settings, filtered by the GAN's labeler", pool="gan", teacher=True,
-           gan={"reverse": False, "adversarial": True}),
-    Method("gan_augmented", "expansions from the adversarially trained generator, labeler-filtered",
-           pool="gan", gan={"adversarial": True}),
-    Method("gan_no_labeler", "ablation: gan_augmented's generator, no labeler filter", pool="gan_no_labeler",
-           gan={"adversarial": True}),
-    Method("gan_no_adversarial", "ablation: gan_augmented with the adversarial stage off (MLE generator)", pool="gan",
-           gan={"adversarial": False}),
+    # the GAN method and its ablations: continuations of the real-only model (the best maximum-
+    # likelihood next-item model) under the generator's sampling settings; the generator network
+    # itself only lends the labeler its item vectors, so it runs forward and without its own
+    # adversarial phase
+    Method("gan_augmented", "the real-only model refined against a discriminator under a KL penalty to itself "
+                            "(the adversarial stage), its continuations labeler-filtered",
+           pool="gan", teacher=True, refine=True, gan=_FORWARD),
+    Method("gan_no_labeler", "ablation: gan_augmented's refined continuations, no labeler filter", pool="gan_no_labeler",
+           teacher=True, refine=True, gan=_FORWARD),
+    Method("gan_no_adversarial", "ablation: gan_augmented without the adversarial stage: the real-only model's own "
+                                 "continuations, labeler-filtered (self_distill + the labeler)",
+           pool="gan", teacher=True, gan=_FORWARD),
     Method("seq_ops", "crop / mask / reorder / insert of short real histories", pool="seq_ops"),
     Method("slide_window", "prefixes of real histories (sliding window)", pool="slide_window"),
     Method("reppad", "RepPad (RecSys 2024): each short history repeated into its padding", pool="reppad"),
@@ -110,14 +119,13 @@ def check_cold(names: Any, model: str, cold: bool, source: str = "protocol") -> 
         raise EcaugError(f"{source}: method(s) {', '.join(mixed)} {need}")
 
 
-def check_adversarial(names: Any, model: str, generator: dict[str, Any], source: str = "protocol") -> None:
-    """A method that claims an adversarially trained generator (``adversarial: True``) must get
-    adversarial steps: ``generator: {adv_steps: 0}`` would make ``gan_augmented`` an MLE pool
-    under the adversarial name. Else one-line error."""
+def check_adversarial(names: Any, model: str, refine: dict[str, Any], source: str = "protocol") -> None:
+    """A method that claims the adversarial stage (``refine``) must get refinement steps:
+    ``refine: {steps: 0}`` would make ``gan_augmented`` the unrefined pool under the adversarial
+    name (``gan_no_adversarial`` is that ablation). Else one-line error."""
     reg = methods_for(model)
+    steps = (refine or {}).get("steps")
     for n in names:
-        gan = {**generator, **reg[n].gan}
-        steps = gan.get("adv_steps")
-        if gan.get("adversarial") and steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-            raise EcaugError(f"{source}: generator adv_steps {steps!r}: method {n} claims an adversarially trained "
-                             "generator and needs adv_steps >= 1 (gan_no_adversarial is the MLE ablation)")
+        if reg[n].refine and steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+            raise EcaugError(f"{source}: refine steps {steps!r}: method {n} claims the adversarial stage and needs "
+                             "steps >= 1 (gan_no_adversarial is the ablation without it)")

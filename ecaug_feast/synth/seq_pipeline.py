@@ -25,6 +25,7 @@ from ecaug_feast.label.seq_labeler import HistoryEmbedder, SeqLabeler, SeqLabele
 from ecaug_feast.quality import seq_metrics as SM
 from ecaug_feast.quality.metrics import c2st_auc
 from ecaug_feast.synth.seq_gan import SEGMENTS, SeqGANConfig, SequenceGAN, WarmStart, sample_gaps, segment_of
+from ecaug_feast.synth.seq_refine import RefineConfig
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ class SeqAugmentConfig:
     synthetic_share: float = 0.25  # whole synthetic users, as a share of the real histories
     sparse_share: float = 0.2      # segments holding less than this share of real users are "sparse"
     labeler: SeqLabelerConfig = field(default_factory=SeqLabelerConfig)
+    # the adversarial stage (synth.seq_refine): a teacher's continuations come from the teacher
+    # refined against a discriminator under a KL penalty to itself; None = the teacher as trained
+    refine: RefineConfig | None = None
     max_c2st_auc: float = 0.80     # run-level gate on histories and (the augment job) their feature rows
                                    # (same bar as the column gate)
     privacy_quantile: float = 0.05

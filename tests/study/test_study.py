@@ -78,12 +78,17 @@ def test_a_setting_of_the_wrong_type_is_one_line_naming_file_and_key(bad, key):
 def test_an_adversarial_method_without_adversarial_steps_is_refused():
     from ecaug_feast.errors import EcaugError
     from ecaug_feast.study.protocol import make_protocol
+    from ecaug_feast.study.registry import METHODS
 
-    for m in ("gan_augmented", "self_distill_labeled", "gan_no_labeler"):
-        with pytest.raises(EcaugError, match=f"p.yaml: generator adv_steps 0: method {m} claims"):
-            make_protocol({"methods": ["real_only", m], "generator": {"adv_steps": 0}}, source="p.yaml")
-    # the MLE ablation and the controls need no adversarial step
-    assert make_protocol({"methods": ["real_only", "gan_no_adversarial", "seq_ops"], "generator": {"adv_steps": 0}})
+    for m in ("gan_augmented", "gan_no_labeler"):
+        with pytest.raises(EcaugError, match=f"p.yaml: refine steps 0: method {m} claims the adversarial stage"):
+            make_protocol({"methods": ["real_only", m], "refine": {"steps": 0}}, source="p.yaml")
+    # the ablation without the stage and the controls need no refinement step
+    assert make_protocol({"methods": ["real_only", "gan_no_adversarial", "seq_ops"], "refine": {"steps": 0}})
+    # gan_no_adversarial is gan_augmented's pool without the stage, nothing else
+    a, b = METHODS["gan_augmented"], METHODS["gan_no_adversarial"]
+    assert (a.pool, a.teacher, a.gan, a.protocol) == (b.pool, b.teacher, b.gan, b.protocol) and a.refine and not b.refine
+    assert "self_distill_labeled" not in METHODS  # it was gan_no_adversarial under another name
 
 
 def test_default_output_folder_is_checked_and_unique_within_a_second(tmp_path, monkeypatch):
