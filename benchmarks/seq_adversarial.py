@@ -37,7 +37,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--halves-seed", type=int, default=2026, help="the protocol's validation halves")
+    p.add_argument("--max-users", type=int, default=None, help="a fixed user subsample (the study's: study.cell.sample_users)")
     p.add_argument("--epochs", type=int, default=40, help="real-only training (early stopping on the stop half)")
+    p.add_argument("--patience", type=int, default=5, help="epochs without a better stop-half NDCG@10 (fine-tunes: 2)")
     p.add_argument("--pretrain-epochs", type=int, default=20)
     p.add_argument("--finetune-epochs", type=int, default=10)
     p.add_argument("--expand-below", type=int, default=8)
@@ -73,7 +75,13 @@ def main() -> None:
     from recommender.evaluate import make_eval_set
     from recommender.seq_train import NextItemPolicy, SeqTrainConfig, evaluate_seq, histories_for, next_item_scorer, seq_config_for, train_seq
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    from ecaug_feast.study.cell import sample_users
+
+    h = logging.StreamHandler()
+    h.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    lg = logging.getLogger("ecaug_feast.synth.seq_refine")
+    lg.setLevel(logging.INFO)
+    lg.addHandler(h)
     torch.set_num_threads(a.threads)
     t_all = time.time()
     out: dict = {"args": vars(a)}
@@ -83,19 +91,20 @@ def main() -> None:
 
     ds = load_dataset(a.dataset)
     sp = split_interactions(ds)
-    kept = truncate_history(sp.train, a.fraction)
-    data = build_in_memory(kept, ds.items, sp.valid)
-    vu = sp.valid["user_id"].to_numpy(np.int64)
+    sp_train, sp_valid, _ = sample_users(sp.train, sp.valid, sp.test, a.max_users)  # the test split is never read
+    kept = truncate_history(sp_train, a.fraction)
+    data = build_in_memory(kept, ds.items, sp_valid)
+    vu = sp_valid["user_id"].to_numpy(np.int64)
     stop, choose = validation_halves(vu, a.halves_seed)
-    es_stop = make_eval_set(sp.valid[stop], [sp.train])
-    es_choose = make_eval_set(sp.valid[choose], [sp.train])
+    es_stop = make_eval_set(sp_valid[stop], [sp_train])
+    es_choose = make_eval_set(sp_valid[choose], [sp_train])
     scfg = seq_config_for(data)
     hist = histories_for(data, scfg, "valid")  # the kept training events only
     n_items = data.num_items
     say(f"{a.dataset} at {a.fraction:g}: {len(hist.user_ids)} training histories, {n_items} items, "
         f"validation halves stop {int(stop.sum())} / choose {int(choose.sum())} users")
 
-    def train(histories: Histories | None, epochs: int, init=None, patience: int = 5):
+    def train(histories: Histories | None, epochs: int, init=None, patience: int = a.patience):
         return train_seq(data, es_stop, scfg, SeqTrainConfig(seed=a.seed, epochs=epochs, patience=patience, threads=a.threads),
                          init_state=init, histories=histories)
 
@@ -123,7 +132,7 @@ def main() -> None:
     lists = hist.to_lists()
     nz = np.array([len(lists[r]) > 0 for r in rows_v])
     v_prompts = [lists[r] for r in rows_v[nz]]
-    v_targets = sp.valid["item_id"].to_numpy(np.int64)[ok][nz]
+    v_targets = sp_valid["item_id"].to_numpy(np.int64)[ok][nz]
     fresh = np.array([t not in set(h.tolist()) for h, t in zip(v_prompts, v_targets)])  # a repeat cannot be drawn
     v_prompts, v_targets = [h for h, f in zip(v_prompts, fresh) if f], v_targets[fresh]
     short = short_rows(hist.lengths, a.expand_below)

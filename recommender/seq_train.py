@@ -215,6 +215,17 @@ class NextItemPolicy(nn.Module):
     def __init__(self, model: SeqTwoTower) -> None:
         super().__init__()
         self.model = model
+        self._items: tuple[tuple[int, ...], torch.Tensor] | None = None
+
+    def item_matrix(self) -> torch.Tensor:
+        """The item tower; without autograd, computed once per set of weights (sampling and the
+        frozen reference call it every step: a TorchRec lookup of the whole catalogue)."""
+        if torch.is_grad_enabled():
+            return self.model.item_matrix()
+        version = tuple(p._version for p in self.model.parameters())  # an optimizer step bumps it
+        if self._items is None or self._items[0] != version:
+            self._items = (version, self.model.item_matrix())
+        return self._items[1]
 
     def forward(self, hist: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         L = self.model.cfg.max_len
@@ -223,7 +234,7 @@ class NextItemPolicy(nn.Module):
             hist = hist.gather(1, (start[:, None] + torch.arange(L)[None, :]).clamp(max=hist.shape[1] - 1))
             hist = hist * (torch.arange(L)[None, :] < (lengths - start)[:, None])
             lengths = lengths - start
-        R = self.model.item_matrix()
+        R = self.item_matrix()
         S = self.model.last_state(R, hist, lengths) @ R.T
         return torch.cat([torch.full_like(S[:, :1], -float("inf")), S[:, 1:]], 1)
 

@@ -235,6 +235,45 @@ def test_a_teachers_run_continues_real_histories(feast_env, published, tmp_path)
     assert all(tuple(h[:-2]) in real and len(h[:-2]) < 4 for h in hists)  # a short real history, then 2 new items
 
 
+def test_a_refined_teachers_run_records_the_adversarial_stage(feast_env, published, tmp_path):
+    """``augment --teacher`` with config ``refine``: the teacher is refined against the discriminator
+    before it continues the short histories (the continuations differ from the unrefined
+    teacher's, same seed), and the run's lineage and summary carry the stage's report. The stage
+    without a teacher, or on a pool that draws nothing from one: one line, exit 2."""
+    from ecaug_feast import synth_store
+    from ecaug_feast.cli.main import app
+
+    _base_checkpoint(published["ws"], feast_env.data.name)
+    base = {"gan": TINY_GAN, "expand_below": 4, "c2st_rows": 500, "max_c2st_auc": 1.0}
+    outs = []
+    for refine in (None, {"steps": 4, "d_warmup": 2, "prompts": 8, "d_batch": 32, "lr": 0.05, "beta": 0.0}):
+        conf = tmp_path / "teacher.json"
+        conf.write_text(json.dumps({**base, "refine": refine}))
+        r = CliRunner().invoke(app, ["augment", "--generator", "sequence", "--teacher", "seqpub-base", "--config", str(conf),
+                                     "--no-publish", "--json"])
+        assert r.exit_code == 0, r.output
+        outs.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    plain, refined = outs
+    assert plain["refinement"] is None
+    rep = refined["refinement"]
+    assert rep["steps"] == 4 and rep["episodes"] > 0 and rep["n_new"] == 2 and rep["prompt_below"] == 4
+    run = synth_store.load_run(refined["run_id"])
+    assert run.manifest["lineage"]["teacher"]["refinement"]["steps"] == 4
+    assert run.manifest["config"]["refine"]["steps"] == 4
+
+    def items(run_id):
+        inter = synth_store.load_run(run_id).interactions()
+        return sorted(map(tuple, inter.sort_values(["user_id", "event_timestamp"], kind="stable").groupby("user_id")["item_id"]
+                          .apply(tuple).tolist()))
+    assert items(plain["run_id"]) != items(refined["run_id"])  # the refined teacher drew other items
+    conf = tmp_path / "refine.json"
+    conf.write_text(json.dumps({**base, "refine": {"steps": 2}}))
+    for args, want in ((["--config", str(conf)], "refines a --teacher"),):
+        r = CliRunner().invoke(app, ["augment", "--generator", "sequence", *args])
+        assert isinstance(r.exception, EcaugError) and r.exception.exit_code == 2, (args, r.output)
+        assert want in str(r.exception) and "\n" not in str(r.exception), str(r.exception)
+
+
 def test_teacher_input_is_checked_in_one_line(feast_env, published, tmp_path):
     """A teacher of another catalogue, a reversed generator with a teacher, and --teacher with the
     column generator: one line each, exit 2, before any generator is fitted."""
