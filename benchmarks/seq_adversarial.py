@@ -47,6 +47,8 @@ def main() -> None:
     p.add_argument("--expansions", type=int, default=1)
     p.add_argument("--refine", default="{}", help="RefineConfig overrides, JSON (beta, steps, lr, samples, prompts, ...)")
     p.add_argument("--no-lift", action="store_true", help="skip the pools' pre-train -> fine-tune runs")
+    p.add_argument("--real-state", default=None,
+                   help="a .pt file: the real-only model's weights are loaded from it when it exists, else saved to it")
     p.add_argument("--out", default=None, help="folder for results.json")
     a = p.parse_args()
 
@@ -70,10 +72,12 @@ def main() -> None:
     from ecaug_feast.study.protocol import validation_halves
     from ecaug_feast.synth.seq_gan import tail_items
     from ecaug_feast.synth.seq_pipeline import feature_c2st, feature_rows, history_end_times
-    from ecaug_feast.synth.seq_refine import RefineConfig, discriminator_auc, episodes_from, next_item_nll, refine, sequence_kl
+    from ecaug_feast.synth.seq_refine import (RefineConfig, discriminator_auc, episodes_from, item_counts, next_item_nll, refine,
+                                               sequence_kl)
     from recommender.data import truncate_history
     from recommender.evaluate import make_eval_set
-    from recommender.seq_train import NextItemPolicy, SeqTrainConfig, evaluate_seq, histories_for, next_item_scorer, seq_config_for, train_seq
+    from recommender.seq_model import SeqTwoTower
+    from recommender.seq_train import NextItemPolicy, catalog_of, SeqTrainConfig, evaluate_seq, histories_for, next_item_scorer, seq_config_for, train_seq
 
     from ecaug_feast.study.cell import sample_users
 
@@ -112,11 +116,20 @@ def main() -> None:
         return round(float(evaluate_seq(model, data, es_choose, "valid", seed=a.seed)["ndcg@10"]), 5)
 
     t = time.time()
-    real = train(None, a.epochs)
-    out["real_only"] = {"choose_ndcg@10": choose_ndcg(real.model), "best_epoch": real.best_epoch, "seconds": round(time.time() - t, 1)}
-    say(f"real-only: choose NDCG@10 {out['real_only']['choose_ndcg@10']} (epoch {real.best_epoch}, {time.time() - t:.0f} s)")
+    if a.real_state and Path(a.real_state).exists():
+        model = SeqTwoTower(scfg, catalog=catalog_of(data))
+        model.load_state_dict(torch.load(a.real_state))
+        out["real_only"] = {"loaded_from": a.real_state}
+    else:
+        real = train(None, a.epochs)
+        model = real.model
+        out["real_only"] = {"best_epoch": real.best_epoch, "seconds": round(time.time() - t, 1)}
+        if a.real_state:
+            torch.save(real.state, a.real_state)
+    out["real_only"]["choose_ndcg@10"] = choose_ndcg(model)
+    say(f"real-only: choose NDCG@10 {out['real_only']['choose_ndcg@10']} ({time.time() - t:.0f} s)")
 
-    ref_policy = NextItemPolicy(real.model.eval())
+    ref_policy = NextItemPolicy(model.eval())
     rcfg = RefineConfig(**{"seed": a.seed, **json.loads(a.refine)})
     t = time.time()
     res = refine(ref_policy, hist.values, hist.offsets, n_items, rcfg, n_new=a.n_new, prompt_below=a.expand_below)
@@ -150,12 +163,13 @@ def main() -> None:
     times = train_ev.assign(ts=pd.to_datetime(train_ev["event_timestamp"], utc=True).astype("int64")).groupby("user_id")["ts"].max()
     last_ns = times.reindex(hist.user_ids).fillna(int(times.max())).to_numpy(np.int64)
     rows = np.repeat(short, max(1, a.expansions))
+    out["real_continuations_mean_logpop"] = round(float(np.log1p(ts_all.counts.reindex(eps.continuations.ravel()).fillna(0).to_numpy()).mean()), 4)
 
     for name, pol in policies.items():
         t = time.time()
         r: dict = {"valid_nll": round(next_item_nll(pol, v_prompts, v_targets, rcfg), 4)}
         r["kl_to_start_per_continuation"] = round(sequence_kl(pol, ref_policy, kl_prompts, a.n_new, rcfg, seed=a.seed), 4)
-        r["fresh_discriminator_auc"] = discriminator_auc(pol, eps, n_items, rcfg, seed=a.seed)
+        r["fresh_discriminator_auc"] = discriminator_auc(pol, eps, n_items, rcfg, seed=a.seed, counts=item_counts(hist.values, n_items))
         pool = sample_continuations(next_item_scorer(pol.model), [lists[i] for i in rows], a.n_new, a.seed, rcfg.temperature)
         pool = [h[-scfg.max_len :] for h in pool]
         w = SM.window_c2st(pool, [lists[i] for i in rows], nonempty, ts_all, width=5, max_rows=3000, seed=a.seed)
@@ -188,6 +202,7 @@ def main() -> None:
         for k in ("choose_ndcg@10", "vs_real_only"):
             print(f"| pool lift: {k} | {out['start (pi_ref)']['lift'][k]} | {out['refined']['lift'][k]} |")
         print(f"| real-only choose NDCG@10 | {out['real_only']['choose_ndcg@10']} | |")
+    print(f"| real continuations: mean log(1 + item count) | {out['real_continuations_mean_logpop']} | |")
     out["seconds"] = round(time.time() - t_all, 1)
     say("done")
     if a.out:

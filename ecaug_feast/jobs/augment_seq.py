@@ -17,13 +17,16 @@ GAN (expansions + whole synthetic users, labeler, gates) -> run dir -> Feast vie
 
 With ``teacher`` (``--teacher CHECKPOINT``, a real-only sequence checkpoint of the same dataset),
 the expansions are continuations drawn from that model's next-item scores under the generator's
-sampling settings (the study's ``self_distill_labeled``), and the lineage names the teacher.
-The teacher reads the same Feast training histories as the generator, nothing else.
+sampling settings (the study's ``gan_no_adversarial``), and the lineage names the teacher.
+The teacher reads the same Feast training histories as the generator, nothing else. With config
+``refine`` (the adversarial stage, ``synth.seq_refine``; the study's ``gan_augmented``) the
+teacher is first refined against a discriminator under a KL penalty to itself
+(:func:`refine_teacher`); the lineage's ``teacher.refinement`` holds the stage's report.
 
 ``method`` picks the pool builder (:data:`POOLS`): ``gan`` (the default: the pipeline above),
 or one of the study's controls, built here so the study runs what ``ecaug augment`` runs:
 ``self_distill`` (continuations sampled from the teacher alone: no generator, no labeler, no
-discriminator), ``gan_no_labeler`` (the generator's expansions, unfiltered), ``pseudo_prior``
+discriminator), ``gan_no_labeler`` (the ``gan`` pool's expansions, unfiltered), ``pseudo_prior``
 (ASReP's reversed transformer, MLE only), ``seq_ops``, ``slide_window`` and ``reppad``
 (parameter-free rearrangements of real histories). Every builder but ``gan`` makes exactly
 :func:`pool_size` histories: ``expansions`` per real history shorter than ``expand_below`` items,

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ecaug_feast.histories import rows_to_csr
-from ecaug_feast.synth.seq_refine import RefineConfig, discriminator_auc, episodes_from, refine, sample, sequence_kl
+from ecaug_feast.synth.seq_refine import RefineConfig, discriminator_auc, episodes_from, item_counts, refine, sample, sequence_kl
 
 N_ITEMS, CLEAN = 30, 24  # items 1..24 occur in real histories; 25..30 never do
 
@@ -63,8 +63,9 @@ def test_refinement_removes_the_planted_flaw_and_fools_a_fresh_discriminator(run
     assert j_ref > 0.6
     assert j_b0 < 0.1 < j_b1 < j_ref - 0.1  # unpenalised: the flaw goes; penalised: it shrinks
     cfg = RefineConfig(**CFG)
-    auc_ref = discriminator_auc(ref, eps, N_ITEMS, cfg, steps=60)
-    auc_b0 = discriminator_auc(out[0.0].policy, eps, N_ITEMS, cfg, steps=60)
+    counts = item_counts(v, N_ITEMS)
+    auc_ref = discriminator_auc(ref, eps, N_ITEMS, cfg, steps=60, counts=counts)
+    auc_b0 = discriminator_auc(out[0.0].policy, eps, N_ITEMS, cfg, steps=60, counts=counts)
     assert auc_ref > 0.85 and auc_b0 < auc_ref - 0.2
     rep = out[0.0].report
     assert rep["d_heldout_acc_end"] < rep["d_heldout_acc_start"]
