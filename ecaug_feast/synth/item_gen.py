@@ -192,6 +192,7 @@ class AttrMean(ItemGenerator):
         sums = np.zeros((self.vocab, warm_vecs.shape[1]), np.float64)
         np.add.at(sums, att, warm_vecs[row].astype(np.float64))
         self.means = sums / np.maximum(count, 1)[:, None]
+        self.sums, self.count = sums, count
         w = self.config.weighting
         self.weights = (np.log((1 + len(warm_idx)) / (1 + count)) + 1 if w == "idf" else
                         np.ones(self.vocab) if w == "uniform" else count.copy())
@@ -210,6 +211,23 @@ class AttrMean(ItemGenerator):
         out[~known] = self.fallback
         return out.astype(np.float32)
 
+    def leave_one_out(self, values: np.ndarray, offsets: np.ndarray, warm_idx: np.ndarray, warm_vecs: np.ndarray) -> np.ndarray:
+        """The vectors of the warm items ``fit`` saw, each as if it had been cold: its own trained
+        vector left out of every attribute mean (an attribute only it has: not used). What a model
+        trained on these inputs meets for a cold item."""
+        row, att = unique_bags(values, offsets, warm_idx, self.vocab)
+        others = self.count[att] - 1
+        w = np.where(others > 0, self.weights[att], 0.0)
+        loo = (self.sums[att] - warm_vecs[row].astype(np.float64)) / np.maximum(others, 1)[:, None]
+        out = np.zeros((len(warm_idx), warm_vecs.shape[1]), np.float64)
+        np.add.at(out, row, w[:, None] * loo)
+        total = np.bincount(row, weights=w, minlength=len(warm_idx))
+        known = total > 0
+        out[known] /= total[known, None]
+        n = len(warm_idx)
+        out[~known] = (self.fallback * n - warm_vecs[~known]) / max(n - 1, 1)
+        return out.astype(np.float32)
+
 
 # ---------------------------------------------------------------------------------------------
 # gar: adversarial against the warm items' trained vectors
@@ -222,7 +240,10 @@ class GARConfig:
     discriminator's ranking margin taken against a random warm item instead of the generated vector
     (GAR's ``beta``). ``top_users``: each warm item's users are its ``top_users`` best-scored among
     the given user vectors under the recommender's own dot product (the users it would be shown to);
-    ``max_users`` caps the user vectors read."""
+    ``max_users`` caps the user vectors read. ``random_users``: weight of the ranking's other side
+    (not in GAR): for a random user the discriminator learns to tell a generated vector by its
+    scoring above the warm one, and the generator not to (0: GAR as published, whose generator
+    inflates its vectors until cold items crowd out warm ones for every user)."""
 
     attr_dim: int = 64
     hidden: int = 128
@@ -230,11 +251,12 @@ class GARConfig:
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 1e-5
-    alpha: float = 0.5
+    alpha: float = 0.9  # GAR's README setting
     beta: float = 0.3
     dropout: float = 0.1
     top_users: int = 20
     max_users: int = 4096
+    random_users: float = 1.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -244,21 +266,28 @@ class GARConfig:
         for name in ("alpha", "beta", "dropout"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.random_users < 0:
+            raise ValueError(f"random_users must be >= 0, got {self.random_users}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
 
 
 class _BagMLP(nn.Module):
-    """Generator: mean of learned attribute embeddings (an empty bag: zeros) -> MLP -> vector."""
+    """Generator: [mean of learned attribute embeddings (an empty bag: zeros), the item's attribute
+    mean vector] -> MLP -> a correction added to that attribute mean (the last layer starts at zero:
+    the generator starts as ``attr_mean``)."""
 
     def __init__(self, vocab: int, cfg: GARConfig, dim: int) -> None:
         super().__init__()
         self.bag = nn.EmbeddingBag(max(vocab, 1), cfg.attr_dim, mode="mean")
-        self.mlp = nn.Sequential(nn.Linear(cfg.attr_dim, cfg.hidden), nn.Tanh(), nn.Dropout(cfg.dropout),
-                                 nn.Linear(cfg.hidden, cfg.hidden), nn.Tanh(), nn.Linear(cfg.hidden, dim))
+        last = nn.Linear(cfg.hidden, dim)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.mlp = nn.Sequential(nn.Linear(cfg.attr_dim + dim, cfg.hidden), nn.Tanh(), nn.Dropout(cfg.dropout),
+                                 nn.Linear(cfg.hidden, cfg.hidden), nn.Tanh(), last)
 
-    def forward(self, vals: torch.Tensor, offs: torch.Tensor) -> torch.Tensor:
-        return self.mlp(self.bag(vals, offs))
+    def forward(self, vals: torch.Tensor, offs: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        return base + self.mlp(torch.cat([self.bag(vals, offs), base], dim=1))
 
 
 class _Tower(nn.Module):
@@ -289,7 +318,8 @@ class GARGenerator(ItemGenerator):
     - the discriminator learns to rank the warm vector first:
       ``-log sigmoid(s(u, v_i) - (1 - beta) s(u, g_i) - beta s(u, n))``;
     - the generator learns to be ranked as the warm vector is:
-      ``(1 - alpha) (-log sigmoid(s(u, g_i) - s(u, v_i))) + alpha |g_i - v_i|_1``.
+      ``(1 - alpha) (-log sigmoid(s(u, g_i) - s(u, v_i))) + alpha mean|g_i - v_i|`` (L1 per element,
+      as GAR's code; ``alpha`` 1 is a plain regression, the non-adversarial ablation).
 
     Unlike GAR's code, the output is the generated vector itself (not passed through the
     discriminator's item tower), so it can stand in for an untrained row of the recommender's item
@@ -316,6 +346,11 @@ class GARGenerator(ItemGenerator):
             top = torch.cat([torch.topk(V[s : s + 1024] @ U.T, k, dim=1).indices for s in range(0, len(V), 1024)])
         row, att = unique_bags(values, offsets, warm_idx, self.vocab)
         bag_v, bag_o = torch.from_numpy(att), torch.from_numpy(offsets_of(np.bincount(row, minlength=len(warm_idx))))
+        # the generator refines attr_mean; trained on each warm item's vector as if it were cold
+        self.base = AttrMean()
+        self.base.vocab, self.base.dim = self.vocab, dim
+        self.base._fit(values, offsets, warm_idx, warm_vecs, None)
+        B = torch.from_numpy(self.base.leave_one_out(values, offsets, warm_idx, warm_vecs) / self.scale).float()
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
@@ -332,24 +367,34 @@ class GARGenerator(ItemGenerator):
                     bv, bo = _bag_batch(bag_v, bag_o, b)
                     u = U[top[torch.from_numpy(b), torch.from_numpy(rng.integers(0, k, len(b)))]]
                     real, neg = V[b], V[rng.integers(0, n, len(b))]
+                    ur = U[rng.integers(0, len(U), len(b))]  # random users: the other side of the ranking
                     # discriminator step (generator fixed)
                     self.gen.eval()
                     with torch.no_grad():
-                        fake = self.gen(bv, bo)
+                        fake = self.gen(bv, bo, B[b])
                     self.gen.train()
                     du = d_user(u)
                     s_real, s_fake, s_neg = ((du * d_item(x)).sum(1) for x in (real, fake, neg))
                     d_loss = nn.functional.softplus(-(s_real - (1 - cfg.beta) * s_fake - cfg.beta * s_neg)).mean()
+                    if cfg.random_users > 0:  # an inflated fake scores above the warm vector for anyone
+                        dur = d_user(ur)
+                        d_loss = d_loss + cfg.random_users * nn.functional.softplus(
+                            -((dur * d_item(fake)).sum(1) - (dur * d_item(real)).sum(1))).mean()
                     d_opt.zero_grad()
                     d_loss.backward()
                     d_opt.step()
                     # generator step (discriminator fixed: only the generator's optimiser steps)
-                    fake = self.gen(bv, bo)
+                    fake = self.gen(bv, bo, B[b])
                     with torch.no_grad():
                         du, dr = d_user(u), d_item(real)
                     s_fake, s_real = (du * d_item(fake)).sum(1), (du * dr).sum(1)
                     g_adv = nn.functional.softplus(-(s_fake - s_real)).mean()
-                    g_l1 = (fake - real).abs().sum(1).mean()
+                    if cfg.random_users > 0:
+                        with torch.no_grad():
+                            dur = d_user(ur)
+                            r_real = (dur * dr).sum(1)
+                        g_adv = g_adv + cfg.random_users * nn.functional.softplus((dur * d_item(fake)).sum(1) - r_real).mean()
+                    g_l1 = (fake - real).abs().mean()  # per element, as GAR's code
                     g_loss = (1 - cfg.alpha) * g_adv + cfg.alpha * g_l1
                     g_opt.zero_grad()
                     g_loss.backward()
@@ -364,7 +409,8 @@ class GARGenerator(ItemGenerator):
     @torch.no_grad()
     def _generate(self, values: np.ndarray, offsets: np.ndarray, idx: np.ndarray) -> np.ndarray:
         row, att = unique_bags(values, offsets, idx, self.vocab)
-        out = self.gen(torch.from_numpy(att), torch.from_numpy(offsets_of(np.bincount(row, minlength=len(idx)))[:-1]))
+        base = torch.from_numpy(self.base._generate(values, offsets, idx) / self.scale).float()
+        out = self.gen(torch.from_numpy(att), torch.from_numpy(offsets_of(np.bincount(row, minlength=len(idx)))[:-1]), base)
         return (out * self.scale).numpy()
 
 

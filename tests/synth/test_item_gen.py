@@ -107,6 +107,19 @@ def test_attr_mean_is_exact_on_a_toy_catalog():
     np.testing.assert_allclose(by["uniform"], (m0 + m1) / 2, rtol=1e-6)
     assert by["count"][0] < by["uniform"][0] < by["idf"][0] < m1[0]
 
+def test_attr_mean_leave_one_out_equals_a_fit_without_the_item():
+    """What gar trains its correction on: each warm item's attr_mean vector as if it were cold.
+    With uniform weights it must equal a fit on the other warm items, generating that item."""
+    attrs, V, users, warm, _ = planted(n_items=60, n_brand=12)
+    gen = AttrMean(AttrMeanConfig(weighting="uniform")).fit(attrs, warm, V[warm])
+    loo = gen.leave_one_out(*attrs, warm, V[warm])
+    for j in (0, 5, len(warm) - 1):
+        rest = np.delete(warm, j)
+        alone = AttrMean(AttrMeanConfig(weighting="uniform")).fit(attrs, rest, V[rest]).generate(attrs, warm[j : j + 1])[0]
+        np.testing.assert_allclose(loo[j], alone, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(loo, gen.generate(attrs, warm))  # the item's own vector did count in the plain fit
+
+
 def test_gar_ranks_held_out_items_true_users_above_random_and_beats_random_vectors():
     attrs, V, users, warm, cold = planted(seed=0)
     gen = GARGenerator(FAST_GAR).fit(attrs, warm, V[warm], users)
