@@ -186,6 +186,21 @@ def test_new_item_by_refresh_is_recommended_and_rollback_removes_it(shop, tmp_pa
         assert new_id not in services.models.current.index.item_ids
         gone = client.get(f"/recommend?user_id={user}&k={len(services.models.current.index)}").json()
         assert new_id not in [it["item_id"] for it in gone["items"]]
+    listed = _cli(shop, "runs", "list", "--items")
+    assert listed["active"] == shop.first["run_id"]
+    by_id = {r["run_id"]: r for r in listed["runs"]}
+    assert by_id[step["run_id"]]["parent_run_id"] == shop.first["run_id"] and by_id[step["run_id"]]["rows"] == 1
+
+
+def test_augment_items_refuses_an_unknown_generator_before_any_work(shop):
+    from ecaug_feast import item_runs
+    from ecaug_feast.errors import EcaugError
+    from ecaug_feast.jobs.augment_items import augment_items
+
+    before = [r.run_id for r in item_runs.list_runs()]
+    with pytest.raises(EcaugError, match="--generator must be one of .*attr_mean"):
+        augment_items(shop.ws, generator="nosuch")
+    assert [r.run_id for r in item_runs.list_runs()] == before
 
 
 def test_interrupted_item_publish_is_redone(shop):
