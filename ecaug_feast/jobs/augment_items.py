@@ -111,6 +111,24 @@ def _generator_config(name: str, config: dict[str, Any] | None) -> Any:
         raise EcaugError(f"item generator {name}: bad config ({exc})") from None
 
 
+def _ingested_after(fmeta: dict[str, Any], written: pd.Timestamp) -> bool | None:
+    """Whether the Feast sources were built (ingest) after the checkpoint was written; None when
+    the feature meta cannot tell (an append rewrote ``written_at`` after the checkpoint)."""
+    def ts(x: Any) -> pd.Timestamp | None:
+        try:
+            t = pd.Timestamp(x)
+        except (TypeError, ValueError):
+            return None
+        return None if pd.isna(t) else (t if t.tzinfo else t.tz_localize("UTC"))
+
+    appends = fmeta.get("appends") or []
+    if not appends:  # written_at is the ingest's time
+        t = ts(fmeta.get("written_at"))
+        return None if t is None else bool(t > written)
+    first = ts(appends[0].get("at") if isinstance(appends[0], dict) else None)
+    return False if first is not None and first <= written else None  # the ingest came before the first append
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """``--config``: a JSON object of the generator's config fields (one line when it is not)."""
     p = Path(path)
@@ -209,6 +227,9 @@ def augment_items(ws: Workspace, model: str | Path = "latest", generator: str | 
         "lineage": {"checkpoint": str(d), "model_version": version, "checkpoint_written": written.isoformat(),
                     "dataset": (meta.get("data") or {}).get("dataset") or fmeta.get("dataset"),
                     "feature_version": fmeta.get("version"), "catalogue": str(items_src), "parent_run_id": parent_run_id,
+                    # an ingest after the checkpoint: warm = a training event in the new sources (the appends
+                    # a refresh made are told apart, a re-ingest's new events are not)
+                    "sources_ingested_after_checkpoint": _ingested_after(fmeta, written),
                     "generator_version": f"{name}/{VERSION}", **(lineage_extra or {})},
     }
     run_id, seq = item_runs.new_run_id()
@@ -247,7 +268,8 @@ def rollback_items(ws: Workspace, to: str | None = None) -> dict[str, Any]:
 
 def uncovered_items(ws: Workspace, checkpoint: Path, parent: str | None) -> tuple[list[int], str]:
     """Catalogue items beyond ``checkpoint``'s vocabulary (new since it was trained) that the active
-    item run ``parent`` has no row for in this checkpoint's space; and the checkpoint's version."""
+    item run ``parent`` has no row for in this checkpoint's space with the same attributes; and
+    the checkpoint's version."""
     import pyarrow.parquet as pq
 
     from recommender.checkpoint import read_config
@@ -255,13 +277,17 @@ def uncovered_items(ws: Workspace, checkpoint: Path, parent: str | None) -> tupl
 
     vocab = int(read_config(checkpoint)["model"]["num_items"])
     version = model_version(checkpoint)
-    ids = np.unique(pq.read_table(ws.feast_dir / "item_features.parquet", columns=[S.ITEM_ID]).column(0).to_numpy())
-    beyond = ids[ids > vocab]
-    covered: set[int] = set()
+    src = pq.read_table(ws.feast_dir / "item_features.parquet", columns=[S.ITEM_ID, S.EVENT_TIMESTAMP, S.ATTRIBUTES]).to_pandas()
+    latest = src.sort_values(S.EVENT_TIMESTAMP, kind="stable").groupby(S.ITEM_ID).tail(1)
+    beyond = latest[latest[S.ITEM_ID] > vocab]
+    covered: set[tuple[int, tuple[int, ...]]] = set()
     if parent is not None and len(beyond):
         rows = item_runs.rows_of(item_runs.load_run(parent))
-        covered = set(rows.loc[rows[S.MODEL_VERSION] == version, S.ITEM_ID].astype(int))
-    return [int(i) for i in beyond if int(i) not in covered], version
+        rows = rows[rows[S.MODEL_VERSION] == version]
+        # an id with other attributes is another item (a re-ingest may reuse ids): not covered
+        covered = {(int(i), tuple(sorted(map(int, a)))) for i, a in zip(rows[S.ITEM_ID], rows[S.ATTRIBUTES])}
+    todo = [int(i) for i, a in zip(beyond[S.ITEM_ID], beyond[S.ATTRIBUTES]) if (int(i), tuple(sorted(map(int, a)))) not in covered]
+    return sorted(todo), version
 
 
 def _beyond_vocabulary(ws: Workspace, model: str | Path) -> bool:

@@ -308,3 +308,36 @@ def test_generated_rows_stand_in_for_untrained_rows_of_the_served_model_only(sho
     assert not np.allclose(b.encode_users([u]), base.encode_users([u]))  # item 3's input row changed too
     u = UserFeatures(1, True, {S.RECENT_ITEMS: [2, 1]})
     assert np.allclose(b.encode_users([u]), base.encode_users([u]), atol=1e-6)
+
+
+def test_ingest_of_a_grown_catalogue_writes_the_new_items_rows(shop):
+    """``ecaug ingest`` of the shop's tables with one product more (bought by two users): the
+    product gets the next item id, and its generated row is written and materialized by the same
+    command. (Last in the module: it replaces the Feast sources the other tests read.)"""
+    from ecaug_feast import item_runs
+    from ecaug_feast.datasets import load_generic
+    from ecaug_feast.jobs.ingest import ingest
+
+    events, products = shop.home / "shop" / "events.csv", shop.home / "shop" / "products.csv"
+    ev, pr = pd.read_csv(events), pd.read_csv(products)
+    # attributes no item had (a category with another category's brand): not the refresh test's item either
+    pr = pd.concat([pr, pd.DataFrame({"sku": ["p0-new"], "category": ["cat5"], "brand": ["brand0-1"]})], ignore_index=True)
+    t = pd.to_datetime(ev["ts"], utc=True).max()
+    ev = pd.concat([ev, pd.DataFrame({"user": ["u0", "u6"], "sku": ["p0-new"] * 2,
+                                      "ts": [(t + pd.Timedelta(hours=h)).isoformat() for h in (1, 2)]})], ignore_index=True)
+    grown = shop.home / "shop2"
+    grown.mkdir()
+    ev.to_csv(grown / "events.csv", index=False)
+    pr.to_csv(grown / "products.csv", index=False)
+    before = item_runs.active_run()
+    ds = load_generic(grown / "events.csv", {"user": "user", "item": "sku", "timestamp": "ts"}, items=grown / "products.csv",
+                      name="catshop", split="leave_last_out")
+    out = ingest(shop.ws, ds)
+    new_id = CATEGORIES * PER_CATEGORY + 1  # the next id after the products the checkpoint was trained on
+    step = out["items"]
+    assert step.get("activated") and step["parent_run_id"] == before, step
+    rows = item_runs.rows_of(item_runs.load_run(step["run_id"]))
+    new = sorted(int(i) for i in rows[S.ITEM_ID] if i > CATEGORIES * PER_CATEGORY)
+    assert new == [new_id], new
+    vec, run_id = _online_vector(shop, new[0])
+    assert vec is not None and run_id == step["run_id"]
