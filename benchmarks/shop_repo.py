@@ -152,6 +152,8 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=15000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="epochs of train --repo and of each finetune stage (default: the product's, early-stopped)")
     ap.add_argument("--out", type=Path, default=None, help="write shop_repo.json + shop_repo.md there")
     ap.add_argument("--keep", action="store_true", help="keep the temporary repo and state")
     ap.add_argument("--json", action="store_true")
@@ -173,9 +175,20 @@ def main() -> None:
         steps["feast_apply"], _ = run([feast, "apply"], repo, env, log)
         steps["feast_materialize"], _ = run([feast, "materialize", "-v", "shopper_activity", "2000-01-01T00:00:00", "2026-06-02T00:00:00"], repo, env, log)
         common = ["--repo", str(repo), "--events", "purchases", "--seed", str(a.seed), "--json"]
-        steps["train_real"], real = run([ecaug, "train", *common, "--history", "shopper_activity:recent_items"], repo, env, log)
-        steps["augment"], aug = run([ecaug, "augment", *common, "--view", "shopper_activity"], repo, env, log)
-        steps["finetune"], fine = run([ecaug, "finetune", *common], repo, env, log)
+        budget = ["--epochs", str(a.epochs)] if a.epochs else []
+        partial = (a.out / "partial.json") if a.out else None
+        if partial:
+            a.out.mkdir(parents=True, exist_ok=True)
+
+        def step(name: str, cmd: list[str]) -> dict[str, Any]:
+            steps[name], res = run(cmd, repo, env, log)
+            if partial:  # what ran so far, should the rest not finish
+                partial.write_text(json.dumps({"shop": shop, "seconds": steps, name: res}, default=str))
+            return res
+
+        real = step("train_real", [ecaug, "train", *common, *budget, "--history", "shopper_activity:recent_items"])
+        aug = step("augment", [ecaug, "augment", *common, "--view", "shopper_activity"])
+        fine = step("finetune", [ecaug, "finetune", *common, *budget])
         refs = pd.read_parquet(repo / "data" / "activity.parquet")["shopper_ref"].sample(a.requests, random_state=a.seed).tolist()
         serving = serve_latency(repo, env, refs, log)
         base, tuned = ndcg(real), ndcg(fine)
@@ -190,6 +203,7 @@ def main() -> None:
     if a.out:
         a.out.mkdir(parents=True, exist_ok=True)
         (a.out / "shop_repo.json").write_text(json.dumps(out, indent=2, default=str))
+        (a.out / "partial.json").unlink(missing_ok=True)
     print(json.dumps(out, default=str) if a.json else json.dumps(out, indent=2, default=str))
 
 
