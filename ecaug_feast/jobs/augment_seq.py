@@ -416,7 +416,15 @@ def _cold_items(th: TrainingHistories, cfg: SeqAugmentConfig, teacher: Scorer | 
     generator's MLE item vectors (train-only), users as the mean vector of their last items. The
     histories then pass the labeler and gates of the ``gan`` pool as its expansions do
     (``seq_pipeline.gate_expansions``: same cluster as the user's items, confidence, copies,
-    realism gate). No cold item: an empty pool that fails its gate."""
+    realism gate). No cold item: an empty pool that fails its gate.
+
+    Meant for the cold-item split (``datasets.split.cold_item_split``): on the plain leave-last-out
+    split of a k-core dataset the catalogue items without a training event are exactly the ones
+    first bought in validation or test, so a pool for them points at evaluation targets.
+    The realism gate rejects this pool by construction: its detector reads training popularity
+    and a cold item has none (Beauty, 20 % pseudo-cold, validation only: window C2ST .9998,
+    ``last_logpop`` alone 1.0; real vs real .508). It is built and gated, not published, until
+    the gate has a reference for a new item's first events."""
     from ecaug_feast.synth.item_gen import ITEM_GENERATORS, ColdHistoriesConfig, cold_item_histories
     from ecaug_feast.synth.seq_gan import SequenceGAN
     from ecaug_feast.synth.seq_pipeline import gate_expansions
