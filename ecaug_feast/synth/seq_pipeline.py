@@ -177,7 +177,7 @@ def _label_and_gate(gan: SequenceGAN, cfg: SeqAugmentConfig, values: np.ndarray,
     # what was made: an expansion's first n_new items when prepended, its last ones when continued
     ahead = (not gan.cfg.reverse) if forward is None else forward
     gen_part = [(h[max(0, len(h) - n_new) :] if ahead else h[:n_new]) if k == "expanded" else h for h, k in zip(gen, kind)]
-    thr, priv = _privacy(gan, cfg, real, nonempty, gen_part, kind)
+    thr, priv, dcr = _privacy(gan, cfg, real, nonempty, gen_part, kind)
     keep = ~(low | off | priv)
     acc = [h for h, k in zip(gen, keep) if k]
     m: dict[str, Any] = {
@@ -186,7 +186,7 @@ def _label_and_gate(gan: SequenceGAN, cfg: SeqAugmentConfig, values: np.ndarray,
         "dropped_privacy": int((priv & ~low & ~off).sum()), "privacy_threshold": round(thr, 4),
         "labeler": lab.report, "generator": gan.report, "attr_coherence": gan.attr_coherence_applied,
     }
-    m.update(SM.copies(nonempty, ts, [g for g, k in zip(gen_part, keep) if k]))
+    m.update(SM.copies(nonempty, ts, [g for g, k in zip(gen_part, keep) if k], dcr=dcr[keep]))  # the same distances, not again
     # coverage of the catalogue the generator can emit (its vocabulary: every training history,
     # the held-out ones too); over the fitted rows alone it could exceed 1 (at 25 % of Beauty: 1.027)
     ts_all = SM.TrainingStats(values, offsets, gan.tail)
@@ -257,8 +257,8 @@ def _label(gan: SequenceGAN, cfg: SeqAugmentConfig, nonempty: list[np.ndarray], 
 
 
 def _privacy(gan: SequenceGAN, cfg: SeqAugmentConfig, real: list[np.ndarray], nonempty: list[np.ndarray],
-             gen_part: list[np.ndarray], kind: np.ndarray) -> tuple[float, np.ndarray]:
-    """``(threshold, dropped)``: a synthetic user whose generated items are closer (set DCR) to a
+             gen_part: list[np.ndarray], kind: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """``(threshold, dropped, set DCR of each generated part)``: a synthetic user whose generated items are closer (set DCR) to a
     real history than the ``privacy_quantile`` of the holdout rule (real histories the generator
     never fitted on, measured against the others) is dropped; an expansion keeps its own user's
     items by design."""
@@ -268,7 +268,7 @@ def _privacy(gan: SequenceGAN, cfg: SeqAugmentConfig, real: list[np.ndarray], no
     hold = [real[i] for i in gan.holdout_rows]
     dcr_hold = SM.set_dcr([h for i, h in enumerate(real) if len(h) and not is_hold[i]], hold) if hold else np.zeros(0)
     thr = float(np.quantile(dcr_hold, cfg.privacy_quantile)) if len(dcr_hold) else 0.0
-    return thr, (dcr < thr) & (kind == "synthetic")
+    return thr, (dcr < thr) & (kind == "synthetic"), dcr
 
 
 def _realism(gan: SequenceGAN, cfg: SeqAugmentConfig, acc: list[np.ndarray], src: list[np.ndarray | None],
