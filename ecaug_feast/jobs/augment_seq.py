@@ -184,6 +184,8 @@ def augment_seq_run(ws: Workspace, config: SeqAugmentConfig | None = None, seed:
         raise EcaugError("--teacher continues histories: the generator must run forward (set gan.reverse false in --config)")
     if pool.needs_teacher and teacher is None:
         raise EcaugError(f"method {method}: needs --teacher CHECKPOINT (the model whose continuations are drawn)")
+    if pool.needs_refine and cfg.refine is None:
+        raise EcaugError(f"method {method}: needs the adversarial stage (config 'refine') and --teacher")
     if cfg.refine is not None and (teacher is None or not pool.refinable):
         raise EcaugError(f"the adversarial stage (config 'refine') refines a --teacher's continuations: method {method} "
                          f"{'reads none' if pool.refinable else 'draws none'} (refinable: "
@@ -223,6 +225,7 @@ class Pool:
     needs_teacher: bool = False
     reads_teacher: bool = False
     refinable: bool = False          # draws from the teacher: the adversarial stage can refine it first
+    needs_refine: bool = False       # reads the adversarial stage's discriminator: refused without config 'refine'
     doc: str = ""
 
 
@@ -272,9 +275,11 @@ def _plain_result(th: TrainingHistories, cfg: SeqAugmentConfig, hist: list[np.nd
                             np.ones(len(hist), np.float32), bool(hist), m, None, history_end_times(src, th.times.last_ns, cfg.seed))
 
 
-def _gan_pool(th: TrainingHistories, cfg: SeqAugmentConfig, teacher: Scorer | None, rep: Path, match: bool = False) -> SeqAugmentResult:
+def _gan_pool(th: TrainingHistories, cfg: SeqAugmentConfig, teacher: Scorer | None, rep: Path, match: bool = False,
+              rank: Callable[[SeqAugmentResult], np.ndarray] | None = None) -> SeqAugmentResult:
     """The pipeline (generator, or the teacher's continuations, + labeler + gates). With ``match``
-    it draws half as many again (the labeler drops about a quarter) and keeps :func:`pool_size`."""
+    it draws half as many again (the labeler drops about a quarter) and keeps :func:`pool_size`:
+    a seeded random choice, or the highest by ``rank`` (a score per accepted history)."""
     from ecaug_feast.synth.seq_pipeline import augment_histories
 
     size = pool_size(_lengths(th), cfg)
@@ -282,11 +287,38 @@ def _gan_pool(th: TrainingHistories, cfg: SeqAugmentConfig, teacher: Scorer | No
     res = augment_histories(th.histories.values, th.histories.offsets, over, report_dir=rep, times=th.times, attributes=th.attributes, teacher=teacher)
     if not match or len(res.histories) <= size:
         return res
-    keep = np.sort(np.random.default_rng(cfg.seed).choice(len(res.histories), size, replace=False))
-    m = {**res.metrics, "accepted": size, "pool_size": size, "accepted_before_size": len(res.histories)}
+    if rank is None:
+        keep = np.sort(np.random.default_rng(cfg.seed).choice(len(res.histories), size, replace=False))
+    else:
+        keep = np.sort(np.argsort(-np.asarray(rank(res), np.float64), kind="stable")[:size])
+    m = {**res.metrics, "accepted": size, "pool_size": size, "accepted_before_size": len(res.histories),
+         "kept_by": "random" if rank is None else "discriminator"}
     return replace(res, histories=[res.histories[i] for i in keep], kind=res.kind[keep], source=res.source[keep],
                    segment=res.segment[keep], confidence=res.confidence[keep], metrics=m,
                    end_ns=None if res.end_ns is None else res.end_ns[keep])
+
+
+def _gan_disc_select(th: TrainingHistories, cfg: SeqAugmentConfig, teacher: Scorer | None, rep: Path, match: bool = False) -> SeqAugmentResult:
+    """The ablation of selection by the discriminator: the ``gan`` pool drawn half as many again,
+    of which the :func:`pool_size` accepted histories the adversarial stage's discriminator finds
+    most real are kept (its log-odds for the last ``n_new`` items after the rest)."""
+    from ecaug_feast.synth.seq_refine import realness
+
+    disc = getattr(teacher, "discriminator", None)
+    if disc is None:
+        raise EcaugError("method gan_disc_select: keeps what the adversarial stage's discriminator finds most real; "
+                         "it needs --teacher and config 'refine'")
+    n = cfg.n_new
+
+    def rank(res: SeqAugmentResult) -> np.ndarray:
+        ok = np.array([len(h) > n for h in res.histories], bool)
+        score = np.full(len(res.histories), -np.inf)
+        hs = [h for h, k in zip(res.histories, ok) if k]
+        if hs:
+            score[ok] = realness(disc, [h[:-n][-(cfg.expand_below - 1) :] for h in hs], np.stack([h[-n:] for h in hs]))
+        return score
+
+    return _gan_pool(th, cfg, teacher, rep, True, rank)
 
 
 def _generator_pool(th: TrainingHistories, cfg: SeqAugmentConfig, gan_cfg: Any, name: str,
@@ -465,6 +497,8 @@ POOLS: dict[str, Pool] = {
                 doc="generator (or a --teacher's continuations, refined with config 'refine') + labeler + gates"),
     "gan_no_labeler": Pool(_gan_no_labeler, reads_teacher=True, refinable=True,
                            doc="the gan pool's expansions (a --teacher's, refined with config 'refine'), no labeler"),
+    "gan_disc_select": Pool(_gan_disc_select, needs_teacher=True, reads_teacher=True, refinable=True, needs_refine=True,
+                            doc="the gan pool drawn 1.5x, the histories the stage's discriminator finds most real kept"),
     "self_distill": Pool(_self_distill, needs_teacher=True, reads_teacher=True,
                          doc="continuations sampled from the teacher alone (no generator, labeler or discriminator)"),
     "pseudo_prior": Pool(_pseudo_prior, doc="ASReP: earlier items from a reversed transformer (MLE only)"),
@@ -496,16 +530,19 @@ def load_teacher(path: str | Path, th: TrainingHistories, cfg: SeqAugmentConfig 
     valid = (meta.get("metrics") or {}).get("valid") or {}
     info = {"checkpoint": str(where), "dataset": trained_on, "valid_ndcg@10": valid.get("ndcg@10"),
             "run_id": (meta.get("data") or {}).get("run_id")}
+    disc = None
     if cfg is not None and cfg.refine is not None:
-        model, info["refinement"] = refine_teacher(model, th, cfg)
-    return next_item_scorer(model), info
+        model, info["refinement"], disc = refine_teacher(model, th, cfg)
+    score = next_item_scorer(model)
+    score.discriminator = disc  # type: ignore[attr-defined]  # the stage's discriminator (gan_disc_select reads it)
+    return score, info
 
 
-def refine_teacher(model: Any, th: TrainingHistories, cfg: SeqAugmentConfig) -> tuple[Any, dict[str, Any]]:
+def refine_teacher(model: Any, th: TrainingHistories, cfg: SeqAugmentConfig) -> tuple[Any, dict[str, Any], Any]:
     """The adversarial stage: ``model`` (a sequence checkpoint) refined against a discriminator
     under a KL penalty to itself (``synth.seq_refine``), on episodes of the training histories
     shaped as the pool continues them (``n_new`` items after a history shorter than
-    ``expand_below``). Returns (refined model, report)."""
+    ``expand_below``). Returns (refined model, report, the stage's discriminator)."""
     from recommender.seq_train import NextItemPolicy
     from ecaug_feast.synth.seq_refine import refine
 
@@ -520,7 +557,7 @@ def refine_teacher(model: Any, th: TrainingHistories, cfg: SeqAugmentConfig) -> 
         raise EcaugError(f"adversarial stage: {exc}") from None
     finally:
         torch.set_num_threads(prev)
-    return res.policy.model, res.report
+    return res.policy.model, res.report, res.discriminator
 
 
 def write_sequence_run(ws: Workspace, res: SeqAugmentResult, th: TrainingHistories, cfg: SeqAugmentConfig,

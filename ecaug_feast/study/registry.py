@@ -58,6 +58,9 @@ _SEQ = [
            pool="gan", teacher=True, refine=True, gan=_FORWARD),
     Method("gan_no_labeler", "ablation: gan_augmented's refined continuations, no labeler filter", pool="gan_no_labeler",
            teacher=True, refine=True, gan=_FORWARD),
+    Method("gan_disc_select", "ablation: gan_augmented's pool, the histories kept chosen by the adversarial stage's "
+                              "discriminator (the most real-looking) instead of at random", pool="gan_disc_select",
+           teacher=True, refine=True, gan=_FORWARD),
     Method("gan_no_adversarial", "ablation: gan_augmented without the adversarial stage: the real-only model's own "
                                  "continuations, labeler-filtered (self_distill + the labeler)",
            pool="gan", teacher=True, gan=_FORWARD),

@@ -309,6 +309,16 @@ def next_item_nll(policy: nn.Module, prompts: list[np.ndarray], targets: np.ndar
 class RefineResult:
     policy: nn.Module             # the refined copy (the policy given stays as it was)
     report: dict[str, Any]
+    discriminator: ContinuationDiscriminator | None = None  # as the refinement left it (eval mode)
+
+
+@torch.no_grad()
+def realness(disc: ContinuationDiscriminator, prompts: list[np.ndarray], cont: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """The discriminator's log-odds that each continuation ``cont[i]`` of ``prompts[i]`` is real
+    (what ``gan_disc_select`` keeps the highest of)."""
+    disc.eval()
+    out = [disc(prompts[s : s + chunk], cont[s : s + chunk]).numpy() for s in range(0, len(prompts), chunk)]
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
 def refine(policy: nn.Module, values: np.ndarray, offsets: np.ndarray, n_items: int, cfg: RefineConfig | None = None,
@@ -382,7 +392,7 @@ def refine(policy: nn.Module, values: np.ndarray, offsets: np.ndarray, n_items: 
               "d_heldout_acc_end": round(_held_acc(tr, pol, hold, g), 4) if len(hold) else None,
               "kl_bound": round(2 * cfg.reward_clip / cfg.beta, 4) if cfg.beta > 0 else None,
               "seconds": round(time.time() - t0, 1)}
-    return RefineResult(pol, report)
+    return RefineResult(pol, report, tr.disc.eval())
 
 
 @torch.no_grad()

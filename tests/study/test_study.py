@@ -215,7 +215,11 @@ def test_every_registered_pool_is_size_matched(tmp_path):
     p = make_protocol(read_file(TINY))
     th = _tiny_histories()
     g = torch.Generator().manual_seed(0)
+    from ecaug_feast.synth.seq_refine import ContinuationDiscriminator
+
     teacher = lambda v, o: torch.randn(len(o) - 1, 61, generator=g)  # noqa: E731 - any next-item scorer
+    torch.manual_seed(0)
+    teacher.discriminator = ContinuationDiscriminator(60)  # what the adversarial stage hands gan_disc_select
     for m in METHODS.values():
         if m.pool is None:
             continue
@@ -224,12 +228,28 @@ def test_every_registered_pool_is_size_matched(tmp_path):
         want = pool_size(th.histories.lengths, cfg)
         res = POOLS[m.pool].build(th, cfg, teacher if m.teacher else None, tmp_path, True)
         assert want > 0
-        if m.pool == "gan":
+        if m.pool in ("gan", "gan_disc_select"):
             assert 0 < len(res.histories) <= want, m.name
         else:
             assert len(res.histories) == want, m.name
         assert all(1 <= len(h) <= 20 and h.min() >= 1 for h in res.histories), m.name
         assert len(res.source) == len(res.histories) == len(res.confidence)
+    # selection by the discriminator: from the same accepted draws (same seed, a fixed teacher), the
+    # histories kept score higher under the stage's discriminator than the random keep of `gan`
+    from ecaug_feast.synth.seq_refine import realness
+
+    fixed = lambda v, o: torch.arange(61.0).repeat(len(o) - 1, 1) / 20  # noqa: E731
+    fixed.discriminator = teacher.discriminator
+    cfg = seq_config({"expand_below": p.expand_below, "n_new": 2, "expansions": 2, "synthetic_share": 0.0, "max_c2st_auc": 1.0,
+                      "gan": {**p.generator, **METHODS["gan_augmented"].gan, "max_len": 20}}, seed=0)
+    rnd = POOLS["gan"].build(th, cfg, fixed, tmp_path, True)
+    sel = POOLS["gan_disc_select"].build(th, cfg, fixed, tmp_path, True)
+
+    def mean_realness(res):
+        return realness(fixed.discriminator, [h[:-2] for h in res.histories], np.stack([h[-2:] for h in res.histories])).mean()
+
+    assert sel.metrics["kept_by"] == "discriminator" and rnd.metrics["kept_by"] == "random"
+    assert len(sel.histories) == len(rnd.histories) and mean_realness(sel) > mean_realness(rnd)
     # self-distillation continues each short history with items drawn from the teacher
     cfg = seq_config({"expand_below": 8, "n_new": 2, "expansions": 1}, seed=0)
     res = POOLS["self_distill"].build(th, cfg, teacher, tmp_path)
