@@ -270,12 +270,13 @@ def test_reppad_repeats_the_history_into_its_padding():
 
 
 def test_study_only_pools_are_never_published(tmp_path):
-    """Only the gated ``gan`` pool may be published; the controls (prefixes of real histories,
-    rearrangements...) carry gate "study only", and asking to publish one is refused in one line."""
+    """Only the gated pools (``gan``, and ``cold_items`` of the item side, both through the labeler
+    and gates) may be published; the controls (prefixes of real histories, rearrangements...) carry
+    gate "study only", and asking to publish one is refused in one line."""
     from ecaug_feast.errors import EcaugError
     from ecaug_feast.jobs.augment_seq import POOLS, STUDY_ONLY, augment_seq_run, seq_config
 
-    assert [k for k, v in POOLS.items() if v.publishable] == ["gan"]
+    assert [k for k, v in POOLS.items() if v.publishable] == ["gan", "cold_items"]
     cfg = seq_config({"expand_below": 8, "n_new": 2, "expansions": 1, "gan": {"max_len": 20}}, seed=0)
     for method in ("slide_window", "reppad", "seq_ops"):
         res = POOLS[method].build(_tiny_histories(), cfg, None, tmp_path, True)
