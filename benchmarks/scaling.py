@@ -12,6 +12,15 @@ it was copied from, users and items grow k-fold, and the interaction density per
 item stays Beauty's. (Shared attribute vocabulary: attributes do not grow.) ``k`` < 1: the first
 ``k`` share of Beauty's users (tests and quick checks).
 
+``--linear`` (issue 33): ``gen_fit``, ``generate`` and ``train_epoch`` take the linear-cost paths,
+the generator's sampled loss and FAISS candidate draws (``SeqGANConfig(loss="sampled",
+generation="candidates", candidate_index="ivf")``, ``synth/seq_candidates.py``) and the sequence
+model's sampled softmax (``SeqTrainConfig(loss="sampled")``); without it, the full softmax and
+full-vocabulary draws.
+
+    .venv/bin/python benchmarks/scaling.py --linear --scales 1 4 --stages ingest gen_fit generate train_epoch \
+        --max-batches 50 --gen-chunks 4 --extrapolate-above 1 --stage-timeout 2400 --json
+
 Stages, each in its own subprocess (so peak RSS belongs to one stage; ``--stage`` runs one):
 ``ingest`` (split + feature tables + parquet, :func:`ecaug_feast.features.ingest.ingest_dataset`),
 ``materialize`` (Feast apply + materialize into an embedded Redis), ``gen_fit`` (the sequence GAN,
@@ -200,10 +209,19 @@ def _training_histories(name: str):
     return td, cfg, histories_for(td, cfg, "valid")
 
 
+# ``--linear`` (issue 33): the generator's fit takes the sampled loss and its draws FAISS candidate
+# sets (an IVF index at every scale, the kind used above IVF_ABOVE items), the sequence model's
+# epoch the sampled softmax; without it, the full softmax and full-vocabulary draws (today's path
+# below the SAMPLED_ABOVE threshold)
+LINEAR = {"on": False}
+LINEAR_GAN = {"loss": "sampled", "generation": "candidates", "candidate_index": "ivf"}
+
+
 def _gan_config(**kw):
     from ecaug_feast.synth.seq_gan import SeqGANConfig
 
-    return SeqGANConfig(threads=1, device="cpu", seed=0, **kw)
+    return SeqGANConfig(threads=1, device="cpu", seed=0, **(LINEAR_GAN if LINEAR["on"] else {"loss": "full", "generation": "full"}),
+                        **kw)
 
 
 def _gen_fit(values, offsets, epochs: int, adv_steps: int, max_batches: int) -> dict:
@@ -319,7 +337,7 @@ def run_stage(stage: str, k: float, home: Path, max_batches: int = 0, max_gb: fl
         from recommender.seq_train import SeqTrainConfig, catalog_of, config_dict, train_seq
 
         td, cfg, h = _training_histories(name)
-        tcfg = SeqTrainConfig(epochs=1, threads=1, seed=0)
+        tcfg = SeqTrainConfig(epochs=1, threads=1, seed=0, loss="sampled" if LINEAR["on"] else "full")
         per_epoch = math.ceil(int((h.lengths >= 2).sum()) / tcfg.batch_size)  # users with a next item to predict
         base = _rss_mb()
         _cap_memory(max_gb)
@@ -434,6 +452,7 @@ def run_scale(k: float, stages: list[str], a: argparse.Namespace) -> dict:
                 continue
             cmd = [sys.executable, __file__, "--stage", stage, "--scales", f"{k:g}", "--home", home, "--max-batches", str(mb), "--gen-chunks", str(chunks),
                    "--max-gb", f"{a.max_gb:g}", "--gen-mle-epochs", str(a.gen_mle_epochs), "--gen-adv-steps", str(a.gen_adv_steps)]
+            cmd += ["--linear"] if a.linear else []
             load0 = os.getloadavg()[0]  # shared machine: each figure carries the load it ran under
             try:
                 p = subprocess.run(cmd, capture_output=True, text=True, timeout=a.stage_timeout)
@@ -467,12 +486,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gen-adv-steps", type=int, default=10, help="gen_fit: adversarial steps (0: MLE only, no adversarial phase)")
     ap.add_argument("--machine-gb", type=float, default=128, help="memory of the one machine (projection)")
     ap.add_argument("--hours", type=float, default=24, help="wall time one stage may take on it (projection)")
+    ap.add_argument("--linear", action="store_true", help="gen_fit, generate, train_epoch: the sampled losses and candidate draws "
+                    "(issue 33) instead of the full softmax and full-vocabulary draws")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--previous", help="an earlier --json output: its scales join the fit (run scales one at a time); "
                     "at a scale run again, the stages run now replace its figures and the others are kept")
     ap.add_argument("--stage", help=argparse.SUPPRESS)  # internal: run one stage here
     ap.add_argument("--home", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    LINEAR["on"] = a.linear
     if a.stage:
         print(json.dumps(run_stage(a.stage, a.scales[0], Path(a.home), a.max_batches, a.max_gb or None,
                                    a.gen_mle_epochs, a.gen_adv_steps, a.gen_chunks)))
@@ -489,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
         results[k] = {**results.get(k, {}), **run_scale(k, a.stages, a)}
     stages = [st for st in STAGES if any(st in r for r in results.values())]
     out = growth(results, known_users, stages, a.machine_gb, a.hours)
-    out.update(max_batches=a.max_batches, gen_chunks=a.gen_chunks, extrapolate_above=a.extrapolate_above, max_gb=a.max_gb,
+    out.update(linear=a.linear, max_batches=a.max_batches, gen_chunks=a.gen_chunks, extrapolate_above=a.extrapolate_above, max_gb=a.max_gb,
                generator={"mle_epochs": a.gen_mle_epochs, "adv_steps": a.gen_adv_steps, "expand_shorter_than": SHORT,
                           "expand_by": EXPAND_BY, "synthetic_share": SYNTH_SHARE})
     if a.json:

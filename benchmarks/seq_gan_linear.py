@@ -7,8 +7,8 @@ and of generation. Training histories only (nothing reads validation or test). A
     python benchmarks/seq_gan_linear.py --fraction 0.25 --threads 1 \
         --paths full sampled+candidates --json docs/results/seq-gan-linear/beauty-25.json
 
-A path is ``LOSS+GENERATION`` (``full`` = ``full+full``): ``sampled+candidates`` fits with the
-sampled softmax (``--negatives``) and draws from ``--candidate-k`` candidates found by the
+A path is ``LOSS+GENERATION[@K]`` (``full`` = ``full+full``): ``sampled+candidates`` fits with the
+sampled softmax (``--negatives``) and draws from ``K`` (default ``--candidate-k``) candidates found by the
 ``--index`` (flat: exact; ivf: approximate, the kind used above ``IVF_ABOVE`` items). Every other
 setting is the product's default (``ecaug augment``'s ``SeqAugmentConfig``, no teacher: the
 generator's own network draws). ``--max-users`` samples users as the study does (quick checks).
@@ -66,16 +66,18 @@ def main() -> None:
     out: dict = {"dataset": a.dataset, "fraction": a.fraction, "users": int(len(h.user_ids)), "events": int(len(h.values)),
                  "threads": a.threads, "seed": a.seed, "command": "python " + " ".join(sys.argv), "paths": {}}
     for path in a.paths:
-        loss, _, gen = path.partition("+")
+        spec, _, k = path.partition("@")
+        k = int(k) if k else a.candidate_k
+        loss, _, gen = spec.partition("+")
         gen = gen or ("full" if loss == "full" else "candidates")
-        gcfg = replace(base.gan, loss=loss, generation=gen, negatives=a.negatives, candidate_k=a.candidate_k,
+        gcfg = replace(base.gan, loss=loss, generation=gen, negatives=a.negatives, candidate_k=k,
                        candidate_index=a.index, threads=a.threads, seed=a.seed)
         cfg = replace(base, gan=gcfg)
         load0 = os.getloadavg()[0]
         t0 = time.time()
         res = augment_histories(h.values, h.offsets, cfg, attributes=attrs)
         m, rep = res.metrics, res.gan.report
-        row = {"loss": res.gan.loss, "generation": res.gan.generation, "candidate_k": a.candidate_k if gen == "candidates" else None,
+        row = {"loss": res.gan.loss, "generation": res.gan.generation, "candidate_k": k if gen == "candidates" else None,
                "index": a.index if gen == "candidates" else None, "negatives": a.negatives if loss == "sampled" else None,
                "c2st_auc_sequences": m["c2st_auc_sequences"], "c2st_real_vs_real": m["c2st_auc_sequences_real_vs_real"],
                "gate": m["gate"], "generated": m["generated"], "accepted": m["accepted"],
