@@ -18,7 +18,7 @@ generation="candidates", candidate_index="ivf")``, ``synth/seq_candidates.py``) 
 model's sampled softmax (``SeqTrainConfig(loss="sampled")``); without it, the full softmax and
 full-vocabulary draws.
 
-    .venv/bin/python benchmarks/scaling.py --linear --scales 1 4 --stages ingest gen_fit generate train_epoch \
+    .venv/bin/python benchmarks/scaling.py --linear --clock cpu --scales 1 4 --stages ingest gen_fit generate train_epoch \
         --max-batches 50 --gen-chunks 4 --extrapolate-above 1 --stage-timeout 2400 --json
 
 Stages, each in its own subprocess (so peak RSS belongs to one stage; ``--stage`` runs one):
@@ -141,7 +141,7 @@ def _step_clock(max_steps: int):
         if not first:
             first.append(opt)
         if opt is first[0]:
-            ticks.append(time.perf_counter())
+            ticks.append(_now())
             if max_steps and len(ticks) > max_steps:
                 raise _Enough
 
@@ -214,6 +214,14 @@ def _training_histories(name: str):
 # epoch the sampled softmax; without it, the full softmax and full-vocabulary draws (today's path
 # below the SAMPLED_ABOVE threshold)
 LINEAR = {"on": False}
+# ``--clock cpu``: stages timed by this process's CPU time (user + system; every stage runs one
+# thread) instead of wall time, for a shared machine where the load moves wall time several-fold.
+# It misses work done in other processes (the Redis server of materialize and recommend).
+CLOCK = {"cpu": False}
+
+
+def _now() -> float:
+    return time.process_time() if CLOCK["cpu"] else time.perf_counter()
 LINEAR_GAN = {"loss": "sampled", "generation": "candidates", "candidate_index": "ivf"}
 
 
@@ -231,11 +239,11 @@ def _gen_fit(values, offsets, epochs: int, adv_steps: int, max_batches: int) -> 
     from ecaug_feast.synth.seq_gan import SequenceGAN
 
     if not max_batches:
-        t = time.perf_counter()
+        t = _now()
         with _step_clock(0) as ticks:  # the MLE optimizer's steps: where the MLE epochs end
             g = SequenceGAN(_gan_config(mle_epochs=epochs, patience=epochs + 1, adversarial=adv_steps > 0,
                                         adv_steps=adv_steps)).fit(values, offsets)
-        seconds = time.perf_counter() - t
+        seconds = _now() - t
         mle_s = ticks[-1] - t if ticks else 0.0
         return {"seconds": seconds, "mle_s": round(mle_s, 2), "after_mle_s": round(seconds - mle_s, 2), "mle_epochs": g.report["mle_epochs"],
                 "adv_steps": g.report.get("adversarial", {}).get("steps", 0), "vocab": g.report["vocab"], "histories": g.report["histories"]}
@@ -245,12 +253,12 @@ def _gen_fit(values, offsets, epochs: int, adv_steps: int, max_batches: int) -> 
     with _step_clock(max_batches) as ticks:  # the MLE epoch: its first 1 + max_batches steps
         SequenceGAN(_gan_config(mle_epochs=1, patience=2, adversarial=False)).fit(values, offsets)
     mle = _per_batch(ticks, math.ceil(n_fit / cfg.batch_size))
-    t = time.perf_counter()  # everything else of the fit, in full (held-out pass, adversarial steps)
+    t = _now()  # everything else of the fit, in full (held-out pass, adversarial steps)
     g = SequenceGAN(_gan_config(mle_epochs=0, adversarial=adv_steps > 0, adv_steps=adv_steps)).fit(values, offsets)
-    rest = time.perf_counter() - t
-    t = time.perf_counter()
+    rest = _now() - t
+    t = _now()
     g.heldout_nll()  # the pass every MLE epoch ends with
-    nll_s = time.perf_counter() - t
+    nll_s = _now() - t
     return {"seconds": rest + epochs * (mle["epoch_seconds"] + nll_s), "extrapolated": True, **mle, "mle_epochs": epochs,
             "mle_s": round(epochs * (mle["epoch_seconds"] + nll_s), 2), "after_mle_s": round(rest, 2), "heldout_pass_s": round(nll_s, 2),
             "adv_steps": g.report.get("adversarial", {}).get("steps", 0), "vocab": g.report["vocab"], "histories": g.report["histories"]}
@@ -267,12 +275,12 @@ def _generate(g, values, offsets, n_users: int, max_chunks: int) -> dict:
         rng = np.random.default_rng(0)
         rows = np.sort(rng.choice(short, min(len(short), max_chunks * GEN_CHUNK), replace=False))
         syn = min(n_syn, max_chunks * GEN_CHUNK)
-    t = time.perf_counter()
+    t = _now()
     g.expand(values, offsets, rows, EXPAND_BY, seed=0)
-    t_exp = (time.perf_counter() - t) * len(short) / max(len(rows), 1)
-    t = time.perf_counter()
+    t_exp = (_now() - t) * len(short) / max(len(rows), 1)
+    t = _now()
     g.sample_users(syn, seed=1)
-    t_syn = (time.perf_counter() - t) * n_syn / max(syn, 1)
+    t_syn = (_now() - t) * n_syn / max(syn, 1)
     out = {"seconds": t_exp + t_syn, "expand_s": round(t_exp, 2), "expanded": int(len(short)), "synthetic_s": round(t_syn, 2),
            "synthetic": n_syn}
     if len(rows) < len(short) or syn < n_syn:
@@ -301,7 +309,7 @@ def run_stage(stage: str, k: float, home: Path, max_batches: int = 0, max_gb: fl
 
         base = _rss_mb()
         _cap_memory(max_gb)
-        t = time.perf_counter()
+        t = _now()
         ingest_dataset(ds)
     elif stage == "materialize":
         server, url = _redis(home)
@@ -310,9 +318,9 @@ def run_stage(stage: str, k: float, home: Path, max_batches: int = 0, max_gb: fl
             feast_io.apply(repo)
             base = _rss_mb()
             _cap_memory(max_gb)
-            t = time.perf_counter()
+            t = _now()
             mat = feast_io.materialize(repo)
-            seconds = time.perf_counter() - t
+            seconds = _now() - t
             extra = {"users_written": mat["views"]["user_features"]["entities_written"]}
         finally:
             server.stop()  # SHUTDOWN SAVE: the recommend stage reloads the rows
@@ -326,9 +334,9 @@ def run_stage(stage: str, k: float, home: Path, max_batches: int = 0, max_gb: fl
         if stage == "gen_fit":
             fig = _gen_fit(h.values, h.offsets, gen_epochs, gen_adv_steps, max_batches)
         else:
-            t = time.perf_counter()  # untimed setup: a generator with the full vocabulary, no MLE epoch
+            t = _now()  # untimed setup: a generator with the full vocabulary, no MLE epoch
             g = SequenceGAN(_gan_config(mle_epochs=0, adversarial=False, holdout=0.0)).fit(h.values, h.offsets)
-            setup = time.perf_counter() - t
+            setup = _now() - t
             fig = {**_generate(g, h.values, h.offsets, len(h.user_ids), gen_chunks), "setup_s": round(setup, 2), "vocab": len(g.vocab)}
         return _figures(fig.pop("seconds"), base, fig)
     elif stage == "train_epoch":
@@ -342,10 +350,10 @@ def run_stage(stage: str, k: float, home: Path, max_batches: int = 0, max_gb: fl
         base = _rss_mb()
         _cap_memory(max_gb)
         res = None
-        t = time.perf_counter()
+        t = _now()
         with _step_clock(max_batches) as ticks:
             res = train_seq(td, None, cfg, tcfg, histories=h)
-        seconds = time.perf_counter() - t
+        seconds = _now() - t
         if res is not None:  # the whole epoch ran (it may have fewer batches than max_batches)
             extra = {"examples_per_s": round(res.examples_per_s), "batches_per_epoch": per_epoch}
             state = res.state if res.state is not None else res.model.state_dict()
@@ -364,7 +372,7 @@ def run_stage(stage: str, k: float, home: Path, max_batches: int = 0, max_gb: fl
         pop = data.train["item_id"].value_counts()
         base = _rss_mb()
         _cap_memory(max_gb)
-        t = time.perf_counter()
+        t = _now()
         bundle = load_bundle(home / "models" / MODEL, pop)
         extra = {"indexed_items": len(bundle.index)}
     elif stage == "recommend":
@@ -379,16 +387,16 @@ def run_stage(stage: str, k: float, home: Path, max_batches: int = 0, max_gb: fl
             repo = feast_io.render_repo(home / "feature_repo", state_dir=home, redis_url=url)
             base = _rss_mb()
             _cap_memory(max_gb)
-            t0 = time.perf_counter()
+            t0 = _now()
             services = build_services(MODEL, store=feast_io.get_store(repo), poll_s=3600)
             uids = load_processed(name).train["user_id"].drop_duplicates().sample(20, random_state=0).tolist()
             with TestClient(create_app(services)) as client:
-                startup = time.perf_counter() - t0
+                startup = _now() - t0
                 lat = []
                 for u in uids:
-                    t = time.perf_counter()
+                    t = _now()
                     r = client.get("/recommend", params={"user_id": int(u), "k": 10})
-                    lat.append(time.perf_counter() - t)
+                    lat.append(_now() - t)
                     assert r.status_code == 200 and not r.json()["degraded"], r.text
         finally:
             server.stop()
@@ -396,7 +404,7 @@ def run_stage(stage: str, k: float, home: Path, max_batches: int = 0, max_gb: fl
         return _figures(lat[len(lat) // 2], base, {"startup_s": round(startup, 2)})
     else:
         raise SystemExit(f"unknown stage {stage!r} (one of {', '.join(STAGES)})")
-    return _figures(time.perf_counter() - t, base, extra)
+    return _figures(_now() - t, base, extra)
 
 
 def _figures(seconds: float, base_mb: float, extra: dict) -> dict:
@@ -452,7 +460,7 @@ def run_scale(k: float, stages: list[str], a: argparse.Namespace) -> dict:
                 continue
             cmd = [sys.executable, __file__, "--stage", stage, "--scales", f"{k:g}", "--home", home, "--max-batches", str(mb), "--gen-chunks", str(chunks),
                    "--max-gb", f"{a.max_gb:g}", "--gen-mle-epochs", str(a.gen_mle_epochs), "--gen-adv-steps", str(a.gen_adv_steps)]
-            cmd += ["--linear"] if a.linear else []
+            cmd += (["--linear"] if a.linear else []) + ["--clock", a.clock]
             load0 = os.getloadavg()[0]  # shared machine: each figure carries the load it ran under
             try:
                 p = subprocess.run(cmd, capture_output=True, text=True, timeout=a.stage_timeout)
@@ -488,6 +496,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hours", type=float, default=24, help="wall time one stage may take on it (projection)")
     ap.add_argument("--linear", action="store_true", help="gen_fit, generate, train_epoch: the sampled losses and candidate draws "
                     "(issue 33) instead of the full softmax and full-vocabulary draws")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="time stages by wall clock or by the stage "
+                    "process's CPU time (one thread; a shared machine's load does not move it; misses Redis's own work)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--previous", help="an earlier --json output: its scales join the fit (run scales one at a time); "
                     "at a scale run again, the stages run now replace its figures and the others are kept")
@@ -495,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--home", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     LINEAR["on"] = a.linear
+    CLOCK["cpu"] = a.clock == "cpu"
     if a.stage:
         print(json.dumps(run_stage(a.stage, a.scales[0], Path(a.home), a.max_batches, a.max_gb or None,
                                    a.gen_mle_epochs, a.gen_adv_steps, a.gen_chunks)))
@@ -511,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         results[k] = {**results.get(k, {}), **run_scale(k, a.stages, a)}
     stages = [st for st in STAGES if any(st in r for r in results.values())]
     out = growth(results, known_users, stages, a.machine_gb, a.hours)
-    out.update(linear=a.linear, max_batches=a.max_batches, gen_chunks=a.gen_chunks, extrapolate_above=a.extrapolate_above, max_gb=a.max_gb,
+    out.update(linear=a.linear, clock=a.clock, max_batches=a.max_batches, gen_chunks=a.gen_chunks, extrapolate_above=a.extrapolate_above, max_gb=a.max_gb,
                generator={"mle_epochs": a.gen_mle_epochs, "adv_steps": a.gen_adv_steps, "expand_shorter_than": SHORT,
                           "expand_by": EXPAND_BY, "synthetic_share": SYNTH_SHARE})
     if a.json:

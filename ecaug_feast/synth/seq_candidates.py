@@ -151,8 +151,10 @@ def network_index(gan: Any) -> TokenIndex:
 # -- generation -------------------------------------------------------------------------------------
 def _coherence_lists(gan: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """Per token, its attributes and their weights as padded lists [n_out, m] (``attr_coherence``
-    on a candidate set: a few gathers per candidate instead of a dense [B, vocabulary] bonus)."""
-    if getattr(gan, "_coh_lists", None) is None or gan._coh_lists[0].device != gan._attr_has.device:
+    on a candidate set: a few gathers per candidate instead of a dense [B, vocabulary] bonus).
+    Cached until :meth:`set_item_attributes` gives new attributes."""
+    cached = getattr(gan, "_coh_lists", None)
+    if cached is None or cached[0] is not gan._attr_has:
         tok, att = gan._attr_has.nonzero(as_tuple=True)
         cnt = torch.bincount(tok, minlength=gan.n_out)
         m = max(int(cnt.max()) if len(cnt) else 0, 1)
@@ -161,8 +163,8 @@ def _coherence_lists(gan: Any) -> tuple[torch.Tensor, torch.Tensor]:
         w = torch.zeros(gan.n_out, m, device=tok.device)
         idx[tok, pos] = att
         w[tok, pos] = gan._attr_w[att, tok]
-        gan._coh_lists = (idx, w)
-    return gan._coh_lists
+        gan._coh_lists = (gan._attr_has, idx, w)
+    return gan._coh_lists[1], gan._coh_lists[2]
 
 
 def candidate_sets(top: torch.Tensor, extra_rows: torch.Tensor | None, extra_cols: torch.Tensor | None, eos: int
@@ -196,7 +198,7 @@ def _in_rows(cand: torch.Tensor, tokens: torch.Tensor, n_tok: int) -> torch.Tens
 def sample_tokens(gan: Any, prompts: np.ndarray, n_new: int, allow_eos: bool, rng_t: torch.Generator, *,
                   categorical: Callable, epsilon: Callable, ban_seen: bool = True, mix: float = 0.0, min_prob: float = 0.0,
                   coherence: float = 0.0, first_log_probs: bool = False,
-                  scorer: Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
+                  scorer: Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
     """:meth:`SequenceGAN._sample_tokens` on candidate sets (same arguments, same token layout,
     the same one uniform number per row and step). ``categorical``/``epsilon``: the full path's
     draw and truncation (passed in: this module sits below ``seq_gan``).

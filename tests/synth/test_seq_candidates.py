@@ -83,6 +83,14 @@ def test_candidates_covering_the_vocabulary_draw_what_the_full_path_draws(fitted
         _toggle(g, "candidates", 3)
         small = g._sample_tokens(seg_prompts, TINY["gen_max_len"], True, g._torch_rng(5), **kw).numpy()
         assert not np.array_equal(small, cand)
+        if coh:  # new attributes: the candidate path's per-token lists follow them
+            g.set_item_attributes({i: [0, 1 + i % 3, 4 + i % 7] for i in range(1, 151)})
+            _toggle(g, "full")
+            lp_full = g._sample_tokens(prompts, 1, False, g._torch_rng(5), first_log_probs=True, **kw)
+            _toggle(g, "candidates", V + 10)
+            lp_cand = g._sample_tokens(prompts, 1, False, g._torch_rng(5), first_log_probs=True, **kw)
+            fin = torch.isfinite(lp_full)
+            assert torch.equal(fin, torch.isfinite(lp_cand)) and torch.allclose(lp_full[fin], lp_cand[fin], atol=1e-4)
     finally:
         _toggle(g, "full")
 
