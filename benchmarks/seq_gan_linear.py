@@ -12,6 +12,15 @@ sampled softmax (``--negatives``) and draws from ``K`` (default ``--candidate-k`
 ``--index`` (flat: exact; ivf: approximate, the kind used above ``IVF_ABOVE`` items). Every other
 setting is the product's default (``ecaug augment``'s ``SeqAugmentConfig``, no teacher: the
 generator's own network draws). ``--max-users`` samples users as the study does (quick checks).
+
+    python benchmarks/seq_gan_linear.py --step-items 12000 48000 192000 [--json FILE]
+
+``--step-items``: instead, the CPU time (one thread) of one maximum-likelihood step (128 random
+histories of 8 items, forward + backward + Adam) with the full and the sampled loss, and of one
+generation step (512 rows, 10 tokens each, all sampling settings at their defaults but
+coherence) with full-vocabulary and candidate draws (IVF index; its build timed apart), on an
+untrained generator whose vocabulary has that many items (random histories): how a step's cost
+grows with the catalogue, apart from how many steps the data needs.
 """
 
 from __future__ import annotations
@@ -38,8 +47,11 @@ def main() -> None:
     ap.add_argument("--index", default="ivf", choices=["flat", "ivf", "auto"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--step-items", type=int, nargs="+", default=None, help="time single steps at these vocabulary sizes")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     a = ap.parse_args()
+    if a.step_items:
+        return step_costs(a)
     from ecaug_feast.noise import quiet_known_noise
 
     quiet_known_noise()
@@ -87,6 +99,62 @@ def main() -> None:
                "load_1min_start_end": [round(load0, 2), round(os.getloadavg()[0], 2)]}
         out["paths"][path] = row
         print(json.dumps({path: row}), flush=True)
+    print(json.dumps(out))
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps(out, indent=1) + "\n")
+
+
+def step_costs(a: argparse.Namespace) -> None:
+    """CPU seconds of one ML step and one generation call per vocabulary size (see the module doc)."""
+    import numpy as np
+    import torch
+
+    from ecaug_feast.histories import rows_to_csr
+    from ecaug_feast.synth.seq_gan import SeqGANConfig, SequenceGAN
+
+    torch.set_num_threads(a.threads)
+    out: dict = {"command": "python " + " ".join(sys.argv), "threads": a.threads, "negatives": a.negatives,
+                 "candidate_k": a.candidate_k, "index": a.index, "sizes": {}}
+    for n in a.step_items:
+        rng = np.random.default_rng(a.seed)
+        hists = [rng.choice(n, 8, replace=False) + 1 for _ in range(max(n // 4, 2000))]
+        hists[0] = np.arange(1, n + 1)  # every item occurs: the vocabulary is n items
+        v, o = rows_to_csr(hists)
+        g = SequenceGAN(SeqGANConfig(mle_epochs=0, adversarial=False, holdout=0.01, threads=a.threads, seed=a.seed, loss="sampled",
+                                     negatives=a.negatives, candidate_k=a.candidate_k, candidate_index=a.index)).fit(v, o)
+        sampler = g.gen.sampled_loss
+        batch = [g._train[i][:10] for i in rng.choice(len(g._train), 128, replace=False)]
+        opt = torch.optim.Adam(g.gen.parameters(), lr=1e-3)
+        row: dict = {"vocab": int(len(g.vocab))}
+        for loss in ("full", "sampled"):
+            g.gen.sampled_loss = sampler if loss == "sampled" else None
+            g.gen.train()
+            times = []
+            for _ in range(4):  # the first is a warm-up
+                c = time.process_time()
+                lo = g._mle_loss(batch, g.gen)
+                opt.zero_grad()
+                lo.backward()
+                opt.step()
+                times.append(time.process_time() - c)
+            row[f"ml_step_{loss}_s"] = round(float(np.mean(times[1:])), 4)
+        g.gen.eval()
+        prompts = (len(g.vocab) + 2 + np.arange(512) % 4)[:, None]
+        for gen in ("full", "candidates"):
+            g.cfg = replace(g.cfg, generation=gen)
+            if gen == "candidates":
+                c = time.process_time()
+                from ecaug_feast.synth.seq_candidates import network_index
+
+                g._cand_index = None
+                network_index(g)
+                row["index_build_s"] = round(time.process_time() - c, 3)
+            c = time.process_time()
+            g._sample_tokens(prompts, 10, False, g._torch_rng(0), mix=g.cfg.transition_mix, min_prob=g.cfg.epsilon / len(g.vocab))
+            row[f"generate_512x10_{gen}_s"] = round(time.process_time() - c, 3)
+        out["sizes"][str(n)] = row
+        print(json.dumps({n: row}), flush=True)
     print(json.dumps(out))
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)

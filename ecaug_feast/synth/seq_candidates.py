@@ -187,12 +187,12 @@ def candidate_sets(top: torch.Tensor, extra_rows: torch.Tensor | None, extra_col
     return cand, real
 
 
-def _in_rows(cand: torch.Tensor, tokens: torch.Tensor, n_tok: int) -> torch.Tensor:
-    """[B, C] whether each candidate is among its row's ``tokens`` [B, T] (by sorted membership:
-    no [B, vocabulary] mask)."""
-    B = cand.shape[0]
-    base = torch.arange(B, device=cand.device)[:, None] * n_tok
-    return torch.isin(cand + base, tokens + base)
+def _in_rows(cand: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """[B, C] whether each candidate is among its row's ``tokens`` [B, T]: a binary search of each
+    candidate in its row's sorted tokens (a history holds a few dozen; no [B, vocabulary] mask)."""
+    srt = torch.sort(tokens, 1).values
+    at = torch.searchsorted(srt, cand).clamp_(max=srt.shape[1] - 1)
+    return srt.gather(1, at) == cand
 
 
 def sample_tokens(gan: Any, prompts: np.ndarray, n_new: int, allow_eos: bool, rng_t: torch.Generator, *,
@@ -241,7 +241,7 @@ def sample_tokens(gan: Any, prompts: np.ndarray, n_new: int, allow_eos: bool, rn
             if coherence > 0:
                 ci = c_idx[cand]  # [B, C, m]
                 logits.add_((c_w[cand] * seen_attr.gather(1, ci.view(B, -1)).view(ci.shape).float()).sum(-1), alpha=coherence)
-            seen = _in_rows(cand, toks, n_tok) & (cand != eos) if ban_seen else torch.zeros_like(real)
+            seen = _in_rows(cand, toks) & (cand != eos) if ban_seen else torch.zeros_like(real)
             logits.masked_fill_(~real | seen, -math.inf)
             if not allow_eos or step == 0:
                 logits[:, -1] = -math.inf
