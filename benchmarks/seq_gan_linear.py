@@ -7,7 +7,8 @@ and of generation. Training histories only (nothing reads validation or test). A
     python benchmarks/seq_gan_linear.py --fraction 0.25 --threads 1 \
         --paths full sampled+candidates --json docs/results/seq-gan-linear/beauty-25.json
 
-A path is ``LOSS+GENERATION[@K]`` (``full`` = ``full+full``): ``sampled+candidates`` fits with the
+``--one-fit LOSS``: one generator fitted with that loss, every path's generation on it (isolates
+the draws from the fit). A path is ``LOSS+GENERATION[@K[/TAIL]]`` (``full`` = ``full+full``): ``sampled+candidates`` fits with the
 sampled softmax (``--negatives``) and draws from ``K`` (default ``--candidate-k``) candidates found by the
 ``--index`` (flat: exact; ivf: approximate, the kind used above ``IVF_ABOVE`` items). Every other
 setting is the product's default (``ecaug augment``'s ``SeqAugmentConfig``, no teacher: the
@@ -47,6 +48,9 @@ def main() -> None:
     ap.add_argument("--index", default="ivf", choices=["flat", "ivf", "auto"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tail", type=int, default=0, help="candidate_tail: uniform draws standing for the items outside the top K")
+    ap.add_argument("--one-fit", default=None, choices=["full", "sampled"],
+                    help="fit one generator with this loss and run every path's generation on it (the paths' loss is ignored)")
     ap.add_argument("--step-items", type=int, nargs="+", default=None, help="time single steps at these vocabulary sizes")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     a = ap.parse_args()
@@ -63,6 +67,7 @@ def main() -> None:
     from ecaug_feast.jobs.augment_seq import seq_config_file
     from ecaug_feast.jobs.train_data import build_in_memory
     from ecaug_feast.study.cell import sample_users
+    from ecaug_feast.synth.seq_gan import SequenceGAN
     from ecaug_feast.synth.seq_pipeline import augment_histories
     from recommender.data import truncate_history
     from recommender.seq_train import histories_for, seq_config_for
@@ -77,20 +82,28 @@ def main() -> None:
     base = seq_config_file(None, seed=a.seed)
     out: dict = {"dataset": a.dataset, "fraction": a.fraction, "users": int(len(h.user_ids)), "events": int(len(h.values)),
                  "threads": a.threads, "seed": a.seed, "command": "python " + " ".join(sys.argv), "paths": {}}
+    fitted = None
     for path in a.paths:
         spec, _, k = path.partition("@")
+        k, _, tail = k.partition("/")  # LOSS+GEN@K/TAIL
         k = int(k) if k else a.candidate_k
+        tail = int(tail) if tail else a.tail
         loss, _, gen = spec.partition("+")
         gen = gen or ("full" if loss == "full" else "candidates")
         gcfg = replace(base.gan, loss=loss, generation=gen, negatives=a.negatives, candidate_k=k,
-                       candidate_index=a.index, threads=a.threads, seed=a.seed)
+                       candidate_index=a.index, candidate_tail=tail, threads=a.threads, seed=a.seed)
         cfg = replace(base, gan=gcfg)
         load0 = os.getloadavg()[0]
         t0 = time.time()
-        res = augment_histories(h.values, h.offsets, cfg, attributes=attrs)
+        if a.one_fit:
+            if fitted is None:
+                fitted = SequenceGAN(replace(gcfg, loss=a.one_fit)).fit(h.values, h.offsets)
+            fitted.cfg = replace(fitted.cfg, generation=gen, candidate_k=k, candidate_tail=tail)
+            fitted._cand_index = None
+        res = augment_histories(h.values, h.offsets, cfg, attributes=attrs, gan=fitted if a.one_fit else None)
         m, rep = res.metrics, res.gan.report
         row = {"loss": res.gan.loss, "generation": res.gan.generation, "candidate_k": k if gen == "candidates" else None,
-               "index": a.index if gen == "candidates" else None, "negatives": a.negatives if loss == "sampled" else None,
+               "index": a.index if gen == "candidates" else None, "tail": tail if gen == "candidates" else None, "negatives": a.negatives if loss == "sampled" else None,
                "c2st_auc_sequences": m["c2st_auc_sequences"], "c2st_real_vs_real": m["c2st_auc_sequences_real_vs_real"],
                "gate": m["gate"], "generated": m["generated"], "accepted": m["accepted"],
                "nll_mle": rep.get("nll_mle"), "nll_after_adversarial": rep.get("nll_after_adversarial"),

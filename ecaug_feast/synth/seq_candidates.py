@@ -167,24 +167,34 @@ def _coherence_lists(gan: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return gan._coh_lists[1], gan._coh_lists[2]
 
 
-def candidate_sets(top: torch.Tensor, extra_rows: torch.Tensor | None, extra_cols: torch.Tensor | None, eos: int
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row, the sorted candidate tokens [B, C] and which columns are real (not padding, not a
-    repeat): ``top`` [B, K] tokens (0 = none), plus the tokens ``extra_cols`` of rows
-    ``extra_rows`` (the transitions), plus EOS, which sorts last (the largest output token)."""
+def candidate_sets(top: torch.Tensor, extra_rows: torch.Tensor | None, extra_cols: torch.Tensor | None, eos: int,
+                   tail: torch.Tensor | None = None, tail_logw: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per row, the sorted candidate tokens [B, C], which columns are real (not padding, not a
+    repeat) and each column's log weight: ``top`` [B, K] tokens (0 = none), plus the tokens
+    ``extra_cols`` of rows ``extra_rows`` (the transitions), plus ``tail`` [B, S] uniform draws
+    standing for the items outside the top K (log weight ``tail_logw`` each; a draw that repeats
+    a top-K or transition item is masked, the exact copy kept), plus EOS, which sorts last (the
+    largest output token)."""
     B = top.shape[0]
     parts = [top]
+    w_parts = [torch.zeros(top.shape, device=top.device)]
     if extra_rows is not None and len(extra_rows):
         cnt = torch.bincount(extra_rows, minlength=B)
         pos = torch.arange(len(extra_rows), device=top.device) - torch.repeat_interleave(torch.cumsum(cnt, 0) - cnt, cnt)
         ext = torch.zeros(B, int(cnt.max()), dtype=top.dtype, device=top.device)
         ext[extra_rows, pos] = extra_cols
         parts.append(ext)
+        w_parts.append(torch.zeros(ext.shape, device=top.device))
+    if tail is not None:
+        parts.append(tail)
+        w_parts.append(torch.full(tail.shape, float(tail_logw), device=top.device))
     parts.append(torch.full((B, 1), eos, dtype=top.dtype, device=top.device))
-    cand = torch.sort(torch.cat(parts, 1), 1).values
+    w_parts.append(torch.zeros(B, 1, device=top.device))
+    cand, order = torch.sort(torch.cat(parts, 1), dim=1, stable=True)  # stable: an exact copy sorts before a tail draw
+    logw = torch.cat(w_parts, 1).gather(1, order)
     real = cand > 0
     real[:, 1:] &= cand[:, 1:] != cand[:, :-1]
-    return cand, real
+    return cand, real, logw
 
 
 def _in_rows(cand: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -193,6 +203,19 @@ def _in_rows(cand: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     srt = torch.sort(tokens, 1).values
     at = torch.searchsorted(srt, cand).clamp_(max=srt.shape[1] - 1)
     return srt.gather(1, at) == cand
+
+
+def _epsilon_weighted(logits: torch.Tensor, logw: torch.Tensor, min_prob: float) -> torch.Tensor:
+    """The full path's epsilon truncation (``seq_gan._epsilon``) when a column may stand for
+    several items (a tail draw of log weight ``logw``): each column is judged by its item's own
+    probability (``logits - logw`` against log Z + log ``min_prob``); the best item and the last
+    column (EOS) stay. With every weight 0 it is ``_epsilon``."""
+    per = logits - logw
+    thr = torch.minimum(torch.logsumexp(logits, -1, keepdim=True) + math.log(min_prob), per.max(-1, keepdim=True).values)
+    kept = logits[:, -1].clone()
+    logits.masked_fill_(per < thr, -math.inf)
+    logits[:, -1] = kept
+    return logits
 
 
 def sample_tokens(gan: Any, prompts: np.ndarray, n_new: int, allow_eos: bool, rng_t: torch.Generator, *,
@@ -209,7 +232,10 @@ def sample_tokens(gan: Any, prompts: np.ndarray, n_new: int, allow_eos: bool, rn
     [B, outputs] (-inf off the candidates), for tests and :meth:`next_log_probs`."""
     dev = gan.device
     n_out, n_tok, eos = gan.n_out, gan.n_tok, gan.n_out - 1
-    k = min(int(gan.cfg.candidate_k), len(gan.vocab))
+    V = len(gan.vocab)
+    k = min(int(gan.cfg.candidate_k), V)
+    n_tail = int(getattr(gan.cfg, "candidate_tail", 0))
+    tail_g = torch.Generator().manual_seed(int(rng_t.initial_seed()) + 7919)  # its own stream: rng_t's draws stay the full path's
     x = torch.from_numpy(prompts).to(dev)
     B = x.shape[0]
     done = torch.zeros(B, dtype=torch.bool, device=dev)
@@ -234,13 +260,19 @@ def sample_tokens(gan: Any, prompts: np.ndarray, n_new: int, allow_eos: bool, rn
                 top = torch.from_numpy(network_index(gan).search(q.cpu().numpy(), k) + 1).to(dev).clamp_(min=0)  # row -> token
             prev = (x[:, -1] if step == 0 else out[-1][:, 0]).clamp(max=n_tok - 1)
             entries = gan._transition_entries(trans, prev) if mix > 0 else None
-            cand, real = candidate_sets(top, *(entries[:2] if entries is not None else (None, None)), eos)
+            tail, tail_logw = None, 0.0
+            if n_tail and k < V:  # the rest of the vocabulary, by uniform draws weighted (V - K) / S (logQ)
+                tail = torch.randint(1, V + 1, (B, n_tail), generator=tail_g, device="cpu").to(dev)
+                tail_logw = math.log((V - k) / n_tail)
+            cand, real, logw = candidate_sets(top, *(entries[:2] if entries is not None else (None, None)), eos, tail, tail_logw)
             logits = torch.bmm(M[cand].float(), q[:, :, None].float()).squeeze(-1)  # exact scores, candidates only
             if gan.cfg.temperature != 1.0:
                 logits.div_(gan.cfg.temperature)
             if coherence > 0:
                 ci = c_idx[cand]  # [B, C, m]
                 logits.add_((c_w[cand] * seen_attr.gather(1, ci.view(B, -1)).view(ci.shape).float()).sum(-1), alpha=coherence)
+            if tail is not None:
+                logits.add_(logw)
             seen = _in_rows(cand, toks) & (cand != eos) if ban_seen else torch.zeros_like(real)
             logits.masked_fill_(~real | seen, -math.inf)
             if not allow_eos or step == 0:
@@ -249,12 +281,14 @@ def sample_tokens(gan: Any, prompts: np.ndarray, n_new: int, allow_eos: bool, rn
                 row, col, val = entries
                 cpos = torch.searchsorted(cand[row], col[:, None]).squeeze(1)  # the first (unmasked) copy
                 logits = gan._mix_transitions(logits, (row, cpos, val), seen | ~real, mix)
-            if min_prob > 0.0:
+            if min_prob > 0.0 and tail is not None:  # epsilon on each item's own probability, not its draw's weight
+                logits = _epsilon_weighted(logits.float(), logw, min_prob)
+            elif min_prob > 0.0:
                 logits = epsilon(logits.float(), min_prob, keep=logits.shape[1] - 1)
             if first_log_probs:
                 lp = torch.full((B, n_out), -math.inf, device=dev)
                 ok = real.clone()
-                lp[torch.arange(B, device=dev)[:, None].expand_as(cand)[ok], cand[ok]] = torch.log_softmax(logits.float(), -1)[ok]
+                lp[torch.arange(B, device=dev)[:, None].expand_as(cand)[ok], cand[ok]] = (torch.log_softmax(logits.float(), -1) - logw)[ok]
                 return lp
             j = categorical(logits.float(), rng_t)
             nxt = cand[torch.arange(B, device=dev), j]

@@ -135,6 +135,9 @@ class SeqGANConfig:
     generation: str = "auto"
     candidate_k: int = 512
     candidate_index: str = "auto"
+    # plus this many uniform draws per row and step standing for the items outside the top K,
+    # each logit + log((V - K) / draws) (a logQ correction): the long tail keeps its mass
+    candidate_tail: int = 0
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -145,6 +148,8 @@ class SeqGANConfig:
             raise ValueError(f"candidate_index must be one of {', '.join(SC.INDEXES)}, got {self.candidate_index!r}")
         if self.candidate_k < 1 or self.negatives < 1:
             raise ValueError(f"candidate_k and negatives must be >= 1, got {self.candidate_k}, {self.negatives}")
+        if self.candidate_tail < 0:
+            raise ValueError(f"candidate_tail must be >= 0, got {self.candidate_tail}")
         # sampling thresholds outside these ranges would drop every item (or none, silently)
         if not 0.0 <= self.epsilon < 1.0:
             raise ValueError(f"epsilon must be in [0, 1) (a share of the uniform probability), got {self.epsilon}")

@@ -203,6 +203,30 @@ def test_the_sampled_loss_trains_the_generator_and_auto_keeps_todays_pools():
 
 
 def test_bad_linear_cost_settings_are_refused():
-    for bad in ({"loss": "gbce"}, {"generation": "ann"}, {"candidate_index": "hnsw"}, {"candidate_k": 0}):
+    for bad in ({"loss": "gbce"}, {"generation": "ann"}, {"candidate_index": "hnsw"}, {"candidate_k": 0}, {"candidate_tail": -1}):
         with pytest.raises(ValueError, match="must be"):
             SeqGANConfig(**bad)
+
+
+def test_tail_draws_give_the_items_outside_the_top_k_their_mass(fitted):
+    """``candidate_tail``: uniform draws weighted (V - K) / S stand for the items outside the top K.
+    Many first draws from one prompt: without them no item outside the exact top K is ever drawn;
+    with them the share drawn from outside is close to the full softmax's."""
+    g, v, o = fitted
+    g.cfg = replace(g.cfg, transition_mix=0.0, epsilon=0.0, attr_coherence=0.0, temperature=1.0)
+    V = len(g.vocab)
+    seg = np.full((3000, 1), V + 2)
+    with torch.no_grad():
+        logits = g.gen(torch.from_numpy(seg[:1]))[0, -1, 1 : V + 1]
+    top = set((torch.topk(logits, 10).indices + 1).tolist())
+    share = {}
+    try:
+        for name, gen, tail in (("full", "full", 0), ("top", "candidates", 0), ("tail", "candidates", 64)):
+            g.cfg = replace(g.cfg, generation=gen, candidate_k=10, candidate_tail=tail)
+            g._cand_index = None
+            tok = g._sample_tokens(seg, 1, False, g._torch_rng(3))[:, 1].numpy()
+            share[name] = float(np.mean([t not in top for t in tok]))
+    finally:
+        g.cfg = replace(g.cfg, generation="full", candidate_tail=0)
+    assert share["top"] == 0.0 and share["full"] > 0.3, share
+    assert abs(share["tail"] - share["full"]) < 0.05, share
