@@ -96,10 +96,10 @@ def test_candidates_covering_the_vocabulary_draw_what_the_full_path_draws(fitted
 
 
 def test_candidates_keep_the_bans_and_the_top_k(fitted):
-    """Small K: a row never repeats an item, never draws PAD, and (no transitions mixed in) every
-    drawn item is among the exact top-K of the network's scores at that step."""
+    """Small K, no tail draws: a row never repeats an item, never draws PAD, and (no transitions
+    mixed in) every drawn item is among the exact top-K of the network's scores at that step."""
     g, v, o = fitted
-    g.cfg = replace(g.cfg, transition_mix=0.0, epsilon=0.0, attr_coherence=0.0, temperature=1.0)
+    g.cfg = replace(g.cfg, transition_mix=0.0, epsilon=0.0, attr_coherence=0.0, temperature=1.0, candidate_tail=0)
     V = len(g.vocab)
     _toggle(g, "candidates", 5)
     try:
@@ -115,6 +115,7 @@ def test_candidates_keep_the_bans_and_the_top_k(fitted):
         assert all(int(t) in set(top5[i].tolist()) for i, t in enumerate(tok[:, 1]))
     finally:
         _toggle(g, "full")
+        g.cfg = replace(g.cfg, candidate_tail=256)
 
 
 def test_faiss_candidates_contain_the_exact_top_k_of_a_planted_catalogue():
