@@ -49,6 +49,7 @@ from ecaug_feast.atomic import swap_symlink
 from ecaug_feast.errors import EcaugError
 from ecaug_feast.histories import leave_last_out
 from ecaug_feast.ids import DEFAULT_KEY_PREFIX
+from ecaug_feast.repo_check import TWIN_OF_TAG, one_twin  # one tag, one lookup rule for both checks
 from ecaug_feast.runs_link import ACTIVE, EMPTY, active_run_in
 
 if TYPE_CHECKING:
@@ -58,7 +59,6 @@ log = logging.getLogger(__name__)
 
 RUN_SOURCE_TAG = "ecaug"   # FileSource tag marking a source read through <runs_dir>/active/
 RUN_SOURCE_VALUE = "run-source"
-TWIN_OF_TAG = "twin_of"
 KEY_PREFIX_TAG = "ecaug_key_prefix"  # twin tag: the reserved prefix of synthetic String keys
 FEATURE_FN_TAG = "ecaug_feature_fn"  # twin tag: module:name of the shop's feature function (events -> rows)
 LINEAGE_FIELDS = schema.feast_fields(schema.LINEAGE_FEATURES)  # is_synthetic, run_id, generator_version
@@ -284,13 +284,8 @@ def ensure_placeholders(views: Iterable[Any], entities: Iterable[Entity] = (), r
 # ------------------------------------------------------------------------------- registry lookups
 def find_twin(store: "FeatureStore", view: str) -> FeatureView:
     """The registered twin of ``view`` (tag ``twin_of``)."""
-    twins = [v for v in store.list_feature_views() if (v.tags or {}).get(TWIN_OF_TAG) == view and is_run_sourced(v)]
-    if not twins:
-        raise EcaugError(f"feature view {view!r} has no synthetic twin in the registry: declare one in a repo file "
-                         f"(`synthetic_twins([{view}], entities=[...])`, docs/guide/plugin.md) and run `feast apply`")
-    if len(twins) > 1:
-        raise EcaugError(f"feature view {view!r} has several twins: {sorted(t.name for t in twins)}")
-    return twins[0]
+    return one_twin(view, [v for v in store.list_feature_views()
+                            if (v.tags or {}).get(TWIN_OF_TAG) == view and is_run_sourced(v)])
 
 
 def in_repo(store: "FeatureStore") -> Any:

@@ -232,14 +232,19 @@ def _check_columns(name: str, path: Path, want: dict[str, str | None]) -> None:
                              "Entity its value_type (ValueType.STRING for string keys) and run `feast apply`")
 
 
-def _twin_of(reg: Registry, view: str) -> Any:
-    twins = [v for v in reg.views.values() if v.tags.get(TWIN_OF_TAG) == view and _run_sourced(v)]
+def one_twin(view: str, twins: Sequence[Any]) -> Any:
+    """The one twin of ``view`` among ``twins`` (registry specs or Feast views: anything with a
+    ``name``); none or several is one line. Shared by this check and ``plugin.find_twin``."""
     if not twins:
         raise EcaugError(f"feature view {view!r} has no synthetic twin in the registry: declare one in a repo file "
                          f"(`synthetic_twins([{view}], entities=[...])`, docs/guide/plugin.md) and run `feast apply`")
     if len(twins) > 1:
         raise EcaugError(f"feature view {view!r} has several twins: {sorted(t.name for t in twins)}")
     return twins[0]
+
+
+def _twin_of(reg: Registry, view: str) -> Any:
+    return one_twin(view, [v for v in reg.views.values() if v.tags.get(TWIN_OF_TAG) == view and _run_sourced(v)])
 
 
 def _run_sourced(spec: Any) -> bool:
