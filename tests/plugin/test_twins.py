@@ -27,7 +27,7 @@ def test_example_repo_imports_without_writing(tmp_path, monkeypatch):
     with the schema of ecaug's own run files (synth_store), and points ``active`` at it."""
     import pyarrow.parquet as pq
 
-    from ecaug_feast import paths, plugin, synth_store
+    from ecaug_feast import item_runs, paths, plugin, synth_store
 
     state = tmp_path / "state"
     monkeypatch.setenv("ECAUG_HOME", str(state))
@@ -43,7 +43,8 @@ def test_example_repo_imports_without_writing(tmp_path, monkeypatch):
 
     written = plugin.ensure_placeholders(contents.feature_views, contents.entities, repo)
     runs = state / "runs"
-    assert sorted(p.name for p in written) == sorted([synth_store.USER_FILE, synth_store.INTER_FILE])
+    # the user and interaction twins' placeholders, and the item side's (issue 34) in its own folder
+    assert sorted(p.name for p in written) == sorted([synth_store.USER_FILE, synth_store.INTER_FILE, item_runs.ITEM_FILE])
     assert synth_store.active_run() is None and (runs / "active" / synth_store.USER_FILE).exists()
     assert plugin.ensure_placeholders(contents.feature_views, contents.entities, repo) == []  # idempotent
     monkeypatch.setenv("ECAUG_HOME", str(tmp_path / "state2"))  # synth_store's own placeholders, to compare
@@ -52,6 +53,10 @@ def test_example_repo_imports_without_writing(tmp_path, monkeypatch):
         ours = pq.read_schema(runs / "_empty" / fname)
         theirs = pq.read_schema(tmp_path / "state2" / "runs" / "_empty" / fname)
         assert {f.name: f.type for f in ours} == {f.name: f.type for f in theirs}, fname
+    item_runs.ensure_sources()  # the item runs' own placeholder has the schema the repo's placeholder has
+    ours = pq.read_schema(next(p for p in written if p.name == item_runs.ITEM_FILE))
+    theirs = pq.read_schema(item_runs.root() / "_empty" / item_runs.ITEM_FILE)
+    assert {f.name: f.type for f in ours} == {f.name: f.type for f in theirs}
 
 
 def test_twin_without_key_type_is_refused():
