@@ -6,11 +6,14 @@ each loss on synthetic random histories at 1x / 4x / 16x a catalogue size (secon
 the step's peak extra memory, each in its own process), to show whether the step still grows
 with the catalogue.
 
-    python benchmarks/sampled_loss.py [--seeds 3] [--users 0 (all)] [--epochs 60] [--negatives 256]
-                                      [--neg-mix 0.0] [--step-items 12101] [--scales 1,4,16] [--step-losses full,sampled]
+    python benchmarks/sampled_loss.py [--seeds 3] [--first-seed 0] [--losses full,sampled] [--users 0 (all)]
+                                      [--epochs 60] [--negatives 256] [--neg-mix 0.0] [--step-items 12101]
+                                      [--scales 1,4,16] [--step-losses full,sampled] [--out FILE.json]
 
 Issue 33's check runs it at full size (all users, 3 seeds, early stopping within 60 epochs);
-that takes hours on CPU. ``--users 2000 --epochs 3 --seeds 1`` is a smoke run of a few minutes.
+that takes hours on CPU; ``--first-seed`` and ``--losses`` split it into runs that fit side by
+side (one process per core), each writing its rows with ``--out``. ``--users 2000 --epochs 3
+--seeds 1`` is a smoke run of a few minutes.
 Prints one line per run, a summary table and a final ``RESULT {json}`` line.
 """
 
@@ -53,8 +56,8 @@ def accuracy(a: argparse.Namespace) -> list[dict[str, Any]]:
 
     data, valid, test = _beauty(a.users, 0)
     rows = []
-    for seed in range(a.seeds):
-        for loss in LOSSES:
+    for seed in range(a.first_seed, a.first_seed + a.seeds):
+        for loss in a.losses.split(","):
             cfg = seq_config_for(data)
             tcfg = SeqTrainConfig(seed=seed, epochs=a.epochs, loss=loss, negatives=a.negatives, neg_mix=a.neg_mix)
             res = train_seq(data, valid, cfg, tcfg)
@@ -136,6 +139,9 @@ def _ratio_lines(steps: list[dict[str, Any]]) -> list[str]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first_seed .. first_seed + seeds - 1")
+    p.add_argument("--losses", default="full,sampled", help="losses the accuracy part trains")
+    p.add_argument("--out", default="", help="also write the RESULT json to this file")
     p.add_argument("--users", type=int, default=0, help="random Beauty users to train on (0 = all)")
     p.add_argument("--epochs", type=int, default=60, help="at most this many epochs (early stopping, patience 5)")
     p.add_argument("--negatives", type=int, default=256)
@@ -161,7 +167,11 @@ def main() -> None:
     if steps:
         print("one training step (median s, and its growth from the smallest catalogue; peak extra memory):")
         print("\n".join(_ratio_lines(steps)))
-    print("RESULT", json.dumps({"settings": vars(a), "accuracy": acc, "step_cost": steps}), flush=True)
+    result = json.dumps({"settings": vars(a), "accuracy": acc, "step_cost": steps})
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(result + "\n")
+    print("RESULT", result, flush=True)
 
 
 if __name__ == "__main__":
