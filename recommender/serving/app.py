@@ -40,6 +40,7 @@ token. ``/docs``, ``/redoc`` and ``/openapi.json`` are off unless ``$ECAUG_DOCS=
 from __future__ import annotations
 
 import gc
+import inspect
 import logging
 import os
 import time
@@ -283,30 +284,28 @@ def _new_app(s: Services, show_docs: bool) -> FastAPI:
 
 
 def _add_recommend(app: FastAPI, recommend: Recommender, inline: bool) -> None:
-    k_q = Query(10, ge=1, description="Number of items (1..max_k).")
+    """``/recommend`` for ecaug's own int ids, or for a shop's keys when ``Services.user_key`` parses them."""
     parse = recommend.s.user_key
-    if parse is not None:
-        _add_shop_recommend(app, recommend, inline, parse, k_q)
-        return
-    user_q = Query(..., ge=1, le=MAX_ID, description="Real user id (>= 1).")
-    if inline:
-        # On the event loop: no thread hand-off per request (two context switches that cost
-        # ms on a loaded 2-core box); the work is ~1-3 ms of mostly GIL-holding Python anyway.
-        @app.get("/recommend", summary="Top-k items for a user")
-        async def recommend_route(user_id: int = user_q, k: int = k_q) -> JSONResponse:
-            return recommend(user_id, k)
+    if parse is None:
+        _recommend_route(app, recommend, "Top-k items for a user", int,
+                         Query(..., ge=1, le=MAX_ID, description="Real user id (>= 1)."), _as_given, inline)
     else:
-        @app.get("/recommend", summary="Top-k items for a user")
-        def recommend_route(user_id: int = user_q, k: int = k_q) -> JSONResponse:  # type: ignore[no-redef]
-            return recommend(user_id, k)
+        _recommend_route(app, recommend, "Top-k items for a shop's user key", str,
+                         Query(..., min_length=1, max_length=MAX_KEY_CHARS, description="The shop's user key."), parse, inline)
 
 
-def _add_shop_recommend(app: FastAPI, recommend: Recommender, inline: bool, parse: Callable[[str], Any], k_q: Any) -> None:
-    """``/recommend?user_id=<the shop's key>``: the key parsed into the shop's type (422 with the
-    reason, never the input), then the same policy."""
-    key_q = Query(..., min_length=1, max_length=MAX_KEY_CHARS, description="The shop's user key.")
+def _as_given(user_id: int) -> int:
+    """ecaug's own ids: the query's validator already made them ints in 1..MAX_ID."""
+    return user_id
 
-    def run(user_id: str, k: int) -> JSONResponse:
+
+def _recommend_route(app: FastAPI, recommend: Recommender, summary: str, key_type: type, key_q: Any,
+                     parse: Callable[[Any], Any], inline: bool) -> None:
+    """``GET /recommend?user_id=&k=``: ``user_id`` typed ``key_type`` and checked by ``key_q`` (a 422
+    from FastAPI), then ``parse``d (a ValueError is a 422 with its reason, never the input), then the
+    answer policy. ``inline``: the route runs on the event loop, else in FastAPI's thread pool."""
+
+    def run(user_id: Any, k: int) -> JSONResponse:
         try:
             key = parse(user_id)
         except ValueError as exc:
@@ -314,13 +313,22 @@ def _add_shop_recommend(app: FastAPI, recommend: Recommender, inline: bool, pars
         return recommend(key, k)
 
     if inline:
-        @app.get("/recommend", summary="Top-k items for a shop's user key")
-        async def recommend_route(user_id: str = key_q, k: int = k_q) -> JSONResponse:
+        # On the event loop: no thread hand-off per request (two context switches that cost
+        # ms on a loaded 2-core box); the work is ~1-3 ms of mostly GIL-holding Python anyway.
+        async def recommend_route(user_id: Any, k: int) -> JSONResponse:
             return run(user_id, k)
     else:
-        @app.get("/recommend", summary="Top-k items for a shop's user key")
-        def recommend_route(user_id: str = key_q, k: int = k_q) -> JSONResponse:  # type: ignore[no-redef]
+        def recommend_route(user_id: Any, k: int) -> JSONResponse:  # type: ignore[misc]
             return run(user_id, k)
+
+    # FastAPI reads the query parameters from the signature: the key's type and validator are
+    # this variant's, so they are set here rather than written in the def
+    arg = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    recommend_route.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+        inspect.Parameter("user_id", arg, default=key_q, annotation=key_type),
+        inspect.Parameter("k", arg, default=Query(10, ge=1, description="Number of items (1..max_k)."), annotation=int),
+    ], return_annotation=JSONResponse)
+    app.get("/recommend", summary=summary)(recommend_route)
 
 
 def _unfinished(state_dir: FsPath | None) -> list[dict[str, Any]]:
