@@ -532,10 +532,36 @@ def load_teacher(path: str | Path, th: TrainingHistories, cfg: SeqAugmentConfig 
             "run_id": (meta.get("data") or {}).get("run_id")}
     disc = None
     if cfg is not None and cfg.refine is not None:
-        model, info["refinement"], disc = refine_teacher(model, th, cfg)
+        model, info["refinement"], disc = _refined(where, model, th, cfg)
     score = next_item_scorer(model)
     score.discriminator = disc  # type: ignore[attr-defined]  # the stage's discriminator (gan_disc_select reads it)
     return score, info
+
+
+# The last refinement, by what determines it: the stage is deterministic for a seed on CPU
+# (synth.seq_refine), so one process that builds several pools from the same refined teacher (the
+# study's gan_augmented, gan_no_labeler, gan_disc_select in one cell) refines it once, with the
+# same result as refining it for each. One entry: a refined model is as large as the teacher.
+_LAST_REFINED: list[tuple[tuple[Any, ...], tuple[Any, dict[str, Any], Any]]] = []
+
+
+def _refined(where: Path, model: Any, th: TrainingHistories, cfg: SeqAugmentConfig) -> tuple[Any, dict[str, Any], Any]:
+    """:func:`refine_teacher`, or the result of the last identical call in this process (same
+    checkpoint file, bytes unchanged, same histories and stage settings)."""
+    import hashlib
+    from dataclasses import astuple
+
+    files = sorted(f for f in Path(where).rglob("*") if f.is_file())
+    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    digest = hashlib.sha256(np.ascontiguousarray(th.histories.values).tobytes()
+                            + np.ascontiguousarray(th.histories.offsets).tobytes()).hexdigest()
+    key = (str(where), stamp, digest, astuple(cfg.refine), cfg.n_new, cfg.expand_below, cfg.gan.threads)
+    if _LAST_REFINED and _LAST_REFINED[0][0] == key:
+        m, report, disc = _LAST_REFINED[0][1]
+        return m, {**report, "reused_in_process": True}, disc
+    out = refine_teacher(model, th, cfg)
+    _LAST_REFINED[:] = [(key, out)]
+    return out
 
 
 def refine_teacher(model: Any, th: TrainingHistories, cfg: SeqAugmentConfig) -> tuple[Any, dict[str, Any], Any]:

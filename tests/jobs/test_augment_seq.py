@@ -274,6 +274,40 @@ def test_a_refined_teachers_run_records_the_adversarial_stage(feast_env, publish
         assert want in str(r.exception) and "\n" not in str(r.exception), str(r.exception)
 
 
+def test_one_process_refines_a_teacher_once_with_the_same_result(feast_env, published, tmp_path):
+    """Pools built in one process from the same teacher and stage settings (the study's
+    gan_augmented, gan_no_labeler, gan_disc_select) share one refinement: the second run says it
+    reused it, and draws exactly what a fresh refinement draws (the stage is seeded). Other stage
+    settings refine again."""
+    from ecaug_feast import synth_store
+    from ecaug_feast.cli.main import app
+    from ecaug_feast.jobs import augment_seq
+
+    _base_checkpoint(published["ws"], feast_env.data.name)
+    base = {"gan": TINY_GAN, "expand_below": 4, "c2st_rows": 500, "max_c2st_auc": 1.0}
+    stage = {"steps": 3, "d_warmup": 2, "prompts": 8, "d_batch": 32, "lr": 0.05, "beta": 0.0}
+
+    def run(refine):
+        conf = tmp_path / "teacher.json"
+        conf.write_text(json.dumps({**base, "refine": refine}))
+        r = CliRunner().invoke(app, ["augment", "--generator", "sequence", "--teacher", "seqpub-base", "--config", str(conf),
+                                     "--no-publish", "--json"])
+        assert r.exit_code == 0, r.output
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+        inter = synth_store.load_run(out["run_id"]).interactions().sort_values(["user_id", "event_timestamp"], kind="stable")
+        return out["refinement"], sorted(inter.groupby("user_id")["item_id"].apply(tuple).tolist())
+
+    augment_seq._LAST_REFINED.clear()
+    first, items_first = run(stage)
+    again, items_again = run(stage)
+    assert "reused_in_process" not in first and again["reused_in_process"] is True
+    augment_seq._LAST_REFINED.clear()
+    fresh, items_fresh = run(stage)
+    assert "reused_in_process" not in fresh and items_again == items_fresh == items_first
+    other, _ = run({**stage, "seed": 1})
+    assert "reused_in_process" not in other
+
+
 def test_teacher_input_is_checked_in_one_line(feast_env, published, tmp_path):
     """A teacher of another catalogue, a reversed generator with a teacher, and --teacher with the
     column generator: one line each, exit 2, before any generator is fitted."""
