@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ecaug_feast import paths
+from ecaug_feast import feast_io, paths
 from ecaug_feast import schema as S
 from ecaug_feast.datasets.base import FUTURE_SLACK
 from ecaug_feast.datasets.store import dataset_dir
@@ -145,7 +145,7 @@ def catalogue_with_new_items(items: pd.DataFrame, feast_dir: Path, new: pd.DataF
     (one line): an unknown item without attributes, new ids that do not continue the catalogue's
     ids (max + 1, max + 2, ...: models index items by id), attribute ids the catalogue never used."""
     cat = items[[S.ITEM_ID, S.ATTRIBUTES]]
-    rows = pd.read_parquet(feast_dir / "item_features.parquet", columns=[S.ITEM_ID, S.EVENT_TIMESTAMP, S.ATTRIBUTES])
+    rows = feast_io.source_rows(feast_io.source_file(feast_dir, build.ITEM_FEATURES), [S.ITEM_ID, S.EVENT_TIMESTAMP, S.ATTRIBUTES])
     extra = rows[~rows[S.ITEM_ID].isin(cat[S.ITEM_ID])]
     if len(extra):  # items an earlier append added
         extra = extra.sort_values(S.EVENT_TIMESTAMP, kind="stable").groupby(S.ITEM_ID).tail(1)

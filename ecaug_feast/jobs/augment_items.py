@@ -67,7 +67,7 @@ def _checkpoint_time(d: Path) -> pd.Timestamp:
 def warm_items(feast_dir: Path, num_items: int, written: pd.Timestamp) -> np.ndarray:
     """Item ids 1..``num_items`` with a positive training event the checkpoint could have seen:
     the ``train_interactions`` source minus the events appended after ``written``."""
-    ti = pd.read_parquet(feast_dir / "train_interactions.parquet", columns=[S.USER_ID, S.ITEM_ID, S.EVENT_TIMESTAMP, S.LABEL])
+    ti = feast_io.source_rows(feast_io.source_file(feast_dir, feast_io.TRAIN_SOURCE), [S.USER_ID, S.ITEM_ID, S.EVENT_TIMESTAMP, S.LABEL])
     pos = ti[ti[S.LABEL] == 1]
     log_path = feast_dir / CURRENT / APPENDED_LOG
     if log_path.exists():
@@ -88,7 +88,7 @@ def _user_vectors(model: Any, R: Any, feast_dir: Path, seed: int) -> np.ndarray:
     ``recent_items`` of the ``user_features`` source)."""
     from recommender.seq_model import SeqUserEncoder
 
-    uf = pd.read_parquet(feast_dir / "user_features.parquet", columns=[S.USER_ID, S.EVENT_TIMESTAMP, S.RECENT_ITEMS])
+    uf = feast_io.source_rows(feast_io.source_file(feast_dir, feast_io.USER_VIEW), [S.USER_ID, S.EVENT_TIMESTAMP, S.RECENT_ITEMS])
     last = uf.sort_values([S.USER_ID, S.EVENT_TIMESTAMP], kind="stable").groupby(S.USER_ID).tail(1)
     last = last[last[S.RECENT_ITEMS].map(lambda x: x is not None and len(x) > 0)]
     if len(last) > USER_SAMPLE:
@@ -201,7 +201,8 @@ def augment_items(ws: Workspace, model: str | Path = "latest", generator: str | 
     written = _checkpoint_time(d)
     warm = warm_items(ws.feast_dir, n_vocab, written)
     if not len(warm):
-        raise EcaugError(f"{d}: no item of the checkpoint has a training event in {ws.feast_dir / 'train_interactions.parquet'}")
+        raise EcaugError(f"{d}: no item of the checkpoint has a training event in "
+                         f"{feast_io.source_file(ws.feast_dir, feast_io.TRAIN_SOURCE)}")
     cold = np.setdiff1d(items[S.ITEM_ID].to_numpy(np.int64), warm)
     users = _user_vectors(net, R, ws.feast_dir, seed)
     log_fn(f"item generator {name}: {len(warm):,} warm items, {len(cold):,} cold ({int((cold > n_vocab).sum()):,} new since "
@@ -270,14 +271,12 @@ def uncovered_items(ws: Workspace, checkpoint: Path, parent: str | None) -> tupl
     """Catalogue items beyond ``checkpoint``'s vocabulary (new since it was trained) that the active
     item run ``parent`` has no row for in this checkpoint's space with the same attributes; and
     the checkpoint's version."""
-    import pyarrow.parquet as pq
-
     from recommender.checkpoint import read_config
     from recommender.serving.loader import model_version
 
     vocab = int(read_config(checkpoint)["model"]["num_items"])
     version = model_version(checkpoint)
-    src = pq.read_table(ws.feast_dir / "item_features.parquet", columns=[S.ITEM_ID, S.EVENT_TIMESTAMP, S.ATTRIBUTES]).to_pandas()
+    src = feast_io.source_rows(feast_io.source_file(ws.feast_dir, feast_io.ITEM_VIEW), [S.ITEM_ID, S.EVENT_TIMESTAMP, S.ATTRIBUTES])
     latest = src.sort_values(S.EVENT_TIMESTAMP, kind="stable").groupby(S.ITEM_ID).tail(1)
     beyond = latest[latest[S.ITEM_ID] > vocab]
     covered: set[tuple[int, tuple[int, ...]]] = set()
@@ -293,9 +292,6 @@ def uncovered_items(ws: Workspace, checkpoint: Path, parent: str | None) -> tupl
 def _beyond_vocabulary(ws: Workspace, model: str | Path) -> bool:
     """Whether the catalogue may hold items beyond the vocabulary of ``model`` (its config.json
     read as JSON: no torch). True when unsure (no readable checkpoint: the full check says why)."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
     from ecaug_feast.paths import models_dir
 
     d = Path(model)
@@ -306,10 +302,10 @@ def _beyond_vocabulary(ws: Workspace, model: str | Path) -> bool:
         d = max(found, key=lambda p: p.stat().st_mtime_ns).parent
     try:
         vocab = int(json.loads((d / "config.json").read_text())["model"]["num_items"])
-        top = pc.max(pq.read_table(ws.feast_dir / "item_features.parquet", columns=[S.ITEM_ID]).column(0)).as_py()
+        ids = feast_io.source_rows(feast_io.source_file(ws.feast_dir, feast_io.ITEM_VIEW), [S.ITEM_ID])[S.ITEM_ID]
     except (OSError, ValueError, KeyError, TypeError):
         return True
-    return top is not None and int(top) > vocab
+    return len(ids) > 0 and int(ids.max()) > vocab
 
 
 def refresh_items(ws: Workspace, seed: int = 0, reason: str = "refresh") -> dict[str, Any]:

@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ecaug_feast import feast_io
 from ecaug_feast import schema as S
 from ecaug_feast.errors import DataValidationError, EcaugError
 from ecaug_feast.histories import Histories, rows_to_csr
@@ -85,17 +86,17 @@ def load_training_histories(ws: Workspace, max_len: int = 50) -> TrainingHistori
     from recommender.seq_train import histories_for, seq_config_for
 
     meta = read_feature_meta() or {}
-    src, item_src = ws.feast_dir / "train_interactions.parquet", ws.feast_dir / "item_features.parquet"
+    src, item_src = feast_io.source_file(ws.feast_dir, feast_io.TRAIN_SOURCE), feast_io.source_file(ws.feast_dir, feast_io.ITEM_VIEW)
     for p in (src, item_src):
         if not p.exists():
             raise DataValidationError(p, None, "missing: run `ecaug ingest` first")
-    ent = pd.read_parquet(src, columns=[S.USER_ID, S.ITEM_ID, S.EVENT_TIMESTAMP, S.LABEL])
+    ent = feast_io.source_rows(src, [S.USER_ID, S.ITEM_ID, S.EVENT_TIMESTAMP, S.LABEL])
     pos = ent[ent[S.LABEL] == 1].reset_index(drop=True)
     n_users = pos[S.USER_ID].nunique()
     if n_users < MIN_HISTORIES:
         raise DataValidationError(src, S.LABEL, f"{n_users} users with training events (label 1); the sequence "
                                                 f"generator needs at least {MIN_HISTORIES} histories")
-    item_rows = pd.read_parquet(item_src)
+    item_rows = feast_io.source_rows(item_src)
     items = normalise_lists(item_rows.drop_duplicates(S.ITEM_ID)[[S.ITEM_ID, S.ATTRIBUTES]].reset_index(drop=True))
     train = pos[[S.USER_ID, S.ITEM_ID, S.EVENT_TIMESTAMP]]
     data = train_data_from_store(ws.store(), pos, train, None, items, item_rows, {"source": "feast"}, examples=False)
@@ -649,7 +650,7 @@ def _feature_auc(users: pd.DataFrame, ws: Workspace, seed: int) -> float | None:
     (``seq_pipeline.feature_c2st``: point-in-time rows, matched on ``n_interactions``)."""
     from ecaug_feast.synth.seq_pipeline import feature_c2st
 
-    real = pd.read_parquet(ws.feast_dir / "user_features.parquet", columns=[S.USER_ID, *S.USER_SCALAR_COLUMNS])
+    real = feast_io.source_rows(feast_io.source_file(ws.feast_dir, feast_io.USER_VIEW), [S.USER_ID, *S.USER_SCALAR_COLUMNS])
     auc = feature_c2st(users, real, seed=seed)
     return round(float(auc), 4) if auc == auc else None
 
