@@ -9,6 +9,10 @@ needs to encode ``recent_items`` (their attributes form the ``recent_attributes`
      "model": {ModelConfig fields},     # enough to rebuild TwoTower and encode its inputs
      "train": {...}, "metrics": {...}, "data": {...}}   # provenance, free-form
 
+``data.read_at`` (:data:`DATA_READ_AT`, UTC ISO 8601): when the job that wrote the checkpoint read
+its training data, the model's training-data cut-off (events a later append published are not in
+it). Recorded, not taken from a file's mtime: an mtime moves when a checkpoint is copied or restored.
+
 Written to a temporary sibling directory and renamed, so a reader never sees half a checkpoint.
 Loaded with ``torch.load(weights_only=True)``: a checkpoint can hold tensors only, never code.
 """
@@ -19,6 +23,7 @@ import json
 import os
 import shutil
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +40,7 @@ from recommender.seq_model import SeqConfig, SeqTwoTower
 
 FORMAT = "ecaug-two-tower"
 VERSION = 1
+DATA_READ_AT = "read_at"  # the ``data`` section's training-data cut-off (module docstring)
 
 # the model kinds a checkpoint's ``model.kind`` names -> (config class, model class); the kind is
 # read here only (``model_kind``), everything else asks the config class (``cfg.sequential``)
@@ -120,6 +126,25 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def data_read_now() -> dict[str, str]:
+    """``{"read_at": <now, UTC>}`` for a checkpoint's ``data`` section; a job takes it just before
+    it reads its training data."""
+    return {DATA_READ_AT: datetime.now(timezone.utc).isoformat()}
+
+
+def data_read_at(meta: dict[str, Any]) -> datetime | None:
+    """The training-data cut-off a checkpoint's ``config.json`` (:func:`read_config`) records, as a
+    UTC datetime; None for a checkpoint written before it was recorded (or an unreadable value)."""
+    raw = (meta.get("data") or {}).get(DATA_READ_AT) if isinstance(meta.get("data"), dict) else None
+    if not isinstance(raw, str):
+        return None
+    try:
+        at = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
 
 
 def read_config(path: str | Path) -> dict[str, Any]:

@@ -59,14 +59,24 @@ def resolve_checkpoint(model: str | Path) -> Path:
     return resolve_model(model)
 
 
-def _checkpoint_time(d: Path) -> pd.Timestamp:
-    """When the checkpoint was written (its ``config.json``, renamed into place last)."""
+def _checkpoint_time(d: Path, meta: dict[str, Any]) -> pd.Timestamp:
+    """The checkpoint's training-data cut-off: ``data.read_at`` of its ``config.json`` (when its job
+    read the training data). A checkpoint written before that was recorded: its ``config.json``'s
+    mtime, said in one log line (an mtime moves when the folder is copied or restored)."""
+    from recommender.checkpoint import DATA_READ_AT, data_read_at
+
+    at = data_read_at(meta)
+    if at is not None:
+        return pd.Timestamp(at)
+    log.warning("%s: config.json records no data.%s (an older checkpoint); its mtime stands in for the training-data "
+                "cut-off, which a copy or restore moves", d, DATA_READ_AT)
     return pd.Timestamp((d / "config.json").stat().st_mtime_ns, unit="ns", tz="UTC")
 
 
 def warm_items(feast_dir: Path, num_items: int, written: pd.Timestamp) -> np.ndarray:
     """Item ids 1..``num_items`` with a positive training event the checkpoint could have seen:
-    the ``train_interactions`` source minus the events appended after ``written``."""
+    the ``train_interactions`` source minus the events appended after ``written`` (the checkpoint's
+    training-data cut-off, :func:`_checkpoint_time`)."""
     ti = feast_io.source_rows(feast_io.source_file(feast_dir, feast_io.TRAIN_SOURCE), [S.USER_ID, S.ITEM_ID, S.EVENT_TIMESTAMP, S.LABEL])
     pos = ti[ti[S.LABEL] == 1]
     log_path = feast_dir / CURRENT / APPENDED_LOG
@@ -198,7 +208,7 @@ def augment_items(ws: Workspace, model: str | Path = "latest", generator: str | 
         R = (item_vectors() if callable(item_vectors) else net.item_matrix()).detach().float()
     Rn = R.numpy()
     catalog = ItemCatalog.from_frame(items)  # rows 0..n_cat: the new items' attributes too
-    written = _checkpoint_time(d)
+    written = _checkpoint_time(d, meta)
     warm = warm_items(ws.feast_dir, n_vocab, written)
     if not len(warm):
         raise EcaugError(f"{d}: no item of the checkpoint has a training event in "
@@ -225,7 +235,7 @@ def augment_items(ws: Workspace, model: str | Path = "latest", generator: str | 
                     "new_items": int((cold > n_vocab).sum()), "warm_mean_norm": round(warm_norm, 4),
                     "generated_mean_norm": round(float(np.linalg.norm(vecs, axis=1).mean()), 4) if len(vecs) else None,
                     "generator": _jsonable(getattr(gen, "report", {}))},
-        "lineage": {"checkpoint": str(d), "model_version": version, "checkpoint_written": written.isoformat(),
+        "lineage": {"checkpoint": str(d), "model_version": version, "training_data_cutoff": written.isoformat(),
                     "dataset": (meta.get("data") or {}).get("dataset") or fmeta.get("dataset"),
                     "feature_version": fmeta.get("version"), "catalogue": str(items_src), "parent_run_id": parent_run_id,
                     # an ingest after the checkpoint: warm = a training event in the new sources (the appends

@@ -26,7 +26,7 @@ from ecaug_feast.errors import EcaugError
 from ecaug_feast.jobs.train import load_real, run_training
 from ecaug_feast.jobs.workspace import Workspace
 from recommender import seq_train
-from recommender.checkpoint import named_dir, save_checkpoint
+from recommender.checkpoint import data_read_now, named_dir, save_checkpoint
 from recommender.seq_model import SeqTwoTower
 
 TOWERS = ("id", "attr")
@@ -41,6 +41,7 @@ def train_cold(ws: Workspace, dataset: str, cold_items: np.ndarray, name: str, i
     if item_tower not in TOWERS:
         raise EcaugError(f"item_tower must be one of {', '.join(TOWERS)}, got {item_tower!r}")
     out_dir = named_dir(name) if save else None
+    read = data_read_now()  # the training-data cut-off (augment-items' warm items), before the read
     data, valid, _ = load_real(ws, dataset, "feast", examples=False)
     cold = np.unique(np.asarray(cold_items, np.int64))
     try:
@@ -61,7 +62,7 @@ def train_cold(ws: Workspace, dataset: str, cold_items: np.ndarray, name: str, i
     if out_dir is not None:
         path = str(save_checkpoint(out_dir, res.state, mcfg, res.model.catalog, train=seq_train.config_dict(tcfg, mcfg.num_items),
                                    metrics={"valid": res.best_valid},
-                                   data={"dataset": dataset, "source": "feast", "cold_items": int(len(cold))}))
+                                   data={"dataset": dataset, "source": "feast", "cold_items": int(len(cold)), **read}))
     return {"model": res.model, "data": data, "valid": res.best_valid, "epochs": res.best_epoch, "seconds": round(res.seconds, 1),
             "checkpoint": path}
 

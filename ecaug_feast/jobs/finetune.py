@@ -130,7 +130,7 @@ def finetune(ws: Workspace, from_: str, mix_ratio: float = 0.5, mode: str = "ful
     the users per batch of every stage (sequence checkpoints; default: the trainer's)."""
     from dataclasses import replace
 
-    from recommender.checkpoint import load_checkpoint, named_dir, resolve, save_checkpoint
+    from recommender.checkpoint import data_read_now, load_checkpoint, named_dir, resolve, save_checkpoint
     from recommender.data import mix_examples
     from ecaug_feast.jobs.presets import PRESETS
     from recommender.train import TrainConfig, config_dict, evaluate_model, finetune_config, train
@@ -147,6 +147,7 @@ def finetune(ws: Workspace, from_: str, mix_ratio: float = 0.5, mode: str = "ful
     if protocol != "finetune":
         raise EcaugError(f"--protocol {protocol}: sequence checkpoints only; {resolve(from_)} is a bag checkpoint")
     out_dir = named_dir(name or f"{resolve(from_).name}-ft-{mode}")  # a bad --name fails before training
+    read = data_read_now()  # the training-data cut-off, before the read
     data, valid, test = load_real(ws, dataset, source)
     if base.cfg.num_items != data.num_items:
         raise EcaugError(f"{resolve(from_)}: checkpoint has {base.cfg.num_items} items, dataset '{dataset}' has {data.num_items}")
@@ -163,7 +164,7 @@ def finetune(ws: Workspace, from_: str, mix_ratio: float = 0.5, mode: str = "ful
     path = save_checkpoint(out_dir, res.state, cfg, res.model.catalog, train=config_dict(tcfg),
                            metrics={"valid_before": before, "valid": res.best_valid, "test": test_m},
                            data={"dataset": dataset, "from": str(resolve(from_)), "mix_ratio": mix_ratio, "run_id": syn_id,
-                                 "examples": len(data.examples)})
+                                 "examples": len(data.examples), **read})
     return {"checkpoint": str(path), "from": str(resolve(from_)), "model": "bag", "mode": mode, "mix_ratio": mix_ratio,
             "run_id": syn_id, "valid_before": before, "valid": res.best_valid, "test": test_m, "epochs": res.best_epoch}
 
@@ -182,7 +183,7 @@ def finetune_sequence(ws: Workspace, base: Any, from_: str, dataset: str, name: 
     a fresh model of the checkpoint's shape trained on real + synthetic histories, then fine-tuned
     on the real histories alone. The checkpoint itself then gives the shape and ``valid_before``.
     With ``mix_ratio`` 0 both stages read the real histories alone (the study's ``real_twice``)."""
-    from recommender.checkpoint import named_dir, resolve, save_checkpoint
+    from recommender.checkpoint import data_read_now, named_dir, resolve, save_checkpoint
 
     if mix_ratio < 0:
         raise EcaugError(f"mix ratio must be >= 0, got {mix_ratio}")
@@ -190,6 +191,7 @@ def finetune_sequence(ws: Workspace, base: Any, from_: str, dataset: str, name: 
     extra, syn_id = [], None
     if mix_ratio > 0:  # the run is checked (sequence, known) before the real data is read
         extra, syn_id = synthetic_histories(ws, run_id, source, dataset)
+    read = data_read_now()  # the real training data's cut-off, before the read
     data, valid, test = load_real(ws, dataset, source, examples=False)
     if base.cfg.num_items != data.num_items:
         raise EcaugError(f"{resolve(from_)}: checkpoint has {base.cfg.num_items} items, dataset '{dataset}' has {data.num_items}")
@@ -197,7 +199,7 @@ def finetune_sequence(ws: Workspace, base: Any, from_: str, dataset: str, name: 
                          pretrain_epochs=pretrain_epochs, batch_size=batch_size, max_seconds=max_seconds, progress=progress,
                          log=log, label=dataset)
     info = {"dataset": dataset, "from": str(resolve(from_)), "mix_ratio": mix_ratio, "run_id": syn_id, "protocol": protocol,
-            **st.info}
+            **st.info, **read}
     path = save_checkpoint(out_dir, st.result.state, base.cfg, st.result.model.catalog, train=st.train, metrics=st.metrics, data=info)
     return {"checkpoint": str(path), "from": str(resolve(from_)), "model": "sequence", "mode": "full", "protocol": protocol,
             "mix_ratio": mix_ratio, "run_id": syn_id, "synthetic_histories": st.info["synthetic_histories"], **st.metrics,

@@ -190,13 +190,14 @@ def train_repo(ws: Workspace, events: str, name: str = "real", history: Optional
     ``checkpoint``, the counts, ``valid`` / ``test`` metrics on the shop's held-out events."""
     from ecaug_feast.jobs.train import MODELS, TrainOptions, train_overrides
     from recommender import seq_train
-    from recommender.checkpoint import save_checkpoint
+    from recommender.checkpoint import data_read_now, save_checkpoint
 
     out_dir = owned_child(ws.models_dir, name, "checkpoint name")  # a bad --name fails before any reading
     if loss is not None and loss not in seq_train.LOSSES:
         raise EcaugError(f"--loss must be one of {', '.join(seq_train.LOSSES)}, got {loss!r}")
     shop = open_events(ws, events)
     hist = check_history(shop, history)
+    read = data_read_now()  # the training-data cut-off, before the shop's events are read
     sd = shop_data(shop)
     log(f"{shop.project}: {sd.facts['users']:,} users, {sd.facts['items']:,} items ({shop.item_dtype} keys), "
         f"{sd.facts['train_events']:,} training events, {sd.facts['held_out_events']:,} held out")
@@ -210,7 +211,7 @@ def train_repo(ws: Workspace, events: str, name: str = "real", history: Optional
     path = save_checkpoint(out_dir, res.state, fitted.model_cfg, res.model.catalog, item_keys=sd.keys, train=fitted.train_cfg,
                            metrics={"valid": res.best_valid, "test": test_m},
                            data={"repo": shop.meta(hist), "source": "repo", **fitted.data_info, **sd.facts,
-                                 "world_size": res.world_size})
+                                 "world_size": res.world_size, **read})
     return {"checkpoint": str(path), "repo": str(ws.repo_dir), "project": shop.project, "events": events, "model": "sequence",
             **sd.facts, "epochs": res.best_epoch, "seconds": round(res.seconds, 1), "world_size": res.world_size,
             "valid": res.best_valid, "test": test_m}
@@ -228,7 +229,7 @@ def finetune_repo(ws: Workspace, events: str, from_: str = "real", name: str = "
     ``valid``, ``test``, ``synthetic_histories`` and ``run_id``."""
     from ecaug_feast.jobs.finetune import PROTOCOLS, sequence_stages
     from ecaug_feast.jobs.train import MODELS
-    from recommender.checkpoint import load_checkpoint, save_checkpoint
+    from recommender.checkpoint import data_read_now, load_checkpoint, save_checkpoint
     from recommender.item_keys import ItemKeys
 
     spec = MODELS["sequence"]
@@ -258,12 +259,13 @@ def finetune_repo(ws: Workspace, events: str, from_: str = "real", name: str = "
         syn = rows[rows["is_synthetic"]]
         extra = [h[h > 0] for h in (keys.index_of(items) for items in syn["items"])]
         syn_id = str(syn["run_id"].iloc[0]) if len(syn) else None
+    read = data_read_now()  # the real events' cut-off, before they are read
     sd = shop_data(shop, keys)
     st = sequence_stages(sd.data, sd.valid, sd.test, base, extra, syn_id, protocol=protocol, mix_ratio=mix_ratio, seed=seed,
                          epochs=epochs, pretrain_epochs=pretrain_epochs, batch_size=batch_size, max_seconds=max_seconds,
                          progress=progress, log=log, label=events)
     info = {"repo": shop.meta(repo_meta.get("history")), "source": "repo",
-            "from": str(src), "mix_ratio": mix_ratio, "run_id": syn_id, "protocol": protocol, **st.info, **sd.facts}
+            "from": str(src), "mix_ratio": mix_ratio, "run_id": syn_id, "protocol": protocol, **st.info, **sd.facts, **read}
     path = save_checkpoint(out_dir, st.result.state, base.cfg, st.result.model.catalog, item_keys=keys, train=st.train,
                            metrics=st.metrics, data=info)
     return {"checkpoint": str(path), "from": str(src), "repo": str(ws.repo_dir), "project": shop.project, "events": events,

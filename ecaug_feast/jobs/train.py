@@ -21,7 +21,7 @@ from ecaug_feast.jobs.train_data import build_in_memory, load_real_from_feast
 from ecaug_feast.jobs.workspace import Workspace
 from ecaug_feast.schema import RECENT_ITEMS
 from recommender import seq_train, train as bag_train
-from recommender.checkpoint import model_kind, named_dir, read_config, save_checkpoint
+from recommender.checkpoint import data_read_now, model_kind, named_dir, read_config, save_checkpoint
 from recommender.data import TrainData
 from recommender.evaluate import EvalSet, make_eval_set
 
@@ -159,6 +159,7 @@ def train_real(ws: Workspace, dataset: str = "beauty", name: str = "real", sourc
     if loss is not None and loss not in seq_train.LOSSES:  # before reading any data
         raise EcaugError(f"--loss must be one of {', '.join(seq_train.LOSSES)}, got {loss!r}")
     out_dir = named_dir(name)  # a bad --name fails here, before any training
+    read = data_read_now()  # the training-data cut-off (augment-items' warm items), before the read
     data, valid, test = load_real(ws, dataset, source, examples=spec.reads_examples)
     overrides = train_overrides(epochs, batch_size, seed, max_seconds)
     opts = TrainOptions(dataset, overrides, embedding_dim=embedding_dim, bf16=bf16, lr=lr, loss=loss, progress=progress, log=log)
@@ -170,7 +171,7 @@ def train_real(ws: Workspace, dataset: str = "beauty", name: str = "real", sourc
     path = save_checkpoint(out_dir, res.state, fitted.model_cfg, res.model.catalog, train=fitted.train_cfg,
                            metrics={"valid": res.best_valid, "test": test_m},
                            data={"dataset": dataset, "source": data.info.get("source"), **fitted.data_info,
-                                 "world_size": res.world_size})
+                                 "world_size": res.world_size, **read})
     return {"checkpoint": str(path), "dataset": dataset, "model": model, "epochs": res.best_epoch, "seconds": round(res.seconds, 1),
             "examples_per_s": round(res.examples_per_s), "world_size": res.world_size, "valid": res.best_valid, "test": test_m}
 
