@@ -79,6 +79,68 @@ def table_markdown(summary: list[dict[str, Any]], screen: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+
+# ------------------------------------------------------------------------------------------------
+# contrasts: the GAN method against its controls and ablations (issue 30's bar is in lift points)
+
+# (method, control): "method beats control by X points of lift over real_only"
+CONTRASTS = (("gan_augmented", "self_distill"), ("gan_augmented", "real_twice"), ("gan_augmented", "gan_no_adversarial"),
+             ("gan_augmented", "gan_no_labeler"), ("gan_disc_select", "gan_augmented"),
+             ("gan_no_adversarial", "self_distill"), ("self_distill", "real_twice"))
+
+
+def contrast_interval(method: list[np.ndarray], control: list[np.ndarray], base: list[np.ndarray], resamples: int = 1000,
+                      seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+    """Lift of ``method`` minus lift of ``control`` (both over ``base``, the same users per seed) in
+    lift points, with the two-stage bootstrap of :func:`lift_interval` (the same user draw for all
+    three arrays: paired)."""
+    if not (len(method) == len(control) == len(base)) or not method:
+        raise ValueError("one per-user array per seed for method, control and base, same seeds")
+    pts = np.array([(m.mean() - c.mean()) / b.mean() if b.mean() > 0 else np.nan for m, c, b in zip(method, control, base)])
+    rng = np.random.default_rng(seed)
+    n_s = len(method)
+    boot = np.empty(resamples)
+    for r in range(resamples):
+        seeds = rng.integers(0, n_s, n_s) if n_s > 1 else np.zeros(1, np.int64)
+        per = []
+        for s in seeds:
+            w = np.bincount(rng.integers(0, len(base[s]), len(base[s])), minlength=len(base[s]))
+            b = w @ base[s]
+            per.append((w @ method[s] - w @ control[s]) / b if b > 0 else np.nan)
+        boot[r] = np.mean(per)
+    a = (1 - level) / 2
+    lo, hi = np.nanquantile(boot, [a, 1 - a]) if np.isfinite(boot).any() else (np.nan, np.nan)
+    return {"points": float(np.nanmean(pts)), "low": float(lo), "high": float(hi), "seed_points": [float(x) for x in pts]}
+
+
+def summarize_contrasts(rows: list[dict[str, Any]], resamples: int = 1000, seed: int = 0) -> list[dict[str, Any]]:
+    """One row per (fraction, :data:`CONTRASTS` pair) whose two methods and ``real_only`` ran in
+    the same cells."""
+    out = []
+    by = {(r["fraction"], r["method"], r["seed"]): r for r in rows if r.get("per_user")}
+    for f in sorted({r["fraction"] for r in rows}):
+        for meth, ctrl in CONTRASTS:
+            seeds = sorted(s for (ff, m, s) in by if ff == f and m == meth and (f, ctrl, s) in by and (f, BASE, s) in by)
+            if not seeds:
+                continue
+            arr = [[by[(f, m, s)]["per_user"]["ndcg@10"] for s in seeds] for m in (meth, ctrl, BASE)]
+            out.append({"fraction": f, "method": meth, "control": ctrl, "seeds": len(seeds),
+                        **contrast_interval(*arr, resamples=resamples, seed=seed)})
+    return out
+
+
+def contrast_markdown(contrasts: list[dict[str, Any]], screen: bool) -> str:
+    """The contrasts table (empty when there are none)."""
+    if not contrasts:
+        return ""
+    split = "validation (choose half)" if screen else "test"
+    lines = [f"| fraction | method | control | seeds | method − control, NDCG@10 lift points ({split}) | 95 % interval | per seed |",
+             "|---|---|---|---|---|---|---|"]
+    for c in contrasts:
+        lines.append(f"| {c['fraction']:g} | {c['method']} | {c['control']} | {c['seeds']} | {100 * c['points']:+.1f} | "
+                     f"[{100 * c['low']:+.1f}, {100 * c['high']:+.1f}] | {', '.join(f'{100 * x:+.1f}' for x in c['seed_points'])} |")
+    return "\n".join(lines) + "\n"
+
 # ------------------------------------------------------------------------------------------------
 # the cold-item study (issue 34): cold / warm / all, each with an interval
 

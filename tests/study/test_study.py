@@ -172,6 +172,28 @@ def test_lift_interval_on_known_arrays():
         lift_interval([np.ones(3)], [np.ones(4)])
 
 
+def test_contrasts_give_the_gap_between_a_method_and_its_control_in_lift_points():
+    """gan_augmented vs self_distill: (lift of one) - (lift of the other) over real_only, paired;
+    a pair that did not run is left out; the table says test or validation."""
+    from ecaug_feast.study.report import contrast_interval, contrast_markdown, summarize_contrasts
+
+    rng = np.random.default_rng(1)
+    u = [rng.gamma(0.3, 1.0, 4000) for _ in range(3)]
+    rows = [{"fraction": 0.25, "seed": s, "method": m, "per_user": {"ndcg@10": u[s] * k}}
+            for s in range(3) for m, k in (("real_only", 1.0), ("self_distill", 1.05), ("gan_augmented", 1.08))]
+    c = summarize_contrasts(rows, resamples=200)
+    assert [(x["method"], x["control"]) for x in c] == [("gan_augmented", "self_distill")]
+    assert c[0]["points"] == pytest.approx(0.03) and c[0]["low"] == pytest.approx(0.03) and c[0]["seeds"] == 3
+    # unpaired noise in the method: the interval widens around the true gap (0)
+    noisy = contrast_interval([rng.random(3000) for _ in range(3)], [rng.random(3000) for _ in range(3)],
+                              [rng.random(3000) + 0.5 for _ in range(3)], resamples=300)
+    assert noisy["low"] < 0 < noisy["high"]
+    t = contrast_markdown(c, screen=False)
+    assert "| 0.25 | gan_augmented | self_distill | 3 | +3.0 |" in t and "test" in t and contrast_markdown([], False) == ""
+    with pytest.raises(ValueError, match="same seeds"):
+        contrast_interval([np.ones(3)], [], [np.ones(3)])
+
+
 def test_screen_table_says_validation_and_shows_no_test_column():
     from ecaug_feast.study.report import summarize, table_markdown
 
@@ -310,6 +332,9 @@ def test_tiny_study_end_to_end_through_the_jobs(feast_env, tmp_path):
     sd = next(x for x in full["runs"] if x["method"] == "self_distill")
     assert sd["pool"]["histories"] > 0 and sd["tried"][0]["choose_ndcg@10"] >= 0
     assert (Path(res["out_dir"]) / "per_user.npz").exists()
+    # self_distill against real_twice (a contrast of report.CONTRASTS), in the report too
+    assert [(c["method"], c["control"]) for c in full["contrasts"]] == [("self_distill", "real_twice")]
+    assert "## Contrasts" in (Path(res["out_dir"]) / "report.md").read_text()
 
 
 @pytest.mark.slow
