@@ -10,7 +10,9 @@ feature of a user's recent item keys (newest first) in the shop's online store.
 indices (keys the model never saw are dropped), runs the sequence user tower and answers the
 shop's item keys. What depends on the model's vocabulary (the item keys, the popularity fallback,
 each user's seen items from the shop's event log) lives in a :class:`ShopVocab` carried by the
-model bundle, so a hot reload onto a checkpoint with more items swaps all of it at once.
+model bundle, so a hot reload onto a checkpoint with more items swaps all of it at once. The event
+log itself (:class:`ShopEventLog`) is read at start and again on a reload only when its source
+changed.
 """
 
 from __future__ import annotations
@@ -162,10 +164,53 @@ def check_store(store: Any, spec: RepoModel, where: Path) -> None:
         raise EcaugError(f"--history {spec.history_ref}: type {field.dtype}; a user's history is a list (Array) feature")
 
 
-def shop_events(store: Any, spec: RepoModel) -> tuple[np.ndarray, list[Any]]:
-    """(user keys, item keys) of every real event of the checkpoint's source, read by the shop's
-    offline store (what seen items and popularity come from)."""
+def source_stamp(source: Any, repo_path: str | Path | None) -> tuple[Any, ...] | None:
+    """What says a shop's event source changed: its registered definition and, for a local file
+    or folder (a ``FileSource``), each file's path, size and ``mtime_ns``. None where that cannot
+    be told (another kind of source, a remote path, a file gone): then it is read again."""
+    raw = str(getattr(source, "path", None) or "")
+    if not raw or ("://" in raw and not raw.startswith("file://")):
+        return None
+    p = Path(raw.removeprefix("file://"))
+    p = p if p.is_absolute() or repo_path is None else Path(repo_path) / p
+    try:
+        files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else []
+        stats = tuple((str(f), st.st_size, st.st_mtime_ns) for f in files for st in (f.stat(),))
+    except OSError:  # removed or replaced while listed: read it again
+        return None
+    if not stats:
+        return None
+    return source.to_proto().SerializeToString(deterministic=True), stats
+
+
+def read_shop_events(store: Any, source: Any, spec: RepoModel) -> tuple[np.ndarray, list[Any]]:
+    """(user keys, item keys) of every real event of ``source``, read by the shop's offline store."""
     from ecaug_feast import plugin
 
-    ev = plugin.read_events(store, store.get_data_source(spec.events), spec.user_key, spec.item_key)
+    ev = plugin.read_events(store, source, spec.user_key, spec.item_key)
     return ev[spec.user_key].to_numpy(), ev[spec.item_key].tolist()
+
+
+class ShopEventLog:
+    """The checkpoint's real events (what seen items and popularity come from), read at start and
+    read again by :meth:`get` only when :func:`source_stamp` says the source changed, so a hot
+    reload onto a new model does not read the whole event log again for nothing.
+
+    ``read``: how the source is read (default :func:`read_shop_events`, the shop's offline store)."""
+
+    def __init__(self, store: Any, spec: RepoModel,
+                 read: Callable[[Any, Any, RepoModel], tuple[np.ndarray, list[Any]]] = read_shop_events):
+        self.store = store
+        self.spec = spec
+        self._read = read
+        self._stamp: tuple[Any, ...] | None = None
+        self._events: tuple[np.ndarray, list[Any]] | None = None
+
+    def get(self) -> tuple[np.ndarray, list[Any]]:
+        """(user keys, item keys): those read before when the source is unchanged, else read now."""
+        source = self.store.get_data_source(self.spec.events)  # the registry's definition now
+        stamp = source_stamp(source, self.store.config.repo_path)  # taken before the read: a write during it reads again next time
+        if self._events is None or stamp is None or stamp != self._stamp:
+            self._events = self._read(self.store, source, self.spec)
+            self._stamp = stamp
+        return self._events

@@ -21,7 +21,7 @@ from recommender.serving.app import Services
 from recommender.serving.components import ItemCatalog, Popularity, SeenItems
 from recommender.serving.metrics import ServingMetrics
 from recommender.serving.model_bundle import ModelHolder
-from recommender.serving.shop import RepoModel, ShopVocab, check_store, key_parser, shop_events
+from recommender.serving.shop import RepoModel, ShopEventLog, ShopVocab, check_store, key_parser
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +209,8 @@ def build_repo_services(
     """``ecaug serve --repo``: the services for a model trained from a shop's repo
     (:mod:`recommender.serving.shop`). ``store``: the shop's ``FeatureStore``; ``models_root``:
     ``<state>/repos/<project>/models``. The checkpoint is checked against the repo (one line
-    each) before anything else is read; the shop's events are read once, here."""
+    each) before anything else is read; the shop's events are read here, and again on a reload only
+    when their source changed (:class:`ShopEventLog`)."""
     from recommender.checkpoint import read_config
     from recommender.item_keys import ItemKeys
     from recommender.serving.feast_reader import FeastFeatureReader
@@ -222,7 +223,8 @@ def build_repo_services(
         raise EcaugError(f"{first}: not trained from a shop's repo (config.json has no data.repo); "
                          "serve it without --repo, or train one with `ecaug train --repo`")
     check_store(store, spec, first)
-    users, items = shop_events(store, spec)
+    events = ShopEventLog(store, spec)
+    events.get()  # at start: a source that cannot be read fails here, before serving
     metrics = ServingMetrics()
 
     def loader():
@@ -241,6 +243,7 @@ def build_repo_services(
             raise EcaugError(f"{d}: not a sequence model; a shop's repo is served by the sequence model")
         if len(bundle.index) != keys.num_items:
             raise EcaugError(f"{d}: catalog mismatch: the model has {len(bundle.index)} items, item_keys.json {keys.num_items}")
+        users, items = events.get()  # the events read before, unless their source changed since
         return dataclasses.replace(bundle, vocab=ShopVocab.build(keys, users, items, spec.history_field))
 
     if str(model) == LATEST:

@@ -1,11 +1,13 @@
-"""The parts of ``ecaug serve --repo`` that need no Feast (recommender/serving/shop.py): request
-keys parsed into the shop's type, a checkpoint's ``data.repo`` read with one-line errors, and the
-vocabulary (item keys -> indices, popularity and seen items from the shop's events). The whole
+"""The parts of ``ecaug serve --repo`` below the served app (recommender/serving/shop.py): request
+keys parsed into the shop's type, a checkpoint's ``data.repo`` read with one-line errors, the
+vocabulary (item keys -> indices, popularity and seen items from the shop's events), and the event
+log read again on a reload only when its source changed (a real Feast repo, no Redis). The whole
 path, with the real Feast and Redis, is tests/plugin/test_shop_e2e.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -64,3 +66,64 @@ def test_vocab_maps_the_history_and_counts_the_shops_events():
 def test_seen_items_keyed_by_int_keys():
     seen = SeenItems.from_pairs(np.array([10**12, 5, 5]), np.array([4, 0, 2]))
     assert seen.get(5).tolist() == [2] and seen.get(10**12).tolist() == [4] and seen.n_users == 2
+
+
+def _loans_repo(repo: Path) -> tuple[Any, Path]:
+    """A shop's Feast repo with one event source ``loans`` (a parquet file), applied through Feast."""
+    from feast import FeatureStore, FileSource
+
+    (repo / "data").mkdir(parents=True)
+    (repo / "feature_store.yaml").write_text(
+        "project: bookshop\nregistry: data/registry.db\nprovider: local\noffline_store:\n  type: file\n"
+        "online_store:\n  type: sqlite\n  path: data/online.db\nentity_key_serialization_version: 3\n")
+    loans = repo / "data" / "loans.parquet"
+    _write_loans(loans, 3)
+    store = FeatureStore(repo_path=str(repo))
+    store.apply([FileSource(name="loans", path="data/loans.parquet", timestamp_field="at")])
+    return store, loans
+
+
+def _write_loans(path: Path, n: int, reader: str = "r-1") -> None:
+    import pandas as pd
+
+    pd.DataFrame({"reader_id": [reader] * n, "book_id": list(range(70, 70 + n)),
+                  "at": pd.date_range("2026-01-01", periods=n, freq="h", tz="UTC")}).to_parquet(path)
+
+
+def test_a_reload_reads_the_shops_events_again_only_when_their_source_changed(tmp_path: Path):
+    """The event log behind seen items and popularity (``ShopEventLog``, what each hot reload of
+    ``ecaug serve --repo`` asks): the real read through the shop's offline store, counted."""
+    import os
+
+    from feast import FileSource
+
+    from recommender.serving.shop import ShopEventLog, read_shop_events
+
+    store, loans = _loans_repo(tmp_path / "bookshop")
+    reads: list[int] = []
+
+    def counted(store, source, spec):
+        got = read_shop_events(store, source, spec)
+        reads.append(len(got[1]))
+        return got
+
+    log = ShopEventLog(store, RepoModel.of({"data": {"repo": REPO}}, tmp_path), read=counted)
+    users, items = log.get()  # at start
+    assert reads == [3] and users.tolist() == ["r-1"] * 3 and items == [70, 71, 72]
+    assert log.get()[1] == [70, 71, 72] and log.get()[1] == [70, 71, 72]
+    assert reads == [3]  # reloads with the source unchanged: not read again
+
+    _write_loans(loans, 5)  # the shop's log grew: another size
+    assert log.get()[1] == [70, 71, 72, 73, 74] and reads == [3, 5]
+    assert log.get()[1] == [70, 71, 72, 73, 74] and reads == [3, 5]
+
+    _write_loans(loans, 5, reader="r-2")  # same size, rewritten: another mtime
+    st = loans.stat()
+    os.utime(loans, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert log.get()[0].tolist() == ["r-2"] * 5 and reads == [3, 5, 5]
+
+    # the registry's definition moved to another file: read from there
+    _write_loans(loans.with_name("loans2.parquet"), 2)
+    store.apply([FileSource(name="loans", path="data/loans2.parquet", timestamp_field="at")])
+    assert log.get()[1] == [70, 71] and reads == [3, 5, 5, 2]
+    assert log.get()[1] == [70, 71] and reads == [3, 5, 5, 2]
