@@ -374,7 +374,8 @@ def _timestamp_column(entity_df: pd.DataFrame) -> str:
 
 def training_rows(store: "FeatureStore", entity_df: pd.DataFrame | None = None,
                   features: "str | FeatureService | Sequence[str] | None" = None, mix_ratio: float = 0.0,
-                  run_id: str | None = None, seed: int = 0, *, events: str | None = None) -> pd.DataFrame:
+                  run_id: str | None = None, seed: int = 0, *, events: str | None = None,
+                  events_read: pd.DataFrame | None = None) -> pd.DataFrame:
     """Real training rows plus ``mix_ratio`` synthetic rows per real one, for any training job.
 
     Tabular consumers (``entity_df`` + ``features``): the real rows are ``entity_df`` joined
@@ -395,13 +396,16 @@ def training_rows(store: "FeatureStore", entity_df: pd.DataFrame | None = None,
     replacement. Columns: the user key, ``items``, ``is_synthetic``, ``run_id`` (null on real
     users); real users first (by key), then synthetic ones by their first event.
 
-    ``run_id``: the run expected to be active (None: whichever is)."""
+    ``run_id``: the run expected to be active (None: whichever is). ``events_read``: the source's
+    events as :func:`read_events` gave them, when the caller has read them already (not read again)."""
     if mix_ratio < 0:
         raise EcaugError(f"mix ratio must be >= 0, got {mix_ratio}")
     if events is not None:
         if entity_df is not None or features is not None:
             raise EcaugError("training_rows: pass either events= (histories) or entity_df and features (rows), not both")
-        return _history_rows(store, events, mix_ratio, run_id, seed)
+        return _history_rows(store, events, mix_ratio, run_id, seed, events_read)
+    if events_read is not None:
+        raise EcaugError("training_rows: events_read goes with events= (histories)")
     if entity_df is None or features is None:
         raise EcaugError("training_rows: entity_df and features are needed (or events= for histories)")
     refs = _feature_refs(store, features)
@@ -450,11 +454,13 @@ def training_rows(store: "FeatureStore", entity_df: pd.DataFrame | None = None,
     return out[list(real.columns)]
 
 
-def _history_rows(store: "FeatureStore", events: str, mix_ratio: float, run_id: str | None, seed: int) -> pd.DataFrame:
+def _history_rows(store: "FeatureStore", events: str, mix_ratio: float, run_id: str | None, seed: int,
+                  events_read: pd.DataFrame | None = None) -> pd.DataFrame:
     """:func:`training_rows` for sequence consumers (see there)."""
     source, twin, (user, item, *_types) = find_event_twin(store, events)
     ts = source.timestamp_field
-    ev = read_events(store, source, user, item)  # split first: the held-out events never leave here
+    ev = read_events(store, source, user, item) if events_read is None else events_read
+    # split first: the held-out events never leave here
     ev = ev[leave_last_out(pd.factorize(ev[user])[0], ev[ts].to_numpy(dtype="datetime64[ns]").astype(np.int64)) == "train"]
     real = _histories_of(ev, user, item, ts).sort_values(user, kind="stable").reset_index(drop=True)
     real["is_synthetic"], real["run_id"] = False, None

@@ -141,14 +141,20 @@ class ShopData:
     facts: dict[str, Any]
 
 
-def shop_data(shop: ShopEvents, keys: "ItemKeys | None" = None) -> ShopData:
-    """Read, split first, number items by ``keys`` (default: every item key of the source). With
-    given ``keys`` (a checkpoint's), events of items it does not know are dropped after the split."""
+def read_shop_events(shop: ShopEvents) -> pd.DataFrame:
+    """Every real event of the shop's source (user, item, timestamp), read by its offline store."""
+    return plugin.read_events(shop.store, shop.source, shop.user, shop.item)
+
+
+def shop_data(shop: ShopEvents, keys: "ItemKeys | None" = None, ev: pd.DataFrame | None = None) -> ShopData:
+    """Read (unless ``ev``, the events :func:`read_shop_events` gave, is passed), split first, number
+    items by ``keys`` (default: every item key of the source). With given ``keys`` (a
+    checkpoint's), events of items it does not know are dropped after the split."""
     from ecaug_feast.jobs.train_data import build_in_memory
     from recommender.evaluate import make_eval_set
 
     ts = shop.source.timestamp_field
-    ev = plugin.read_events(shop.store, shop.source, shop.user, shop.item)
+    ev = read_shop_events(shop) if ev is None else ev
     if ev[shop.user].isna().any() or ev[shop.item].isna().any():
         raise EcaugError(f"--events {shop.events}: events without a user or item key ({shop.user!r}, {shop.item!r})")
     labels = event_log_split(ev[shop.user], ev[ts])  # split first: the held-out events never train
@@ -254,13 +260,14 @@ def finetune_repo(ws: Workspace, events: str, from_: str = "real", name: str = "
         raise EcaugError(f"{src}: not a sequence model over its item_keys.json ({keys.num_items} keys)")
     extra: list[np.ndarray] = []
     syn_id = None
-    if mix_ratio > 0:  # the active run is checked before the real data is read for training
-        rows = plugin.training_rows(shop.store, mix_ratio=mix_ratio, run_id=run_id, seed=seed, events=events)
+    read = data_read_now()  # the real events' cut-off, before they are read
+    ev = read_shop_events(shop)  # once: the synthetic rows' real histories and the training data both split it
+    if mix_ratio > 0:  # the active run is checked before any fitting
+        rows = plugin.training_rows(shop.store, mix_ratio=mix_ratio, run_id=run_id, seed=seed, events=events, events_read=ev)
         syn = rows[rows["is_synthetic"]]
         extra = [h[h > 0] for h in (keys.index_of(items) for items in syn["items"])]
         syn_id = str(syn["run_id"].iloc[0]) if len(syn) else None
-    read = data_read_now()  # the real events' cut-off, before they are read
-    sd = shop_data(shop, keys)
+    sd = shop_data(shop, keys, ev)
     st = sequence_stages(sd.data, sd.valid, sd.test, base, extra, syn_id, protocol=protocol, mix_ratio=mix_ratio, seed=seed,
                          epochs=epochs, pretrain_epochs=pretrain_epochs, batch_size=batch_size, max_seconds=max_seconds,
                          progress=progress, log=log, label=events)

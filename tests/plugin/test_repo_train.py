@@ -159,9 +159,16 @@ def test_grocer_uuid_keys_train_augment_finetune(tmp_path: Path, redis_url: str,
     with pytest.raises(Exception, match="is not active"):
         training_rows(store, mix_ratio=1.0, events="purchases", run_id="r-nope")
 
+    # finetune reads the shop's events once (the real read, counted by source, not replaced)
+    from ecaug_feast import plugin
+
+    reads: list[str] = []
+    read_events = plugin.read_events
+    monkeypatch.setattr(plugin, "read_events", lambda st, src, u, i: reads.append(src.name) or read_events(st, src, u, i))
     code, out, err = ecaug_cli(["finetune", "--repo", str(repo), "--events", "purchases", "--mix-ratio", "1", "--epochs", "1",
                                 "--batch-size", "32", "--json"], capsys, monkeypatch)
     assert code == 0, err[-3000:]
+    assert reads.count("purchases") == 1 and len(reads) == 2, reads  # the real source once, the twin's run once
     ft = _last_json(out)
     assert Path(ft["checkpoint"]) == ecaug_home / "repos" / "grocer" / "models" / "finetuned"
     assert ft["run_id"] == aug["run_id"] and ft["protocol"] == "pretrain"
