@@ -20,28 +20,15 @@ BASE = "real_only"
 def lift_interval(method: list[np.ndarray], base: list[np.ndarray], resamples: int = 1000, seed: int = 0,
                   level: float = 0.95) -> dict[str, Any]:
     """Lift of ``method`` over ``base`` (per seed: per-user metric arrays over the same users) with
-    its two-stage bootstrap interval; see the module docstring."""
-    if len(method) != len(base) or not method:
-        raise ValueError("one per-user array per seed for both, same seeds")
+    its two-stage bootstrap interval; see the module docstring. (The lift is the contrast of
+    ``method`` with ``base`` itself: (m - b) / b.)"""
     for m, b in zip(method, base):
         if len(m) != len(b):
             raise ValueError("paired arrays: the same users for the method and the base")
-    lifts = np.array([m.mean() / b.mean() - 1 if b.mean() > 0 else np.nan for m, b in zip(method, base)])
-    rng = np.random.default_rng(seed)
-    n_s = len(method)
-    boot = np.empty(resamples)
-    for r in range(resamples):
-        seeds = rng.integers(0, n_s, n_s) if n_s > 1 else np.zeros(1, np.int64)
-        per = []
-        for s in seeds:
-            w = np.bincount(rng.integers(0, len(base[s]), len(base[s])), minlength=len(base[s]))
-            b = w @ base[s]
-            per.append(w @ method[s] / b - 1 if b > 0 else np.nan)
-        boot[r] = np.mean(per)
-    a = (1 - level) / 2
-    lo, hi = np.nanquantile(boot, [a, 1 - a]) if np.isfinite(boot).any() else (np.nan, np.nan)
-    return {"lift": float(np.nanmean(lifts)), "low": float(lo), "high": float(hi), "seed_lifts": [float(x) for x in lifts],
-            "seed_std": float(np.nanstd(lifts, ddof=1)) if n_s > 1 else 0.0}
+    c = contrast_interval(method, base, base, resamples, seed, level)
+    pts = np.array(c["seed_points"])
+    return {"lift": c["points"], "low": c["low"], "high": c["high"], "seed_lifts": c["seed_points"],
+            "seed_std": float(np.nanstd(pts, ddof=1)) if len(pts) > 1 else 0.0}
 
 
 def summarize(rows: list[dict[str, Any]], resamples: int = 1000, seed: int = 0) -> list[dict[str, Any]]:
@@ -96,6 +83,8 @@ def contrast_interval(method: list[np.ndarray], control: list[np.ndarray], base:
     three arrays: paired)."""
     if not (len(method) == len(control) == len(base)) or not method:
         raise ValueError("one per-user array per seed for method, control and base, same seeds")
+    if any(not (len(m) == len(c) == len(b)) for m, c, b in zip(method, control, base)):
+        raise ValueError("paired arrays: the same users for method, control and base")
     pts = np.array([(m.mean() - c.mean()) / b.mean() if b.mean() > 0 else np.nan for m, c, b in zip(method, control, base)])
     rng = np.random.default_rng(seed)
     n_s = len(method)
