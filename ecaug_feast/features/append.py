@@ -40,9 +40,7 @@ def checked_feast_dir(feast_dir: Path | None) -> Path:
 
 def store_events(feast_dir: Path | None = None) -> pd.DataFrame:
     """The training interactions source (user, item, time, label), times as UTC."""
-    ti = pd.read_parquet(checked_feast_dir(feast_dir) / "train_interactions.parquet")
-    ti["event_timestamp"] = pd.to_datetime(ti["event_timestamp"], utc=True)
-    return ti
+    return feast_io.source_rows(feast_io.source_file(checked_feast_dir(feast_dir), feast_io.TRAIN_SOURCE))
 
 
 def _attribute_lists(col: pd.Series, f: Path) -> list[list[int] | None]:
@@ -206,15 +204,15 @@ def append_events(new: pd.DataFrame, seed: int = 0, feast_dir: Path | None = Non
     allpos = pd.concat([pos, new], ignore_index=True)
     touched = allpos[allpos["user_id"].isin(new["user_id"].unique())]
     uf = build.build_user_features(touched, attributes, popularity_reference=allpos)
-    old_last = pd.read_parquet(out / "user_features.parquet", columns=["user_id", "event_timestamp"],
-                               filters=[("user_id", "in", list(map(int, new["user_id"].unique())))])
-    old_last = pd.to_datetime(old_last.groupby("user_id")["event_timestamp"].max(), utc=True)
+    old_last = feast_io.source_rows(feast_io.source_file(out, build.USER_FEATURES), ["user_id", "event_timestamp"])
+    old_last = old_last[old_last["user_id"].isin(new["user_id"].unique())]
+    old_last = old_last.groupby("user_id")["event_timestamp"].max()  # UTC (source_rows)
     cut = old_last.reindex(uf["user_id"].to_numpy()).to_numpy()
     keep = pd.isna(cut) | (uf["event_timestamp"].to_numpy() > cut)
     uf_new = uf[keep].reset_index(drop=True)
 
     # items: cumulative popularity continues from each item's last row
-    itf_old = pd.read_parquet(out / "item_features.parquet", columns=["item_id", "event_timestamp", S.POPULARITY])
+    itf_old = feast_io.source_rows(feast_io.source_file(out, build.ITEM_FEATURES), ["item_id", "event_timestamp", S.POPULARITY])
     base_pop = itf_old.sort_values("event_timestamp", kind="stable").groupby("item_id")[S.POPULARITY].last()
     g = new.groupby(["item_id", "event_timestamp"], sort=True).size().rename("n").reset_index()
     g[S.POPULARITY] = g.groupby("item_id")["n"].cumsum() + base_pop.reindex(g["item_id"]).fillna(0).to_numpy()

@@ -104,10 +104,10 @@ def _flag(field: str) -> str:
 def load_training_examples(ws: Workspace, max_rows: int | None = None, seed: int = 0) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Real training examples through Feast (entity rows from the training interactions source)."""
     meta = read_feature_meta() or {}
-    src = ws.feast_dir / "train_interactions.parquet"
+    src = feast_io.source_file(ws.feast_dir, feast_io.TRAIN_SOURCE)
     if not src.exists():
         raise DataValidationError(src, None, "missing: run `ecaug ingest` first")
-    ent = pd.read_parquet(src, columns=["user_id", "item_id", "event_timestamp", "label"])
+    ent = feast_io.source_rows(src, ["user_id", "item_id", "event_timestamp", "label"])
     if len(ent) == 0:
         raise DataValidationError(src, None, "no training interactions")
     if max_rows and len(ent) > max_rows:

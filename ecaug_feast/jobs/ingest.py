@@ -119,7 +119,7 @@ def materialize(ws: Workspace, start: datetime | None = None, end: datetime | No
 def online_check(ws: Workspace) -> dict[str, Any]:
     """Read one user's serving features from Redis and check them against the offline serving row
     (the demo's ``online_read`` step)."""
-    uf = pd.read_parquet(ws.feast_dir / f"{USER_FEATURES}.parquet")
+    uf = feast_io.source_rows(feast_io.source_file(ws.feast_dir, USER_FEATURES))
     serving = uf.sort_values("event_timestamp").groupby("user_id").tail(1).set_index("user_id")
     uid = int(serving.index.min())
     with ws.online():

@@ -32,7 +32,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from ecaug_feast import paths, synth_store
+from ecaug_feast import feast_io, paths, synth_store
 from ecaug_feast.drift import DriftResult, DriftThresholds, compare, limit_of
 from ecaug_feast.errors import DataValidationError, EcaugError
 from ecaug_feast.features.append import checked_feast_dir, store_events
@@ -99,10 +99,9 @@ def window_examples(events: pd.DataFrame, start: pd.Timestamp | None, end: pd.Ti
     if len(ent) > max_rows:
         rng = np.random.default_rng(seed)
         ent = ent.iloc[np.sort(rng.choice(len(ent), max_rows, replace=False))]
-    uf = pd.read_parquet(checked_feast_dir(feast_dir) / "user_features.parquet",
-                         columns=["user_id", "event_timestamp"] + SCALARS,
-                         filters=[("user_id", "in", list(map(int, ent["user_id"].unique())))] if len(ent) else None)
-    uf["event_timestamp"] = pd.to_datetime(uf["event_timestamp"], utc=True)
+    uf = feast_io.source_rows(feast_io.source_file(checked_feast_dir(feast_dir), feast_io.USER_VIEW),
+                              ["user_id", "event_timestamp"] + SCALARS)  # timestamps UTC, as ent's
+    uf = uf[uf["user_id"].isin(ent["user_id"].unique())]  # the window's users only
     return ent.merge(uf, on=["user_id", "event_timestamp"], how="left").reset_index(drop=True)
 
 

@@ -76,11 +76,11 @@ def load_real_from_feast(dataset: str, store: Any = None, examples: bool = True)
     ``examples=False`` skips the point-in-time join of every training event (``TrainData.examples``
     left empty): the sequence model reads only the per-user rows."""
     data = load_processed(dataset)
-    ti_path = paths.feast_data_dir() / "train_interactions.parquet"
+    ti_path = feast_io.source_file(paths.feast_data_dir(), feast_io.TRAIN_SOURCE)
     if not ti_path.exists():
         raise EcaugError(f"{ti_path}: Feast sources not built; run `ecaug ingest` and `ecaug apply` first")
-    ti = pd.read_parquet(ti_path)
-    item_rows = pd.read_parquet(paths.feast_data_dir() / "item_features.parquet")
+    ti = feast_io.source_rows(ti_path)
+    item_rows = feast_io.source_rows(feast_io.source_file(paths.feast_data_dir(), feast_io.ITEM_VIEW))
     return train_data_from_store(store, ti[ti["label"] == 1], data.train, data.valid, data.items, item_rows,
                                  {"source": "feast", "dataset": dataset}, examples=examples)
 

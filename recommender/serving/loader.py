@@ -78,7 +78,10 @@ def feast_seen_items(store: Any, source: str = TRAIN_SOURCE) -> SeenItems:
         raise EcaugError(f"Feast data source '{source}' has no file path; serving reads seen items from a file source")
     if not Path(path).exists():
         raise EcaugError(f"{path}: Feast source '{source}' does not exist (run `ecaug ingest`)")
-    df = pd.read_parquet(path, columns=[S.USER_ID, S.ITEM_ID, S.LABEL], filters=[(S.LABEL, "==", 1)])
+    from ecaug_feast import feast_io
+
+    df = feast_io.source_rows(path, [S.USER_ID, S.ITEM_ID, S.LABEL])
+    df = df[df[S.LABEL] == 1].reset_index(drop=True)
     return SeenItems.from_interactions(df, source=str(path))
 
 
