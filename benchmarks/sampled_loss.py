@@ -4,11 +4,15 @@ Part 1, accuracy: both losses trained on Beauty with the same seed, epochs and u
 NDCG@10 / Recall@10 side by side and seconds per epoch. Part 2, step cost: one training step of
 each loss on synthetic random histories at 1x / 4x / 16x a catalogue size (seconds per step and
 the step's peak extra memory, each in its own process), to show whether the step still grows
-with the catalogue.
+with the catalogue. A step-cost variant ``LOSS+sparse`` (e.g. ``sampled+sparse``) optimises the
+item table with the row-wise sparse optimizer (``SeqTrainConfig.table_optimizer="sparse"``,
+lazy Adam on the rows the step looked up); plain ``LOSS`` with dense Adam over every row. Each
+step is the trainer's own (one process through TorchRec's DMP, ``seq_train.step_loss`` and
+``seq_train.SeqOptimizer``); before 2026-12-05 it was the plain module with dense Adam.
 
     python benchmarks/sampled_loss.py [--seeds 3] [--first-seed 0] [--losses full,sampled] [--users 0 (all)]
                                       [--epochs 60] [--negatives 256] [--neg-mix 0.0] [--step-items 12101]
-                                      [--scales 1,4,16] [--step-losses full,sampled] [--out FILE.json]
+                                      [--scales 1,4,16] [--step-losses full,sampled,sampled+sparse] [--out FILE.json]
 
 Issue 33's check runs it at full size (all users, 3 seeds, early stopping within 60 epochs);
 that takes hours on CPU; ``--first-seed`` and ``--losses`` split it into runs that fit side by
@@ -69,41 +73,50 @@ def accuracy(a: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
-def _step_child(num_items: int, loss: str, a: dict[str, Any], out: Any) -> None:
+def _step_child(num_items: int, variant: str, a: dict[str, Any], out: Any) -> None:
     """In its own process (so its peak memory is its own): median seconds of a training step and
-    the peak resident memory the steps add over the model's."""
+    of its optimizer step, and the peak resident memory the steps add over the model's.
+    ``variant``: ``LOSS`` or ``LOSS+sparse`` (the item table's optimizer)."""
     import pandas as pd
     import torch
 
     from ecaug_feast.histories import Histories
+    from recommender import distributed as D
     from recommender.batching import ItemCatalog
     from recommender.seq_model import NegativeSampler, SeqConfig, SeqTwoTower, packed_target_batch
-    from recommender.seq_train import batch_loss, target_counts
+    from recommender.seq_train import SeqOptimizer, resolve_table_optimizer, step_loss, target_counts, wrap_dmp
 
+    loss, _, table = variant.partition("+")
+    table = resolve_table_optimizer(table or "dense", loss)
     torch.set_num_threads(a["threads"])
     rng = np.random.default_rng(0)
     items = pd.DataFrame({"item_id": np.arange(1, num_items + 1), "attributes": [[1 + i % 20] for i in range(num_items)]})
     cat = ItemCatalog.from_frame(items)
     B, L = a["batch"], a["length"]
     hist = Histories(np.arange(B), rng.integers(1, num_items + 1, size=B * L), np.arange(0, B * L + 1, L))
+    cfg = SeqConfig(num_items=num_items, num_attributes=cat.num_attributes, max_len=L)
+    info = D.init_distributed()
     torch.manual_seed(0)
-    model = SeqTwoTower(SeqConfig(num_items=num_items, num_attributes=cat.num_attributes, max_len=L), catalog=cat).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model = wrap_dmp(SeqTwoTower(cfg, device="meta", catalog=cat), info)
+    D.load_into_dmp(model, SeqTwoTower(cfg, catalog=cat).state_dict())
+    model.train()
+    opt = SeqOptimizer(model, table, lr=1e-3)
     sampler = NegativeSampler(target_counts(hist, num_items), a["negatives"]) if loss == "sampled" else None
     parts = packed_target_batch(hist, np.arange(B), 8)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     times, t_opt = [], []
     for _ in range(a["steps"]):
         t = time.perf_counter()
-        lv = batch_loss(model, parts, sampler, rng, torch.device("cpu"), False)
+        lv, rows = step_loss(model, parts, sampler, rng, torch.device("cpu"), False)
         opt.zero_grad()
         lv.backward()
         t2 = time.perf_counter()
-        opt.step()  # dense Adam over every table row: the part that still grows with the catalogue
+        opt.step(rows)  # dense: Adam over every table row, the part that grew with the catalogue; sparse: the rows looked up
         times.append(time.perf_counter() - t)
         t_opt.append(time.perf_counter() - t2)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    out.put({"items": num_items, "loss": loss, "s_per_step": float(np.median(times[1:] or times)),
+    D.shutdown(info)
+    out.put({"items": num_items, "loss": variant, "s_per_step": float(np.median(times[1:] or times)),
              "s_optimizer": float(np.median(t_opt[1:] or t_opt)), "step_mb": (peak - before) / 1024})
 
 
@@ -148,13 +161,19 @@ def main() -> None:
     p.add_argument("--neg-mix", type=float, default=0.0, help="share of sampled negatives drawn by popularity")
     p.add_argument("--step-items", type=int, default=12101, help="catalogue size of the 1x step-cost run (Beauty's)")
     p.add_argument("--scales", default="1,4,16", help="step-cost catalogue multiples ('' = skip)")
-    p.add_argument("--step-losses", default="full,sampled", help="losses timed in the step-cost part (sampled alone for huge catalogues)")
+    p.add_argument("--step-losses", default="full,sampled",
+                   help="losses timed in the step-cost part (sampled alone for huge catalogues); LOSS+sparse: the item table "
+                        "by the row-wise sparse optimizer")
     p.add_argument("--step-batch", type=int, default=128)
     p.add_argument("--step-length", type=int, default=20)
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--skip-accuracy", action="store_true")
     a = p.parse_args()
+    for v in a.step_losses.split(","):  # checked here: a child that fails would leave the parent waiting
+        loss, _, table = v.partition("+")
+        if loss not in LOSSES or table not in ("", "dense", "sparse"):
+            p.error(f"--step-losses: {v!r} is not LOSS or LOSS+sparse with LOSS one of {', '.join(LOSSES)}")
     quiet_known_noise()
     acc = [] if a.skip_accuracy else accuracy(a)
     steps = step_cost(a) if a.scales else []

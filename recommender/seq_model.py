@@ -19,7 +19,9 @@ index, and the user tower indexes into it: no table lookup on the request path.
 Why the dense kernel and Adam (not a fused row-wise optimizer): with a full softmax every item row
 receives a gradient at every step, so the table gradient is dense; fbgemm's CPU kernels offer
 only Adagrad/SGD fused, and SASRec is tuned for Adam. ``recommender.seq_train`` therefore shards
-the tables data-parallel with TorchRec's dense kernel under DMP.
+the tables data-parallel with TorchRec's dense kernel under DMP. With the sampled loss only the
+rows a step looks up get a gradient, and the item table may take lazy row-wise Adam on those rows
+(``SeqTrainConfig.table_optimizer``, ``recommender.row_adam``).
 """
 
 from __future__ import annotations

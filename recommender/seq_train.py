@@ -4,7 +4,12 @@ Every position of every training history predicts its next item; early stopping 
 NDCG@10 (full ranking, ``recommender.evaluate``). The loss (``SeqTrainConfig.loss``): the softmax
 over the whole catalogue (``full``), or a sampled softmax with logQ correction (``sampled``,
 :func:`recommender.seq_model.sampled_softmax_loss`) whose step cost does not grow with the
-catalogue; ``auto`` (the default) takes the full softmax up to ``SAMPLED_ABOVE`` items.
+catalogue; ``auto`` (the default) takes the full softmax up to ``SAMPLED_ABOVE`` items. The item
+table's optimizer (``SeqTrainConfig.table_optimizer``): Adam over every row with the rest
+(``dense``), or lazy row-wise Adam on the rows a step looked up (``sparse``,
+:class:`recommender.row_adam.RowAdam`), so a sampled step's cost no longer grows with the
+catalogue through the optimizer either; ``auto`` takes ``sparse`` exactly when the sampled loss
+runs on one process (:func:`resolve_table_optimizer`).
 
 Where the histories come from: the ``recent_items`` list of each user's *serving* row of the Feast
 view ``user_features`` (``TrainData.user_serving``: read with ``get_historical_features`` at the
@@ -16,7 +21,7 @@ point-in-time equality against the offline store).
 Runs through TorchRec's ``DistributedModelParallel`` (one process: a private gloo group; under
 ``torchrun`` every rank takes its slice of each global batch and DMP all-reduces the gradients).
 The tables use the data-parallel dense kernel, optimised with Adam with the rest (see the module
-docstring of ``recommender.seq_model`` for why).
+docstring of ``recommender.seq_model`` for why), the item table by row-wise Adam when sparse.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from recommender import distributed as D
 from recommender.data import TrainData
 from recommender.early_stopping import EarlyStopping, agree_to_stop
 from recommender.evaluate import EvalSet, bucket_metrics, evaluate
+from recommender.row_adam import RowAdam
 from recommender.seq_model import (NegativeSampler, SeqConfig, SeqTwoTower, full_softmax_loss, packed_target_batch, pad_batch,
                                    sampled_batch, sampled_softmax_loss)
 from recommender.train import TrainResult, catalog_for
@@ -54,19 +60,44 @@ from recommender.train import TrainResult, catalog_for
 log = logging.getLogger(__name__)
 
 # ``loss="auto"``: the full softmax up to SAMPLED_ABOVE items, the sampled one above (the rule and
-# its reasons: ecaug_feast.sampled_softmax, shared with the generator)
+# its reasons: ecaug_feast.sampled_softmax, shared with the generator). ``table_optimizer="auto"``
+# follows it: row-wise sparse Adam for the item table where the sampled loss runs (one process),
+# dense Adam where the full softmax does (resolve_table_optimizer).
 # Per-worker budget of the item table (``sharding="auto"``): training holds it four times (weights,
 # gradient, Adam's two moments), data-parallel on every rank. Above this many bytes for those four
 # copies it is sharded row-wise across the ranks instead (one process keeps it whole: there is no
 # other rank to hold the rest). 4 GiB = about 4M items at 64 dimensions.
 SHARD_ABOVE_BYTES = 4 << 30
 SHARDINGS = ("data_parallel", "row_wise", "table_wise", "auto")
+TABLE_OPTIMIZERS = ("dense", "sparse", "auto")
+ITEM_TABLE = "ec.embeddings.t_item.weight"  # the item table's parameter in the DMP model
 BETAS = (0.9, 0.98)  # SASRec's Adam
 
 
 def item_table_bytes(num_items: int, dim: int) -> int:
     """Bytes the item table takes in training: weights, gradient and Adam's two moments (float32)."""
     return (num_items + 1) * dim * 4 * 4
+
+
+def resolve_table_optimizer(setting: str, loss: str, world: int = 1, item_sharding: str = "data_parallel") -> str:
+    """``dense`` (Adam over every row of the item table, with the rest) or ``sparse`` (lazy
+    row-wise Adam over the rows a step looked up, :class:`recommender.row_adam.RowAdam`).
+    ``auto`` takes ``sparse`` exactly when the sampled loss runs (``loss``, resolved: above
+    ``SAMPLED_ABOVE`` items under ``loss="auto"``) on one process with a data-parallel table:
+    the full softmax gives every row a gradient each step, so there is nothing to skip, and
+    Beauty-sized runs keep dense Adam as before. ``sparse`` is one process's: under torchrun a
+    data-parallel table's rows would also need the other ranks' touched rows, and a sharded
+    table already takes fbgemm's fused optimizer (``wrap_dmp``); both are refused."""
+    if setting not in TABLE_OPTIMIZERS:
+        raise ValueError(f"table_optimizer must be one of {', '.join(TABLE_OPTIMIZERS)}, got {setting!r}")
+    one_dp = world == 1 and item_sharding == "data_parallel"
+    if setting == "auto":
+        return "sparse" if loss == "sampled" and one_dp else "dense"
+    if setting == "sparse" and not one_dp:
+        raise ValueError("table_optimizer sparse runs on one process with a data-parallel item table "
+                         f"(here {world} process{'es' if world > 1 else ''}, item table {item_sharding}); "
+                         "a sharded table is optimised row-wise by fbgemm's fused kernel already")
+    return setting
 
 
 def resolve_sharding(sharding: str, num_items: int, dim: int, world: int, device: str = "cpu") -> str:
@@ -123,6 +154,9 @@ class SeqTrainConfig:
     # SHARD_ABOVE_BYTES on more than one rank); the attribute table stays data-parallel
     sharding: str = "auto"
     lr_sharded_cpu: float = 0.05  # a sharded item table on CPU: fused row-wise Adagrad's rate (wrap_dmp)
+    # the data-parallel item table's optimizer on one process: dense | sparse | auto (sparse when
+    # the sampled loss runs; see resolve_table_optimizer). Same lr, betas and weight decay as Adam.
+    table_optimizer: str = "auto"
 
 
 # the result of either trainer: best model by validation NDCG@10, its state, history, speed
@@ -318,6 +352,33 @@ def wrap_dmp(module: SeqTwoTower, info: Any, sharding: str = "data_parallel", lr
     return DistributedModelParallel(module=module, device=info.device, plan=plan)
 
 
+class SeqOptimizer:
+    """The trainer's optimizer: Adam on everything trainable outside the fused (sharded) tables,
+    the item table included (``dense``) or left to :class:`RowAdam` over the rows each step
+    looked up (``sparse``). ``step(rows)``: ``rows`` = the item ids the step touched (None = all)."""
+
+    def __init__(self, dmp: Any, table: str, lr: float, weight_decay: float = 0.0) -> None:
+        named = [(k, p) for k, p in in_backward_optimizer_filter(dmp.named_parameters()) if p.requires_grad]
+        self.table: RowAdam | None = None
+        if table == "sparse":
+            item = [p for k, p in named if k.endswith(ITEM_TABLE)]  # DMP/DDP prefix it
+            if len(item) != 1:
+                raise ValueError(f"no data-parallel item table {ITEM_TABLE} to optimise row-wise")
+            self.table = RowAdam(item[0], lr=lr, betas=BETAS, weight_decay=weight_decay)
+            named = [(k, p) for k, p in named if p is not item[0]]
+        self.dense = torch.optim.Adam([p for _, p in named], lr=lr, betas=BETAS, weight_decay=weight_decay)
+
+    def zero_grad(self) -> None:
+        self.dense.zero_grad()
+        if self.table is not None:
+            self.table.zero_grad()
+
+    def step(self, rows: torch.Tensor | None = None) -> None:
+        self.dense.step()
+        if self.table is not None:
+            self.table.step(rows)
+
+
 def target_counts(hist: Histories, num_items: int) -> np.ndarray:
     """[num_items + 1] how often each item is a next-item target in ``hist`` (the in-batch
     candidates' sampling distribution)."""
@@ -346,18 +407,20 @@ def _train(data, valid, cfg, tcfg, init_state, progress, info, histories, exclud
         raise ValueError(f"batch size {tcfg.batch_size} not divisible by world size {world}")
     local = tcfg.batch_size // world
     cat = catalog_of(data)
+    loss_kind = resolve_loss(tcfg.loss, cfg.num_items)
+    item_sharding = resolve_sharding(tcfg.sharding, cfg.num_items, cfg.embedding_dim, world, info.device.type)
+    table_opt = resolve_table_optimizer(tcfg.table_optimizer, loss_kind, world, item_sharding)
     dmp = wrap_dmp(SeqTwoTower(cfg, device="meta", catalog=cat), info, tcfg.sharding, tcfg.lr, tcfg.weight_decay, tcfg.lr_sharded_cpu)
     D.load_into_dmp(dmp, _initial_state(cfg, cat, tcfg.seed, init_state))
     # a sharded item table is optimised inside backward (wrap_dmp): Adam here takes the rest
-    dense = [p for _, p in in_backward_optimizer_filter(dmp.named_parameters()) if p.requires_grad]
-    opt = torch.optim.Adam(dense, lr=tcfg.lr, betas=BETAS, weight_decay=tcfg.weight_decay)
+    opt = SeqOptimizer(dmp, table_opt, tcfg.lr, tcfg.weight_decay)
 
     hist = histories if histories is not None else histories_for(data, cfg, "valid")
     trainable = np.flatnonzero(hist.lengths >= 2)  # a single item has no next item to predict
     if len(trainable) < tcfg.batch_size:
         raise ValueError(f"{len(trainable)} users with at least 2 training events is fewer than one batch of {tcfg.batch_size}")
     sampler = None
-    if resolve_loss(tcfg.loss, cfg.num_items) == "sampled":
+    if loss_kind == "sampled":
         sampler = NegativeSampler(target_counts(hist, cfg.num_items), tcfg.negatives, tcfg.neg_mix, tcfg.neg_alpha)
     neg_rng = np.random.default_rng([tcfg.seed, rank, 7919])
     excluded = None if excluded_items is None or len(excluded_items) == 0 else np.unique(np.asarray(excluded_items, np.int64))
@@ -376,11 +439,11 @@ def _train(data, valid, cfg, tcfg, init_state, progress, info, histories, exclud
             rows = g[rank * local : (rank + 1) * local] if world > 1 else g
             parts = packed_target_batch(hist, rows, tcfg.pack_chunks)
             n_local = sum(int((p[1] > 0).sum()) for p in parts)
-            loss = batch_loss(dmp, parts, sampler, neg_rng, info.device, tcfg.bf16, excluded)
+            loss, touched = step_loss(dmp, parts, sampler, neg_rng, info.device, tcfg.bf16, excluded)
             share = _global_share(n_local, world)
             opt.zero_grad()
             (loss * share * world).backward()  # DDP averages over ranks: the mean over the GLOBAL batch's positions
-            opt.step()
+            opt.step(touched)
             total += float(loss.detach()) * share
             n_pos += n_local
         train_time += time.time() - t0
@@ -431,6 +494,13 @@ def batch_loss(dmp: Any, parts: list, sampler: NegativeSampler | None, rng: np.r
     """One batch's loss: the full softmax, or (with a ``sampler``) the sampled one over the rows
     the batch touches. One call through DMP's forward, so DDP syncs gradients under torchrun.
     ``excluded``: sorted item ids that are no candidate."""
+    return step_loss(dmp, parts, sampler, rng, dev, bf16, excluded)[0]
+
+
+def step_loss(dmp: Any, parts: list, sampler: NegativeSampler | None, rng: np.random.Generator, dev: torch.device,
+              bf16: bool, excluded: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`batch_loss` and the item ids whose rows the step looked up (the rows a sparse table
+    optimizer updates; None = the whole catalogue, the full softmax)."""
     ids = cand = log_q = None
     if sampler is not None:
         ids_np, xs_np, ys_np, cand_np, lq = sampled_batch(parts, sampler, rng)
@@ -442,14 +512,19 @@ def batch_loss(dmp: Any, parts: list, sampler: NegativeSampler | None, rng: np.r
     H, R = dmp(xs, ls, ids)
     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
         if sampler is None:
-            return full_softmax_loss(H, R, ys, None if excluded is None else torch.from_numpy(excluded).to(dev))
-        return sampled_softmax_loss(H, R, ys, cand, log_q)
+            return full_softmax_loss(H, R, ys, None if excluded is None else torch.from_numpy(excluded).to(dev)), None
+        return sampled_softmax_loss(H, R, ys, cand, log_q), ids
 
 
-def config_dict(tcfg: SeqTrainConfig, num_items: int | None = None) -> dict[str, Any]:
+def config_dict(tcfg: SeqTrainConfig, num_items: int | None = None, world: int = 1) -> dict[str, Any]:
     """The training settings as the checkpoint records them; with ``num_items`` the ``loss`` is
-    the one that ran (``auto`` resolved), the setting kept as ``loss_setting``."""
+    the one that ran (``auto`` resolved), the setting kept as ``loss_setting``, and on one process
+    (``world``) so is ``table_optimizer`` (setting: ``table_optimizer_setting``)."""
     d = asdict(tcfg)
     if num_items is not None:
         d["loss_setting"], d["loss"] = tcfg.loss, resolve_loss(tcfg.loss, num_items)
+        if world == 1:
+            item = "data_parallel" if tcfg.sharding in ("auto", "data_parallel") else tcfg.sharding  # auto: whole on one process
+            d["table_optimizer_setting"], d["table_optimizer"] = tcfg.table_optimizer, resolve_table_optimizer(
+                tcfg.table_optimizer, d["loss"], 1, item)
     return d
