@@ -98,7 +98,7 @@ def fit_sequence(data: TrainData, valid: EvalSet, opts: TrainOptions) -> Fitted:
     opts.log(f"training the sequence model on the histories of {len(n_hist):,} users ({int(n_hist.sum()):,} items, "
              f"{data.info.get('source')}), {data.num_items:,} items in the catalogue, {loss} softmax")
     res = run_training(lambda: seq_train.train_seq(data, valid, mcfg, tcfg, progress=opts.progress), opts.dataset)
-    return Fitted(res, mcfg, seq_train.config_dict(tcfg, mcfg.num_items), {"histories": len(data.user_serving)}, seq_train.evaluate_seq)
+    return Fitted(res, mcfg, seq_train.config_dict(tcfg, mcfg.num_items, res.world_size), {"histories": len(data.user_serving)}, seq_train.evaluate_seq)
 
 
 def fit_bag(data: TrainData, valid: EvalSet, opts: TrainOptions) -> Fitted:
