@@ -128,13 +128,16 @@ def materialize_cmd(
     emit({"command": "materialize", "ok": True, **out}, as_json, "materialized " + "; ".join(lines))
 
 
-def repair_cmd(as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line.")) -> None:
+def repair_cmd(
+    repo: Optional[str] = typer.Option(None, "--repo", help="A shop's own Feast repo: complete its interrupted publish of a twin run."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
+) -> None:
     """Redo every step a crash interrupted (materialize, publish, refresh's append + materialize),
     so the online store matches the offline one again. Commands that need the online store do
     this first on their own; `ecaug repair` does only this."""
     from ecaug_feast.jobs.repair import repair
 
-    out = repair(Workspace.from_env())
+    out = repair(Workspace.from_env(repo))
     done = ", ".join(f"{d['step']} (interrupted {d['started_at']})" for d in out["repaired"])
     busy = ", ".join(f"{d['step']} ({d['reason']})" for d in out["running"])
     human = (f"repaired: {done}" if done else "nothing to repair") + (f"; left alone: {busy}" if busy else "")

@@ -9,6 +9,10 @@ These steps can leave Redis behind the offline store when a process dies mid-way
 * ``publish_items`` (:func:`ecaug_feast.item_runs.publish`) and ``refresh_items`` (the item
   vectors of new items, :func:`ecaug_feast.jobs.augment_items.refresh_items`).
 
+A shop's repo keeps its own ``publish`` record (a switch of its twins' active run,
+:mod:`ecaug_feast.jobs.repo_runs`) under ``<state>/repos/<feast project>/intents``, repaired by
+``ecaug repair --repo`` and by the repo's next switch.
+
 Each writes ``<state>/intents/<step>.json`` first (:mod:`ecaug_feast.intents`) and removes it when
 done. :func:`redo_pending` redoes every interrupted step (its process is gone): ``ecaug repair``
 calls it, and so does every command that needs the online store (materialize, refresh, augment's
@@ -174,7 +178,13 @@ def redo_pending(ws: Workspace, skip: Sequence[str] = ()) -> list[dict[str, Any]
 
 
 def repair(ws: Workspace) -> dict[str, Any]:
-    """``ecaug repair``: redo every interrupted step; returns the summary."""
+    """``ecaug repair``: redo every interrupted step; returns the summary. With a shop's repo
+    (``--repo``): complete its interrupted publish (:func:`ecaug_feast.jobs.repo_runs.repair_repo`;
+    ecaug's own steps are left to ``ecaug repair`` without ``--repo``)."""
+    if ws.repo_dir is not None:
+        from ecaug_feast.jobs.repo_runs import repair_repo  # imports Feast: only for a shop's repo
+
+        return repair_repo(ws.repo_dir)
     done = redo_pending(ws)
     return {"repaired": [d for d in done if d.get("redone")], "running": [d for d in done if not d.get("redone")],
             "pending": [r["step"] for r in intents.pending(ws.state_dir)]}

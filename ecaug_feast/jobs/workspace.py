@@ -69,7 +69,7 @@ class Workspace:
         checkpoints never mix with ecaug's own, and never land inside the shop's repo)."""
         if self.repo_dir is None:
             return self.state_dir / "models"
-        return self.state_dir / "repos" / repo_project(self.repo_dir) / "models"
+        return repo_home(self.state_dir, repo_project(self.repo_dir)) / "models"
 
     # ------------------------------------------------------------------ Feast
     def feast_repo(self, redis_url: str | None = None) -> Path:
@@ -118,6 +118,12 @@ class Workspace:
         finally:
             if started is not None and not keep:
                 started.stop()
+
+
+def repo_home(state_dir: Path, project: str) -> Path:
+    """``<state>/repos/<feast project>``: what ecaug keeps of a shop's repo (its models, the
+    intent record of its publish), never inside the shop's repo."""
+    return Path(state_dir) / "repos" / project
 
 
 def repo_project(repo_dir: Path) -> str:
