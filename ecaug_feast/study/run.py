@@ -192,12 +192,16 @@ def _jsonable(x: Any) -> Any:
 PER_RUN = ("seeds", "first_seed", "workers")
 
 
-def merge_studies(dirs: list[Path], out_dir: Path) -> dict[str, Any]:
+def merge_studies(dirs: list[Path], out_dir: Path, methods_may_differ: bool = False) -> dict[str, Any]:
     """One study's outputs from runs of the same protocol over different seeds (``first_seed``):
     the rows and per-user arrays read back from each run's ``results.json`` / ``per_user.npz``,
     summarized and written as :func:`run_study` writes them. Protocols that differ in anything
-    but the seeds, or a seed that appears twice: one-line error."""
+    but the seeds, or a seed that appears twice: one-line error. ``methods_may_differ``: runs may
+    leave methods out (a method too costly for every seed); each row then counts the seeds it
+    has, every lift is paired within those seeds, and ``methods_by_seed`` records who ran where."""
+    per_run = PER_RUN + (("methods",) if methods_may_differ else ())
     rows: list[dict[str, Any]] = []
+    methods_by_seed: dict[int, list[str]] = {}
     protos, commands, seconds = [], [], 0.0
     for d in map(Path, dirs):
         try:
@@ -205,7 +209,9 @@ def merge_studies(dirs: list[Path], out_dir: Path) -> dict[str, Any]:
             npz = np.load(d / "per_user.npz")
         except (OSError, ValueError) as exc:
             raise EcaugError(f"{d}: not a study output ({type(exc).__name__})") from None
-        protos.append({k: v for k, v in res["protocol"].items() if k not in PER_RUN})
+        protos.append({k: v for k, v in res["protocol"].items() if k not in per_run})
+        for r in res["runs"]:
+            methods_by_seed.setdefault(int(r["seed"]), []).append(r["method"])
         commands.append(res.get("command", ""))
         seconds += float(res.get("seconds", 0))
         for r in res["runs"]:
@@ -218,9 +224,13 @@ def merge_studies(dirs: list[Path], out_dir: Path) -> dict[str, Any]:
     if len(set(keys)) != len(keys):
         raise EcaugError("merge: a (method, fraction, seed) appears in more than one run")
     seeds = sorted({r["seed"] for r in rows})
-    p = make_protocol({**protos[0], "seeds": len(seeds), "first_seed": seeds[0]}, source="merged protocol")
+    merged = {**protos[0], "seeds": len(seeds), "first_seed": seeds[0]}
+    if methods_may_differ:
+        merged["methods"] = list(dict.fromkeys(m for s in seeds for m in methods_by_seed[s]))
+    p = make_protocol(merged, source="merged protocol")
+    extra = {"methods_by_seed": {str(s): methods_by_seed[s] for s in seeds}} if methods_may_differ else {}
     summary = {
-        "protocol": {**p.to_json(), "seed_list": seeds}, "command": " ; ".join(commands), "screen": p.screen,
+        "protocol": {**p.to_json(), "seed_list": seeds, **extra}, "command": " ; ".join(commands), "screen": p.screen,
         "cold_items": p.cold_frac is not None,
         "scored_on": "validation, choose half (a screen: no test figure)" if p.screen else "test, once per (fraction, seed, method)",
         "results": (summarize_cold if p.cold_frac is not None else summarize)(rows, p.bootstrap, p.bootstrap_seed),

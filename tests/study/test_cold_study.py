@@ -151,3 +151,10 @@ def test_a_study_split_over_seeds_merges_into_one_report(tmp_path):
     _fake_run(tmp_path / "other", 2, methods=("cold_id_only", "cold_attr_tower", "cold_popularity"))
     with pytest.raises(EcaugError, match="protocols differ"):
         merge_studies([tmp_path / "s0", tmp_path / "other"], tmp_path / "bad")
+    # a method run in one seed only, when the runs may differ in methods: its row counts 1 seed
+    m = merge_studies([tmp_path / "s0", tmp_path / "other"], tmp_path / "subset", methods_may_differ=True)
+    rows = {r["method"]: r for r in m["results"]}
+    assert rows["cold_popularity"]["seeds"] == 1 and rows["cold_id_only"]["seeds"] == 2
+    assert m["protocol"]["methods_by_seed"] == {"0": ["cold_id_only", "cold_attr_tower"],
+                                                "2": ["cold_id_only", "cold_attr_tower", "cold_popularity"]}
+    assert m["protocol"]["methods"] == ["cold_id_only", "cold_attr_tower", "cold_popularity"]
