@@ -70,12 +70,14 @@ class TokenSampledLoss:
     def __init__(self, counts: np.ndarray, negatives: int, seed: int) -> None:
         self.sampler = NegativeSampler(np.asarray(counts, np.float64), negatives=negatives)
         self.rng = np.random.default_rng([seed, 104729])
+        self.last_rows: torch.Tensor | None = None  # the rows of W the last call read (row-wise Adam updates only these)
 
     def __call__(self, h: torch.Tensor, W: torch.Tensor, y: torch.Tensor, reduction: str = "mean",
                  weight: torch.Tensor | None = None) -> torch.Tensor:
         cand, lq = self.sampler.candidates(y.detach().cpu().numpy(), self.rng)
         ids = np.concatenate([[0], cand])  # row 0 = PAD: target_states reads target row 0 as padding
         rows = torch.from_numpy(ids).to(W.device)
+        self.last_rows = rows
         log_q = torch.from_numpy(np.concatenate([[0.0], lq])).to(W.device, torch.float32)
         t = torch.searchsorted(rows, y)
         return sampled_softmax_loss(h, W[rows], t, torch.arange(1, len(ids), device=W.device), log_q, reduction, weight)

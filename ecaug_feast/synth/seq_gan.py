@@ -75,6 +75,7 @@ from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ecaug_feast.histories import offsets_of, rows_to_csr
+from ecaug_feast.row_adam import RowAdam
 from ecaug_feast.sampled_softmax import LOSSES, resolve_loss
 from ecaug_feast.synth import seq_candidates as SC
 from ecaug_feast.synth.linear_ce import linear_cross_entropy
@@ -289,6 +290,7 @@ def _nets(vocab_out: int, n_tokens: int, cfg: SeqGANConfig):
             nn.init.normal_(self.tok.weight, std=0.02)
             nn.init.normal_(self.pos.weight, std=0.02)
             self.sampled_loss: Any = None  # seq_candidates.TokenSampledLoss: training steps take it (not evaluation)
+            self.touched: torch.Tensor | None = None  # token rows the last sampled training forward read (_Adam)
 
         def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None, target: torch.Tensor | None = None,
                     reduction: str = "mean", weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -307,7 +309,10 @@ def _nets(vocab_out: int, n_tokens: int, cfg: SeqGANConfig):
                 h = h[keep]
             if target is not None:
                 if self.sampled_loss is not None and torch.is_grad_enabled():
-                    return self.sampled_loss(self.ln(h), self.tok.weight[:vocab_out], target, reduction, weight)
+                    loss = self.sampled_loss(self.ln(h), self.tok.weight[:vocab_out], target, reduction, weight)
+                    # the only table rows with a gradient: the inputs and the loss's candidates
+                    self.touched = torch.unique(torch.cat([x.reshape(-1), self.sampled_loss.last_rows]))
+                    return loss
                 return linear_cross_entropy(self.ln(h), self.tok.weight[:vocab_out], target, reduction, weight)
             return self.project(h)
 
@@ -353,6 +358,32 @@ def _nets(vocab_out: int, n_tokens: int, cfg: SeqGANConfig):
             return self.out(h).squeeze(-1)
 
     return Generator(), Discriminator()
+
+
+class _Adam:
+    """Adam for one net: ``torch.optim.Adam`` over every parameter, or, ``row_wise``, dense Adam
+    over every parameter but the token table ``net.tok.weight`` plus :class:`RowAdam` over the
+    table rows a step read (``step(rows)``). Row-wise runs only with the sampled loss on one
+    process (issue 33): then a step's gradient reaches a few hundred of the table's rows, and
+    dense Adam's update of every row and both its moments was the part of the generator's step
+    that grew with the catalogue. Under DDP each rank reads other rows (its slice, its own
+    negatives) and dense Adam stays."""
+
+    def __init__(self, net: nn.Module, lr: float, row_wise: bool) -> None:
+        table = net.tok.weight
+        self.rows = RowAdam(table, lr=lr) if row_wise else None
+        self.dense = torch.optim.Adam([p for p in net.parameters() if not row_wise or p is not table], lr=lr)
+
+    def zero_grad(self) -> None:
+        self.dense.zero_grad()
+        if self.rows is not None:
+            self.rows.zero_grad()
+
+    def step(self, rows: torch.Tensor | None = None) -> None:
+        """One step; ``rows``: the table rows the step read (row-wise only; None = every row)."""
+        self.dense.step()
+        if self.rows is not None:
+            self.rows.step(rows)
 
 
 @dataclass
@@ -583,14 +614,18 @@ class SequenceGAN:
             tot, n = self._gsum(torch.tensor([tot, float(n)], dtype=torch.float64, device=self.device)).tolist()
         return round(tot / max(n, 1), 4)
 
+    @property
+    def _row_wise(self) -> bool:
+        """Row-wise Adam on the token tables (:class:`_Adam`): the sampled loss on one process."""
+        return self.gen.sampled_loss is not None and self.world == 1
+
     def _batches(self, rows: list[np.ndarray], rng: np.random.Generator, bs: int):
         for b in _length_batches(np.array([len(r) for r in rows]), rng, bs):
             yield [rows[i] for i in b]
 
     def _mle(self, rng: np.random.Generator, t0: float) -> None:
         cfg = self.cfg
-        opt = torch.optim.Adam(self.gen.parameters(), lr=cfg.lr)
-        self._gen_opt = opt
+        opt = _Adam(self.gen, cfg.lr, self._row_wise)
         best, best_state, bad, hist = math.inf, None, 0, []
         if "warm_start" in self.report:  # a warm start is the best so far: an epoch must beat it
             best, best_state = self.report["nll_start"], {k: v.detach().clone() for k, v in self.gen.state_dict().items()}
@@ -600,7 +635,7 @@ class SequenceGAN:
                 loss = self._mle_loss(b, self._gen_t)
                 opt.zero_grad()
                 loss.backward()
-                opt.step()
+                opt.step(self.gen.touched)
             nll = self.heldout_nll()
             hist.append(nll)
             if self.rank == 0:
@@ -957,8 +992,8 @@ class SequenceGAN:
     def _adversarial(self, rng: np.random.Generator, t0: float) -> None:
         cfg = self.cfg
         V = len(self.vocab)
-        g_opt = torch.optim.Adam(self.gen.parameters(), lr=cfg.adv_lr)
-        d_opt = torch.optim.Adam(self.disc.parameters(), lr=1e-3)
+        g_opt = _Adam(self.gen, cfg.adv_lr, self._row_wise)
+        d_opt = _Adam(self.disc, 1e-3, self._row_wise)  # its table too: a step reads the batch's tokens only
         # every rank draws the same segments and real rows (same numpy rng) and takes its slice;
         # its own torch stream samples its share of the fakes (rank 0's is the one-process stream)
         g = self._torch_rng(cfg.seed + 1 + 7919 * self.rank)
@@ -995,14 +1030,14 @@ class SequenceGAN:
             l_r = (F.binary_cross_entropy_with_logits(lr_, torch.ones_like(lr_), reduction="none") * mr).sum() / cnt[0] * self.world
             l_f = (F.binary_cross_entropy_with_logits(lf, torch.zeros_like(lf), reduction="none") * mf).sum() / cnt[1] * self.world
             acc = 0.5 * (float(cnt[2] / cnt[0]) + float(cnt[3] / cnt[1]))
-            return l_r + l_f, acc
+            return l_r + l_f, acc, torch.unique(torch.cat([xr.reshape(-1), xf.reshape(-1)]))
 
         # warm the discriminator up before its rewards are used (a warm-started one is already)
         for _ in range(0 if self._disc_ready else 10):
-            loss, acc = d_loss(real_batch(cfg.adv_batch), fake_batch(cfg.adv_batch))
+            loss, acc, d_rows = d_loss(real_batch(cfg.adv_batch), fake_batch(cfg.adv_batch))
             d_opt.zero_grad()
             loss.backward()
-            d_opt.step()
+            d_opt.step(d_rows)
         for step in range(cfg.adv_steps):
             if self._agree(bool(cfg.max_seconds and time.time() - t0 > cfg.max_seconds)):
                 break
@@ -1031,18 +1066,18 @@ class SequenceGAN:
             g_opt.zero_grad()
             pg.backward()
             torch.nn.utils.clip_grad_norm_(self.gen.parameters(), 1.0)
-            g_opt.step()
+            g_opt.step(self.gen.touched)
             if cfg.mle_every and step % cfg.mle_every == 0:  # interleaved MLE (LeakGAN)
                 idx = rng.choice(len(self._train), min(cfg.batch_size, len(self._train)), replace=False)
                 loss = self._mle_loss([self._train[i] for i in idx], self._gen_t)
                 g_opt.zero_grad()
                 loss.backward()
-                g_opt.step()
+                g_opt.step(self.gen.touched)
             for _ in range(cfg.d_steps):
-                dl, acc = d_loss(real_batch(cfg.adv_batch), fake_batch(cfg.adv_batch) if _ else fake)
+                dl, acc, d_rows = d_loss(real_batch(cfg.adv_batch), fake_batch(cfg.adv_batch) if _ else fake)
                 d_opt.zero_grad()
                 dl.backward()
-                d_opt.step()
+                d_opt.step(d_rows)
             log.append({"step": step + 1, "reward": round(float(r_sum / n_m), 4), "d_acc": round(acc, 4)})
             if self.rank == 0 and ((step + 1) % 20 == 0 or step + 1 == cfg.adv_steps):
                 logger.info("sequence GAN, adversarial step %d/%d: reward %.3f, discriminator accuracy %.3f (%.0f s)", step + 1,

@@ -231,3 +231,38 @@ def test_tail_draws_give_the_items_outside_the_top_k_their_mass(fitted):
         g.cfg = replace(g.cfg, generation="full", candidate_tail=0)
     assert share["top"] == 0.0 and share["full"] > 0.3, share
     assert abs(share["tail"] - share["full"]) < 0.05, share
+
+
+def test_the_sampled_loss_updates_only_the_table_rows_a_step_read():
+    """Row-wise Adam (issue 33): with the sampled loss on one process, a generator step moves only
+    the token rows it read (the batch's tokens and the loss's candidates), also on a second step
+    whose untouched rows kept momentum from the first (dense Adam moves those: shown), while the
+    rest of the net is updated as before; the full softmax keeps dense Adam."""
+    from ecaug_feast.synth.seq_gan import _Adam
+
+    v, o = rows_to_csr(_histories(2))
+    g = SequenceGAN(SeqGANConfig(**{**TINY, "mle_epochs": 0, "adversarial": False, "loss": "sampled", "negatives": 8})).fit(v, o)
+    assert g._row_wise and not SequenceGAN(SeqGANConfig(**{**TINY, "mle_epochs": 0, "adversarial": False, "loss": "full"})).fit(v, o)._row_wise
+    batches = [g._train[:8], g._train[8:16]]
+    start = {k: t.clone() for k, t in g.gen.state_dict().items()}
+    for row_wise in (True, False):
+        g.gen.load_state_dict(start)
+        opt = _Adam(g.gen, 1e-2, row_wise)
+        g.gen.train()
+        seen = []
+        for b in batches:
+            W0 = g.gen.tok.weight.detach().clone()
+            rest0 = g.gen.enc.layers[0].linear1.weight.detach().clone()
+            loss = g._mle_loss(b, g.gen)
+            opt.zero_grad()
+            loss.backward()
+            opt.step(g.gen.touched)
+            seen.append(set(g.gen.touched.tolist()))
+            moved = set((g.gen.tok.weight.detach() != W0).any(1).nonzero().flatten().tolist())
+            assert not torch.equal(g.gen.enc.layers[0].linear1.weight, rest0)  # the dense part still learns
+        stale = seen[0] - seen[1]  # read by the first step only
+        assert len(stale) > 5 and len(moved) > 5
+        if row_wise:
+            assert moved <= seen[1] and g.gen.tok.weight.shape[0] - len(seen[1]) > 100
+        else:
+            assert stale & moved  # dense Adam keeps moving them on their first-step momentum
