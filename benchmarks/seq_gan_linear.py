@@ -22,6 +22,19 @@ generation step (512 rows, 10 tokens each, all sampling settings at their defaul
 coherence) with full-vocabulary and candidate draws (IVF index; its build timed apart), on an
 untrained generator whose vocabulary has that many items (random histories): how a step's cost
 grows with the catalogue, apart from how many steps the data needs.
+
+    python benchmarks/seq_gan_linear.py --step-scales 1 4 16 [--json FILE]
+
+``--step-scales``: the generator's steps on the linear paths at Beauty's 12,101 items times each
+scale, each scale in its own process, one thread, CPU seconds, median of ``--step-repeats``
+steps after a warm-up: one maximum-likelihood step with the sampled loss (128 random histories of
+8 items) under dense Adam and under row-wise Adam (the generator's optimizer with the sampled
+loss), split into forward + backward and the optimizer; and ``expand`` on 512 short prompts
+with candidate draws (IVF, K = 512, 10 items each; every sampling setting at its default but
+coherence) over a CSR of 1.85 random histories per item (Beauty's users per item): its first
+call (which builds the FAISS index and the transition table) and later calls of 512 other
+prompts, with the parts of a later call that a per-call timer sees (the prompts' preparation over
+the whole CSR, the draws).
 """
 
 from __future__ import annotations
@@ -33,6 +46,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -52,10 +66,17 @@ def main() -> None:
     ap.add_argument("--one-fit", default=None, choices=["full", "sampled"],
                     help="fit one generator with this loss and run every path's generation on it (the paths' loss is ignored)")
     ap.add_argument("--step-items", type=int, nargs="+", default=None, help="time single steps at these vocabulary sizes")
+    ap.add_argument("--step-scales", type=float, nargs="+", default=None, help="time the linear paths' steps at Beauty x these")
+    ap.add_argument("--step-repeats", type=int, default=5)
+    ap.add_argument("--step-one", type=float, default=None, help=argparse.SUPPRESS)  # one scale, in this process
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     a = ap.parse_args()
     if a.step_items:
         return step_costs(a)
+    if a.step_one:
+        return print(json.dumps(linear_steps(a, a.step_one)), flush=True)
+    if a.step_scales:
+        return linear_step_table(a)
     from ecaug_feast.noise import quiet_known_noise
 
     quiet_known_noise()
@@ -169,6 +190,108 @@ def step_costs(a: argparse.Namespace) -> None:
         out["sizes"][str(n)] = row
         print(json.dumps({n: row}), flush=True)
     print(json.dumps(out))
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps(out, indent=1) + "\n")
+
+
+BEAUTY_ITEMS = 12_101
+
+
+def _median(f: Callable[[], dict], n: int) -> dict:
+    """Median per key of ``n`` calls of ``f`` (each returning CPU seconds by part) after a warm-up."""
+    import numpy as np
+
+    f()
+    runs = [f() for _ in range(n)]
+    return {k: round(float(np.median([r[k] for r in runs])), 4) for k in runs[0]}
+
+
+def linear_steps(a: argparse.Namespace, scale: float) -> dict:
+    """The figures of ``--step-scales`` for one scale (see the module doc)."""
+    import numpy as np
+    import torch
+
+    from ecaug_feast.histories import rows_to_csr
+    from ecaug_feast.synth import seq_gan as SG
+    from ecaug_feast.synth.seq_candidates import network_index
+
+    torch.set_num_threads(1)
+    clock = time.process_time
+    n = int(round(BEAUTY_ITEMS * scale))
+    rng = np.random.default_rng(a.seed)
+    lens = rng.integers(3, 14, int(1.85 * n))  # ~8 items a history, short ones among them (expand's prompts)
+    hists = [rng.integers(1, n + 1, int(k)) for k in lens]
+    hists[0] = np.arange(1, n + 1)  # every item occurs: the vocabulary is n items
+    v, o = rows_to_csr(hists)
+    fit_rows = [0] + list(range(1, min(len(hists), max(n // 4, 2000))))
+    fv, fo = rows_to_csr([hists[i] for i in fit_rows])
+    g = SG.SequenceGAN(SG.SeqGANConfig(mle_epochs=0, adversarial=False, holdout=0.01, threads=1, seed=a.seed, loss="sampled",
+                                       generation="candidates", negatives=a.negatives, candidate_k=a.candidate_k,
+                                       candidate_index=a.index)).fit(fv, fo)
+    row: dict = {"scale": scale, "items": int(len(g.vocab)), "histories": int(len(hists))}
+    batch = [g._train[i][:10] for i in rng.choice(len(g._train), 128, replace=False)]
+    start = {k: t.clone() for k, t in g.gen.state_dict().items()}
+    for name, row_wise in (("dense", False), ("rowwise", True)):
+        g.gen.load_state_dict(start)
+        opt = SG._Adam(g.gen, 1e-3, row_wise)
+        g.gen.train()
+
+        def step() -> dict:
+            c = clock()
+            loss = g._mle_loss(batch, g.gen)
+            opt.zero_grad()
+            loss.backward()
+            c1 = clock()
+            opt.step(g.gen.touched)
+            c2 = clock()
+            return {"step": c2 - c, "fwd_bwd": c1 - c, "optimizer": c2 - c1}
+
+        row.update({f"ml_{name}_{k}_s": t for k, t in _median(step, a.step_repeats).items()})
+    g.gen.load_state_dict(start)
+    g.gen.eval()
+    short = np.flatnonzero(np.diff(o) < 8)
+    picks = iter(np.split(rng.permutation(short)[: 512 * (a.step_repeats + 2)], a.step_repeats + 2))
+    c = clock()
+    g.expand(v, o, np.sort(next(picks)), 10, seed=0)
+    row["expand_first_call_s"] = round(clock() - c, 3)
+    c = clock()
+    g._cand_index = None
+    network_index(g)
+    row["index_build_s"] = round(clock() - c, 3)
+
+    def chunk() -> dict:
+        rows = np.sort(next(picks))
+        c = clock()
+        batches = list(g._expansion_batches(v, o, rows, 10, 512))
+        c1 = clock()
+        g.expand(v, o, rows, 10, seed=0)
+        c2 = clock()
+        return {"call": c2 - c1, "prompts": c1 - c, "draws": (c2 - c1) - (c1 - c)}
+
+    row.update({f"expand_512_{k}_s": t for k, t in _median(chunk, a.step_repeats).items()})
+    return row
+
+
+def linear_step_table(a: argparse.Namespace) -> None:
+    """Run :func:`linear_steps` per scale in its own process; print a table (and ``--json``)."""
+    import subprocess
+
+    out: dict = {"command": "python " + " ".join(sys.argv), "threads": 1, "negatives": a.negatives, "candidate_k": a.candidate_k,
+                 "index": a.index, "clock": "process CPU seconds", "scales": {}}
+    for s in a.step_scales:
+        cmd = [sys.executable, __file__, "--step-one", str(s), "--step-repeats", str(a.step_repeats), "--negatives", str(a.negatives),
+               "--candidate-k", str(a.candidate_k), "--index", a.index, "--seed", str(a.seed)]
+        res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        if res.returncode:
+            raise SystemExit(f"scale {s}: {res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode}")
+        out["scales"][str(s)] = json.loads(res.stdout.strip().splitlines()[-1])
+        print(json.dumps(out["scales"][str(s)]), flush=True)
+    cols = ["items", "ml_dense_step_s", "ml_dense_optimizer_s", "ml_rowwise_step_s", "ml_rowwise_optimizer_s",
+            "expand_first_call_s", "index_build_s", "expand_512_call_s", "expand_512_prompts_s", "expand_512_draws_s"]
+    print("| scale | " + " | ".join(cols) + " |")
+    for s, r in out["scales"].items():
+        print(f"| {s}x | " + " | ".join(str(r[c]) for c in cols) + " |")
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps(out, indent=1) + "\n")
