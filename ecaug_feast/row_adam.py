@@ -44,17 +44,23 @@ class RowAdam:
 
     @torch.no_grad()
     def step(self, rows: torch.Tensor | None = None) -> None:
-        """One Adam step on ``rows`` (item ids, unique; None = every row). No gradient: no step."""
+        """One Adam step on ``rows`` (item ids, unique; None = every row). No gradient: no step.
+        A sparse gradient (``torch.nn.functional.embedding(..., sparse=True)``) names its rows
+        itself: the step takes those, and ``rows`` is not read."""
         g_all = self.param.grad
         if g_all is None:
             return
         self.steps += 1
         b1, b2 = self.betas
         p = self.param.data
-        if rows is None:
-            rows = torch.arange(p.shape[0], device=p.device)
-        rows = rows.to(p.device, torch.int64)
-        g = g_all.index_select(0, rows)
+        if g_all.is_sparse:
+            g_all = g_all.coalesce()
+            rows, g = g_all.indices()[0], g_all.values()
+        else:
+            if rows is None:
+                rows = torch.arange(p.shape[0], device=p.device)
+            rows = rows.to(p.device, torch.int64)
+            g = g_all.index_select(0, rows)
         w = p.index_select(0, rows)
         if self.weight_decay:
             g = g.add(w, alpha=self.weight_decay)

@@ -73,14 +73,17 @@ class TokenSampledLoss:
         self.last_rows: torch.Tensor | None = None  # the rows of W the last call read (row-wise Adam updates only these)
 
     def __call__(self, h: torch.Tensor, W: torch.Tensor, y: torch.Tensor, reduction: str = "mean",
-                 weight: torch.Tensor | None = None) -> torch.Tensor:
+                 weight: torch.Tensor | None = None, sparse: bool = False) -> torch.Tensor:
+        """``sparse``: ``W``'s gradient as a sparse tensor over the candidate rows (row-wise Adam),
+        not a dense zero-filled one; the same loss."""
         cand, lq = self.sampler.candidates(y.detach().cpu().numpy(), self.rng)
         ids = np.concatenate([[0], cand])  # row 0 = PAD: target_states reads target row 0 as padding
         rows = torch.from_numpy(ids).to(W.device)
         self.last_rows = rows
         log_q = torch.from_numpy(np.concatenate([[0.0], lq])).to(W.device, torch.float32)
         t = torch.searchsorted(rows, y)
-        return sampled_softmax_loss(h, W[rows], t, torch.arange(1, len(ids), device=W.device), log_q, reduction, weight)
+        Wr = torch.nn.functional.embedding(rows, W, sparse=True) if sparse else W[rows]
+        return sampled_softmax_loss(h, Wr, t, torch.arange(1, len(ids), device=W.device), log_q, reduction, weight)
 
 
 def target_counts(rows: list[np.ndarray], n_out: int) -> np.ndarray:

@@ -291,6 +291,7 @@ def _nets(vocab_out: int, n_tokens: int, cfg: SeqGANConfig):
             nn.init.normal_(self.pos.weight, std=0.02)
             self.sampled_loss: Any = None  # seq_candidates.TokenSampledLoss: training steps take it (not evaluation)
             self.touched: torch.Tensor | None = None  # token rows the last sampled training forward read (_Adam)
+            self.sparse_table = False  # row-wise Adam (_Adam): the table's gradient is sparse, no dense [tokens, d] fill
 
         def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None, target: torch.Tensor | None = None,
                     reduction: str = "mean", weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -302,14 +303,17 @@ def _nets(vocab_out: int, n_tokens: int, cfg: SeqGANConfig):
             weights, the policy gradient's advantages). The loss is taken inside
             ``forward`` so that a DDP wrapper sees one forward per backward."""
             L = x.shape[1]
-            h = self.tok(x) + self.pos(torch.arange(L, device=x.device))[None]
+            e = F.embedding(x, self.tok.weight, 0, sparse=True) if self.sparse_table else self.tok(x)
+            h = e + self.pos(torch.arange(L, device=x.device))[None]
             mask = nn.Transformer.generate_square_subsequent_mask(L, device=x.device)
             h = self.enc(h, mask=mask, is_causal=True)
             if keep is not None:
                 h = h[keep]
             if target is not None:
                 if self.sampled_loss is not None and torch.is_grad_enabled():
-                    loss = self.sampled_loss(self.ln(h), self.tok.weight[:vocab_out], target, reduction, weight)
+                    # sparse: the whole table (a slice's backward is a dense fill), rows < vocab_out anyway
+                    W = self.tok.weight if self.sparse_table else self.tok.weight[:vocab_out]
+                    loss = self.sampled_loss(self.ln(h), W, target, reduction, weight, sparse=self.sparse_table)
                     # the only table rows with a gradient: the inputs and the loss's candidates
                     self.touched = torch.unique(torch.cat([x.reshape(-1), self.sampled_loss.last_rows]))
                     return loss
@@ -352,9 +356,10 @@ def _nets(vocab_out: int, n_tokens: int, cfg: SeqGANConfig):
             self.tok = nn.Embedding(n_tokens, d, padding_idx=0)
             self.gru = nn.GRU(d, d, batch_first=True)
             self.out = nn.Linear(d, 1)
+            self.sparse_table = False  # as the generator's
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            h, _ = self.gru(self.tok(x))
+            h, _ = self.gru(F.embedding(x, self.tok.weight, 0, sparse=True) if self.sparse_table else self.tok(x))
             return self.out(h).squeeze(-1)
 
     return Generator(), Discriminator()
@@ -367,10 +372,14 @@ class _Adam:
     process (issue 33): then a step's gradient reaches a few hundred of the table's rows, and
     dense Adam's update of every row and both its moments was the part of the generator's step
     that grew with the catalogue. Under DDP each rank reads other rows (its slice, its own
-    negatives) and dense Adam stays."""
+    negatives) and dense Adam stays. Row-wise also makes the table's gradient sparse
+    (``net.sparse_table``): a dense one costs zero-filling every row once or more per step
+    (the input lookup's, the candidates' and the tied-slice's backward: half the step at 194k
+    items), and a sparse one names the rows it reaches itself."""
 
     def __init__(self, net: nn.Module, lr: float, row_wise: bool) -> None:
         table = net.tok.weight
+        net.sparse_table = row_wise
         self.rows = RowAdam(table, lr=lr) if row_wise else None
         self.dense = torch.optim.Adam([p for p in net.parameters() if not row_wise or p is not table], lr=lr)
 
@@ -384,6 +393,24 @@ class _Adam:
         self.dense.step()
         if self.rows is not None:
             self.rows.step(rows)
+
+
+def _clip_grad_norm(net: nn.Module, max_norm: float) -> None:
+    """``torch.nn.utils.clip_grad_norm_`` (which refuses sparse gradients): with a sparse table
+    gradient (row-wise Adam) its rows are coalesced and count once each in the norm."""
+    params = [p for p in net.parameters() if p.grad is not None]
+    if not any(p.grad.is_sparse for p in params):
+        torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm)
+        return
+    with torch.no_grad():
+        for p in params:
+            if p.grad.is_sparse:
+                p.grad = p.grad.coalesce()
+        total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad.values() if p.grad.is_sparse else p.grad)
+                                                      for p in params]))
+        coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+        for p in params:
+            (p.grad.values() if p.grad.is_sparse else p.grad).mul_(coef)
 
 
 @dataclass
@@ -1065,7 +1092,7 @@ class SequenceGAN:
             pg = self._gen_t(x[:, :-1], keep, x[:, 1:][keep], "sum", adv[keep] * (self.world / n_m))
             g_opt.zero_grad()
             pg.backward()
-            torch.nn.utils.clip_grad_norm_(self.gen.parameters(), 1.0)
+            _clip_grad_norm(self.gen, 1.0)
             g_opt.step(self.gen.touched)
             if cfg.mle_every and step % cfg.mle_every == 0:  # interleaved MLE (LeakGAN)
                 idx = rng.choice(len(self._train), min(cfg.batch_size, len(self._train)), replace=False)

@@ -45,6 +45,26 @@ def test_row_adam_on_every_row_is_torch_adam_and_leaves_untouched_rows_alone():
     assert again.steps == 6 and torch.equal(again.exp_avg_sq, lazy.exp_avg_sq)
 
 
+def test_a_sparse_gradient_steps_the_rows_it_names_as_the_dense_one_given_those_rows():
+    """The generator's path (ecaug_feast.synth.seq_gan._Adam): a sparse embedding gradient with
+    repeated lookups is coalesced and gives the dense gradient's step on its rows."""
+    torch.manual_seed(1)
+    w0 = torch.randn(20, 3)
+    a, b = torch.nn.Parameter(w0.clone()), torch.nn.Parameter(w0.clone())
+    dense, sparse = RowAdam(a, lr=0.05), RowAdam(b, lr=0.05)
+    for ids in (torch.tensor([3, 5, 3, 9]), torch.tensor([5, 11, 11])):
+        t = torch.randn(len(ids), 3)
+        (torch.nn.functional.embedding(ids, a) * t).sum().backward()
+        (torch.nn.functional.embedding(ids, b, sparse=True) * t).sum().backward()
+        assert b.grad.is_sparse and not a.grad.is_sparse
+        dense.step(torch.unique(ids))
+        sparse.step()
+        dense.zero_grad()
+        sparse.zero_grad()
+        torch.testing.assert_close(a.data, b.data)
+    assert torch.equal(b.data[[0, 1, 2, 4]], w0[[0, 1, 2, 4]])
+
+
 def test_auto_is_sparse_only_where_the_sampled_loss_runs_on_one_process():
     assert resolve_table_optimizer("auto", "full") == "dense"
     assert resolve_table_optimizer("auto", "sampled") == "sparse"

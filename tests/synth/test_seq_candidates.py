@@ -256,6 +256,7 @@ def test_the_sampled_loss_updates_only_the_table_rows_a_step_read():
             loss = g._mle_loss(b, g.gen)
             opt.zero_grad()
             loss.backward()
+            assert g.gen.tok.weight.grad.is_sparse == row_wise  # row-wise: no dense [tokens, d] gradient
             opt.step(g.gen.touched)
             seen.append(set(g.gen.touched.tolist()))
             moved = set((g.gen.tok.weight.detach() != W0).any(1).nonzero().flatten().tolist())
