@@ -52,7 +52,7 @@ class RowAdam:
             return
         self.steps += 1
         b1, b2 = self.betas
-        p = self.param.data
+        p = self.param  # not .data: the version counter must move, as under torch.optim (seq_candidates reads it)
         if g_all.is_sparse:
             g_all = g_all.coalesce()
             rows, g = g_all.indices()[0], g_all.values()

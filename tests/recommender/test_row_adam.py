@@ -155,3 +155,14 @@ def test_a_tiny_model_trained_with_the_sparse_table_optimizer_learns_and_auto_st
     # with the full softmax every row is a step's row: sparse forced on it is Adam again (to rounding)
     sparse = train_seq(data, None, cfg, SeqTrainConfig(**short, table_optimizer="sparse"))
     assert torch.allclose(sparse.state[ITEM_TABLE], dense.state[ITEM_TABLE], atol=1e-4)
+
+
+def test_a_row_adam_step_moves_the_tables_version_as_torch_adam_does():
+    """The generator's candidate index is rebuilt when its table's version counter moves
+    (synth.seq_candidates.network_index): a row-wise step must move it, as dense Adam's does."""
+    w = torch.nn.Parameter(torch.randn(6, 2))
+    opt = RowAdam(w)
+    w.grad = torch.ones(6, 2)
+    v0 = w._version
+    opt.step(torch.tensor([2]))
+    assert w._version != v0
