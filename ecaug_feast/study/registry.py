@@ -64,6 +64,11 @@ _SEQ = [
     Method("gan_no_adversarial", "ablation: gan_augmented without the adversarial stage: the real-only model's own "
                                  "continuations, labeler-filtered (self_distill + the labeler)",
            pool="gan", teacher=True, gan=_FORWARD),
+    # what `ecaug augment` runs by default with a teacher (jobs.augment_seq.TEACHER_DEFAULTS: no
+    # transition mix, the generator fitted as shipped); a test holds the two equal
+    Method("distill_labeled", "the product default: the real-only model's continuations under the attribute prior "
+                              "(no transition mix), labeler-filtered; no adversarial stage", pool="gan", teacher=True,
+           gan={"reverse": False, "transition_mix": 0.0}),
     Method("seq_ops", "crop / mask / reorder / insert of short real histories", pool="seq_ops"),
     Method("slide_window", "prefixes of real histories (sliding window)", pool="slide_window"),
     Method("reppad", "RepPad (RecSys 2024): each short history repeated into its padding", pool="reppad"),

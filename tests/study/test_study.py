@@ -194,6 +194,23 @@ def test_contrasts_give_the_gap_between_a_method_and_its_control_in_lift_points(
         contrast_interval([np.ones(3)], [], [np.ones(3)])
 
 
+def test_the_product_default_method_is_what_augment_runs():
+    """``distill_labeled`` draws as ``ecaug augment`` does with a teacher: the same pool builder and
+    the teacher defaults' generator settings, with the study's pool settings equal to the
+    defaults' (2 items, 3 expansions, no whole synthetic users); no adversarial stage."""
+    from ecaug_feast.jobs.augment_seq import TEACHER_DEFAULTS
+    from ecaug_feast.study.protocol import make_protocol, read_file
+    from ecaug_feast.study.registry import METHODS
+    from ecaug_feast.synth.seq_pipeline import SeqAugmentConfig
+
+    m = METHODS["distill_labeled"]
+    assert m.pool == "gan" and m.teacher and not m.refine and m.gan == TEACHER_DEFAULTS["gan"]
+    p = make_protocol(read_file(ROOT / "benchmarks" / "protocols" / "seq-study-6k-product.yaml"))
+    assert (p.n_new, list(p.expansions), p.expand_below) == (TEACHER_DEFAULTS["n_new"], [TEACHER_DEFAULTS["expansions"]],
+                                                           SeqAugmentConfig().expand_below)
+    assert TEACHER_DEFAULTS["synthetic_share"] == 0.0  # the study draws no whole synthetic users either
+
+
 def test_screen_table_says_validation_and_shows_no_test_column():
     from ecaug_feast.study.report import summarize, table_markdown
 
