@@ -79,3 +79,26 @@ class RowAdam:
         self.exp_avg.copy_(state["exp_avg"])
         self.exp_avg_sq.copy_(state["exp_avg_sq"])
         self.steps = int(state["steps"])
+
+
+class SplitAdam:
+    """Adam as one optimizer over a model whose one table may be row-wise: ``torch.optim.Adam``
+    over ``params`` (``dense``) and :class:`RowAdam` over ``table`` (``rows``; None: no row-wise
+    table, ``params`` holds everything). ``step(rows)``: the table rows the step read (None = all).
+    The sequence trainer and the sequence generator both step through it (issue 33)."""
+
+    def __init__(self, params: Any, table: torch.Tensor | None, lr: float, betas: tuple[float, float] = (0.9, 0.999),
+                 weight_decay: float = 0.0) -> None:
+        self.rows = None if table is None else RowAdam(table, lr=lr, betas=betas, weight_decay=weight_decay)
+        self.dense = torch.optim.Adam(list(params), lr=lr, betas=betas, weight_decay=weight_decay)
+
+    def zero_grad(self) -> None:
+        self.dense.zero_grad()
+        if self.rows is not None:
+            self.rows.zero_grad()
+
+    def step(self, rows: torch.Tensor | None = None) -> None:
+        """One step of both; ``rows``: the table rows the step read (row-wise only; None = every row)."""
+        self.dense.step()
+        if self.rows is not None:
+            self.rows.step(rows)

@@ -52,7 +52,7 @@ from recommender import distributed as D
 from recommender.data import TrainData
 from recommender.early_stopping import EarlyStopping, agree_to_stop
 from recommender.evaluate import EvalSet, bucket_metrics, evaluate
-from recommender.row_adam import RowAdam
+from recommender.row_adam import SplitAdam
 from recommender.seq_model import (NegativeSampler, SeqConfig, SeqTwoTower, full_softmax_loss, packed_target_batch, pad_batch,
                                    sampled_batch, sampled_softmax_loss)
 from recommender.train import TrainResult, catalog_for
@@ -352,31 +352,21 @@ def wrap_dmp(module: SeqTwoTower, info: Any, sharding: str = "data_parallel", lr
     return DistributedModelParallel(module=module, device=info.device, plan=plan)
 
 
-class SeqOptimizer:
+class SeqOptimizer(SplitAdam):
     """The trainer's optimizer: Adam on everything trainable outside the fused (sharded) tables,
     the item table included (``dense``) or left to :class:`RowAdam` over the rows each step
     looked up (``sparse``). ``step(rows)``: ``rows`` = the item ids the step touched (None = all)."""
 
     def __init__(self, dmp: Any, table: str, lr: float, weight_decay: float = 0.0) -> None:
         named = [(k, p) for k, p in in_backward_optimizer_filter(dmp.named_parameters()) if p.requires_grad]
-        self.table: RowAdam | None = None
+        item: list[torch.Tensor] = []
         if table == "sparse":
             item = [p for k, p in named if k.endswith(ITEM_TABLE)]  # DMP/DDP prefix it
             if len(item) != 1:
                 raise ValueError(f"no data-parallel item table {ITEM_TABLE} to optimise row-wise")
-            self.table = RowAdam(item[0], lr=lr, betas=BETAS, weight_decay=weight_decay)
-            named = [(k, p) for k, p in named if p is not item[0]]
-        self.dense = torch.optim.Adam([p for _, p in named], lr=lr, betas=BETAS, weight_decay=weight_decay)
-
-    def zero_grad(self) -> None:
-        self.dense.zero_grad()
-        if self.table is not None:
-            self.table.zero_grad()
-
-    def step(self, rows: torch.Tensor | None = None) -> None:
-        self.dense.step()
-        if self.table is not None:
-            self.table.step(rows)
+        super().__init__([p for _, p in named if not item or p is not item[0]], item[0] if item else None, lr,
+                         betas=BETAS, weight_decay=weight_decay)
+        self.table = self.rows  # the row-wise item table's RowAdam (None: dense)
 
 
 def target_counts(hist: Histories, num_items: int) -> np.ndarray:

@@ -75,7 +75,7 @@ from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ecaug_feast.histories import offsets_of, rows_to_csr
-from ecaug_feast.row_adam import RowAdam
+from ecaug_feast.row_adam import SplitAdam
 from ecaug_feast.sampled_softmax import LOSSES, resolve_loss
 from ecaug_feast.synth import seq_candidates as SC
 from ecaug_feast.synth.linear_ce import linear_cross_entropy
@@ -365,7 +365,7 @@ def _nets(vocab_out: int, n_tokens: int, cfg: SeqGANConfig):
     return Generator(), Discriminator()
 
 
-class _Adam:
+class _Adam(SplitAdam):
     """Adam for one net: ``torch.optim.Adam`` over every parameter, or, ``row_wise``, dense Adam
     over every parameter but the token table ``net.tok.weight`` plus :class:`RowAdam` over the
     table rows a step read (``step(rows)``). Row-wise runs only with the sampled loss on one
@@ -380,19 +380,7 @@ class _Adam:
     def __init__(self, net: nn.Module, lr: float, row_wise: bool) -> None:
         table = net.tok.weight
         net.sparse_table = row_wise
-        self.rows = RowAdam(table, lr=lr) if row_wise else None
-        self.dense = torch.optim.Adam([p for p in net.parameters() if not row_wise or p is not table], lr=lr)
-
-    def zero_grad(self) -> None:
-        self.dense.zero_grad()
-        if self.rows is not None:
-            self.rows.zero_grad()
-
-    def step(self, rows: torch.Tensor | None = None) -> None:
-        """One step; ``rows``: the table rows the step read (row-wise only; None = every row)."""
-        self.dense.step()
-        if self.rows is not None:
-            self.rows.step(rows)
+        super().__init__([p for p in net.parameters() if not row_wise or p is not table], table if row_wise else None, lr)
 
 
 def _clip_grad_norm(net: nn.Module, max_norm: float) -> None:
