@@ -276,7 +276,7 @@ def demo(
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs of each training stage (default: early stopping on validation)."),
     model: Optional[str] = typer.Option(None, "--model", help="Model of the train, finetune and serve steps: sequence (default) or bag."),
     generator: Optional[str] = typer.Option(None, "--generator", help="Augment step (default: the one whose runs the model reads): sequence (with the train step's model as its teacher it continues real short histories; about 5 min on full Beauty, 2 cores) or column (the column GAN's feature rows, for --model bag; --rows)."),
-    teacher: bool = typer.Option(True, "--teacher/--no-teacher", help="Sequence generator: the train step's model draws the continuations of short histories (2 items, 3 expansions, no transition mix), as `ecaug augment` does by default. --no-teacher: the generator's own network draws (10 items, whole synthetic users)."),
+    teacher: bool = typer.Option(True, "--teacher/--no-teacher", help="Sequence generator: the train step's model draws the continuations of short histories (distill_priors: 2 items, 3 expansions, the sampling priors), as `ecaug augment` does by default. --no-teacher: the generator's own network draws (10 items, whole synthetic users)."),
     rows: Optional[int] = typer.Option(None, "--rows", min=100, help="Column generator: synthetic examples to accept (default 10000)."),
     gan_steps: Optional[int] = typer.Option(None, "--gan-steps", min=1, help="Generator steps (sequence: adversarial steps, default 60; column: GAN step budget, default 1500, at least 50)."),
     train_seconds: Optional[float] = typer.Option(300, "--train-seconds", min=1, help="Wall-clock budget of each training stage (best epoch kept)."),

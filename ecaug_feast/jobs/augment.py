@@ -35,7 +35,7 @@ from ecaug_feast.jobs import repair
 from ecaug_feast.features.build import read_feature_meta
 from ecaug_feast.jobs.augment_events import augment_events, repo_teacher
 from ecaug_feast.jobs.augment_repo import augment_repo
-from ecaug_feast.jobs.augment_seq import TEACHER_DEFAULTS, augment_seq_run, seq_config_file
+from ecaug_feast.jobs.augment_seq import TEACHER_DEFAULTS, TEACHER_RECIPE, augment_seq_run, seq_config_file
 from ecaug_feast.jobs.runs import activate_and_publish, check_dataset, materialized, source_lineage
 from ecaug_feast.jobs.workspace import Workspace
 from ecaug_feast.quality.gates import GateConfig
@@ -207,8 +207,17 @@ def run_sequence(ws: Workspace, req: AugmentRequest) -> dict[str, Any]:
         cfg.gan.adv_steps = req.steps
     if req.max_c2st is not None:
         cfg.max_c2st_auc = req.max_c2st
+    extra = {"teacher_choice": why, **({"recipe": recipe} if (recipe := _recipe(teacher, req)) else {})}
     return augment_seq_run(ws, cfg, seed=req.seed, dataset=req.dataset, publish=req.publish, teacher=teacher,
-                           lineage_extra={"teacher_choice": why})
+                           lineage_extra=extra)
+
+
+def _recipe(teacher: Any, req: AugmentRequest) -> str | None:
+    """The study's name for what a teacher draws (the lineage's ``recipe``): ``TEACHER_RECIPE``
+    (``distill_priors``), marked when --config or --steps changed its settings; None without a teacher."""
+    if teacher is None:
+        return None
+    return TEACHER_RECIPE if req.config is None and req.steps is None else f"{TEACHER_RECIPE}, changed by --config/--steps"
 
 
 def run_repo_events(req: AugmentRequest) -> dict[str, Any]:
@@ -229,7 +238,8 @@ def run_repo_events(req: AugmentRequest) -> dict[str, Any]:
     if req.max_c2st is not None:
         cfg.max_c2st_auc = req.max_c2st
     return augment_events(req.repo, req.events, seed=req.seed, config=cfg, publish=req.publish,
-                          views=[req.view] if req.view else [], teacher_for=teacher_for, teacher_choice=why)
+                          views=[req.view] if req.view else [], teacher_for=teacher_for, teacher_choice=why,
+                          recipe=_recipe(teacher_for, req))
 
 
 def pick_teacher(ws: Workspace, req: AugmentRequest) -> tuple[str | None, str]:

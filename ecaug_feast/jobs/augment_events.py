@@ -192,15 +192,16 @@ def prepare(repo: str | Path, events: str, views: Sequence[str] = (), apply: boo
 def augment_events(repo: str | Path, events: str, seed: int = 0, config: "SeqAugmentConfig | dict[str, Any] | None" = None,
                    publish: bool = True, views: Sequence[str] = (),
                    teacher_for: "Callable[[np.ndarray], Teacher | None] | None" = None,
-                   teacher_choice: str | None = None) -> dict[str, Any]:
+                   teacher_choice: str | None = None, recipe: str | None = None) -> dict[str, Any]:
     """Expand the shop's event source ``events`` (see the module docstring); the run's summary.
     ``config``: a ``SeqAugmentConfig`` or its JSON-like fields (``ecaug augment --config``).
     ``teacher_for``: the shop's trained recommender drawing the continuations (:func:`repo_teacher`);
-    ``teacher_choice``: why it was (or no teacher was) chosen, for the lineage."""
+    ``teacher_choice``: why it was (or no teacher was) chosen, ``recipe``: the study's name for the
+    settings drawn with it (``augment_seq.TEACHER_RECIPE``), both for the lineage."""
     inp = prepare(repo, events, views)
     cfg = config if isinstance(config, SeqAugmentConfig) else seq_config(config, seed=seed, source="config")
     return build_run(inp, cfg, publish=publish, teacher_for=teacher_for,
-                     lineage_extra={"teacher_choice": teacher_choice} if teacher_choice else None)
+                     lineage_extra={k: v for k, v in (("teacher_choice", teacher_choice), ("recipe", recipe)) if v} or None)
 
 
 @dataclass

@@ -50,13 +50,16 @@ def test_demo_every_step(tmp_path, monkeypatch):
 
     # the train step runs first, and its sequence model (models/real) is the augment step's teacher,
     # chosen as `ecaug augment` chooses it by default, under the teacher's settings (no whole
-    # synthetic users; no transition mix), as the lineage records
+    # synthetic users; the generator's sampling priors, no adversarial phase: distill_priors), as the
+    # lineage records
     assert list(out["seconds"]).index("train") < list(out["seconds"]).index("augment")
     assert aug["teacher"] == tr["checkpoint"] and aug["synthetic"] == 0
     manifest = json.loads((home / "runs" / aug["run_id"] / "manifest.json").read_text())
     assert manifest["lineage"]["teacher"]["checkpoint"] == tr["checkpoint"], manifest["lineage"]
     assert manifest["lineage"]["teacher_choice"].startswith("default")
-    assert manifest["config"]["gan"]["transition_mix"] == 0.0 and manifest["config"]["expansions"] == 3
+    assert manifest["lineage"]["recipe"] == "distill_priors"
+    assert manifest["config"]["gan"]["transition_mix"] == 0.08 and manifest["config"]["expansions"] == 3
+    assert manifest["config"]["gan"]["adversarial"] is False
 
     # finetune (ecaug finetune's defaults: pre-train on real + the run, then real) and the
     # comparison the demo ends on: both models on the same test users

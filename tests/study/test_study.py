@@ -195,20 +195,30 @@ def test_contrasts_give_the_gap_between_a_method_and_its_control_in_lift_points(
 
 
 def test_the_product_default_method_is_what_augment_runs():
-    """``distill_labeled`` draws as ``ecaug augment`` does with a teacher: the same pool builder and
+    """``distill_priors`` draws as ``ecaug augment`` does with a teacher: the same pool builder and
     the teacher defaults' generator settings, with the study's pool settings equal to the
-    defaults' (2 items, 3 expansions, no whole synthetic users); no adversarial stage."""
-    from ecaug_feast.jobs.augment_seq import TEACHER_DEFAULTS
+    defaults' (2 items, 3 expansions, no whole synthetic users); no adversarial stage. It is the
+    study's ``gan_no_adversarial`` under its plain name, so that ablation's figures are its own."""
+    from ecaug_feast.errors import EcaugError
+    from ecaug_feast.jobs.augment_seq import TEACHER_DEFAULTS, TEACHER_RECIPE
     from ecaug_feast.study.protocol import make_protocol, read_file
     from ecaug_feast.study.registry import METHODS
     from ecaug_feast.synth.seq_pipeline import SeqAugmentConfig
 
-    m = METHODS["distill_labeled"]
+    m = METHODS[TEACHER_RECIPE]
+    assert m.name == "distill_priors"
     assert m.pool == "gan" and m.teacher and not m.refine and m.gan == TEACHER_DEFAULTS["gan"]
-    p = make_protocol(read_file(ROOT / "benchmarks" / "protocols" / "seq-study-6k-product.yaml"))
-    assert (p.n_new, list(p.expansions), p.expand_below) == (TEACHER_DEFAULTS["n_new"], [TEACHER_DEFAULTS["expansions"]],
-                                                           SeqAugmentConfig().expand_below)
+    same = METHODS["gan_no_adversarial"]
+    assert (m.pool, m.teacher, m.refine, m.gan, m.protocol, m.stages) == \
+        (same.pool, same.teacher, same.refine, same.gan, same.protocol, same.stages)
+    for name in ("seq-study-6k.yaml", "seq-study-6k-product.yaml"):
+        p = make_protocol(read_file(ROOT / "benchmarks" / "protocols" / name))
+        assert (p.n_new, list(p.expansions), p.expand_below) == (TEACHER_DEFAULTS["n_new"], [TEACHER_DEFAULTS["expansions"]],
+                                                               SeqAugmentConfig().expand_below)
     assert TEACHER_DEFAULTS["synthetic_share"] == 0.0  # the study draws no whole synthetic users either
+    with pytest.raises(EcaugError, match="p.yaml: method.s. distill_priors and gan_no_adversarial are one setting"):
+        make_protocol({"methods": ["real_only", "distill_priors", "gan_no_adversarial"]}, source="p.yaml")
+    assert "transition_mix" not in TEACHER_DEFAULTS["gan"]  # the generator's default mix, as the study drew it
 
 
 def test_screen_table_says_validation_and_shows_no_test_column():
