@@ -55,7 +55,7 @@ from ecaug_feast.errors import EcaugError
 from ecaug_feast.histories import Histories
 from ecaug_feast.ids import DEFAULT_KEY_PREFIX
 from ecaug_feast.jobs.augment_repo import _write_run
-from ecaug_feast.jobs.augment_seq import GENERATOR_VERSION, TrainingHistories, seq_config
+from ecaug_feast.jobs.augment_seq import GENERATOR_VERSION, TrainingHistories, matched_draw, seq_config
 from ecaug_feast.jobs.repo_features import BUILTIN, builtin_function
 from ecaug_feast.jobs.repo_keys import _KINDS, KeySpace
 from ecaug_feast.jobs.repo_runs import publish_run, repo_store
@@ -232,8 +232,11 @@ def build_run(inp: EventsInput, cfg: SeqAugmentConfig, publish: bool = True,
     run_id, seq = synth_store.new_run_id(inp.root)
     try:
         # no figure: nothing of the report folder is kept for a shop's run
-        res = augment_histories(th.histories.values, th.histories.offsets, cfg, report_dir=None, times=th.times,
-                                attributes=th.attributes, teacher=None if teacher is None else teacher.score, warm=warm)
+        def draw(c: SeqAugmentConfig) -> Any:
+            return augment_histories(th.histories.values, th.histories.offsets, c, report_dir=None, times=th.times,
+                                     attributes=th.attributes, teacher=None if teacher is None else teacher.score, warm=warm)
+
+        res = matched_draw(draw, cfg, th.histories.lengths, cfg.match_size)  # the study's size rule when the config asks
         df = _event_rows(res, space, seq, run_id, item_keys, item, twin.timestamp_field)
         m = {k: v for k, v in res.metrics.items() if isinstance(v, (int, float, str, bool, type(None)))}
         m["labeler_k"] = (res.metrics.get("labeler") or {}).get("k")

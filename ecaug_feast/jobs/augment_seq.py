@@ -109,11 +109,12 @@ def load_training_histories(ws: Workspace, max_len: int = 50) -> TrainingHistori
 # the teacher's defaults (`ecaug augment` with a teacher, the demo): the study's best method under
 # benchmarks/protocols/seq-study-6k.yaml, `distill_priors` (= its ablation gan_no_adversarial: Beauty
 # +4.0 %, Toys +26.0 % at 25 %; docs/results/seq-study-6k-2026-12-05): 2 items continued, 3
-# independent expansions of each short history, no whole synthetic users, the generator's sampling
+# independent expansions of each short history (drawn 5 times, 3 kept of what passes: the study's
+# size rule, `match_size`), no whole synthetic users, the generator's sampling
 # priors (transition mix .08, attribute coherence) and no adversarial phase (the network only
 # lends the labeler its item vectors). Until 2026-12-05 the default drew without the transition
 # mix (`distill_labeled`: Beauty -10.9 %, Toys +17.9 %). A --config file's fields override them.
-TEACHER_DEFAULTS: dict[str, Any] = {"n_new": 2, "synthetic_share": 0.0, "expansions": 3,
+TEACHER_DEFAULTS: dict[str, Any] = {"n_new": 2, "synthetic_share": 0.0, "expansions": 3, "match_size": True,
                                     "gan": {"reverse": False, "adversarial": False}}
 # the study registry's name for what TEACHER_DEFAULTS draw (the lineage's ``recipe``)
 TEACHER_RECIPE = "distill_priors"
@@ -283,16 +284,29 @@ def _plain_result(th: TrainingHistories, cfg: SeqAugmentConfig, hist: list[np.nd
 
 def _gan_pool(th: TrainingHistories, cfg: SeqAugmentConfig, teacher: Scorer | None, rep: Path, match: bool = False,
               rank: Callable[[SeqAugmentResult], np.ndarray] | None = None) -> SeqAugmentResult:
-    """The pipeline (generator, or the teacher's continuations, + labeler + gates). With ``match``
-    it draws half as many again (the labeler drops about a quarter) and keeps :func:`pool_size`:
-    a seeded random choice, or the highest by ``rank`` (a score per accepted history)."""
+    """The pipeline (generator, or the teacher's continuations, + labeler + gates), sized by
+    :func:`matched_draw` (``match``, or the config's ``match_size``)."""
     from ecaug_feast.synth.seq_pipeline import augment_histories
 
-    size = pool_size(_lengths(th), cfg)
+    def draw(c: SeqAugmentConfig) -> SeqAugmentResult:
+        return augment_histories(th.histories.values, th.histories.offsets, c, report_dir=rep, times=th.times,
+                                 attributes=th.attributes, teacher=teacher)
+
+    return matched_draw(draw, cfg, _lengths(th), match or cfg.match_size, rank)
+
+
+def matched_draw(draw: Callable[[SeqAugmentConfig], SeqAugmentResult], cfg: SeqAugmentConfig, lengths: np.ndarray,
+                 match: bool, rank: Callable[[SeqAugmentResult], np.ndarray] | None = None) -> SeqAugmentResult:
+    """``draw(cfg)`` (the pipeline: generator or teacher, labeler, gates), and with ``match`` the
+    study's size rule, which `ecaug augment` with a teacher follows too (``TEACHER_DEFAULTS``
+    ``match_size``): draw half as many again (the labeler drops about a quarter) and keep
+    :func:`pool_size` of what passed: a seeded random choice, or the highest by ``rank`` (a score
+    per accepted history); all of them when fewer passed. Own-repo and shop-repo runs both draw here."""
+    size = pool_size(lengths, cfg)
     over = replace(cfg, expansions=int(math.ceil(1.5 * max(1, cfg.expansions)))) if match else cfg
-    res = augment_histories(th.histories.values, th.histories.offsets, over, report_dir=rep, times=th.times, attributes=th.attributes, teacher=teacher)
+    res = draw(over)
     if not match or len(res.histories) <= size:
-        return res
+        return res if not match else replace(res, metrics={**res.metrics, "pool_size": size, "kept_by": "all"})
     if rank is None:
         keep = np.sort(np.random.default_rng(cfg.seed).choice(len(res.histories), size, replace=False))
     else:

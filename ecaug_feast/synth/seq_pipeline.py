@@ -36,6 +36,10 @@ class SeqAugmentConfig:
     expand_below: int = 8          # real histories shorter than this get generated items
     n_new: int = 10                # generated items per expanded history (ASReP used up to 15)
     expansions: int = 1            # expansions per short history (independent draws: more of a teacher's distribution)
+    # the pool's size rule, read by the jobs that build pools (jobs.augment_seq.matched_draw), not here:
+    # draw half as many again and keep exactly expansions x the short histories of what passed (the
+    # study's size-matched pools, and what `ecaug augment` draws with a teacher); False: keep all that passed
+    match_size: bool = False
     synthetic_share: float = 0.25  # whole synthetic users, as a share of the real histories
     sparse_share: float = 0.2      # segments holding less than this share of real users are "sparse"
     labeler: SeqLabelerConfig = field(default_factory=SeqLabelerConfig)

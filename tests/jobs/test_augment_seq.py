@@ -223,11 +223,14 @@ def test_a_teachers_run_continues_real_histories(feast_env, published, tmp_path)
     assert out["teacher"] == str(resolve("seqpub-base")) and not out["activated"] and synth_store.active_run() == active
     th = published["th"]
     lens = th.histories.lengths
-    assert out["expanded"] == 3 * int(((lens >= 1) & (lens < 4)).sum()) > 0 and out["synthetic"] == 0
+    # the study's size rule (match_size): 5 draws of each short history, 3 kept of what passed
+    short = int(((lens >= 1) & (lens < 4)).sum())
+    assert out["expanded"] == 5 * short > 0 and out["synthetic"] == 0 and 0 < out["rows_accepted"] <= 3 * short
     run = synth_store.load_run(out["run_id"])
     assert run.manifest["lineage"]["teacher"]["checkpoint"] == out["teacher"]
     gan_cfg = run.manifest["config"]
-    assert gan_cfg["n_new"] == 2 and gan_cfg["expansions"] == 3 and gan_cfg["gan"]["reverse"] is False
+    assert gan_cfg["n_new"] == 2 and gan_cfg["expansions"] == 3 and gan_cfg["gan"]["reverse"] is False and gan_cfg["match_size"]
+    assert run.manifest["metrics"]["pool_size"] == 3 * short
     real = {tuple(h.tolist()) for h in th.histories.to_lists()}
     inter = run.interactions().sort_values(["user_id", "event_timestamp"], kind="stable")
     hists = [g["item_id"].tolist() for _, g in inter.groupby("user_id")]

@@ -206,6 +206,9 @@ def test_the_shops_trained_recommender_is_the_teacher(tmp_path: Path, redis_url:
     assert m2["lineage"]["teacher"]["items_known"] == m2["lineage"]["teacher"]["items"] > 0  # every sku known to the model
     # the teacher's settings under the --config file's: continuations (forward), 3 expansions per short history
     assert m2["config"]["seq_config"]["gan"]["reverse"] is False and m2["config"]["seq_config"]["expansions"] == 3
+    # what the study measured (distill_priors): its size rule, the lineage says so
+    assert m2["config"]["seq_config"]["match_size"] is True and m2["lineage"]["recipe"].startswith("distill_priors")
+    assert m2["metrics"]["pool_size"] > 0 and m2["metrics"]["accepted"] <= m2["metrics"]["pool_size"]
     assert m1["config"]["seq_config"]["gan"]["reverse"] is True and m1["config"]["seq_config"]["expansions"] == 1
 
     _append_new_month(repo, shoppers=60)
