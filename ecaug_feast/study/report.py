@@ -42,6 +42,10 @@ def summarize(rows: list[dict[str, Any]], resamples: int = 1000, seed: int = 0) 
         rec: dict[str, Any] = {"fraction": f, "method": meth, "seeds": len(mine), "scored_on": mine[0]["scored_on"],
                                "ndcg@10": float(np.mean([r["metrics"]["ndcg@10"] for r in mine])),
                                "recall@10": float(np.mean([r["metrics"]["recall@10"] for r in mine]))}
+        # the product's realism gate on each seed's pool: the study trains on a pool whatever its gate
+        # said (publish off), `ecaug augment` publishes only a pass, so the table says which it was
+        gates = [str((r.get("pool") or {}).get("gate")) for r in mine if (r.get("pool") or {}).get("gate")]
+        rec["gate"] = ", ".join(f"{g} {gates.count(g)}/{len(mine)}" for g in dict.fromkeys(gates)) if gates else "-"
         base = {r["seed"]: r for r in rows if r["fraction"] == f and r["method"] == BASE}
         paired = [r for r in mine if r["seed"] in base and r.get("per_user")]
         if meth != BASE and paired and all(base[r["seed"]].get("per_user") for r in paired):
@@ -55,14 +59,14 @@ def table_markdown(summary: list[dict[str, Any]], screen: bool) -> str:
     """The report table; a screen's header says its figures are validation (``choose`` half)."""
     split = "validation (choose half)" if screen else "test"
     lines = [f"| fraction | method | seeds | lift NDCG@10 vs real_only ({split}) | 95 % interval | per-seed lifts | "
-             f"NDCG@10 ({split}) | Recall@10 ({split}) |", "|---|---|---|---|---|---|---|---|"]
+             f"NDCG@10 ({split}) | Recall@10 ({split}) | pool's realism gate |", "|---|---|---|---|---|---|---|---|---|"]
     for r in summary:
         if "lift" in r:
             lift, ci = f"{r['lift']:+.1%}", f"[{r['low']:+.1%}, {r['high']:+.1%}]"
             seeds = ", ".join(f"{x:+.1%}" for x in r["seed_lifts"])
         else:
             lift, ci, seeds = "-", "-", "-"
-        lines.append(f"| {r['fraction']:g} | {r['method']} | {r['seeds']} | {lift} | {ci} | {seeds} | {r['ndcg@10']:.4f} | {r['recall@10']:.4f} |")
+        lines.append(f"| {r['fraction']:g} | {r['method']} | {r['seeds']} | {lift} | {ci} | {seeds} | {r['ndcg@10']:.4f} | {r['recall@10']:.4f} | {r.get('gate', '-')} |")
     return "\n".join(lines) + "\n"
 
 

@@ -230,6 +230,22 @@ def test_screen_table_says_validation_and_shows_no_test_column():
     assert "validation (choose half)" in t and "test" not in t and "+25.0%" in t
 
 
+def test_the_table_says_whether_each_pool_passed_the_products_gate():
+    """The study trains on a pool whatever its realism gate said; the report says, per method, how
+    many seeds' pools passed (what `ecaug augment` would have published)."""
+    from ecaug_feast.study.report import summarize, table_markdown
+
+    def row(m, seed, gate):
+        return {"fraction": 0.25, "seed": seed, "method": m, "scored_on": "test", "metrics": {"ndcg@10": 0.04, "recall@10": 0.04},
+                "per_user": {"ndcg@10": np.full(10, 0.04)}, "pool": {"gate": gate} if gate else {}}
+
+    rows = [row("real_only", s, None) for s in (0, 1)] + [row("distill_priors", 0, "fail"), row("distill_priors", 1, "pass"),
+                                                           row("seq_ops", 0, "study only"), row("seq_ops", 1, "study only")]
+    got = {r["method"]: r["gate"] for r in summarize(rows, resamples=20)}
+    assert got == {"real_only": "-", "distill_priors": "fail 1/2, pass 1/2", "seq_ops": "study only 2/2"}
+    assert "| fail 1/2, pass 1/2 |" in table_markdown(summarize(rows, resamples=20), screen=False)
+
+
 # ---------------------------------------------------------------------------------------------- the pools
 
 
