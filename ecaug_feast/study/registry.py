@@ -71,6 +71,10 @@ _SEQ = [
                              "item transitions and attribute coherence (the generator's sampling priors), "
                              "labeler-filtered; no adversarial stage (the settings of gan_no_adversarial)",
            pool="gan", teacher=True, gan=_FORWARD),
+    # the labeler's part in the product default: its pool unfiltered (the gan_no_labeler builder, no stage)
+    Method("distill_priors_no_labeler", "ablation: distill_priors without the labeler filter (the teacher's "
+                                        "continuations under the sampling priors, unfiltered)",
+           pool="gan_no_labeler", teacher=True, gan=_FORWARD),
     # the product default before 2026-12-05 (no transition mix): Beauty -10.9 %, Toys +17.9 % under seq-study-6k
     Method("distill_labeled", "the product default before 2026-12-05: distill_priors without the transition mix",
            pool="gan", teacher=True, gan={"reverse": False, "transition_mix": 0.0}),

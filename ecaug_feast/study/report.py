@@ -77,7 +77,9 @@ def table_markdown(summary: list[dict[str, Any]], screen: bool) -> str:
 # (method, control): "method beats control by X points of lift over real_only"
 CONTRASTS = (("gan_augmented", "self_distill"), ("gan_augmented", "real_twice"), ("gan_augmented", "gan_no_adversarial"),
              ("gan_augmented", "gan_no_labeler"), ("gan_disc_select", "gan_augmented"),
-             ("gan_no_adversarial", "self_distill"), ("self_distill", "real_twice"))
+             ("gan_no_adversarial", "self_distill"), ("self_distill", "real_twice"),
+             # the product default (distill_priors = gan_no_adversarial's settings) against its labeler ablation
+             ("gan_no_adversarial", "distill_priors_no_labeler"), ("distill_priors", "distill_priors_no_labeler"))
 
 
 def contrast_interval(method: list[np.ndarray], control: list[np.ndarray], base: list[np.ndarray], resamples: int = 1000,
