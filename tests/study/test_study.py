@@ -246,6 +246,21 @@ def test_the_table_says_whether_each_pool_passed_the_products_gate():
     assert "| fail 1/2, pass 1/2 |" in table_markdown(summarize(rows, resamples=20), screen=False)
 
 
+def test_the_table_shows_the_choose_half_figure_choices_are_made_on():
+    """Each method's validation (choose half) NDCG@10 of its chosen candidate, averaged over seeds,
+    beside the test figure: a choice among methods is read there, not on test."""
+    from ecaug_feast.study.report import summarize
+
+    def row(m, seed, tried):
+        return {"fraction": 0.25, "seed": seed, "method": m, "scored_on": "test", "metrics": {"ndcg@10": 0.04, "recall@10": 0.04},
+                "per_user": {"ndcg@10": np.full(10, 0.04)}, "tried": tried}
+
+    rows = [row("real_only", 0, []), row("a", 0, [{"choose_ndcg@10": 0.02}, {"choose_ndcg@10": 0.03}]),
+            row("real_only", 1, []), row("a", 1, [{"choose_ndcg@10": 0.05}])]
+    got = {r["method"]: r["choose_ndcg@10"] for r in summarize(rows, resamples=20)}
+    assert got["real_only"] is None and got["a"] == pytest.approx(0.04)  # max per seed (the chosen), mean over seeds
+
+
 # ---------------------------------------------------------------------------------------------- the pools
 
 
