@@ -65,8 +65,10 @@ def accuracy(a: argparse.Namespace) -> list[dict[str, Any]]:
             cfg = seq_config_for(data)
             tcfg = SeqTrainConfig(seed=seed, epochs=a.epochs, loss=loss, negatives=a.negatives, neg_mix=a.neg_mix)
             res = train_seq(data, valid, cfg, tcfg)
+            v = evaluate_seq(res.model, data, valid, "valid", seed=seed)  # a setting is chosen on this, not on test
             m = evaluate_seq(res.model, data, test, "test", seed=seed)
-            row = {"seed": seed, "loss": loss, "ndcg@10": m["ndcg@10"], "recall@10": m["recall@10"], "best_epoch": res.best_epoch,
+            row = {"seed": seed, "loss": loss, "negatives": a.negatives, "neg_mix": a.neg_mix, "valid_ndcg@10": v["ndcg@10"],
+                   "ndcg@10": m["ndcg@10"], "recall@10": m["recall@10"], "best_epoch": res.best_epoch,
                    "s_per_epoch": float(np.mean([h["train_s"] for h in res.history]))}
             print(json.dumps(row), flush=True)
             rows.append(row)
