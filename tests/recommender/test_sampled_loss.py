@@ -96,7 +96,7 @@ def test_auto_takes_the_full_softmax_up_to_the_threshold_and_the_checkpoint_reco
     with pytest.raises(ValueError, match="loss must be one of"):
         resolve_loss("gbce", 10)
     d = config_dict(SeqTrainConfig(), num_items=SAMPLED_ABOVE * 2)
-    assert d["loss"] == "sampled" and d["loss_setting"] == "auto" and d["negatives"] == 256
+    assert d["loss"] == "sampled" and d["loss_setting"] == "auto" and d["negatives"] == 4096
 
 
 def test_target_counts_skip_first_items_and_non_targets():
