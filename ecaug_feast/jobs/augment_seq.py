@@ -106,8 +106,9 @@ def load_training_histories(ws: Workspace, max_len: int = 50) -> TrainingHistori
                              source_lineage(src, ent, meta), int(data.num_items))
 
 
-# the teacher's defaults (`ecaug augment` with a teacher, the demo): the study's best method under
-# benchmarks/protocols/seq-study-6k.yaml, `distill_priors` (= its ablation gan_no_adversarial: Beauty
+# the teacher's defaults (`ecaug augment` with a teacher, the demo): the best method of
+# benchmarks/protocols/seq-study-6k.yaml by TEST means (the choose half ranks gan_disc_select first,
+# which needs the adversarial stage the shop path lacks), `distill_priors` (= its ablation gan_no_adversarial: Beauty
 # +4.0 %, Toys +26.0 % at 25 %; docs/results/seq-study-6k-2026-12-05): 2 items continued, 3
 # independent expansions of each short history (drawn 5 times, 3 kept of what passes: the study's
 # size rule, `match_size`), no whole synthetic users, the generator's sampling

@@ -65,7 +65,7 @@ _SEQ = [
                                  "continuations, labeler-filtered (self_distill + the labeler)",
            pool="gan", teacher=True, gan=_FORWARD),
     # what `ecaug augment` runs by default with a teacher (jobs.augment_seq.TEACHER_DEFAULTS): the
-    # best method under seq-study-6k (issue 30's rule when the adversarial stage adds nothing),
+    # best method under seq-study-6k by test means (the choose half ranks gan_disc_select first),
     # gan_no_adversarial's settings under a name that says what it is; a test holds the three equal
     Method("distill_priors", "the product default: the real-only model's continuations steered by the data's "
                              "item transitions and attribute coherence (the generator's sampling priors), "
