@@ -369,7 +369,6 @@ class SeqOptimizer(SplitAdam):
                 raise ValueError(f"no data-parallel item table {ITEM_TABLE} to optimise row-wise")
         super().__init__([p for _, p in named if not item or p is not item[0]], item[0] if item else None, lr,
                          betas=BETAS, weight_decay=weight_decay)
-        self.table = self.rows  # the row-wise item table's RowAdam (None: dense)
 
 
 def target_counts(hist: Histories, num_items: int) -> np.ndarray:

@@ -207,17 +207,22 @@ def run_sequence(ws: Workspace, req: AugmentRequest) -> dict[str, Any]:
         cfg.gan.adv_steps = req.steps
     if req.max_c2st is not None:
         cfg.max_c2st_auc = req.max_c2st
-    extra = {"teacher_choice": why, **({"recipe": recipe} if (recipe := _recipe(teacher, req)) else {})}
+    extra = {"teacher_choice": why, **({"recipe": recipe} if (recipe := _recipe(teacher, req, cfg)) else {})}
     return augment_seq_run(ws, cfg, seed=req.seed, dataset=req.dataset, publish=req.publish, teacher=teacher,
                            lineage_extra=extra)
 
 
-def _recipe(teacher: Any, req: AugmentRequest) -> str | None:
+def _recipe(teacher: Any, req: AugmentRequest, cfg: Any) -> str | None:
     """The study's name for what a teacher draws (the lineage's ``recipe``): ``TEACHER_RECIPE``
-    (``distill_priors``), marked when --config or --steps changed its settings; None without a teacher."""
+    (``distill_priors``), ``gan_augmented`` with the adversarial stage (config ``refine``),
+    ``gan_disc_select`` when its discriminator also picks what is kept (``keep``); marked when
+    --config or --steps (which moves only the generator's own adversarial phase) changed the
+    settings. None without a teacher."""
     if teacher is None:
         return None
-    return TEACHER_RECIPE if req.config is None and req.steps is None else f"{TEACHER_RECIPE}, changed by --config/--steps"
+    base = "gan_disc_select" if cfg.keep == "discriminator" else "gan_augmented" if cfg.refine is not None else TEACHER_RECIPE
+    changed = req.config is not None or (req.steps is not None and cfg.gan.adversarial)
+    return f"{base}, changed by --config/--steps" if changed else base
 
 
 def run_repo_events(req: AugmentRequest) -> dict[str, Any]:
@@ -239,7 +244,7 @@ def run_repo_events(req: AugmentRequest) -> dict[str, Any]:
         cfg.max_c2st_auc = req.max_c2st
     return augment_events(req.repo, req.events, seed=req.seed, config=cfg, publish=req.publish,
                           views=[req.view] if req.view else [], teacher_for=teacher_for, teacher_choice=why,
-                          recipe=_recipe(teacher_for, req))
+                          recipe=_recipe(teacher_for, req, cfg))
 
 
 def pick_teacher(ws: Workspace, req: AugmentRequest) -> tuple[str | None, str]:

@@ -55,7 +55,8 @@ from ecaug_feast.errors import EcaugError
 from ecaug_feast.histories import Histories
 from ecaug_feast.ids import DEFAULT_KEY_PREFIX
 from ecaug_feast.jobs.augment_repo import _write_run
-from ecaug_feast.jobs.augment_seq import GENERATOR_VERSION, TrainingHistories, matched_draw, seq_config
+from ecaug_feast.jobs.augment_seq import (GENERATOR_VERSION, TrainingHistories, discriminator_rank, matched_draw,
+                                          refine_teacher, seq_config)
 from ecaug_feast.jobs.repo_features import BUILTIN, builtin_function
 from ecaug_feast.jobs.repo_keys import _KINDS, KeySpace
 from ecaug_feast.jobs.repo_runs import publish_run, repo_store
@@ -206,10 +207,55 @@ def augment_events(repo: str | Path, events: str, seed: int = 0, config: "SeqAug
 
 @dataclass
 class Teacher:
-    """A next-item scorer over the run's item ids and its lineage (``checkpoint``, ``choice``)."""
+    """A next-item scorer over the run's item ids and its lineage (``checkpoint``, ``choice``);
+    the model behind it and its item numbering (``to_model``: run item id -> model index, 0 for an
+    item it does not know), which the adversarial stage refines (``discriminator``: the stage's)."""
 
     score: Any
     lineage: dict[str, Any]
+    model: Any = None
+    to_model: np.ndarray | None = None
+    discriminator: Any = None
+
+
+def refined_teacher(teacher: Teacher, th: TrainingHistories, cfg: SeqAugmentConfig) -> Teacher:
+    """The adversarial stage on a shop's repo (config ``refine``, as ``ecaug augment`` runs it on
+    ecaug's own repo): the teacher's model refined against a discriminator under a KL penalty to
+    itself, on the shop's training histories in the model's item numbering (items it does not
+    know left out); the lineage's ``refinement`` holds the stage's report."""
+    if teacher.model is None or teacher.to_model is None:
+        raise EcaugError("config 'refine' (the adversarial stage): the teacher has no model to refine")
+    values, offsets = _in_model(teacher.to_model, th.histories.values, th.histories.offsets)
+    model, report, disc = refine_teacher(teacher.model, values, offsets, cfg)
+    return Teacher(_mapped_scorer(model, teacher.to_model), {**teacher.lineage, "refinement": report}, model,
+                   teacher.to_model, disc)
+
+
+def _in_model(to_model: np.ndarray, values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CSR histories of run item ids in a model's numbering, the items it does not know left out."""
+    mv = to_model[np.asarray(values, np.int64)]
+    keep = mv > 0
+    rows = np.repeat(np.arange(len(offsets) - 1), np.diff(np.asarray(offsets, np.int64)))
+    lens = np.bincount(rows[keep], minlength=len(offsets) - 1)
+    return mv[keep], np.r_[0, np.cumsum(lens)].astype(np.int64)
+
+
+def _mapped_scorer(model: Any, to_model: np.ndarray) -> Callable[[np.ndarray, np.ndarray], Any]:
+    """``model``'s next-item scores over the run's item ids; an item it does not know is never drawn."""
+    import torch
+
+    from recommender.seq_train import next_item_scorer
+
+    known = np.flatnonzero(to_model > 0)
+    scorer = next_item_scorer(model)
+
+    def score(values: np.ndarray, offsets: np.ndarray) -> torch.Tensor:
+        s = scorer(*_in_model(to_model, values, offsets))
+        out = torch.full((s.shape[0], len(to_model)), -float("inf"), dtype=s.dtype)
+        out[:, torch.from_numpy(known)] = s[:, torch.from_numpy(to_model[known])]
+        return out
+
+    return score
 
 
 def build_run(inp: EventsInput, cfg: SeqAugmentConfig, publish: bool = True,
@@ -229,6 +275,13 @@ def build_run(inp: EventsInput, cfg: SeqAugmentConfig, publish: bool = True,
     warm = warm_for(item_keys) if warm_for is not None else None
     if teacher is not None and cfg.gan.reverse:
         raise EcaugError("a teacher continues histories: the generator must run forward (set gan.reverse false in --config)")
+    if cfg.refine is not None:  # the adversarial stage, before a run id is taken
+        if teacher is None:
+            raise EcaugError("config 'refine' (the adversarial stage) refines the shop's recommender: train one first "
+                             "(`ecaug train --repo R --events E`) or give --teacher")
+        teacher = refined_teacher(teacher, th, cfg)
+    rank = discriminator_rank(teacher.discriminator, cfg, teacher.to_model) \
+        if teacher is not None and cfg.keep == "discriminator" else None
     run_id, seq = synth_store.new_run_id(inp.root)
     try:
         # no figure: nothing of the report folder is kept for a shop's run
@@ -236,7 +289,8 @@ def build_run(inp: EventsInput, cfg: SeqAugmentConfig, publish: bool = True,
             return augment_histories(th.histories.values, th.histories.offsets, c, report_dir=None, times=th.times,
                                      attributes=th.attributes, teacher=None if teacher is None else teacher.score, warm=warm)
 
-        res = matched_draw(draw, cfg, th.histories.lengths, cfg.match_size)  # the study's size rule when the config asks
+        # the study's size rule when the config asks; keep: discriminator, the highest by its realness
+        res = matched_draw(draw, cfg, th.histories.lengths, cfg.match_size, rank)
         df = _event_rows(res, space, seq, run_id, item_keys, item, twin.timestamp_field)
         m = {k: v for k, v in res.metrics.items() if isinstance(v, (int, float, str, bool, type(None)))}
         m["labeler_k"] = (res.metrics.get("labeler") or {}).get("k")
@@ -362,29 +416,16 @@ def load_repo_teacher(where: Path, item_keys: np.ndarray, why: str) -> Teacher:
     the shop's key of id ``i``), its items matched by key (``recommender.item_keys.ItemKeys``): a
     history's items the model does not know are left out of its input, and the items it does
     not know are never drawn."""
-    import torch
-
     from recommender.checkpoint import load_checkpoint
     from recommender.item_keys import ItemKeys
-    from recommender.seq_train import next_item_scorer
 
     model, meta = load_checkpoint(where)
     keys = ItemKeys.load(where)
     assert keys is not None  # repo_teacher checked the file
     to_model = np.r_[0, keys.index_of(item_keys[1:])].astype(np.int64)  # run item id -> model index (0: unknown)
     known = np.flatnonzero(to_model > 0)
-    scorer = next_item_scorer(model)
-
-    def score(values: np.ndarray, offsets: np.ndarray) -> torch.Tensor:
-        mv = to_model[np.asarray(values, np.int64)]
-        keep = mv > 0
-        rows = np.repeat(np.arange(len(offsets) - 1), np.diff(np.asarray(offsets, np.int64)))
-        lens = np.bincount(rows[keep], minlength=len(offsets) - 1)
-        s = scorer(mv[keep], np.r_[0, np.cumsum(lens)].astype(np.int64))
-        out = torch.full((s.shape[0], len(to_model)), -float("inf"), dtype=s.dtype)
-        out[:, torch.from_numpy(known)] = s[:, torch.from_numpy(to_model[known])]
-        return out
 
     valid = (meta.get("metrics") or {}).get("valid") or {}
-    return Teacher(score, {"checkpoint": str(where), "items_known": int(len(known)), "items": int(len(to_model) - 1),
-                           "valid_ndcg@10": valid.get("ndcg@10"), "choice": why})
+    return Teacher(_mapped_scorer(model, to_model),
+                   {"checkpoint": str(where), "items_known": int(len(known)), "items": int(len(to_model) - 1),
+                    "valid_ndcg@10": valid.get("ndcg@10"), "choice": why}, model, to_model)

@@ -198,6 +198,8 @@ def augment_seq_run(ws: Workspace, config: SeqAugmentConfig | None = None, seed:
         raise EcaugError(f"the adversarial stage (config 'refine') refines a --teacher's continuations: method {method} "
                          f"{'reads none' if pool.refinable else 'draws none'} (refinable: "
                          f"{', '.join(k for k, v in POOLS.items() if v.refinable)}, with --teacher)")
+    if cfg.keep != "random" and method not in ("gan", "gan_disc_select"):
+        raise EcaugError(f"keep {cfg.keep!r} (config): selects among the gan pool's histories; method {method} keeps its own")
     th = load_training_histories(ws, cfg.gan.max_len)
     check_dataset(dataset, th.lineage)
     score, extra = None, {**(lineage_extra or {}), "method": method}
@@ -293,6 +295,8 @@ def _gan_pool(th: TrainingHistories, cfg: SeqAugmentConfig, teacher: Scorer | No
         return augment_histories(th.histories.values, th.histories.offsets, c, report_dir=rep, times=th.times,
                                  attributes=th.attributes, teacher=teacher)
 
+    if rank is None and cfg.keep == "discriminator":
+        rank = discriminator_rank(_discriminator(teacher), cfg)
     return matched_draw(draw, cfg, _lengths(th), match or cfg.match_size, rank)
 
 
@@ -319,27 +323,45 @@ def matched_draw(draw: Callable[[SeqAugmentConfig], SeqAugmentResult], cfg: SeqA
                    end_ns=None if res.end_ns is None else res.end_ns[keep])
 
 
-def _gan_disc_select(th: TrainingHistories, cfg: SeqAugmentConfig, teacher: Scorer | None, rep: Path, match: bool = False) -> SeqAugmentResult:
-    """The ablation of selection by the discriminator: the ``gan`` pool drawn half as many again,
-    of which the :func:`pool_size` accepted histories the adversarial stage's discriminator finds
-    most real are kept (its log-odds for the last ``n_new`` items after the rest)."""
+def discriminator_rank(disc: Any, cfg: SeqAugmentConfig, to_model: np.ndarray | None = None
+                       ) -> Callable[[SeqAugmentResult], np.ndarray]:
+    """A history's realness for :func:`matched_draw`'s ``rank``: the adversarial stage's
+    discriminator's log-odds for its last ``n_new`` items after the rest (``cfg.keep``
+    ``discriminator``, the study's ``gan_disc_select``). ``to_model``: item id -> the
+    discriminator's item index, 0 for an item it does not know (left out of the prompt), when the
+    run numbers items its own way (a shop's repo)."""
     from ecaug_feast.synth.seq_refine import realness
 
-    disc = getattr(teacher, "discriminator", None)
-    if disc is None:
-        raise EcaugError("method gan_disc_select: keeps what the adversarial stage's discriminator finds most real; "
-                         "it needs --teacher and config 'refine'")
     n = cfg.n_new
 
     def rank(res: SeqAugmentResult) -> np.ndarray:
-        ok = np.array([len(h) > n for h in res.histories], bool)
-        score = np.full(len(res.histories), -np.inf)
-        hs = [h for h, k in zip(res.histories, ok) if k]
-        if hs:
-            score[ok] = realness(disc, [h[:-n][-(cfg.expand_below - 1) :] for h in hs], np.stack([h[-n:] for h in hs]))
+        hs = [h if to_model is None else to_model[np.asarray(h, np.int64)] for h in res.histories]
+        # ranked: a continuation of known items after at least one known item (else never kept first)
+        ok = np.array([len(h) > n and bool(np.all(h[-n:] > 0)) and bool(np.any(h[:-n] > 0)) for h in hs], bool)
+        score = np.full(len(hs), -np.inf)
+        kept = [h for h, k in zip(hs, ok) if k]
+        if kept:
+            prompts = [p[p > 0][-(cfg.expand_below - 1):] for p in (h[:-n] for h in kept)]
+            score[ok] = realness(disc, prompts, np.stack([h[-n:] for h in kept]))
         return score
 
-    return _gan_pool(th, cfg, teacher, rep, True, rank)
+    return rank
+
+
+def _discriminator(teacher: Any) -> Any:
+    disc = getattr(teacher, "discriminator", None)
+    if disc is None:
+        raise EcaugError("keep 'discriminator' (method gan_disc_select): keeps what the adversarial stage's "
+                         "discriminator finds most real; it needs --teacher and config 'refine'")
+    return disc
+
+
+def _gan_disc_select(th: TrainingHistories, cfg: SeqAugmentConfig, teacher: Scorer | None, rep: Path, match: bool = False) -> SeqAugmentResult:
+    """The ``gan`` pool with ``keep: discriminator``: drawn half as many again, of which the
+    :func:`pool_size` accepted histories the adversarial stage's discriminator finds most real
+    are kept (:func:`discriminator_rank`)."""
+    _discriminator(teacher)
+    return _gan_pool(th, replace(cfg, keep="discriminator", match_size=True), teacher, rep, True)
 
 
 def _generator_pool(th: TrainingHistories, cfg: SeqAugmentConfig, gan_cfg: Any, name: str,
@@ -580,15 +602,16 @@ def _refined(where: Path, model: Any, th: TrainingHistories, cfg: SeqAugmentConf
     if _LAST_REFINED and _LAST_REFINED[0][0] == key:
         m, report, disc = _LAST_REFINED[0][1]
         return m, {**report, "reused_in_process": True}, disc
-    out = refine_teacher(model, th, cfg)
+    out = refine_teacher(model, th.histories.values, th.histories.offsets, cfg)
     _LAST_REFINED[:] = [(key, out)]
     return out
 
 
-def refine_teacher(model: Any, th: TrainingHistories, cfg: SeqAugmentConfig) -> tuple[Any, dict[str, Any], Any]:
+def refine_teacher(model: Any, values: np.ndarray, offsets: np.ndarray, cfg: SeqAugmentConfig
+                   ) -> tuple[Any, dict[str, Any], Any]:
     """The adversarial stage: ``model`` (a sequence checkpoint) refined against a discriminator
     under a KL penalty to itself (``synth.seq_refine``), on episodes of the training histories
-    shaped as the pool continues them (``n_new`` items after a history shorter than
+    ``values``/``offsets`` (CSR, in the model's item numbering) shaped as the pool continues them (``n_new`` items after a history shorter than
     ``expand_below``). Returns (refined model, report, the stage's discriminator)."""
     from recommender.seq_train import NextItemPolicy
     from ecaug_feast.synth.seq_refine import refine
@@ -598,7 +621,7 @@ def refine_teacher(model: Any, th: TrainingHistories, cfg: SeqAugmentConfig) -> 
     if cfg.gan.threads > 0:
         torch.set_num_threads(cfg.gan.threads)
     try:
-        res = refine(NextItemPolicy(model.eval()), th.histories.values, th.histories.offsets, model.cfg.num_items,
+        res = refine(NextItemPolicy(model.eval()), values, offsets, model.cfg.num_items,
                      cfg.refine, n_new=cfg.n_new, prompt_below=cfg.expand_below)
     except ValueError as exc:  # too few episodes: one line, as any refusal of the generator
         raise EcaugError(f"adversarial stage: {exc}") from None

@@ -40,6 +40,10 @@ class SeqAugmentConfig:
     # draw half as many again and keep exactly expansions x the short histories of what passed (the
     # study's size-matched pools, and what `ecaug augment` draws with a teacher); False: keep all that passed
     match_size: bool = False
+    # which of the passed histories the size rule keeps: "random" (a seeded choice) or
+    # "discriminator" (the ones the adversarial stage's discriminator finds most real; the study's
+    # gan_disc_select; needs ``refine``, a teacher and ``match_size``)
+    keep: str = "random"
     synthetic_share: float = 0.25  # whole synthetic users, as a share of the real histories
     sparse_share: float = 0.2      # segments holding less than this share of real users are "sparse"
     labeler: SeqLabelerConfig = field(default_factory=SeqLabelerConfig)
@@ -52,6 +56,16 @@ class SeqAugmentConfig:
     c2st_rows: int = 3000
     c2st_width: int = 5            # items per window the history detector reads
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.keep not in KEEP:
+            raise ValueError(f"keep {self.keep!r}: one of {', '.join(KEEP)}")
+        if self.keep == "discriminator" and (self.refine is None or not self.match_size):
+            raise ValueError("keep 'discriminator' selects with the adversarial stage's discriminator out of a larger "
+                             "draw: it needs refine (an object of RefineConfig fields) and match_size true")
+
+
+KEEP = ("random", "discriminator")
 
 
 @dataclass

@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from ecaug_feast.errors import EcaugError
@@ -482,3 +483,34 @@ def test_augment_before_apply_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(EcaugError, match="run `ecaug apply` first") as e:
         load_training_histories(Workspace.from_env())
     assert e.value.exit_code == 2 and "\n" not in str(e.value) and "feature_store.yaml" in str(e.value)
+
+
+def test_discriminator_rank_reads_histories_in_the_models_numbering():
+    """keep 'discriminator' on a shop's repo: a history's items map to the discriminator's indices
+    (an unknown item, 0, left out of the prompt); a continuation with an unknown item is never kept
+    first; a bad keep is one line."""
+    from ecaug_feast.errors import EcaugError
+    from ecaug_feast.jobs.augment_seq import discriminator_rank, seq_config
+    from ecaug_feast.synth.seq_pipeline import SeqAugmentResult
+
+    seen = {}
+
+    def disc(prompts, cont):
+        seen["prompts"], seen["cont"] = prompts, cont
+        return torch.from_numpy(cont[:, -1].astype(np.float32))  # "realness": the last item's index
+
+    disc.eval = lambda: None
+    cfg = seq_config({"n_new": 2, "expand_below": 4, "match_size": True, "keep": "discriminator", "refine": {"steps": 1}})
+    to_model = np.array([0, 5, 0, 7, 9], np.int64)  # run id 2 unknown to the model
+    # mapped: [5 0 | 7 9], [0 5 | 7 9]... history 3 continues with the unknown item, history 4 has no known prompt
+    hists = [np.array([1, 2, 3, 4]), np.array([2, 1, 4, 3]), np.array([1, 3, 2]), np.array([2, 3, 4])]
+    n = len(hists)
+    res = SeqAugmentResult(hists, np.array(["expanded"] * n), np.zeros(n, np.int64), np.zeros(n, np.int64),
+                           np.ones(n, np.float32), True, {})
+    score = discriminator_rank(disc, cfg, to_model)(res)
+    assert [list(p) for p in seen["prompts"]] == [[5], [5]] and seen["cont"].tolist() == [[7, 9], [9, 7]]
+    assert score.tolist() == [9, 7, -np.inf, -np.inf]
+    with pytest.raises(EcaugError, match="keep 'discriminator' .* needs refine"):
+        seq_config({"keep": "discriminator"}, source="c.json")
+    with pytest.raises(EcaugError, match="c.json: SeqAugmentConfig: keep 'best': one of random, discriminator"):
+        seq_config({"keep": "best"}, source="c.json")

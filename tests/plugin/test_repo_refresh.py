@@ -225,3 +225,19 @@ def test_the_shops_trained_recommender_is_the_teacher(tmp_path: Path, redis_url:
     teacher = load_repo_teacher(ckpt, keys, "test")
     s = teacher.score(np.array([1, 2, 3], np.int64), np.array([0, 2, 3], np.int64))
     assert s.shape == (2, 4) and torch.isinf(s[:, [0, 2]]).all() and torch.isfinite(s[:, [1, 3]]).all()
+
+    # the adversarial stage and the discriminator's selection on the shop's repo (config refine +
+    # keep), as on ecaug's own: the model refined in its own item numbering (the new skus left out),
+    # the kept histories the discriminator's highest, the lineage names the recipe and the stage
+    (tmp_path / "disc.json").write_text(json.dumps({**TINY, "keep": "discriminator", "refine": {
+        "steps": 3, "prompts": 16, "samples": 2, "d_warmup": 5, "d_batch": 32, "d_dim": 8}}))
+    code, out, err = ecaug_cli([*aug[:5], "--config", str(tmp_path / "disc.json"), "--json"], capsys, monkeypatch)
+    assert code == 0, err[-2000:]
+    m4 = _run(repo, json.loads(out.strip().splitlines()[-1])["run_id"])
+    assert m4["lineage"]["recipe"] == "gan_disc_select, changed by --config/--steps"
+    assert m4["lineage"]["teacher"]["refinement"]["steps"] == 3
+    assert m4["metrics"]["kept_by"] == "discriminator" and m4["metrics"]["accepted"] == m4["metrics"]["pool_size"] > 0
+    assert m4["config"]["seq_config"]["keep"] == "discriminator" and m4["config"]["seq_config"]["refine"]["steps"] == 3
+    (tmp_path / "bad.json").write_text(json.dumps({"keep": "discriminator"}))
+    code, out, err = ecaug_cli([*aug[:5], "--config", str(tmp_path / "bad.json")], capsys, monkeypatch)
+    assert code == 2 and "bad.json" in err and "needs refine" in err and "Traceback" not in err
