@@ -107,9 +107,25 @@ _BAG = [
 ]
 
 METHODS: dict[str, Method] = {m.name: m for m in _SEQ}
-# one setting under two names: the product's plain name and the study's ablation name (a test holds
-# them equal); a protocol may list one of each pair, not both (it would train the same pool twice)
-SAME_SETTINGS: dict[str, str] = {"distill_priors": "gan_no_adversarial"}
+
+
+def _same_settings(methods: list[Method]) -> dict[str, str]:
+    """Later name -> first name, for methods that differ only in name and doc: one setting under
+    two names (the product's plain name and the study's ablation name)."""
+    first: dict[tuple[Any, ...], str] = {}
+    out: dict[str, str] = {}
+    for m in methods:
+        key = (m.model, m.stages, m.pool, m.protocol, m.teacher, m.refine, repr(sorted(m.gan.items())),
+               repr(sorted(m.cold.items())))
+        if key in first:
+            out[m.name] = first[key]
+        else:
+            first[key] = m.name
+    return out
+
+
+# a protocol may list one of each pair, not both (it would train the same pool twice)
+SAME_SETTINGS: dict[str, str] = _same_settings(_SEQ)
 BAG_METHODS: dict[str, Method] = {m.name: m for m in _BAG}
 
 

@@ -216,6 +216,9 @@ def test_the_product_default_method_is_what_augment_runs():
         assert (p.n_new, list(p.expansions), p.expand_below) == (TEACHER_DEFAULTS["n_new"], [TEACHER_DEFAULTS["expansions"]],
                                                                SeqAugmentConfig().expand_below)
     assert TEACHER_DEFAULTS["synthetic_share"] == 0.0  # the study draws no whole synthetic users either
+    from ecaug_feast.study.registry import SAME_SETTINGS
+
+    assert SAME_SETTINGS == {"distill_priors": "gan_no_adversarial"}  # found from the settings, not kept by hand
     with pytest.raises(EcaugError, match="p.yaml: method.s. distill_priors and gan_no_adversarial are one setting"):
         make_protocol({"methods": ["real_only", "distill_priors", "gan_no_adversarial"]}, source="p.yaml")
     assert "transition_mix" not in TEACHER_DEFAULTS["gan"]  # the generator's default mix, as the study drew it
