@@ -1,0 +1,44 @@
+"""``benchmarks/default_choice.py``: the rule of docs/results/default-choice.md reads the choose
+half only, pairs cells by (dataset, fraction, seed), averages seeds, then (dataset, fraction)
+groups, and switches only at >= +1 %."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _mod():
+    spec = importlib.util.spec_from_file_location("default_choice", ROOT / "benchmarks" / "default_choice.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _results(path: Path, dataset: str, fraction: float, rows: list[tuple[str, int, float]]) -> Path:
+    runs = [{"method": m, "fraction": fraction, "seed": s, "metrics": {"ndcg@10": 99.0},  # a test figure: never read
+             "tried": [{"choose_ndcg@10": x}]} for m, s, x in rows]
+    path.mkdir(parents=True)
+    (path / "results.json").write_text(json.dumps({"protocol": {"dataset": dataset}, "runs": runs}))
+    return path
+
+
+def test_the_rule_reads_the_choose_half_and_its_margin(tmp_path, capsys):
+    mod = _mod()
+    a = _results(tmp_path / "a", "beauty", 0.25, [("gan_disc_select", 0, 0.0306), ("gan_no_adversarial", 0, 0.03),
+                                                 ("gan_disc_select", 1, 0.0300), ("gan_no_adversarial", 1, 0.03),
+                                                 ("real_only", 0, 0.5)])
+    b = _results(tmp_path / "b", "toys", 1.0, [("gan_disc_select", 0, 0.0297), ("distill_priors", 0, 0.03),
+                                              ("gan_disc_select", 2, 0.05)])  # seed 2: no incumbent, left out
+    out = mod.decide(mod.choose_cells([a, b]))
+    assert [(c["dataset"], c["seed"]) for c in out["cells"]] == [("beauty", 0), ("beauty", 1), ("toys", 0)]
+    assert abs(out["by_dataset_fraction"]["beauty 0.25"] - 0.01) < 1e-9 and abs(out["by_dataset_fraction"]["toys 1"] + 0.01) < 1e-9
+    assert abs(out["mean"]) < 1e-9 and out["default"] == "distill_priors"  # 0 % < the +1 % margin
+    c = _results(tmp_path / "c", "toys", 0.1, [("gan_disc_select", 0, 0.033), ("distill_priors", 0, 0.03)])
+    assert mod.decide(mod.choose_cells([a, b, c]))["default"] == "gan_disc_select"  # (1 - 1 + 10) / 3 %
+    assert mod.main([str(a), str(b)]) == 0
+    printed = capsys.readouterr().out
+    assert "choose-half" in printed and "99" not in printed
