@@ -35,7 +35,7 @@ from ecaug_feast.jobs import repair
 from ecaug_feast.features.build import read_feature_meta
 from ecaug_feast.jobs.augment_events import augment_events, repo_teacher
 from ecaug_feast.jobs.augment_repo import augment_repo
-from ecaug_feast.jobs.augment_seq import TEACHER_DEFAULTS, TEACHER_RECIPE, augment_seq_run, seq_config_file
+from ecaug_feast.jobs.augment_seq import TEACHER_DEFAULTS, augment_seq_run, seq_config_file
 from ecaug_feast.jobs.runs import activate_and_publish, check_dataset, materialized, source_lineage
 from ecaug_feast.jobs.workspace import Workspace
 from ecaug_feast.quality.gates import GateConfig
@@ -213,14 +213,15 @@ def run_sequence(ws: Workspace, req: AugmentRequest) -> dict[str, Any]:
 
 
 def _recipe(teacher: Any, req: AugmentRequest, cfg: Any) -> str | None:
-    """The study's name for what a teacher draws (the lineage's ``recipe``): ``TEACHER_RECIPE``
-    (``distill_priors``), ``gan_augmented`` with the adversarial stage (config ``refine``),
-    ``gan_disc_select`` when its discriminator also picks what is kept (``keep``); marked when
+    """The study's name for what a teacher draws (the lineage's ``recipe``): ``gan_disc_select``
+    (``TEACHER_RECIPE``) when the adversarial stage runs (config ``refine``) and its discriminator
+    picks what is kept (``keep``), ``gan_augmented`` with the stage alone, ``distill_priors``
+    with neither; marked when
     --config or --steps (which moves only the generator's own adversarial phase) changed the
     settings. None without a teacher."""
     if teacher is None:
         return None
-    base = "gan_disc_select" if cfg.keep == "discriminator" else "gan_augmented" if cfg.refine is not None else TEACHER_RECIPE
+    base = "gan_disc_select" if cfg.keep == "discriminator" else "gan_augmented" if cfg.refine is not None else "distill_priors"
     changed = req.config is not None or (req.steps is not None and cfg.gan.adversarial)
     return f"{base}, changed by --config/--steps" if changed else base
 

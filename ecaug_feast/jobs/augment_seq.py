@@ -106,19 +106,22 @@ def load_training_histories(ws: Workspace, max_len: int = 50) -> TrainingHistori
                              source_lineage(src, ent, meta), int(data.num_items))
 
 
-# the teacher's defaults (`ecaug augment` with a teacher, the demo): the best method of
-# benchmarks/protocols/seq-study-6k.yaml by TEST means (the choose half ranks gan_disc_select first,
-# which needs the adversarial stage the shop path lacks), `distill_priors` (= its ablation gan_no_adversarial: Beauty
-# +4.0 %, Toys +26.0 % at 25 %; docs/results/seq-study-6k-2026-12-05): 2 items continued, 3
-# independent expansions of each short history (drawn 5 times, 3 kept of what passes: the study's
-# size rule, `match_size`), no whole synthetic users, the generator's sampling
-# priors (transition mix .08, attribute coherence) and no adversarial phase (the network only
-# lends the labeler its item vectors). Until 2026-12-05 the default drew without the transition
-# mix (`distill_labeled`: Beauty -10.9 %, Toys +17.9 %). A --config file's fields override them.
+# the teacher's defaults (`ecaug augment` with a teacher, the demo): the method the choose half
+# picks by the rule of docs/results/default-choice.md (declared before the figures it read),
+# `gan_disc_select`: the teacher refined against a discriminator under a KL penalty to itself (the
+# adversarial stage, the protocol's 150 steps, lr 2e-4, beta .1), its continuations under the
+# generator's sampling priors (transition mix .08, attribute coherence), labeler-filtered, drawn 5
+# times and of what passes 3 x the short histories kept: the ones the stage's discriminator finds
+# most real (`keep`). 2 items continued, no whole synthetic users, no adversarial phase for the
+# generator's own network (it only lends the labeler its item vectors). Until 2026-12-05 (second
+# session) the default was `distill_priors` (the same without the stage, kept at random; chosen by
+# test means); `{"refine": null, "keep": "random"}` in --config draws it. A --config file's fields
+# override these.
 TEACHER_DEFAULTS: dict[str, Any] = {"n_new": 2, "synthetic_share": 0.0, "expansions": 3, "match_size": True,
-                                    "gan": {"reverse": False, "adversarial": False}}
+                                    "gan": {"reverse": False, "adversarial": False},
+                                    "refine": {"steps": 150, "lr": 2.0e-4, "beta": 0.1}, "keep": "discriminator"}
 # the study registry's name for what TEACHER_DEFAULTS draw (the lineage's ``recipe``)
-TEACHER_RECIPE = "distill_priors"
+TEACHER_RECIPE = "gan_disc_select"
 
 
 def seq_config(overrides: Any = None, seed: int = 0, source: str = "--config",

@@ -58,16 +58,18 @@ _SEQ = [
            pool="gan", teacher=True, refine=True, gan=_FORWARD),
     Method("gan_no_labeler", "ablation: gan_augmented's refined continuations, no labeler filter", pool="gan_no_labeler",
            teacher=True, refine=True, gan=_FORWARD),
-    Method("gan_disc_select", "ablation: gan_augmented's pool, the histories kept chosen by the adversarial stage's "
-                              "discriminator (the most real-looking) instead of at random", pool="gan_disc_select",
-           teacher=True, refine=True, gan=_FORWARD),
+    # what `ecaug augment` runs by default with a teacher (jobs.augment_seq.TEACHER_DEFAULTS, config
+    # keep: discriminator + refine): the choose half's pick by docs/results/default-choice.md
+    Method("gan_disc_select", "the product default: gan_augmented's pool, the histories kept chosen by the "
+                              "adversarial stage's discriminator (the most real-looking) instead of at random",
+           pool="gan_disc_select", teacher=True, refine=True, gan=_FORWARD),
     Method("gan_no_adversarial", "ablation: gan_augmented without the adversarial stage: the real-only model's own "
                                  "continuations, labeler-filtered (self_distill + the labeler)",
            pool="gan", teacher=True, gan=_FORWARD),
-    # what `ecaug augment` runs by default with a teacher (jobs.augment_seq.TEACHER_DEFAULTS): the
-    # best method under seq-study-6k by test means (the choose half ranks gan_disc_select first),
-    # gan_no_adversarial's settings under a name that says what it is; a test holds the three equal
-    Method("distill_priors", "the product default: the real-only model's continuations steered by the data's "
+    # the product default until 2026-12-05 (second session; chosen by test means, the choose half
+    # ranked gan_disc_select first): gan_no_adversarial's settings under a name that says what it
+    # is (SAME_SETTINGS); `{"refine": null, "keep": "random"}` in ecaug augment's --config draws it
+    Method("distill_priors", "the product default before gan_disc_select: the real-only model's continuations steered by the data's "
                              "item transitions and attribute coherence (the generator's sampling priors), "
                              "labeler-filtered; no adversarial stage (the settings of gan_no_adversarial)",
            pool="gan", teacher=True, gan=_FORWARD),

@@ -195,33 +195,48 @@ def test_contrasts_give_the_gap_between_a_method_and_its_control_in_lift_points(
 
 
 def test_the_product_default_method_is_what_augment_runs():
-    """``distill_priors`` draws as ``ecaug augment`` does with a teacher: the same pool builder and
-    the teacher defaults' generator settings, with the study's pool settings equal to the
-    defaults' (2 items, 3 expansions, no whole synthetic users); no adversarial stage. It is the
-    study's ``gan_no_adversarial`` under its plain name, so that ablation's figures are its own."""
+    """``gan_disc_select`` (the default by docs/results/default-choice.md) draws as ``ecaug augment``
+    does with a teacher: the config the study builds for it under seq-study-6k equals the teacher
+    defaults' in every setting that draws (generator, adversarial stage, 2 items, 3 expansions, no
+    whole synthetic users), and the product keeps by the discriminator out of a matched draw, as
+    the study's builder does. ``distill_priors`` (the default before) is gan_no_adversarial's
+    setting under a plain name."""
+    from dataclasses import asdict
+
     from ecaug_feast.errors import EcaugError
-    from ecaug_feast.jobs.augment_seq import TEACHER_DEFAULTS, TEACHER_RECIPE
+    from ecaug_feast.jobs.augment import _recipe
+    from ecaug_feast.jobs.augment_seq import TEACHER_DEFAULTS, TEACHER_RECIPE, seq_config
     from ecaug_feast.study.protocol import make_protocol, read_file
-    from ecaug_feast.study.registry import METHODS
-    from ecaug_feast.synth.seq_pipeline import SeqAugmentConfig
+    from ecaug_feast.study.registry import METHODS, SAME_SETTINGS
 
     m = METHODS[TEACHER_RECIPE]
-    assert m.name == "distill_priors"
-    assert m.pool == "gan" and m.teacher and not m.refine and m.gan == TEACHER_DEFAULTS["gan"]
-    same = METHODS["gan_no_adversarial"]
-    assert (m.pool, m.teacher, m.refine, m.gan, m.protocol, m.stages) == \
-        (same.pool, same.teacher, same.refine, same.gan, same.protocol, same.stages)
-    for name in ("seq-study-6k.yaml", "seq-study-6k-product.yaml"):
+    assert m.name == "gan_disc_select" and m.pool == "gan_disc_select" and m.teacher and m.refine
+    product = seq_config(None, defaults=TEACHER_DEFAULTS)
+    assert product.keep == "discriminator" and product.match_size
+    for name in ("seq-study-6k.yaml", "seq-study-6k-10.yaml", "seq-study-6k-100.yaml"):
         p = make_protocol(read_file(ROOT / "benchmarks" / "protocols" / name))
-        assert (p.n_new, list(p.expansions), p.expand_below) == (TEACHER_DEFAULTS["n_new"], [TEACHER_DEFAULTS["expansions"]],
-                                                               SeqAugmentConfig().expand_below)
-    assert TEACHER_DEFAULTS["synthetic_share"] == 0.0  # the study draws no whole synthetic users either
-    from ecaug_feast.study.registry import SAME_SETTINGS
-
+        study = seq_config({"expand_below": p.expand_below, "n_new": p.n_new, "expansions": p.expansions[0],
+                            "synthetic_share": 0.0, "gan": {**p.generator, **m.gan}, "refine": dict(p.refine)})
+        for key in ("expand_below", "n_new", "expansions", "synthetic_share", "refine", "labeler", "max_c2st_auc"):
+            assert asdict(study)[key] == asdict(product)[key], (name, key)
+        assert {k: v for k, v in asdict(study.gan).items() if k != "threads"} == \
+            {k: v for k, v in asdict(product.gan).items() if k != "threads"}, name
+    assert _recipe("t", AugmentRequestStub(), product) == TEACHER_RECIPE
+    assert _recipe("t", AugmentRequestStub(), seq_config({"refine": None, "keep": "random"}, defaults=TEACHER_DEFAULTS)) \
+        == "distill_priors"
+    same = METHODS["gan_no_adversarial"]
+    prior = METHODS["distill_priors"]
+    assert (prior.pool, prior.teacher, prior.refine, prior.gan, prior.protocol, prior.stages) == \
+        (same.pool, same.teacher, same.refine, same.gan, same.protocol, same.stages)
     assert SAME_SETTINGS == {"distill_priors": "gan_no_adversarial"}  # found from the settings, not kept by hand
     with pytest.raises(EcaugError, match="p.yaml: method.s. distill_priors and gan_no_adversarial are one setting"):
         make_protocol({"methods": ["real_only", "distill_priors", "gan_no_adversarial"]}, source="p.yaml")
     assert "transition_mix" not in TEACHER_DEFAULTS["gan"]  # the generator's default mix, as the study drew it
+
+
+class AugmentRequestStub:
+    config = None
+    steps = None
 
 
 def test_screen_table_says_validation_and_shows_no_test_column():
