@@ -282,7 +282,7 @@ def demo(
     train_seconds: Optional[float] = typer.Option(300, "--train-seconds", min=1, help="Wall-clock budget of each training stage (best epoch kept)."),
     max_c2st: Optional[float] = typer.Option(None, "--max-c2st", help="Relax the realism gate (default: the gate's 0.80). "
                                              "On Beauty the column GAN's rows score C2ST AUC ~0.9 and fail it; the sequence GAN's ~0.75-0.77 pass, "
-                                             "its continuations from the teacher ~0.59 (histories) / 0.53 (feature rows)."),
+                                             "its continuations from the teacher ~0.59 (histories) / 0.55 (feature rows)."),
     until: Optional[str] = typer.Option(None, "--until", help="Stop after this step (e.g. online_read, train)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary as the last stdout line."),
 ) -> None:

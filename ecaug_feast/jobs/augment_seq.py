@@ -363,8 +363,9 @@ def _gan_disc_select(th: TrainingHistories, cfg: SeqAugmentConfig, teacher: Scor
     """The ``gan`` pool with ``keep: discriminator``: drawn half as many again, of which the
     :func:`pool_size` accepted histories the adversarial stage's discriminator finds most real
     are kept (:func:`discriminator_rank`)."""
-    _discriminator(teacher)
-    return _gan_pool(th, replace(cfg, keep="discriminator", match_size=True), teacher, rep, True)
+    # the rank is passed rather than set through cfg.keep: the builder is also called with a
+    # discriminator in hand and no stage settings (the registry's size test)
+    return _gan_pool(th, cfg, teacher, rep, True, discriminator_rank(_discriminator(teacher), cfg))
 
 
 def _generator_pool(th: TrainingHistories, cfg: SeqAugmentConfig, gan_cfg: Any, name: str,

@@ -85,8 +85,10 @@ CONTRASTS = (("gan_augmented", "self_distill"), ("gan_augmented", "real_twice"),
              ("gan_no_adversarial", "self_distill"), ("self_distill", "real_twice"),
              # the product default (distill_priors = gan_no_adversarial's settings) against its labeler ablation
              ("gan_no_adversarial", "distill_priors_no_labeler"), ("distill_priors", "distill_priors_no_labeler"),
-             # the whole GAN part (stage + discriminator selection) against the product default's pool
-             ("gan_disc_select", "gan_no_adversarial"))
+             # the whole GAN part (stage + discriminator selection) against the pool without it
+             ("gan_disc_select", "gan_no_adversarial"), ("gan_disc_select", "distill_priors"),
+             # the product default (gan_disc_select since 2026-12-05) against the two controls
+             ("gan_disc_select", "self_distill"), ("gan_disc_select", "real_twice"))
 
 
 def contrast_interval(method: list[np.ndarray], control: list[np.ndarray], base: list[np.ndarray], resamples: int = 1000,
