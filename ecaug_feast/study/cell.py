@@ -132,7 +132,7 @@ def _choose(ws: Workspace, p: Protocol, m: Method, name: str, real: dict[str, An
     tried = []
     for k in p.expansions:
         cfg = seq_config({"expand_below": p.expand_below, "n_new": p.n_new, "expansions": int(k), "synthetic_share": 0.0,
-                          "gan": {**p.generator, **m.gan}, "refine": dict(p.refine) if m.refine else None},
+                          "gan": {**p.generator, **m.gan}, "refine": {**p.refine, **m.refine_settings} if m.refine else None},
                          seed=seed, source=f"protocol {p.name}, method {m.name}")
         run = augment_seq_run(ws, cfg, seed=seed, dataset=name, publish=False, method=m.pool or "", match_size=True,
                               teacher=real["checkpoint"] if m.teacher else None)

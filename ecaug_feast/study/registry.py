@@ -38,6 +38,7 @@ class Method:
     cold: dict[str, Any] = field(default_factory=dict)
     refine: bool = False             # the adversarial stage: the teacher refined against the discriminator
                                      # (the protocol's ``refine`` settings, synth.seq_refine) before drawing
+    refine_settings: dict[str, Any] = field(default_factory=dict)  # RefineConfig settings over the protocol's
 
 
 _FORWARD = {"reverse": False, "adversarial": False}
@@ -63,6 +64,15 @@ _SEQ = [
     Method("gan_disc_select", "the product default: gan_augmented's pool, the histories kept chosen by the "
                               "adversarial stage's discriminator (the most real-looking) instead of at random",
            pool="gan_disc_select", teacher=True, refine=True, gan=_FORWARD),
+    # the default's ablations: its labeler, and its policy updates (the stage's discriminator still
+    # trains, against the unrefined teacher's continuations: the selector alone)
+    Method("gan_disc_select_no_labeler", "ablation: gan_disc_select without the labeler filter: the same 1.5x draw "
+                                         "unfiltered, the discriminator's most real-looking kept",
+           pool="gan_disc_select_no_labeler", teacher=True, refine=True, gan=_FORWARD),
+    Method("gan_disc_select_no_adversarial", "ablation: gan_disc_select without the policy updates (the stage at "
+                                             "lr 0): the real-only model's own continuations, its discriminator "
+                                             "trained against them as in the stage, its pick kept",
+           pool="gan_disc_select", teacher=True, refine=True, refine_settings={"lr": 0.0}, gan=_FORWARD),
     Method("gan_no_adversarial", "ablation: gan_augmented without the adversarial stage: the real-only model's own "
                                  "continuations, labeler-filtered (self_distill + the labeler)",
            pool="gan", teacher=True, gan=_FORWARD),
@@ -118,7 +128,7 @@ def _same_settings(methods: list[Method]) -> dict[str, str]:
     out: dict[str, str] = {}
     for m in methods:
         key = (m.model, m.stages, m.pool, m.protocol, m.teacher, m.refine, repr(sorted(m.gan.items())),
-               repr(sorted(m.cold.items())))
+               repr(sorted(m.cold.items())), repr(sorted(m.refine_settings.items())))
         if key in first:
             out[m.name] = first[key]
         else:

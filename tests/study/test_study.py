@@ -89,6 +89,11 @@ def test_an_adversarial_method_without_adversarial_steps_is_refused():
     a, b = METHODS["gan_augmented"], METHODS["gan_no_adversarial"]
     assert (a.pool, a.teacher, a.gan, a.protocol) == (b.pool, b.teacher, b.gan, b.protocol) and a.refine and not b.refine
     assert "self_distill_labeled" not in METHODS  # it was gan_no_adversarial under another name
+    # the default's stage ablation runs the stage with the policy frozen (lr 0 over the protocol's
+    # settings, what study.cell passes on): only the discriminator trains, its pick is kept
+    nd = METHODS["gan_disc_select_no_adversarial"]
+    assert (nd.pool, nd.refine, nd.refine_settings) == ("gan_disc_select", True, {"lr": 0.0})
+    assert METHODS["gan_disc_select_no_labeler"].pool == "gan_disc_select_no_labeler"
 
 
 def test_default_output_folder_is_checked_and_unique_within_a_second(tmp_path, monkeypatch):
@@ -348,6 +353,11 @@ def test_every_registered_pool_is_size_matched(tmp_path):
 
     assert sel.metrics["kept_by"] == "discriminator" and rnd.metrics["kept_by"] == "random"
     assert len(sel.histories) == len(rnd.histories) and mean_realness(sel) > mean_realness(rnd)
+    # the same without the labeler: the unfiltered draw, kept by the discriminator (exactly the size)
+    unf = POOLS["gan_no_labeler"].build(th, cfg, fixed, tmp_path, True)
+    nol = POOLS["gan_disc_select_no_labeler"].build(th, cfg, fixed, tmp_path, True)
+    assert nol.metrics["kept_by"] == "discriminator" and len(nol.histories) == len(unf.histories)
+    assert mean_realness(nol) > mean_realness(unf)
     # self-distillation continues each short history with items drawn from the teacher
     cfg = seq_config({"expand_below": 8, "n_new": 2, "expansions": 1}, seed=0)
     res = POOLS["self_distill"].build(th, cfg, teacher, tmp_path)

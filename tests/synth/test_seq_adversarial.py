@@ -103,3 +103,13 @@ def test_too_few_episodes_and_bad_settings_are_refused():
         RefineConfig(samples=1)
     with pytest.raises(ValueError, match="beta"):
         RefineConfig(beta=-1)
+
+
+def test_lr_zero_keeps_the_policy_and_still_trains_the_discriminator():
+    """The study's ``gan_disc_select_no_adversarial`` runs the stage at lr 0: the policy must come
+    back exactly as it went in, and the discriminator must still learn the planted flaw (its
+    held-out accuracy well above chance), so the selector alone is what that ablation keeps."""
+    v, o = _real(300)
+    out = refine(_reference(), v, o, N_ITEMS, RefineConfig(beta=0.1, **{**CFG, "lr": 0.0, "steps": 20}), n_new=2, prompt_below=6)
+    assert torch.equal(out.policy.w, _reference().w)
+    assert out.report["d_heldout_acc_end"] > 0.7
