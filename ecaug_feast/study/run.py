@@ -146,6 +146,7 @@ def write_outputs(summary: dict[str, Any], rows: list[dict[str, Any]], out_dir: 
     """The output files, written to a temp folder and renamed into place."""
     out_dir = out_dir.expanduser().resolve()
     check_out_dir(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)  # a new results folder's parent (merge_study --out a/b)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         (tmp / "results.json").write_text(json.dumps(summary, indent=1, default=_jsonable))

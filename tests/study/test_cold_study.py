@@ -141,6 +141,8 @@ def test_a_study_split_over_seeds_merges_into_one_report(tmp_path):
     _fake_run(tmp_path / "s0", 0)
     _fake_run(tmp_path / "s1", 1)
     s = merge_studies([tmp_path / "s0", tmp_path / "s1"], tmp_path / "merged")
+    # a new results folder (merge_study --out docs/results/NEW/beauty): its parent is made, no traceback
+    assert merge_studies([tmp_path / "s0", tmp_path / "s1"], tmp_path / "new" / "beauty")["protocol"]["seed_list"] == [0, 1]
     assert s["protocol"]["seed_list"] == [0, 1] and s["protocol"]["first_seed"] == 0 and s["protocol"]["seeds"] == 2
     rows = {r["method"]: r for r in s["results"]}
     assert rows["cold_id_only"]["seeds"] == 2 and rows["cold_id_only"]["groups"]["cold"]["users"] == 10
