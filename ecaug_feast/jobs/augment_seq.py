@@ -108,21 +108,19 @@ def load_training_histories(ws: Workspace, max_len: int = 50) -> TrainingHistori
 
 
 # the teacher's defaults (`ecaug augment` with a teacher, the demo): the method the choose half
-# picks by the rule of docs/results/default-choice.md (declared before the figures it read),
-# `gan_disc_select`: the teacher refined against a discriminator under a KL penalty to itself (the
-# adversarial stage, the protocol's 150 steps, lr 2e-4, beta .1), its continuations under the
+# picks by the rule of docs/results/default-choice.md (declared before the figures it read) over
+# all its cells (10, 25 and 100 %), `distill_priors`: the teacher's continuations under the
 # generator's sampling priors (transition mix .08, attribute coherence), labeler-filtered, drawn 5
-# times and of what passes 3 x the short histories kept: the ones the stage's discriminator finds
-# most real (`keep`). 2 items continued, no whole synthetic users, no adversarial phase for the
-# generator's own network (it only lends the labeler its item vectors). Until 2026-12-05 (second
-# session) the default was `distill_priors` (the same without the stage, kept at random; chosen by
-# test means); `{"refine": null, "keep": "random"}` in --config draws it. A --config file's fields
-# override these.
+# times and of what passes 3 x the short histories kept at random. 2 items continued, no whole
+# synthetic users, no adversarial phase for the generator's own network (it only lends the labeler
+# its item vectors). From 2026-12-05 (second session, the rule applied to 25 and 100 % only) to the
+# third session the default was `gan_disc_select`: the teacher refined by the adversarial stage
+# and the pool kept by its discriminator; `{"refine": {"steps": 150, "lr": 2e-4, "beta": 0.1},
+# "keep": "discriminator"}` in --config draws it. A --config file's fields override these.
 TEACHER_DEFAULTS: dict[str, Any] = {"n_new": 2, "synthetic_share": 0.0, "expansions": 3, "match_size": True,
-                                    "gan": {"reverse": False, "adversarial": False},
-                                    "refine": {"steps": 150, "lr": 2.0e-4, "beta": 0.1}, "keep": "discriminator"}
+                                    "gan": {"reverse": False, "adversarial": False}}
 # the study registry's name for what TEACHER_DEFAULTS draw (the lineage's ``recipe``)
-TEACHER_RECIPE = "gan_disc_select"
+TEACHER_RECIPE = "distill_priors"
 
 
 def seq_config(overrides: Any = None, seed: int = 0, source: str = "--config",

@@ -59,9 +59,10 @@ _SEQ = [
            pool="gan", teacher=True, refine=True, gan=_FORWARD),
     Method("gan_no_labeler", "ablation: gan_augmented's refined continuations, no labeler filter", pool="gan_no_labeler",
            teacher=True, refine=True, gan=_FORWARD),
-    # what `ecaug augment` runs by default with a teacher (jobs.augment_seq.TEACHER_DEFAULTS, config
-    # keep: discriminator + refine): the choose half's pick by docs/results/default-choice.md
-    Method("gan_disc_select", "the product default: gan_augmented's pool, the histories kept chosen by the "
+    # the product default from 2026-12-05 (second session; the rule of docs/results/default-choice.md
+    # applied to 25 and 100 % only) to the third session, when the rule's full cells chose
+    # distill_priors; config refine + keep: discriminator draws it
+    Method("gan_disc_select", "the product default of the second session: gan_augmented's pool, the histories kept chosen by the "
                               "adversarial stage's discriminator (the most real-looking) instead of at random",
            pool="gan_disc_select", teacher=True, refine=True, gan=_FORWARD),
     # the default's ablations: its labeler, and its policy updates (the stage's discriminator still
@@ -76,10 +77,11 @@ _SEQ = [
     Method("gan_no_adversarial", "ablation: gan_augmented without the adversarial stage: the real-only model's own "
                                  "continuations, labeler-filtered (self_distill + the labeler)",
            pool="gan", teacher=True, gan=_FORWARD),
-    # the product default until 2026-12-05 (second session; chosen by test means, the choose half
-    # ranked gan_disc_select first): gan_no_adversarial's settings under a name that says what it
-    # is (SAME_SETTINGS); `{"refine": null, "keep": "random"}` in ecaug augment's --config draws it
-    Method("distill_priors", "the product default before gan_disc_select: the real-only model's continuations steered by the data's "
+    # what `ecaug augment` runs by default with a teacher (jobs.augment_seq.TEACHER_DEFAULTS): the
+    # choose half's pick by docs/results/default-choice.md over 10, 25 and 100 % (the default until
+    # 2026-12-05 too, then chosen by test means): gan_no_adversarial's settings under a name that says what it
+    # is (SAME_SETTINGS)
+    Method("distill_priors", "the product default: the real-only model's continuations steered by the data's "
                              "item transitions and attribute coherence (the generator's sampling priors), "
                              "labeler-filtered; no adversarial stage (the settings of gan_no_adversarial)",
            pool="gan", teacher=True, gan=_FORWARD),

@@ -50,18 +50,18 @@ def test_demo_every_step(tmp_path, monkeypatch):
 
     # the train step runs first, and its sequence model (models/real) is the augment step's teacher,
     # chosen as `ecaug augment` chooses it by default, under the teacher's settings (no whole
-    # synthetic users; the generator's sampling priors; the teacher refined by the adversarial stage
-    # and the pool kept by its discriminator: gan_disc_select), as the lineage records
+    # synthetic users; the generator's sampling priors, no adversarial stage, kept at random:
+    # distill_priors), as the lineage records
     assert list(out["seconds"]).index("train") < list(out["seconds"]).index("augment")
     assert aug["teacher"] == tr["checkpoint"] and aug["synthetic"] == 0
     manifest = json.loads((home / "runs" / aug["run_id"] / "manifest.json").read_text())
     assert manifest["lineage"]["teacher"]["checkpoint"] == tr["checkpoint"], manifest["lineage"]
     assert manifest["lineage"]["teacher_choice"].startswith("default")
-    assert manifest["lineage"]["recipe"] == "gan_disc_select"
+    assert manifest["lineage"]["recipe"] == "distill_priors"
     assert manifest["config"]["gan"]["transition_mix"] == 0.08 and manifest["config"]["expansions"] == 3
-    assert manifest["config"]["gan"]["adversarial"] is False and manifest["config"]["keep"] == "discriminator"
-    assert manifest["config"]["refine"]["steps"] == 150 and manifest["lineage"]["teacher"]["refinement"]["steps"] == 150
-    assert manifest["metrics"]["kept_by"] in ("discriminator", "all")  # all: fewer passed than the pool's size
+    assert manifest["config"]["gan"]["adversarial"] is False and manifest["config"]["keep"] == "random"
+    assert manifest["config"]["refine"] is None and "refinement" not in manifest["lineage"]["teacher"]
+    assert manifest["metrics"]["kept_by"] in ("random", "all")  # all: fewer passed than the pool's size
 
     # finetune (ecaug finetune's defaults: pre-train on real + the run, then real) and the
     # comparison the demo ends on: both models on the same test users

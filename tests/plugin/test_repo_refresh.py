@@ -206,9 +206,9 @@ def test_the_shops_trained_recommender_is_the_teacher(tmp_path: Path, redis_url:
     assert m2["lineage"]["teacher"]["items_known"] == m2["lineage"]["teacher"]["items"] > 0  # every sku known to the model
     # the teacher's settings under the --config file's: continuations (forward), 3 expansions per short history
     assert m2["config"]["seq_config"]["gan"]["reverse"] is False and m2["config"]["seq_config"]["expansions"] == 3
-    # what the study measured (gan_disc_select): its size rule, the adversarial stage, the lineage says so
-    assert m2["config"]["seq_config"]["match_size"] is True and m2["lineage"]["recipe"].startswith("gan_disc_select")
-    assert m2["lineage"]["teacher"]["refinement"]["steps"] == 150 and m2["config"]["seq_config"]["keep"] == "discriminator"
+    # what the study measured (distill_priors): its size rule, no adversarial stage, the lineage says so
+    assert m2["config"]["seq_config"]["match_size"] is True and m2["lineage"]["recipe"].startswith("distill_priors")
+    assert "refinement" not in m2["lineage"]["teacher"] and m2["config"]["seq_config"]["keep"] == "random"
     assert m2["metrics"]["pool_size"] > 0 and m2["metrics"]["accepted"] <= m2["metrics"]["pool_size"]
     assert m1["config"]["seq_config"]["gan"]["reverse"] is True and m1["config"]["seq_config"]["expansions"] == 1
 
@@ -239,6 +239,6 @@ def test_the_shops_trained_recommender_is_the_teacher(tmp_path: Path, redis_url:
     assert m4["lineage"]["teacher"]["refinement"]["steps"] == 3
     assert m4["metrics"]["kept_by"] == "discriminator" and m4["metrics"]["accepted"] == m4["metrics"]["pool_size"] > 0
     assert m4["config"]["seq_config"]["keep"] == "discriminator" and m4["config"]["seq_config"]["refine"]["steps"] == 3
-    (tmp_path / "bad.json").write_text(json.dumps({"refine": None}))  # keep: discriminator, the default
+    (tmp_path / "bad.json").write_text(json.dumps({"keep": "discriminator"}))  # without refine
     code, out, err = ecaug_cli([*aug[:5], "--config", str(tmp_path / "bad.json")], capsys, monkeypatch)
     assert code == 2 and "bad.json" in err and "needs refine" in err and "Traceback" not in err

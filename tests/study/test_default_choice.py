@@ -4,18 +4,8 @@ groups, and switches only at >= +1 %."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _mod():
-    spec = importlib.util.spec_from_file_location("default_choice", ROOT / "benchmarks" / "default_choice.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _results(path: Path, dataset: str, fraction: float, rows: list[tuple[str, int, float]]) -> Path:
@@ -26,8 +16,8 @@ def _results(path: Path, dataset: str, fraction: float, rows: list[tuple[str, in
     return path
 
 
-def test_the_rule_reads_the_choose_half_and_its_margin(tmp_path, capsys):
-    mod = _mod()
+def test_the_rule_reads_the_choose_half_and_its_margin(tmp_path, capsys, bench):
+    mod = bench("default_choice")
     a = _results(tmp_path / "a", "beauty", 0.25, [("gan_disc_select", 0, 0.0306), ("gan_no_adversarial", 0, 0.03),
                                                  ("gan_disc_select", 1, 0.0300), ("gan_no_adversarial", 1, 0.03),
                                                  ("real_only", 0, 0.5)])

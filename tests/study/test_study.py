@@ -200,12 +200,12 @@ def test_contrasts_give_the_gap_between_a_method_and_its_control_in_lift_points(
 
 
 def test_the_product_default_method_is_what_augment_runs():
-    """``gan_disc_select`` (the default by docs/results/default-choice.md) draws as ``ecaug augment``
-    does with a teacher: the config the study builds for it under seq-study-6k equals the teacher
-    defaults' in every setting that draws (generator, adversarial stage, 2 items, 3 expansions, no
-    whole synthetic users), and the product keeps by the discriminator out of a matched draw, as
-    the study's builder does. ``distill_priors`` (the default before) is gan_no_adversarial's
-    setting under a plain name."""
+    """``distill_priors`` (the default by docs/results/default-choice.md over all its cells) draws
+    as ``ecaug augment`` does with a teacher: the config the study builds for it under
+    seq-study-6k, -10 and -100 equals the teacher defaults' in every setting that draws
+    (generator, no adversarial stage, 2 items, 3 expansions, no whole synthetic users, kept at
+    random out of a matched draw). ``gan_disc_select`` (the default of the second session) is the
+    option the lineage names when --config adds the protocol's stage and ``keep: discriminator``."""
     from dataclasses import asdict
 
     from ecaug_feast.errors import EcaugError
@@ -215,23 +215,24 @@ def test_the_product_default_method_is_what_augment_runs():
     from ecaug_feast.study.registry import METHODS, SAME_SETTINGS
 
     m = METHODS[TEACHER_RECIPE]
-    assert m.name == "gan_disc_select" and m.pool == "gan_disc_select" and m.teacher and m.refine
+    assert m.name == "distill_priors" and m.pool == "gan" and m.teacher and not m.refine
     product = seq_config(None, defaults=TEACHER_DEFAULTS)
-    assert product.keep == "discriminator" and product.match_size
+    assert product.keep == "random" and product.match_size and product.refine is None
     for name in ("seq-study-6k.yaml", "seq-study-6k-10.yaml", "seq-study-6k-100.yaml"):
         p = make_protocol(read_file(ROOT / "benchmarks" / "protocols" / name))
-        study = seq_config({"expand_below": p.expand_below, "n_new": p.n_new, "expansions": p.expansions[0],
-                            "synthetic_share": 0.0, "gan": {**p.generator, **m.gan}, "refine": dict(p.refine)})
-        for key in ("expand_below", "n_new", "expansions", "synthetic_share", "refine", "labeler", "max_c2st_auc"):
-            assert asdict(study)[key] == asdict(product)[key], (name, key)
-        assert {k: v for k, v in asdict(study.gan).items() if k != "threads"} == \
-            {k: v for k, v in asdict(product.gan).items() if k != "threads"}, name
+        for meth, over in ((m, {}), (METHODS["gan_disc_select"], {"refine": dict(p.refine), "keep": "discriminator"})):
+            study = seq_config({"expand_below": p.expand_below, "n_new": p.n_new, "expansions": p.expansions[0],
+                                "synthetic_share": 0.0, "gan": {**p.generator, **meth.gan},
+                                "refine": dict(p.refine) if meth.refine else None})
+            prod = seq_config(over or None, defaults=TEACHER_DEFAULTS)
+            for key in ("expand_below", "n_new", "expansions", "synthetic_share", "refine", "labeler", "max_c2st_auc"):
+                assert asdict(study)[key] == asdict(prod)[key], (name, meth.name, key)
+            assert {k: v for k, v in asdict(study.gan).items() if k != "threads"} == \
+                {k: v for k, v in asdict(prod.gan).items() if k != "threads"}, name
+            assert _recipe("t", AugmentRequestStub(), prod) == meth.name
     assert _recipe("t", AugmentRequestStub(), product) == TEACHER_RECIPE
-    assert _recipe("t", AugmentRequestStub(), seq_config({"refine": None, "keep": "random"}, defaults=TEACHER_DEFAULTS)) \
-        == "distill_priors"
     same = METHODS["gan_no_adversarial"]
-    prior = METHODS["distill_priors"]
-    assert (prior.pool, prior.teacher, prior.refine, prior.gan, prior.protocol, prior.stages) == \
+    assert (m.pool, m.teacher, m.refine, m.gan, m.protocol, m.stages) == \
         (same.pool, same.teacher, same.refine, same.gan, same.protocol, same.stages)
     assert SAME_SETTINGS == {"distill_priors": "gan_no_adversarial"}  # found from the settings, not kept by hand
     with pytest.raises(EcaugError, match="p.yaml: method.s. distill_priors and gan_no_adversarial are one setting"):
