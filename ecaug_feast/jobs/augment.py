@@ -214,8 +214,8 @@ def run_sequence(ws: Workspace, req: AugmentRequest) -> dict[str, Any]:
 
 def _recipe(teacher: Any, req: AugmentRequest, cfg: Any) -> str | None:
     """The study's name for what a teacher draws (the lineage's ``recipe``): ``gan_disc_select``
-    (``TEACHER_RECIPE``) when the adversarial stage runs (config ``refine``) and its discriminator
-    picks what is kept (``keep``), ``gan_augmented`` with the stage alone, ``distill_priors``
+    when the adversarial stage runs (config ``refine``) and its discriminator picks what is kept
+    (``keep``), ``gan_augmented`` with the stage alone, ``distill_priors`` (``TEACHER_RECIPE``)
     with neither; marked when
     --config or --steps (which moves only the generator's own adversarial phase) changed the
     settings. None without a teacher."""
