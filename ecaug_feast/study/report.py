@@ -87,9 +87,9 @@ CONTRASTS = (("gan_augmented", "self_distill"), ("gan_augmented", "real_twice"),
              ("gan_no_adversarial", "distill_priors_no_labeler"), ("distill_priors", "distill_priors_no_labeler"),
              # the whole GAN part (stage + discriminator selection) against the pool without it
              ("gan_disc_select", "gan_no_adversarial"), ("gan_disc_select", "distill_priors"),
-             # the product default (gan_disc_select since 2026-12-05) against the two controls
+             # gan_disc_select (the product default for one session) against the two controls
              ("gan_disc_select", "self_distill"), ("gan_disc_select", "real_twice"),
-             # the default's ablations: its policy updates, its labeler; and the ASReP control
+             # gan_disc_select's ablations: its policy updates, its labeler; and the ASReP control
              ("gan_disc_select", "gan_disc_select_no_adversarial"), ("gan_disc_select", "gan_disc_select_no_labeler"),
              ("gan_disc_select", "pseudo_prior"))
 

@@ -248,7 +248,7 @@ def test_a_refined_teachers_run_records_the_adversarial_stage(feast_env, publish
     from ecaug_feast.cli.main import app
 
     _base_checkpoint(published["ws"], feast_env.data.name)
-    # kept at random in both (the default keeps by the stage's discriminator, which needs the stage)
+    # kept at random in both (keep: discriminator would need the stage in both)
     base = {"gan": TINY_GAN, "expand_below": 4, "c2st_rows": 500, "max_c2st_auc": 1.0, "keep": "random"}
     outs = []
     for refine in (None, {"steps": 4, "d_warmup": 2, "prompts": 8, "d_batch": 32, "lr": 0.05, "beta": 0.0}):
