@@ -56,7 +56,7 @@ from ecaug_feast.histories import Histories
 from ecaug_feast.ids import DEFAULT_KEY_PREFIX
 from ecaug_feast.jobs.augment_repo import _write_run
 from ecaug_feast.jobs.augment_seq import (GENERATOR_VERSION, TrainingHistories, discriminator_rank, matched_draw,
-                                          refine_teacher, seq_config)
+                                          refine_teacher, require_forward, seq_config)
 from ecaug_feast.jobs.repo_features import BUILTIN, builtin_function
 from ecaug_feast.jobs.repo_keys import _KINDS, KeySpace
 from ecaug_feast.jobs.repo_runs import publish_run, repo_store
@@ -273,8 +273,7 @@ def build_run(inp: EventsInput, cfg: SeqAugmentConfig, publish: bool = True,
     if teacher is None and teacher_for is not None:
         teacher = teacher_for(item_keys)
     warm = warm_for(item_keys) if warm_for is not None else None
-    if teacher is not None and cfg.gan.reverse:
-        raise EcaugError("a teacher continues histories: the generator must run forward (set gan.reverse false in --config)")
+    require_forward(cfg, teacher)
     if cfg.refine is not None:  # the adversarial stage, before a run id is taken
         if teacher is None:
             raise EcaugError("config 'refine' (the adversarial stage) refines the shop's recommender: train one first "

@@ -190,8 +190,8 @@ def augment_seq_run(ws: Workspace, config: SeqAugmentConfig | None = None, seed:
     if publish and not pool.publishable:
         raise EcaugError(f"method {method}: a study-only pool (no privacy, copy or history gates; "
                          f"publishable: {', '.join(k for k, v in POOLS.items() if v.publishable)}); it is never published")
-    if teacher is not None and cfg.gan.reverse and method == "gan":
-        raise EcaugError("--teacher continues histories: the generator must run forward (set gan.reverse false in --config)")
+    if method == "gan":
+        require_forward(cfg, teacher)
     if pool.needs_teacher and teacher is None:
         raise EcaugError(f"method {method}: needs --teacher CHECKPOINT (the model whose continuations are drawn)")
     if pool.needs_refine and cfg.refine is None:
@@ -287,6 +287,13 @@ def _plain_result(th: TrainingHistories, cfg: SeqAugmentConfig, hist: list[np.nd
                             np.ones(len(hist), np.float32), bool(hist), m, None, history_end_times(src, th.times.last_ns, cfg.seed))
 
 
+def require_forward(cfg: SeqAugmentConfig, teacher: Scorer | None) -> None:
+    """A teacher appends next items to a history, so a generator set to prepend (``gan.reverse``)
+    cannot use one: one line, not a pool of histories continued backwards."""
+    if teacher is not None and cfg.gan.reverse:
+        raise EcaugError("a teacher continues histories: the generator must run forward (set gan.reverse false in --config)")
+
+
 def _gan_pool(th: TrainingHistories, cfg: SeqAugmentConfig, teacher: Scorer | None, rep: Path, match: bool = False,
               rank: Callable[[SeqAugmentResult], np.ndarray] | None = None) -> SeqAugmentResult:
     """The pipeline (generator, or the teacher's continuations, + labeler + gates), sized by
@@ -373,8 +380,7 @@ def _gan_disc_select_no_labeler(th: TrainingHistories, cfg: SeqAugmentConfig, te
     teacher's continuations, unfiltered, of which the discriminator keeps the :func:`pool_size`
     most real-looking. With no labeler dropping about a quarter first, the discriminator keeps 3
     of 5 draws here against about 3 of 4 after the labeler."""
-    if teacher is not None and cfg.gan.reverse:
-        raise EcaugError("--teacher continues histories: the generator must run forward (set gan.reverse false in --config)")
+    require_forward(cfg, teacher)
     return matched_draw(lambda c: _generator_pool(th, c, c.gan, "gan_disc_select_no_labeler", teacher), cfg, _lengths(th),
                         True, discriminator_rank(_discriminator(teacher), cfg))
 
@@ -396,8 +402,7 @@ def _generator_pool(th: TrainingHistories, cfg: SeqAugmentConfig, gan_cfg: Any, 
 
 
 def _gan_no_labeler(th: TrainingHistories, cfg: SeqAugmentConfig, teacher: Scorer | None, rep: Path, match: bool = False) -> SeqAugmentResult:
-    if teacher is not None and cfg.gan.reverse:
-        raise EcaugError("--teacher continues histories: the generator must run forward (set gan.reverse false in --config)")
+    require_forward(cfg, teacher)
     return _generator_pool(th, cfg, cfg.gan, "gan_no_labeler", teacher)
 
 

@@ -515,3 +515,17 @@ def test_discriminator_rank_reads_histories_in_the_models_numbering():
         seq_config({"keep": "discriminator"}, source="c.json")
     with pytest.raises(EcaugError, match="c.json: SeqAugmentConfig: keep 'best': one of random, discriminator"):
         seq_config({"keep": "best"}, source="c.json")
+
+
+def test_every_builder_that_reads_a_teacher_refuses_a_reversed_generator_before_any_work():
+    """A teacher appends items: the unfiltered pools that read one refuse gan.reverse in one line
+    before fitting anything (their training histories here are None: any read would fail with a
+    traceback). The ``gan`` pool's check is the CLI's (test_teacher_input_is_checked_in_one_line)."""
+    from ecaug_feast.jobs.augment_seq import POOLS, seq_config
+
+    cfg = seq_config({"gan": {"reverse": True}})
+    teacher = object()
+    for name in ("gan_no_labeler", "gan_disc_select_no_labeler"):
+        with pytest.raises(EcaugError, match="must run forward") as e:
+            POOLS[name].build(None, cfg, teacher, None, False)
+        assert "\n" not in str(e.value)
