@@ -32,3 +32,22 @@ def test_the_rule_reads_the_choose_half_and_its_margin(tmp_path, capsys, bench):
     assert mod.main([str(a), str(b)]) == 0
     printed = capsys.readouterr().out
     assert "choose-half" in printed and "99" not in printed
+
+
+def test_the_labeler_rule_pairs_the_unfiltered_ablation_with_gan_disc_select_at_no_margin(tmp_path, capsys, bench):
+    """--rule labeler: gan_disc_select is the incumbent here (distill_priors is not read), and a
+    mean of exactly 0 % drops the filter (the rule grants no margin either way)."""
+    mod = bench("default_choice")
+    a = _results(tmp_path / "a", "beauty", 0.25, [("gan_disc_select_no_labeler", 0, 0.0303), ("gan_disc_select", 0, 0.03),
+                                                 ("distill_priors", 0, 0.9)])
+    b = _results(tmp_path / "b", "toys", 1.0, [("gan_disc_select_no_labeler", 1, 0.0297), ("gan_disc_select", 1, 0.03)])
+    out = mod.decide(mod.choose_cells([a, b], "labeler"), "labeler")
+    assert [(c["dataset"], c["incumbent"]) for c in out["cells"]] == [("beauty", 0.03), ("toys", 0.03)]
+    assert abs(out["mean"]) < 1e-9 and out["default"] == "gan_disc_select_no_labeler" and out["margin"] == 0.0
+    # the first rule reads none of these cells but gan_disc_select against distill_priors
+    assert [c["candidate"] for c in mod.decide(mod.choose_cells([a, b]))["cells"]] == [0.03]
+    b2 = _results(tmp_path / "b2", "toys", 1.0, [("gan_disc_select_no_labeler", 1, 0.0294), ("gan_disc_select", 1, 0.03)])
+    assert mod.decide(mod.choose_cells([a, b2], "labeler"), "labeler")["default"] == "gan_disc_select"
+    assert mod.main([str(a), str(b), "--rule", "labeler"]) == 0
+    printed = capsys.readouterr().out
+    assert "gan_disc_select_no_labeler" in printed and "rule labeler" in printed and "0.9" not in printed
