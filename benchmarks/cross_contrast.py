@@ -21,19 +21,19 @@ from pathlib import Path
 import numpy as np
 
 from ecaug_feast.study.report import BASE, contrast_interval
+from ecaug_feast.study.run import read_outputs
 
 
 def _load(d: Path) -> tuple[dict, dict[tuple[str, str, int], np.ndarray]]:
-    """results.json, and (method, fraction, seed) -> per-user NDCG@10 (("users", f, s): user ids)."""
-    res = json.loads((d / "results.json").read_text())
-    z = np.load(d / "per_user.npz")
+    """results.json, and (method, fraction, seed) -> per-user NDCG@10 (("users", f, s): user ids),
+    read by the study's own reader (``study.run.read_outputs``)."""
+    res, rows = read_outputs(d)
     arrays = {}
-    for k in z.files:
-        parts = k.split("|")
-        if len(parts) == 4 and parts[3] == "ndcg@10":
-            arrays[(parts[0], parts[1], int(parts[2]))] = z[k]
-        elif len(parts) == 3 and parts[0] == "users":
-            arrays[("users", parts[1], int(parts[2]))] = z[k]
+    for r in rows:
+        f, s = f"{r['fraction']:g}", int(r["seed"])
+        if "ndcg@10" in r["per_user"]:
+            arrays[(r["method"], f, s)] = r["per_user"]["ndcg@10"]
+        arrays[("users", f, s)] = r["users"]
     return res, arrays
 
 

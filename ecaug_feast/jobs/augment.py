@@ -35,7 +35,7 @@ from ecaug_feast.jobs import repair
 from ecaug_feast.features.build import read_feature_meta
 from ecaug_feast.jobs.augment_events import augment_events, repo_teacher
 from ecaug_feast.jobs.augment_repo import augment_repo
-from ecaug_feast.jobs.augment_seq import TEACHER_DEFAULTS, augment_seq_run, seq_config_file
+from ecaug_feast.jobs.augment_seq import TEACHER_DEFAULTS, TEACHER_RECIPE, augment_seq_run, seq_config_file
 from ecaug_feast.jobs.runs import activate_and_publish, check_dataset, materialized, source_lineage
 from ecaug_feast.jobs.workspace import Workspace
 from ecaug_feast.quality.gates import GateConfig
@@ -221,7 +221,7 @@ def _recipe(teacher: Any, req: AugmentRequest, cfg: Any) -> str | None:
     settings. None without a teacher."""
     if teacher is None:
         return None
-    base = "gan_disc_select" if cfg.keep == "discriminator" else "gan_augmented" if cfg.refine is not None else "distill_priors"
+    base = "gan_disc_select" if cfg.keep == "discriminator" else "gan_augmented" if cfg.refine is not None else TEACHER_RECIPE
     changed = req.config is not None or (req.steps is not None and cfg.gan.adversarial)
     return f"{base}, changed by --config/--steps" if changed else base
 

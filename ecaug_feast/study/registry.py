@@ -65,7 +65,7 @@ _SEQ = [
     Method("gan_disc_select", "the product default of the second session: gan_augmented's pool, the histories kept chosen by the "
                               "adversarial stage's discriminator (the most real-looking) instead of at random",
            pool="gan_disc_select", teacher=True, refine=True, gan=_FORWARD),
-    # the default's ablations: its labeler, and its policy updates (the stage's discriminator still
+    # gan_disc_select's ablations: its labeler, and its policy updates (the stage's discriminator still
     # trains, against the unrefined teacher's continuations: the selector alone)
     Method("gan_disc_select_no_labeler", "ablation: gan_disc_select without the labeler filter: the same 1.5x draw "
                                          "unfiltered, the discriminator's most real-looking kept",

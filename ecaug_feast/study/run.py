@@ -193,6 +193,23 @@ def _jsonable(x: Any) -> Any:
 PER_RUN = ("seeds", "first_seed", "workers")
 
 
+def read_outputs(d: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A study output folder read back, as :func:`write_outputs` wrote it: ``results.json``, and
+    its runs as rows, each with its per-user arrays (``per_user``) and test user ids (``users``).
+    A folder that is not a study output: one-line error."""
+    try:
+        res = json.loads((d / "results.json").read_text())
+        npz = np.load(d / "per_user.npz")
+    except (OSError, ValueError) as exc:
+        raise EcaugError(f"{d}: not a study output ({type(exc).__name__})") from None
+    rows = []
+    for r in res["runs"]:
+        tag = f"{r['method']}|{r['fraction']:g}|{r['seed']}|"
+        per_user = {k[len(tag):]: npz[k] for k in npz.files if k.startswith(tag)}
+        rows.append({**r, "per_user": per_user, "users": npz[f"users|{r['fraction']:g}|{r['seed']}"]})
+    return res, rows
+
+
 def merge_studies(dirs: list[Path], out_dir: Path, methods_may_differ: bool = False) -> dict[str, Any]:
     """One study's outputs from runs of the same protocol over different seeds (``first_seed``):
     the rows and per-user arrays read back from each run's ``results.json`` / ``per_user.npz``,
@@ -205,20 +222,13 @@ def merge_studies(dirs: list[Path], out_dir: Path, methods_may_differ: bool = Fa
     methods_by_seed: dict[int, list[str]] = {}
     protos, commands, seconds = [], [], 0.0
     for d in map(Path, dirs):
-        try:
-            res = json.loads((d / "results.json").read_text())
-            npz = np.load(d / "per_user.npz")
-        except (OSError, ValueError) as exc:
-            raise EcaugError(f"{d}: not a study output ({type(exc).__name__})") from None
+        res, run_rows = read_outputs(d)
         protos.append({k: v for k, v in res["protocol"].items() if k not in per_run})
         for r in res["runs"]:
             methods_by_seed.setdefault(int(r["seed"]), []).append(r["method"])
         commands.append(res.get("command", ""))
         seconds += float(res.get("seconds", 0))
-        for r in res["runs"]:
-            tag = f"{r['method']}|{r['fraction']:g}|{r['seed']}|"
-            per_user = {k[len(tag):]: npz[k] for k in npz.files if k.startswith(tag)}
-            rows.append({**r, "per_user": per_user, "users": npz[f"users|{r['fraction']:g}|{r['seed']}"]})
+        rows.extend(run_rows)
     if any(p != protos[0] for p in protos):
         raise EcaugError("merge: the runs' protocols differ in more than their seeds")
     keys = [(r["method"], r["fraction"], r["seed"]) for r in rows]

@@ -14,7 +14,8 @@ import pytest
 
 def _folder(path: Path, arrays: dict[tuple[str, int], np.ndarray]) -> Path:
     path.mkdir(parents=True)
-    (path / "results.json").write_text(json.dumps({"protocol": {"dataset": "beauty"}}))
+    runs = [{"method": m, "fraction": 0.25, "seed": s} for m, s in arrays]  # as study.run.write_outputs lists them
+    (path / "results.json").write_text(json.dumps({"protocol": {"dataset": "beauty"}, "runs": runs}))
     z = {f"{m}|0.25|{s}|ndcg@10": v for (m, s), v in arrays.items()}
     z.update({f"users|0.25|{s}": np.arange(50) for s in {s for _, s in arrays}})
     np.savez_compressed(path / "per_user.npz", **z)
